@@ -1,0 +1,87 @@
+"""Shared fixtures: a real Pushgateway per test, an isolated environment and store."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import servers
+
+
+class Gateway:
+    """A running Pushgateway with helpers to read back what it holds."""
+
+    def __init__(self, server: servers.Server) -> None:
+        self.server = server
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The gateway's ``/api/v1/metrics`` data: one entry per group."""
+        with urllib.request.urlopen(self.url + "/api/v1/metrics", timeout=5) as r:
+            return list(json.load(r)["data"])
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def samples(self, job: str, **labels: str) -> dict[str, float]:
+        """Every sample of the one group matching ``job`` and ``labels``, keyed by
+        ``name`` or ``name{k="v",...}`` (grouping labels left out)."""
+        found = [g for g in self.groups() if _matches(g["labels"], job, labels)]
+        assert len(found) == 1, f"expected one group for {job} {labels}, got {len(found)}"
+        group = found[0]
+        out: dict[str, float] = {}
+        for name, family in group.items():
+            if name in ("labels", "last_push_successful"):
+                continue
+            for m in family["metrics"]:
+                extra = {
+                    k: v for k, v in m.get("labels", {}).items() if k not in group["labels"]
+                }
+                key = name
+                if extra:
+                    key += "{" + ",".join(f'{k}="{v}"' for k, v in sorted(extra.items())) + "}"
+                out[key] = float(m["value"])
+        return out
+
+    def restart(self) -> None:
+        self.server.restart()
+
+
+def _matches(group_labels: dict[str, str], job: str, labels: dict[str, str]) -> bool:
+    if group_labels.get("job") != job:
+        return False
+    return all(group_labels.get(k) == v for k, v in labels.items())
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """A fresh real Pushgateway on a free loopback port."""
+    server = servers.pushgateway(tmp_path / "pushgateway").start()
+    try:
+        yield Gateway(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test sees the developer's jobreport settings; the store lives in tmp_path."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("JOBREPORT_") or key == "PUSHGATEWAY_URL":
+            monkeypatch.delenv(key)
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("JOBREPORT_CONFIG", str(tmp_path / "no-config.toml"))
+    return state

@@ -1,0 +1,138 @@
+"""Start the real Debian programs (Pushgateway, Prometheus, Alertmanager) on loopback.
+
+Each server gets a free port and its own temporary data directory, is waited for until it
+answers ``/-/ready`` and is stopped afterwards. Used by fixtures in conftest.py and by any
+test module that needs more than one server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server process and where it listens."""
+
+    name: str
+    argv: list[str]
+    port: int
+    workdir: Path
+    scheme: str = "http"
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.workdir / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self, ready_path: str = "/-/ready", timeout: float = 20.0) -> Server:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log.read_text()}")
+            if self.scheme == "http":
+                try:
+                    with urllib.request.urlopen(self.url + ready_path, timeout=1) as r:
+                        if r.status == 200:
+                            return self
+                except (urllib.error.URLError, OSError):
+                    pass
+            else:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                        return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> Server:
+        self.stop()
+        return self.start()
+
+
+def pushgateway(
+    workdir: Path,
+    *,
+    port: int | None = None,
+    persistence: bool = False,
+    extra: Sequence[str] = (),
+    scheme: str = "http",
+) -> Server:
+    """A Pushgateway (not started yet) with its data under ``workdir``."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    if persistence:
+        argv += [f"--persistence.file={workdir / 'pushgateway.db'}", "--persistence.interval=1s"]
+    argv += list(extra)
+    return Server("pushgateway", argv, port, workdir, scheme=scheme)
+
+
+def prometheus(workdir: Path, config: Path, *, port: int | None = None,
+               extra: Sequence[str] = ()) -> Server:
+    """A Prometheus (not started yet) with its TSDB under ``workdir``."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        PROMETHEUS,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+        *extra,
+    ]
+    return Server("prometheus", argv, port, workdir)
+
+
+def alertmanager(workdir: Path, config: Path, *, port: int | None = None,
+                 extra: Sequence[str] = ()) -> Server:
+    """An Alertmanager (not started yet), clustering off, data under ``workdir``."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        ALERTMANAGER,
+        f"--config.file={config}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+        *extra,
+    ]
+    return Server("alertmanager", argv, port, workdir)
