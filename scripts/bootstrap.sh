@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what jobreport's demo and tests need on a fresh Debian/Ubuntu machine:
+# the Debian packages for the Pushgateway, Prometheus and Alertmanager (when missing and
+# when we can: as root, or with passwordless sudo) and a virtual environment in .venv with
+# jobreport installed in editable mode. Safe to run again; it only does what is missing.
+#
+#   scripts/bootstrap.sh          # runtime only
+#   scripts/bootstrap.sh test     # plus the test tools (pytest, responses, mypy, ruff, ...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra=${1:-}
+
+need=()
+for pair in prometheus-pushgateway:prometheus-pushgateway prometheus:prometheus \
+            prometheus-alertmanager:prometheus-alertmanager promtool:prometheus amtool:prometheus-alertmanager; do
+  cmd=${pair%%:*} pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo -n"
+  echo "bootstrap: installing Debian packages: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+if [[ $extra == test ]]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+fi
