@@ -1,0 +1,51 @@
+"""jobreport: make batch jobs report to Prometheus through a Pushgateway.
+
+``with job_metrics("backup", expect_every="24h") as job: ...`` in Python, or
+``jobreport run --job backup -- CMD`` for anything else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jobreport._version import __version__
+from jobreport.errors import ConfigError, InvalidNameError, JobReportError, PushError, StoreError
+
+if TYPE_CHECKING:
+    from jobreport.config import Config, load_config
+    from jobreport.context import JobMetrics, job_metrics
+    from jobreport.flush import FlushResult, flush
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "FlushResult",
+    "InvalidNameError",
+    "JobMetrics",
+    "JobReportError",
+    "PushError",
+    "StoreError",
+    "__version__",
+    "flush",
+    "job_metrics",
+    "load_config",
+]
+
+_LAZY = {
+    "Config": "jobreport.config",
+    "load_config": "jobreport.config",
+    "JobMetrics": "jobreport.context",
+    "job_metrics": "jobreport.context",
+    "FlushResult": "jobreport.flush",
+    "flush": "jobreport.flush",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # keep `import jobreport` cheap: the store and HTTP stack load only when used
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobreport' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

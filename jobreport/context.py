@@ -1,0 +1,238 @@
+"""``job_metrics``: report a block of Python code, or a function, as one run of a job."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+
+from jobreport.config import Config, load_config
+from jobreport.durations import parse_duration
+from jobreport.errors import ConfigError, InvalidNameError
+from jobreport.names import check_job, check_labels, check_metric_name
+from jobreport.outcomes import from_exception
+from jobreport.report import Reporter, Run
+from jobreport.state import CustomFamily
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+__all__ = ["JobMetrics", "job_metrics"]
+
+log = logging.getLogger("jobreport")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _duration(name: str, value: str | float | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise ConfigError(name, "argument", str(e)) from None
+
+
+class JobMetrics:
+    """One run of a job: a context manager, a decorator, and the handle inside the block.
+
+    Use ``job_metrics(...)`` to make one. Names and arguments are checked on entry and raise
+    ``InvalidNameError`` / ``ConfigError`` before the body runs; nothing that happens to the
+    store or the gateway ever reaches the body or its caller.
+    """
+
+    def __init__(
+        self,
+        job: str,
+        *,
+        expect_every: str | float | None = None,
+        max_runtime: str | float | None = None,
+        grace: str | float | None = None,
+        labels: Mapping[str, str] | None = None,
+        heartbeat: str | float | None = None,
+        config: Config | None = None,
+        gateway: str | None = None,
+    ) -> None:
+        self.job = check_job(job)
+        self.labels = check_labels(labels)
+        self.expect_every = _duration("expect_every", expect_every)
+        self.max_runtime = _duration("max_runtime", max_runtime)
+        self.grace = _duration("grace", grace)
+        self.heartbeat_every = _duration("heartbeat", heartbeat)
+        if self.heartbeat_every is not None and self.heartbeat_every <= 0:
+            raise ConfigError("heartbeat", "argument", "must be more than zero")
+        self._config = config
+        self._gateway = gateway
+        self._reset()
+
+    def _reset(self) -> None:
+        self.size: float | None = None
+        self.items: float | None = None
+        self._gauges: dict[str, CustomFamily] = {}
+        self._collectors: list[Collector] = []
+        self._run: Run | None = None
+        self._reporter: Reporter | None = None
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
+        #: How the run ended (after the block): an outcome name and an exit code.
+        self.outcome: str | None = None
+        self.exit_code: int | None = None
+
+    @property
+    def run_id(self) -> int | None:
+        """The store's id of this run (None before the start is recorded or without a store)."""
+        return self._run.id if self._run is not None else None
+
+    # --- what the body reports ----------------------------------------------------------
+
+    def set_size(self, size_bytes: float) -> None:
+        """Bytes the run produced (``jobreport_last_size_bytes``); a later call replaces it."""
+        self.size = _number("size", size_bytes)
+
+    def add_items(self, n: float = 1) -> None:
+        """Add ``n`` to the items the run processed (``jobreport_last_items``)."""
+        self.items = (self.items or 0.0) + _number("items", n)
+
+    def gauge(self, name: str, value: float, help: str = "") -> None:
+        """Push a gauge of your own named ``name`` (not in jobreport's namespace) at the end."""
+        namespace = self._config.namespace if self._config else "jobreport"
+        check_metric_name(name, namespace)
+        self._gauges[name] = CustomFamily.gauge(name, _number(name, value), help)
+
+    def register(self, collector: Collector) -> Collector:
+        """Add any prometheus_client metric (or collector) to the end push; returns it."""
+        self._collectors.append(collector)
+        return collector
+
+    # --- context manager ----------------------------------------------------------------
+
+    def __enter__(self) -> JobMetrics:
+        self._reset()
+        try:
+            config = self._config or load_config(strict=False, gateway=self._gateway)
+            self._config = config
+            self._reporter = Reporter(config)
+            self._run = self._reporter.start(
+                self.job, labels=self.labels, expect_every=self.expect_every,
+                max_runtime=self.max_runtime, grace=self.grace, wait=0.0,
+            )
+            if self.heartbeat_every:
+                self._heartbeat_thread = threading.Thread(
+                    target=self._heartbeat_loop, name="jobreport-heartbeat", daemon=True)
+                self._heartbeat_thread.start()
+        except Exception:  # reporting must never stop the job from running
+            log.warning("jobreport: cannot report job %s", self.job, exc_info=True)
+            self._run = None
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        self.outcome, self.exit_code = from_exception(exc)
+        self._stop_heartbeat.set()
+        if self._run is None or self._reporter is None:
+            return False
+        try:
+            if self._heartbeat_thread is not None:
+                self._heartbeat_thread.join(timeout=self._reporter.config.timeout + 1)
+            self._reporter.finish(
+                self._run, outcome=self.outcome, exit_code=self.exit_code,
+                size=self.size, items=self.items,
+                custom=(*self._gauges.values(), *self._custom_families()),
+            )
+        except Exception:
+            log.warning("jobreport: the end of job %s was not reported", self.job,
+                        exc_info=True)
+        return False  # the body's exception, if any, goes on unchanged
+
+    def _heartbeat_loop(self) -> None:
+        assert self._reporter is not None and self._run is not None
+        interval = self.heartbeat_every or 60.0
+        while not self._stop_heartbeat.wait(interval):
+            try:
+                self._reporter.heartbeat(self._run)
+            except Exception:
+                log.warning("jobreport: heartbeat of %s failed", self.job, exc_info=True)
+
+    def _custom_families(self) -> list[CustomFamily]:
+        namespace = self._config.namespace if self._config else "jobreport"
+        out = []
+        for collector in self._collectors:
+            for metric in collector.collect():
+                try:
+                    check_metric_name(metric.name, namespace)
+                except InvalidNameError as e:
+                    log.warning("jobreport: not pushing %s", e)
+                    continue
+                out.append(CustomFamily(
+                    name=metric.name, help=metric.documentation, type=metric.type,
+                    samples=tuple(
+                        (s.name, tuple(sorted(s.labels.items())), float(s.value))
+                        for s in metric.samples
+                    ),
+                ))
+        return out
+
+    # --- decorator ----------------------------------------------------------------------
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Report every call of ``func`` as one run, each with its own fresh state."""
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self._fresh():
+                return func(*args, **kwargs)
+
+        return wrapper
+
+    def _fresh(self) -> JobMetrics:
+        fresh = JobMetrics.__new__(JobMetrics)
+        fresh.__dict__.update({k: v for k, v in self.__dict__.items()
+                               if k in _SETTINGS})
+        fresh._reset()
+        return fresh
+
+
+_SETTINGS = frozenset({"job", "labels", "expect_every", "max_runtime", "grace",
+                       "heartbeat_every", "_config", "_gateway"})
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidNameError("value of", name, f"{value!r} is not a number")
+    number = float(value)
+    if math.isnan(number) and name in ("size", "items"):
+        raise InvalidNameError("value of", name, "must not be NaN")
+    return number
+
+
+def job_metrics(
+    job: str,
+    *,
+    expect_every: str | float | None = None,
+    max_runtime: str | float | None = None,
+    grace: str | float | None = None,
+    labels: Mapping[str, str] | None = None,
+    heartbeat: str | float | None = None,
+    config: Config | None = None,
+    gateway: str | None = None,
+) -> JobMetrics:
+    """Report one run of ``job`` to the Pushgateway.
+
+    ``with job_metrics("backup", expect_every="24h") as job: ...`` or, as a decorator,
+    ``@job_metrics("nightly")``. ``expect_every`` (plus ``grace``, 10% by default) and
+    ``max_runtime`` are pushed as thresholds for the generic alerts; ``labels`` are extra
+    grouping labels; ``heartbeat`` pushes a liveness timestamp that often while the body
+    runs. Settings not given come from the environment and the config file (or ``config``).
+    """
+    return JobMetrics(
+        job, expect_every=expect_every, max_runtime=max_runtime, grace=grace, labels=labels,
+        heartbeat=heartbeat, config=config, gateway=gateway,
+    )

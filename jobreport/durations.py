@@ -1,0 +1,75 @@
+"""Prometheus-style durations: ``90s``, ``26h``, ``1h30m``, ``1.5`` (seconds)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+__all__ = ["format_duration", "parse_duration"]
+
+_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "y": 31536000.0,
+}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Return ``value`` in seconds; raise ``ValueError`` with a hint when it is not a duration.
+
+    Accepts a number of seconds (``30``, ``2.5``) or units in descending order as Prometheus
+    writes them (``90s``, ``26h``, ``1h30m``, ``500ms``, ``2d``).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip()
+        seconds = float(text) if _NUMBER.fullmatch(text) else _parse_units(text)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{value!r} is not a duration: it must be finite and not negative")
+    return seconds
+
+
+def _parse_units(text: str) -> float:
+    hint = f"{text!r} is not a duration (use e.g. 90s, 26h, 1h30m or a number of seconds)"
+    pos = 0
+    total = 0.0
+    last_rank = -1
+    order = list(_UNITS)[::-1]  # y, w, d, h, m, s, ms: each unit at most once, largest first
+    if not text:
+        raise ValueError(hint)
+    while pos < len(text):
+        match = _PART.match(text, pos)
+        if match is None:
+            raise ValueError(hint)
+        number, unit = match.groups()
+        rank = order.index(unit)
+        if rank <= last_rank:
+            raise ValueError(hint)
+        last_rank = rank
+        total += float(number) * _UNITS[unit]
+        pos = match.end()
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Format seconds the way Prometheus would write them, e.g. ``1h30m`` or ``2.5s``."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms" if seconds else "0s"
+    parts = []
+    rest = seconds
+    for unit in ("d", "h", "m"):
+        n, rest = divmod(rest, _UNITS[unit])
+        if n:
+            parts.append(f"{int(n)}{unit}")
+    if rest:
+        parts.append(f"{rest:g}s")
+    return "".join(parts)

@@ -1,0 +1,59 @@
+"""``flush``: deliver every group whose newest state has not reached the gateway."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from jobreport.config import Config, load_config
+from jobreport.errors import PushError
+from jobreport.push import Sender
+from jobreport.report import deliver_group
+from jobreport.store import Store
+
+__all__ = ["FlushResult", "flush"]
+
+log = logging.getLogger("jobreport")
+
+
+@dataclass
+class FlushResult:
+    """What a flush did: groups pushed, the runs they carried, and the groups that failed."""
+
+    groups: int = 0
+    runs: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def flush(
+    config: Config | None = None,
+    *,
+    store: Store | None = None,
+    sender: Sender | None = None,
+    job: str | None = None,
+) -> FlushResult:
+    """Push the whole state of every pending group once (however many runs it has pending),
+    newest state only. Raises ``PushError`` when no gateway is configured and
+    ``StoreError`` when the store cannot be read."""
+    config = config or load_config()
+    store = store or Store(config.db)
+    sender = sender or Sender(config)
+    result = FlushResult()
+    for group in store.pending():
+        if job is not None and group.job != job:
+            continue
+        try:
+            deliver_group(store, sender, config, group.key, budget=config.budget)
+        except PushError as e:
+            result.failed.append((group.key, str(e)))
+            log.warning("jobreport: flush of job %s failed: %s", group.job, e)
+            if not e.retryable and e.status in (None, 401, 403):
+                break  # every other group would fail the same way
+            continue
+        result.groups += 1
+        result.runs += group.pending_runs
+    return result

@@ -1,0 +1,52 @@
+"""The outcomes of a run and the exit codes that go with them."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SUCCESS: Final = "success"
+FAILURE: Final = "failure"
+TIMEOUT: Final = "timeout"
+SIGNAL: Final = "signal"
+NOT_FOUND: Final = "not_found"
+NOT_EXECUTABLE: Final = "not_executable"
+INTERRUPTED: Final = "interrupted"
+ABANDONED: Final = "abandoned"
+SKIPPED: Final = "skipped"
+
+#: Every outcome, in the order the state set ``jobreport_last_outcome`` lists them.
+OUTCOMES: Final = (
+    SUCCESS,
+    FAILURE,
+    TIMEOUT,
+    SIGNAL,
+    NOT_FOUND,
+    NOT_EXECUTABLE,
+    INTERRUPTED,
+    ABANDONED,
+    SKIPPED,
+)
+
+EXIT_TIMEOUT: Final = 124
+EXIT_NOT_EXECUTABLE: Final = 126
+EXIT_NOT_FOUND: Final = 127
+EXIT_INTERRUPTED: Final = 130
+
+
+def from_exception(exc: BaseException | None) -> tuple[str, int]:
+    """Outcome and exit code of a ``with job_metrics(...)`` body that raised ``exc``.
+
+    ``SystemExit(0)``/``SystemExit(None)`` is a success, ``SystemExit(n)`` a failure with
+    code n (1 when n is not an int), ``KeyboardInterrupt`` is interrupted (130), any other
+    exception a failure with code 1.
+    """
+    if exc is None:
+        return SUCCESS, 0
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None or code == 0:
+            return SUCCESS, 0
+        return FAILURE, code if isinstance(code, int) and not isinstance(code, bool) else 1
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED, EXIT_INTERRUPTED
+    return FAILURE, 1

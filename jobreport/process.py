@@ -1,0 +1,684 @@
+"""Run one command the way ``jobreport run`` does and say how it went.
+
+The child is started directly (no shell) with jobreport's own stdin, stdout and stderr.
+Only when a stream is not a terminal (cron, systemd, a pipe) is it relayed through a pipe,
+unchanged and unbuffered, so that the last lines of output can be kept for the run's
+history. Signals sent to jobreport reach the child; the child's own exit status decides the
+outcome. Resource use comes exactly from the kernel (``wait4`` rusage); psutil is imported
+only when a timeout has to find and stop the whole process tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from jobreport import outcomes
+
+__all__ = [
+    "DEFAULT_KILL_AFTER",
+    "DEFAULT_TAIL_LINES",
+    "EXIT_NOT_EXECUTABLE",
+    "EXIT_NOT_FOUND",
+    "EXIT_TIMEOUT",
+    "FORWARDED_SIGNALS",
+    "TAIL_MAX_BYTES",
+    "ProcessResult",
+    "run",
+]
+
+EXIT_TIMEOUT = outcomes.EXIT_TIMEOUT
+EXIT_NOT_EXECUTABLE = outcomes.EXIT_NOT_EXECUTABLE
+EXIT_NOT_FOUND = outcomes.EXIT_NOT_FOUND
+DEFAULT_KILL_AFTER = 10.0
+DEFAULT_TAIL_LINES = 20
+TAIL_MAX_BYTES = 64 * 1024
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+_READ_SIZE = 64 * 1024
+_REAP_INTERVAL = 1.0  # how often orphans handed to us (subreaper) are reaped during a run
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How one run of a command went.
+
+    ``exit_code`` is what ``jobreport run`` exits with: the child's own code, 128+N when it
+    died of signal N, 124 after a timeout, 126/127 when it could not be started.
+    """
+
+    exit_code: int
+    outcome: str
+    signal: int | None
+    """The signal that killed the child, if one did."""
+    started_at: float
+    """Unix time just before the child was started."""
+    ended_at: float
+    """Unix time when the child had been reaped."""
+    duration: float
+    """Seconds between start and end, from the monotonic clock."""
+    cpu_seconds: float | None
+    """User+system CPU time of every reaped process of the tree (None: nothing ran)."""
+    max_rss_bytes: int | None
+    """Peak resident set size of the largest single process of the tree."""
+    tail: str | None
+    """Last lines of stdout and stderr, in arrival order (None: not captured)."""
+    error: str | None
+    """Why the command could not be started (126/127), else None."""
+    pid: int | None
+    timed_out: bool = False
+    received_signals: tuple[int, ...] = ()
+    """Signals jobreport received during the run and passed on to the child."""
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    kill_after: float = DEFAULT_KILL_AFTER,
+    tail_lines: int = DEFAULT_TAIL_LINES,
+    tail_bytes: int = TAIL_MAX_BYTES,
+    on_started: Callable[[int], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+    tick_interval: float = 30.0,
+    forward_signals: bool = True,
+    subreaper: bool = False,
+    drain_timeout: float = 0.5,
+) -> ProcessResult:
+    """Run ``argv`` to completion and return how it went; never raises for the command's sake.
+
+    ``timeout`` (seconds, None or 0 for none) sends SIGTERM to the whole process tree, then
+    SIGKILL after ``kill_after`` seconds. ``on_started(pid)`` is called once the child runs,
+    ``on_tick()`` every ``tick_interval`` seconds while it runs (both from the calling
+    thread; exceptions from them are ignored). With ``subreaper`` (Linux), descendants
+    orphaned during the run are re-parented to this process, reaped and counted.
+    Signal forwarding needs the main thread; elsewhere it is skipped.
+    """
+    if not argv:
+        raise ValueError("no command given")
+    started = _Runner(
+        argv=list(argv),
+        env=dict(env) if env is not None else None,
+        timeout=timeout if timeout and timeout > 0 else None,
+        kill_after=max(kill_after, 0.0),
+        tail_lines=tail_lines,
+        tail_bytes=tail_bytes,
+        on_started=on_started,
+        on_tick=on_tick,
+        tick_interval=tick_interval,
+        forward_signals=forward_signals,
+        subreaper=subreaper,
+        drain_timeout=drain_timeout,
+    )
+    return started.run()
+
+
+class _Runner:
+    """The state of one run; split out of run() to keep each step small."""
+
+    def __init__(
+        self,
+        *,
+        argv: list[str],
+        env: dict[str, str] | None,
+        timeout: float | None,
+        kill_after: float,
+        tail_lines: int,
+        tail_bytes: int,
+        on_started: Callable[[int], None] | None,
+        on_tick: Callable[[], None] | None,
+        tick_interval: float,
+        forward_signals: bool,
+        subreaper: bool,
+        drain_timeout: float,
+    ) -> None:
+        self.argv = argv
+        self.env = env
+        self.timeout = timeout
+        self.kill_after = kill_after
+        self.tail = _Tail(tail_lines, tail_bytes) if tail_lines > 0 else None
+        self.on_started = on_started
+        self.on_tick = on_tick
+        self.tick_interval = tick_interval
+        self.forward_signals = forward_signals
+        self.subreaper = subreaper and sys.platform.startswith("linux")
+        self.drain_timeout = drain_timeout
+        self.foreground = _in_terminal_foreground()
+        self.cpu = 0.0
+        self.max_rss = 0
+        self.foreign: set[int] = set()
+        self.timed_out = False
+
+    def run(self) -> ProcessResult:
+        relayed = self._streams_to_relay()
+        pipes = [(os.pipe(), out_fd) for out_fd in relayed]
+        forwarder = _Forwarder(self.foreground)
+        previous_subreaper = self._become_subreaper()
+        if self.forward_signals:
+            forwarder.install()
+        started_at = time.time()
+        t0 = time.monotonic()
+        try:
+            try:
+                proc = self._spawn({out: w for (_, w), out in pipes})
+            except OSError as exc:
+                return self._spawn_failed(exc, started_at, t0)
+            finally:
+                for (_, w), _out in pipes:
+                    os.close(w)
+            relay = None
+            if pipes:
+                relay = _Relay([(r, out) for (r, _), out in pipes], self.tail)
+                relay.start()
+            elif self.tail is not None:
+                self.tail = None  # every stream is a terminal: nothing to capture
+            return self._supervise(proc, forwarder, relay, started_at, t0)
+        finally:
+            forwarder.uninstall()
+            self._restore_subreaper(previous_subreaper)
+
+    # -- starting -------------------------------------------------------------------------
+
+    def _streams_to_relay(self) -> list[int]:
+        if self.tail is None:
+            return []
+        return [fd for fd in (1, 2) if _is_open(fd) and not os.isatty(fd)]
+
+    def _spawn(self, redirect: dict[int, int]) -> subprocess.Popen[bytes]:
+        if self.subreaper:
+            self.foreign = _own_children()
+        kwargs: dict[str, Any] = {}
+        if not self.foreground:
+            if sys.version_info >= (3, 11):
+                kwargs["process_group"] = 0
+            else:  # pragma: no cover - Python 3.10
+                kwargs["preexec_fn"] = os.setpgrp
+        # close_fds=False: descriptors jobreport inherited (systemd socket activation, a
+        # lock held by cron's caller) reach the child as without jobreport; jobreport's
+        # own descriptors are close-on-exec (PEP 446).
+        return subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=None,
+            stdout=redirect.get(1),
+            stderr=redirect.get(2),
+            close_fds=False,
+            **kwargs,
+        )
+
+    def _spawn_failed(self, exc: OSError, started_at: float, t0: float) -> ProcessResult:
+        code, outcome, message = _describe_spawn_error(self.argv[0], exc, self.env)
+        return ProcessResult(
+            exit_code=code,
+            outcome=outcome,
+            signal=None,
+            started_at=started_at,
+            ended_at=time.time(),
+            duration=time.monotonic() - t0,
+            cpu_seconds=None,
+            max_rss_bytes=None,
+            tail=None,
+            error=message,
+            pid=None,
+        )
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def _supervise(
+        self,
+        proc: subprocess.Popen[bytes],
+        forwarder: _Forwarder,
+        relay: _Relay | None,
+        started_at: float,
+        t0: float,
+    ) -> ProcessResult:
+        pid = proc.pid
+        waiter = _Waiter(pid, forwarder)
+        forwarder.attach(pid, own_group=not self.foreground)
+        waiter.start()
+        if self.on_started is not None:
+            _call_quietly(self.on_started, pid)
+        self._wait(waiter, pid, t0)
+        ended_at = time.time()
+        duration = time.monotonic() - t0
+        status, usage = waiter.status, waiter.usage
+        proc.returncode = _returncode(status)  # Popen must not try to reap it again
+        if usage is not None:
+            self._account(usage)
+        if self.timed_out:
+            self._finish_killing(pid)
+        if self.subreaper:
+            self._reap_orphans()
+        if relay is not None:
+            relay.join(self.drain_timeout)
+        code, outcome, signum = _classify(status, self.timed_out)
+        return ProcessResult(
+            exit_code=code,
+            outcome=outcome,
+            signal=signum,
+            started_at=started_at,
+            ended_at=ended_at,
+            duration=duration,
+            cpu_seconds=self.cpu if usage is not None else None,
+            max_rss_bytes=self.max_rss if usage is not None else None,
+            tail=self.tail.text() if self.tail is not None else None,
+            error=None,
+            pid=pid,
+            timed_out=self.timed_out,
+            received_signals=tuple(forwarder.received),
+        )
+
+    def _wait(self, waiter: _Waiter, pid: int, t0: float) -> None:
+        deadline = t0 + self.timeout if self.timeout is not None else None
+        kill_at: float | None = None
+        tree: list[Any] = []
+        next_tick = t0 + self.tick_interval if self.on_tick is not None else None
+        next_reap = t0 + _REAP_INTERVAL if self.subreaper else None
+        while not waiter.done.is_set():
+            now = time.monotonic()
+            wake = [t for t in (deadline, kill_at, next_tick, next_reap) if t is not None]
+            waiter.done.wait(max(0.0, min(wake) - now) if wake else None)
+            if waiter.done.is_set():
+                return
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                deadline = None
+                self.timed_out = True
+                tree = _tree(pid, self.foreign)
+                _signal_tree(pid, tree, signal.SIGTERM, own_group=not self.foreground)
+                kill_at = now + self.kill_after
+            if kill_at is not None and now >= kill_at:
+                kill_at = None
+                tree = _merge(tree, _tree(pid, self.foreign))
+                _signal_tree(pid, tree, signal.SIGKILL, own_group=not self.foreground)
+            if next_tick is not None and now >= next_tick and self.on_tick is not None:
+                _call_quietly(self.on_tick)
+                next_tick = max(next_tick + self.tick_interval, now)
+            if next_reap is not None and now >= next_reap:
+                self._reap_orphans(exclude=pid)
+                next_reap = now + _REAP_INTERVAL
+
+    def _finish_killing(self, pid: int) -> None:
+        """After a timeout the child may be gone while descendants ignore SIGTERM."""
+        survivors = _tree(pid, self.foreign)
+        if not survivors:
+            return
+        import psutil
+
+        _gone, alive = psutil.wait_procs(survivors, timeout=self.kill_after)
+        if alive:
+            _signal_tree(pid, alive, signal.SIGKILL, own_group=not self.foreground)
+            psutil.wait_procs(alive, timeout=2.0)
+
+    # -- accounting -----------------------------------------------------------------------
+
+    def _account(self, usage: Any) -> None:
+        self.cpu += float(usage.ru_utime + usage.ru_stime)
+        self.max_rss = max(self.max_rss, _rss_bytes(int(usage.ru_maxrss)))
+
+    def _reap_orphans(self, exclude: int | None = None) -> None:
+        for opid in _own_children() - self.foreign:
+            if opid == exclude:
+                continue
+            try:
+                reaped, _status, usage = os.wait4(opid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if reaped:
+                self._account(usage)
+
+    def _become_subreaper(self) -> int | None:
+        if not self.subreaper:
+            return None
+        previous = _prctl_get_subreaper()
+        if previous is None or not _prctl(_PR_SET_CHILD_SUBREAPER, 1):
+            self.subreaper = False
+            return None
+        return previous
+
+    def _restore_subreaper(self, previous: int | None) -> None:
+        if previous is not None and previous == 0:
+            _prctl(_PR_SET_CHILD_SUBREAPER, 0)
+
+
+class _Waiter(threading.Thread):
+    """Blocks in wait4() for the child so that the calling thread stays free for signals."""
+
+    def __init__(self, pid: int, forwarder: _Forwarder) -> None:
+        super().__init__(name=f"jobreport-wait-{pid}", daemon=True)
+        self.pid = pid
+        self.forwarder = forwarder
+        self.done = threading.Event()
+        self.status: int | None = None
+        self.usage: Any = None
+
+    def run(self) -> None:
+        try:
+            _pid, self.status, self.usage = os.wait4(self.pid, 0)
+        except ChildProcessError:
+            self.status = None
+        finally:
+            self.forwarder.child_reaped()
+            self.done.set()
+
+
+class _Forwarder:
+    """Passes SIGTERM/SIGHUP/SIGINT received by jobreport on to the child.
+
+    With its own process group the child's whole group gets them. In a terminal's
+    foreground the child shares jobreport's group: the terminal already sent SIGINT to
+    both, so only SIGTERM and SIGHUP are passed on, to the child itself.
+    """
+
+    def __init__(self, foreground: bool) -> None:
+        self.foreground = foreground
+        self.received: list[int] = []
+        self.pending: list[int] = []
+        self.pid: int | None = None
+        self.own_group = False
+        self.previous: dict[int, Any] = {}
+        self.lock = threading.Lock()
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in FORWARDED_SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+
+    def attach(self, pid: int, own_group: bool) -> None:
+        with self.lock:
+            self.pid = pid
+            self.own_group = own_group
+            pending, self.pending = self.pending, []
+        for sig in pending:
+            self._forward(sig)
+
+    def child_reaped(self) -> None:
+        with self.lock:
+            self.pid = None
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if self.pid is None:
+            self.pending.append(signum)
+            return
+        self._forward(signum)
+
+    def _forward(self, signum: int) -> None:
+        pid = self.pid
+        if pid is None:
+            return
+        try:
+            if self.own_group:
+                os.killpg(pid, signum)
+            elif signum != signal.SIGINT:
+                os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _Relay(threading.Thread):
+    """Copies the child's output pipes to jobreport's own stdout/stderr and feeds the tail.
+
+    Bytes are written as they arrive, unchanged. When a reader of jobreport's output goes
+    away (EPIPE), the pipe is closed so that the child sees SIGPIPE as it would without
+    jobreport.
+    """
+
+    def __init__(self, pairs: list[tuple[int, int]], tail: _Tail | None) -> None:
+        super().__init__(name="jobreport-relay", daemon=True)
+        self.pairs = pairs
+        self.tail = tail
+
+    def run(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            for read_fd, out_fd in self.pairs:
+                sel.register(read_fd, selectors.EVENT_READ, out_fd)
+            while sel.get_map():
+                for key, _events in sel.select():
+                    self._pump(sel, key.fd, key.data)
+
+    def _pump(self, sel: selectors.BaseSelector, read_fd: int, out_fd: int) -> None:
+        try:
+            data = os.read(read_fd, _READ_SIZE)
+        except OSError:
+            data = b""
+        if data:
+            if self.tail is not None:
+                self.tail.feed(out_fd, data)
+            if _write_all(out_fd, data):
+                return
+        sel.unregister(read_fd)
+        os.close(read_fd)
+
+
+class _Tail:
+    """The last ``max_lines`` lines (at most ``max_bytes`` in all) of the combined output.
+
+    Lines are assembled per stream, so a line of stdout is not cut by a line of stderr.
+    """
+
+    def __init__(self, max_lines: int, max_bytes: int) -> None:
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.lines: deque[bytes] = deque()
+        self.size = 0
+        self.partial: dict[int, bytes] = {}
+        self.lock = threading.Lock()
+
+    def feed(self, stream: int, data: bytes) -> None:
+        with self.lock:
+            *complete, rest = (self.partial.get(stream, b"") + data).split(b"\n")
+            for line in complete[-self.max_lines :]:
+                self._keep(line)
+            self.partial[stream] = rest[-self.max_bytes :]
+
+    def _keep(self, line: bytes) -> None:
+        line = line[-self.max_bytes :]
+        self.lines.append(line)
+        self.size += len(line) + 1
+        while self.lines and (len(self.lines) > self.max_lines or self.size > self.max_bytes):
+            self.size -= len(self.lines.popleft()) + 1
+
+    def text(self) -> str:
+        with self.lock:
+            lines = list(self.lines) + [p for p in self.partial.values() if p]
+        lines = lines[-self.max_lines :]
+        while lines and sum(len(x) + 1 for x in lines) > self.max_bytes:
+            lines.pop(0)
+        return b"\n".join(lines).decode("utf-8", errors="replace")
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _classify(status: int | None, timed_out: bool) -> tuple[int, str, int | None]:
+    signum = None
+    if status is not None and os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+    if timed_out:
+        return EXIT_TIMEOUT, outcomes.TIMEOUT, signum
+    if status is None:  # somebody else reaped it: nothing is known
+        return 255, outcomes.FAILURE, None
+    if signum is not None:
+        if signum == signal.SIGINT:
+            return 128 + signum, outcomes.INTERRUPTED, signum
+        return 128 + signum, outcomes.SIGNAL, signum
+    code = os.waitstatus_to_exitcode(status)
+    return code, outcomes.SUCCESS if code == 0 else outcomes.FAILURE, None
+
+
+def _returncode(status: int | None) -> int:
+    if status is None:
+        return 255
+    return os.waitstatus_to_exitcode(status)
+
+
+def _describe_spawn_error(
+    command: str, exc: OSError, env: Mapping[str, str] | None
+) -> tuple[int, str, str]:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if os.sep in command and os.path.isfile(command):
+            # exec says ENOENT for an existing file when its #! interpreter is missing
+            return (
+                EXIT_NOT_EXECUTABLE,
+                outcomes.NOT_EXECUTABLE,
+                f"{command}: bad interpreter (the program named after #! does not exist)",
+            )
+        where = "" if os.sep in command else " (searched PATH)"
+        return EXIT_NOT_FOUND, outcomes.NOT_FOUND, f"{command}: command not found{where}"
+    return EXIT_NOT_EXECUTABLE, outcomes.NOT_EXECUTABLE, f"{command}: cannot execute: {reason}"
+
+
+def _call_quietly(func: Callable[..., None], *args: Any) -> None:
+    with contextlib.suppress(Exception):  # a reporting hook must never disturb the child
+        func(*args)
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write everything to ``fd``; False when its reader is gone or it cannot be written."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [], 1.0)
+            continue
+        except BrokenPipeError:
+            return False
+        except OSError:
+            return False
+        view = view[n:]
+    return True
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _in_terminal_foreground() -> bool:
+    """True when jobreport runs in the foreground process group of its terminal."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _rss_bytes(maxrss: int) -> int:
+    return maxrss if sys.platform == "darwin" else maxrss * 1024
+
+
+def _own_children() -> set[int]:
+    """Pids of this process's children (cheap /proc read on Linux, psutil elsewhere)."""
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+        for tid in tasks:
+            try:
+                with open(f"/proc/self/task/{tid}/children", encoding="ascii") as f:
+                    pids.update(int(p) for p in f.read().split())
+            except FileNotFoundError:
+                continue  # the thread just ended
+        return pids
+    except OSError:
+        import psutil
+
+        return {p.pid for p in psutil.Process().children()}
+
+
+def _tree(pid: int, foreign: set[int]) -> list[Any]:
+    """The child and every descendant of it still alive, plus orphans handed to us."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    roots = [pid, *(_own_children() - foreign - {pid})]
+    for root_pid in roots:
+        try:
+            root = psutil.Process(root_pid)
+            found[root.pid] = root
+            for p in root.children(recursive=True):
+                found[p.pid] = p
+        except psutil.Error:
+            continue
+    return [p for p in found.values() if _alive(p)]
+
+
+def _alive(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return bool(proc.is_running()) and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _merge(old: list[Any], new: list[Any]) -> list[Any]:
+    by_pid = {p.pid: p for p in old}
+    by_pid.update({p.pid: p for p in new})
+    return list(by_pid.values())
+
+
+def _signal_tree(pid: int, tree: list[Any], signum: int, own_group: bool) -> None:
+    import psutil
+
+    if own_group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)
+    for proc in tree:
+        try:
+            proc.send_signal(signum)  # psutil checks the pid was not reused
+        except psutil.Error:
+            continue
+
+
+def _prctl(option: int, value: int) -> bool:
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(option, value, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _prctl_get_subreaper() -> int | None:
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = ctypes.c_int(0)
+        if int(libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0)) != 0:
+            return None
+        return int(value.value)
+    except (OSError, AttributeError):
+        return None

@@ -1,0 +1,403 @@
+"""The reporter both ways in share: open a run, push its start, close it, push the group's
+whole state, and never let any of that change or block the job beyond a small budget.
+
+The store and the HTTP session are opened lazily (``prepare()``), so that a wrapper can start
+its child first and load SQLAlchemy and requests while the child runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from jobreport.config import Config
+from jobreport.errors import PushError, StoreError
+from jobreport.outcomes import SKIPPED, SUCCESS
+from jobreport.state import CustomFamily, GroupState, group_key
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+    from jobreport.push import Sender
+    from jobreport.store import RunEnd, RunStart, Store
+
+__all__ = ["Reporter", "Run", "expected_interval"]
+
+log = logging.getLogger("jobreport")
+
+_cache_lock = threading.Lock()
+_stores: dict[str, Store] = {}
+_senders: dict[tuple[object, ...], Sender] = {}
+
+
+def expected_interval(expect_every: float | None, grace: float | None) -> float | None:
+    """``expect_every`` + ``grace``; the grace defaults to 10% of ``expect_every``."""
+    if expect_every is None:
+        return None
+    return expect_every + (grace if grace is not None else expect_every * 0.1)
+
+
+@dataclass
+class Run:
+    """One run in progress."""
+
+    job: str
+    grouping: dict[str, str]
+    started: float
+    monotonic_start: float
+    expected_interval: float | None = None
+    max_runtime: float | None = None
+    pid: int | None = None
+    command: str | None = None
+    id: int | None = None
+    ended: bool = False
+    _ready: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def key(self) -> str:
+        return group_key(self.grouping)
+
+
+class Reporter:
+    """Records runs in the store and delivers each group's state to the Pushgateway.
+
+    Collaborators can be injected (tests); by default they are shared per process, so that a
+    warm process does not set up its engine and HTTP session again for every run.
+    """
+
+    def __init__(self, config: Config, *, store: Store | None = None,
+                 sender: Sender | None = None) -> None:
+        self.config = config
+        self._store = store
+        self._sender = sender
+        self._prepared = store is not None and sender is not None
+        self._lock = threading.Lock()
+
+    # --- collaborators ------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Import and open what reporting needs (call it in a thread while a child runs)."""
+        with self._lock:
+            if self._prepared:
+                return
+            self._prepared = True
+            if self._store is None:
+                try:
+                    self._store = _shared_store(self.config.db)
+                    self._store.ensure_schema()
+                except StoreError as e:
+                    self._store = None
+                    log.warning("jobreport: store unavailable (%s); pushing without history", e)
+            if self._sender is None and self.config.gateway:
+                self._sender = _shared_sender(self.config)
+            # what the end push needs, loaded now rather than after the run
+            import prometheus_client.exposition  # noqa: F401
+
+            import jobreport.exposition  # noqa: F401
+
+    @property
+    def store(self) -> Store | None:
+        self.prepare()
+        return self._store
+
+    @property
+    def sender(self) -> Sender | None:
+        self.prepare()
+        return self._sender
+
+    def _drop_store(self, error: StoreError) -> None:
+        log.warning("jobreport: store unavailable (%s); pushing without history", error)
+        self._store = None
+
+    # --- a run --------------------------------------------------------------------------
+
+    def start(
+        self,
+        job: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        expect_every: float | None = None,
+        max_runtime: float | None = None,
+        grace: float | None = None,
+        command: str | None = None,
+        pid: int | None = None,
+        wait: float | None = 0.0,
+    ) -> Run:
+        """Open a run of ``job`` and push its start, in the background.
+
+        ``wait`` is how long to wait for that start push (``None``: the configured start
+        budget); it is best effort and never raises.
+        """
+        settings = self.config.job(job)
+        run = Run(
+            job=job,
+            grouping=self.config.grouping(job, labels),
+            started=time.time(),
+            monotonic_start=time.monotonic(),
+            expected_interval=expected_interval(
+                expect_every if expect_every is not None else settings.expect_every,
+                grace if grace is not None else settings.grace,
+            ),
+            max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
+            pid=pid if pid is not None else os.getpid(),
+            command=command,
+        )
+        thread = threading.Thread(target=self._start_worker, args=(run,),
+                                  name="jobreport-start", daemon=True)
+        thread.start()
+        timeout = self.config.start_budget if wait is None else wait
+        if timeout > 0:
+            run._ready.wait(timeout)
+        return run
+
+    def _start_worker(self, run: Run) -> None:
+        try:
+            store = self.store
+            if store is not None:
+                try:
+                    run.id = store.open_run(self._run_start(run), alive=_alive)
+                except StoreError as e:
+                    self._drop_store(e)
+            if not run.ended:
+                self._deliver(run, budget=self.config.start_budget, what="start")
+        except Exception:  # never let reporting break the job
+            log.warning("jobreport: the start of %s was not reported", run.job, exc_info=True)
+        finally:
+            run._ready.set()
+
+    def _run_start(self, run: Run) -> RunStart:
+        from jobreport.store import RunStart
+
+        return RunStart(
+            job=run.job, grouping=run.grouping, started=run.started, host=_host(),
+            pid=run.pid, pid_start=_process_start(run.pid),
+            expected_interval=run.expected_interval, max_runtime=run.max_runtime,
+            command=run.command,
+        )
+
+    def heartbeat(self, run: Run) -> None:
+        """Push ``jobreport_last_heartbeat_timestamp_seconds`` for a running job."""
+        now = time.time()
+        store = self.store
+        if store is not None:
+            try:
+                store.set_heartbeat(run.grouping, now)
+            except StoreError as e:
+                self._drop_store(e)
+        partial = GroupState(job=run.job, grouping=run.grouping, last_heartbeat=now,
+                             only=frozenset({"last_heartbeat_timestamp_seconds"}))
+        budget = min(self.config.timeout, self.config.budget)
+        self._deliver(run, budget=budget, what="heartbeat", partial=partial)
+
+    def finish(
+        self,
+        run: Run,
+        *,
+        outcome: str,
+        exit_code: int,
+        size: float | None = None,
+        items: float | None = None,
+        gauges: Mapping[str, float] | None = None,
+        custom: Iterable[CustomFamily] = (),
+        cpu_seconds: float | None = None,
+        max_rss_bytes: float | None = None,
+        tail: str | None = None,
+        ended: float | None = None,
+        duration: float | None = None,
+    ) -> bool:
+        """Close ``run`` and push its group's whole state. Returns True when the gateway has
+        it; logs a one-line warning (and keeps the run for ``jobreport flush``) otherwise."""
+        from jobreport.store import RunEnd
+
+        run.ended = True
+        if duration is None:
+            duration = time.monotonic() - run.monotonic_start
+        families = tuple(custom) + tuple(
+            CustomFamily.gauge(name, value) for name, value in (gauges or {}).items())
+        end = RunEnd(
+            ended=ended if ended is not None else time.time(), duration=duration,
+            outcome=outcome, exit_code=exit_code, size=size, items=items,
+            cpu_seconds=cpu_seconds, max_rss_bytes=max_rss_bytes, tail=tail, custom=families,
+        )
+        # the start worker opens the run in the store; give it its budget to finish
+        run._ready.wait(self.config.start_budget + 15.0)
+        store = self.store
+        if store is not None:
+            try:
+                if run.id is not None:
+                    store.close_run(run.id, end)
+                else:
+                    run.id = store.record_run(self._run_start(run), end)
+            except StoreError as e:
+                self._drop_store(e)
+        partial = None if self._store is not None else _state_without_store(run, end)
+        return self._deliver(run, budget=self.config.budget, what="end", partial=partial)
+
+    def record_skipped(self, job: str, *, labels: Mapping[str, str] | None = None,
+                       command: str | None = None) -> Run:
+        """Record (and push) a run that did not start because another one holds the lock."""
+        run = self.start(job, labels=labels, command=command, wait=0.0)
+        run.ended = True
+        run._ready.wait(self.config.start_budget + 15.0)
+        self.finish(run, outcome=SKIPPED, exit_code=0, duration=0.0)
+        return run
+
+    # --- delivery -----------------------------------------------------------------------
+
+    def _deliver(self, run: Run, *, budget: float, what: str,
+                 partial: GroupState | None = None) -> bool:
+        """Push ``run``'s group: its whole state from the store, or ``partial`` (what this
+        process alone knows) when there is no store or only a heartbeat to send."""
+        sender = self.sender
+        if sender is None:
+            if what == "end":
+                _notice_no_gateway(self._store is not None)
+            return False
+        store = self._store
+        try:
+            if store is not None and partial is None:
+                deliver_group(store, sender, self.config, run.key, budget=budget)
+            else:
+                state = partial if partial is not None else _state_without_store(run, None)
+                sender.push(run.job, run.grouping, _registry(state, self.config), budget=budget)
+            return True
+        except PushError as e:
+            if what != "start":
+                if not e.retryable and e.status not in (None, 401, 403):
+                    kept = "the gateway will not take it, so it is not retried"
+                elif store is not None:
+                    kept = "the run is kept in the store for the next run or `jobreport flush`"
+                else:
+                    kept = "the run is not kept: the store is unavailable"
+                log.warning("jobreport: %s push of job %s failed: %s; %s",
+                            what, run.job, e, kept)
+            return False
+        except StoreError as e:
+            self._drop_store(e)
+            return False
+
+
+def deliver_group(store: Store, sender: Sender, config: Config, key: str, *,
+                  budget: float, rounds: int = 3) -> int:
+    """Push group ``key``'s whole known state; repeat while another run changed it during
+    the push, so that the push that goes out last carries the newest state. Returns the
+    ``seq`` delivered; raises ``PushError`` (recorded in the store) when it was not."""
+    deadline = time.monotonic() + budget
+    seq = 0
+    for _ in range(rounds):
+        state, seq = store.group_state(key)
+        try:
+            sender.push(state.job, state.grouping, _registry(state, config),
+                        budget=max(0.0, deadline - time.monotonic()))
+        except PushError as e:
+            if not e.retryable and e.status not in (None, 401, 403):
+                # the gateway will never take this state: do not queue it forever
+                store.mark_delivered(key, seq)
+            store.mark_failed(key, str(e))
+            raise
+        store.mark_delivered(key, seq)
+        if store.seq(key) <= seq or time.monotonic() >= deadline:
+            break
+    return seq
+
+
+def _registry(state: GroupState, config: Config) -> CollectorRegistry:
+    from jobreport.exposition import registry_for
+
+    return registry_for(state, config.namespace)
+
+
+def _state_without_store(run: Run, end: RunEnd | None) -> GroupState:
+    """What this run alone knows. Left out (None) is what only the history knows: since every
+    push is a POST, the gateway keeps its values, such as the last success timestamp."""
+    state = GroupState(
+        job=run.job, grouping=run.grouping, running=0 if end else 1, last_start=run.started,
+        expected_interval=run.expected_interval, max_runtime=run.max_runtime,
+    )
+    if end is not None and end.outcome != SKIPPED:
+        state.last_end = end.ended
+        state.last_duration = end.duration
+        state.last_exit_code = end.exit_code
+        state.last_outcome = end.outcome
+        state.last_size = end.size
+        state.last_items = end.items
+        state.last_cpu_seconds = end.cpu_seconds
+        state.last_max_rss_bytes = end.max_rss_bytes
+        state.custom = end.custom
+        if end.outcome == SUCCESS:
+            state.last_success = end.ended
+        else:
+            state.last_failure = end.ended
+    return state
+
+
+_noticed: set[bool] = set()
+
+
+def _notice_no_gateway(stored: bool) -> None:
+    if stored in _noticed:  # once per process
+        return
+    _noticed.add(stored)
+    if stored:
+        log.warning("jobreport: no Pushgateway configured (set JOBREPORT_GATEWAY); runs are "
+                    "kept in the store until `jobreport flush`")
+    else:
+        log.warning("jobreport: no Pushgateway configured and the store is unavailable: "
+                    "this run is not recorded anywhere")
+
+
+def _shared_store(url: str) -> Store:
+    from jobreport.store import Store
+
+    with _cache_lock:
+        store = _stores.get(url)
+        if store is None:
+            store = _stores[url] = Store(url)
+        return store
+
+
+def _shared_sender(config: Config) -> Sender:
+    from jobreport.push import Sender
+
+    key = (config.gateway, config.username, config.password, config.token, config.timeout,
+           config.budget, config.ca_bundle, config.client_cert, config.client_key,
+           config.tls_verify)
+    with _cache_lock:
+        sender = _senders.get(key)
+        if sender is None:
+            sender = _senders[key] = Sender(config)
+        return sender
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _process_start(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:
+        return None
+
+
+def _alive(pid: int, pid_start: float | None) -> bool:
+    """Whether process ``pid`` still runs and is the same process (not a reused pid)."""
+    import psutil
+
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return False
+    return pid_start is None or abs(created - pid_start) < 1.0
+
+
