@@ -417,7 +417,7 @@ class Store:
                 state.custom = load_custom(last.custom)
             # the size and items of the newest run that reported them (a failed run that
             # reported none leaves them as they were, as the gateway does with a POST)
-            for attr, column in (("last_size", runs.c.size), ("last_items", runs.c.items)):
+            for attr, column in (("last_size", runs.c.size), ("last_items", runs.c["items"])):
                 setattr(state, attr, conn.execute(
                     select(column).where(ran, column.is_not(None))
                     .order_by(runs.c.ended.desc(), runs.c.id.desc()).limit(1)).scalar())
@@ -503,7 +503,7 @@ def _record(row: Any) -> RunRecord:
     return RunRecord(
         id=row.id, job=row.job, grouping=grouping_from_key(row.group_key), host=row.host,
         pid=row.pid, started=row.started, ended=row.ended, duration=row.duration,
-        outcome=row.outcome, exit_code=row.exit_code, size=row.size, items=row.items,
+        outcome=row.outcome, exit_code=row.exit_code, size=row.size, items=row._mapping["items"],
         cpu_seconds=row.cpu_seconds, max_rss_bytes=row.max_rss_bytes, command=row.command,
         tail=row.tail, custom=load_custom(row.custom),
     )
