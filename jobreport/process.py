@@ -163,10 +163,11 @@ class _Runner:
         self.max_rss = 0
         self.foreign: set[int] = set()
         self.timed_out = False
+        self.kill_at: float | None = None
+        self.tree: list[Any] = []
 
     def run(self) -> ProcessResult:
-        relayed = self._streams_to_relay()
-        pipes = [(os.pipe(), out_fd) for out_fd in relayed]
+        pipes = [(os.pipe(), out_fd) for out_fd in self._streams_to_relay()]
         forwarder = _Forwarder(self.foreground)
         previous_subreaper = self._become_subreaper()
         if self.forward_signals:
@@ -175,7 +176,7 @@ class _Runner:
         t0 = time.monotonic()
         try:
             try:
-                proc = self._spawn({out: w for (_, w), out in pipes})
+                proc = self._spawn(self._redirects(pipes))
             except OSError as exc:
                 return self._spawn_failed(exc, started_at, t0)
             finally:
@@ -197,7 +198,19 @@ class _Runner:
     def _streams_to_relay(self) -> list[int]:
         if self.tail is None:
             return []
-        return [fd for fd in (1, 2) if _is_open(fd) and not os.isatty(fd)]
+        relayed = [fd for fd in (1, 2) if _is_open(fd) and not os.isatty(fd)]
+        if relayed == [1, 2] and _same_file(1, 2):
+            # cron's mail pipe, a journal stream, `>> log 2>&1`: one pipe for both keeps the
+            # child's interleaving of stdout and stderr exactly
+            return [1]
+        return relayed
+
+    def _redirects(self, pipes: list[tuple[tuple[int, int], int]]) -> dict[int, int]:
+        """Which write end the child gets as its stdout (1) and stderr (2)."""
+        redirect = {out: w for (_, w), out in pipes}
+        if redirect.keys() == {1} and self.tail is not None and _same_file(1, 2):
+            redirect[2] = redirect[1]
+        return redirect
 
     def _spawn(self, redirect: dict[int, int]) -> subprocess.Popen[bytes]:
         if self.subreaper:
@@ -285,13 +298,11 @@ class _Runner:
 
     def _wait(self, waiter: _Waiter, pid: int, t0: float) -> None:
         deadline = t0 + self.timeout if self.timeout is not None else None
-        kill_at: float | None = None
-        tree: list[Any] = []
         next_tick = t0 + self.tick_interval if self.on_tick is not None else None
         next_reap = t0 + _REAP_INTERVAL if self.subreaper else None
         while not waiter.done.is_set():
             now = time.monotonic()
-            wake = [t for t in (deadline, kill_at, next_tick, next_reap) if t is not None]
+            wake = [t for t in (deadline, self.kill_at, next_tick, next_reap) if t is not None]
             waiter.done.wait(max(0.0, min(wake) - now) if wake else None)
             if waiter.done.is_set():
                 return
@@ -299,13 +310,11 @@ class _Runner:
             if deadline is not None and now >= deadline:
                 deadline = None
                 self.timed_out = True
-                tree = _tree(pid, self.foreign)
-                _signal_tree(pid, tree, signal.SIGTERM, own_group=not self.foreground)
-                kill_at = now + self.kill_after
-            if kill_at is not None and now >= kill_at:
-                kill_at = None
-                tree = _merge(tree, _tree(pid, self.foreign))
-                _signal_tree(pid, tree, signal.SIGKILL, own_group=not self.foreground)
+                self.tree = _tree(pid, self.foreign)
+                _signal_tree(pid, self.tree, signal.SIGTERM, own_group=not self.foreground)
+                self.kill_at = now + self.kill_after
+            if self.kill_at is not None and now >= self.kill_at:
+                self._kill(pid)
             if next_tick is not None and now >= next_tick and self.on_tick is not None:
                 _call_quietly(self.on_tick)
                 next_tick = max(next_tick + self.tick_interval, now)
@@ -313,17 +322,21 @@ class _Runner:
                 self._reap_orphans(exclude=pid)
                 next_reap = now + _REAP_INTERVAL
 
-    def _finish_killing(self, pid: int) -> None:
-        """After a timeout the child may be gone while descendants ignore SIGTERM."""
-        survivors = _tree(pid, self.foreign)
-        if not survivors:
-            return
-        import psutil
+    def _kill(self, pid: int) -> None:
+        self.kill_at = None
+        self.tree = _merge(self.tree, _tree(pid, self.foreign))
+        _signal_tree(pid, self.tree, signal.SIGKILL, own_group=not self.foreground)
 
-        _gone, alive = psutil.wait_procs(survivors, timeout=self.kill_after)
-        if alive:
-            _signal_tree(pid, alive, signal.SIGKILL, own_group=not self.foreground)
-            psutil.wait_procs(alive, timeout=2.0)
+    def _finish_killing(self, pid: int) -> None:
+        """After a timeout the child may be gone while descendants ignore SIGTERM: they get
+        SIGKILL when kill_after has passed. Orphans are found through the tree seen at
+        the timeout, since they no longer descend from the child."""
+        self.tree = _merge(self.tree, _tree(pid, self.foreign))
+        if self.kill_at is not None:
+            if _wait_gone(self.tree, self.kill_at):
+                return
+            self._kill(pid)
+        _wait_gone(self.tree, time.monotonic() + 2.0)
 
     # -- accounting -----------------------------------------------------------------------
 
@@ -575,6 +588,14 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
+def _same_file(a: int, b: int) -> bool:
+    try:
+        sa, sb = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -640,6 +661,15 @@ def _alive(proc: Any) -> bool:
         return bool(proc.is_running()) and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _wait_gone(procs: list[Any], until: float) -> bool:
+    """Poll until every process has ended (zombies count as ended) or ``until`` passes."""
+    while any(_alive(p) for p in procs):
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _merge(old: list[Any], new: list[Any]) -> list[Any]:
