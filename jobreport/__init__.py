@@ -14,7 +14,7 @@ from jobreport.errors import ConfigError, InvalidNameError, JobReportError, Push
 if TYPE_CHECKING:
     from jobreport.config import Config, load_config
     from jobreport.context import JobMetrics, job_metrics
-    from jobreport.flush import FlushResult, flush
+    from jobreport.delivery import FlushResult, flush
 
 __all__ = [
     "Config",
@@ -36,8 +36,8 @@ _LAZY = {
     "load_config": "jobreport.config",
     "JobMetrics": "jobreport.context",
     "job_metrics": "jobreport.context",
-    "FlushResult": "jobreport.flush",
-    "flush": "jobreport.flush",
+    "FlushResult": "jobreport.delivery",
+    "flush": "jobreport.delivery",
 }
 
 

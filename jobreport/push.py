@@ -136,7 +136,7 @@ class Sender:
 
     def _send(self, method: str, url: str, headers: Sequence[tuple[str, str]], data: bytes,
               budget: float | None) -> requests.Response:
-        from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
+        from tenacity import Retrying, retry_if_exception, wait_exponential, wait_random
 
         budget = self.config.budget if budget is None else budget
         start = self._clock()
@@ -149,7 +149,7 @@ class Sender:
 
         retrying = Retrying(
             stop=stop,
-            wait=wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
+            wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
             retry=retry_if_exception(lambda e: isinstance(e, PushError) and e.retryable),
             sleep=self._sleep,
             reraise=True,

@@ -99,8 +99,12 @@ def pushgateway(
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    # Debian's build defaults --persistence.file to /var/lib/prometheus/pushgateway.data,
+    # which every test gateway would share: always name the file, or none.
     if persistence:
         argv += [f"--persistence.file={workdir / 'pushgateway.db'}", "--persistence.interval=1s"]
+    else:
+        argv += ["--persistence.file="]
     argv += list(extra)
     return Server("pushgateway", argv, port, workdir, scheme=scheme)
 
