@@ -7,28 +7,15 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import servers
 from tests.conftest import Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "backup_db.py"
 
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    """conftest's fresh Pushgateway, with persistence really off: the Debian build defaults
-    --persistence.file to /var/lib/prometheus/pushgateway.data, shared by every gateway."""
-    server = servers.pushgateway(tmp_path / "pushgateway", extra=["--persistence.file="])
-    server.start()
-    try:
-        yield Gateway(server)
-    finally:
-        server.stop()
 
 
 def run_backup(*args: str, gateway: Gateway | None = None,
