@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
 from tests.conftest import Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,17 +93,6 @@ def files() -> Iterator[FileServer]:
         server.stop()
 
 
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    """conftest's fresh Pushgateway, with persistence really off: the Debian build defaults
-    --persistence.file to /var/lib/prometheus/pushgateway.data, shared by every gateway."""
-    server = servers.pushgateway(tmp_path / "pushgateway", extra=["--persistence.file="])
-    server.start()
-    try:
-        yield Gateway(server)
-    finally:
-        server.stop()
 
 
 def fresh_dir(tmp_path: Path) -> Path:
