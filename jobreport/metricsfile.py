@@ -1,0 +1,214 @@
+"""Metrics a wrapped command writes to ``$JOBREPORT_METRICS_FILE``, and ``NAME=VALUE`` pairs.
+
+A shell script appends lines while it runs::
+
+    echo "backup_tables 42" >> "$JOBREPORT_METRICS_FILE"
+
+Accepted are ``name value`` lines and the Prometheus text exposition format (``# HELP``,
+``# TYPE`` with gauge, counter or untyped, ``name{label="value"} value``). A later line for
+the same series replaces an earlier one. A line that cannot be used is reported with its
+line number and skipped; it never fails the run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobreport.errors import InvalidNameError
+from jobreport.names import RESERVED_LABELS, check_metric_name
+from jobreport.state import CustomFamily
+
+__all__ = ["MAX_BYTES", "ParsedMetrics", "parse_assignments", "parse_text", "read_file"]
+
+#: At most this much of the file is read: a runaway writer cannot stall the end of a run.
+MAX_BYTES = 1024 * 1024
+_TYPES = frozenset({"gauge", "counter", "untyped"})
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SAMPLE = re.compile(rf"({_NAME})\s*(\{{.*\}})?\s+(\S+)(?:\s+(\S+))?\s*")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
+_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+@dataclass
+class ParsedMetrics:
+    """Families ready for the end push, and one message per line that was skipped."""
+
+    families: list[CustomFamily] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Family:
+    name: str
+    type: str = "gauge"
+    help: str = ""
+    samples: dict[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
+
+
+def read_file(path: str | Path, namespace: str = "jobreport") -> ParsedMetrics:
+    """Parse the metrics file at ``path``; a missing or empty file holds no metrics."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        return ParsedMetrics()
+    except OSError as e:
+        return ParsedMetrics(problems=[f"cannot read {path}: {e.strerror}"])
+    result = parse_text(data[:MAX_BYTES].decode("utf-8", errors="replace"), namespace)
+    if len(data) > MAX_BYTES:
+        result.problems.append(f"only the first {MAX_BYTES} bytes were read")
+    return result
+
+
+def parse_text(text: str, namespace: str = "jobreport") -> ParsedMetrics:
+    """Parse ``name value`` lines or text exposition; see the module docstring."""
+    parser = _Parser(namespace)
+    lines = text.split("\n")
+    for number, raw in enumerate(lines, start=1):
+        try:
+            parser.line(raw)
+        except ValueError as e:
+            parser.problems.append(f"line {number}: {_shown(raw)}: {e}")
+    return parser.result()
+
+
+def parse_assignments(pairs: Iterable[str], namespace: str = "jobreport") -> ParsedMetrics:
+    """Parse ``NAME=VALUE`` (or ``NAME{label="v"}=VALUE``) arguments of ``jobreport push``."""
+    parser = _Parser(namespace)
+    for pair in pairs:
+        name, sep, value = pair.rpartition("=")
+        try:
+            if not sep or not name.strip() or not value.strip():
+                raise ValueError("write NAME=VALUE, e.g. backup_tables=42")
+            parser.line(f"{name.strip()} {value.strip()}")
+        except ValueError as e:
+            parser.problems.append(f"{_shown(pair)}: {e}")
+    return parser.result()
+
+
+def _shown(raw: str) -> str:
+    return repr(raw if len(raw) <= 80 else raw[:77] + "...")
+
+
+class _Parser:
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.families: dict[str, _Family] = {}
+        self.problems: list[str] = []
+
+    def result(self) -> ParsedMetrics:
+        out = [_freeze(f) for f in self.families.values() if f.samples]
+        return ParsedMetrics(families=out, problems=self.problems)
+
+    def line(self, raw: str) -> None:
+        line = raw.strip()
+        if not line:
+            return
+        if line.startswith("#"):
+            self._meta(line)
+        else:
+            self._sample(line)
+
+    def _meta(self, line: str) -> None:
+        parts = line[1:].strip().split(None, 2)
+        if len(parts) < 2 or parts[0] not in ("HELP", "TYPE"):
+            return  # an ordinary comment
+        kind, name = parts[0], _family_name(parts[1])
+        _check_name(name, self.namespace)
+        fam = self.families.setdefault(name, _Family(name))
+        rest = parts[2].strip() if len(parts) > 2 else ""
+        if kind == "HELP":
+            fam.help = _unescape(rest)
+            return
+        if rest not in _TYPES:
+            raise ValueError(
+                f"type {rest or '(none)'} is not supported (use gauge, counter or untyped)")
+        if fam.samples and fam.type != rest:
+            raise ValueError(f"# TYPE must come before the samples of {name}")
+        fam.type = rest
+
+    def _sample(self, line: str) -> None:
+        match = _SAMPLE.fullmatch(line)
+        if match is None:
+            raise ValueError('expected "name value" or name{label="value"} value')
+        name, label_text, value_text, timestamp = match.groups()
+        value = _value(value_text)
+        if timestamp is not None:
+            raise ValueError("timestamps are not allowed (the Pushgateway rejects them)")
+        labels = _labels(label_text[1:-1]) if label_text else ()
+        fam = _family_for(name, self.families)
+        if fam is None:
+            _check_name(name, self.namespace)
+            fam = self.families[name] = _Family(name)
+        if fam.type == "counter" and (value < 0 or math.isnan(value)):
+            raise ValueError("a counter cannot be negative or NaN")
+        fam.samples[labels] = value
+
+
+def _family_for(sample_name: str, families: dict[str, _Family]) -> _Family | None:
+    fam = families.get(sample_name)
+    if fam is None and sample_name.endswith("_total"):
+        fam = families.get(sample_name[: -len("_total")])
+        if fam is not None and fam.type != "counter":
+            fam = None
+    return fam
+
+
+def _family_name(name: str) -> str:
+    if not re.fullmatch(_NAME, name):
+        raise ValueError("not a metric name (letters, digits, _ and :, not first a digit)")
+    return name
+
+
+def _check_name(name: str, namespace: str) -> None:
+    try:
+        check_metric_name(name, namespace)
+    except InvalidNameError as e:
+        raise ValueError(f"{e.name} {e.problem}") from None
+
+
+def _value(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _labels(text: str) -> tuple[tuple[str, str], ...]:
+    labels: dict[str, str] = {}
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        match = _LABEL.match(text, pos)
+        if match is None:
+            raise ValueError('labels must look like {name="value",other="value"}')
+        name, value = match.group(1), _unescape(match.group(2))
+        if name in RESERVED_LABELS or name.startswith("__"):
+            raise ValueError(f"label {name} is reserved")
+        if name in labels:
+            raise ValueError(f"label {name} appears twice")
+        labels[name] = value
+        pos = match.end()
+    return tuple(sorted(labels.items()))
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r'\\[\\"n]', lambda m: _ESCAPES[m.group(0)], text)
+
+
+def _freeze(fam: _Family) -> CustomFamily:
+    base = fam.name
+    sample_name = fam.name
+    if fam.type == "counter":
+        base = fam.name.removesuffix("_total")
+        sample_name = base + "_total"
+    return CustomFamily(
+        name=base,
+        help=fam.help,
+        type=fam.type,
+        samples=tuple((sample_name, labels, value) for labels, value in fam.samples.items()),
+    )
