@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Start a local Pushgateway, Prometheus and Alertmanager on loopback with the files in
+# monitoring/ (the jobreport alert and recording rules, the Alertmanager routing), from the
+# installed Debian programs (scripts/bootstrap.sh installs them). For trying jobreport out
+# and for the demo; not a production setup.
+#
+#   scripts/stack.sh                 start in the foreground; Ctrl-C stops everything
+#   scripts/stack.sh --background    start detached, write a pid file, print the URLs
+#   scripts/stack.sh stop            stop a detached stack and remove its data
+#   scripts/stack.sh status          say whether it runs, and where
+#
+# Environment:
+#   PUSHGATEWAY_PORT (9091) PROMETHEUS_PORT (9090) ALERTMANAGER_PORT (9093)
+#   JOBREPORT_STACK_DIR       data, logs, runtime configs, pid file
+#                             (default ${TMPDIR:-/tmp}/jobreport-stack-$UID)
+#   JOBREPORT_STACK_INTERVAL  scrape and rule evaluation interval (default 5s; the
+#                             shipped prometheus.yml says 15s)
+#   JOBREPORT_STACK_WEBHOOK   URL for the Alertmanager webhook receivers (default: as in
+#                             monitoring/alertmanager.yml, http://127.0.0.1:5001/alerts)
+#
+# $JOBREPORT_STACK_DIR/env holds "export JOBREPORT_GATEWAY=..." for scripts to source.
+#
+# Prometheus needs the real addresses, so it gets a runtime copy of prometheus.yml with the
+# ports and the interval filled in; the rules are the shipped files.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MON=$ROOT/monitoring
+PGW_PORT=${PUSHGATEWAY_PORT:-9091}
+PROM_PORT=${PROMETHEUS_PORT:-9090}
+AM_PORT=${ALERTMANAGER_PORT:-9093}
+INTERVAL=${JOBREPORT_STACK_INTERVAL:-5s}
+DIR=${JOBREPORT_STACK_DIR:-${TMPDIR:-/tmp}/jobreport-stack-$(id -u)}
+PIDFILE=$DIR/stack.pid
+
+PUSHGATEWAY=$(command -v prometheus-pushgateway || echo /usr/bin/prometheus-pushgateway)
+PROMETHEUS=$(command -v prometheus || echo /usr/bin/prometheus)
+ALERTMANAGER=$(command -v prometheus-alertmanager || echo /usr/bin/prometheus-alertmanager)
+
+die() { echo "stack.sh: $*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+}
+
+# http_ok PORT PATH: true when GET answers 200 (bash's /dev/tcp: no curl needed)
+http_ok() {
+  timeout 2 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$2" >&3
+    read -r _ code _ <&3
+    [[ $code == 200 ]]' _ "$1" "$2" 2>/dev/null
+}
+
+port_busy() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
+
+# pids of the running stack (only those still alive and still our programs)
+live_pids() {
+  [[ -f $PIDFILE ]] || return 0
+  local pid
+  while read -r pid _; do
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -q -- "$DIR"; then
+      echo "$pid"
+    fi
+  done <"$PIDFILE"
+}
+
+stop_stack() {
+  local pids=() pid i
+  mapfile -t pids < <(live_pids)
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for ((i = 0; i < 100; i++)); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  # remove only what this script created
+  rm -rf "$DIR/pushgateway.db" "$DIR/prometheus" "$DIR/alertmanager" "$DIR/rules" \
+         "$DIR/prometheus.yml" "$DIR/alertmanager.yml" "$DIR/env" "$DIR/urls" "$DIR"/*.log "$PIDFILE"
+  rmdir "$DIR" 2>/dev/null || true
+}
+
+print_urls() {
+  cat <<EOF
+Pushgateway:  http://127.0.0.1:$PGW_PORT
+Prometheus:   http://127.0.0.1:$PROM_PORT   (alerts: http://127.0.0.1:$PROM_PORT/alerts)
+Alertmanager: http://127.0.0.1:$AM_PORT
+Data and logs: $DIR
+export JOBREPORT_GATEWAY=http://127.0.0.1:$PGW_PORT
+EOF
+}
+
+write_configs() {
+  mkdir -p "$DIR/prometheus" "$DIR/alertmanager"
+  ln -sfn "$MON/rules" "$DIR/rules"
+  sed -e "s/127\.0\.0\.1:9091/127.0.0.1:$PGW_PORT/g" \
+      -e "s/127\.0\.0\.1:9093/127.0.0.1:$AM_PORT/g" \
+      -e "s/^\(  *scrape_interval:\).*/\1 $INTERVAL/" \
+      -e "s/^\(  *evaluation_interval:\).*/\1 $INTERVAL/" \
+      "$MON/prometheus.yml" >"$DIR/prometheus.yml"
+  grep -q "127.0.0.1:$PGW_PORT" "$DIR/prometheus.yml" && grep -q "127.0.0.1:$AM_PORT" "$DIR/prometheus.yml" \
+    || die "could not fill the ports into $DIR/prometheus.yml (has monitoring/prometheus.yml changed?)"
+  if [[ -n ${JOBREPORT_STACK_WEBHOOK:-} ]]; then
+    sed -e "s#http://127.0.0.1:5001/alerts#$JOBREPORT_STACK_WEBHOOK#g" \
+        "$MON/alertmanager.yml" >"$DIR/alertmanager.yml"
+  else
+    cp "$MON/alertmanager.yml" "$DIR/alertmanager.yml"
+  fi
+}
+
+# launch NAME ARGV...: start one server, its output in $DIR/NAME.log, its pid in the pid file
+launch() {
+  local name=$1; shift
+  if ((BACKGROUND)); then
+    setsid "$@" </dev/null >>"$DIR/$name.log" 2>&1 &
+  else
+    "$@" </dev/null >>"$DIR/$name.log" 2>&1 &
+  fi
+  echo "$! $name" >>"$PIDFILE"
+}
+
+wait_ready() {
+  local name=$1 port=$2 i
+  for ((i = 0; i < 300; i++)); do
+    http_ok "$port" /-/ready && return 0
+    if ! kill -0 "$(awk -v n="$name" '$2 == n {print $1}' "$PIDFILE")" 2>/dev/null; then
+      echo "stack.sh: $name exited; its log ($DIR/$name.log):" >&2
+      tail -n 20 "$DIR/$name.log" >&2 || true
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "stack.sh: $name not ready on port $port after 30 s; see $DIR/$name.log" >&2
+  return 1
+}
+
+start_stack() {
+  [[ -n $(live_pids) ]] && die "already running (data in $DIR); stop it with: $0 stop"
+  for prog in "$PUSHGATEWAY" "$PROMETHEUS" "$ALERTMANAGER"; do
+    [[ -x $prog ]] || die "$prog not found: run scripts/bootstrap.sh (it installs the Debian packages)"
+  done
+  for pair in "PUSHGATEWAY_PORT:$PGW_PORT" "PROMETHEUS_PORT:$PROM_PORT" "ALERTMANAGER_PORT:$AM_PORT"; do
+    if port_busy "${pair#*:}"; then
+      die "port ${pair#*:} is in use: set ${pair%%:*} to a free port"
+    fi
+  done
+  mkdir -p "$DIR"
+  rm -f "$PIDFILE"
+  write_configs
+
+  launch pushgateway "$PUSHGATEWAY" --web.listen-address="127.0.0.1:$PGW_PORT" \
+    --persistence.file="$DIR/pushgateway.db" --persistence.interval=1m --log.level=warn
+  launch alertmanager "$ALERTMANAGER" --config.file="$DIR/alertmanager.yml" \
+    --storage.path="$DIR/alertmanager" --web.listen-address="127.0.0.1:$AM_PORT" \
+    --cluster.listen-address= --log.level=warn
+  launch prometheus "$PROMETHEUS" --config.file="$DIR/prometheus.yml" \
+    --storage.tsdb.path="$DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --web.enable-lifecycle --log.level=warn
+
+  if ! { wait_ready pushgateway "$PGW_PORT" && wait_ready alertmanager "$AM_PORT" \
+         && wait_ready prometheus "$PROM_PORT"; }; then
+    stop_stack
+    exit 1
+  fi
+  print_urls >"$DIR/urls"
+  grep '^export ' "$DIR/urls" >"$DIR/env"
+}
+
+BACKGROUND=0
+case ${1:-} in
+  "") ;;
+  --background|-b) BACKGROUND=1 ;;
+  stop)
+    stop_stack
+    echo "stack.sh: stopped"
+    exit 0 ;;
+  status)
+    if [[ -n $(live_pids) ]]; then cat "$DIR/urls"; else echo "stack.sh: not running"; exit 3; fi
+    exit 0 ;;
+  -h|--help) usage; exit 0 ;;
+  *) usage >&2; exit 2 ;;
+esac
+
+start_stack
+print_urls
+if ((BACKGROUND)); then
+  echo "pid file: $PIDFILE  (stop with: $0 stop)"
+  exit 0
+fi
+trap 'stop_stack; echo; echo "stack.sh: stopped"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+echo "Running; Ctrl-C stops."
+# return as soon as one server exits (or on Ctrl-C)
+wait -n || true
+echo "stack.sh: a server exited; the end of its log:" >&2
+for name in pushgateway alertmanager prometheus; do
+  pid=$(awk -v n="$name" '$2 == n {print $1}' "$PIDFILE")
+  kill -0 "$pid" 2>/dev/null || { echo "== $name" >&2; tail -n 20 "$DIR/$name.log" >&2; }
+done
+exit 1

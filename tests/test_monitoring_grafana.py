@@ -1,0 +1,200 @@
+"""The Grafana dashboard and provisioning: every query is valid PromQL for a real Prometheus,
+and returns data once real jobreport runs have been pushed and scraped."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobreport import job_metrics, load_config
+from jobreport.report import Reporter
+from tests import servers
+from tests.monitoring_helpers import (
+    MONITORING,
+    load_yaml,
+    prom_get,
+    prom_query,
+    prometheus_test_config,
+    wait_for,
+)
+
+GRAFANA = MONITORING / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "jobreport.json"
+
+# What Grafana puts in place of its variables: "All" for the job and instance variables.
+SUBSTITUTIONS = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "${job}": ".*",
+    "$job": ".*",
+    "${instance}": ".*",
+    "$instance": ".*",
+}
+LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>\w+)\)$")
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return data
+
+
+def panels() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for panel in dashboard()["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))  # collapsed rows
+    return out
+
+
+def substitute(expr: str) -> str:
+    for var, value in SUBSTITUTIONS.items():
+        expr = expr.replace(var, value)
+    assert "$" not in expr, f"unknown variable left in {expr!r}"
+    return expr
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    """(panel title / refId, PromQL with the variables substituted) of every panel target."""
+    return [(f"{p['title']} / {t['refId']}", substitute(t["expr"]))
+            for p in panels() for t in p.get("targets", [])]
+
+
+def variable_queries() -> list[tuple[str, str]]:
+    """The series selectors inside the query variables' ``label_values(...)``."""
+    out = []
+    for var in dashboard()["templating"]["list"]:
+        if var["type"] != "query":
+            continue
+        query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+        m = LABEL_VALUES.match(query)
+        assert m and m.group("selector"), f"variable {var['name']}: unexpected query {query!r}"
+        out.append((f"variable {var['name']}", substitute(m.group("selector"))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Pushgateway and Prometheus (shipped rules, 1 s scrape and evaluation), holding
+    what real jobreport runs pushed: a success with sizes and thresholds, a failure, a run
+    still in progress, and a run with resource figures."""
+    tmp = tmp_path_factory.mktemp("grafana")
+    gateway = servers.pushgateway(tmp / "pushgateway").start()
+    config_path = prometheus_test_config(tmp / "prometheus.yml", gateway_port=gateway.port)
+    prom = servers.prometheus(tmp / "prometheus", config_path)
+    try:
+        prom.start()
+        config = load_config(
+            env={"XDG_CONFIG_HOME": str(tmp / "config")},
+            gateway=gateway.url, db=f"sqlite:///{tmp / 'jobreport.db'}", instance="grafana-host",
+        )
+        with job_metrics("dash_backup", expect_every="1h", max_runtime="10m",
+                         config=config) as job:
+            job.set_size(123456)
+            job.add_items(42)
+        with pytest.raises(RuntimeError):
+            with job_metrics("dash_failing", expect_every="1h", config=config):
+                raise RuntimeError("boom")
+        reporter = Reporter(config)
+        run = reporter.start("dash_resources", max_runtime=600, wait=None)
+        assert reporter.finish(run, outcome="success", exit_code=0, cpu_seconds=1.5,
+                               max_rss_bytes=2e6)
+        running = Reporter(config).start("dash_running", max_runtime=600, wait=None)
+        assert running.job == "dash_running"
+        wait_for("the runs in Prometheus",
+                 lambda: len(prom_query(prom.url, "jobreport_last_start_timestamp_seconds")
+                             ["data"]["result"]) == 4, timeout=30)
+        yield prom.url
+    finally:
+        prom.stop()
+        gateway.stop()
+
+
+def test_dashboard_has_queries_and_variables() -> None:
+    """The dashboard has panels with queries and job, instance and datasource variables."""
+    assert len(panel_queries()) >= 10
+    names = {v["name"] for v in dashboard()["templating"]["list"]}
+    assert {"datasource", "job", "instance"} <= names
+
+
+def test_every_query_is_valid_promql(prometheus: str) -> None:
+    """Each panel and variable query parses and evaluates in a real Prometheus (a parse
+    error is a 400 with status "error")."""
+    for where, expr in panel_queries() + variable_queries():
+        answer = prom_query(prometheus, expr)
+        assert answer["status"] == "success", f"{where}: {expr}\n{answer}"
+
+
+def test_every_query_returns_data_from_real_runs(prometheus: str) -> None:
+    """Against real pushed runs, every panel query returns series (metric names, labels and
+    recording rules are right, not merely valid), the failed run's alert included."""
+
+    def empty() -> list[str]:
+        return [f"{where}: {expr}" for where, expr in panel_queries() + variable_queries()
+                if not prom_query(prometheus, expr)["data"]["result"]]
+
+    missing = empty()
+    if missing:  # counters need two scrapes, alerts a rule evaluation
+        wait_for("data for every query", lambda: not empty(), timeout=30, interval=1)
+
+
+def test_variables_list_the_pushed_jobs_and_instances(prometheus: str) -> None:
+    """The job and instance variables offer what was pushed."""
+    jobs = prom_get(prometheus, "/api/v1/label/job/values",
+                    **{"match[]": "jobreport_last_start_timestamp_seconds"})["data"]
+    assert {"dash_backup", "dash_failing", "dash_running", "dash_resources"} <= set(jobs)
+    instances = prom_get(prometheus, "/api/v1/label/instance/values",
+                         **{"match[]": "jobreport_last_start_timestamp_seconds"})["data"]
+    assert instances == ["grafana-host"]
+
+
+def test_overview_table_merges_its_queries_by_label() -> None:
+    """The overview table's queries drop the metric name (so the merge joins rows on the
+    group labels) and every renamed column belongs to a query of the table."""
+    [table] = [p for p in panels() if p["type"] == "table" and p["title"] == "Jobs"]
+    refs = {t["refId"] for t in table["targets"]}
+    for target in table["targets"]:
+        assert target["expr"].startswith("sum without () ("), target["expr"]
+        assert target["format"] == "table" and target["instant"] is True
+    transformations = [t["id"] for t in table["transformations"]]
+    assert transformations == ["merge", "organize"]
+    renamed = table["transformations"][1]["options"]["renameByName"]
+    for column in renamed:
+        if column.startswith("Value #"):
+            assert column.removeprefix("Value #") in refs, column
+    assert "Last outcome" in renamed.values() and "Since last success" in renamed.values()
+
+
+def test_panels_are_well_formed() -> None:
+    """Unique panel ids, a grid position each, and every query on the datasource variable."""
+    ids = [p["id"] for p in panels()]
+    assert len(ids) == len(set(ids))
+    for panel in panels():
+        assert {"x", "y", "w", "h"} <= set(panel["gridPos"]), panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == "${datasource}"
+            assert target["refId"] and target["expr"].strip()
+    for var in dashboard()["templating"]["list"]:
+        if var["name"] in ("job", "instance"):
+            assert var["includeAll"] and var["allValue"] == ".*"
+
+
+def test_provisioning_points_at_the_dashboard_and_prometheus() -> None:
+    """The datasource provisioning names a Prometheus, and the dashboard provider's path is
+    where docker-compose.yml mounts the dashboards."""
+    datasources = load_yaml(GRAFANA / "provisioning" / "datasources" / "jobreport.yml")
+    [ds] = datasources["datasources"]
+    assert ds["type"] == "prometheus" and ds["url"].startswith("http")
+    providers = load_yaml(GRAFANA / "provisioning" / "dashboards" / "jobreport.yml")
+    [provider] = providers["providers"]
+    path = provider["options"]["path"]
+    compose = load_yaml(MONITORING / "docker-compose.yml")
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{path}:ro" in mounts
+    assert Path(GRAFANA / "dashboards").is_dir() and any(Path(GRAFANA / "dashboards").glob("*.json"))
