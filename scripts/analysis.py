@@ -11,7 +11,8 @@ written atomically (temporary file, fsync, rename) as tab-separated values.
 Reported through ``job_metrics("analysis")``: records as jobreport_last_items, the report's
 size as jobreport_last_size_bytes, and the gauges ``fasta_total_bases``, ``fasta_gc_ratio``,
 ``fasta_n50_bases`` and ``fasta_ambiguous_bases``. A file with no records, or a record with
-characters that are not IUPAC nucleotide codes, fails the run.
+characters that are not IUPAC nucleotide codes, fails the run. Under
+``jobreport run --job analysis`` the figures join the wrapper's run (see reporting.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from jobreport import job_metrics
+from reporting import reporting
 
 PROG = "analysis"
 DEFAULT_INPUT = Path(__file__).resolve().parent / "data" / "sample.fasta"
@@ -150,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     out = args.out or Path(args.fasta.stem + ".stats.tsv")
     try:
-        with job_metrics(args.job, expect_every=args.expect_every) as job:
+        with reporting(args.job, "fasta", expect_every=args.expect_every) as job:
             with open(args.fasta) as f:
                 records = list(read_fasta(f, str(args.fasta)))
             if not records:
