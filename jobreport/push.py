@@ -68,9 +68,13 @@ class Sender:
         if self._session is None:
             import requests
 
-            session = requests.Session()
-            session.headers["User-Agent"] = USER_AGENT
             cfg = self.config
+            session = requests.Session()
+            # Read the proxy settings of the environment once, not on every request
+            # (requests looks them up per request, which costs more than the push itself).
+            session.proxies.update(requests.utils.get_environ_proxies(self.gateway))
+            session.trust_env = False
+            session.headers["User-Agent"] = USER_AGENT
             parts = urlsplit(cfg.gateway or "")
             if cfg.username:
                 session.auth = (cfg.username, cfg.password or "")

@@ -36,6 +36,12 @@ _stores: dict[str, Store] = {}
 _senders: dict[tuple[object, ...], Sender] = {}
 
 
+#: How long the start worker waits before opening a run: shorter runs are recorded whole.
+START_DELAY = 0.05
+#: How long to wait for the store when another process holds its lock.
+STORE_WAIT = 15.0
+
+
 def expected_interval(expect_every: float | None, grace: float | None) -> float | None:
     """``expect_every`` + ``grace``; the grace defaults to 10% of ``expect_every``."""
     if expect_every is None:
@@ -57,7 +63,12 @@ class Run:
     command: str | None = None
     id: int | None = None
     ended: bool = False
+    #: Set when the run ends; the start worker waits on it before opening the run.
+    _ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: Set when the start worker is done (run opened in the store, start pushed or skipped).
     _ready: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _opening: bool = False
 
     @property
     def key(self) -> str:
@@ -128,11 +139,13 @@ class Reporter:
         command: str | None = None,
         pid: int | None = None,
         wait: float | None = 0.0,
+        delay: float = START_DELAY,
     ) -> Run:
         """Open a run of ``job`` and push its start, in the background.
 
-        ``wait`` is how long to wait for that start push (``None``: the configured start
-        budget); it is best effort and never raises.
+        The worker waits ``delay`` seconds first: a run that is over by then is recorded
+        whole at its end, with one push instead of two. ``wait`` is how long to wait for the
+        start push (``None``: the configured start budget); it is best effort, never raises.
         """
         settings = self.config.job(job)
         run = Run(
@@ -148,7 +161,7 @@ class Reporter:
             pid=pid if pid is not None else os.getpid(),
             command=command,
         )
-        thread = threading.Thread(target=self._start_worker, args=(run,),
+        thread = threading.Thread(target=self._start_worker, args=(run, delay),
                                   name="jobreport-start", daemon=True)
         thread.start()
         timeout = self.config.start_budget if wait is None else wait
@@ -156,9 +169,16 @@ class Reporter:
             run._ready.wait(timeout)
         return run
 
-    def _start_worker(self, run: Run) -> None:
+    def _start_worker(self, run: Run, delay: float) -> None:
         try:
-            store = self.store
+            if run._ended.wait(delay):
+                return
+            self.prepare()
+            with run._lock:
+                if run.ended:
+                    return
+                run._opening = True
+            store = self._store
             if store is not None:
                 try:
                     run.id = store.open_run(self._run_start(run), alive=_alive)
@@ -215,7 +235,10 @@ class Reporter:
         it; logs a one-line warning (and keeps the run for ``jobreport flush``) otherwise."""
         from jobreport.store import RunEnd
 
-        run.ended = True
+        with run._lock:
+            run.ended = True
+            opening = run._opening
+        run._ended.set()
         if duration is None:
             duration = time.monotonic() - run.monotonic_start
         families = tuple(custom) + tuple(
@@ -225,35 +248,40 @@ class Reporter:
             outcome=outcome, exit_code=exit_code, size=size, items=items,
             cpu_seconds=cpu_seconds, max_rss_bytes=max_rss_bytes, tail=tail, custom=families,
         )
-        # the start worker opens the run in the store; give it its budget to finish
-        run._ready.wait(self.config.start_budget + 15.0)
+        if opening:
+            # the start worker is opening the run or pushing its start: let it finish first,
+            # so that the start push can never land after the end push
+            run._ready.wait(self.config.start_budget + STORE_WAIT)
         store = self.store
+        known: tuple[GroupState, int] | None = None
         if store is not None:
             try:
                 if run.id is not None:
-                    store.close_run(run.id, end)
+                    known = store.close_run(run.id, end)
                 else:
-                    run.id = store.record_run(self._run_start(run), end)
+                    run.id, state, seq = store.record_run(self._run_start(run), end, alive=_alive)
+                    known = (state, seq)
             except StoreError as e:
                 self._drop_store(e)
         partial = None if self._store is not None else _state_without_store(run, end)
-        return self._deliver(run, budget=self.config.budget, what="end", partial=partial)
+        return self._deliver(run, budget=self.config.budget, what="end", partial=partial,
+                             known=known)
 
     def record_skipped(self, job: str, *, labels: Mapping[str, str] | None = None,
                        command: str | None = None) -> Run:
         """Record (and push) a run that did not start because another one holds the lock."""
-        run = self.start(job, labels=labels, command=command, wait=0.0)
-        run.ended = True
-        run._ready.wait(self.config.start_budget + 15.0)
+        run = self.start(job, labels=labels, command=command, delay=STORE_WAIT)
         self.finish(run, outcome=SKIPPED, exit_code=0, duration=0.0)
         return run
 
     # --- delivery -----------------------------------------------------------------------
 
     def _deliver(self, run: Run, *, budget: float, what: str,
-                 partial: GroupState | None = None) -> bool:
-        """Push ``run``'s group: its whole state from the store, or ``partial`` (what this
-        process alone knows) when there is no store or only a heartbeat to send."""
+                 partial: GroupState | None = None,
+                 known: tuple[GroupState, int] | None = None) -> bool:
+        """Push ``run``'s group: its whole state from the store (``known``, when just read),
+        or ``partial`` (what this process alone knows) when there is no store or only a
+        heartbeat to send."""
         sender = self.sender
         if sender is None:
             if what == "end":
@@ -262,7 +290,7 @@ class Reporter:
         store = self._store
         try:
             if store is not None and partial is None:
-                deliver_group(store, sender, self.config, run.key, budget=budget)
+                deliver_group(store, sender, self.config, run.key, budget=budget, known=known)
             else:
                 state = partial if partial is not None else _state_without_store(run, None)
                 sender.push(run.job, run.grouping, _registry(state, self.config), budget=budget)
@@ -284,14 +312,17 @@ class Reporter:
 
 
 def deliver_group(store: Store, sender: Sender, config: Config, key: str, *,
-                  budget: float, rounds: int = 3) -> int:
-    """Push group ``key``'s whole known state; repeat while another run changed it during
-    the push, so that the push that goes out last carries the newest state. Returns the
-    ``seq`` delivered; raises ``PushError`` (recorded in the store) when it was not."""
+                  budget: float, known: tuple[GroupState, int] | None = None,
+                  rounds: int = 3) -> int:
+    """Push group ``key``'s whole known state (``known``: state and seq just read); repeat
+    while another run changed it during the push, so that the push that goes out last
+    carries the newest state. Returns the seq delivered; raises ``PushError`` (recorded in
+    the store) when it was not."""
     deadline = time.monotonic() + budget
     seq = 0
     for _ in range(rounds):
-        state, seq = store.group_state(key)
+        state, seq = known if known is not None else store.group_state(key)
+        known = None
         try:
             sender.push(state.job, state.grouping, _registry(state, config),
                         budget=max(0.0, deadline - time.monotonic()))
@@ -301,8 +332,7 @@ def deliver_group(store: Store, sender: Sender, config: Config, key: str, *,
                 store.mark_delivered(key, seq)
             store.mark_failed(key, str(e))
             raise
-        store.mark_delivered(key, seq)
-        if store.seq(key) <= seq or time.monotonic() >= deadline:
+        if store.mark_delivered(key, seq) <= seq or time.monotonic() >= deadline:
             break
     return seq
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -101,8 +102,24 @@ groups = Table(
     Column("seq", Integer, nullable=False, default=0),
     Column("delivered_seq", Integer, nullable=False, default=0),
     Column("last_heartbeat", Double),
+    # kept up to date in the transaction that closes a run, so that reading a group's state
+    # never scans its history: each only ever moves forward
+    Column("last_success", Double),
+    Column("last_failure", Double),
+    Column("last_size", Double),
+    Column("last_size_at", Double),
+    Column("last_items", Double),
+    Column("last_items_at", Double),
     Column("last_error", Text),
     Column("last_attempt", Double),
+)
+
+counts = Table(
+    "jobreport_counts",
+    metadata,
+    Column("group_key", String(2048), primary_key=True),
+    Column("outcome", String(32), primary_key=True),
+    Column("n", Integer, nullable=False),
 )
 
 meta = Table(
@@ -111,6 +128,35 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text),
 )
+
+
+# Statements built once: a warm process (job_metrics in a loop) pays only for executing them.
+_K: Any = bindparam("k")
+_NOT_SKIPPED = runs.c.outcome.is_(None) | (runs.c.outcome != SKIPPED)
+_BUMP = update(groups).where(groups.c.group_key == _K).values(seq=groups.c.seq + 1)
+_BUMP_RETURNING = _BUMP.returning(groups.c.seq)
+_SEQ = select(groups.c.seq).where(groups.c.group_key == _K)
+_COUNT = (update(counts).where(counts.c.group_key == _K, counts.c.outcome == bindparam("o"))
+          .values(n=counts.c.n + 1))
+_COUNTS = select(counts.c.outcome, counts.c.n).where(counts.c.group_key == _K)
+_SUMMARY = select(groups.c.last_success, groups.c.last_failure, groups.c.last_size_at,
+                  groups.c.last_items_at).where(groups.c.group_key == _K)
+_RUNNING = (select(func.count()).where(runs.c.group_key == _K, runs.c.ended.is_(None))
+            .scalar_subquery())
+_GROUP = select(groups, _RUNNING.label("running")).where(groups.c.group_key == _K)
+_NEWEST_START = (select(runs.c.started, runs.c.outcome, runs.c.expected_interval,
+                        runs.c.max_runtime)
+                 .where(runs.c.group_key == _K, _NOT_SKIPPED)
+                 .order_by(runs.c.started.desc(), runs.c.id.desc()).limit(1))
+_LAST_END = (select(runs).where(runs.c.group_key == _K, _NOT_SKIPPED, runs.c.ended.is_not(None))
+             .order_by(runs.c.ended.desc(), runs.c.id.desc()).limit(1))
+_RUN_GROUP = select(runs.c.group_key, runs.c.job, runs.c.ended).where(
+    runs.c.id == bindparam("id"))
+_OPEN_ON_HOST = select(runs.c.id, runs.c.pid, runs.c.pid_start, runs.c.started).where(
+    runs.c.group_key == _K, runs.c.ended.is_(None), runs.c.host == bindparam("host"))
+_DELIVERED = update(groups).where(
+    groups.c.group_key == _K, groups.c.delivered_seq < bindparam("s"),
+).values(delivered_seq=bindparam("s"), last_error=None, last_attempt=bindparam("now"))
 
 
 @dataclass(frozen=True)
@@ -276,14 +322,40 @@ class Store:
 
     @staticmethod
     def _bump(conn: Connection, key: str, job: str) -> int:
-        """Increment the group's seq (creating the group) and return the new value."""
-        row = conn.execute(select(groups.c.seq).where(groups.c.group_key == key)).first()
-        if row is None:
-            conn.execute(groups.insert().values(group_key=key, job=job, seq=1, delivered_seq=0))
-            return 1
-        seq = int(row[0]) + 1
-        conn.execute(update(groups).where(groups.c.group_key == key).values(seq=seq))
-        return seq
+        """Increment the group's seq (creating the group) and return the new value.
+
+        The UPDATE comes first so that, on PostgreSQL, the group's row stays locked until
+        the transaction ends: changes to one group are serialized."""
+        if conn.dialect.update_returning:
+            seq = conn.execute(_BUMP_RETURNING, {"k": key}).scalar()
+            if seq is not None:
+                return int(seq)
+        elif conn.execute(_BUMP, {"k": key}).rowcount:
+            return int(conn.execute(_SEQ, {"k": key}).scalar_one())
+        conn.execute(groups.insert().values(group_key=key, job=job, seq=1, delivered_seq=0))
+        return 1
+
+    @staticmethod
+    def _count_end(conn: Connection, key: str, end: Mapping[str, Any]) -> None:
+        """Fold a closed run into its group's counters and forward-only summaries."""
+        outcome = end["outcome"]
+        if conn.execute(_COUNT, {"k": key, "o": outcome}).rowcount == 0:
+            conn.execute(counts.insert().values(group_key=key, outcome=outcome, n=1))
+        if outcome == SKIPPED:
+            return
+        ended = end["ended"]
+        values: dict[str, Any] = {}
+        row = conn.execute(_SUMMARY, {"k": key}).one()
+        column = "last_success" if outcome == SUCCESS else "last_failure"
+        if row._mapping[column] is None or row._mapping[column] < ended:
+            values[column] = ended
+        for name in ("size", "items"):
+            at = row._mapping[f"last_{name}_at"]
+            if end.get(name) is not None and (at is None or at <= ended):
+                values[f"last_{name}"] = end[name]
+                values[f"last_{name}_at"] = ended
+        if values:
+            conn.execute(update(groups).where(groups.c.group_key == key).values(**values))
 
     def open_run(self, start: RunStart, *, alive: Any = None) -> int:
         """Record a run as started; close runs of its group that were left open on this host
@@ -293,54 +365,62 @@ class Store:
         with self._write() as conn:
             self._close_abandoned(conn, key, start, alive)
             self._bump(conn, key, start.job)
-            result = conn.execute(runs.insert().values(
-                group_key=key, job=start.job, host=start.host, pid=start.pid,
-                pid_start=start.pid_start, started=start.started,
-                expected_interval=start.expected_interval, max_runtime=start.max_runtime,
-                command=start.command,
-            ))
-            return _new_id(result)
+            return _new_id(conn.execute(runs.insert().values(
+                group_key=key, **self._start_values(start))))
 
     def _close_abandoned(self, conn: Connection, key: str, start: RunStart, alive: Any) -> None:
         if alive is None:
             return
-        rows = conn.execute(
-            select(runs.c.id, runs.c.pid, runs.c.pid_start, runs.c.started).where(
-                runs.c.group_key == key, runs.c.ended.is_(None), runs.c.host == start.host)
-        ).all()
+        rows = conn.execute(_OPEN_ON_HOST, {"k": key, "host": start.host}).all()
         now = time.time()
         for run_id, pid, pid_start, started in rows:
             if pid is not None and alive(pid, pid_start):
                 continue
             seq = self._bump(conn, key, start.job)
-            conn.execute(update(runs).where(runs.c.id == run_id).values(
-                ended=now, duration=max(0.0, now - started), outcome=ABANDONED,
-                closed_seq=seq,
-            ))
+            end = {"ended": now, "duration": max(0.0, now - started), "outcome": ABANDONED}
+            conn.execute(update(runs).where(runs.c.id == run_id).values(closed_seq=seq, **end))
+            self._count_end(conn, key, end)
 
-    def close_run(self, run_id: int, end: RunEnd) -> None:
-        """Record how a run that ``open_run`` started ended."""
+    def close_run(self, run_id: int, end: RunEnd) -> tuple[GroupState, int]:
+        """Record how a run that ``open_run`` started ended; return its group's new state
+        and the ``seq`` that state reflects (read in the same transaction)."""
         with self._write() as conn:
-            row = conn.execute(
-                select(runs.c.group_key, runs.c.job).where(runs.c.id == run_id)).first()
+            row = conn.execute(_RUN_GROUP, {"id": run_id}).first()
             if row is None:
                 raise StoreError(f"run {run_id} is not in the store {self.display_url}")
-            seq = self._bump(conn, row[0], row[1])
-            conn.execute(update(runs).where(runs.c.id == run_id).values(
-                closed_seq=seq, **self._end_values(end)))
+            key, job, already = row
+            values = self._end_values(end)
+            if already is None:  # not closed meanwhile (as abandoned, by another process)
+                seq = self._bump(conn, key, job)
+                conn.execute(update(runs).where(runs.c.id == run_id)
+                             .values(closed_seq=seq, **values))
+                self._count_end(conn, key, values)
+            return self._state(conn, key)
 
-    def record_run(self, start: RunStart, end: RunEnd) -> int:
-        """Record a whole run at once (a skipped run, or one whose start was not recorded)."""
+    def record_run(self, start: RunStart, end: RunEnd, *,
+                   alive: Any = None) -> tuple[int, GroupState, int]:
+        """Record a whole run at once (a skipped run, or one too short to be opened first),
+        closing abandoned runs as ``open_run`` does; return its id, its group's new state and
+        the ``seq`` of that state."""
         key = group_key(start.grouping)
+        values = self._end_values(end)
         with self._write() as conn:
+            self._close_abandoned(conn, key, start, alive)
             seq = self._bump(conn, key, start.job)
-            result = conn.execute(runs.insert().values(
-                group_key=key, job=start.job, host=start.host, pid=start.pid,
-                pid_start=start.pid_start, started=start.started,
-                expected_interval=start.expected_interval, max_runtime=start.max_runtime,
-                command=start.command, closed_seq=seq, **self._end_values(end),
-            ))
-            return _new_id(result)
+            run_id = _new_id(conn.execute(runs.insert().values(
+                group_key=key, closed_seq=seq, **self._start_values(start), **values)))
+            self._count_end(conn, key, values)
+            state, seq = self._state(conn, key)
+            return run_id, state, seq
+
+    @staticmethod
+    def _start_values(start: RunStart) -> dict[str, Any]:
+        return {
+            "job": start.job, "host": start.host, "pid": start.pid,
+            "pid_start": start.pid_start, "started": start.started,
+            "expected_interval": start.expected_interval, "max_runtime": start.max_runtime,
+            "command": start.command,
+        }
 
     @staticmethod
     def _end_values(end: RunEnd) -> dict[str, Any]:
@@ -359,12 +439,12 @@ class Store:
                          .values(last_heartbeat=when))
             return seq
 
-    def mark_delivered(self, key: str, seq: int) -> None:
-        """The push that carried state ``seq`` of group ``key`` was accepted."""
+    def mark_delivered(self, key: str, seq: int) -> int:
+        """The push that carried state ``seq`` of group ``key`` was accepted. Returns the
+        group's current seq: larger means it changed during the push."""
         with self._write() as conn:
-            conn.execute(update(groups).where(
-                groups.c.group_key == key, groups.c.delivered_seq < seq,
-            ).values(delivered_seq=seq, last_error=None, last_attempt=time.time()))
+            conn.execute(_DELIVERED, {"k": key, "s": seq, "now": time.time()})
+            return int(conn.execute(_SEQ, {"k": key}).scalar() or 0)
 
     def mark_failed(self, key: str, error: str) -> None:
         with self._write() as conn:
@@ -375,65 +455,40 @@ class Store:
 
     def seq(self, key: str) -> int:
         with self._read() as conn:
-            return int(conn.execute(
-                select(groups.c.seq).where(groups.c.group_key == key)).scalar() or 0)
+            return int(conn.execute(_SEQ, {"k": key}).scalar() or 0)
 
     def group_state(self, key: str) -> tuple[GroupState, int]:
         """The whole known state of group ``key`` and the ``seq`` it reflects."""
+        with self._read() as conn:
+            return self._state(conn, key)
+
+    @staticmethod
+    def _state(conn: Connection, key: str) -> tuple[GroupState, int]:
         grouping = grouping_from_key(key)
         state = GroupState(job=grouping["job"], grouping=grouping, runs_total={})
-        with self._read() as conn:
-            g = conn.execute(select(groups.c.seq, groups.c.last_heartbeat)
-                             .where(groups.c.group_key == key)).first()
-            seq = int(g[0]) if g else 0
-            state.last_heartbeat = g[1] if g else None
-            in_group = runs.c.group_key == key
-            state.running = int(conn.execute(
-                select(func.count()).where(in_group, runs.c.ended.is_(None))).scalar() or 0)
-            ran = in_group & (runs.c.outcome.is_(None) | (runs.c.outcome != SKIPPED))
-            newest = conn.execute(
-                select(runs.c.started, runs.c.expected_interval, runs.c.max_runtime)
-                .where(ran).order_by(runs.c.started.desc(), runs.c.id.desc()).limit(1)
-            ).first()
-            if newest is None:  # only skipped runs so far
-                newest = conn.execute(
-                    select(runs.c.started, runs.c.expected_interval, runs.c.max_runtime)
-                    .where(in_group).order_by(runs.c.started.desc()).limit(1)).first()
-            else:
-                state.last_start = newest[0]
-            if newest is not None:
-                state.expected_interval, state.max_runtime = newest[1], newest[2]
-            last = conn.execute(
-                select(runs).where(ran, runs.c.ended.is_not(None))
-                .order_by(runs.c.ended.desc(), runs.c.id.desc()).limit(1)
-            ).first()
-            if last is not None:
-                state.last_end = last.ended
-                state.last_duration = last.duration
-                state.last_exit_code = last.exit_code
-                state.last_outcome = last.outcome
-                state.last_cpu_seconds = last.cpu_seconds
-                state.last_max_rss_bytes = last.max_rss_bytes
-                state.custom = load_custom(last.custom)
-            # the size and items of the newest run that reported them (a failed run that
-            # reported none leaves them as they were, as the gateway does with a POST)
-            for attr, column in (("last_size", runs.c.size), ("last_items", runs.c["items"])):
-                setattr(state, attr, conn.execute(
-                    select(column).where(ran, column.is_not(None))
-                    .order_by(runs.c.ended.desc(), runs.c.id.desc()).limit(1)).scalar())
-            state.last_success = conn.execute(
-                select(func.max(runs.c.ended)).where(in_group, runs.c.outcome == SUCCESS)
-            ).scalar()
-            state.last_failure = conn.execute(
-                select(func.max(runs.c.ended)).where(
-                    ran, runs.c.outcome != SUCCESS, runs.c.ended.is_not(None))
-            ).scalar()
-            state.runs_total = {
-                str(outcome): int(n) for outcome, n in conn.execute(
-                    select(runs.c.outcome, func.count()).where(
-                        in_group, runs.c.outcome.is_not(None)).group_by(runs.c.outcome))
-            }
-        return state, seq
+        g = conn.execute(_GROUP, {"k": key}).first()
+        if g is None:
+            return state, 0
+        state.last_heartbeat = g.last_heartbeat
+        state.last_success, state.last_failure = g.last_success, g.last_failure
+        state.last_size, state.last_items = g.last_size, g.last_items
+        state.running = int(g.running or 0)
+        state.runs_total = {str(o): int(n) for o, n in conn.execute(_COUNTS, {"k": key})}
+        newest = conn.execute(_NEWEST_START, {"k": key}).first()
+        if newest is not None:
+            if newest.outcome != SKIPPED:
+                state.last_start = newest.started
+            state.expected_interval, state.max_runtime = newest[2], newest[3]
+        last = conn.execute(_LAST_END, {"k": key}).first()
+        if last is not None:
+            state.last_end = last.ended
+            state.last_duration = last.duration
+            state.last_exit_code = last.exit_code
+            state.last_outcome = last.outcome
+            state.last_cpu_seconds = last.cpu_seconds
+            state.last_max_rss_bytes = last.max_rss_bytes
+            state.custom = load_custom(last.custom)
+        return state, int(g.seq)
 
     def pending(self) -> list[PendingGroup]:
         """Every group whose newest state has not reached the gateway."""

@@ -204,7 +204,7 @@ def test_history_filters(tmp_path: Path) -> None:
 def test_tail_is_bounded(tmp_path: Path) -> None:
     """Output tails kept in the store are bounded in size."""
     store = Store(f"sqlite:///{tmp_path / 't.db'}")
-    rid = store.record_run(RunStart("t", {"job": "t"}, time.time(), "h"),
+    rid, _, _ = store.record_run(RunStart("t", {"job": "t"}, time.time(), "h"),
                            RunEnd(time.time(), 1, "success", 0, tail="x" * 1_000_000))
     run = store.get_run(rid)
     assert run is not None and run.tail is not None
