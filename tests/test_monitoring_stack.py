@@ -1,0 +1,154 @@
+"""scripts/stack.sh starts the real Pushgateway, Prometheus and Alertmanager with the shipped
+files and stops them again; monitoring/docker-compose.yml is wired to files that exist."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from tests import servers
+from tests.monitoring_helpers import MONITORING, ROOT, load_yaml, prom_get, prom_query, wait_for
+
+STACK = ROOT / "scripts" / "stack.sh"
+
+
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "JOBREPORT_STACK_DIR": str(tmp_path / "stack"),
+        "PUSHGATEWAY_PORT": str(servers.free_port()),
+        "PROMETHEUS_PORT": str(servers.free_port()),
+        "ALERTMANAGER_PORT": str(servers.free_port()),
+        "JOBREPORT_STACK_INTERVAL": "1s",
+    }
+
+
+def stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(STACK), *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def pids(env: dict[str, str]) -> list[int]:
+    pidfile = Path(env["JOBREPORT_STACK_DIR"]) / "stack.pid"
+    return [int(line.split()[0]) for line in pidfile.read_text().splitlines()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not reaped by its parent yet) is not running
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+
+def test_background_start_serves_the_shipped_rules_and_stop_cleans_up(tmp_path: Path) -> None:
+    """--background starts the three servers on the given ports, Prometheus scrapes the
+    Pushgateway with the shipped rules and knows the Alertmanager; stop ends them and
+    removes the data."""
+    env = stack_env(tmp_path)
+    started = stack(env, "--background")
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        prom = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"
+        gateway = f"http://127.0.0.1:{env['PUSHGATEWAY_PORT']}"
+        assert gateway in started.stdout and prom in started.stdout
+        env_file = Path(env["JOBREPORT_STACK_DIR"]) / "env"
+        assert env_file.read_text().strip() == f"export JOBREPORT_GATEWAY={gateway}"
+        assert len(pids(env)) == 3 and all(alive(p) for p in pids(env))
+
+        groups = {g["name"] for g in prom_get(prom, "/api/v1/rules")["data"]["groups"]}
+        assert {"jobreport-alerts", "jobreport-recording"} <= groups
+        wait_for("the Pushgateway scraped",
+                 lambda: prom_query(prom, 'up{job="pushgateway"} == 1')["data"]["result"],
+                 timeout=30)
+        managers = prom_get(prom, "/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+        assert [m["url"] for m in managers] == [
+            f"http://127.0.0.1:{env['ALERTMANAGER_PORT']}/api/v2/alerts"]
+        assert stack(env, "status").returncode == 0
+
+        again = stack(env, "--background")
+        assert again.returncode == 1 and "already running" in again.stderr
+    finally:
+        running = pids(env) if (Path(env["JOBREPORT_STACK_DIR"]) / "stack.pid").exists() else []
+        stopped = stack(env, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert running and not any(alive(p) for p in running)
+    assert not Path(env["JOBREPORT_STACK_DIR"]).exists()
+    assert stack(env, "status").returncode == 3
+
+
+def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    """In the foreground, SIGINT (Ctrl-C) stops the three servers and the launcher."""
+    env = stack_env(tmp_path)
+    proc = subprocess.Popen(["bash", str(STACK)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # bounded: the launcher gives up after 30 s per server
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        assert any("Running" in line for line in lines), "".join(lines)
+        running = pids(env)
+        assert len(running) == 3
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, "".join(lines) + out
+    assert "stopped" in out
+    assert not any(alive(p) for p in running)
+
+
+def test_busy_port_is_one_clear_error(tmp_path: Path) -> None:
+    """A port in use stops the launcher before it starts anything, naming the variable."""
+    env = stack_env(tmp_path)
+    busy = servers.pushgateway(tmp_path / "busy", port=int(env["PROMETHEUS_PORT"])).start()
+    try:
+        result = stack(env, "--background")
+    finally:
+        busy.stop()
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"stack.sh: port {env['PROMETHEUS_PORT']} is in use: set PROMETHEUS_PORT to a free port")
+    assert not (Path(env["JOBREPORT_STACK_DIR"]) / "stack.pid").exists()
+
+
+def test_compose_file_is_wired_to_existing_files() -> None:
+    """docker-compose.yml parses, every bind-mounted path exists, the Pushgateway persists
+    to a volume, and Prometheus shares the network namespace that makes the 127.0.0.1
+    targets of prometheus.yml right."""
+    compose = load_yaml(MONITORING / "docker-compose.yml")
+    services = compose["services"]
+    assert set(services) == {"pushgateway", "prometheus", "alertmanager", "grafana"}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (MONITORING / source).exists(), f"{name}: {source} does not exist"
+            else:
+                assert source in compose["volumes"], f"{name}: undeclared volume {source}"
+    pushgateway = services["pushgateway"]
+    persistence = [a for a in pushgateway["command"] if a.startswith("--persistence.file=")]
+    assert persistence
+    data_dir = persistence[0].split("=", 1)[1].rsplit("/", 1)[0]
+    assert any(v.endswith(f":{data_dir}") for v in pushgateway["volumes"])
+    for name in ("prometheus", "alertmanager", "grafana"):
+        assert services[name]["network_mode"] == "service:pushgateway"
+    prom = services["prometheus"]
+    config_arg = next(a for a in prom["command"] if a.startswith("--config.file="))
+    config_in_container = config_arg.split("=", 1)[1]
+    assert f"./prometheus.yml:{config_in_container}:ro" in prom["volumes"]
+    # rule_files are relative to the config file's directory
+    assert f"./rules:{config_in_container.rsplit('/', 1)[0]}/rules:ro" in prom["volumes"]
+    am = services["alertmanager"]
+    config_arg = next(a for a in am["command"] if a.startswith("--config.file="))
+    assert f"./alertmanager.yml:{config_arg.split('=', 1)[1]}:ro" in am["volumes"]
+    published = {p.rsplit(":", 1)[-1].split()[0] for p in pushgateway["ports"]}
+    assert published == {"9091", "9090", "9093", "3000"}
