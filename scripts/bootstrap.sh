@@ -6,6 +6,7 @@
 #
 #   scripts/bootstrap.sh          # runtime only
 #   scripts/bootstrap.sh test     # plus the test tools (pytest, responses, mypy, ruff, ...)
+#                                 # and PostgreSQL for the store's tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=${1:-}
@@ -16,6 +17,9 @@ for pair in prometheus-pushgateway:prometheus-pushgateway prometheus:prometheus 
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+if [[ $extra == test ]] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  need+=(postgresql)  # the store's PostgreSQL tests start a throwaway cluster
+fi
 if ((${#need[@]})); then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
   sudo=""
