@@ -1,0 +1,81 @@
+"""Fill a jobreport store with many finished runs quickly (bulk insert into the real schema).
+
+    .venv/bin/python benchmarks/populate.py STORE.db --runs 1000000 --groups 100 [--pending]
+
+The schema is created by jobreport's own ``Store.ensure_schema()``; rows are then inserted
+with sqlite3's ``executemany`` (jobreport's per-run path would take hours for a million).
+Each group gets ``runs/groups`` runs, one per minute back from now, 1 in 10 failing.
+With ``--pending`` every group is left undelivered (what ``jobreport flush`` delivers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobreport.state import group_key  # noqa: E402
+from jobreport.store import Store  # noqa: E402
+
+
+def job_name(i: int) -> str:
+    return f"job{i:04d}"
+
+
+def populate(path: Path, runs: int, groups: int, *, pending: bool, instance: str = "bench",
+             host: str = "benchhost") -> list[str]:
+    """Create ``path`` with ``runs`` runs over ``groups`` groups; return the group keys."""
+    store = Store(f"sqlite:///{path}")
+    store.ensure_schema()
+    store.close()
+    per_group = runs // groups
+    now = time.time()
+    keys = []
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("BEGIN")
+    for g in range(groups):
+        job = job_name(g)
+        key = group_key({"job": job, "instance": instance})
+        keys.append(key)
+
+        def rows(job: str = job, key: str = key) -> object:
+            for i in range(per_group):
+                started = now - (per_group - i) * 60.0
+                failed = i % 10 == 9
+                yield (key, job, host, 1000 + i % 30000, started, started + 5.0, 5.0,
+                       "failure" if failed else "success", 1 if failed else 0, i + 1,
+                       f"/usr/bin/{job} --run {i}")
+
+        conn.executemany(
+            "INSERT INTO jobreport_runs (group_key, job, host, pid, started, ended, duration,"
+            " outcome, exit_code, closed_seq, command) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            rows(),  # type: ignore[arg-type]
+        )
+        conn.execute(
+            "INSERT INTO jobreport_groups (group_key, job, seq, delivered_seq)"
+            " VALUES (?,?,?,?)", (key, job, per_group, 0 if pending else per_group))
+    conn.execute("COMMIT")  # no ANALYZE: a real store never gets one
+    conn.close()
+    return keys
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("path", type=Path)
+    p.add_argument("--runs", type=int, default=1_000_000)
+    p.add_argument("--groups", type=int, default=100)
+    p.add_argument("--pending", action="store_true")
+    a = p.parse_args()
+    t0 = time.perf_counter()
+    populate(a.path, a.runs, a.groups, pending=a.pending)
+    print(f"{a.runs} runs over {a.groups} groups in {a.path} "
+          f"({time.perf_counter() - t0:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
