@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -77,6 +78,7 @@ class JobMetrics:
         self._run: Run | None = None
         self._reporter: Reporter | None = None
         self._stop_heartbeat = threading.Event()
+        self._wrapper_file: str | None = None
         self._heartbeat_thread: threading.Thread | None = None
         #: How the run ended (after the block): an outcome name and an exit code.
         self.outcome: str | None = None
@@ -112,6 +114,9 @@ class JobMetrics:
 
     def __enter__(self) -> JobMetrics:
         self._reset()
+        self._wrapper_file = _wrapper_metrics_file(self.job)
+        if self._wrapper_file is not None:
+            return self  # `jobreport run` reports this run; we only add our figures to it
         try:
             config = self._config or load_config(strict=False, gateway=self._gateway)
             self._config = config
@@ -137,6 +142,9 @@ class JobMetrics:
     ) -> Literal[False]:
         self.outcome, self.exit_code = from_exception(exc)
         self._stop_heartbeat.set()
+        if self._wrapper_file is not None:
+            self._hand_to_wrapper(self._wrapper_file)
+            return False
         if self._run is None or self._reporter is None:
             return False
         try:
@@ -151,6 +159,21 @@ class JobMetrics:
             log.warning("jobreport: the end of job %s was not reported", self.job,
                         exc_info=True)
         return False  # the body's exception, if any, goes on unchanged
+
+    def _hand_to_wrapper(self, path: str) -> None:
+        """Append this block's figures to the wrapping ``jobreport run``'s metrics file."""
+        from jobreport.exposition import families_text
+
+        families = [*self._gauges.values(), *self._custom_families()]
+        if self.size is not None:
+            families.append(CustomFamily.gauge(f"{_NS}_last_size_bytes", self.size))
+        if self.items is not None:
+            families.append(CustomFamily.gauge(f"{_NS}_last_items", self.items))
+        try:
+            with open(path, "ab") as f:
+                f.write(families_text(families))
+        except OSError as e:
+            log.warning("jobreport: cannot add figures to %s: %s", path, e.strerror)
 
     def _heartbeat_loop(self) -> None:
         assert self._reporter is not None and self._run is not None
@@ -198,6 +221,21 @@ class JobMetrics:
                                if k in _SETTINGS})
         fresh._reset()
         return fresh
+
+
+_NS = "jobreport"
+
+
+def _wrapper_metrics_file(job: str) -> str | None:
+    """The metrics file of a ``jobreport run --job <job>`` that started this process, if any.
+
+    A script that reports itself with ``job_metrics`` and is also wrapped by ``jobreport
+    run`` for the same job (for ``--timeout``, ``--lock``, resources) must not record two
+    runs: its block then adds its figures to the wrapper's run instead.
+    """
+    if os.environ.get("JOBREPORT_JOB") != job:
+        return None
+    return os.environ.get("JOBREPORT_METRICS_FILE") or None
 
 
 _SETTINGS = frozenset({"job", "labels", "expect_every", "max_runtime", "grace",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -11,7 +11,7 @@ from jobreport._version import __version__
 from jobreport.outcomes import OUTCOMES, SUCCESS
 from jobreport.state import CustomFamily, GroupState
 
-__all__ = ["StateCollector", "registry_for"]
+__all__ = ["StateCollector", "families_text", "registry_for"]
 
 # name (without namespace) -> help text, attribute of GroupState
 _GAUGES: tuple[tuple[str, str, str], ...] = (
@@ -95,6 +95,19 @@ def _custom(fam: CustomFamily) -> Metric:
     for sample_name, labels, value in fam.samples:
         metric.add_sample(sample_name, dict(labels), value)
     return metric
+
+
+def families_text(families: Iterable[CustomFamily]) -> bytes:
+    """``families`` in the text exposition format (for ``$JOBREPORT_METRICS_FILE``)."""
+    from prometheus_client.exposition import generate_latest
+
+    class _Families(Collector):
+        def collect(self) -> Iterator[Metric]:
+            return (_custom(f) for f in families)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families())
+    return generate_latest(registry)
 
 
 def registry_for(state: GroupState, namespace: str = "jobreport") -> CollectorRegistry:

@@ -272,3 +272,26 @@ def test_explicit_config_object(gateway: Gateway, tmp_path: Path) -> None:
     with job_metrics("explicit", config=config):
         pass
     assert gateway.samples("explicit", instance="cfg")["jobreport_last_run_success"] == 1
+
+
+def test_inside_jobreport_run_for_the_same_job_adds_to_its_run(
+    env: Gateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Under `jobreport run --job J`, job_metrics("J") writes its figures to the wrapper's
+    metrics file instead of reporting a second run; other jobs report as usual."""
+    metrics_file = tmp_path / "metrics.prom"
+    monkeypatch.setenv("JOBREPORT_JOB", "wrapped")
+    monkeypatch.setenv("JOBREPORT_METRICS_FILE", str(metrics_file))
+    with pytest.raises(ValueError), job_metrics("wrapped") as job:
+        job.set_size(10)
+        job.add_items(3)
+        job.gauge("wrapped_tables", 4, help="Tables")
+        raise ValueError("the body's exception still goes through")
+    text = metrics_file.read_text()
+    assert "jobreport_last_size_bytes 10.0" in text
+    assert "jobreport_last_items 3.0" in text
+    assert "wrapped_tables 4.0" in text
+    assert [g for g in env.groups() if g["labels"]["job"] == "wrapped"] == []
+    with job_metrics("other"):
+        pass
+    assert env.samples("other")["jobreport_last_run_success"] == 1
