@@ -12,7 +12,7 @@ Reported through ``job_metrics("analysis")``: records as jobreport_last_items, t
 size as jobreport_last_size_bytes, and the gauges ``fasta_total_bases``, ``fasta_gc_ratio``,
 ``fasta_n50_bases`` and ``fasta_ambiguous_bases``. A file with no records, or a record with
 characters that are not IUPAC nucleotide codes, fails the run. Under
-``jobreport run --job analysis`` the figures join the wrapper's run (see reporting.py).
+``jobreport run --job analysis`` the figures join the wrapper's run (one run, not two).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from reporting import reporting
+from jobreport import job_metrics
 
 PROG = "analysis"
 DEFAULT_INPUT = Path(__file__).resolve().parent / "data" / "sample.fasta"
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     out = args.out or Path(args.fasta.stem + ".stats.tsv")
     try:
-        with reporting(args.job, "fasta", expect_every=args.expect_every) as job:
+        with job_metrics(args.job, expect_every=args.expect_every) as job:
             with open(args.fasta) as f:
                 records = list(read_fasta(f, str(args.fasta)))
             if not records:

@@ -15,7 +15,7 @@ are kept; older ones are removed (only files this script named, nothing else).
 Reported through ``job_metrics("backup")``: the backup's size (jobreport_last_size_bytes),
 the rows copied (jobreport_last_items, PostgreSQL: the planner's estimate), and the gauges
 ``backup_database_size_bytes`` and ``backup_tables``; under ``jobreport run --job backup``
-they join the wrapper's run instead (see reporting.py). A failed backup leaves no file
+they join the wrapper's run (one run is recorded, not two). A failed backup leaves no file
 behind, is reported with outcome ``failure`` and exits 1 with a one-line message.
 
 Restore: ``gunzip -c NAME.sqlite3.gz > app.db`` or ``pg_restore -d app NAME.dump``.
@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from reporting import reporting
 from sqlalchemy.engine import URL, make_url  # only the URL parser: no engine, no driver
 from sqlalchemy.exc import ArgumentError
+
+from jobreport import job_metrics
 
 PROG = "backup_db"
 
@@ -352,8 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = parse_labels(args.label)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        with reporting(args.job, "backup", expect_every=args.expect_every, grace=args.grace,
-                       max_runtime=args.max_runtime, labels=labels or None) as job:
+        with job_metrics(args.job, expect_every=args.expect_every, grace=args.grace,
+                         max_runtime=args.max_runtime, labels=labels or None) as job:
             result, removed = make_backup(args.url, args.dest, args.keep, args.name, time.time())
             job.set_size(result.size)
             job.add_items(result.rows)

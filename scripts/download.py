@@ -14,7 +14,7 @@ A file already present with the expected checksum is not downloaded again.
 Reported through ``job_metrics("download")``: the bytes of the files in place
 (jobreport_last_size_bytes), the number of files (jobreport_last_items) and the gauge
 ``download_transferred_bytes`` (what actually came over the network this run). Under
-``jobreport run --job download`` the figures join the wrapper's run (see reporting.py).
+``jobreport run --job download`` the figures join the wrapper's run (one run, not two).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3
-from reporting import reporting
+
+from jobreport import job_metrics
 
 PROG = "download"
 CHUNK = 1 << 16
@@ -238,8 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     total = transferred = 0
     try:
-        with reporting(args.job, "download", expect_every=args.expect_every,
-                       max_runtime=args.max_runtime) as job, requests.Session() as session:
+        with job_metrics(args.job, expect_every=args.expect_every,
+                         max_runtime=args.max_runtime) as job, requests.Session() as session:
             if not args.dest.is_dir():
                 raise DownloadError(f"directory {args.dest} does not exist: create it first")
             targets = [parse_target(u, args.dest, args.output) for u in args.urls]

@@ -16,7 +16,7 @@ Reported through ``job_metrics("train")``:
 
 ``--min-accuracy`` turns a model that came out worse than expected into a failed run, so
 that the "last run failed" alert fires for it, not only for crashes. Under
-``jobreport run --job train`` the figures join the wrapper's run (see reporting.py).
+``jobreport run --job train`` the figures join the wrapper's run (one run, not two).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from reporting import Figures, reporting
+from jobreport import JobMetrics, job_metrics
 
 PROG = "train"
 Vector = list[float]
@@ -140,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def train(args: argparse.Namespace, job: Figures) -> tuple[float, float]:
+def train(args: argparse.Namespace, job: JobMetrics) -> tuple[float, float]:
     """Train, save and report; return (held-out accuracy, held-out loss)."""
     data = make_data(args.examples, args.seed)
     cut = len(data) * 4 // 5
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.epochs < 1 or args.batch < 1 or args.examples < 10:
         parser().error("--epochs and --batch must be at least 1, --examples at least 10")
-    with reporting(args.job, "train", expect_every=args.expect_every) as job:
+    with job_metrics(args.job, expect_every=args.expect_every) as job:
         accuracy, loss = train(args, job)
         print(f"{args.model}: held-out accuracy {accuracy:.3f}, loss {loss:.4f}")
         if accuracy < args.min_accuracy:
