@@ -5,9 +5,11 @@ A shell script appends lines while it runs::
     echo "backup_tables 42" >> "$JOBREPORT_METRICS_FILE"
 
 Accepted are ``name value`` lines and the Prometheus text exposition format (``# HELP``,
-``# TYPE`` with gauge, counter or untyped, ``name{label="value"} value``). A later line for
-the same series replaces an earlier one. A line that cannot be used is reported with its
-line number and skipped; it never fails the run.
+``# TYPE`` gauge, counter, histogram, summary or untyped, ``name{label="value"} value``), as
+``generate_latest`` writes it. A later line for the same series replaces an earlier one.
+Names in jobreport's namespace are refused, except ``jobreport_last_size_bytes`` and
+``jobreport_last_items``, which become the run's size and items. A line that cannot be
+used is reported with its line number and skipped; it never fails the run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ __all__ = ["MAX_BYTES", "ParsedMetrics", "parse_assignments", "parse_text", "rea
 
 #: At most this much of the file is read: a runaway writer cannot stall the end of a run.
 MAX_BYTES = 1024 * 1024
-_TYPES = frozenset({"gauge", "counter", "untyped"})
+#: The sample names each type allows besides the family's own name.
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "gauge": (),
+    "untyped": (),
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("_count", "_sum"),
+}
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SAMPLE = re.compile(rf"({_NAME})\s*(\{{.*\}})?\s+(\S+)(?:\s+(\S+))?\s*")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
@@ -39,6 +48,10 @@ class ParsedMetrics:
 
     families: list[CustomFamily] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    size: float | None = None
+    """``jobreport_last_size_bytes`` as written by ``job_metrics`` inside ``jobreport run``."""
+    items: float | None = None
+    """``jobreport_last_items``, likewise."""
 
 
 @dataclass
@@ -46,7 +59,7 @@ class _Family:
     name: str
     type: str = "gauge"
     help: str = ""
-    samples: dict[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
 
 
 def read_file(path: str | Path, namespace: str = "jobreport") -> ParsedMetrics:
@@ -99,10 +112,16 @@ class _Parser:
         self.namespace = namespace
         self.families: dict[str, _Family] = {}
         self.problems: list[str] = []
+        self.figures: dict[str, float] = {}
+        # the run's own figures, which job_metrics inside `jobreport run` hands over
+        self.own = {f"{ns}_last_{what}": what for ns in {namespace, "jobreport"}
+                    for what in ("size_bytes", "items")}
 
     def result(self) -> ParsedMetrics:
         out = [_freeze(f) for f in self.families.values() if f.samples]
-        return ParsedMetrics(families=out, problems=self.problems)
+        return ParsedMetrics(families=out, problems=self.problems,
+                             size=self.figures.get("size_bytes"),
+                             items=self.figures.get("items"))
 
     def line(self, raw: str) -> None:
         line = raw.strip()
@@ -118,15 +137,17 @@ class _Parser:
         if len(parts) < 2 or parts[0] not in ("HELP", "TYPE"):
             return  # an ordinary comment
         kind, name = parts[0], _family_name(parts[1])
+        if name in self.own:
+            return
         _check_name(name, self.namespace)
         fam = self.families.setdefault(name, _Family(name))
         rest = parts[2].strip() if len(parts) > 2 else ""
         if kind == "HELP":
             fam.help = _unescape(rest)
             return
-        if rest not in _TYPES:
-            raise ValueError(
-                f"type {rest or '(none)'} is not supported (use gauge, counter or untyped)")
+        if rest not in _SUFFIXES:
+            raise ValueError(f"type {rest or '(none)'} is not supported (use gauge, counter, "
+                             "histogram, summary or untyped)")
         if fam.samples and fam.type != rest:
             raise ValueError(f"# TYPE must come before the samples of {name}")
         fam.type = rest
@@ -140,22 +161,30 @@ class _Parser:
         if timestamp is not None:
             raise ValueError("timestamps are not allowed (the Pushgateway rejects them)")
         labels = _labels(label_text[1:-1]) if label_text else ()
+        if name in self.own and not labels:
+            self.figures[self.own[name]] = value
+            return
         fam = _family_for(name, self.families)
         if fam is None:
             _check_name(name, self.namespace)
             fam = self.families[name] = _Family(name)
         if fam.type == "counter" and (value < 0 or math.isnan(value)):
             raise ValueError("a counter cannot be negative or NaN")
-        fam.samples[labels] = value
+        fam.samples[(name, labels)] = value
 
 
 def _family_for(sample_name: str, families: dict[str, _Family]) -> _Family | None:
+    """The family a sample belongs to: its own name, or a suffix its family's type allows
+    (``x_total`` of counter ``x``, ``h_bucket`` of histogram ``h``)."""
     fam = families.get(sample_name)
-    if fam is None and sample_name.endswith("_total"):
-        fam = families.get(sample_name[: -len("_total")])
-        if fam is not None and fam.type != "counter":
-            fam = None
-    return fam
+    if fam is not None:
+        return fam
+    for suffix in ("_total", "_bucket", "_count", "_sum"):
+        if sample_name.endswith(suffix):
+            fam = families.get(sample_name[: -len(suffix)])
+            if fam is not None and suffix in _SUFFIXES[fam.type]:
+                return fam
+    return None
 
 
 def _family_name(name: str) -> str:
@@ -201,14 +230,11 @@ def _unescape(text: str) -> str:
 
 
 def _freeze(fam: _Family) -> CustomFamily:
-    base = fam.name
-    sample_name = fam.name
+    name = fam.name
+    samples = [(sample, labels, value) for (sample, labels), value in fam.samples.items()]
     if fam.type == "counter":
-        base = fam.name.removesuffix("_total")
-        sample_name = base + "_total"
-    return CustomFamily(
-        name=base,
-        help=fam.help,
-        type=fam.type,
-        samples=tuple((sample_name, labels, value) for labels, value in fam.samples.items()),
-    )
+        # the samples of counter x are x_total, whether written x, x_total or declared so
+        name = fam.name.removesuffix("_total")
+        merged = {labels: value for _sample, labels, value in samples}
+        samples = [(name + "_total", labels, value) for labels, value in merged.items()]
+    return CustomFamily(name=name, help=fam.help, type=fam.type, samples=tuple(samples))

@@ -87,11 +87,11 @@ def test_bad_lines_are_reported_with_their_number_and_skipped() -> None:
         "no_value",                    # 2
         "word notanumber",             # 3
         "9starts_with_digit 1",        # 4
-        "jobreport_last_items 5",      # 5: jobreport's own namespace
+        "jobreport_last_duration_seconds 5",  # 5: jobreport's own namespace
         "stamped 1 1700000000000",     # 6: timestamps are refused
         'bad_labels{a=b} 1',           # 7
         'reserved{job="x"} 1',         # 8
-        "# TYPE h histogram",          # 9
+        "# TYPE h stateset",           # 9
         "also_good 2",                 # 10
         'dup{a="1",a="2"} 1',          # 11
     ])
@@ -103,7 +103,43 @@ def test_bad_lines_are_reported_with_their_number_and_skipped() -> None:
     assert "'notanumber' is not a number" in joined
     assert "reserved" in joined
     assert "timestamps are not allowed" in joined
-    assert "histogram is not supported" in joined
+    assert "stateset is not supported" in joined
+
+
+def test_what_generate_latest_writes_is_understood() -> None:
+    """A registry written by prometheus_client (counter with _created, histogram, summary)
+    is read back as the same families."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
+
+    registry = CollectorRegistry()
+    Counter("reqs", "Requests", ["code"], registry=registry).labels("200").inc(3)
+    Histogram("lat", "Latency", registry=registry, buckets=(0.1, 1)).observe(0.5)
+    Summary("sz", "Size", registry=registry).observe(3)
+    parsed = parse_text(generate_latest(registry).decode())
+    assert parsed.problems == []
+    fams = by_name(parsed.families)
+    assert fams["reqs"].type == "counter"
+    assert fams["reqs"].samples == (("reqs_total", (("code", "200"),), 3.0),)
+    assert fams["reqs_created"].type == "gauge"
+    lat = fams["lat"]
+    assert lat.type == "histogram"
+    assert {(n, dict(labels).get("le"), v) for n, labels, v in lat.samples} == {
+        ("lat_bucket", "0.1", 0.0), ("lat_bucket", "1.0", 1.0), ("lat_bucket", "+Inf", 1.0),
+        ("lat_count", None, 1.0), ("lat_sum", None, 0.5)}
+    assert fams["sz"].type == "summary"
+    assert {n for n, _l, _v in fams["sz"].samples} == {"sz_count", "sz_sum"}
+
+
+def test_size_and_items_handed_over_by_job_metrics() -> None:
+    """jobreport_last_size_bytes and jobreport_last_items (what job_metrics writes inside
+    `jobreport run`) become the run's size and items instead of custom metrics."""
+    text = ("# HELP jobreport_last_size_bytes x\n# TYPE jobreport_last_size_bytes gauge\n"
+            "jobreport_last_size_bytes 1024.0\n"
+            "jobreport_last_items 7\njobreport_last_items 9\ntables 3\n")
+    parsed = parse_text(text)
+    assert parsed.problems == []
+    assert (parsed.size, parsed.items) == (1024.0, 9.0)
+    assert [f.name for f in parsed.families] == ["tables"]
 
 
 def test_counter_cannot_go_negative() -> None:

@@ -1,0 +1,182 @@
+"""``jobreport check``: the resolved settings with their sources (secrets masked), the store
+and the gateway, in one report."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from jobreport.config import Config
+from jobreport.durations import format_duration
+from jobreport.errors import ConfigError, PushError, StoreError
+
+if TYPE_CHECKING:
+    from jobreport.push import Sender
+    from jobreport.store import Store
+
+__all__ = ["FAIL", "INFO", "OK", "WARN", "Check", "CheckReport", "run_checks"]
+
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
+_SECRETS = ("password", "token")
+_SHOWN = ("gateway", "db", "namespace", "instance", "labels", "timeout", "budget",
+          "start_budget", "username", "password", "token", "ca_bundle", "client_cert",
+          "client_key", "tls_verify")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    section: str
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass
+class CheckReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed (warnings do not count)."""
+        return all(c.status != FAIL for c in self.checks)
+
+    def add(self, section: str, name: str, status: str, detail: str) -> None:
+        self.checks.append(Check(section, name, status, detail))
+
+
+def run_checks(config: Config, *, config_errors: list[ConfigError] | None = None,
+               store: Store | None = None, sender: Sender | None = None) -> CheckReport:
+    """Check ``config`` (``config_errors`` are problems already found loading it), the store
+    and the gateway. Never raises for what it checks."""
+    report = CheckReport()
+    _config_checks(report, config, config_errors or [])
+    _store_checks(report, config, store)
+    _gateway_checks(report, config, sender)
+    return report
+
+
+def _config_checks(report: CheckReport, config: Config, errors: list[ConfigError]) -> None:
+    for error in errors:
+        report.add("config", error.setting, FAIL, f"{error.problem}  [{error.source}]")
+    report.add("config", "config file", INFO, config.config_file or "none found")
+    for name in _SHOWN:
+        value = getattr(config, name)
+        source = config.sources.get(name, "default")
+        report.add("config", name, INFO, f"{_show(name, value)}  [{source}]")
+    for path_setting in ("ca_bundle", "client_cert", "client_key"):
+        path = getattr(config, path_setting)
+        if path and not os.path.isfile(path):
+            report.add("config", path_setting, FAIL, f"{path} does not exist")
+    for job, settings in sorted(config.jobs.items()):
+        parts = []
+        if settings.expect_every is not None:
+            parts.append(f"expect_every={format_duration(settings.expect_every)}")
+        if settings.grace is not None:
+            parts.append(f"grace={format_duration(settings.grace)}")
+        if settings.max_runtime is not None:
+            parts.append(f"max_runtime={format_duration(settings.max_runtime)}")
+        if settings.labels:
+            parts.append("labels=" + ",".join(f"{k}={v}" for k, v in settings.labels.items()))
+        report.add("config", f"job {job}", INFO, " ".join(parts) or "no settings")
+
+
+def _show(name: str, value: object) -> str:
+    if name in _SECRETS:
+        return "set (hidden)" if value else "not set"
+    if value is None:
+        return "not set"
+    if name == "db":
+        return mask_url(str(value))
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
+
+
+def _store_checks(report: CheckReport, config: Config, store: Store | None) -> None:
+    shown = mask_url(config.db)
+    try:
+        if store is None:
+            from jobreport.store import Store
+
+            store = Store(config.db)
+        store.ensure_schema()
+        report.add("store", "open", OK, shown)
+        report.add("store", "schema", OK, f"version {store.schema_version()}")
+        problem = _not_writable(config.db)
+        if problem:
+            report.add("store", "writable", FAIL, problem)
+        else:
+            report.add("store", "writable", OK, "yes")
+        pending = store.pending()
+    except StoreError as e:
+        report.add("store", "open", FAIL, f"{e}; runs are pushed without history")
+        return
+    if pending:
+        runs = sum(p.pending_runs for p in pending)
+        report.add("store", "pending", WARN,
+                   f"{len(pending)} group(s), {runs} run(s) not delivered yet: "
+                   "run `jobreport flush`")
+    else:
+        report.add("store", "pending", OK, "nothing waiting for delivery")
+
+
+def _not_writable(db: str) -> str | None:
+    if not db.startswith("sqlite:///"):
+        return None  # other databases: creating the schema was the test
+    path = db[len("sqlite:///"):]
+    if not path or path == ":memory:":
+        return None
+    directory = os.path.dirname(path) or "."
+    if not os.access(path, os.W_OK):
+        return f"{path} is not writable by this user"
+    if not os.access(directory, os.W_OK):
+        return f"{directory} is not writable (SQLite needs it for its journal)"
+    return None
+
+
+def _gateway_checks(report: CheckReport, config: Config, sender: Sender | None) -> None:
+    if not config.gateway:
+        report.add("gateway", "configured", FAIL,
+                   "no Pushgateway set: runs are only kept in the store; set "
+                   "JOBREPORT_GATEWAY (or --gateway, or gateway = ... in the config file)")
+        return
+    try:
+        if sender is None:
+            from jobreport.push import Sender
+
+            sender = Sender(config)
+        response = sender.get("/api/v1/status", budget=min(config.timeout, 2.0))
+    except PushError as e:
+        if e.status in (401, 403):
+            report.add("gateway", "reachable", OK, f"{_shown_gateway(config)} answers")
+            report.add("gateway", "auth", FAIL, f"refused ({e.status}): check "
+                       "JOBREPORT_USERNAME/JOBREPORT_PASSWORD(_FILE) or JOBREPORT_TOKEN(_FILE)")
+        else:
+            report.add("gateway", "reachable", FAIL, str(e))
+        return
+    report.add("gateway", "reachable", OK, _shown_gateway(config))
+    if config.username or config.token:
+        report.add("gateway", "auth", OK, "credentials accepted")
+    else:
+        report.add("gateway", "auth", INFO, "no credentials configured")
+    try:
+        version = response.json()["data"]["build_information"]["version"]
+        report.add("gateway", "version", OK, f"Pushgateway {version}")
+    except (ValueError, KeyError, TypeError):
+        report.add("gateway", "version", WARN,
+                   "/api/v1/status did not say: is this a Pushgateway?")
+
+
+def _shown_gateway(config: Config) -> str:
+    from jobreport.push import redact_url
+
+    return redact_url(config.gateway or "")

@@ -1,0 +1,667 @@
+"""The ``jobreport`` command line (click). Each command parses its options, calls one library
+function and prints; library errors become one line with a hint and a documented exit code.
+
+Heavy packages (SQLAlchemy, requests, prometheus_client) are imported inside the commands
+that need them, never at module level: ``jobreport run`` starts its child first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from jobreport._version import __version__
+from jobreport.durations import format_duration, parse_duration
+from jobreport.errors import (
+    ConfigError,
+    InvalidNameError,
+    JobReportError,
+    PushError,
+    StoreError,
+)
+from jobreport.outcomes import OUTCOMES
+
+if TYPE_CHECKING:
+    from jobreport.config import Config
+    from jobreport.state import RunRecord
+    from jobreport.status import GroupStatus
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit codes of the commands other than ``run`` (which exits with the command's own code).
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_GATEWAY = PushError.exit_code
+EXIT_STORE = StoreError.exit_code
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+EXIT_CODES_HELP = """\b
+Exit codes: 0 success; 1 a problem was found (check, flush); 2 usage or
+configuration error; 3 the Pushgateway failed or refused; 4 the store failed.
+`jobreport run` exits with the command's own code: 124 timeout, 126 not
+executable, 127 not found, 128+N killed by signal N, 75 skipped (--lock).
+"""
+
+
+# --- errors at the boundary -------------------------------------------------------------
+
+
+def fail(message: str, hint: str | None, exit_code: int) -> NoReturn:
+    """Print a one-line error and its hint, and exit with ``exit_code``."""
+    click.echo(f"jobreport: error: {message}", err=True)
+    if hint:
+        click.echo(f"jobreport: hint: {hint}", err=True)
+    sys.exit(exit_code)
+
+
+def _hint(error: JobReportError) -> str | None:
+    if isinstance(error, ConfigError):
+        return "`jobreport check` shows every setting and where its value came from"
+    if isinstance(error, InvalidNameError):
+        return "see `jobreport COMMAND --help` for what each option takes"
+    if isinstance(error, PushError):
+        if "no Pushgateway configured" in str(error):
+            return "set JOBREPORT_GATEWAY=http://HOST:9091 or pass --gateway"
+        if error.status in (401, 403):
+            return ("set JOBREPORT_USERNAME with JOBREPORT_PASSWORD_FILE, or "
+                    "JOBREPORT_TOKEN_FILE")
+        return "is the Pushgateway running and reachable? `jobreport check` tests it"
+    if isinstance(error, StoreError):
+        return "check --db / JOBREPORT_DB; `jobreport check` tests the store"
+    return None
+
+
+def _library_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except JobReportError as e:
+            fail(str(e), _hint(e), e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+# --- logging: jobreport's own warnings, one line each ----------------------------------
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            message += f" ({type(exc).__name__}{': ' + first if first else ''})"
+        return message
+
+
+def _setup_logging(quiet: bool = False) -> None:
+    logger = logging.getLogger("jobreport")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_jobreport_cli", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._jobreport_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(_OneLine())
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+    logger.propagate = False
+
+
+# --- parameter types --------------------------------------------------------------------
+
+
+if TYPE_CHECKING:
+    _FloatParam = click.ParamType[float, Any]
+    _LabelsParam = click.ParamType[dict[str, str], Any]
+else:  # click before 8.3 has no type parameters
+    _FloatParam = _LabelsParam = click.ParamType
+
+
+class Duration(_FloatParam):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Labels(_LabelsParam):
+    """``k=v`` (an environment variable may hold ``k=v,k2=v2``)."""
+
+    name = "k=v"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> dict[str, str]:
+        if isinstance(value, dict):
+            return value
+        from jobreport.names import check_labels
+
+        pairs: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in str(value).split(","))):
+            name, sep, val = item.partition("=")
+            if not sep:
+                self.fail(f"{item!r} is not k=v", param, ctx)
+            pairs[name.strip()] = val
+        try:
+            return check_labels(pairs)
+        except InvalidNameError as e:
+            self.fail(str(e), param, ctx)
+
+
+DURATION = Duration()
+LABELS = Labels()
+
+
+def _merge_labels(items: Iterable[dict[str, str]]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for item in items:
+        merged.update(item)
+    return merged
+
+
+# --- options shared by several commands -------------------------------------------------
+
+
+def _opt(*names: str, envvar: str | Sequence[str], **kwargs: Any) -> Callable[[F], F]:
+    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
+
+
+def settings_options(*, instance: bool = True) -> Callable[[F], F]:
+    """--gateway, --db, --config (and --instance/--no-instance): the settings every command
+    shares with the library, read from the same environment variables."""
+
+    def decorate(func: F) -> F:
+        options = [
+            _opt("--gateway", envvar=["JOBREPORT_GATEWAY", "PUSHGATEWAY_URL"], metavar="URL",
+                 help="Pushgateway URL, e.g. http://127.0.0.1:9091."),
+            _opt("--db", envvar="JOBREPORT_DB", metavar="URL",
+                 help="Store: an SQLAlchemy URL or an SQLite file path "
+                      "[default: $XDG_STATE_HOME/jobreport/jobreport.db]."),
+            _opt("--config", "config_file", envvar="JOBREPORT_CONFIG", metavar="FILE",
+                 help="Config file [default: $XDG_CONFIG_HOME/jobreport/jobreport.toml, "
+                      "else /etc/jobreport/jobreport.toml]."),
+        ]
+        if instance:
+            options += [
+                _opt("--instance", envvar="JOBREPORT_INSTANCE", metavar="NAME",
+                     help="The instance grouping label [default: the host name]."),
+                _opt("--no-instance", is_flag=True, envvar="JOBREPORT_NO_INSTANCE",
+                     help="Leave the instance label out of the group."),
+            ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+_SETTINGS = ("gateway", "db", "config_file", "instance", "no_instance")
+
+
+def _load_config(params: dict[str, Any], *, strict: bool = True) -> Config:
+    """The settings, with only what was typed on the command line as flags: values from the
+    environment are left to load_config, so that `jobreport check` names their source."""
+    from jobreport.config import load_config
+
+    ctx = click.get_current_context()
+    overrides = {
+        name: params[name] for name in _SETTINGS
+        if params.get(name) not in (None, False)
+        and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+    return load_config(strict=strict, **overrides)
+
+
+def _typed_labels(params: dict[str, Any]) -> dict[str, str]:
+    """--label values typed on the command line (JOBREPORT_LABELS reaches the config)."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("labels") is not ParameterSource.COMMANDLINE:
+        return {}
+    return _merge_labels(params.get("labels") or ())
+
+
+def _label_option(help_text: str) -> Callable[[F], F]:
+    return _opt("--label", "labels", envvar="JOBREPORT_LABELS", type=LABELS, multiple=True,
+                metavar="K=V", help=help_text)
+
+
+def _json_option() -> Callable[[F], F]:
+    return _opt("--json", "as_json", is_flag=True, envvar="JOBREPORT_JSON",
+                help="Print JSON instead of a table.")
+
+
+# --- the commands -----------------------------------------------------------------------
+
+
+@click.group(context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, "--version", prog_name="jobreport")
+def main() -> None:
+    """Make cron and systemd-timer jobs report to Prometheus through a Pushgateway.
+
+    \b
+    Example:
+      export JOBREPORT_GATEWAY=http://127.0.0.1:9091
+      jobreport run --job backup --expect-every 24h -- pg_dump -f /backups/db.dump mydb
+      jobreport status
+    """
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    epilog=EXIT_CODES_HELP,
+)
+@_opt("--job", envvar="JOBREPORT_RUN_JOB", metavar="NAME",
+      help="Job name [default: the command's base name].")
+@_label_option("Extra grouping label (repeatable).")
+@_opt("--expect-every", envvar="JOBREPORT_EXPECT_EVERY", type=DURATION, metavar="DURATION",
+      help="The job should succeed this often, e.g. 24h (it is overdue after this plus 10%).")
+@_opt("--max-runtime", envvar="JOBREPORT_MAX_RUNTIME", type=DURATION, metavar="DURATION",
+      help="A run is stuck after this long (pushed for the alert; nothing is killed).")
+@_opt("--heartbeat", envvar="JOBREPORT_HEARTBEAT", type=DURATION, metavar="DURATION",
+      help="Push a liveness timestamp this often while the command runs.")
+@_opt("--timeout", envvar="JOBREPORT_RUN_TIMEOUT", type=DURATION, metavar="DURATION",
+      help="Stop the command's whole process tree after this long (exit code 124).")
+@_opt("--kill-after", envvar="JOBREPORT_KILL_AFTER", type=DURATION, metavar="DURATION",
+      default="10s", show_default=True,
+      help="After the timeout's SIGTERM, SIGKILL whatever still runs after this long.")
+@_opt("--size-path", "size_paths", envvar="JOBREPORT_SIZE_PATH", multiple=True,
+      type=click.Path(), metavar="PATH",
+      help="Report the bytes of this file or directory tree after the run as "
+           "jobreport_last_size_bytes (repeatable; in the environment, separate with ':').")
+@_opt("--lock", is_flag=True, envvar="JOBREPORT_LOCK",
+      help="Do not start while another run of this job (same group) runs on this host: "
+           "record outcome skipped and exit 75.")
+@_opt("--tail", "tail_lines", envvar="JOBREPORT_TAIL", type=click.IntRange(min=0), default=20,
+      show_default=True,
+      help="Keep this many last lines of output in the history (only when the output is "
+           "not a terminal; 0: none).")
+@_opt("--quiet", "-q", is_flag=True, envvar="JOBREPORT_QUIET",
+      help="Print no warnings of jobreport's own (errors still show).")
+@settings_options()
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(**params: Any) -> NoReturn:
+    """Run COMMAND and report the run to the Pushgateway; exit with COMMAND's exit code.
+
+    COMMAND runs directly (no shell) with stdin, stdout and stderr passed through. It gets
+    JOBREPORT_JOB, JOBREPORT_RUN_ID and JOBREPORT_METRICS_FILE (append `name value` lines
+    to report metrics of your own). SIGTERM, SIGHUP and SIGINT are passed on to it. When the
+    gateway or the store is down the command still runs; the run is kept for `jobreport
+    flush`.
+
+    \b
+    Example:
+      jobreport run --job backup --expect-every 24h --timeout 2h \\
+          --size-path /backups/db.dump -- pg_dump -Fc -f /backups/db.dump mydb
+    """
+    _setup_logging(params["quiet"])
+    from jobreport.runner import RunRequest, run_job
+
+    job = params["job"]
+    if job is not None:
+        from jobreport.names import check_job
+
+        try:
+            check_job(job)
+        except InvalidNameError as e:
+            raise click.BadParameter(str(e), param_hint="--job") from None
+    request = RunRequest(
+        argv=tuple(params["command"]), job=job, labels=_typed_labels(params),
+        expect_every=params["expect_every"], max_runtime=params["max_runtime"],
+        heartbeat=params["heartbeat"], timeout=params["timeout"],
+        kill_after=params["kill_after"], size_paths=tuple(params["size_paths"]),
+        lock=params["lock"], tail_lines=params["tail_lines"],
+    )
+    # a bad setting must not stop the job: warn and use the default
+    config = _load_config(params, strict=False)
+    sys.exit(run_job(request, config))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@_opt("--job", envvar=["JOBREPORT_PUSH_JOB", "JOBREPORT_JOB"], required=True, metavar="NAME",
+      help="The job whose group gets the values (inside `jobreport run`: that run's job).")
+@_label_option("Extra grouping label (repeatable).")
+@settings_options()
+@click.argument("values", nargs=-1, required=True, metavar="NAME=VALUE...")
+@_library_errors
+def push(**params: Any) -> None:
+    """Push ad hoc values into a job's group (a POST: the group's other metrics stay).
+
+    NAME may carry labels: 'rows{table="users"}=42'. Names in the jobreport_ namespace are
+    refused.
+
+    \b
+    Example:
+      jobreport push --job backup backup_tables=42 'rows{table="users"}=1200'
+    """
+    _setup_logging()
+    from jobreport.metricsfile import parse_assignments
+    from jobreport.status import push_values
+
+    config = _load_config(params)
+    parsed = parse_assignments(params["values"], config.namespace)
+    if parsed.problems:
+        raise click.UsageError("; ".join(parsed.problems))
+    grouping = push_values(config, params["job"], parsed.families, _typed_labels(params))
+    click.echo(f"pushed {len(parsed.families)} metric(s) to {_group_text(grouping)}")
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@settings_options(instance=False)
+@_library_errors
+def flush(**params: Any) -> None:
+    """Deliver every group whose newest state has not reached the gateway yet.
+
+    One push per group carries its whole state, however many runs are pending (runs recorded
+    while the gateway was down or not configured).
+
+    \b
+    Example:
+      JOBREPORT_GATEWAY=http://127.0.0.1:9091 jobreport flush
+    """
+    _setup_logging()
+    from jobreport.delivery import flush as flush_all
+
+    result = flush_all(_load_config(params))
+    if result.groups == 0 and not result.failed:
+        click.echo("nothing to deliver")
+    else:
+        click.echo(f"delivered {result.groups} group(s) carrying {result.runs} run(s)")
+    if result.failed:
+        for key, error in result.failed:
+            click.echo(f"not delivered: {_group_text(json.loads(key))}: {error}", err=True)
+        sys.exit(EXIT_GATEWAY)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("job", required=False)
+@_opt("--limit", envvar="JOBREPORT_HISTORY_LIMIT", type=click.IntRange(min=1), default=20,
+      show_default=True, help="Show at most this many runs.")
+@_opt("--since", envvar="JOBREPORT_HISTORY_SINCE", metavar="WHEN",
+      help="Only runs started since: a duration ago (24h, 7d) or a date/time "
+           "(2024-05-01, 2024-05-01T12:00).")
+@_opt("--outcome", "outcomes", envvar="JOBREPORT_HISTORY_OUTCOME", multiple=True,
+      type=click.Choice(OUTCOMES), help="Only runs with this outcome (repeatable).")
+@_opt("--run", "run_id", envvar="JOBREPORT_HISTORY_RUN", type=int, metavar="ID",
+      help="Show this one run in full, with the last lines of its output.")
+@_json_option()
+@settings_options(instance=False)
+@_library_errors
+def history(**params: Any) -> None:
+    """Show recent runs from the local store, newest first.
+
+    \b
+    Example:
+      jobreport history backup --since 7d --outcome failure
+      jobreport history --run 42
+    """
+    _setup_logging()
+    from jobreport.store import Store
+
+    config = _load_config(params)
+    store = Store(config.db)
+    if params["run_id"] is not None:
+        record = store.get_run(params["run_id"])
+        if record is None:
+            fail(f"no run {params['run_id']} in the store {store.display_url}",
+                 "`jobreport history` lists the runs with their ids", EXIT_PROBLEM)
+        if params["as_json"]:
+            click.echo(json.dumps(record.to_json(), indent=2))
+        else:
+            click.echo(_run_details(record))
+        return
+    since = _since(params["since"]) if params["since"] else None
+    records = store.history(params["job"], limit=params["limit"], since=since,
+                            outcomes=params["outcomes"])
+    if params["as_json"]:
+        click.echo(json.dumps([r.to_json() for r in records], indent=2))
+    elif not records:
+        click.echo("no runs recorded" + (f" for job {params['job']}" if params["job"] else ""))
+    else:
+        click.echo(_history_table(records))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@_json_option()
+@settings_options(instance=False)
+@_library_errors
+def status(**params: Any) -> None:
+    """Show what the Pushgateway holds now, per job and instance, problems first.
+
+    A group has a problem when it is overdue (no success within its expected interval),
+    its last run did not succeed, it runs longer than its max runtime, or pushes to it
+    are failing.
+
+    \b
+    Example:
+      jobreport status --gateway http://127.0.0.1:9091
+    """
+    _setup_logging()
+    from jobreport.status import gateway_status
+
+    groups = gateway_status(_load_config(params))
+    if params["as_json"]:
+        click.echo(json.dumps([g.to_json() for g in groups], indent=2))
+    elif not groups:
+        click.echo("the Pushgateway holds no groups")
+    else:
+        click.echo(_status_table(groups))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@_opt("--job", envvar="JOBREPORT_DELETE_JOB", required=True, metavar="NAME",
+      help="The job whose group to remove.")
+@_label_option("Grouping label of the group (repeatable).")
+@settings_options()
+@_library_errors
+def delete(**params: Any) -> None:
+    """Remove one group (a retired job or host) from the Pushgateway.
+
+    The group is the job with this host's instance (or --instance/--no-instance) and the
+    labels. It is also marked delivered in the store, so `jobreport flush` does not bring
+    it back.
+
+    \b
+    Example:
+      jobreport delete --job backup --instance old-db-host
+    """
+    _setup_logging()
+    from jobreport.status import delete_group
+
+    grouping = delete_group(_load_config(params), params["job"], _typed_labels(params))
+    click.echo(f"deleted {_group_text(grouping)}")
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@settings_options()
+def check(**params: Any) -> None:
+    """Check the settings (with where each value came from), the store and the gateway.
+
+    Secrets are never shown. Exits 1 when anything is wrong.
+
+    \b
+    Example:
+      JOBREPORT_GATEWAY=http://127.0.0.1:9091 jobreport check
+    """
+    _setup_logging()
+    from jobreport.checks import FAIL, run_checks
+
+    errors: list[ConfigError] = []
+    try:
+        config = _load_config(params)
+    except ConfigError as e:
+        errors.append(e)
+        logging.getLogger("jobreport").setLevel(logging.ERROR)  # already reported below
+        config = _load_config(params, strict=False)
+        _setup_logging()
+    report = run_checks(config, config_errors=errors)
+    section = None
+    for item in report.checks:
+        if item.section != section:
+            section = item.section
+            click.echo(f"{section}:")
+        mark = {"ok": "ok  ", "info": "    ", "warn": "WARN", FAIL: "FAIL"}[item.status]
+        click.echo(f"  {mark} {item.name}: {item.detail}")
+    if not report.ok:
+        click.echo("problems found", err=True)
+        sys.exit(EXIT_PROBLEM)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@_opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
+      help="Write a guard for this job (repeatable) [default: every job of the config file].")
+@settings_options(instance=False)
+@_library_errors
+def rules(**params: Any) -> None:
+    """Print Prometheus alerting rules with an absent() guard per configured job.
+
+    The guard fires when Prometheus has no data for a job at all (it never reported, its
+    group was deleted, or the Pushgateway lost its data). Jobs come from the [jobs.NAME]
+    sections of the config file. The output passes `promtool check rules`.
+
+    \b
+    Example:
+      jobreport rules > /etc/prometheus/rules/jobreport-absent.yml
+    """
+    _setup_logging()
+    from jobreport.rules import absent_rules
+
+    config = _load_config(params)
+    jobs = list(params["jobs"]) or None
+    if jobs is None and not config.jobs:
+        click.echo("jobreport: no [jobs.NAME] sections in the config file "
+                   f"({config.config_file or 'none found'}); the rules file is empty",
+                   err=True)
+    click.echo(absent_rules(config, jobs), nl=False)
+
+
+# --- printing ---------------------------------------------------------------------------
+
+
+def _group_text(grouping: dict[str, str]) -> str:
+    return "group " + " ".join(f"{k}={v}" for k, v in grouping.items())
+
+
+def _since(text: str) -> float:
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return _dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither a duration (24h, 7d) nor a date (2024-05-01)",
+            param_hint="--since") from None
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return format_duration(round(seconds)) + " ago"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return format_duration(round(value, 3) if value < 60 else round(value))
+
+
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return "-"  # pragma: no cover
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _labels_text(grouping: dict[str, str], skip: Iterable[str] = ("job", "instance")) -> str:
+    return ",".join(f"{k}={v}" for k, v in grouping.items() if k not in skip) or "-"
+
+
+def _history_table(records: Sequence[RunRecord]) -> str:
+    rows = [
+        [str(r.id), _when(r.started), r.job, r.grouping.get("instance", "-"),
+         _labels_text(r.grouping), _seconds(r.duration), r.outcome or "running",
+         "-" if r.exit_code is None else str(r.exit_code), _bytes(r.size), _number(r.items)]
+        for r in records
+    ]
+    return _table(["ID", "STARTED", "JOB", "INSTANCE", "LABELS", "DURATION", "OUTCOME",
+                   "EXIT", "SIZE", "ITEMS"], rows)
+
+
+def _run_details(r: RunRecord) -> str:
+    fields = [
+        ("run", str(r.id)), ("job", r.job), ("labels", _labels_text(r.grouping, ("job",))),
+        ("host", r.host), ("pid", "-" if r.pid is None else str(r.pid)),
+        ("command", r.command or "-"), ("started", _when(r.started)), ("ended", _when(r.ended)),
+        ("duration", _seconds(r.duration)), ("outcome", r.outcome or "running"),
+        ("exit code", "-" if r.exit_code is None else str(r.exit_code)),
+        ("size", _bytes(r.size)), ("items", _number(r.items)),
+        ("cpu", _seconds(r.cpu_seconds)), ("max rss", _bytes(r.max_rss_bytes)),
+    ]
+    for family in r.custom:
+        for name, labels, value in family.samples:
+            shown = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
+                            if labels else "")
+            fields.append((shown, f"{value:g}"))
+    width = max(len(k) for k, _ in fields)
+    out = [f"{k.ljust(width)}  {v}" for k, v in fields]
+    if r.tail:
+        out += ["", "last lines of output:", r.tail]
+    return "\n".join(out)
+
+
+def _status_table(groups: Sequence[GroupStatus]) -> str:
+    rows = [
+        [g.job, g.instance or "-", _labels_text({"job": g.job, **g.labels}),
+         g.last_outcome or "-", _age(g.success_age),
+         "running" if g.running else "idle", "; ".join(g.problems) or "ok"]
+        for g in groups
+    ]
+    return _table(["JOB", "INSTANCE", "LABELS", "LAST OUTCOME", "LAST SUCCESS", "NOW",
+                   "PROBLEMS"], rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,90 @@
+"""``jobreport run --lock``: one run per group at a time on this host.
+
+An advisory ``flock`` on a small file in the state directory (next to the default store).
+The kernel drops the lock when the holder exits, however it exits, so a crashed run never
+leaves a stale lock behind. The file holds the holder's pid, for the message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from jobreport.config import state_dir
+from jobreport.state import group_key
+
+__all__ = ["JobLock", "LockBusy", "lock_path"]
+
+
+class LockBusy(Exception):
+    """Another process holds the lock; ``holder`` is its pid when known."""
+
+    def __init__(self, path: Path, holder: int | None) -> None:
+        self.path = path
+        self.holder = holder
+        who = f" (pid {holder})" if holder else ""
+        super().__init__(f"another run holds {path}{who}")
+
+
+def lock_path(grouping: Mapping[str, str], directory: Path | None = None) -> Path:
+    """The lock file of the group ``grouping``: readable job name plus a hash of the key."""
+    key = group_key(grouping)
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", grouping.get("job", "job"))[:64]
+    return (directory or state_dir() / "locks") / f"{readable}-{digest}.lock"
+
+
+class JobLock:
+    """A non-blocking exclusive lock held by this process until ``release()``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise ``LockBusy``; ``OSError`` when the file cannot be made."""
+        _private_dir(self.path.parent)
+        # close-on-exec (the default): the lock is jobreport's, not the child's, so a
+        # background process the job leaves behind cannot block later runs
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise LockBusy(self.path, holder) from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> JobLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
+def _private_dir(path: Path) -> None:
+    if not path.is_dir():
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)

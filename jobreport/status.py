@@ -1,0 +1,203 @@
+"""The commands that act on the gateway's groups directly: ``status`` (what the gateway holds
+now, problems first), ``delete`` (remove a group) and ``push`` (ad hoc values)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from jobreport.config import Config
+from jobreport.errors import PushError, StoreError
+from jobreport.outcomes import SKIPPED, SUCCESS
+from jobreport.state import CustomFamily, group_key
+
+if TYPE_CHECKING:
+    from jobreport.push import Sender
+    from jobreport.store import Store
+
+__all__ = ["GroupStatus", "delete_group", "gateway_status", "push_values"]
+
+log = logging.getLogger("jobreport")
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """One group of the gateway as ``jobreport status`` shows it."""
+
+    job: str
+    labels: dict[str, str]
+    """The grouping labels other than ``job`` (instance included)."""
+    last_outcome: str | None = None
+    last_success: float | None = None
+    last_end: float | None = None
+    last_start: float | None = None
+    running: int = 0
+    expected_interval: float | None = None
+    max_runtime: float | None = None
+    last_push: float | None = None
+    last_push_failure: float | None = None
+    problems: tuple[str, ...] = field(default=())
+    now: float = 0.0
+
+    @property
+    def instance(self) -> str:
+        return self.labels.get("instance", "")
+
+    @property
+    def success_age(self) -> float | None:
+        return None if self.last_success is None else max(0.0, self.now - self.last_success)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "labels": self.labels,
+            "last_outcome": self.last_outcome,
+            "last_success": self.last_success,
+            "last_success_age_seconds": self.success_age,
+            "last_end": self.last_end,
+            "last_start": self.last_start,
+            "running": self.running,
+            "expected_interval_seconds": self.expected_interval,
+            "max_runtime_seconds": self.max_runtime,
+            "last_push": self.last_push,
+            "last_push_failure": self.last_push_failure,
+            "problems": list(self.problems),
+            "ok": not self.problems,
+        }
+
+
+def gateway_status(config: Config, *, sender: Sender | None = None,
+                   now: float | None = None) -> list[GroupStatus]:
+    """Every group the gateway holds, problems first. Raises ``PushError`` when the gateway
+    cannot be read."""
+    sender = sender or _sender(config)
+    response = sender.get("/api/v1/metrics")
+    try:
+        data = response.json()["data"]
+    except (ValueError, KeyError, TypeError):
+        raise PushError(f"{sender.gateway}/api/v1/metrics did not answer with the "
+                        "Pushgateway's JSON; is this a Pushgateway?", retryable=False) from None
+    when = time.time() if now is None else now
+    groups = [_group_status(g, config.namespace, when) for g in data if isinstance(g, dict)]
+    return sorted(groups, key=lambda g: (not g.problems, g.job, sorted(g.labels.items())))
+
+
+def _group_status(group: Mapping[str, Any], ns: str, now: float) -> GroupStatus:
+    labels = {str(k): str(v) for k, v in group.get("labels", {}).items()}
+    job = labels.pop("job", "")
+
+    def value(name: str) -> float | None:
+        for _labels, v in _samples(group, name):
+            return v
+        return None
+
+    outcome = None
+    for sample_labels, v in _samples(group, f"{ns}_last_outcome"):
+        if v == 1.0:
+            outcome = sample_labels.get("outcome")
+    running = int(value(f"{ns}_running") or 0)
+    status = GroupStatus(
+        job=job, labels=labels, last_outcome=outcome,
+        last_success=value(f"{ns}_last_success_timestamp_seconds"),
+        last_end=value(f"{ns}_last_end_timestamp_seconds"),
+        last_start=value(f"{ns}_last_start_timestamp_seconds"),
+        running=running,
+        expected_interval=value(f"{ns}_expected_interval_seconds"),
+        max_runtime=value(f"{ns}_max_runtime_seconds"),
+        last_push=value("push_time_seconds"),
+        last_push_failure=value("push_failure_time_seconds"),
+        now=now,
+    )
+    return _with_problems(status)
+
+
+def _with_problems(s: GroupStatus) -> GroupStatus:
+    problems = []
+    if s.expected_interval:
+        if s.last_success is None or s.last_success <= 0:
+            # never succeeded: overdue once the first start is that long ago
+            if s.last_start is not None and s.now - s.last_start > s.expected_interval:
+                problems.append("overdue: never succeeded")
+        elif s.now - s.last_success > s.expected_interval:
+            problems.append("overdue")
+    if s.last_outcome is not None and s.last_outcome not in (SUCCESS, SKIPPED):
+        problems.append(f"last run: {s.last_outcome}")
+    if (s.running > 0 and s.max_runtime and s.last_start is not None
+            and s.now - s.last_start > s.max_runtime):
+        problems.append("running too long")
+    if (s.last_push_failure is not None and s.last_push is not None
+            and s.last_push_failure > s.last_push):
+        problems.append("pushes failing")
+    return replace(s, problems=tuple(problems))
+
+
+def _samples(group: Mapping[str, Any], name: str) -> Iterator[tuple[dict[str, str], float]]:
+    family = group.get(name)
+    if not isinstance(family, dict):
+        return
+    for metric in family.get("metrics", []):
+        try:
+            yield dict(metric.get("labels", {})), float(metric["value"])
+        except (KeyError, TypeError, ValueError):
+            continue
+
+
+def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = None, *,
+                 sender: Sender | None = None, store: Store | None = None) -> dict[str, str]:
+    """Remove the group of ``job`` (with ``labels`` and the configured instance) from the
+    gateway, and mark it delivered in the store so that ``flush`` does not bring it back.
+    Returns the grouping key. Raises ``PushError``."""
+    grouping = config.grouping(job, labels)
+    sender = sender or _sender(config)
+    sender.delete(job, grouping)
+    try:
+        store = store or _store(config)
+        if group_key(grouping) in store.group_keys(job):
+            store.forget_group(group_key(grouping))
+    except StoreError as e:
+        log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "
+                    "may push this group again", e)
+    return grouping
+
+
+def push_values(config: Config, job: str, families: Sequence[CustomFamily],
+                labels: Mapping[str, str] | None = None, *,
+                sender: Sender | None = None) -> dict[str, str]:
+    """POST ``families`` into the group of ``job`` (the other metrics of the group stay).
+    Returns the grouping key. Raises ``PushError``."""
+    grouping = config.grouping(job, labels)
+    sender = sender or _sender(config)
+    sender.push(job, grouping, _Families(families))
+    return grouping
+
+
+class _Families(Collector):
+    """A prometheus_client collector of ``CustomFamily`` values."""
+
+    def __init__(self, families: Sequence[CustomFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        for fam in self.families:
+            metric = Metric(fam.name, fam.help or fam.name, fam.type)
+            for sample_name, labels, value in fam.samples:
+                metric.add_sample(sample_name, dict(labels), value)
+            yield metric
+
+
+def _sender(config: Config) -> Sender:
+    from jobreport.push import Sender
+
+    return Sender(config)
+
+
+def _store(config: Config) -> Store:
+    from jobreport.store import Store
+
+    return Store(config.db)
