@@ -10,6 +10,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +116,7 @@ def test_train_reports_held_out_accuracy_and_loss(tmp_path: Path, gateway: Gatew
     assert s["train_epochs"] == 8
     assert s["jobreport_last_items"] == 480 * 8
     assert s["jobreport_last_size_bytes"] == model_path.stat().st_size
-    assert s["jobreport_expected_interval_seconds"] == 7 * 86400 * 1.1
+    assert s["jobreport_expected_interval_seconds"] == pytest.approx(7 * 86400 * 1.1)
 
 
 def test_train_below_min_accuracy_is_a_failed_run(tmp_path: Path, gateway: Gateway) -> None:
@@ -152,7 +154,7 @@ def test_shell_job_through_jobreport_run(tmp_path: Path, gateway: Gateway) -> No
     assert s["jobreport_last_run_success"] == 1
     assert s["archive_files"] == 8
     assert s["archive_bytes"] == archive.stat().st_size
-    assert s["jobreport_expected_interval_seconds"] == 6 * 3600 * 1.1
+    assert s["jobreport_expected_interval_seconds"] == pytest.approx(6 * 3600 * 1.1)
 
 
 def test_shell_job_failure_is_reported_and_cleaned(tmp_path: Path, gateway: Gateway) -> None:
