@@ -154,7 +154,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with receiver._lock:
@@ -181,7 +181,8 @@ class WebhookReceiver:
         with self._lock:
             return [(n, a) for n in self.notifications for a in n.alerts()]
 
-    def first(self, status: str = "firing", **labels: str) -> tuple[Notification, dict[str, Any]] | None:
+    def first(self, status: str = "firing",
+              **labels: str) -> tuple[Notification, dict[str, Any]] | None:
         """The first received alert with ``status`` whose labels include ``labels``."""
         for n, alert in self.received():
             if alert.get("status") == status and all(

@@ -26,8 +26,8 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
 
 
 def stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(STACK), *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(["bash", str(STACK), *args], check=False, env=env,
+                          capture_output=True, text=True, timeout=60)
 
 
 def pids(env: dict[str, str]) -> list[int]:
