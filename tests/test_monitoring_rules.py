@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from jobreport.exposition import StateCollector
 from jobreport.outcomes import OUTCOMES
@@ -171,3 +174,52 @@ def test_alertmanager_groups_by_job() -> None:
     """Notifications are grouped by job."""
     route = load_yaml(MONITORING / "alertmanager.yml")["route"]
     assert route["group_by"] == ["job"]
+
+
+def test_jobreport_rules_generates_the_documented_absent_guards(tmp_path: Path) -> None:
+    """`jobreport rules` for the example's jobs writes exactly the guards of
+    rules/jobreport-absent.example.yml, and they pass the absent() unit tests."""
+    config = tmp_path / "jobreport.toml"
+    config.write_text('[jobs.backup]\nexpect_every = "24h"\n\n'
+                      '[jobs.analysis]\nexpect_every = "1h"\nlabels = { team = "data" }\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "jobreport", "rules", "--config", str(config)],
+        check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    generated = tmp_path / "jobreport-absent.yml"
+    generated.write_text(result.stdout)
+
+    def by_job(path: Path) -> dict[str, dict[str, Any]]:
+        [group] = load_yaml(path)["groups"]
+        assert group["name"] == "jobreport-absent"
+        rules = {r["labels"]["job"]: r for r in group["rules"]}
+        for rule in rules.values():
+            rule["expr"] = " ".join(rule["expr"].split())
+        return rules
+
+    assert by_job(generated) == by_job(RULES / "jobreport-absent.example.yml")
+
+    unit_test = load_yaml(MONITORING / "tests" / "jobreport-absent.test.yml")
+    unit_test["rule_files"] = [str(generated)]
+    test_file = tmp_path / "absent.test.yml"
+    test_file.write_text(yaml.safe_dump(unit_test))
+    checked = run(PROMTOOL, "test", "rules", test_file)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_alerting_doc_threshold_example_is_a_valid_config(tmp_path: Path) -> None:
+    """The jobreport.toml example in docs/alerting.md loads, and its grace lands in the
+    expected interval the overdue rule compares with."""
+    from jobreport import load_config
+    from jobreport.report import expected_interval
+
+    doc = (ROOT / "docs" / "alerting.md").read_text(encoding="utf-8")
+    [block] = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
+    path = tmp_path / "jobreport.toml"
+    path.write_text(block)
+    config = load_config(env={}, config_file=str(path))
+    hourly = config.job("import")
+    assert expected_interval(hourly.expect_every, hourly.grace) == 5400  # 1h + 30m
+    daily = config.job("backup")
+    assert expected_interval(daily.expect_every, daily.grace) == 95040  # 24h + 10%
+    assert daily.max_runtime == 7200
