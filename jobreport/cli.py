@@ -109,17 +109,32 @@ class _OneLine(logging.Formatter):
         return message
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (CliRunner swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _setup_logging(quiet: bool = False) -> None:
+    """jobreport's warnings as one line each on stderr, for the time of this command."""
     logger = logging.getLogger("jobreport")
-    for handler in list(logger.handlers):
-        if getattr(handler, "_jobreport_cli", False):
-            logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._jobreport_cli = True  # type: ignore[attr-defined]
+    handler = _Stderr()
     handler.setFormatter(_OneLine())
+    previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.ERROR if quiet else logging.WARNING)
-    logger.propagate = False
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    click.get_current_context().call_on_close(restore)
 
 
 # --- parameter types --------------------------------------------------------------------
@@ -424,13 +439,13 @@ def flush(**params: Any) -> None:
     from jobreport.delivery import flush as flush_all
 
     result = flush_all(_load_config(params))
-    if result.groups == 0 and not result.failed:
-        click.echo("nothing to deliver")
-    else:
-        click.echo(f"delivered {result.groups} group(s) carrying {result.runs} run(s)")
+    if result.groups or not result.failed:
+        click.echo(f"delivered {result.groups} group(s) carrying {result.runs} run(s)"
+                   if result.groups else "nothing to deliver")
     if result.failed:
-        for key, error in result.failed:
-            click.echo(f"not delivered: {_group_text(json.loads(key))}: {error}", err=True)
+        # each failure was logged as a warning above
+        click.echo(f"jobreport: {len(result.failed)} group(s) not delivered; they stay "
+                   "pending for the next flush", err=True)
         sys.exit(EXIT_GATEWAY)
 
 
@@ -552,9 +567,11 @@ def check(**params: Any) -> None:
         config = _load_config(params)
     except ConfigError as e:
         errors.append(e)
-        logging.getLogger("jobreport").setLevel(logging.ERROR)  # already reported below
+        logger = logging.getLogger("jobreport")
+        level = logger.level
+        logger.setLevel(logging.ERROR)  # the problem is reported below, not as a warning
         config = _load_config(params, strict=False)
-        _setup_logging()
+        logger.setLevel(level)
     report = run_checks(config, config_errors=errors)
     section = None
     for item in report.checks:
@@ -600,7 +617,8 @@ def rules(**params: Any) -> None:
 
 
 def _group_text(grouping: dict[str, str]) -> str:
-    return "group " + " ".join(f"{k}={v}" for k, v in grouping.items())
+    ordered = sorted(grouping.items(), key=lambda kv: (kv[0] != "job", kv[0] != "instance"))
+    return "group " + " ".join(f"{k}={v}" for k, v in ordered)
 
 
 def _since(text: str) -> float:
