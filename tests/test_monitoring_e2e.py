@@ -36,45 +36,57 @@ DEADLINE = 60.0  # seconds for all the alerts to reach the webhook
 
 
 @dataclass
-class Stack:
-    gateway: servers.Server
-    prometheus: servers.Server
+class Alerting:
     alertmanager: servers.Server
     webhook: WebhookReceiver
 
 
+@dataclass
+class Stack(Alerting):
+    gateway: servers.Server
+    prometheus: servers.Server
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """Pushgateway, Prometheus (shipped config and rules; 1 s scrape and evaluation) and
-    Alertmanager (shipped routing; webhooks pointed at a receiver in this test, 1 s group
-    waits), all on loopback."""
+def alerting(tmp_path: Path) -> Iterator[Alerting]:
+    """Alertmanager with the shipped routing, its webhooks pointed at a receiver in this
+    test and 1 s group waits, on loopback."""
     webhook = WebhookReceiver().start()
-    started: list[servers.Server] = []
     try:
-        gateway = servers.pushgateway(tmp_path / "pushgateway").start()
-        started.append(gateway)
-        am_config = alertmanager_test_config(tmp_path / "alertmanager.yml",
-                                             webhook_url=webhook.url)
-        alertmanager = servers.alertmanager(tmp_path / "alertmanager", am_config).start()
-        started.append(alertmanager)
-        prom_config = prometheus_test_config(tmp_path / "prometheus.yml",
-                                             gateway_port=gateway.port,
-                                             alertmanager_port=alertmanager.port)
-        prometheus = servers.prometheus(tmp_path / "prometheus", prom_config).start()
-        started.append(prometheus)
+        config = alertmanager_test_config(tmp_path / "alertmanager.yml", webhook_url=webhook.url)
+        alertmanager = servers.alertmanager(tmp_path / "alertmanager", config).start()
+        try:
+            yield Alerting(alertmanager, webhook)
+        finally:
+            alertmanager.stop()
+    finally:
+        webhook.stop()
+
+
+@pytest.fixture
+def stack(alerting: Alerting, tmp_path: Path) -> Iterator[Stack]:
+    """Plus a Pushgateway and a Prometheus (shipped config and rules; 1 s scrape and
+    evaluation) sending to that Alertmanager."""
+    gateway = servers.pushgateway(tmp_path / "pushgateway").start()
+    prometheus: servers.Server | None = None
+    try:
+        config = prometheus_test_config(tmp_path / "prometheus.yml", gateway_port=gateway.port,
+                                        alertmanager_port=alerting.alertmanager.port)
+        prometheus = servers.prometheus(tmp_path / "prometheus", config).start()
+        prom_url = prometheus.url
         # Prometheus applies its targets a few seconds after start: wait until it scrapes
         # the gateway and knows the Alertmanager, so that every run below is seen
         wait_for("Prometheus scraping the Pushgateway",
-                 lambda: prom_query(prometheus.url, 'up{job="pushgateway"} == 1')
-                 ["data"]["result"], timeout=30)
+                 lambda: prom_query(prom_url, 'up{job="pushgateway"} == 1')["data"]["result"],
+                 timeout=30)
         wait_for("Prometheus knowing the Alertmanager",
-                 lambda: prom_get(prometheus.url, "/api/v1/alertmanagers")
+                 lambda: prom_get(prom_url, "/api/v1/alertmanagers")
                  ["data"]["activeAlertmanagers"], timeout=30)
-        yield Stack(gateway, prometheus, alertmanager, webhook)
+        yield Stack(alerting.alertmanager, alerting.webhook, gateway, prometheus)
     finally:
-        for server in reversed(started):
-            server.stop()
-        webhook.stop()
+        if prometheus is not None:
+            prometheus.stop()
+        gateway.stop()
 
 
 def jobreport_run(gateway: str, *args: str) -> subprocess.Popen[str]:
@@ -204,7 +216,7 @@ def test_alerts_reach_the_webhook_and_a_healthy_job_raises_none(stack: Stack) ->
           f"running too long {stuck_delay:.2f} s")
 
 
-def test_gateway_down_inhibits_the_per_job_alerts(stack: Stack) -> None:
+def test_gateway_down_inhibits_the_per_job_alerts(alerting: Alerting) -> None:
     """With the shipped inhibition, a firing JobreportPushgatewayDown keeps the per-job
     alerts (overdue, absent guards) from the webhook while it is itself delivered."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -217,13 +229,13 @@ def test_gateway_down_inhibits_the_per_job_alerts(stack: Stack) -> None:
                     "severity": "critical"}, "startsAt": now},
     ]
     request = urllib.request.Request(
-        stack.alertmanager.url + "/api/v2/alerts", data=json.dumps(alerts).encode(),
+        alerting.alertmanager.url + "/api/v2/alerts", data=json.dumps(alerts).encode(),
         headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=5) as r:
         assert r.status == 200
 
     def states() -> dict[str, dict[str, Any]]:
-        with urllib.request.urlopen(stack.alertmanager.url + "/api/v2/alerts", timeout=5) as r:
+        with urllib.request.urlopen(alerting.alertmanager.url + "/api/v2/alerts", timeout=5) as r:
             return {a["labels"]["alertname"]: a["status"] for a in json.load(r)}
 
     wait_for("the per-job alerts inhibited",
@@ -232,7 +244,7 @@ def test_gateway_down_inhibits_the_per_job_alerts(stack: Stack) -> None:
              timeout=DEADLINE)
     assert states()["JobreportPushgatewayDown"]["state"] == "active"
     wait_for("the gateway alert at the webhook",
-             lambda: stack.webhook.first("firing", alertname="JobreportPushgatewayDown"),
+             lambda: alerting.webhook.first("firing", alertname="JobreportPushgatewayDown"),
              timeout=DEADLINE)
-    assert {a["labels"]["alertname"] for _, a in stack.webhook.received()} == {
+    assert {a["labels"]["alertname"] for _, a in alerting.webhook.received()} == {
         "JobreportPushgatewayDown"}
