@@ -133,7 +133,9 @@ def test_alerts_reach_the_webhook_and_a_healthy_job_raises_none(stack: Stack) ->
     stuck = jobreport_run(gw, "--job", "e2e_stuck", "--max-runtime", "1s", "--timeout", "45s",
                           "--", "sleep", "60")
     killed = jobreport_run(gw, "--job", "e2e_killed", "--timeout", "2s", "--", "sleep", "60")
-    assert finished(jobreport_run(gw, "--job", "e2e_failed", "--", "false")) == 1
+    # without an instance label and with an extra grouping label
+    assert finished(jobreport_run(gw, "--job", "e2e_failed", "--no-instance",
+                                  "--label", "team=data", "--", "false")) == 1
     assert finished(jobreport_run(gw, "--job", "e2e_overdue", "--expect-every", "2s",
                                   "--", "true")) == 0
     assert finished(killed) == 124
@@ -184,12 +186,12 @@ def test_alerts_reach_the_webhook_and_a_healthy_job_raises_none(stack: Stack) ->
                 + gateway_value(stack, "e2e_overdue", "jobreport_expected_interval_seconds"))
     overdue_delay = note.received - deadline
 
-    # failed: warning, routed to the chat receiver
+    # failed: warning, routed to the chat receiver; the group's labels kept as pushed
     note, alert = arrival(stack, "firing", alertname="JobreportJobFailed", job="e2e_failed")
     assert note.receiver == "jobreport-warning"
-    assert alert["labels"]["severity"] == "warning"
-    assert alert["annotations"]["summary"] == (
-        f"Last run of job e2e_failed on {instance} failed (failure)")
+    assert alert["labels"] == {"alertname": "JobreportJobFailed", "job": "e2e_failed",
+                               "team": "data", "outcome": "failure", "severity": "warning"}
+    assert alert["annotations"]["summary"] == "Last run of job e2e_failed failed (failure)"
     failed_delay = note.received - gateway_value(stack, "e2e_failed",
                                                  "jobreport_last_end_timestamp_seconds")
 

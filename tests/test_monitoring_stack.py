@@ -46,9 +46,9 @@ def alive(pid: int) -> bool:
 
 def test_background_start_serves_the_shipped_rules_and_stop_cleans_up(tmp_path: Path) -> None:
     """--background starts the three servers on the given ports, Prometheus scrapes the
-    Pushgateway with the shipped rules and knows the Alertmanager; stop ends them and
-    removes the data."""
-    env = stack_env(tmp_path)
+    Pushgateway with the shipped rules and knows the Alertmanager (the shipped routing, with
+    the webhook asked for); stop ends them and removes the data."""
+    env = {**stack_env(tmp_path), "JOBREPORT_STACK_WEBHOOK": "http://127.0.0.1:1/hook"}
     started = stack(env, "--background")
     try:
         assert started.returncode == 0, started.stdout + started.stderr
@@ -68,6 +68,9 @@ def test_background_start_serves_the_shipped_rules_and_stop_cleans_up(tmp_path: 
         assert [m["url"] for m in managers] == [
             f"http://127.0.0.1:{env['ALERTMANAGER_PORT']}/api/v2/alerts"]
         assert stack(env, "status").returncode == 0
+        am = f"http://127.0.0.1:{env['ALERTMANAGER_PORT']}"
+        am_config = prom_get(am, "/api/v2/status")["config"]["original"]
+        assert "http://127.0.0.1:1/hook" in am_config and "5001" not in am_config
 
         again = stack(env, "--background")
         assert again.returncode == 1 and "already running" in again.stderr
