@@ -174,14 +174,16 @@ case ${1:-} in
   "") ;;
   --background|-b) BACKGROUND=1 ;;
   stop)
+    if [[ -n $(live_pids) ]]; then msg="stopped"; else msg="not running (nothing to stop)"; fi
     stop_stack
-    echo "stack.sh: stopped"
+    echo "stack.sh: $msg"
     exit 0 ;;
   status)
     if [[ -n $(live_pids) ]]; then cat "$DIR/urls"; else echo "stack.sh: not running"; exit 3; fi
     exit 0 ;;
   -h|--help) usage; exit 0 ;;
-  *) usage >&2; exit 2 ;;
+  *) echo "stack.sh: unknown argument '$1' (usage: scripts/stack.sh [--background|stop|status|--help])" >&2
+     exit 2 ;;
 esac
 
 start_stack
