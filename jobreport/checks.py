@@ -89,7 +89,7 @@ def _show(name: str, value: object) -> str:
         return "set (hidden)" if value else "not set"
     if value is None:
         return "not set"
-    if name == "db":
+    if name in ("db", "gateway"):
         return mask_url(str(value))
     if isinstance(value, dict) or hasattr(value, "items"):
         return ",".join(f"{k}={v}" for k, v in value.items()) or "none"

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,18 @@ COMMANDS = ("run", "push", "flush", "history", "status", "delete", "check", "rul
 
 def invoke(*args: str, **env: str) -> Result:
     return CliRunner().invoke(main, list(args), env=env or None, catch_exceptions=False)
+
+
+@pytest.fixture(autouse=True)
+def _keep_once_per_process_notices() -> Iterator[None]:
+    """The reporter says "no Pushgateway configured" once per process; runs recorded here
+    must not use that up for tests that check the notice."""
+    from jobreport import report
+
+    saved = set(report._noticed)
+    yield
+    report._noticed.clear()
+    report._noticed.update(saved)
 
 
 @pytest.fixture
