@@ -8,12 +8,12 @@ SQLite is copied with the online backup API (safe while the application writes),
 gzip-compressed; PostgreSQL goes through ``pg_dump --format=custom`` (compressed by pg_dump).
 The file is written under a temporary name in the destination directory, verified (SQLite:
 the copy is decompressed, opened and passes ``PRAGMA integrity_check``; PostgreSQL:
-``pg_restore --list`` reads it), fsynced and only then renamed into place, so the destination
-never holds a partial or unverified backup. The newest ``--keep`` backups of this database
-are kept; older ones are removed (only files this script named, nothing else).
+``pg_restore`` reads the whole archive back), fsynced and only then renamed into place, so
+the destination never holds a partial or unverified backup. The newest ``--keep`` backups
+of this database are kept; older ones are removed (only files this script named).
 
 Reported through ``job_metrics("backup")``: the backup's size (jobreport_last_size_bytes),
-the rows copied (jobreport_last_items, PostgreSQL: the planner's estimate), and the gauges
+the rows in the backup (jobreport_last_items, counted in the verified copy), and the gauges
 ``backup_database_size_bytes`` and ``backup_tables``; under ``jobreport run --job backup``
 they join the wrapper's run (one run is recorded, not two). A failed backup leaves no file
 behind, is reported with outcome ``failure`` and exits 1 with a one-line message.
@@ -256,27 +256,52 @@ def run_tool(argv: Sequence[str], env: dict[str, str], what: str) -> str:
 def backup_postgres(url: URL, dest: Path, prefix: str, now: float) -> Result:
     env = pg_env(url)
     suffix = ".dump"
-    stats = run_tool(
-        ["psql", "--no-password", "--no-psqlrc", "--tuples-only", "--no-align",
-         "--field-separator= ", "--command",
-         "SELECT pg_database_size(current_database()),"
-         " (SELECT count(*) FROM pg_stat_user_tables),"
-         " (SELECT coalesce(sum(n_live_tup), 0) FROM pg_stat_user_tables)"],
-        env, "reading database statistics with psql",
-    ).split()
-    if len(stats) != 3:
-        raise BackupError(f"unexpected answer from psql: {' '.join(stats)!r}")
-    database_size, tables, rows = (int(v) for v in stats)
+    size_text = run_tool(
+        ["psql", "--no-password", "--no-psqlrc", "--tuples-only", "--no-align", "--command",
+         "SELECT pg_database_size(current_database())"],
+        env, "reading the database size with psql",
+    ).strip()
+    if not size_text.isdigit():
+        raise BackupError(f"unexpected answer from psql: {size_text!r}")
     with workdir(dest, prefix) as work:
         dump = work / ("backup" + suffix)
         run_tool(["pg_dump", "--no-password", "--format=custom", "--compress=6",
                   f"--file={dump}"], env, "pg_dump")
-        listing = run_tool(["pg_restore", "--list", str(dump)], env, "verifying with pg_restore")
-        if "TABLE DATA" not in listing and tables:
-            raise BackupError("the dump holds no table data although the database has tables")
+        tables, rows = verify_postgres(dump, env, work / "pg_restore.err")
         final = backup_name(prefix, suffix, dest, now)
         publish(dump, final)
-    return Result(final, final.stat().st_size, tables, rows, database_size)
+    return Result(final, final.stat().st_size, tables, rows, int(size_text))
+
+
+def verify_postgres(dump: Path, env: dict[str, str], errors: Path) -> tuple[int, int]:
+    """Read the whole archive back with ``pg_restore --data-only`` (so every compressed
+    block is checked) and count the tables and rows it holds: exact figures, from the same
+    snapshot as the dump."""
+    tool = shutil.which("pg_restore")
+    if tool is None:
+        raise BackupError("pg_restore not found: install the PostgreSQL client (postgresql-client)")
+    tables = rows = 0
+    in_copy = False
+    with open(errors, "wb") as err:
+        proc = subprocess.Popen([tool, "--data-only", "--file=-", str(dump)], env=env,
+                                stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        with proc.stdout:
+            for line in proc.stdout:
+                if in_copy:
+                    if line == b"\\.\n":
+                        in_copy = False
+                    else:
+                        rows += 1  # COPY text format: one row per line, newlines escaped
+                elif line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+                    tables += 1
+                    in_copy = True
+        code = proc.wait()
+    if code != 0 or in_copy:
+        detail = (errors.read_text(errors="replace").strip().splitlines()
+                  or [f"exit code {code}"])[-1]
+        raise BackupError(f"the dump could not be read back with pg_restore: {detail}")
+    return tables, rows
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Gateway
+from tests.test_store_postgres import postgres_url  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "backup_db.py"
@@ -218,7 +219,7 @@ FAKE_TOOL = """#!/bin/sh
 def fake_pg_tools(bindir: Path, log: Path, dump_fails: bool = False) -> None:
     bindir.mkdir()
     bodies = {
-        "psql": 'echo "73400320 4 2500"',
+        "psql": 'echo "73400320"',
         "pg_dump": (
             'echo "pg_dump: error: connection to server failed: FATAL: no such database" >&2;'
             ' for a; do case $a in --file=*) echo partial > "${a#--file=}";; esac; done;'
@@ -227,7 +228,11 @@ def fake_pg_tools(bindir: Path, log: Path, dump_fails: bool = False) -> None:
             else 'for a; do case $a in --file=*) printf "PGDMP%0200d" 0 > "${a#--file=}";;'
             " esac; done"
         ),
-        "pg_restore": 'echo "; Archive created"; echo "3215; 0 16390 TABLE DATA public users app"',
+        # --data-only --file=-: the archive's data as COPY blocks, one row per line
+        "pg_restore": (
+            "printf 'SET x = 1;\\nCOPY public.users (id, name) FROM stdin;\\n1\\tada\\n2\\tbob\\n"
+            "\\\\.\\nCOPY public.empty (id) FROM stdin;\\n\\\\.\\n'"
+        ),
     }
     for name, body in bodies.items():
         tool = bindir / name
@@ -236,8 +241,9 @@ def fake_pg_tools(bindir: Path, log: Path, dump_fails: bool = False) -> None:
 
 
 def test_postgres_goes_through_pg_dump(tmp_path: Path, gateway: Gateway) -> None:
-    """A PostgreSQL URL runs psql (statistics), pg_dump (custom format) and pg_restore
-    --list (verification); the password reaches libpq through PGPASSWORD, never argv."""
+    """A PostgreSQL URL runs psql (database size), pg_dump (custom format) and pg_restore
+    (reads the archive back, counts tables and rows); the password reaches libpq through
+    PGPASSWORD, never argv."""
     log = tmp_path / "calls.log"
     fake_pg_tools(tmp_path / "bin", log)
     dest = tmp_path / "backups"
@@ -252,7 +258,7 @@ def test_postgres_goes_through_pg_dump(tmp_path: Path, gateway: Gateway) -> None
     assert backup.read_bytes().startswith(b"PGDMP")
     calls = log.read_text()
     assert "--format=custom" in calls
-    assert "pg_restore --list" in calls
+    assert "pg_restore --data-only --file=-" in calls
     assert ("PGHOST=db.internal PGPORT=5433 PGUSER=app PGPASSWORD=s3cret! PGDATABASE=shop "
             "PGSSLMODE=verify-full") in calls
     argv_lines = [line for line in calls.splitlines() if not line.startswith("PGHOST=")]
@@ -260,8 +266,8 @@ def test_postgres_goes_through_pg_dump(tmp_path: Path, gateway: Gateway) -> None
     s = gateway.samples("backup")
     assert s["jobreport_last_run_success"] == 1
     assert s["jobreport_last_size_bytes"] == backup.stat().st_size
-    assert s["jobreport_last_items"] == 2500
-    assert s["backup_tables"] == 4
+    assert s["jobreport_last_items"] == 2
+    assert s["backup_tables"] == 2
     assert s["backup_database_size_bytes"] == 73400320
 
 
@@ -280,3 +286,51 @@ def test_postgres_dump_failure_leaves_nothing(tmp_path: Path, gateway: Gateway) 
     )
     assert list(dest.iterdir()) == []
     assert gateway.samples("backup")["jobreport_last_run_success"] == 0
+
+
+def psql(url: str, sql: str) -> str:
+    """Run ``sql`` with psql against the SQLAlchemy ``url``; return the unaligned output."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    env = {**os.environ, "PGHOST": u.host or "", "PGPORT": str(u.port), "PGUSER": u.username or "",
+           "PGDATABASE": u.database or ""}
+    return subprocess.run(["psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+                          env=env, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def test_postgres_backup_restores(postgres_url: str, tmp_path: Path,  # noqa: F811
+                                  gateway: Gateway) -> None:
+    """A real PostgreSQL database: the dump restores into a new database with every row, and
+    the rows and tables counted from the dump are what was pushed."""
+    from sqlalchemy.engine import make_url
+
+    psql(postgres_url, "DROP TABLE IF EXISTS customers, orders;"
+         "CREATE TABLE customers (id serial PRIMARY KEY, name text);"
+         "CREATE TABLE orders (id serial PRIMARY KEY, customer int, note text);"
+         "INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 150) g;"
+         "INSERT INTO orders (customer, note) SELECT g % 150, E'multi\\nline' "
+         "FROM generate_series(1, 700) g;")
+    dest = tmp_path / "backups"
+    dest.mkdir()
+    proc = run_backup(postgres_url, "--dest", str(dest), gateway=gateway)
+    assert proc.returncode == 0, proc.stderr
+    [backup] = dest.iterdir()
+    assert backup.name.startswith("jobreport-") and backup.name.endswith(".dump")
+
+    u = make_url(postgres_url)
+    psql(postgres_url, "DROP DATABASE IF EXISTS restored")
+    psql(postgres_url, "CREATE DATABASE restored")
+    subprocess.run(["pg_restore", "--no-owner", "-h", u.host or "", "-p", str(u.port), "-U",
+                    u.username or "", "-d", "restored", str(backup)], check=True, timeout=120,
+                   capture_output=True)
+    restored = u.set(database="restored").render_as_string(hide_password=False)
+    assert psql(restored, "SELECT count(*) FROM customers").strip() == "150"
+    assert psql(restored, "SELECT count(*), min(note) FROM orders").strip() == "700|multi\nline"
+    s = gateway.samples("backup")
+    assert s["jobreport_last_run_success"] == 1
+    assert s["jobreport_last_items"] == 850
+    assert s["backup_tables"] == 2
+    assert s["jobreport_last_size_bytes"] == backup.stat().st_size
+    size = int(psql(postgres_url, "SELECT pg_database_size(current_database())"))
+    assert abs(s["backup_database_size_bytes"] - size) < size * 0.5
