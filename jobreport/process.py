@@ -213,6 +213,8 @@ class _Runner:
         return redirect
 
     def _spawn(self, redirect: dict[int, int]) -> subprocess.Popen[bytes]:
+        if not self.argv[0]:
+            raise FileNotFoundError(errno.ENOENT, "empty command name")
         if self.subreaper:
             self.foreign = _own_children()
         kwargs: dict[str, Any] = {}
@@ -235,7 +237,7 @@ class _Runner:
         )
 
     def _spawn_failed(self, exc: OSError, started_at: float, t0: float) -> ProcessResult:
-        code, outcome, message = _describe_spawn_error(self.argv[0], exc, self.env)
+        code, outcome, message = _describe_spawn_error(self.argv[0], exc)
         return ProcessResult(
             exit_code=code,
             outcome=outcome,
@@ -547,9 +549,7 @@ def _returncode(status: int | None) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _describe_spawn_error(
-    command: str, exc: OSError, env: Mapping[str, str] | None
-) -> tuple[int, str, str]:
+def _describe_spawn_error(command: str, exc: OSError) -> tuple[int, str, str]:
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         if os.sep in command and os.path.isfile(command):
@@ -559,8 +559,11 @@ def _describe_spawn_error(
                 outcomes.NOT_EXECUTABLE,
                 f"{command}: bad interpreter (the program named after #! does not exist)",
             )
-        where = "" if os.sep in command else " (searched PATH)"
-        return EXIT_NOT_FOUND, outcomes.NOT_FOUND, f"{command}: command not found{where}"
+        shown = command or "''"
+        where = "" if os.sep in command or not command else " (searched PATH)"
+        return EXIT_NOT_FOUND, outcomes.NOT_FOUND, f"{shown}: command not found{where}"
+    if os.sep in command and os.path.isdir(command):
+        reason = "is a directory"
     return EXIT_NOT_EXECUTABLE, outcomes.NOT_EXECUTABLE, f"{command}: cannot execute: {reason}"
 
 

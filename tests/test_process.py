@@ -124,6 +124,12 @@ def test_command_not_found_is_127() -> None:
     assert r.pid is None and r.cpu_seconds is None and r.max_rss_bytes is None
 
 
+def test_empty_command_name_is_127() -> None:
+    """An empty program name is not found (127), as in a shell."""
+    r = run([""])
+    assert (r.exit_code, r.outcome) == (127, outcomes.NOT_FOUND)
+
+
 def test_missing_path_is_127(tmp_path: Path) -> None:
     """An absolute path that does not exist is not_found (127)."""
     r = run([str(tmp_path / "nope" / "cmd")])
@@ -144,6 +150,7 @@ def test_directory_is_126(tmp_path: Path) -> None:
     """Trying to run a directory is not_executable (126), like the shell says."""
     r = run([str(tmp_path)])
     assert (r.exit_code, r.outcome) == (126, outcomes.NOT_EXECUTABLE)
+    assert r.error is not None and "is a directory" in r.error
 
 
 def test_bad_interpreter_is_126_not_127(tmp_path: Path) -> None:
