@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +81,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith("JOBREPORT_") or key == "PUSHGATEWAY_URL":
             monkeypatch.delenv(key)
+    report = sys.modules.get("jobreport.report")
+    if report is not None:
+        report._noticed.clear()  # the "no gateway" notice is once per process
     state = tmp_path / "state"
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
