@@ -506,7 +506,8 @@ def status(**params: Any) -> None:
 
     A group has a problem when it is overdue (no success within its expected interval),
     its last run did not succeed, it runs longer than its max runtime, or pushes to it
-    are failing.
+    are failing. The exit code is 0 whatever the groups' state (alerts are Prometheus's
+    job); it is 3 when the gateway cannot be read.
 
     \b
     Example:

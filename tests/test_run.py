@@ -442,3 +442,43 @@ def test_help_of_every_command_as_a_process() -> None:
         out = jobreport(command, "--help")
         assert out.returncode == 0, (command, out.stderr)
         assert b"Example" in out.stdout
+
+
+def test_in_a_terminal_the_child_reads_it_and_ctrl_c_interrupts(gw: Gateway) -> None:
+    """Run from a terminal's foreground: the command reads the terminal as without
+    jobreport, and Ctrl-C interrupts it once; the run is reported as interrupted (130)."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    code = ("import sys, time\n"
+            "print('got', sys.stdin.readline().strip(), flush=True)\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen(jobreport_argv("run", "--job", "tty", "--", PY, "-c", code),
+                            stdin=slave, stdout=slave, stderr=slave, env=jobreport_env(),
+                            preexec_fn=controlling_terminal)  # noqa: PLW1509
+    os.close(slave)
+    try:
+        os.write(master, b"typed\n")
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"got typed" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+        assert b"got typed" in seen
+        os.write(master, b"\x03")
+        assert proc.wait(60) == 130
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    s = gw.samples("tty")
+    assert outcome_of(s) == "interrupted" and s["jobreport_last_exit_code"] == 130
+    assert history()[0]["tail"] is None  # a terminal's output is never captured
