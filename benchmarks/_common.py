@@ -36,7 +36,8 @@ def cli_ready(command: str = "run") -> bool:
 
     if not os.path.exists(JOBREPORT):
         return False
-    proc = subprocess.run([JOBREPORT, command, "--help"], capture_output=True, timeout=60)
+    proc = subprocess.run([JOBREPORT, command, "--help"], capture_output=True, timeout=60,
+                          check=False)
     return proc.returncode == 0
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobreport.state import group_key  # noqa: E402
-from jobreport.store import Store  # noqa: E402
+from jobreport.state import group_key
+from jobreport.store import Store
 
 
 def job_name(i: int) -> str:
@@ -59,9 +59,27 @@ def populate(path: Path, runs: int, groups: int, *, pending: bool, instance: str
         conn.execute(
             "INSERT INTO jobreport_groups (group_key, job, seq, delivered_seq)"
             " VALUES (?,?,?,?)", (key, job, per_group, 0 if pending else per_group))
+    _summaries(conn)
     conn.execute("COMMIT")  # no ANALYZE: a real store never gets one
     conn.close()
     return keys
+
+
+def _summaries(conn: sqlite3.Connection) -> None:
+    """Fill the per-group counters and summaries when the schema has them (the store keeps
+    them up to date as runs close; a bulk insert has to compute them once)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "jobreport_counts" in tables:
+        conn.execute("INSERT INTO jobreport_counts (group_key, outcome, n) SELECT group_key,"
+                     " outcome, COUNT(*) FROM jobreport_runs GROUP BY group_key, outcome")
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(jobreport_groups)")}
+    if "last_success" in columns:
+        conn.execute(
+            "UPDATE jobreport_groups SET"
+            " last_success = (SELECT MAX(ended) FROM jobreport_runs r WHERE r.group_key ="
+            " jobreport_groups.group_key AND r.outcome = 'success'),"
+            " last_failure = (SELECT MAX(ended) FROM jobreport_runs r WHERE r.group_key ="
+            " jobreport_groups.group_key AND r.outcome != 'success')")
 
 
 def main() -> None:

@@ -45,9 +45,8 @@ def test_bad_job_names_raise_before_the_body(job: Any, config: Config,
                                              gateway: Gateway) -> None:
     """An invalid job name raises InvalidNameError at once; the body never runs."""
     ran = []
-    with pytest.raises(InvalidNameError) as raised:
-        with job_metrics(job, config=config):
-            ran.append(True)
+    with pytest.raises(InvalidNameError) as raised, job_metrics(job, config=config):
+        ran.append(True)
     assert ran == []
     assert "job name" in str(raised.value) and len(str(raised.value)) < 200
     assert gateway.groups() == []

@@ -8,6 +8,7 @@ and 20 runs at once into one store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -69,11 +70,8 @@ def test_wrapper_killed_with_sigkill_is_closed_as_abandoned_by_the_next_run(
         wrapper.send_signal(signal.SIGKILL)
         wrapper.wait(10)
     finally:
-        for child in psutil.Process().children(recursive=True):
-            if child.pid != wrapper.pid and "sleep" in " ".join(child.cmdline()):
-                child.kill()
-        for child in children:
-            if child.is_running():
+        for child in children:  # the orphaned `sleep 60`
+            with contextlib.suppress(psutil.Error):
                 child.kill()
     assert wrapper.returncode == -signal.SIGKILL
     [open_run] = Store(db).history("victim")
@@ -109,13 +107,16 @@ def test_child_ignoring_sigterm_is_killed_after_kill_after(
     with its own child: exit 124, outcome timeout, nothing left running."""
     env = env_for(gateway.url, tmp_path)
     marker = f"jobreport-stubborn-{tmp_path.name}"
-    script = ("import signal, subprocess, sys, time\n"
-              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-              f"subprocess.Popen(['sleep', '300'], preexec_fn=lambda: signal.signal("
-              f"signal.SIGTERM, signal.SIG_IGN))\n"
-              "time.sleep(300)\n")
+    stubborn = ("import signal, subprocess, sys, time\n"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "time.sleep(300)\n")
+    # the child ignores SIGTERM and starts a grandchild that ignores it too; both carry
+    # the marker in their argv so that a survivor would be found
+    script = ("import subprocess, sys\n"
+              "subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]])\n"
+              "exec(sys.argv[1])\n")
     proc = run_cli(["run", "--job", "stubborn", "--timeout", "1s", "--kill-after", "1s", "--",
-                    sys.executable, "-c", script, marker], env, timeout=60)
+                    sys.executable, "-c", script, stubborn, marker], env, timeout=60)
     assert proc.returncode == 124
     assert_no_traceback(proc.stderr)
     leftover = [p for p in psutil.process_iter(["cmdline"])
@@ -123,7 +124,8 @@ def test_child_ignoring_sigterm_is_killed_after_kill_after(
     assert leftover == []
     [run] = history(env, "stubborn")
     assert (run["outcome"], run["exit_code"]) == ("timeout", 124)
-    assert gateway.samples("stubborn", instance="h1")['jobreport_last_outcome{outcome="timeout"}'] == 1
+    s = gateway.samples("stubborn", instance="h1")
+    assert s['jobreport_last_outcome{outcome="timeout"}'] == 1
 
 
 def test_gateway_refusing_then_flush(tmp_path: Path) -> None:

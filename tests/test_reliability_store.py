@@ -9,6 +9,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,8 @@ from jobreport.store import Store
 from tests.conftest import Gateway
 from tests.test_reliability_helpers import assert_no_traceback
 
+MOUNT = shutil.which("mount") or "/bin/mount"
+UMOUNT = shutil.which("umount") or "/bin/umount"
 N_SAME = 50
 N_DIFFERENT = 50
 
@@ -135,13 +138,14 @@ def test_store_under_a_regular_file(
 def tmpfs(path: Path, size: str) -> Iterator[bool]:
     """Mount a tiny tmpfs at ``path`` when we may (root); yields whether it is mounted."""
     path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
-                           str(path)], capture_output=True, timeout=30)
+    proc = subprocess.run([MOUNT, "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                           str(path)], capture_output=True, timeout=30, check=False)
     try:
         yield proc.returncode == 0
     finally:
         if proc.returncode == 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+            subprocess.run([UMOUNT, "-l", str(path)], capture_output=True, timeout=30,
+                           check=False)
 
 
 # A run in its own process, so that whatever the store's trouble does (even a crash) is
@@ -159,7 +163,7 @@ _RUN = textwrap.dedent("""
 
 def run_job(env: dict[str, str], size: int, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-c", _RUN, str(size)], env=full,
+    return subprocess.run([sys.executable, "-c", _RUN, str(size)], env=full, check=False,
                           capture_output=True, text=True, timeout=120, **kwargs)
 
 
@@ -174,7 +178,7 @@ def test_read_only_store(gateway: Gateway, tmp_path: Path) -> None:
         first = run_job(_env(gateway, db), 1)
         assert first.returncode == 0, first.stderr
         if mounted:
-            remount = subprocess.run(["mount", "-o", "remount,ro", str(mnt)],
+            remount = subprocess.run([MOUNT, "-o", "remount,ro", str(mnt)], check=False,
                                      capture_output=True, text=True, timeout=30)
             assert remount.returncode == 0, remount.stderr
             ro_db = db
@@ -190,7 +194,7 @@ def test_read_only_store(gateway: Gateway, tmp_path: Path) -> None:
         assert s["jobreport_last_run_success"] == 1
         assert s['jobreport_runs_total{outcome="success"}'] == 1  # the counter it had
         if mounted:
-            subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=True, timeout=30)
+            subprocess.run([MOUNT, "-o", "remount,rw", str(mnt)], check=True, timeout=30)
         third = run_job(_env(gateway, db), 3)
         assert third.returncode == 0, third.stderr
         assert "pushing without history" not in third.stderr

@@ -28,6 +28,8 @@ from tests.test_reliability_helpers import SilentServer, assert_no_traceback, cl
 USER = "alice"
 PASSWORD = "S3cr3t-Pa55word-7f1e"  # noqa: S105 - a test secret to hunt for
 TOKEN = "tok-9c2d5b8e1a7f-SECRET"  # noqa: S105
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+SH = shutil.which("sh") or "/bin/sh"
 
 
 def bcrypt_hash(password: str) -> str:
@@ -44,13 +46,14 @@ def bcrypt_hash(password: str) -> str:
             warnings.simplefilter("ignore", DeprecationWarning)
             import crypt  # Python <= 3.12
 
-        hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+        hashed = crypt.crypt(password,
+                             crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))  # noqa: S324
         assert hashed and hashed.startswith("$2"), "no bcrypt: pip install bcrypt"
         return hashed
 
 
 def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +239,7 @@ def test_secrets_in_no_process_argv_output_or_file(tmp_path: Path) -> None:
     that never answers: no process's argv, nothing jobreport printed (run, flush, history,
     check, status) and no file it wrote holds a secret."""
     state = tmp_path / "state"
-    url_secret = "UrlPa55-e6f7"
+    url_secret = "UrlPa55-e6f7"  # noqa: S105
     with SilentServer() as silent:
         gateway = silent.url.replace("http://", f"http://bob:{url_secret}@")
         env = cli_env(JOBREPORT_GATEWAY=gateway, JOBREPORT_PASSWORD=PASSWORD,
@@ -274,7 +277,7 @@ def test_store_file_and_directory_are_owner_only(tmp_path: Path) -> None:
     under a permissive umask."""
     state = tmp_path / "state"
     env = cli_env(XDG_STATE_HOME=str(state), JOBREPORT_INSTANCE="h1")
-    proc = subprocess.run(["sh", "-c", 'umask 000 && exec "$@"', "sh",
+    proc = subprocess.run([SH, "-c", 'umask 000 && exec "$@"', "sh",
                            str(Path(sys.executable).parent / "jobreport"), "run", "--job",
                            "perm", "--", "true"], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
