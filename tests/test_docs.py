@@ -194,3 +194,28 @@ def test_troubleshooting_covers_every_message() -> None:
     assert len(found) > 50
     missing = sorted({f"{where}: {text}" for where, text in found if text not in doc})
     assert missing == [], "not in docs/troubleshooting.md:\n" + "\n".join(missing)
+
+
+def command_lines() -> Iterator[tuple[str, str, list[str]]]:
+    """(page, command, options) for every `jobreport COMMAND ...` written in README.md or
+    docs/, in code blocks and inline code, options up to a `--` separator."""
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text(encoding="utf-8").replace("\\\n", " ")
+        for m in re.finditer(r"\bjobreport ([a-z]+)((?:[ \t]+[^\s`|;&>)]+)*)", text):
+            if m.group(1) not in main.commands:
+                continue
+            words = m.group(2).split()
+            words = words[: words.index("--")] if "--" in words else words
+            yield page.name, m.group(1), [w.split("=")[0] for w in words if w.startswith("-")]
+
+
+def test_every_command_line_in_the_docs_uses_real_options() -> None:
+    """No page shows an option a command does not have (e.g. after an option is renamed)."""
+    seen = 0
+    for page, name, opts in command_lines():
+        real = {o for p in main.commands[name].params if isinstance(p, click.Option)
+                for o in [*p.opts, *p.secondary_opts]}
+        for opt in opts:
+            assert opt in real, f"{page}: `jobreport {name} ... {opt}`: no such option"
+            seen += 1
+    assert seen > 50
