@@ -334,3 +334,22 @@ def test_postgres_backup_restores(postgres_url: str, tmp_path: Path,  # noqa: F8
     assert s["jobreport_last_size_bytes"] == backup.stat().st_size
     size = int(psql(postgres_url, "SELECT pg_database_size(current_database())"))
     assert abs(s["backup_database_size_bytes"] - size) < size * 0.5
+
+
+def test_labels_and_thresholds_pass_through(tmp_path: Path, gateway: Gateway) -> None:
+    """--label, --grace and --job reach job_metrics: the run lands in its own group with the
+    thresholds it was given."""
+    db = tmp_path / "orders.db"
+    make_db(db, {"t": 2})
+    dest = tmp_path / "backups"
+    dest.mkdir()
+    proc = run_backup(f"sqlite:///{db}", "--dest", str(dest), "--job", "orders-backup",
+                      "--label", "db=orders", "--expect-every", "12h", "--grace", "3h",
+                      gateway=gateway)
+    assert proc.returncode == 0, proc.stderr
+    s = gateway.samples("orders-backup", db="orders")
+    assert s["jobreport_expected_interval_seconds"] == 15 * 3600
+    assert s["jobreport_last_items"] == 2
+    proc = run_backup(f"sqlite:///{db}", "--dest", str(dest), "--label", "oops")
+    assert proc.returncode != 0
+    assert "--label wants KEY=VALUE, got 'oops'" in proc.stderr
