@@ -248,15 +248,17 @@ def _load_config(params: dict[str, Any], *, strict: bool = True) -> Config:
 
 
 def _typed_labels(params: dict[str, Any]) -> dict[str, str]:
-    """--label values typed on the command line (JOBREPORT_LABELS reaches the config)."""
+    """--label values typed on the command line, checked. JOBREPORT_LABELS is left to the
+    config, which names its source on error (and for `run` only warns: the job runs)."""
     ctx = click.get_current_context()
     if ctx.get_parameter_source("labels") is not ParameterSource.COMMANDLINE:
         return {}
-    return _merge_labels(params.get("labels") or ())
+    param = next(p for p in ctx.command.params if p.name == "labels")
+    return _merge_labels(LABELS.convert(v, param, ctx) for v in params.get("labels") or ())
 
 
 def _label_option(help_text: str) -> Callable[[F], F]:
-    return _opt("--label", "labels", envvar="JOBREPORT_LABELS", type=LABELS, multiple=True,
+    return _opt("--label", "labels", envvar="JOBREPORT_LABELS", multiple=True,
                 metavar="K=V", help=help_text)
 
 
