@@ -1,9 +1,10 @@
-"""The local store (SQLAlchemy): every run, and per group whether its newest state reached
-the gateway.
+"""The local store: every run, and per group whether its newest state reached the gateway.
 
 SQLite by default, under the XDG state directory with owner-only permissions, in WAL mode
 with a busy timeout and short ``BEGIN IMMEDIATE`` transactions, so that many cron jobs can
-write one file at once. Any SQLAlchemy URL works (PostgreSQL for a fleet-wide history).
+write one file at once. Any SQLAlchemy URL works (PostgreSQL for a fleet-wide history); the
+tables are defined once in ``jobreport.schema`` and the SQL here runs on both backends
+(``jobreport.backends``).
 
 Every change to a group (a run opened, closed or abandoned; a heartbeat) bumps the group's
 ``seq``; a push records the ``seq`` it carried as ``delivered_seq``. A group is pending while
@@ -12,39 +13,15 @@ Every change to a group (a run opened, closed or abandoned; a heartbeat) bumps t
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    Double,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    bindparam,
-    create_engine,
-    event,
-    func,
-    select,
-    update,
-)
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
-from sqlalchemy.schema import CreateIndex, CreateTable
-
+from jobreport.backends import Tx, open_backend
 from jobreport.errors import StoreError
-from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
+from jobreport.outcomes import ABANDONED, OUTCOMES, SKIPPED, SUCCESS
 from jobreport.state import (
     CustomFamily,
     GroupState,
@@ -57,106 +34,63 @@ from jobreport.state import (
 
 __all__ = ["PendingGroup", "RunEnd", "RunStart", "Store"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # keep equal to jobreport.schema.SCHEMA_VERSION (a test checks)
 TAIL_MAX_BYTES = 64 * 1024
-BUSY_TIMEOUT = 15.0
 
-metadata = MetaData()
+_START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started",
+                  "expected_interval", "max_runtime", "command")
+_END_COLUMNS = ("ended", "duration", "outcome", "exit_code", "size", "items", "cpu_seconds",
+                "max_rss_bytes", "tail", "custom", "closed_seq")
+_NOT_SKIPPED = "(outcome IS NULL OR outcome <> 'skipped')"
+_FAILED = "(" + ", ".join(f"'{o}'" for o in OUTCOMES if o not in (SUCCESS, SKIPPED)) + ")"
 
-runs = Table(
-    "jobreport_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("group_key", String(2048), nullable=False),
-    Column("job", String(1024), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("pid", Integer),
-    Column("pid_start", Double),
-    Column("started", Double, nullable=False),
-    Column("ended", Double),
-    Column("duration", Double),
-    Column("outcome", String(32)),
-    Column("exit_code", Integer),
-    Column("size", Double),
-    Column("items", Double),
-    Column("cpu_seconds", Double),
-    Column("max_rss_bytes", Double),
-    Column("expected_interval", Double),
-    Column("max_runtime", Double),
-    Column("command", Text),
-    Column("tail", Text),
-    Column("custom", Text),
-    Column("closed_seq", Integer),
+_INSERT_RUN = (
+    f"INSERT INTO jobreport_runs ({', '.join(_START_COLUMNS + _END_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _START_COLUMNS + _END_COLUMNS)})"
 )
-Index("ix_jobreport_runs_group_started", runs.c.group_key, runs.c.started)
-Index("ix_jobreport_runs_group_outcome_ended", runs.c.group_key, runs.c.outcome, runs.c.ended)
-Index("ix_jobreport_runs_group_ended", runs.c.group_key, runs.c.ended)
-Index("ix_jobreport_runs_job_started", runs.c.job, runs.c.started)
-Index("ix_jobreport_runs_started", runs.c.started)
-
-groups = Table(
-    "jobreport_groups",
-    metadata,
-    Column("group_key", String(2048), primary_key=True),
-    Column("job", String(1024), nullable=False),
-    Column("seq", Integer, nullable=False, default=0),
-    Column("delivered_seq", Integer, nullable=False, default=0),
-    Column("last_heartbeat", Double),
-    # kept up to date in the transaction that closes a run, so that reading a group's state
-    # never scans its history: each only ever moves forward
-    Column("last_success", Double),
-    Column("last_failure", Double),
-    Column("last_size", Double),
-    Column("last_size_at", Double),
-    Column("last_items", Double),
-    Column("last_items_at", Double),
-    Column("last_error", Text),
-    Column("last_attempt", Double),
+_END_RUN = (
+    f"UPDATE jobreport_runs SET {', '.join(f'{c} = :{c}' for c in _END_COLUMNS)} "
+    "WHERE id = :id"
 )
-
-counts = Table(
-    "jobreport_counts",
-    metadata,
-    Column("group_key", String(2048), primary_key=True),
-    Column("outcome", String(32), primary_key=True),
-    Column("n", Integer, nullable=False),
+_BUMP = "UPDATE jobreport_groups SET seq = seq + 1 WHERE group_key = :k"
+_SEQ = "SELECT seq FROM jobreport_groups WHERE group_key = :k"
+_NEW_GROUP = ("INSERT INTO jobreport_groups (group_key, job, seq, delivered_seq) "
+              "VALUES (:k, :job, 1, 0)")
+_COUNT = "UPDATE jobreport_counts SET n = n + 1 WHERE group_key = :k AND outcome = :o"
+_NEW_COUNT = "INSERT INTO jobreport_counts (group_key, outcome, n) VALUES (:k, :o, 1)"
+_COUNTS = "SELECT outcome, n FROM jobreport_counts WHERE group_key = :k"
+_GROUP = (
+    "SELECT g.*, (SELECT count(*) FROM jobreport_runs r "
+    "WHERE r.group_key = :k AND r.ended IS NULL) AS running "
+    "FROM jobreport_groups g WHERE g.group_key = :k"
 )
-
-meta = Table(
-    "jobreport_meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text),
+_NEWEST_START = (
+    "SELECT started, outcome, expected_interval, max_runtime FROM jobreport_runs "
+    f"WHERE group_key = :k AND {_NOT_SKIPPED} ORDER BY started DESC, id DESC LIMIT 1"
 )
-
-
-# Statements built once: a warm process (job_metrics in a loop) pays only for executing them.
-_K: Any = bindparam("k")
-_NOT_SKIPPED = runs.c.outcome.is_(None) | (runs.c.outcome != SKIPPED)
-_BUMP = update(groups).where(groups.c.group_key == _K).values(seq=groups.c.seq + 1)
-_BUMP_RETURNING = _BUMP.returning(groups.c.seq)
-_SEQ = select(groups.c.seq).where(groups.c.group_key == _K)
-_COUNT = (update(counts).where(counts.c.group_key == _K, counts.c.outcome == bindparam("o"))
-          .values(n=counts.c.n + 1))
-_COUNTS = select(counts.c.outcome, counts.c.n).where(counts.c.group_key == _K)
-_SUMMARY = select(groups.c.last_success, groups.c.last_failure, groups.c.last_size_at,
-                  groups.c.last_items_at).where(groups.c.group_key == _K)
-_RUNNING = (select(func.count()).where(runs.c.group_key == _K, runs.c.ended.is_(None))
-            .scalar_subquery())
-_GROUP = select(groups, _RUNNING.label("running")).where(groups.c.group_key == _K)
-_NEWEST_START = (select(runs.c.started, runs.c.outcome, runs.c.expected_interval,
-                        runs.c.max_runtime)
-                 .where(runs.c.group_key == _K, _NOT_SKIPPED)
-                 .order_by(runs.c.started.desc(), runs.c.id.desc()).limit(1))
-_LAST_END = (select(runs).where(runs.c.group_key == _K, _NOT_SKIPPED, runs.c.ended.is_not(None))
-             .order_by(runs.c.ended.desc(), runs.c.id.desc()).limit(1))
-_RUN_GROUP = select(runs.c.group_key, runs.c.job, runs.c.ended).where(
-    runs.c.id == bindparam("id"))
-_OPEN_ON_HOST = select(runs.c.id, runs.c.pid, runs.c.pid_start, runs.c.started).where(
-    runs.c.group_key == _K, runs.c.ended.is_(None), runs.c.host == bindparam("host"))
-_DELIVERED = update(groups).where(
-    groups.c.group_key == _K, groups.c.delivered_seq < bindparam("s"),
-).values(delivered_seq=bindparam("s"), last_error=None, last_attempt=bindparam("now"))
+_LAST_END = (
+    "SELECT * FROM jobreport_runs "
+    f"WHERE group_key = :k AND {_NOT_SKIPPED} AND ended IS NOT NULL "
+    "ORDER BY ended DESC, id DESC LIMIT 1"
+)
+_RUN_GROUP = "SELECT group_key, job, ended FROM jobreport_runs WHERE id = :id"
+_OPEN_ON_HOST = (
+    "SELECT id, pid, pid_start, started FROM jobreport_runs "
+    "WHERE group_key = :k AND ended IS NULL AND host = :host"
+)
+_ABANDON = ("UPDATE jobreport_runs SET ended = :ended, duration = :duration, "
+            "outcome = :outcome, closed_seq = :seq WHERE id = :id")
+_DELIVERED = ("UPDATE jobreport_groups SET delivered_seq = :s, last_error = NULL, "
+              "last_attempt = :now WHERE group_key = :k AND delivered_seq < :s")
+_FAILED_PUSH = ("UPDATE jobreport_groups SET last_error = :e, last_attempt = :now "
+                "WHERE group_key = :k")
+_HEARTBEAT = "UPDATE jobreport_groups SET last_heartbeat = :t WHERE group_key = :k"
+_FORGET = "UPDATE jobreport_groups SET delivered_seq = seq WHERE group_key = :k"
+_PENDING = ("SELECT group_key, job, delivered_seq FROM jobreport_groups "
+            "WHERE seq > delivered_seq ORDER BY group_key")
+_PENDING_RUNS = ("SELECT count(*) AS n FROM jobreport_runs "
+                 "WHERE group_key = :k AND closed_seq > :d")
+_VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"
 
 
 @dataclass(frozen=True)
@@ -210,192 +144,147 @@ def _bound_tail(tail: str | None) -> str | None:
 
 
 class Store:
-    """The run history and delivery state, behind one SQLAlchemy engine."""
+    """The run history and delivery state of one database."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        try:
-            parsed = make_url(url)
-        except ArgumentError:
-            raise StoreError(
-                f"{url!r} is not an SQLAlchemy URL (e.g. sqlite:////var/lib/jobreport.db)"
-            ) from None
-        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._db = open_backend(url)
+        self.is_sqlite = self._db.is_sqlite
         self._schema_ready = False
-        try:
-            if self.is_sqlite:
-                self.engine = self._sqlite_engine(parsed.database)
-            else:
-                self.engine = create_engine(url, pool_pre_ping=True)
-        except (SQLAlchemyError, ImportError) as e:
-            raise StoreError(f"cannot open the store {self.display_url}: {_reason(e)}") from None
 
     @property
     def display_url(self) -> str:
         """The URL with any password masked."""
-        try:
-            return make_url(self.url).render_as_string(hide_password=True)
-        except ArgumentError:
-            return "<invalid URL>"
-
-    def _sqlite_engine(self, database: str | None) -> Engine:
-        if database and database != ":memory:" and not database.startswith("file:"):
-            path = Path(database)
-            _private_dir(path.parent)
-            if not path.exists():
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
-        engine = create_engine(
-            self.url,
-            connect_args={"timeout": BUSY_TIMEOUT, "isolation_level": None},
-            poolclass=NullPool if database in (None, "", ":memory:") else None,
-        )
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = NORMAL")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            mode = conn.get_execution_options().get("jobreport_begin", "IMMEDIATE")
-            conn.exec_driver_sql(f"BEGIN {mode}")
-
-        return engine
+        return self._db.display_url
 
     # --- transactions -------------------------------------------------------------------
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self) -> AbstractContextManager[Tx]:
         self.ensure_schema()
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot write the store {self.display_url}: {_reason(e)}") from None
+        return self._db.write()
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def _read(self) -> AbstractContextManager[Tx]:
         self.ensure_schema()
-        try:
-            with self.engine.connect() as raw:
-                conn = raw.execution_options(jobreport_begin="DEFERRED")
-                with conn.begin():
-                    yield conn
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot read the store {self.display_url}: {_reason(e)}") from None
+        return self._db.read()
 
     def ensure_schema(self) -> None:
-        """Create the tables on first use (safe when many processes do it at once)."""
+        """Create the tables on first use (safe when many processes do it at once).
+
+        An existing store is only read here: no write lock is taken unless tables are
+        missing, so a hundred jobs starting at once do not queue behind each other."""
         if self._schema_ready:
             return
-        try:
-            with self.engine.begin() as conn:
-                for table in metadata.sorted_tables:
-                    conn.execute(CreateTable(table, if_not_exists=True))
-                    for index in table.indexes:
-                        conn.execute(CreateIndex(index, if_not_exists=True))
-                version = conn.execute(
-                    select(meta.c.value).where(meta.c.key == "schema_version")
-                ).scalar()
-                if version is None:
-                    conn.execute(meta.insert().values(key="schema_version",
-                                                      value=str(SCHEMA_VERSION)))
-                elif int(version) > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"the store {self.display_url} has schema {version}, newer than this "
-                        f"jobreport ({SCHEMA_VERSION}); upgrade jobreport"
-                    )
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot open the store {self.display_url}: {_reason(e)}") from None
+        version = self._version()
+        if version is None:
+            self._db.create_tables()
+            with self._db.write() as tx:
+                if not tx.rows(_VERSION):
+                    tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('schema_version', "
+                           ":v)", {"v": str(SCHEMA_VERSION)})
+            version = SCHEMA_VERSION
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store {self.display_url} has schema {version}, newer than this "
+                f"jobreport ({SCHEMA_VERSION}); upgrade jobreport"
+            )
         self._schema_ready = True
 
+    def _version(self) -> int | None:
+        try:
+            with self._db.read() as tx:
+                rows = tx.rows(_VERSION)
+        except StoreError as e:
+            if "no such table" in str(e) or "does not exist" in str(e) or (
+                    "doesn't exist" in str(e)):
+                return None
+            raise
+        return int(rows[0]["value"]) if rows else None
+
     def schema_version(self) -> int:
-        with self._read() as conn:
-            return int(conn.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version")).scalar() or 0)
+        self.ensure_schema()
+        return self._version() or 0
 
     # --- writing ------------------------------------------------------------------------
 
     @staticmethod
-    def _bump(conn: Connection, key: str, job: str) -> int:
+    def _bump(tx: Tx, key: str, job: str) -> int:
         """Increment the group's seq (creating the group) and return the new value.
 
         The UPDATE comes first so that, on PostgreSQL, the group's row stays locked until
         the transaction ends: changes to one group are serialized."""
-        if conn.dialect.update_returning:
-            seq = conn.execute(_BUMP_RETURNING, {"k": key}).scalar()
-            if seq is not None:
-                return int(seq)
-        elif conn.execute(_BUMP, {"k": key}).rowcount:
-            return int(conn.execute(_SEQ, {"k": key}).scalar_one())
-        conn.execute(groups.insert().values(group_key=key, job=job, seq=1, delivered_seq=0))
+        if tx.returning:
+            rows = tx.rows(_BUMP + " RETURNING seq", {"k": key})
+            if rows:
+                return int(rows[0]["seq"])
+        elif tx.run(_BUMP, {"k": key}):
+            return int(tx.rows(_SEQ, {"k": key})[0]["seq"])
+        tx.run(_NEW_GROUP, {"k": key, "job": job})
         return 1
 
     @staticmethod
-    def _count_end(conn: Connection, key: str, end: Mapping[str, Any]) -> None:
+    def _count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
         """Fold a closed run into its group's counters and forward-only summaries."""
         outcome = end["outcome"]
-        if conn.execute(_COUNT, {"k": key, "o": outcome}).rowcount == 0:
-            conn.execute(counts.insert().values(group_key=key, outcome=outcome, n=1))
+        if tx.run(_COUNT, {"k": key, "o": outcome}) == 0:
+            tx.run(_NEW_COUNT, {"k": key, "o": outcome})
         if outcome == SKIPPED:
             return
         ended = end["ended"]
+        g = tx.rows("SELECT last_success, last_failure, last_size_at, last_items_at "
+                    "FROM jobreport_groups WHERE group_key = :k", {"k": key})[0]
         values: dict[str, Any] = {}
-        row = conn.execute(_SUMMARY, {"k": key}).one()
         column = "last_success" if outcome == SUCCESS else "last_failure"
-        if row._mapping[column] is None or row._mapping[column] < ended:
+        if g[column] is None or g[column] < ended:
             values[column] = ended
         for name in ("size", "items"):
-            at = row._mapping[f"last_{name}_at"]
+            at = g[f"last_{name}_at"]
             if end.get(name) is not None and (at is None or at <= ended):
                 values[f"last_{name}"] = end[name]
                 values[f"last_{name}_at"] = ended
         if values:
-            conn.execute(update(groups).where(groups.c.group_key == key).values(**values))
+            sets = ", ".join(f"{c} = :{c}" for c in values)  # fixed column names only
+            tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k",
+                   {**values, "k": key})
 
     def open_run(self, start: RunStart, *, alive: Any = None) -> int:
         """Record a run as started; close runs of its group that were left open on this host
         by processes that are gone (``abandoned``). ``alive(pid, pid_start) -> bool`` decides
         whether a process still runs. Returns the run's id."""
         key = group_key(start.grouping)
-        with self._write() as conn:
-            self._close_abandoned(conn, key, start, alive)
-            self._bump(conn, key, start.job)
-            return _new_id(conn.execute(runs.insert().values(
-                group_key=key, **self._start_values(start))))
+        with self._write() as tx:
+            self._close_abandoned(tx, key, start, alive)
+            self._bump(tx, key, start.job)
+            return tx.insert(_INSERT_RUN, {**self._start_values(start, key),
+                                           **dict.fromkeys(_END_COLUMNS)})
 
-    def _close_abandoned(self, conn: Connection, key: str, start: RunStart, alive: Any) -> None:
+    def _close_abandoned(self, tx: Tx, key: str, start: RunStart, alive: Any) -> None:
         if alive is None:
             return
-        rows = conn.execute(_OPEN_ON_HOST, {"k": key, "host": start.host}).all()
-        now = time.time()
-        for run_id, pid, pid_start, started in rows:
-            if pid is not None and alive(pid, pid_start):
+        for row in tx.rows(_OPEN_ON_HOST, {"k": key, "host": start.host}):
+            if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
                 continue
-            seq = self._bump(conn, key, start.job)
-            end = {"ended": now, "duration": max(0.0, now - started), "outcome": ABANDONED}
-            conn.execute(update(runs).where(runs.c.id == run_id).values(closed_seq=seq, **end))
-            self._count_end(conn, key, end)
+            # it ended at some point before this run started: never after the run that
+            # found it, so that it cannot become "the last run"
+            ended = max(row["started"], min(time.time(), start.started))
+            seq = self._bump(tx, key, start.job)
+            end = {"ended": ended, "duration": ended - row["started"], "outcome": ABANDONED}
+            tx.run(_ABANDON, {**end, "seq": seq, "id": row["id"]})
+            self._count_end(tx, key, end)
 
     def close_run(self, run_id: int, end: RunEnd) -> tuple[GroupState, int]:
         """Record how a run that ``open_run`` started ended; return its group's new state
         and the ``seq`` that state reflects (read in the same transaction)."""
-        with self._write() as conn:
-            row = conn.execute(_RUN_GROUP, {"id": run_id}).first()
-            if row is None:
+        with self._write() as tx:
+            rows = tx.rows(_RUN_GROUP, {"id": run_id})
+            if not rows:
                 raise StoreError(f"run {run_id} is not in the store {self.display_url}")
-            key, job, already = row
-            values = self._end_values(end)
-            if already is None:  # not closed meanwhile (as abandoned, by another process)
-                seq = self._bump(conn, key, job)
-                conn.execute(update(runs).where(runs.c.id == run_id)
-                             .values(closed_seq=seq, **values))
-                self._count_end(conn, key, values)
-            return self._state(conn, key)
+            key, job = rows[0]["group_key"], rows[0]["job"]
+            if rows[0]["ended"] is None:  # not closed meanwhile (as abandoned, elsewhere)
+                seq = self._bump(tx, key, job)
+                values = self._end_values(end, seq)
+                tx.run(_END_RUN, {**values, "id": run_id})
+                self._count_end(tx, key, values)
+            return self._state(tx, key)
 
     def record_run(self, start: RunStart, end: RunEnd, *,
                    alive: Any = None) -> tuple[int, GroupState, int]:
@@ -403,119 +292,117 @@ class Store:
         closing abandoned runs as ``open_run`` does; return its id, its group's new state and
         the ``seq`` of that state."""
         key = group_key(start.grouping)
-        values = self._end_values(end)
-        with self._write() as conn:
-            self._close_abandoned(conn, key, start, alive)
-            seq = self._bump(conn, key, start.job)
-            run_id = _new_id(conn.execute(runs.insert().values(
-                group_key=key, closed_seq=seq, **self._start_values(start), **values)))
-            self._count_end(conn, key, values)
-            state, seq = self._state(conn, key)
+        with self._write() as tx:
+            self._close_abandoned(tx, key, start, alive)
+            seq = self._bump(tx, key, start.job)
+            values = self._end_values(end, seq)
+            run_id = tx.insert(_INSERT_RUN, {**self._start_values(start, key), **values})
+            self._count_end(tx, key, values)
+            state, seq = self._state(tx, key)
             return run_id, state, seq
 
     @staticmethod
-    def _start_values(start: RunStart) -> dict[str, Any]:
+    def _start_values(start: RunStart, key: str) -> dict[str, Any]:
         return {
-            "job": start.job, "host": start.host, "pid": start.pid,
+            "group_key": key, "job": start.job, "host": start.host, "pid": start.pid,
             "pid_start": start.pid_start, "started": start.started,
             "expected_interval": start.expected_interval, "max_runtime": start.max_runtime,
             "command": start.command,
         }
 
     @staticmethod
-    def _end_values(end: RunEnd) -> dict[str, Any]:
+    def _end_values(end: RunEnd, seq: int) -> dict[str, Any]:
         return {
             "ended": end.ended, "duration": end.duration, "outcome": end.outcome,
             "exit_code": end.exit_code, "size": end.size, "items": end.items,
             "cpu_seconds": end.cpu_seconds, "max_rss_bytes": end.max_rss_bytes,
             "tail": _bound_tail(end.tail), "custom": dump_custom(end.custom),
+            "closed_seq": seq,
         }
 
     def set_heartbeat(self, grouping: Mapping[str, str], when: float) -> int:
         key = group_key(grouping)
-        with self._write() as conn:
-            seq = self._bump(conn, key, grouping["job"])
-            conn.execute(update(groups).where(groups.c.group_key == key)
-                         .values(last_heartbeat=when))
+        with self._write() as tx:
+            seq = self._bump(tx, key, grouping["job"])
+            tx.run(_HEARTBEAT, {"t": when, "k": key})
             return seq
 
     def mark_delivered(self, key: str, seq: int) -> int:
         """The push that carried state ``seq`` of group ``key`` was accepted. Returns the
         group's current seq: larger means it changed during the push."""
-        with self._write() as conn:
-            conn.execute(_DELIVERED, {"k": key, "s": seq, "now": time.time()})
-            return int(conn.execute(_SEQ, {"k": key}).scalar() or 0)
+        with self._write() as tx:
+            tx.run(_DELIVERED, {"k": key, "s": seq, "now": time.time()})
+            rows = tx.rows(_SEQ, {"k": key})
+            return int(rows[0]["seq"]) if rows else 0
 
     def mark_failed(self, key: str, error: str) -> None:
-        with self._write() as conn:
-            conn.execute(update(groups).where(groups.c.group_key == key)
-                         .values(last_error=error[:2000], last_attempt=time.time()))
+        with self._write() as tx:
+            tx.run(_FAILED_PUSH, {"e": error[:2000], "now": time.time(), "k": key})
 
     # --- reading ------------------------------------------------------------------------
 
     def seq(self, key: str) -> int:
-        with self._read() as conn:
-            return int(conn.execute(_SEQ, {"k": key}).scalar() or 0)
+        with self._read() as tx:
+            rows = tx.rows(_SEQ, {"k": key})
+            return int(rows[0]["seq"]) if rows else 0
 
     def group_state(self, key: str) -> tuple[GroupState, int]:
         """The whole known state of group ``key`` and the ``seq`` it reflects."""
-        with self._read() as conn:
-            return self._state(conn, key)
+        with self._read() as tx:
+            return self._state(tx, key)
 
     @staticmethod
-    def _state(conn: Connection, key: str) -> tuple[GroupState, int]:
+    def _state(tx: Tx, key: str) -> tuple[GroupState, int]:
         grouping = grouping_from_key(key)
         state = GroupState(job=grouping["job"], grouping=grouping, runs_total={})
-        g = conn.execute(_GROUP, {"k": key}).first()
-        if g is None:
+        found = tx.rows(_GROUP, {"k": key})
+        if not found:
             return state, 0
-        state.last_heartbeat = g.last_heartbeat
-        state.last_success, state.last_failure = g.last_success, g.last_failure
-        state.last_size, state.last_items = g.last_size, g.last_items
-        state.running = int(g.running or 0)
-        state.runs_total = {str(o): int(n) for o, n in conn.execute(_COUNTS, {"k": key})}
-        newest = conn.execute(_NEWEST_START, {"k": key}).first()
-        if newest is not None:
-            if newest.outcome != SKIPPED:
-                state.last_start = newest.started
-            state.expected_interval, state.max_runtime = newest[2], newest[3]
-        last = conn.execute(_LAST_END, {"k": key}).first()
-        if last is not None:
-            state.last_end = last.ended
-            state.last_duration = last.duration
-            state.last_exit_code = last.exit_code
-            state.last_outcome = last.outcome
-            state.last_cpu_seconds = last.cpu_seconds
-            state.last_max_rss_bytes = last.max_rss_bytes
-            state.custom = load_custom(last.custom)
-        return state, int(g.seq)
+        g = found[0]
+        state.last_heartbeat = g["last_heartbeat"]
+        state.last_success, state.last_failure = g["last_success"], g["last_failure"]
+        state.last_size, state.last_items = g["last_size"], g["last_items"]
+        state.running = int(g["running"] or 0)
+        state.runs_total = {str(r["outcome"]): int(r["n"]) for r in tx.rows(_COUNTS, {"k": key})}
+        newest = tx.rows(_NEWEST_START, {"k": key})
+        if newest:
+            state.last_start = newest[0]["started"]
+            state.expected_interval = newest[0]["expected_interval"]
+            state.max_runtime = newest[0]["max_runtime"]
+        last = tx.rows(_LAST_END, {"k": key})
+        if last:
+            run = last[0]
+            state.last_end = run["ended"]
+            state.last_duration = run["duration"]
+            state.last_exit_code = run["exit_code"]
+            state.last_outcome = run["outcome"]
+            state.last_cpu_seconds = run["cpu_seconds"]
+            state.last_max_rss_bytes = run["max_rss_bytes"]
+            state.custom = load_custom(run["custom"])
+        return state, int(g["seq"])
 
     def pending(self) -> list[PendingGroup]:
         """Every group whose newest state has not reached the gateway."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(groups.c.group_key, groups.c.job, groups.c.delivered_seq)
-                .where(groups.c.seq > groups.c.delivered_seq).order_by(groups.c.group_key)
-            ).all()
+        with self._read() as tx:
             out = []
-            for key, job, delivered in rows:
-                n = conn.execute(select(func.count()).where(
-                    runs.c.group_key == key, runs.c.closed_seq > delivered)).scalar()
-                out.append(PendingGroup(key, job, grouping_from_key(key), int(n or 0)))
+            for g in tx.rows(_PENDING):
+                n = tx.rows(_PENDING_RUNS, {"k": g["group_key"], "d": g["delivered_seq"]})
+                out.append(PendingGroup(g["group_key"], g["job"],
+                                        grouping_from_key(g["group_key"]), int(n[0]["n"])))
             return out
 
     def group_keys(self, job: str | None = None) -> list[str]:
-        with self._read() as conn:
-            q = select(groups.c.group_key).order_by(groups.c.group_key)
-            if job is not None:
-                q = q.where(groups.c.job == job)
-            return [str(k) for k in conn.execute(q).scalars()]
+        sql = "SELECT group_key FROM jobreport_groups"
+        if job is not None:
+            sql += " WHERE job = :job"
+        with self._read() as tx:
+            return [str(r["group_key"]) for r in tx.rows(sql + " ORDER BY group_key",
+                                                         {"job": job})]
 
     def forget_group(self, key: str) -> None:
         """Mark a deleted group as delivered, so ``flush`` does not bring it back."""
-        with self._write() as conn:
-            conn.execute(update(groups).where(groups.c.group_key == key)
-                         .values(delivered_seq=groups.c.seq))
+        with self._write() as tx:
+            tx.run(_FORGET, {"k": key})
 
     def history(
         self,
@@ -526,59 +413,43 @@ class Store:
         outcomes: Sequence[str] = (),
     ) -> list[RunRecord]:
         """Runs, newest first."""
-        q = select(runs).order_by(runs.c.started.desc(), runs.c.id.desc())
+        where: list[str] = []
+        params: dict[str, Any] = {}
         if job is not None:
-            q = q.where(runs.c.job == job)
+            where.append("job = :job")
+            params["job"] = job
         if since is not None:
-            q = q.where(runs.c.started >= since)
+            where.append("started >= :since")
+            params["since"] = since
         if outcomes:
-            q = q.where(runs.c.outcome.in_(list(outcomes)))
+            names = [f"o{i}" for i in range(len(outcomes))]
+            where.append(f"outcome IN ({', '.join(':' + n for n in names)})")
+            params.update(zip(names, outcomes, strict=True))
+        sql = "SELECT * FROM jobreport_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started DESC, id DESC"
         if limit is not None:
-            q = q.limit(limit)
-        with self._read() as conn:
-            return [_record(row) for row in conn.execute(q)]
+            sql += " LIMIT :limit"
+            params["limit"] = int(limit)
+        with self._read() as tx:
+            return [_record(row) for row in tx.rows(sql, params)]
 
     def get_run(self, run_id: int) -> RunRecord | None:
-        with self._read() as conn:
-            row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
-            return _record(row) if row is not None else None
+        with self._read() as tx:
+            rows = tx.rows("SELECT * FROM jobreport_runs WHERE id = :id", {"id": run_id})
+            return _record(rows[0]) if rows else None
 
     def close(self) -> None:
-        self.engine.dispose()
+        self._db.close()
 
 
-def _new_id(result: Any) -> int:
-    key = result.inserted_primary_key
-    if key is None:  # pragma: no cover - every supported database returns it
-        raise StoreError("the database did not return the new run's id")
-    return int(key[0])
-
-
-def _record(row: Any) -> RunRecord:
+def _record(row: Mapping[str, Any]) -> RunRecord:
     return RunRecord(
-        id=row.id, job=row.job, grouping=grouping_from_key(row.group_key), host=row.host,
-        pid=row.pid, started=row.started, ended=row.ended, duration=row.duration,
-        outcome=row.outcome, exit_code=row.exit_code, size=row.size, items=row._mapping["items"],
-        cpu_seconds=row.cpu_seconds, max_rss_bytes=row.max_rss_bytes, command=row.command,
-        tail=row.tail, custom=load_custom(row.custom),
+        id=row["id"], job=row["job"], grouping=grouping_from_key(row["group_key"]),
+        host=row["host"], pid=row["pid"], started=row["started"], ended=row["ended"],
+        duration=row["duration"], outcome=row["outcome"], exit_code=row["exit_code"],
+        size=row["size"], items=row["items"], cpu_seconds=row["cpu_seconds"],
+        max_rss_bytes=row["max_rss_bytes"], command=row["command"], tail=row["tail"],
+        custom=load_custom(row["custom"]),
     )
-
-
-def _private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) owner-only; tighten it if we just made it."""
-    if path.is_dir():
-        return
-    try:
-        path.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        return
-    except OSError as e:
-        raise StoreError(f"cannot create the store directory {path}: {e.strerror}") from None
-    os.chmod(path, 0o700)
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of a database error, without SQLAlchemy's boilerplate."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

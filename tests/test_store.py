@@ -209,3 +209,41 @@ def test_tail_is_bounded(tmp_path: Path) -> None:
     run = store.get_run(rid)
     assert run is not None and run.tail is not None
     assert len(run.tail.encode()) <= 64 * 1024
+
+
+def test_schema_versions_agree() -> None:
+    """The store's schema version is the one its table definitions carry."""
+    from jobreport import schema, store
+
+    assert store.SCHEMA_VERSION == schema.SCHEMA_VERSION
+
+
+def test_existing_sqlite_store_needs_no_sqlalchemy(tmp_path: Path) -> None:
+    """Recording into an existing SQLite store does not load SQLAlchemy (a cron job pays
+    for every import, every run); creating the store does."""
+    db = tmp_path / "s.db"
+    Store(f"sqlite:///{db}").ensure_schema()
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        from jobreport.store import Store, RunStart, RunEnd
+        s = Store("sqlite:///{db}")
+        s.record_run(RunStart("j", {{"job": "j"}}, time.time(), "h"),
+                     RunEnd(time.time(), 1.0, "success", 0))
+        assert len(s.history("j")) == 1
+        print("sqlalchemy" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_sqlalchemy_backend_for_other_sqlite_drivers(tmp_path: Path) -> None:
+    """A URL that names a driver goes through SQLAlchemy and behaves the same."""
+    store = Store(f"sqlite+pysqlite:///{tmp_path / 'a.db'}?timeout=20")
+    rid, state, seq = store.record_run(RunStart("j", {"job": "j"}, time.time(), "h"),
+                                       RunEnd(time.time(), 1.0, "failure", 3, size=9))
+    assert state.runs_total == {"failure": 1} and state.last_size == 9 and seq == 1
+    assert store.get_run(rid) is not None
+    assert type(store._db).__name__ == "SQLAlchemyBackend"

@@ -1,0 +1,295 @@
+"""How the store talks to its database: one small interface, two implementations.
+
+``SQLiteBackend`` uses Python's ``sqlite3`` directly for ``sqlite:///`` URLs (the default
+store): it costs a few milliseconds to load, where SQLAlchemy costs hundreds, and a cron job
+pays that on every run. ``SQLAlchemyBackend`` serves every other SQLAlchemy URL (PostgreSQL
+for a fleet-wide history). Both run the same SQL, written with ``:name`` parameters, and the
+tables are created from one SQLAlchemy definition (``jobreport.schema``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from jobreport.errors import StoreError
+
+__all__ = ["Backend", "SQLAlchemyBackend", "SQLiteBackend", "Tx", "open_backend"]
+
+#: How long a writer waits for another process's transaction on the same SQLite file.
+BUSY_TIMEOUT = 30.0
+
+Row = dict[str, Any]
+
+
+class Tx(Protocol):
+    """One transaction: run SQL with ``:name`` parameters."""
+
+    returning: bool
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Execute; return the number of rows changed."""
+        ...
+
+    def insert(self, sql: str, params: Mapping[str, Any]) -> int:
+        """Execute an INSERT (without RETURNING); return the new row's id."""
+        ...
+
+
+class Backend(Protocol):
+    display_url: str
+    is_sqlite: bool
+
+    def write(self) -> AbstractContextManager[Tx]: ...
+    def read(self) -> AbstractContextManager[Tx]: ...
+    def create_tables(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_backend(url: str) -> Backend:
+    """The backend for ``url``: sqlite3 for plain SQLite files, SQLAlchemy otherwise."""
+    path = _sqlite_path(url)
+    if path is not None:
+        return SQLiteBackend(url, path)
+    return SQLAlchemyBackend(url)
+
+
+def _sqlite_path(url: str) -> str | None:
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix):]
+            if path and path != ":memory:" and "?" not in path:
+                return path
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's boilerplate."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- SQLite through sqlite3 ---------------------------------------------------------------
+
+
+class _SQLiteTx:
+    returning = sqlite3.sqlite_version_info >= (3, 35)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        cur = self.conn.execute(sql, params or {})
+        names = [d[0] for d in cur.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        return self.conn.execute(sql, params or {}).rowcount
+
+    def insert(self, sql: str, params: Mapping[str, Any]) -> int:
+        row_id = self.conn.execute(sql, params).lastrowid
+        assert row_id is not None
+        return row_id
+
+
+class SQLiteBackend:
+    """An SQLite file through ``sqlite3``: WAL, a busy timeout, ``BEGIN IMMEDIATE`` writes.
+
+    The file and its directory are created owner-only. One connection per process, shared
+    by its threads under a lock.
+    """
+
+    is_sqlite = True
+
+    def __init__(self, url: str, path: str) -> None:
+        self.display_url = url
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            _private_dir(self.path.parent)
+            try:
+                if not self.path.exists():
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            except OSError as e:
+                raise StoreError(
+                    f"cannot open the store {self.display_url}: {e.strerror}") from None
+            except sqlite3.Error as e:
+                raise StoreError(
+                    f"cannot open the store {self.display_url}: {_reason(e)}") from None
+            self._conn = conn
+        return self._conn
+
+    @contextmanager
+    def _tx(self, begin: str, what: str) -> Iterator[Tx]:
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute(begin)
+                try:
+                    yield _SQLiteTx(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"cannot {what} the store {self.display_url}: {_reason(e)}") from None
+
+    def write(self) -> AbstractContextManager[Tx]:
+        return self._tx("BEGIN IMMEDIATE", "write")
+
+    def read(self) -> AbstractContextManager[Tx]:
+        return self._tx("BEGIN", "read")
+
+    def create_tables(self) -> None:
+        from sqlalchemy.dialects import sqlite
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        from jobreport.schema import metadata
+
+        dialect = sqlite.dialect()
+        with self.write() as tx:
+            for table in metadata.sorted_tables:
+                tx.run(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+                for index in table.indexes:
+                    tx.run(str(CreateIndex(index, if_not_exists=True).compile(
+                        dialect=dialect)))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) owner-only; tighten it if we just made it."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise StoreError(f"cannot create the store directory {path}: {e.strerror}") from None
+    os.chmod(path, 0o700)
+
+
+# --- any other database through SQLAlchemy -------------------------------------------------
+
+
+class _SQLAlchemyTx:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.returning = bool(conn.dialect.insert_returning and conn.dialect.update_returning)
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        from sqlalchemy import text
+
+        return [dict(r._mapping) for r in self.conn.execute(text(sql), dict(params or {}))]
+
+    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        from sqlalchemy import text
+
+        return int(self.conn.execute(text(sql), dict(params or {})).rowcount)
+
+    def insert(self, sql: str, params: Mapping[str, Any]) -> int:
+        from sqlalchemy import text
+
+        if self.returning:
+            return int(self.conn.execute(text(sql + " RETURNING id"), dict(params)).scalar_one())
+        return int(self.conn.execute(text(sql), dict(params)).lastrowid)
+
+
+class SQLAlchemyBackend:
+    """Any SQLAlchemy URL (PostgreSQL, MySQL, SQLite with another driver, ...)."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise StoreError(
+                f"{url!r} is not an SQLAlchemy URL (e.g. sqlite:////var/lib/jobreport.db)"
+            ) from None
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        try:
+            if self.is_sqlite:
+                database = parsed.database
+                if database and database != ":memory:":
+                    _private_dir(Path(database).parent)
+                self.engine = create_engine(
+                    url, connect_args={"timeout": BUSY_TIMEOUT, "isolation_level": None})
+
+                @event.listens_for(self.engine, "connect")
+                def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+                    dbapi_conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                    dbapi_conn.execute("PRAGMA journal_mode = WAL")
+
+                @event.listens_for(self.engine, "begin")
+                def _on_begin(conn: Any) -> None:
+                    mode = conn.get_execution_options().get("jobreport_begin", "IMMEDIATE")
+                    conn.exec_driver_sql(f"BEGIN {mode}")
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError) as e:
+            raise StoreError(f"cannot open the store {self.display_url}: {_reason(e)}") from None
+
+    @contextmanager
+    def _tx(self, what: str, begin: str) -> Iterator[Tx]:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(jobreport_begin=begin)
+                with conn.begin():
+                    yield _SQLAlchemyTx(conn)
+        except SQLAlchemyError as e:
+            raise StoreError(
+                f"cannot {what} the store {self.display_url}: {_reason(e)}") from None
+
+    def write(self) -> AbstractContextManager[Tx]:
+        return self._tx("write", "IMMEDIATE")
+
+    def read(self) -> AbstractContextManager[Tx]:
+        return self._tx("read", "DEFERRED")
+
+    def create_tables(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        from jobreport.schema import metadata
+
+        try:
+            with self.engine.begin() as conn:
+                for table in metadata.sorted_tables:
+                    conn.execute(CreateTable(table, if_not_exists=True))
+                    for index in table.indexes:
+                        conn.execute(CreateIndex(index, if_not_exists=True))
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open the store {self.display_url}: {_reason(e)}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,83 @@
+"""The store's tables, defined once with SQLAlchemy (used to create them on any database).
+
+Loaded only when a store is created or opened through SQLAlchemy: reading and writing an
+existing SQLite store goes through ``sqlite3`` with the same SQL (see ``jobreport.backends``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Double, Index, Integer, MetaData, String, Table, Text
+
+__all__ = ["SCHEMA_VERSION", "counts", "groups", "meta", "metadata", "runs"]
+
+#: Bump with every change to the tables; a store newer than the code is refused.
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+runs = Table(
+    "jobreport_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_key", String(2048), nullable=False),
+    Column("job", String(1024), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer),
+    Column("pid_start", Double),
+    Column("started", Double, nullable=False),
+    Column("ended", Double),
+    Column("duration", Double),
+    Column("outcome", String(32)),
+    Column("exit_code", Integer),
+    Column("size", Double),
+    Column("items", Double),
+    Column("cpu_seconds", Double),
+    Column("max_rss_bytes", Double),
+    Column("expected_interval", Double),
+    Column("max_runtime", Double),
+    Column("command", Text),
+    Column("tail", Text),
+    Column("custom", Text),
+    Column("closed_seq", Integer),
+)
+Index("ix_jobreport_runs_group_started", runs.c.group_key, runs.c.started)
+Index("ix_jobreport_runs_group_ended", runs.c.group_key, runs.c.ended)
+Index("ix_jobreport_runs_group_closed", runs.c.group_key, runs.c.closed_seq)
+Index("ix_jobreport_runs_job_started", runs.c.job, runs.c.started)
+Index("ix_jobreport_runs_started", runs.c.started)
+
+groups = Table(
+    "jobreport_groups",
+    metadata,
+    Column("group_key", String(2048), primary_key=True),
+    Column("job", String(1024), nullable=False),
+    Column("seq", Integer, nullable=False, default=0),
+    Column("delivered_seq", Integer, nullable=False, default=0),
+    Column("last_heartbeat", Double),
+    # kept up to date in the transaction that closes a run, so that reading a group's state
+    # never scans its history: each only ever moves forward
+    Column("last_success", Double),
+    Column("last_failure", Double),
+    Column("last_size", Double),
+    Column("last_size_at", Double),
+    Column("last_items", Double),
+    Column("last_items_at", Double),
+    Column("last_error", Text),
+    Column("last_attempt", Double),
+)
+Index("ix_jobreport_groups_job", groups.c.job)
+
+counts = Table(
+    "jobreport_counts",
+    metadata,
+    Column("group_key", String(2048), primary_key=True),
+    Column("outcome", String(32), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+meta = Table(
+    "jobreport_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text),
+)
