@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError
@@ -271,6 +271,23 @@ def load_config(
             sources[name] = source
         except ValueError as e:
             fail(ConfigError(name, source, str(e)))
+
+    gateway = values.get("gateway")
+    if gateway and "@" in urlsplit(gateway).netloc:
+        # credentials written into the URL become basic auth, so that the URL itself can be
+        # shown anywhere (check, errors, logs) without them
+        parts = urlsplit(gateway)
+        if parts.username and "username" not in values:
+            values["username"] = unquote(parts.username)
+            sources["username"] = sources["gateway"]
+        if parts.password and not env.get(env_name("password")):
+            values["password"] = unquote(parts.password)
+            sources["password"] = sources["gateway"]
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        values["gateway"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     for secret, file_key in (("password", "password_file"), ("token", "token_file")):
         if env.get(env_name(secret)):

@@ -9,7 +9,8 @@ from jobreport.config import Config, load_config
 from jobreport.errors import PushError
 from jobreport.push import Sender
 from jobreport.report import deliver_group
-from jobreport.store import Store
+from jobreport.state import grouping_from_key
+from jobreport.store import PendingGroup, Store
 
 __all__ = ["FlushResult", "flush"]
 
@@ -35,15 +36,23 @@ def flush(
     store: Store | None = None,
     sender: Sender | None = None,
     job: str | None = None,
+    all_groups: bool = False,
 ) -> FlushResult:
     """Push the whole state of every pending group once (however many runs it has pending),
-    newest state only. Raises ``PushError`` when no gateway is configured and
-    ``StoreError`` when the store cannot be read."""
+    newest state only. ``all_groups`` pushes every group the store knows, pending or not:
+    that restores a Pushgateway that lost its data (restarted without persistence).
+    Raises ``PushError`` when no gateway is configured and ``StoreError`` when the store
+    cannot be read."""
     config = config or load_config()
     store = store or Store(config.db)
     sender = sender or Sender(config)
     result = FlushResult()
-    for group in store.pending():
+    groups = store.pending()
+    if all_groups:
+        pending = {g.key for g in groups}
+        groups += [PendingGroup(key, grouping_from_key(key)["job"], grouping_from_key(key), 0)
+                   for key in store.group_keys() if key not in pending]
+    for group in groups:
         if job is not None and group.job != job:
             continue
         try:

@@ -172,3 +172,14 @@ def test_plain_path_is_a_sqlite_store(tmp_path: Path) -> None:
     """JOBREPORT_DB may be a plain file path."""
     assert load_config(env={"JOBREPORT_DB": str(tmp_path / "x.db")}).db == \
         f"sqlite:///{tmp_path / 'x.db'}"
+
+
+def test_credentials_in_the_gateway_url_become_basic_auth() -> None:
+    """user:password@ in the URL moves into username/password; the URL never shows them."""
+    config = load_config(env={"JOBREPORT_GATEWAY": "https://ops:p%40ss@pg.example:9091/"})
+    assert config.gateway == "https://pg.example:9091"
+    assert (config.username, config.password) == ("ops", "p@ss")
+    assert "p@ss" not in repr(config) and "p%40ss" not in repr(config)
+    explicit = load_config(env={"JOBREPORT_GATEWAY": "http://u:url-pw@h:1",
+                                "JOBREPORT_PASSWORD": "env-pw"})
+    assert explicit.password == "env-pw"

@@ -121,3 +121,23 @@ def test_flush_reports_failures(down_then_up: servers.Server) -> None:
     assert result.groups == 0 and len(result.failed) == 1
     assert "cannot reach the Pushgateway" in result.failed[0][1]
     assert len(Store(load_config().db).pending()) == 1
+
+
+def test_flush_all_restores_a_gateway_that_lost_its_data(gateway: Gateway,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    """flush(all_groups=True) re-pushes every group, pending or not."""
+    monkeypatch.setenv("JOBREPORT_GATEWAY", gateway.url)
+    monkeypatch.setenv("JOBREPORT_DB", f"sqlite:///{tmp_path / 's.db'}")
+    for job in ("x", "y"):
+        with job_metrics(job):
+            pass
+    before = gateway.samples("x")
+    gateway.restart()
+    assert flush().groups == 0  # nothing pending: a plain flush cannot know
+    result = flush(all_groups=True)
+    assert result.groups == 2 and result.failed == []
+    after = gateway.samples("x")
+    assert {k: v for k, v in after.items() if not k.startswith("push_")} == {
+        k: v for k, v in before.items() if not k.startswith("push_")}
+    assert gateway.samples("y")["jobreport_last_run_success"] == 1
