@@ -187,6 +187,36 @@ DURATION = Duration()
 LABELS = Labels()
 
 
+class LenientOption(click.Option):
+    """For ``jobreport run``: a bad value in the environment variable is a warning and the
+    option's default is used, since a broken setting must not stop the job. A bad value
+    typed on the command line is still a usage error."""
+
+    warn = True
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        raw = super().resolve_envvar_value(ctx)
+        if raw is None or self.multiple:
+            return raw
+        try:
+            self.type.convert(raw, self, ctx)
+        except click.BadParameter as e:
+            if self.warn:
+                names = [self.envvar] if isinstance(self.envvar, str) else list(
+                    self.envvar or ())
+                name = next((n for n in names if os.environ.get(n)), "the environment")
+                click.echo(f"jobreport: ignoring {name}={raw!r}: {e.message.rstrip('.')}; "
+                           "using the default", err=True)
+            return None
+        return raw
+
+
+class _SettingOption(LenientOption):
+    """A lenient option whose variable the config reads too (and warns about itself)."""
+
+    warn = False
+
+
 def _merge_labels(items: Iterable[dict[str, str]]) -> dict[str, str]:
     merged: dict[str, str] = {}
     for item in items:
@@ -201,7 +231,12 @@ def _opt(*names: str, envvar: str | Sequence[str], **kwargs: Any) -> Callable[[F
     return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
 
 
-def settings_options(*, instance: bool = True) -> Callable[[F], F]:
+def _ropt(*names: str, envvar: str | Sequence[str], **kwargs: Any) -> Callable[[F], F]:
+    """An option of ``jobreport run``: see ``LenientOption``."""
+    return _opt(*names, envvar=envvar, cls=LenientOption, **kwargs)
+
+
+def settings_options(*, instance: bool = True, lenient: bool = False) -> Callable[[F], F]:
     """--gateway, --db, --config (and --instance/--no-instance): the settings every command
     shares with the library, read from the same environment variables."""
 
@@ -221,6 +256,7 @@ def settings_options(*, instance: bool = True) -> Callable[[F], F]:
                 _opt("--instance", envvar="JOBREPORT_INSTANCE", metavar="NAME",
                      help="The instance grouping label [default: the host name]."),
                 _opt("--no-instance", is_flag=True, envvar="JOBREPORT_NO_INSTANCE",
+                     cls=_SettingOption if lenient else click.Option,
                      help="Leave the instance label out of the group."),
             ]
         for option in reversed(options):
@@ -332,31 +368,31 @@ def main() -> None:
 @_opt("--job", envvar="JOBREPORT_RUN_JOB", metavar="NAME",
       help="Job name [default: the command's base name].")
 @_label_option("Extra grouping label (repeatable).")
-@_opt("--expect-every", envvar="JOBREPORT_EXPECT_EVERY", type=DURATION, metavar="DURATION",
+@_ropt("--expect-every", envvar="JOBREPORT_EXPECT_EVERY", type=DURATION, metavar="DURATION",
       help="The job should succeed this often, e.g. 24h (it is overdue after this plus 10%).")
-@_opt("--max-runtime", envvar="JOBREPORT_MAX_RUNTIME", type=DURATION, metavar="DURATION",
+@_ropt("--max-runtime", envvar="JOBREPORT_MAX_RUNTIME", type=DURATION, metavar="DURATION",
       help="A run is stuck after this long (pushed for the alert; nothing is killed).")
-@_opt("--heartbeat", envvar="JOBREPORT_HEARTBEAT", type=DURATION, metavar="DURATION",
+@_ropt("--heartbeat", envvar="JOBREPORT_HEARTBEAT", type=DURATION, metavar="DURATION",
       help="Push a liveness timestamp this often while the command runs.")
-@_opt("--timeout", envvar="JOBREPORT_RUN_TIMEOUT", type=DURATION, metavar="DURATION",
+@_ropt("--timeout", envvar="JOBREPORT_RUN_TIMEOUT", type=DURATION, metavar="DURATION",
       help="Stop the command's whole process tree after this long (exit code 124).")
-@_opt("--kill-after", envvar="JOBREPORT_KILL_AFTER", type=DURATION, metavar="DURATION",
+@_ropt("--kill-after", envvar="JOBREPORT_KILL_AFTER", type=DURATION, metavar="DURATION",
       default="10s", show_default=True,
       help="After the timeout's SIGTERM, SIGKILL whatever still runs after this long.")
 @_opt("--size-path", "size_paths", envvar="JOBREPORT_SIZE_PATH", multiple=True,
       type=click.Path(), metavar="PATH",
       help="Report the bytes of this file or directory tree after the run as "
            "jobreport_last_size_bytes (repeatable; in the environment, separate with ':').")
-@_opt("--lock", is_flag=True, envvar="JOBREPORT_LOCK",
+@_ropt("--lock", is_flag=True, envvar="JOBREPORT_LOCK",
       help="Do not start while another run of this job (same group) runs on this host: "
            "record outcome skipped and exit 75.")
-@_opt("--tail", "tail_lines", envvar="JOBREPORT_TAIL", type=click.IntRange(min=0), default=20,
-      show_default=True,
+@_ropt("--tail", "tail_lines", envvar="JOBREPORT_TAIL", metavar="N",
+       type=click.IntRange(min=0), default=20, show_default=True,
       help="Keep this many last lines of output in the history (only when the output is "
            "not a terminal; 0: none).")
-@_opt("--quiet", "-q", is_flag=True, envvar="JOBREPORT_QUIET",
+@_ropt("--quiet", "-q", is_flag=True, envvar="JOBREPORT_QUIET",
       help="Print no warnings of jobreport's own (errors still show).")
-@settings_options()
+@settings_options(lenient=True)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(**params: Any) -> NoReturn:
     """Run COMMAND and report the run to the Pushgateway; exit with COMMAND's exit code.
