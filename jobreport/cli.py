@@ -461,6 +461,9 @@ def push(**params: Any) -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@_opt("--all", "all_groups", is_flag=True, envvar="JOBREPORT_FLUSH_ALL",
+      help="Push every group the store knows, delivered or not: restores a Pushgateway "
+           "that lost its data (restarted without --persistence.file).")
 @settings_options(instance=False)
 @_library_errors
 def flush(**params: Any) -> None:
@@ -472,11 +475,12 @@ def flush(**params: Any) -> None:
     \b
     Example:
       JOBREPORT_GATEWAY=http://127.0.0.1:9091 jobreport flush
+      jobreport flush --all     # after the Pushgateway lost its data
     """
     _setup_logging()
     from jobreport.delivery import flush as flush_all
 
-    result = flush_all(_load_config(params))
+    result = flush_all(_load_config(params), all_groups=params["all_groups"])
     if result.groups or not result.failed:
         click.echo(f"delivered {result.groups} group(s) carrying {result.runs} run(s)"
                    if result.groups else "nothing to deliver")

@@ -356,6 +356,19 @@ def test_flush_delivers_pending_runs(gateway: Gateway) -> None:
     assert invoke("flush", "--gateway", gateway.url).output.strip() == "nothing to deliver"
 
 
+def test_flush_all_restores_a_gateway_that_lost_its_data(gateway: Gateway) -> None:
+    """`flush --all` pushes every known group again, delivered or not."""
+    with job_metrics("kept", config=load_config(gateway=gateway.url)):
+        pass
+    gateway.restart()  # no persistence: the gateway forgot everything
+    assert gateway.groups() == []
+    assert invoke("flush", "--gateway", gateway.url).output.strip() == "nothing to deliver"
+    result = invoke("flush", "--all", "--gateway", gateway.url)
+    assert result.exit_code == 0, result.output
+    assert "delivered 1 group(s)" in result.output
+    assert gateway.samples("kept")["jobreport_last_run_success"] == 1
+
+
 def test_flush_with_the_gateway_down_exits_3() -> None:
     """A failed flush names the group and exits 3."""
     with job_metrics("later", config=load_config()):
