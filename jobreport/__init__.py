@@ -13,7 +13,7 @@ from jobreport.errors import ConfigError, InvalidNameError, JobReportError, Push
 
 if TYPE_CHECKING:
     from jobreport.config import Config, load_config
-    from jobreport.context import JobMetrics, job_metrics
+    from jobreport.context import JobMetrics, current_job, job_metrics
     from jobreport.delivery import FlushResult, flush
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "PushError",
     "StoreError",
     "__version__",
+    "current_job",
     "flush",
     "job_metrics",
     "load_config",
@@ -36,6 +37,7 @@ _LAZY = {
     "load_config": "jobreport.config",
     "JobMetrics": "jobreport.context",
     "job_metrics": "jobreport.context",
+    "current_job": "jobreport.context",
     "FlushResult": "jobreport.delivery",
     "flush": "jobreport.delivery",
 }

@@ -8,21 +8,23 @@ import math
 import os
 import threading
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from jobreport.config import Config, load_config
 from jobreport.durations import parse_duration
-from jobreport.errors import ConfigError, InvalidNameError
+from jobreport.errors import ConfigError, InvalidNameError, JobReportError
 from jobreport.names import check_job, check_labels, check_metric_name
 from jobreport.outcomes import from_exception
 from jobreport.report import Reporter, Run
+from jobreport.report import unexpected as _unexpected
 from jobreport.state import CustomFamily
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
-__all__ = ["JobMetrics", "job_metrics"]
+__all__ = ["JobMetrics", "current_job", "job_metrics"]
 
 log = logging.getLogger("jobreport")
 P = ParamSpec("P")
@@ -79,6 +81,7 @@ class JobMetrics:
         self._reporter: Reporter | None = None
         self._stop_heartbeat = threading.Event()
         self._wrapper_file: str | None = None
+        self._token: Token[JobMetrics | None] | None = None
         self._heartbeat_thread: threading.Thread | None = None
         #: How the run ended (after the block): an outcome name and an exit code.
         self.outcome: str | None = None
@@ -114,6 +117,7 @@ class JobMetrics:
 
     def __enter__(self) -> JobMetrics:
         self._reset()
+        self._token = _current.set(self)
         self._wrapper_file = _wrapper_metrics_file(self.job)
         if self._wrapper_file is not None:
             return self  # `jobreport run` reports this run; we only add our figures to it
@@ -130,7 +134,7 @@ class JobMetrics:
                     target=self._heartbeat_loop, name="jobreport-heartbeat", daemon=True)
                 self._heartbeat_thread.start()
         except Exception:  # reporting must never stop the job from running
-            log.warning("jobreport: cannot report job %s", self.job, exc_info=True)
+            _unexpected("cannot report job %s", self.job)
             self._run = None
         return self
 
@@ -142,6 +146,9 @@ class JobMetrics:
     ) -> Literal[False]:
         self.outcome, self.exit_code = from_exception(exc)
         self._stop_heartbeat.set()
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
         if self._wrapper_file is not None:
             self._hand_to_wrapper(self._wrapper_file)
             return False
@@ -156,8 +163,7 @@ class JobMetrics:
                 custom=(*self._gauges.values(), *self._custom_families()),
             )
         except Exception:
-            log.warning("jobreport: the end of job %s was not reported", self.job,
-                        exc_info=True)
+            _unexpected("the end of job %s was not reported", self.job)
         return False  # the body's exception, if any, goes on unchanged
 
     def _hand_to_wrapper(self, path: str) -> None:
@@ -182,7 +188,7 @@ class JobMetrics:
             try:
                 self._reporter.heartbeat(self._run)
             except Exception:
-                log.warning("jobreport: heartbeat of %s failed", self.job, exc_info=True)
+                _unexpected("heartbeat of %s failed", self.job)
 
     def _custom_families(self) -> list[CustomFamily]:
         namespace = self._config.namespace if self._config else "jobreport"
@@ -224,6 +230,25 @@ class JobMetrics:
 
 
 _NS = "jobreport"
+_current: ContextVar[JobMetrics | None] = ContextVar("jobreport_current_job", default=None)
+
+
+def current_job() -> JobMetrics:
+    """The handle of the innermost ``job_metrics`` block or decorated call running now.
+
+    For the decorator form, where the function has no ``as job``::
+
+        @job_metrics("train")
+        def train():
+            current_job().gauge("train_accuracy", 0.93)
+
+    Raises ``JobReportError`` outside of one.
+    """
+    job = _current.get()
+    if job is None:
+        raise JobReportError("current_job() is only available inside a job_metrics block "
+                             "or a function decorated with @job_metrics")
+    return job
 
 
 def _wrapper_metrics_file(job: str) -> str | None:

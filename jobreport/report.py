@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -40,6 +41,15 @@ _senders: dict[tuple[object, ...], Sender] = {}
 START_DELAY = 0.05
 #: How long to wait for the store when another process holds its lock.
 STORE_WAIT = 15.0
+
+
+def unexpected(message: str, *args: object) -> None:
+    """Log a bug in reporting as one warning line (never a traceback in a job's output);
+    the traceback goes to the debug level for whoever turns it on."""
+    exc = sys.exc_info()[1]
+    log.warning("jobreport: " + message + ": %s: %s (a bug: please report it)",
+                *args, type(exc).__name__, exc)
+    log.debug("jobreport: traceback", exc_info=True)
 
 
 def expected_interval(expect_every: float | None, grace: float | None) -> float | None:
@@ -187,7 +197,7 @@ class Reporter:
             if not run.ended:
                 self._deliver(run, budget=self.config.start_budget, what="start")
         except Exception:  # never let reporting break the job
-            log.warning("jobreport: the start of %s was not reported", run.job, exc_info=True)
+            unexpected("the start of %s was not reported", run.job)
         finally:
             run._ready.set()
 

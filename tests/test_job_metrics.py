@@ -295,3 +295,47 @@ def test_inside_jobreport_run_for_the_same_job_adds_to_its_run(
     with job_metrics("other"):
         pass
     assert env.samples("other")["jobreport_last_run_success"] == 1
+
+
+def test_current_job_gives_the_decorated_function_its_handle(env: Gateway) -> None:
+    """current_job() reaches the handle from inside a decorated function, nested blocks see
+    their own, and outside of one it raises a clear error."""
+    from jobreport import JobReportError, current_job
+
+    @job_metrics("deco")
+    def train() -> None:
+        current_job().gauge("deco_accuracy", 0.93)
+        current_job().add_items(5)
+        with job_metrics("inner"):
+            current_job().set_size(7)
+        current_job().add_items(1)
+
+    train()
+    s = env.samples("deco")
+    assert s["deco_accuracy"] == 0.93
+    assert s["jobreport_last_items"] == 6
+    assert env.samples("inner")["jobreport_last_size_bytes"] == 7
+    with pytest.raises(JobReportError, match="inside a job_metrics block"):
+        current_job()
+
+
+def test_unexpected_errors_are_one_line_warnings(
+    env: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug inside reporting never prints a traceback into the job's output."""
+    import logging
+
+    from jobreport import report
+
+    def broken(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(report.Reporter, "finish", broken)
+    logger = logging.getLogger("jobreport")
+    monkeypatch.setattr(logger, "propagate", False)  # fall back to logging's last resort
+    with job_metrics("buggy") as job:
+        pass
+    err = capsys.readouterr().err
+    assert job.outcome == "success"
+    assert "simulated bug" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
