@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobreport import JobMetrics, job_metrics
+from jobreport import JobMetrics, current_job, job_metrics
 
 PROG = "train"
 Vector = list[float]
@@ -162,19 +162,26 @@ def train(args: argparse.Namespace, job: JobMetrics) -> tuple[float, float]:
     return accuracy, loss
 
 
+def run(args: argparse.Namespace) -> int:
+    """One training run; main() reports each call of it with the decorator form."""
+    accuracy, loss = train(args, current_job())
+    print(f"{args.model}: held-out accuracy {accuracy:.3f}, loss {loss:.4f}")
+    if accuracy < args.min_accuracy:
+        # SystemExit(n) inside the reported call: outcome failure with exit code n
+        print(f"{PROG}: error: accuracy {accuracy:.3f} is below --min-accuracy "
+              f"{args.min_accuracy}", file=sys.stderr)
+        raise SystemExit(3)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.epochs < 1 or args.batch < 1 or args.examples < 10:
         parser().error("--epochs and --batch must be at least 1, --examples at least 10")
-    with job_metrics(args.job, expect_every=args.expect_every) as job:
-        accuracy, loss = train(args, job)
-        print(f"{args.model}: held-out accuracy {accuracy:.3f}, loss {loss:.4f}")
-        if accuracy < args.min_accuracy:
-            # SystemExit(n) inside the block: outcome failure with exit code n
-            print(f"{PROG}: error: accuracy {accuracy:.3f} is below --min-accuracy "
-                  f"{args.min_accuracy}", file=sys.stderr)
-            raise SystemExit(3)
-    return 0
+    # the decorator form, applied here because the job name is an option:
+    # @job_metrics("train") above `def run` does the same for a fixed name
+    reported = job_metrics(args.job, expect_every=args.expect_every)(run)
+    return reported(args)
 
 
 if __name__ == "__main__":
