@@ -500,8 +500,9 @@ def flush(**params: Any) -> None:
            "(2024-05-01, 2024-05-01T12:00).")
 @_opt("--outcome", "outcomes", envvar="JOBREPORT_HISTORY_OUTCOME", multiple=True,
       type=click.Choice(OUTCOMES), help="Only runs with this outcome (repeatable).")
-@_opt("--run", "run_id", envvar="JOBREPORT_HISTORY_RUN", type=int, metavar="ID",
-      help="Show this one run in full, with the last lines of its output.")
+@_opt("--run", "run_id", envvar="JOBREPORT_HISTORY_RUN", metavar="ID",
+      help="Show this one run in full, with the last lines of its output: its id in "
+           "this list, or the $JOBREPORT_RUN_ID its command was given.")
 @_json_option()
 @settings_options(instance=False)
 @_library_errors
@@ -736,7 +737,8 @@ def _history_table(records: Sequence[RunRecord]) -> str:
 
 def _run_details(r: RunRecord) -> str:
     fields = [
-        ("run", str(r.id)), ("job", r.job), ("labels", _labels_text(r.grouping, ("job",))),
+        ("run", str(r.id)), ("run id", r.uid or "-"), ("job", r.job),
+        ("labels", _labels_text(r.grouping, ("job",))),
         ("host", r.host), ("pid", "-" if r.pid is None else str(r.pid)),
         ("command", r.command or "-"), ("started", _when(r.started)), ("ended", _when(r.ended)),
         ("duration", _seconds(r.duration)), ("outcome", r.outcome or "running"),

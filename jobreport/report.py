@@ -71,6 +71,8 @@ class Run:
     max_runtime: float | None = None
     pid: int | None = None
     command: str | None = None
+    #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
+    uid: str = field(default_factory=lambda: os.urandom(8).hex())
     id: int | None = None
     ended: bool = False
     #: Set when the run ends; the start worker waits on it before opening the run.
@@ -150,6 +152,7 @@ class Reporter:
         pid: int | None = None,
         wait: float | None = 0.0,
         delay: float = START_DELAY,
+        uid: str | None = None,
     ) -> Run:
         """Open a run of ``job`` and push its start, in the background.
 
@@ -171,6 +174,8 @@ class Reporter:
             pid=pid if pid is not None else os.getpid(),
             command=command,
         )
+        if uid is not None:
+            run.uid = uid
         thread = threading.Thread(target=self._start_worker, args=(run, delay),
                                   name="jobreport-start", daemon=True)
         thread.start()
@@ -208,7 +213,7 @@ class Reporter:
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
             pid=run.pid, pid_start=_process_start(run.pid),
             expected_interval=run.expected_interval, max_runtime=run.max_runtime,
-            command=run.command,
+            command=run.command, uid=run.uid,
         )
 
     def heartbeat(self, run: Run) -> None:

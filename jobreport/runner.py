@@ -94,12 +94,13 @@ class _Wrapper:
         self.job = job
         self.run_: Run | None = None
         self.stop_heartbeat = threading.Event()
+        self.uid: str | None = None
 
     def run(self) -> int:
         metrics_path = _new_metrics_file()
         env = dict(os.environ)
         env["JOBREPORT_JOB"] = self.job
-        env["JOBREPORT_RUN_ID"] = _run_token()
+        self.uid = env["JOBREPORT_RUN_ID"] = _run_token()
         if metrics_path is not None:
             env["JOBREPORT_METRICS_FILE"] = metrics_path
         else:
@@ -138,7 +139,7 @@ class _Wrapper:
             self.run_ = self.reporter.start(
                 self.job, labels=self.request.labels, expect_every=self.request.expect_every,
                 max_runtime=self.request.max_runtime, grace=self.request.grace,
-                command=_command_text(self.request.argv), wait=0.0,
+                command=_command_text(self.request.argv), wait=0.0, uid=self.uid,
             )
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)

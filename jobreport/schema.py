@@ -39,7 +39,11 @@ runs = Table(
     Column("tail", Text),
     Column("custom", Text),
     Column("closed_seq", Integer),
+    # the run's id as its process knows it from the start ($JOBREPORT_RUN_ID), before the
+    # store has given it a row id
+    Column("uid", String(32)),
 )
+Index("ix_jobreport_runs_uid", runs.c.uid)
 Index("ix_jobreport_runs_group_started", runs.c.group_key, runs.c.started)
 Index("ix_jobreport_runs_group_ended", runs.c.group_key, runs.c.ended)
 Index("ix_jobreport_runs_group_closed", runs.c.group_key, runs.c.closed_seq)

@@ -113,11 +113,13 @@ class RunRecord:
     command: str | None = None
     tail: str | None = None
     custom: tuple[CustomFamily, ...] = field(default=())
+    uid: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``jobreport history --json``)."""
         return {
             "id": self.id,
+            "uid": self.uid,
             "job": self.job,
             "labels": {k: v for k, v in self.grouping.items() if k != "job"},
             "host": self.host,

@@ -38,7 +38,7 @@ SCHEMA_VERSION = 1  # keep equal to jobreport.schema.SCHEMA_VERSION (a test chec
 TAIL_MAX_BYTES = 64 * 1024
 
 _START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started",
-                  "expected_interval", "max_runtime", "command")
+                  "expected_interval", "max_runtime", "command", "uid")
 _END_COLUMNS = ("ended", "duration", "outcome", "exit_code", "size", "items", "cpu_seconds",
                 "max_rss_bytes", "tail", "custom", "closed_seq")
 _NOT_SKIPPED = "(outcome IS NULL OR outcome <> 'skipped')"
@@ -106,6 +106,7 @@ class RunStart:
     expected_interval: float | None = None
     max_runtime: float | None = None
     command: str | None = None
+    uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,7 @@ class Store:
             "group_key": key, "job": start.job, "host": start.host, "pid": start.pid,
             "pid_start": start.pid_start, "started": start.started,
             "expected_interval": start.expected_interval, "max_runtime": start.max_runtime,
-            "command": start.command,
+            "command": start.command, "uid": start.uid,
         }
 
     @staticmethod
@@ -435,9 +436,15 @@ class Store:
         with self._read() as tx:
             return [_record(row) for row in tx.rows(sql, params)]
 
-    def get_run(self, run_id: int) -> RunRecord | None:
+    def get_run(self, run_id: int | str) -> RunRecord | None:
+        """One run, by its store id or by the ``$JOBREPORT_RUN_ID`` its process was given."""
+        params: dict[str, Any]
+        if isinstance(run_id, str) and not run_id.isdigit():
+            sql, params = "SELECT * FROM jobreport_runs WHERE uid = :u", {"u": run_id}
+        else:
+            sql, params = "SELECT * FROM jobreport_runs WHERE id = :id", {"id": int(run_id)}
         with self._read() as tx:
-            rows = tx.rows("SELECT * FROM jobreport_runs WHERE id = :id", {"id": run_id})
+            rows = tx.rows(sql, params)
             return _record(rows[0]) if rows else None
 
     def close(self) -> None:
@@ -451,5 +458,5 @@ def _record(row: Mapping[str, Any]) -> RunRecord:
         duration=row["duration"], outcome=row["outcome"], exit_code=row["exit_code"],
         size=row["size"], items=row["items"], cpu_seconds=row["cpu_seconds"],
         max_rss_bytes=row["max_rss_bytes"], command=row["command"], tail=row["tail"],
-        custom=load_custom(row["custom"]),
+        custom=load_custom(row["custom"]), uid=row["uid"],
     )
