@@ -369,7 +369,9 @@ def main() -> None:
       help="Job name [default: the command's base name].")
 @_label_option("Extra grouping label (repeatable).")
 @_ropt("--expect-every", envvar="JOBREPORT_EXPECT_EVERY", type=DURATION, metavar="DURATION",
-      help="The job should succeed this often, e.g. 24h (it is overdue after this plus 10%).")
+      help="The job should succeed this often, e.g. 24h (overdue after this plus --grace).")
+@_ropt("--grace", envvar="JOBREPORT_GRACE", type=DURATION, metavar="DURATION",
+      help="Slack after --expect-every before the job is overdue [default: 10% of it].")
 @_ropt("--max-runtime", envvar="JOBREPORT_MAX_RUNTIME", type=DURATION, metavar="DURATION",
       help="A run is stuck after this long (pushed for the alert; nothing is killed).")
 @_ropt("--heartbeat", envvar="JOBREPORT_HEARTBEAT", type=DURATION, metavar="DURATION",
@@ -422,7 +424,7 @@ def run(**params: Any) -> NoReturn:
     request = RunRequest(
         argv=tuple(params["command"]), job=job, labels=_typed_labels(params),
         expect_every=params["expect_every"], max_runtime=params["max_runtime"],
-        heartbeat=params["heartbeat"], timeout=params["timeout"],
+        grace=params["grace"], heartbeat=params["heartbeat"], timeout=params["timeout"],
         kill_after=params["kill_after"], size_paths=tuple(params["size_paths"]),
         lock=params["lock"], tail_lines=params["tail_lines"],
     )
