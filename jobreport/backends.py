@@ -31,6 +31,8 @@ class Tx(Protocol):
     """One transaction: run SQL with ``:name`` parameters."""
 
     returning: bool
+    #: How to write "INSERT, unless the row exists": (``INSERT`` words, trailing clause).
+    insert_missing: tuple[str, str]
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
 
@@ -82,6 +84,7 @@ def _reason(exc: BaseException) -> str:
 
 class _SQLiteTx:
     returning = sqlite3.sqlite_version_info >= (3, 35)
+    insert_missing = ("INSERT", "ON CONFLICT DO NOTHING")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -200,6 +203,10 @@ class _SQLAlchemyTx:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.returning = bool(conn.dialect.insert_returning and conn.dialect.update_returning)
+        name = conn.dialect.name
+        self.insert_missing = (
+            ("INSERT", "ON CONFLICT DO NOTHING") if name in ("sqlite", "postgresql")
+            else ("INSERT IGNORE", "") if name in ("mysql", "mariadb") else ("INSERT", ""))
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         from sqlalchemy import text

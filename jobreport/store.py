@@ -54,10 +54,10 @@ _END_RUN = (
 )
 _BUMP = "UPDATE jobreport_groups SET seq = seq + 1 WHERE group_key = :k"
 _SEQ = "SELECT seq FROM jobreport_groups WHERE group_key = :k"
-_NEW_GROUP = ("INSERT INTO jobreport_groups (group_key, job, seq, delivered_seq) "
-              "VALUES (:k, :job, 1, 0)")
+_NEW_GROUP = ("{insert} INTO jobreport_groups (group_key, job, seq, delivered_seq) "
+              "VALUES (:k, :job, 0, 0) {conflict}")
 _COUNT = "UPDATE jobreport_counts SET n = n + 1 WHERE group_key = :k AND outcome = :o"
-_NEW_COUNT = "INSERT INTO jobreport_counts (group_key, outcome, n) VALUES (:k, :o, 1)"
+_NEW_COUNT = "{insert} INTO jobreport_counts (group_key, outcome, n) VALUES (:k, :o, 0) {conflict}"
 _COUNTS = "SELECT outcome, n FROM jobreport_counts WHERE group_key = :k"
 _GROUP = (
     "SELECT g.*, (SELECT count(*) FROM jobreport_runs r "
@@ -211,23 +211,28 @@ class Store:
     def _bump(tx: Tx, key: str, job: str) -> int:
         """Increment the group's seq (creating the group) and return the new value.
 
-        The UPDATE comes first so that, on PostgreSQL, the group's row stays locked until
-        the transaction ends: changes to one group are serialized."""
-        if tx.returning:
-            rows = tx.rows(_BUMP + " RETURNING seq", {"k": key})
-            if rows:
-                return int(rows[0]["seq"])
-        elif tx.run(_BUMP, {"k": key}):
-            return int(tx.rows(_SEQ, {"k": key})[0]["seq"])
-        tx.run(_NEW_GROUP, {"k": key, "job": job})
-        return 1
+        The UPDATE locks the group's row until the transaction ends (PostgreSQL), so that
+        changes to one group are serialized; a group two processes create at once is
+        inserted by one of them, and the other one's UPDATE then waits for it."""
+        for _ in range(2):
+            if tx.returning:
+                rows = tx.rows(_BUMP + " RETURNING seq", {"k": key})
+                if rows:
+                    return int(rows[0]["seq"])
+            elif tx.run(_BUMP, {"k": key}):
+                return int(tx.rows(_SEQ, {"k": key})[0]["seq"])
+            insert, conflict = tx.insert_missing
+            tx.run(_NEW_GROUP.format(insert=insert, conflict=conflict), {"k": key, "job": job})
+        raise StoreError(f"cannot create the group {key} in the store")
 
     @staticmethod
     def _count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
         """Fold a closed run into its group's counters and forward-only summaries."""
         outcome = end["outcome"]
         if tx.run(_COUNT, {"k": key, "o": outcome}) == 0:
-            tx.run(_NEW_COUNT, {"k": key, "o": outcome})
+            insert, conflict = tx.insert_missing
+            tx.run(_NEW_COUNT.format(insert=insert, conflict=conflict), {"k": key, "o": outcome})
+            tx.run(_COUNT, {"k": key, "o": outcome})
         if outcome == SKIPPED:
             return
         ended = end["ended"]
