@@ -19,7 +19,6 @@ from pathlib import Path
 
 from _common import (
     JOBREPORT,
-    SilentServer,
     Stats,
     cli_ready,
     header,
@@ -31,6 +30,7 @@ from _common import (
 )
 
 from jobreport import job_metrics, load_config
+from tests.faults import SilentServer
 
 
 def main() -> None:

@@ -41,11 +41,18 @@ def _duration(name: str, value: str | float | None) -> float | None:
 
 
 class JobMetrics:
-    """One run of a job: a context manager, a decorator, and the handle inside the block.
+    """Report one run of ``job`` to the Pushgateway: a context manager, a decorator, and the
+    handle inside the block. Made with ``job_metrics(...)``.
 
-    Use ``job_metrics(...)`` to make one. Names and arguments are checked on entry and raise
-    ``InvalidNameError`` / ``ConfigError`` before the body runs; nothing that happens to the
-    store or the gateway ever reaches the body or its caller.
+    ``with job_metrics("backup", expect_every="24h") as job: ...`` or, as a decorator,
+    ``@job_metrics("nightly")``. ``expect_every`` (plus ``grace``, 10% by default) and
+    ``max_runtime`` are pushed as thresholds for the generic alerts; ``labels`` are extra
+    grouping labels; ``heartbeat`` pushes a liveness timestamp that often while the body
+    runs. Settings not given come from the environment and the config file (or ``config``).
+
+    Names and arguments are checked here and raise ``InvalidNameError`` / ``ConfigError``
+    before the body runs; nothing that happens to the store or the gateway ever reaches the
+    body or its caller.
     """
 
     def __init__(
@@ -276,26 +283,5 @@ def _number(name: str, value: Any) -> float:
     return number
 
 
-def job_metrics(
-    job: str,
-    *,
-    expect_every: str | float | None = None,
-    max_runtime: str | float | None = None,
-    grace: str | float | None = None,
-    labels: Mapping[str, str] | None = None,
-    heartbeat: str | float | None = None,
-    config: Config | None = None,
-    gateway: str | None = None,
-) -> JobMetrics:
-    """Report one run of ``job`` to the Pushgateway.
-
-    ``with job_metrics("backup", expect_every="24h") as job: ...`` or, as a decorator,
-    ``@job_metrics("nightly")``. ``expect_every`` (plus ``grace``, 10% by default) and
-    ``max_runtime`` are pushed as thresholds for the generic alerts; ``labels`` are extra
-    grouping labels; ``heartbeat`` pushes a liveness timestamp that often while the body
-    runs. Settings not given come from the environment and the config file (or ``config``).
-    """
-    return JobMetrics(
-        job, expect_every=expect_every, max_runtime=max_runtime, grace=grace, labels=labels,
-        heartbeat=heartbeat, config=config, gateway=gateway,
-    )
+#: ``job_metrics(...)`` is how the API is written: the class is its own factory.
+job_metrics = JobMetrics

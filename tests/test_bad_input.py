@@ -16,7 +16,7 @@ import pytest
 from jobreport import ConfigError, InvalidNameError, job_metrics, load_config
 from jobreport.config import Config
 from tests.conftest import Gateway
-from tests.test_reliability_helpers import assert_no_traceback, cli_env, run_cli
+from tests.faults import assert_no_traceback, cli_env, run_cli
 
 
 @pytest.fixture

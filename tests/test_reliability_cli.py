@@ -22,7 +22,7 @@ import pytest
 from jobreport.store import Store
 from tests import servers
 from tests.conftest import Gateway
-from tests.test_reliability_helpers import (
+from tests.faults import (
     JOBREPORT,
     FaultProxy,
     SilentServer,

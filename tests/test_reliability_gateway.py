@@ -22,7 +22,7 @@ from jobreport.config import Config
 from jobreport.store import Store
 from tests import servers
 from tests.conftest import Gateway
-from tests.test_reliability_helpers import FaultProxy, SilentServer, assert_no_traceback
+from tests.faults import FaultProxy, SilentServer, assert_no_traceback
 
 
 def config_for(url: str, tmp_path: Path, **settings: Any) -> Config:

@@ -22,7 +22,7 @@ import pytest
 from jobreport import job_metrics, load_config
 from jobreport.store import Store
 from tests.conftest import Gateway
-from tests.test_reliability_helpers import assert_no_traceback
+from tests.faults import assert_no_traceback
 
 MOUNT = shutil.which("mount") or "/bin/mount"
 UMOUNT = shutil.which("umount") or "/bin/umount"

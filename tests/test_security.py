@@ -23,7 +23,7 @@ from jobreport.push import Sender
 from jobreport.state import GroupState
 from jobreport.store import Store
 from tests import servers
-from tests.test_reliability_helpers import SilentServer, assert_no_traceback, cli_env, run_cli
+from tests.faults import SilentServer, assert_no_traceback, cli_env, run_cli
 
 USER = "alice"
 PASSWORD = "S3cr3t-Pa55word-7f1e"  # noqa: S105 - a test secret to hunt for
