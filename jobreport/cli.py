@@ -7,21 +7,27 @@ that need them, never at module level: ``jobreport run`` starts its child first.
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import json
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from click.core import ParameterSource
 
 from jobreport._version import __version__
-from jobreport.durations import format_duration, parse_duration
+from jobreport.cli_options import (
+    DURATION,
+    config_from,
+    json_option,
+    label_option,
+    opt,
+    run_opt,
+    settings_options,
+    typed_labels,
+)
 from jobreport.errors import (
     ConfigError,
     InvalidNameError,
@@ -29,12 +35,17 @@ from jobreport.errors import (
     PushError,
     StoreError,
 )
+from jobreport.formatting import (
+    group_text,
+    history_table,
+    parse_since,
+    run_details,
+    status_table,
+)
 from jobreport.outcomes import OUTCOMES
 
 if TYPE_CHECKING:
-    from jobreport.config import Config
-    from jobreport.state import RunRecord
-    from jobreport.status import GroupStatus
+    pass
 
 __all__ = ["main"]
 
@@ -137,172 +148,6 @@ def _setup_logging(quiet: bool = False) -> None:
     click.get_current_context().call_on_close(restore)
 
 
-# --- parameter types --------------------------------------------------------------------
-
-
-if TYPE_CHECKING:
-    _FloatParam = click.ParamType[float, Any]
-    _LabelsParam = click.ParamType[dict[str, str], Any]
-else:  # click before 8.3 has no type parameters
-    _FloatParam = _LabelsParam = click.ParamType
-
-
-class Duration(_FloatParam):
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-
-
-class Labels(_LabelsParam):
-    """``k=v`` (an environment variable may hold ``k=v,k2=v2``)."""
-
-    name = "k=v"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> dict[str, str]:
-        if isinstance(value, dict):
-            return value
-        from jobreport.names import check_labels
-
-        pairs: dict[str, str] = {}
-        for item in filter(None, (p.strip() for p in str(value).split(","))):
-            name, sep, val = item.partition("=")
-            if not sep:
-                self.fail(f"{item!r} is not k=v", param, ctx)
-            pairs[name.strip()] = val
-        try:
-            return check_labels(pairs)
-        except InvalidNameError as e:
-            self.fail(str(e), param, ctx)
-
-
-DURATION = Duration()
-LABELS = Labels()
-
-
-class LenientOption(click.Option):
-    """For ``jobreport run``: a bad value in the environment variable is a warning and the
-    option's default is used, since a broken setting must not stop the job. A bad value
-    typed on the command line is still a usage error."""
-
-    warn = True
-
-    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
-        raw = super().resolve_envvar_value(ctx)
-        if raw is None or self.multiple:
-            return raw
-        try:
-            self.type.convert(raw, self, ctx)
-        except click.BadParameter as e:
-            if self.warn:
-                names = [self.envvar] if isinstance(self.envvar, str) else list(
-                    self.envvar or ())
-                name = next((n for n in names if os.environ.get(n)), "the environment")
-                click.echo(f"jobreport: ignoring {name}={raw!r}: {e.message.rstrip('.')}; "
-                           "using the default", err=True)
-            return None
-        return raw
-
-
-class _SettingOption(LenientOption):
-    """A lenient option whose variable the config reads too (and warns about itself)."""
-
-    warn = False
-
-
-def _merge_labels(items: Iterable[dict[str, str]]) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for item in items:
-        merged.update(item)
-    return merged
-
-
-# --- options shared by several commands -------------------------------------------------
-
-
-def _opt(*names: str, envvar: str | Sequence[str], **kwargs: Any) -> Callable[[F], F]:
-    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
-
-
-def _ropt(*names: str, envvar: str | Sequence[str], **kwargs: Any) -> Callable[[F], F]:
-    """An option of ``jobreport run``: see ``LenientOption``."""
-    return _opt(*names, envvar=envvar, cls=LenientOption, **kwargs)
-
-
-def settings_options(*, instance: bool = True, lenient: bool = False) -> Callable[[F], F]:
-    """--gateway, --db, --config (and --instance/--no-instance): the settings every command
-    shares with the library, read from the same environment variables."""
-
-    def decorate(func: F) -> F:
-        options = [
-            _opt("--gateway", envvar=["JOBREPORT_GATEWAY", "PUSHGATEWAY_URL"], metavar="URL",
-                 help="Pushgateway URL, e.g. http://127.0.0.1:9091."),
-            _opt("--db", envvar="JOBREPORT_DB", metavar="URL",
-                 help="Store: an SQLAlchemy URL or an SQLite file path "
-                      "[default: $XDG_STATE_HOME/jobreport/jobreport.db]."),
-            _opt("--config", "config_file", envvar="JOBREPORT_CONFIG", metavar="FILE",
-                 help="Config file [default: $XDG_CONFIG_HOME/jobreport/jobreport.toml, "
-                      "else /etc/jobreport/jobreport.toml]."),
-        ]
-        if instance:
-            options += [
-                _opt("--instance", envvar="JOBREPORT_INSTANCE", metavar="NAME",
-                     help="The instance grouping label [default: the host name]."),
-                _opt("--no-instance", is_flag=True, envvar="JOBREPORT_NO_INSTANCE",
-                     cls=_SettingOption if lenient else click.Option,
-                     help="Leave the instance label out of the group."),
-            ]
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return decorate
-
-
-_SETTINGS = ("gateway", "db", "config_file", "instance", "no_instance")
-
-
-def _load_config(params: dict[str, Any], *, strict: bool = True) -> Config:
-    """The settings, with only what was typed on the command line as flags: values from the
-    environment are left to load_config, so that `jobreport check` names their source."""
-    from jobreport.config import load_config
-
-    ctx = click.get_current_context()
-    overrides = {
-        name: params[name] for name in _SETTINGS
-        if params.get(name) not in (None, False)
-        and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
-    }
-    return load_config(strict=strict, **overrides)
-
-
-def _typed_labels(params: dict[str, Any]) -> dict[str, str]:
-    """--label values typed on the command line, checked. JOBREPORT_LABELS is left to the
-    config, which names its source on error (and for `run` only warns: the job runs)."""
-    ctx = click.get_current_context()
-    if ctx.get_parameter_source("labels") is not ParameterSource.COMMANDLINE:
-        return {}
-    param = next(p for p in ctx.command.params if p.name == "labels")
-    return _merge_labels(LABELS.convert(v, param, ctx) for v in params.get("labels") or ())
-
-
-def _label_option(help_text: str) -> Callable[[F], F]:
-    return _opt("--label", "labels", envvar="JOBREPORT_LABELS", multiple=True,
-                metavar="K=V", help=help_text)
-
-
-def _json_option() -> Callable[[F], F]:
-    return _opt("--json", "as_json", is_flag=True, envvar="JOBREPORT_JSON",
-                help="Print JSON instead of a table.")
-
-
 # --- the commands -----------------------------------------------------------------------
 
 
@@ -365,35 +210,35 @@ def main() -> None:
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
     epilog=EXIT_CODES_HELP,
 )
-@_opt("--job", envvar="JOBREPORT_RUN_JOB", metavar="NAME",
-      help="Job name [default: the command's base name].")
-@_label_option("Extra grouping label (repeatable).")
-@_ropt("--expect-every", envvar="JOBREPORT_EXPECT_EVERY", type=DURATION, metavar="DURATION",
-      help="The job should succeed this often, e.g. 24h (overdue after this plus --grace).")
-@_ropt("--grace", envvar="JOBREPORT_GRACE", type=DURATION, metavar="DURATION",
-      help="Slack after --expect-every before the job is overdue [default: 10% of it].")
-@_ropt("--max-runtime", envvar="JOBREPORT_MAX_RUNTIME", type=DURATION, metavar="DURATION",
-      help="A run is stuck after this long (pushed for the alert; nothing is killed).")
-@_ropt("--heartbeat", envvar="JOBREPORT_HEARTBEAT", type=DURATION, metavar="DURATION",
-      help="Push a liveness timestamp this often while the command runs.")
-@_ropt("--timeout", envvar="JOBREPORT_RUN_TIMEOUT", type=DURATION, metavar="DURATION",
-      help="Stop the command's whole process tree after this long (exit code 124).")
-@_ropt("--kill-after", envvar="JOBREPORT_KILL_AFTER", type=DURATION, metavar="DURATION",
-      default="10s", show_default=True,
-      help="After the timeout's SIGTERM, SIGKILL whatever still runs after this long.")
-@_opt("--size-path", "size_paths", envvar="JOBREPORT_SIZE_PATH", multiple=True,
-      type=click.Path(), metavar="PATH",
-      help="Report the bytes of this file or directory tree after the run as "
+@opt("--job", envvar="JOBREPORT_RUN_JOB", metavar="NAME",
+     help="Job name [default: the command's base name].")
+@label_option("Extra grouping label (repeatable).")
+@run_opt("--expect-every", envvar="JOBREPORT_EXPECT_EVERY", type=DURATION, metavar="DURATION",
+         help="The job should succeed this often, e.g. 24h (overdue after this plus --grace).")
+@run_opt("--grace", envvar="JOBREPORT_GRACE", type=DURATION, metavar="DURATION",
+         help="Slack after --expect-every before the job is overdue [default: 10% of it].")
+@run_opt("--max-runtime", envvar="JOBREPORT_MAX_RUNTIME", type=DURATION, metavar="DURATION",
+         help="A run is stuck after this long (pushed for the alert; nothing is killed).")
+@run_opt("--heartbeat", envvar="JOBREPORT_HEARTBEAT", type=DURATION, metavar="DURATION",
+         help="Push a liveness timestamp this often while the command runs.")
+@run_opt("--timeout", envvar="JOBREPORT_RUN_TIMEOUT", type=DURATION, metavar="DURATION",
+         help="Stop the command's whole process tree after this long (exit code 124).")
+@run_opt("--kill-after", envvar="JOBREPORT_KILL_AFTER", type=DURATION, metavar="DURATION",
+         default="10s", show_default=True,
+         help="After the timeout's SIGTERM, SIGKILL whatever still runs after this long.")
+@opt("--size-path", "size_paths", envvar="JOBREPORT_SIZE_PATH", multiple=True,
+     type=click.Path(), metavar="PATH",
+     help="Report the bytes of this file or directory tree after the run as "
            "jobreport_last_size_bytes (repeatable; in the environment, separate with ':').")
-@_ropt("--lock", is_flag=True, envvar="JOBREPORT_LOCK",
-      help="Do not start while another run of this job (same group) runs on this host: "
-           "record outcome skipped and exit 75.")
-@_ropt("--tail", "tail_lines", envvar="JOBREPORT_TAIL", metavar="N",
-       type=click.IntRange(min=0), default=20, show_default=True,
-      help="Keep this many last lines of output in the history (only when the output is "
-           "not a terminal; 0: none).")
-@_ropt("--quiet", "-q", is_flag=True, envvar="JOBREPORT_QUIET",
-      help="Print no warnings of jobreport's own (errors still show).")
+@run_opt("--lock", is_flag=True, envvar="JOBREPORT_LOCK",
+         help="Do not start while another run of this job (same group) runs on this host: "
+              "record outcome skipped and exit 75.")
+@run_opt("--tail", "tail_lines", envvar="JOBREPORT_TAIL", metavar="N",
+         type=click.IntRange(min=0), default=20, show_default=True,
+         help="Keep this many last lines of output in the history (only when the output is "
+              "not a terminal; 0: none).")
+@run_opt("--quiet", "-q", is_flag=True, envvar="JOBREPORT_QUIET",
+         help="Print no warnings of jobreport's own (errors still show).")
 @settings_options(lenient=True)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(**params: Any) -> NoReturn:
@@ -422,21 +267,21 @@ def run(**params: Any) -> NoReturn:
         except InvalidNameError as e:
             raise click.BadParameter(str(e), param_hint="--job") from None
     request = RunRequest(
-        argv=tuple(params["command"]), job=job, labels=_typed_labels(params),
+        argv=tuple(params["command"]), job=job, labels=typed_labels(params),
         expect_every=params["expect_every"], max_runtime=params["max_runtime"],
         grace=params["grace"], heartbeat=params["heartbeat"], timeout=params["timeout"],
         kill_after=params["kill_after"], size_paths=tuple(params["size_paths"]),
         lock=params["lock"], tail_lines=params["tail_lines"],
     )
     # a bad setting must not stop the job: warn and use the default
-    config = _load_config(params, strict=False)
+    config = config_from(params, strict=False)
     sys.exit(run_job(request, config))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@_opt("--job", envvar=["JOBREPORT_PUSH_JOB", "JOBREPORT_JOB"], required=True, metavar="NAME",
-      help="The job whose group gets the values (inside `jobreport run`: that run's job).")
-@_label_option("Extra grouping label (repeatable).")
+@opt("--job", envvar=["JOBREPORT_PUSH_JOB", "JOBREPORT_JOB"], required=True, metavar="NAME",
+     help="The job whose group gets the values (inside `jobreport run`: that run's job).")
+@label_option("Extra grouping label (repeatable).")
 @settings_options()
 @click.argument("values", nargs=-1, required=True, metavar="NAME=VALUE...")
 @_library_errors
@@ -454,17 +299,17 @@ def push(**params: Any) -> None:
     from jobreport.metricsfile import parse_assignments
     from jobreport.status import push_values
 
-    config = _load_config(params)
+    config = config_from(params)
     parsed = parse_assignments(params["values"], config.namespace)
     if parsed.problems:
         raise click.UsageError("; ".join(parsed.problems))
-    grouping = push_values(config, params["job"], parsed.families, _typed_labels(params))
-    click.echo(f"pushed {len(parsed.families)} metric(s) to {_group_text(grouping)}")
+    grouping = push_values(config, params["job"], parsed.families, typed_labels(params))
+    click.echo(f"pushed {len(parsed.families)} metric(s) to {group_text(grouping)}")
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@_opt("--all", "all_groups", is_flag=True, envvar="JOBREPORT_FLUSH_ALL",
-      help="Push every group the store knows, delivered or not: restores a Pushgateway "
+@opt("--all", "all_groups", is_flag=True, envvar="JOBREPORT_FLUSH_ALL",
+     help="Push every group the store knows, delivered or not: restores a Pushgateway "
            "that lost its data (restarted without --persistence.file).")
 @settings_options(instance=False)
 @_library_errors
@@ -482,7 +327,7 @@ def flush(**params: Any) -> None:
     _setup_logging()
     from jobreport.delivery import flush as flush_all
 
-    result = flush_all(_load_config(params), all_groups=params["all_groups"])
+    result = flush_all(config_from(params), all_groups=params["all_groups"])
     if result.groups or not result.failed:
         click.echo(f"delivered {result.groups} group(s) carrying {result.runs} run(s)"
                    if result.groups else "nothing to deliver")
@@ -495,17 +340,17 @@ def flush(**params: Any) -> None:
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("job", required=False)
-@_opt("--limit", envvar="JOBREPORT_HISTORY_LIMIT", type=click.IntRange(min=1), default=20,
-      show_default=True, help="Show at most this many runs.")
-@_opt("--since", envvar="JOBREPORT_HISTORY_SINCE", metavar="WHEN",
-      help="Only runs started since: a duration ago (24h, 7d) or a date/time "
+@opt("--limit", envvar="JOBREPORT_HISTORY_LIMIT", type=click.IntRange(min=1), default=20,
+     show_default=True, help="Show at most this many runs.")
+@opt("--since", envvar="JOBREPORT_HISTORY_SINCE", metavar="WHEN",
+     help="Only runs started since: a duration ago (24h, 7d) or a date/time "
            "(2024-05-01, 2024-05-01T12:00).")
-@_opt("--outcome", "outcomes", envvar="JOBREPORT_HISTORY_OUTCOME", multiple=True,
-      type=click.Choice(OUTCOMES), help="Only runs with this outcome (repeatable).")
-@_opt("--run", "run_id", envvar="JOBREPORT_HISTORY_RUN", metavar="ID",
-      help="Show this one run in full, with the last lines of its output: its id in "
+@opt("--outcome", "outcomes", envvar="JOBREPORT_HISTORY_OUTCOME", multiple=True,
+     type=click.Choice(OUTCOMES), help="Only runs with this outcome (repeatable).")
+@opt("--run", "run_id", envvar="JOBREPORT_HISTORY_RUN", metavar="ID",
+     help="Show this one run in full, with the last lines of its output: its id in "
            "this list, or the $JOBREPORT_RUN_ID its command was given.")
-@_json_option()
+@json_option()
 @settings_options(instance=False)
 @_library_errors
 def history(**params: Any) -> None:
@@ -519,7 +364,7 @@ def history(**params: Any) -> None:
     _setup_logging()
     from jobreport.store import Store
 
-    config = _load_config(params)
+    config = config_from(params)
     store = Store(config.db)
     if params["run_id"] is not None:
         record = store.get_run(params["run_id"])
@@ -529,9 +374,9 @@ def history(**params: Any) -> None:
         if params["as_json"]:
             click.echo(json.dumps(record.to_json(), indent=2))
         else:
-            click.echo(_run_details(record))
+            click.echo(run_details(record))
         return
-    since = _since(params["since"]) if params["since"] else None
+    since = parse_since(params["since"]) if params["since"] else None
     records = store.history(params["job"], limit=params["limit"], since=since,
                             outcomes=params["outcomes"])
     if params["as_json"]:
@@ -539,11 +384,11 @@ def history(**params: Any) -> None:
     elif not records:
         click.echo("no runs recorded" + (f" for job {params['job']}" if params["job"] else ""))
     else:
-        click.echo(_history_table(records))
+        click.echo(history_table(records))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@_json_option()
+@json_option()
 @settings_options(instance=False)
 @_library_errors
 def status(**params: Any) -> None:
@@ -561,19 +406,19 @@ def status(**params: Any) -> None:
     _setup_logging()
     from jobreport.status import gateway_status
 
-    groups = gateway_status(_load_config(params))
+    groups = gateway_status(config_from(params))
     if params["as_json"]:
         click.echo(json.dumps([g.to_json() for g in groups], indent=2))
     elif not groups:
         click.echo("the Pushgateway holds no groups")
     else:
-        click.echo(_status_table(groups))
+        click.echo(status_table(groups))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@_opt("--job", envvar="JOBREPORT_DELETE_JOB", required=True, metavar="NAME",
-      help="The job whose group to remove.")
-@_label_option("Grouping label of the group (repeatable).")
+@opt("--job", envvar="JOBREPORT_DELETE_JOB", required=True, metavar="NAME",
+     help="The job whose group to remove.")
+@label_option("Grouping label of the group (repeatable).")
 @settings_options()
 @_library_errors
 def delete(**params: Any) -> None:
@@ -590,8 +435,8 @@ def delete(**params: Any) -> None:
     _setup_logging()
     from jobreport.status import delete_group
 
-    grouping = delete_group(_load_config(params), params["job"], _typed_labels(params))
-    click.echo(f"deleted {_group_text(grouping)}")
+    grouping = delete_group(config_from(params), params["job"], typed_labels(params))
+    click.echo(f"deleted {group_text(grouping)}")
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -610,13 +455,13 @@ def check(**params: Any) -> None:
 
     errors: list[ConfigError] = []
     try:
-        config = _load_config(params)
+        config = config_from(params)
     except ConfigError as e:
         errors.append(e)
         logger = logging.getLogger("jobreport")
         level = logger.level
         logger.setLevel(logging.ERROR)  # the problem is reported below, not as a warning
-        config = _load_config(params, strict=False)
+        config = config_from(params, strict=False)
         logger.setLevel(level)
     report = run_checks(config, config_errors=errors)
     section = None
@@ -632,8 +477,8 @@ def check(**params: Any) -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@_opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
-      help="Write a guard for this job (repeatable) [default: every job of the config file].")
+@opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
+     help="Write a guard for this job (repeatable) [default: every job of the config file].")
 @settings_options(instance=False)
 @_library_errors
 def rules(**params: Any) -> None:
@@ -650,125 +495,13 @@ def rules(**params: Any) -> None:
     _setup_logging()
     from jobreport.rules import absent_rules
 
-    config = _load_config(params)
+    config = config_from(params)
     jobs = list(params["jobs"]) or None
     if jobs is None and not config.jobs:
         click.echo("jobreport: no [jobs.NAME] sections in the config file "
                    f"({config.config_file or 'none found'}); the rules file is empty",
                    err=True)
     click.echo(absent_rules(config, jobs), nl=False)
-
-
-# --- printing ---------------------------------------------------------------------------
-
-
-def _group_text(grouping: dict[str, str]) -> str:
-    ordered = sorted(grouping.items(), key=lambda kv: (kv[0] != "job", kv[0] != "instance"))
-    return "group " + " ".join(f"{k}={v}" for k, v in ordered)
-
-
-def _since(text: str) -> float:
-    try:
-        return time.time() - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return _dt.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is neither a duration (24h, 7d) nor a date (2024-05-01)",
-            param_hint="--since") from None
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    return format_duration(round(seconds)) + " ago"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return format_duration(round(value, 3) if value < 60 else round(value))
-
-
-def _bytes(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return "-"  # pragma: no cover
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:g}"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
-
-
-def _labels_text(grouping: dict[str, str], skip: Iterable[str] = ("job", "instance")) -> str:
-    return ",".join(f"{k}={v}" for k, v in grouping.items() if k not in skip) or "-"
-
-
-def _history_table(records: Sequence[RunRecord]) -> str:
-    rows = [
-        [str(r.id), _when(r.started), r.job, r.grouping.get("instance", "-"),
-         _labels_text(r.grouping), _seconds(r.duration), r.outcome or "running",
-         "-" if r.exit_code is None else str(r.exit_code), _bytes(r.size), _number(r.items)]
-        for r in records
-    ]
-    return _table(["ID", "STARTED", "JOB", "INSTANCE", "LABELS", "DURATION", "OUTCOME",
-                   "EXIT", "SIZE", "ITEMS"], rows)
-
-
-def _run_details(r: RunRecord) -> str:
-    fields = [
-        ("run", str(r.id)), ("run id", r.uid or "-"), ("job", r.job),
-        ("labels", _labels_text(r.grouping, ("job",))),
-        ("host", r.host), ("pid", "-" if r.pid is None else str(r.pid)),
-        ("command", r.command or "-"), ("started", _when(r.started)), ("ended", _when(r.ended)),
-        ("duration", _seconds(r.duration)), ("outcome", r.outcome or "running"),
-        ("exit code", "-" if r.exit_code is None else str(r.exit_code)),
-        ("size", _bytes(r.size)), ("items", _number(r.items)),
-        ("cpu", _seconds(r.cpu_seconds)), ("max rss", _bytes(r.max_rss_bytes)),
-    ]
-    for family in r.custom:
-        for name, labels, value in family.samples:
-            shown = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
-                            if labels else "")
-            fields.append((shown, f"{value:g}"))
-    width = max(len(k) for k, _ in fields)
-    out = [f"{k.ljust(width)}  {v}" for k, v in fields]
-    if r.tail:
-        out += ["", "last lines of output:", r.tail]
-    return "\n".join(out)
-
-
-def _status_table(groups: Sequence[GroupStatus]) -> str:
-    rows = [
-        [g.job, g.instance or "-", _labels_text({"job": g.job, **g.labels}),
-         g.last_outcome or "-", _age(g.success_age),
-         "running" if g.running else "idle", "; ".join(g.problems) or "ok"]
-        for g in groups
-    ]
-    return _table(["JOB", "INSTANCE", "LABELS", "LAST OUTCOME", "LAST SUCCESS", "NOW",
-                   "PROBLEMS"], rows)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,126 @@
+"""How the command line prints runs and groups: tables, ages, sizes, dates."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from jobreport.durations import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from jobreport.state import RunRecord
+    from jobreport.status import GroupStatus
+
+
+
+def group_text(grouping: dict[str, str]) -> str:
+    ordered = sorted(grouping.items(), key=lambda kv: (kv[0] != "job", kv[0] != "instance"))
+    return "group " + " ".join(f"{k}={v}" for k, v in ordered)
+
+
+def parse_since(text: str) -> float:
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return _dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither a duration (24h, 7d) nor a date (2024-05-01)",
+            param_hint="--since") from None
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return format_duration(round(seconds)) + " ago"
+
+
+def seconds_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return format_duration(round(value, 3) if value < 60 else round(value))
+
+
+def bytes_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return "-"  # pragma: no cover
+
+
+def number_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def labels_text(grouping: dict[str, str], skip: Iterable[str] = ("job", "instance")) -> str:
+    return ",".join(f"{k}={v}" for k, v in grouping.items() if k not in skip) or "-"
+
+
+def history_table(records: Sequence[RunRecord]) -> str:
+    rows = [
+        [str(r.id), when(r.started), r.job, r.grouping.get("instance", "-"),
+         labels_text(r.grouping), seconds_text(r.duration), r.outcome or "running",
+         "-" if r.exit_code is None else str(r.exit_code), bytes_text(r.size), number_text(r.items)]
+        for r in records
+    ]
+    return table(["ID", "STARTED", "JOB", "INSTANCE", "LABELS", "DURATION", "OUTCOME",
+                   "EXIT", "SIZE", "ITEMS"], rows)
+
+
+def run_details(r: RunRecord) -> str:
+    fields = [
+        ("run", str(r.id)), ("run id", r.uid or "-"), ("job", r.job),
+        ("labels", labels_text(r.grouping, ("job",))),
+        ("host", r.host), ("pid", "-" if r.pid is None else str(r.pid)),
+        ("command", r.command or "-"), ("started", when(r.started)), ("ended", when(r.ended)),
+        ("duration", seconds_text(r.duration)), ("outcome", r.outcome or "running"),
+        ("exit code", "-" if r.exit_code is None else str(r.exit_code)),
+        ("size", bytes_text(r.size)), ("items", number_text(r.items)),
+        ("cpu", seconds_text(r.cpu_seconds)), ("max rss", bytes_text(r.max_rss_bytes)),
+    ]
+    for family in r.custom:
+        for name, labels, value in family.samples:
+            shown = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
+                            if labels else "")
+            fields.append((shown, f"{value:g}"))
+    width = max(len(k) for k, _ in fields)
+    out = [f"{k.ljust(width)}  {v}" for k, v in fields]
+    if r.tail:
+        out += ["", "last lines of output:", r.tail]
+    return "\n".join(out)
+
+
+def status_table(groups: Sequence[GroupStatus]) -> str:
+    rows = [
+        [g.job, g.instance or "-", labels_text({"job": g.job, **g.labels}),
+         g.last_outcome or "-", age(g.success_age),
+         "running" if g.running else "idle", "; ".join(g.problems) or "ok"]
+        for g in groups
+    ]
+    return table(["JOB", "INSTANCE", "LABELS", "LAST OUTCOME", "LAST SUCCESS", "NOW",
+                   "PROBLEMS"], rows)
