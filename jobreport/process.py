@@ -13,19 +13,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from jobreport import outcomes
+from jobreport import outcomes, output, proctree
 
 __all__ = [
     "DEFAULT_KILL_AFTER",
@@ -47,10 +45,8 @@ DEFAULT_TAIL_LINES = 20
 TAIL_MAX_BYTES = 64 * 1024
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
-_READ_SIZE = 64 * 1024
 _REAP_INTERVAL = 1.0  # how often orphans handed to us (subreaper) are reaped during a run
 _PR_SET_CHILD_SUBREAPER = 36
-_PR_GET_CHILD_SUBREAPER = 37
 
 
 @dataclass(frozen=True)
@@ -151,7 +147,7 @@ class _Runner:
         self.env = env
         self.timeout = timeout
         self.kill_after = kill_after
-        self.tail = _Tail(tail_lines, tail_bytes) if tail_lines > 0 else None
+        self.tail = output.Tail(tail_lines, tail_bytes) if tail_lines > 0 else None
         self.on_started = on_started
         self.on_tick = on_tick
         self.tick_interval = tick_interval
@@ -184,7 +180,7 @@ class _Runner:
                     os.close(w)
             relay = None
             if pipes:
-                relay = _Relay([(r, out) for (r, _), out in pipes], self.tail)
+                relay = output.Relay([(r, out) for (r, _), out in pipes], self.tail)
                 relay.start()
             elif self.tail is not None:
                 self.tail = None  # every stream is a terminal: nothing to capture
@@ -198,8 +194,8 @@ class _Runner:
     def _streams_to_relay(self) -> list[int]:
         if self.tail is None:
             return []
-        relayed = [fd for fd in (1, 2) if _is_open(fd) and not os.isatty(fd)]
-        if relayed == [1, 2] and _same_file(1, 2):
+        relayed = [fd for fd in (1, 2) if output.is_open(fd) and not os.isatty(fd)]
+        if relayed == [1, 2] and output.same_file(1, 2):
             # cron's mail pipe, a journal stream, `>> log 2>&1`: one pipe for both keeps the
             # child's interleaving of stdout and stderr exactly
             return [1]
@@ -208,7 +204,7 @@ class _Runner:
     def _redirects(self, pipes: list[tuple[tuple[int, int], int]]) -> dict[int, int]:
         """Which write end the child gets as its stdout (1) and stderr (2)."""
         redirect = {out: w for (_, w), out in pipes}
-        if redirect.keys() == {1} and self.tail is not None and _same_file(1, 2):
+        if redirect.keys() == {1} and self.tail is not None and output.same_file(1, 2):
             redirect[2] = redirect[1]
         return redirect
 
@@ -216,7 +212,7 @@ class _Runner:
         if not self.argv[0]:
             raise FileNotFoundError(errno.ENOENT, "empty command name")
         if self.subreaper:
-            self.foreign = _own_children()
+            self.foreign = proctree.own_children()
         kwargs: dict[str, Any] = {}
         if not self.foreground:
             if sys.version_info >= (3, 11):
@@ -258,7 +254,7 @@ class _Runner:
         self,
         proc: subprocess.Popen[bytes],
         forwarder: _Forwarder,
-        relay: _Relay | None,
+        relay: output.Relay | None,
         started_at: float,
         t0: float,
     ) -> ProcessResult:
@@ -312,8 +308,8 @@ class _Runner:
             if deadline is not None and now >= deadline:
                 deadline = None
                 self.timed_out = True
-                self.tree = _tree(pid, self.foreign)
-                _signal_tree(pid, self.tree, signal.SIGTERM, own_group=not self.foreground)
+                self.tree = proctree.tree(pid, self.foreign)
+                proctree.signal_tree(pid, self.tree, signal.SIGTERM, own_group=not self.foreground)
                 self.kill_at = now + self.kill_after
             if self.kill_at is not None and now >= self.kill_at:
                 self._kill(pid)
@@ -326,19 +322,19 @@ class _Runner:
 
     def _kill(self, pid: int) -> None:
         self.kill_at = None
-        self.tree = _merge(self.tree, _tree(pid, self.foreign))
-        _signal_tree(pid, self.tree, signal.SIGKILL, own_group=not self.foreground)
+        self.tree = proctree.merge(self.tree, proctree.tree(pid, self.foreign))
+        proctree.signal_tree(pid, self.tree, signal.SIGKILL, own_group=not self.foreground)
 
     def _finish_killing(self, pid: int) -> None:
         """After a timeout the child may be gone while descendants ignore SIGTERM: they get
         SIGKILL when kill_after has passed. Orphans are found through the tree seen at
         the timeout, since they no longer descend from the child."""
-        self.tree = _merge(self.tree, _tree(pid, self.foreign))
+        self.tree = proctree.merge(self.tree, proctree.tree(pid, self.foreign))
         if self.kill_at is not None:
-            if _wait_gone(self.tree, self.kill_at):
+            if proctree.wait_gone(self.tree, self.kill_at):
                 return
             self._kill(pid)
-        _wait_gone(self.tree, time.monotonic() + 2.0)
+        proctree.wait_gone(self.tree, time.monotonic() + 2.0)
 
     # -- accounting -----------------------------------------------------------------------
 
@@ -347,7 +343,7 @@ class _Runner:
         self.max_rss = max(self.max_rss, _rss_bytes(int(usage.ru_maxrss)))
 
     def _reap_orphans(self, exclude: int | None = None) -> None:
-        for opid in _own_children() - self.foreign:
+        for opid in proctree.own_children() - self.foreign:
             if opid == exclude:
                 continue
             try:
@@ -360,15 +356,15 @@ class _Runner:
     def _become_subreaper(self) -> int | None:
         if not self.subreaper:
             return None
-        previous = _prctl_get_subreaper()
-        if previous is None or not _prctl(_PR_SET_CHILD_SUBREAPER, 1):
+        previous = proctree.get_subreaper()
+        if previous is None or not proctree.prctl(_PR_SET_CHILD_SUBREAPER, 1):
             self.subreaper = False
             return None
         return previous
 
     def _restore_subreaper(self, previous: int | None) -> None:
         if previous is not None and previous == 0:
-            _prctl(_PR_SET_CHILD_SUBREAPER, 0)
+            proctree.prctl(_PR_SET_CHILD_SUBREAPER, 0)
 
 
 class _Waiter(threading.Thread):
@@ -452,78 +448,6 @@ class _Forwarder:
             pass
 
 
-class _Relay(threading.Thread):
-    """Copies the child's output pipes to jobreport's own stdout/stderr and feeds the tail.
-
-    Bytes are written as they arrive, unchanged. When a reader of jobreport's output goes
-    away (EPIPE), the pipe is closed so that the child sees SIGPIPE as it would without
-    jobreport.
-    """
-
-    def __init__(self, pairs: list[tuple[int, int]], tail: _Tail | None) -> None:
-        super().__init__(name="jobreport-relay", daemon=True)
-        self.pairs = pairs
-        self.tail = tail
-
-    def run(self) -> None:
-        with selectors.DefaultSelector() as sel:
-            for read_fd, out_fd in self.pairs:
-                sel.register(read_fd, selectors.EVENT_READ, out_fd)
-            while sel.get_map():
-                for key, _events in sel.select():
-                    self._pump(sel, key.fd, key.data)
-
-    def _pump(self, sel: selectors.BaseSelector, read_fd: int, out_fd: int) -> None:
-        try:
-            data = os.read(read_fd, _READ_SIZE)
-        except OSError:
-            data = b""
-        if data:
-            if self.tail is not None:
-                self.tail.feed(out_fd, data)
-            if _write_all(out_fd, data):
-                return
-        sel.unregister(read_fd)
-        os.close(read_fd)
-
-
-class _Tail:
-    """The last ``max_lines`` lines (at most ``max_bytes`` in all) of the combined output.
-
-    Lines are assembled per stream, so a line of stdout is not cut by a line of stderr.
-    """
-
-    def __init__(self, max_lines: int, max_bytes: int) -> None:
-        self.max_lines = max_lines
-        self.max_bytes = max_bytes
-        self.lines: deque[bytes] = deque()
-        self.size = 0
-        self.partial: dict[int, bytes] = {}
-        self.lock = threading.Lock()
-
-    def feed(self, stream: int, data: bytes) -> None:
-        with self.lock:
-            *complete, rest = (self.partial.get(stream, b"") + data).split(b"\n")
-            for line in complete[-self.max_lines :]:
-                self._keep(line)
-            self.partial[stream] = rest[-self.max_bytes :]
-
-    def _keep(self, line: bytes) -> None:
-        line = line[-self.max_bytes :]
-        self.lines.append(line)
-        self.size += len(line) + 1
-        while self.lines and (len(self.lines) > self.max_lines or self.size > self.max_bytes):
-            self.size -= len(self.lines.popleft()) + 1
-
-    def text(self) -> str:
-        with self.lock:
-            lines = list(self.lines) + [p for p in self.partial.values() if p]
-        lines = lines[-self.max_lines :]
-        while lines and sum(len(x) + 1 for x in lines) > self.max_bytes:
-            lines.pop(0)
-        return b"\n".join(lines).decode("utf-8", errors="replace")
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -572,41 +496,6 @@ def _call_quietly(func: Callable[..., None], *args: Any) -> None:
         func(*args)
 
 
-def _write_all(fd: int, data: bytes) -> bool:
-    """Write everything to ``fd``; False when its reader is gone or it cannot be written."""
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            import select
-
-            select.select([], [fd], [], 1.0)
-            continue
-        except BrokenPipeError:
-            return False
-        except OSError:
-            return False
-        view = view[n:]
-    return True
-
-
-def _same_file(a: int, b: int) -> bool:
-    try:
-        sa, sb = os.fstat(a), os.fstat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
 def _in_terminal_foreground() -> bool:
     """True when jobreport runs in the foreground process group of its terminal."""
     for fd in (0, 1, 2):
@@ -622,96 +511,3 @@ def _rss_bytes(maxrss: int) -> int:
     return maxrss if sys.platform == "darwin" else maxrss * 1024
 
 
-def _own_children() -> set[int]:
-    """Pids of this process's children (cheap /proc read on Linux, psutil elsewhere)."""
-    pids: set[int] = set()
-    try:
-        tasks = os.listdir("/proc/self/task")
-        for tid in tasks:
-            try:
-                with open(f"/proc/self/task/{tid}/children", encoding="ascii") as f:
-                    pids.update(int(p) for p in f.read().split())
-            except FileNotFoundError:
-                continue  # the thread just ended
-        return pids
-    except OSError:
-        import psutil
-
-        return {p.pid for p in psutil.Process().children()}
-
-
-def _tree(pid: int, foreign: set[int]) -> list[Any]:
-    """The child and every descendant of it still alive, plus orphans handed to us."""
-    import psutil
-
-    found: dict[int, psutil.Process] = {}
-    roots = [pid, *(_own_children() - foreign - {pid})]
-    for root_pid in roots:
-        try:
-            root = psutil.Process(root_pid)
-            found[root.pid] = root
-            for p in root.children(recursive=True):
-                found[p.pid] = p
-        except psutil.Error:
-            continue
-    return [p for p in found.values() if _alive(p)]
-
-
-def _alive(proc: Any) -> bool:
-    import psutil
-
-    try:
-        return bool(proc.is_running()) and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _wait_gone(procs: list[Any], until: float) -> bool:
-    """Poll until every process has ended (zombies count as ended) or ``until`` passes."""
-    while any(_alive(p) for p in procs):
-        if time.monotonic() >= until:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def _merge(old: list[Any], new: list[Any]) -> list[Any]:
-    by_pid = {p.pid: p for p in old}
-    by_pid.update({p.pid: p for p in new})
-    return list(by_pid.values())
-
-
-def _signal_tree(pid: int, tree: list[Any], signum: int, own_group: bool) -> None:
-    import psutil
-
-    if own_group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signum)
-    for proc in tree:
-        try:
-            proc.send_signal(signum)  # psutil checks the pid was not reused
-        except psutil.Error:
-            continue
-
-
-def _prctl(option: int, value: int) -> bool:
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(option, value, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _prctl_get_subreaper() -> int | None:
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        value = ctypes.c_int(0)
-        if int(libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0)) != 0:
-            return None
-        return int(value.value)
-    except (OSError, AttributeError):
-        return None

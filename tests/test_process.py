@@ -19,7 +19,8 @@ import psutil
 import pytest
 
 from jobreport import outcomes
-from jobreport.process import ProcessResult, _Tail, run
+from jobreport.output import Tail as _Tail
+from jobreport.process import ProcessResult, run
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -505,7 +506,7 @@ def test_orphans_are_counted_only_as_subreaper(subreaper: bool) -> None:
 
 def test_subreaper_is_restored_afterwards() -> None:
     """The calling process is not left a subreaper."""
-    from jobreport.process import _prctl_get_subreaper
+    from jobreport.proctree import get_subreaper as _prctl_get_subreaper
 
     assert _prctl_get_subreaper() == 0
     run(["true"], subreaper=True)

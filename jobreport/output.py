@@ -1,0 +1,120 @@
+"""The child's output on its way through ``jobreport run``: relayed unchanged to jobreport's
+own stdout/stderr as it arrives, and the last lines kept for the run's history."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import threading
+from collections import deque
+
+__all__ = ["READ_SIZE", "Relay", "Tail", "is_open", "same_file", "write_all"]
+
+READ_SIZE = 64 * 1024
+
+
+class Relay(threading.Thread):
+    """Copies the child's output pipes to jobreport's own stdout/stderr and feeds the tail.
+
+    Bytes are written as they arrive, unchanged. When a reader of jobreport's output goes
+    away (EPIPE), the pipe is closed so that the child sees SIGPIPE as it would without
+    jobreport.
+    """
+
+    def __init__(self, pairs: list[tuple[int, int]], tail: Tail | None) -> None:
+        super().__init__(name="jobreport-relay", daemon=True)
+        self.pairs = pairs
+        self.tail = tail
+
+    def run(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            for read_fd, out_fd in self.pairs:
+                sel.register(read_fd, selectors.EVENT_READ, out_fd)
+            while sel.get_map():
+                for key, _events in sel.select():
+                    self._pump(sel, key.fd, key.data)
+
+    def _pump(self, sel: selectors.BaseSelector, read_fd: int, out_fd: int) -> None:
+        try:
+            data = os.read(read_fd, READ_SIZE)
+        except OSError:
+            data = b""
+        if data:
+            if self.tail is not None:
+                self.tail.feed(out_fd, data)
+            if write_all(out_fd, data):
+                return
+        sel.unregister(read_fd)
+        os.close(read_fd)
+
+
+class Tail:
+    """The last ``max_lines`` lines (at most ``max_bytes`` in all) of the combined output.
+
+    Lines are assembled per stream, so a line of stdout is not cut by a line of stderr.
+    """
+
+    def __init__(self, max_lines: int, max_bytes: int) -> None:
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.lines: deque[bytes] = deque()
+        self.size = 0
+        self.partial: dict[int, bytes] = {}
+        self.lock = threading.Lock()
+
+    def feed(self, stream: int, data: bytes) -> None:
+        with self.lock:
+            *complete, rest = (self.partial.get(stream, b"") + data).split(b"\n")
+            for line in complete[-self.max_lines :]:
+                self._keep(line)
+            self.partial[stream] = rest[-self.max_bytes :]
+
+    def _keep(self, line: bytes) -> None:
+        line = line[-self.max_bytes :]
+        self.lines.append(line)
+        self.size += len(line) + 1
+        while self.lines and (len(self.lines) > self.max_lines or self.size > self.max_bytes):
+            self.size -= len(self.lines.popleft()) + 1
+
+    def text(self) -> str:
+        with self.lock:
+            lines = list(self.lines) + [p for p in self.partial.values() if p]
+        lines = lines[-self.max_lines :]
+        while lines and sum(len(x) + 1 for x in lines) > self.max_bytes:
+            lines.pop(0)
+        return b"\n".join(lines).decode("utf-8", errors="replace")
+
+
+def write_all(fd: int, data: bytes) -> bool:
+    """Write everything to ``fd``; False when its reader is gone or it cannot be written."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [], 1.0)
+            continue
+        except BrokenPipeError:
+            return False
+        except OSError:
+            return False
+        view = view[n:]
+    return True
+
+
+def same_file(a: int, b: int) -> bool:
+    try:
+        sa, sb = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
