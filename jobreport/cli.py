@@ -8,7 +8,6 @@ that need them, never at module level: ``jobreport run`` starts its child first.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -146,6 +145,12 @@ def _setup_logging(quiet: bool = False) -> None:
         logger.setLevel(previous)
 
     click.get_current_context().call_on_close(restore)
+
+
+def _json(data: object) -> str:
+    import json
+
+    return json.dumps(data, indent=2)
 
 
 # --- the commands -----------------------------------------------------------------------
@@ -372,7 +377,7 @@ def history(**params: Any) -> None:
             fail(f"no run {params['run_id']} in the store {store.display_url}",
                  "`jobreport history` lists the runs with their ids", EXIT_PROBLEM)
         if params["as_json"]:
-            click.echo(json.dumps(record.to_json(), indent=2))
+            click.echo(_json(record.to_json()))
         else:
             click.echo(run_details(record))
         return
@@ -380,7 +385,7 @@ def history(**params: Any) -> None:
     records = store.history(params["job"], limit=params["limit"], since=since,
                             outcomes=params["outcomes"])
     if params["as_json"]:
-        click.echo(json.dumps([r.to_json() for r in records], indent=2))
+        click.echo(_json([r.to_json() for r in records]))
     elif not records:
         click.echo("no runs recorded" + (f" for job {params['job']}" if params["job"] else ""))
     else:
@@ -408,7 +413,7 @@ def status(**params: Any) -> None:
 
     groups = gateway_status(config_from(params))
     if params["as_json"]:
-        click.echo(json.dumps([g.to_json() for g in groups], indent=2))
+        click.echo(_json([g.to_json() for g in groups]))
     elif not groups:
         click.echo("the Pushgateway holds no groups")
     else:

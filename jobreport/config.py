@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -333,6 +332,8 @@ def load_config(
 
 
 def _hostname() -> str:
+    import socket
+
     return socket.gethostname() or "localhost"
 
 

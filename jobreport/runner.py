@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from jobreport import metricsfile, process
+from jobreport import process
 from jobreport.config import Config
 from jobreport.outcomes import INTERRUPTED, SIGNAL
 
@@ -154,6 +154,8 @@ class _Wrapper:
 
     def _report(self, result: process.ProcessResult, metrics_path: str | None) -> None:
         try:
+            from jobreport import metricsfile  # only needed once the command is over
+
             parsed = metricsfile.ParsedMetrics()
             if metrics_path is not None:
                 parsed = metricsfile.read_file(metrics_path, self.config.namespace)
