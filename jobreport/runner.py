@@ -67,14 +67,10 @@ def run_job(request: RunRequest, config: Config, reporter: Reporter | None = Non
     ``EXIT_SKIPPED`` when ``--lock`` found another run in progress."""
     if not request.argv:
         raise ValueError("no command given")
-    if reporter is None:
-        from jobreport.report import Reporter
-
-        reporter = Reporter(config)
     job = request.job_name
     lock = _take_lock(request, config, job)
     if lock is False:
-        _report_skipped(reporter, request, job)
+        _report_skipped(reporter or _new_reporter(config), request, job)
         return EXIT_SKIPPED
     try:
         return _Wrapper(request, config, reporter, job).run()
@@ -86,15 +82,22 @@ def run_job(request: RunRequest, config: Config, reporter: Reporter | None = Non
 class _Wrapper:
     """One wrapped run: start, supervise, gather, finish."""
 
-    def __init__(self, request: RunRequest, config: Config, reporter: Reporter,
+    def __init__(self, request: RunRequest, config: Config, reporter: Reporter | None,
                  job: str) -> None:
         self.request = request
         self.config = config
-        self.reporter = reporter
+        self._reporter = reporter
         self.job = job
         self.run_: Run | None = None
         self.stop_heartbeat = threading.Event()
         self.uid: str | None = None
+
+    @property
+    def reporter(self) -> Reporter:
+        # made once the command has started: its module is not worth delaying the start for
+        if self._reporter is None:
+            self._reporter = _new_reporter(self.config)
+        return self._reporter
 
     def run(self) -> int:
         metrics_path = _new_metrics_file()
@@ -182,6 +185,12 @@ class _Wrapper:
             self.reporter.finish(self.run_, **end)
         except Exception as e:  # the exit code is the child's, whatever happens here
             log.warning("jobreport: the end of job %s was not reported: %s", self.job, e)
+
+
+def _new_reporter(config: Config) -> Reporter:
+    from jobreport.report import Reporter
+
+    return Reporter(config)
 
 
 def path_size(paths: tuple[str, ...] | list[str]) -> float | None:
