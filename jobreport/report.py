@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
 from jobreport.errors import PushError, StoreError
@@ -41,6 +42,33 @@ _senders: dict[tuple[object, ...], Sender] = {}
 START_DELAY = 0.05
 #: How long to wait for the store when another process holds its lock.
 STORE_WAIT = 15.0
+
+
+class _StartQueue:
+    """One daemon thread per process opens runs and pushes their starts, one after another:
+    starting a thread for every run costs more than a short run's whole report."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, func: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(target=self._loop, name="jobreport-start",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put((func, args))
+
+    def _loop(self) -> None:
+        while True:
+            func, args = self._queue.get()
+            func(*args)  # _start_worker never raises
+
+
+_starts = _StartQueue()
 
 
 def unexpected(message: str, *args: object) -> None:
@@ -176,9 +204,7 @@ class Reporter:
         )
         if uid is not None:
             run.uid = uid
-        thread = threading.Thread(target=self._start_worker, args=(run, delay),
-                                  name="jobreport-start", daemon=True)
-        thread.start()
+        _starts.submit(self._start_worker, run, delay)
         timeout = self.config.start_budget if wait is None else wait
         if timeout > 0:
             run._ready.wait(timeout)
