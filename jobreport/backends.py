@@ -116,9 +116,14 @@ class SQLiteBackend:
         self.display_url = url
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         self._lock = threading.RLock()
 
     def _connect(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # a forked child (multiprocessing): an SQLite connection must not cross a fork;
+            # leave the parent's alone and open our own
+            self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
         if self._conn is None:
             _private_dir(self.path.parent)
             try:

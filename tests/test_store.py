@@ -247,3 +247,53 @@ def test_sqlalchemy_backend_for_other_sqlite_drivers(tmp_path: Path) -> None:
     assert state.runs_total == {"failure": 1} and state.last_size == 9 and seq == 1
     assert store.get_run(rid) is not None
     assert type(store._db).__name__ == "SQLAlchemyBackend"
+
+
+def test_forked_children_open_their_own_connection(tmp_path: Path, gateway: Gateway,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """job_metrics in processes forked after the parent used the store (multiprocessing):
+    every run is recorded, none is lost to a connection shared across the fork."""
+    import multiprocessing
+
+    monkeypatch.setenv("JOBREPORT_GATEWAY", gateway.url)
+    monkeypatch.setenv("JOBREPORT_DB", f"sqlite:///{tmp_path / 'fork.db'}")
+    monkeypatch.setenv("JOBREPORT_INSTANCE", "h")
+    with job_metrics("forked"):
+        pass
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_one_run, args=("forked",)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with job_metrics("forked"):
+        pass
+    assert gateway.samples("forked")['jobreport_runs_total{outcome="success"}'] == 6
+
+
+def _one_run(job: str) -> None:
+    with job_metrics(job):
+        pass
+
+
+def test_a_forked_child_does_not_use_the_parents_sqlite_connection(tmp_path: Path) -> None:
+    """SQLite connections must not cross a fork: the child opens its own."""
+    import multiprocessing
+
+    store = Store(f"sqlite:///{tmp_path / 'f.db'}")
+    store.history()
+    parent_conn = store._db._conn  # type: ignore[attr-defined]
+    assert parent_conn is not None
+    ctx = multiprocessing.get_context("fork")
+    shared = ctx.Queue()
+    child = ctx.Process(target=_child_uses_store, args=(store, parent_conn, shared))
+    child.start()
+    child.join(60)
+    assert shared.get(timeout=10) == (True, 0)
+    assert store.history() == []  # the parent's connection still works
+
+
+def _child_uses_store(store: Store, parent_conn: object, shared: object) -> None:
+    runs = store.history()
+    shared.put((store._db._conn is not parent_conn, len(runs)))  # type: ignore[attr-defined]
