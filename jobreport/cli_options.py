@@ -15,7 +15,6 @@ import click
 from click.core import ParameterSource
 
 from jobreport.durations import parse_duration
-from jobreport.errors import InvalidNameError
 
 if TYPE_CHECKING:
     from jobreport.config import Config
@@ -60,17 +59,11 @@ class Labels(_LabelsParam):
                 ctx: click.Context | None) -> dict[str, str]:
         if isinstance(value, dict):
             return value
-        from jobreport.names import check_labels
+        from jobreport.config import parse_labels
 
-        pairs: dict[str, str] = {}
-        for item in filter(None, (p.strip() for p in str(value).split(","))):
-            name, sep, val = item.partition("=")
-            if not sep:
-                self.fail(f"{item!r} is not k=v", param, ctx)
-            pairs[name.strip()] = val
         try:
-            return check_labels(pairs)
-        except InvalidNameError as e:
+            return parse_labels(str(value))
+        except ValueError as e:
             self.fail(str(e), param, ctx)
 
 

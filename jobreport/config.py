@@ -22,7 +22,7 @@ from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError
 from jobreport.names import check_job, check_labels, check_namespace
 
-__all__ = ["Config", "JobSettings", "default_db_url", "load_config", "state_dir"]
+__all__ = ["Config", "JobSettings", "default_db_url", "load_config", "parse_labels", "state_dir"]
 
 log = logging.getLogger("jobreport")
 
@@ -147,7 +147,8 @@ def _bool(value: object) -> bool:
     raise ValueError(f"{value!r} is not a boolean (use true or false)")
 
 
-def _labels(value: object) -> dict[str, str]:
+def parse_labels(value: object) -> dict[str, str]:
+    """Labels from a mapping or from ``k=v,k2=v2`` text, checked; ValueError says why not."""
     if isinstance(value, Mapping):
         pairs = {str(k): v for k, v in value.items()}
     elif isinstance(value, str):
@@ -188,7 +189,7 @@ _CONVERT: dict[str, Callable[[object], Any]] = {
     "namespace": _namespace,
     "instance": _text,
     "no_instance": _bool,
-    "labels": _labels,
+    "labels": parse_labels,
     "timeout": _positive_seconds,
     "budget": _seconds,
     "start_budget": _seconds,
@@ -409,7 +410,7 @@ def _jobs(section: object, source: str) -> dict[str, JobSettings]:
         values: dict[str, Any] = {}
         for key, value in settings.items():
             try:
-                values[key] = _labels(value) if key == "labels" else _seconds(value)
+                values[key] = parse_labels(value) if key == "labels" else _seconds(value)
             except ValueError as e:
                 raise ConfigError(f"{where}.{key}", source, str(e)) from None
         jobs[name] = JobSettings(**values)

@@ -34,7 +34,8 @@ from jobreport.state import (
 
 __all__ = ["PendingGroup", "RunEnd", "RunStart", "Store"]
 
-SCHEMA_VERSION = 1  # keep equal to jobreport.schema.SCHEMA_VERSION (a test checks)
+#: Bump with every change to the tables (jobreport.schema); a newer store is refused.
+SCHEMA_VERSION = 1
 TAIL_MAX_BYTES = 64 * 1024
 
 _START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started",

@@ -211,13 +211,6 @@ def test_tail_is_bounded(tmp_path: Path) -> None:
     assert len(run.tail.encode()) <= 64 * 1024
 
 
-def test_schema_versions_agree() -> None:
-    """The store's schema version is the one its table definitions carry."""
-    from jobreport import schema, store
-
-    assert store.SCHEMA_VERSION == schema.SCHEMA_VERSION
-
-
 def test_existing_sqlite_store_needs_no_sqlalchemy(tmp_path: Path) -> None:
     """Recording into an existing SQLite store does not load SQLAlchemy (a cron job pays
     for every import, every run); creating the store does."""
