@@ -18,7 +18,7 @@ from pathlib import Path
 from _common import JOBREPORT, cli_ready, header, interleave, measure, parser, verdict, write_json
 from populate import job_name, populate
 
-from jobreport.store import Store
+from jobreport.store.store import Store
 
 
 def main() -> None:

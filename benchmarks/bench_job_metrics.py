@@ -29,7 +29,7 @@ def main() -> None:
         from prometheus_client.exposition import pushadd_to_gateway
 
         from jobreport.exposition import registry_for
-        from jobreport.store import Store
+        from jobreport.store.store import Store
 
         config = load_config(env={}, gateway=url, db=f"sqlite:///{tmp}/store.db",
                              instance="bench")

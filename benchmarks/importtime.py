@@ -19,12 +19,12 @@ from _common import PYTHON, header, parser, write_json
 
 PATHS = {
     "before the child starts (jobreport run)": [
-        "jobreport.cli", "jobreport.runner", "jobreport.config", "jobreport.process",
-        "jobreport.metricsfile"],
+        "jobreport.cli", "jobreport.wrapper.wrapper", "jobreport.config", "jobreport.wrapper.child",
+        "jobreport.wrapper.metricsfile"],
     "the end of a run (loaded while the child runs)": [
-        "jobreport.report", "jobreport.store", "jobreport.push", "jobreport.exposition",
+        "jobreport.reporter", "jobreport.store.store", "jobreport.sinks.pushgateway", "jobreport.exposition",
         "requests", "tenacity", "prometheus_client.exposition", "psutil"],
-    "jobreport history": ["jobreport.cli", "jobreport.store"],
+    "jobreport history": ["jobreport.cli", "jobreport.store.store"],
     "baseline: prometheus_client push script": [
         "subprocess", "prometheus_client", "prometheus_client.exposition"],
 }

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobreport.state import group_key
-from jobreport.store import Store
+from jobreport.records import group_key
+from jobreport.store.store import Store
 
 
 def job_name(i: int) -> str:

@@ -13,8 +13,8 @@ from jobreport.errors import ConfigError, InvalidNameError, JobReportError, Push
 
 if TYPE_CHECKING:
     from jobreport.config import Config, load_config
-    from jobreport.context import JobMetrics, current_job, job_metrics
     from jobreport.delivery import FlushResult, flush
+    from jobreport.instrument import JobMetrics, current_job, job_metrics
 
 __all__ = [
     "Config",
@@ -35,9 +35,9 @@ __all__ = [
 _LAZY = {
     "Config": "jobreport.config",
     "load_config": "jobreport.config",
-    "JobMetrics": "jobreport.context",
-    "job_metrics": "jobreport.context",
-    "current_job": "jobreport.context",
+    "JobMetrics": "jobreport.instrument",
+    "job_metrics": "jobreport.instrument",
+    "current_job": "jobreport.instrument",
     "FlushResult": "jobreport.delivery",
     "flush": "jobreport.delivery",
 }

@@ -13,8 +13,8 @@ from jobreport.durations import format_duration
 from jobreport.errors import ConfigError, PushError, StoreError
 
 if TYPE_CHECKING:
-    from jobreport.push import Sender
-    from jobreport.store import Store
+    from jobreport.sinks.pushgateway import Sender
+    from jobreport.store.store import Store
 
 __all__ = ["FAIL", "INFO", "OK", "WARN", "Check", "CheckReport", "run_checks"]
 
@@ -105,7 +105,7 @@ def _store_checks(report: CheckReport, config: Config, store: Store | None) -> N
     shown = mask_url(config.db)
     try:
         if store is None:
-            from jobreport.store import Store
+            from jobreport.store.store import Store
 
             store = Store(config.db)
         store.ensure_schema()
@@ -151,7 +151,7 @@ def _gateway_checks(report: CheckReport, config: Config, sender: Sender | None) 
         return
     try:
         if sender is None:
-            from jobreport.push import Sender
+            from jobreport.sinks.pushgateway import Sender
 
             sender = Sender(config)
         response = sender.get("/api/v1/status", budget=min(config.timeout, 2.0))
@@ -177,6 +177,6 @@ def _gateway_checks(report: CheckReport, config: Config, sender: Sender | None) 
 
 
 def _shown_gateway(config: Config) -> str:
-    from jobreport.push import redact_url
+    from jobreport.sinks.pushgateway import redact_url
 
     return redact_url(config.gateway or "")

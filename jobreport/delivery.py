@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from jobreport.config import Config, load_config
 from jobreport.errors import PushError
-from jobreport.push import Sender
-from jobreport.report import deliver_group
-from jobreport.state import grouping_from_key
-from jobreport.store import PendingGroup, Store
+from jobreport.records import grouping_from_key
+from jobreport.reporter import deliver_group
+from jobreport.sinks.pushgateway import Sender
+from jobreport.store.store import PendingGroup, Store
 
 __all__ = ["FlushResult", "flush"]
 

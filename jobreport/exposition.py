@@ -9,7 +9,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from jobreport._version import __version__
 from jobreport.outcomes import OUTCOMES, SUCCESS
-from jobreport.state import CustomFamily, GroupState
+from jobreport.records import CustomFamily, GroupState
 
 __all__ = ["StateCollector", "families_text", "registry_for"]
 

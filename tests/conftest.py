@@ -81,7 +81,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith("JOBREPORT_") or key == "PUSHGATEWAY_URL":
             monkeypatch.delenv(key)
-    report = sys.modules.get("jobreport.report")
+    report = sys.modules.get("jobreport.reporter")
     if report is not None:
         report._noticed.clear()  # the "no gateway" notice is once per process
     state = tmp_path / "state"

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from jobreport import job_metrics, load_config
 from jobreport.checks import FAIL, OK, WARN, mask_url, run_checks
 from jobreport.cli import main
-from jobreport.rules import absent_rules, selector
+from jobreport.monitoring.rules import absent_rules, selector
 from tests.conftest import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def invoke(*args: str, **env: str) -> Result:
 def _keep_once_per_process_notices() -> Iterator[None]:
     """The reporter says "no Pushgateway configured" once per process; runs recorded here
     must not use that up for tests that check the notice."""
-    from jobreport import report
+    from jobreport import reporter as report
 
     saved = set(report._noticed)
     yield
@@ -105,7 +105,7 @@ def test_python_dash_m_and_version() -> None:
 def test_cli_import_stays_light() -> None:
     """Importing the CLI (the path of `jobreport run`) loads no SQLAlchemy, requests or
     prometheus_client."""
-    code = ("import sys, jobreport.cli, jobreport.runner\n"
+    code = ("import sys, jobreport.cli, jobreport.wrapper.wrapper\n"
             "heavy = [m for m in ('sqlalchemy', 'requests', 'prometheus_client', 'psutil',"
             " 'tenacity') if m in sys.modules]\n"
             "print(','.join(heavy))\n")
@@ -261,7 +261,7 @@ def family(value: float, **labels: str) -> dict[str, Any]:
 
 def test_status_problem_rules() -> None:
     """Overdue, never succeeded, running too long and failing pushes are problems."""
-    from jobreport.status import gateway_status
+    from jobreport.gateway import gateway_status
 
     now = 100_000.0
     groups = [

@@ -89,7 +89,7 @@ CONTRACT_METRICS = [
 def pushed_metrics() -> set[str]:
     """Every family name a push can hold (from a real state with every field set)."""
     from jobreport.exposition import registry_for
-    from jobreport.state import GroupState
+    from jobreport.records import GroupState
 
     state = GroupState(job="x", grouping={"job": "x"})
     for field in vars(state):
@@ -160,7 +160,7 @@ def fragments(node: ast.expr) -> Iterator[str]:
 
 def messages() -> Iterator[tuple[str, str]]:
     """(where, literal fragment) for every message jobreport can print or raise."""
-    for path in sorted((ROOT / "jobreport").glob("*.py")):
+    for path in sorted((ROOT / "jobreport").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             args: list[ast.expr] = []
@@ -173,9 +173,9 @@ def messages() -> Iterator[tuple[str, str]]:
                 elif name in PROBLEM_CALLS and len(node.args) > PROBLEM_CALLS[name]:
                     args = [node.args[PROBLEM_CALLS[name]]]
                 elif name == "ValueError" and path.name in ("config.py", "durations.py",
-                                                            "metricsfile.py", "cli.py"):
+                                                            "metricsfile.py", "commands.py"):
                     args = list(node.args[:1])
-            elif (isinstance(node, ast.Return) and path.name == "process.py"
+            elif (isinstance(node, ast.Return) and path.name == "child.py"
                   and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 3):
                 args = [node.value.elts[2]]  # spawn errors: (code, outcome, message)
             for arg in args:

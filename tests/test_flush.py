@@ -9,7 +9,7 @@ import pytest
 
 from jobreport import flush, job_metrics, load_config
 from jobreport.errors import PushError
-from jobreport.store import Store
+from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway
 

@@ -325,7 +325,7 @@ def test_unexpected_errors_are_one_line_warnings(
     """A bug inside reporting never prints a traceback into the job's output."""
     import logging
 
-    from jobreport import report
+    from jobreport import reporter as report
 
     def broken(*args: object, **kwargs: object) -> bool:
         raise RuntimeError("simulated bug")

@@ -1,4 +1,4 @@
-"""jobreport.metricsfile: what a wrapped command writes to $JOBREPORT_METRICS_FILE."""
+"""jobreport.wrapper.metricsfile: what a wrapped command writes to $JOBREPORT_METRICS_FILE."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobreport.metricsfile import MAX_BYTES, parse_assignments, parse_text, read_file
+from jobreport.wrapper.metricsfile import MAX_BYTES, parse_assignments, parse_text, read_file
 from jobreport.names import RESERVED_METRICS
-from jobreport.state import CustomFamily
+from jobreport.records import CustomFamily
 
 
 def by_name(families: list[CustomFamily]) -> dict[str, CustomFamily]:

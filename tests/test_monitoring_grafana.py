@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jobreport import job_metrics, load_config
-from jobreport.report import Reporter
+from jobreport.reporter import Reporter
 from tests import servers
 from tests.monitoring_helpers import (
     MONITORING,

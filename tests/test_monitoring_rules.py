@@ -14,7 +14,7 @@ import yaml
 
 from jobreport.exposition import StateCollector
 from jobreport.outcomes import OUTCOMES
-from jobreport.state import CustomFamily, GroupState
+from jobreport.records import CustomFamily, GroupState
 from tests.monitoring_helpers import (
     AMTOOL,
     MONITORING,
@@ -211,7 +211,7 @@ def test_alerting_doc_threshold_example_is_a_valid_config(tmp_path: Path) -> Non
     """The jobreport.toml example in docs/alerting.md loads, and its grace lands in the
     expected interval the overdue rule compares with."""
     from jobreport import load_config
-    from jobreport.report import expected_interval
+    from jobreport.reporter import expected_interval
 
     doc = (ROOT / "docs" / "alerting.md").read_text(encoding="utf-8")
     [block] = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)

@@ -1,4 +1,4 @@
-"""jobreport.process: running the wrapped command, with real subprocesses throughout."""
+"""jobreport.wrapper.child: running the wrapped command, with real subprocesses throughout."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ import psutil
 import pytest
 
 from jobreport import outcomes
-from jobreport.output import Tail as _Tail
-from jobreport.process import ProcessResult, run
+from jobreport.wrapper.relay import Tail as _Tail
+from jobreport.wrapper.child import ProcessResult, run
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
-# Runs jobreport.process.run in a fresh interpreter (so that signals, stdout and the
+# Runs jobreport.wrapper.child.run in a fresh interpreter (so that signals, stdout and the
 # terminal are its own) and writes the result as JSON to $RESULT_FILE.
 DRIVER = r"""
 import dataclasses, json, os, sys
@@ -33,7 +33,7 @@ if os.environ.get("DRIVER_CTTY"):
     import fcntl, termios
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-from jobreport.process import run
+from jobreport.wrapper.child import run
 r = run(
     sys.argv[1:],
     timeout=float(os.environ.get("DRIVER_TIMEOUT", "0")) or None,
@@ -506,7 +506,7 @@ def test_orphans_are_counted_as_subreaper() -> None:
 
 def test_subreaper_is_restored_afterwards() -> None:
     """The calling process is not left a subreaper."""
-    from jobreport.proctree import get_subreaper as _prctl_get_subreaper
+    from jobreport.wrapper.tree import get_subreaper as _prctl_get_subreaper
 
     assert _prctl_get_subreaper() == 0
     run(["true"], subreaper=True)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from jobreport import job_metrics, load_config
 from jobreport.config import Config
-from jobreport.push import Sender
+from jobreport.sinks.pushgateway import Sender
 from tests import servers
 from tests.conftest import Gateway
 

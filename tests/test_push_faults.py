@@ -10,8 +10,8 @@ import responses
 from jobreport.config import load_config
 from jobreport.errors import PushError
 from jobreport.exposition import registry_for
-from jobreport.push import USER_AGENT, Sender
-from jobreport.state import GroupState
+from jobreport.sinks.pushgateway import USER_AGENT, Sender
+from jobreport.records import GroupState
 
 GATEWAY = "http://gateway.test:9091"
 URL = f"{GATEWAY}/metrics/job/backup/instance/h1"

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from jobreport.store import Store
+from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway
 from tests.faults import (

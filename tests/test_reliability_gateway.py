@@ -19,7 +19,7 @@ from prometheus_client.core import Metric
 
 from jobreport import flush, job_metrics, load_config
 from jobreport.config import Config
-from jobreport.store import Store
+from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway
 from tests.faults import FaultProxy, SilentServer, assert_no_traceback

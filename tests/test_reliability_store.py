@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from jobreport import job_metrics, load_config
-from jobreport.store import Store
+from jobreport.store.store import Store
 from tests.conftest import Gateway
 from tests.faults import assert_no_traceback
 

@@ -1,4 +1,4 @@
-"""jobreport.runner: the wrapper core with a fake reporter injected (real child processes)."""
+"""jobreport.wrapper.wrapper: the wrapper core with a fake reporter injected (real child processes)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from jobreport import load_config, outcomes
-from jobreport.lock import JobLock, LockBusy, lock_path
-from jobreport.runner import EXIT_SKIPPED, RunRequest, path_size, run_job
+from jobreport.wrapper.lock import JobLock, LockBusy, lock_path
+from jobreport.wrapper.wrapper import EXIT_SKIPPED, RunRequest, path_size, run_job
 
 
 class FakeRun:

@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from jobreport import PushError, job_metrics, load_config
-from jobreport.push import Sender
-from jobreport.state import GroupState
-from jobreport.store import Store
+from jobreport.sinks.pushgateway import Sender
+from jobreport.records import GroupState
+from jobreport.store.store import Store
 from tests import servers
 from tests.faults import SilentServer, assert_no_traceback, cli_env, run_cli
 

@@ -14,8 +14,8 @@ import pytest
 
 from jobreport import job_metrics
 from jobreport.errors import StoreError
-from jobreport.state import group_key
-from jobreport.store import RunEnd, RunStart, Store
+from jobreport.records import group_key
+from jobreport.store.store import RunEnd, RunStart, Store
 from tests.conftest import Gateway
 
 WRITER = textwrap.dedent(
@@ -219,7 +219,7 @@ def test_existing_sqlite_store_needs_no_sqlalchemy(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import sys, time
-        from jobreport.store import Store, RunStart, RunEnd
+        from jobreport.store.store import Store, RunStart, RunEnd
         s = Store("sqlite:///{db}")
         s.record_run(RunStart("j", {{"job": "j"}}, time.time(), "h"),
                      RunEnd(time.time(), 1.0, "success", 0))

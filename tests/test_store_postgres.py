@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from jobreport import flush, job_metrics, load_config
-from jobreport.state import group_key
-from jobreport.store import Store
+from jobreport.records import group_key
+from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway
 

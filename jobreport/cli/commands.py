@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from jobreport._version import __version__
-from jobreport.cli_options import (
+from jobreport.cli.formatting import (
+    group_text,
+    history_table,
+    parse_since,
+    run_details,
+    status_table,
+)
+from jobreport.cli.options import (
     DURATION,
     config_from,
     json_option,
@@ -33,13 +40,6 @@ from jobreport.errors import (
     JobReportError,
     PushError,
     StoreError,
-)
-from jobreport.formatting import (
-    group_text,
-    history_table,
-    parse_since,
-    run_details,
-    status_table,
 )
 from jobreport.outcomes import OUTCOMES
 
@@ -261,7 +261,7 @@ def run(**params: Any) -> NoReturn:
           --size-path /backups/db.dump -- pg_dump -Fc -f /backups/db.dump mydb
     """
     _setup_logging(params["quiet"])
-    from jobreport.runner import RunRequest, run_job
+    from jobreport.wrapper.wrapper import RunRequest, run_job
 
     job = params["job"]
     if job is not None:
@@ -301,8 +301,8 @@ def push(**params: Any) -> None:
       jobreport push --job backup backup_tables=42 'rows{table="users"}=1200'
     """
     _setup_logging()
-    from jobreport.metricsfile import parse_assignments
-    from jobreport.status import push_values
+    from jobreport.gateway import push_values
+    from jobreport.wrapper.metricsfile import parse_assignments
 
     config = config_from(params)
     parsed = parse_assignments(params["values"], config.namespace)
@@ -367,7 +367,7 @@ def history(**params: Any) -> None:
       jobreport history --run 42
     """
     _setup_logging()
-    from jobreport.store import Store
+    from jobreport.store.store import Store
 
     config = config_from(params)
     store = Store(config.db)
@@ -409,7 +409,7 @@ def status(**params: Any) -> None:
       jobreport status --gateway http://127.0.0.1:9091
     """
     _setup_logging()
-    from jobreport.status import gateway_status
+    from jobreport.gateway import gateway_status
 
     groups = gateway_status(config_from(params))
     if params["as_json"]:
@@ -438,7 +438,7 @@ def delete(**params: Any) -> None:
       jobreport delete --job backup --instance old-db-host
     """
     _setup_logging()
-    from jobreport.status import delete_group
+    from jobreport.gateway import delete_group
 
     grouping = delete_group(config_from(params), params["job"], typed_labels(params))
     click.echo(f"deleted {group_text(grouping)}")
@@ -498,7 +498,7 @@ def rules(**params: Any) -> None:
       jobreport rules > /etc/prometheus/rules/jobreport-absent.yml
     """
     _setup_logging()
-    from jobreport.rules import absent_rules
+    from jobreport.monitoring.rules import absent_rules
 
     config = config_from(params)
     jobs = list(params["jobs"]) or None

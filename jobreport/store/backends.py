@@ -4,7 +4,7 @@
 store): it costs a few milliseconds to load, where SQLAlchemy costs hundreds, and a cron job
 pays that on every run. ``SQLAlchemyBackend`` serves every other SQLAlchemy URL (PostgreSQL
 for a fleet-wide history). Both run the same SQL, written with ``:name`` parameters, and the
-tables are created from one SQLAlchemy definition (``jobreport.schema``).
+tables are created from one SQLAlchemy definition (``jobreport.store.schema``).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class SQLiteBackend:
         from sqlalchemy.dialects import sqlite
         from sqlalchemy.schema import CreateIndex, CreateTable
 
-        from jobreport.schema import metadata
+        from jobreport.store.schema import metadata
 
         dialect = sqlite.dialect()
         with self.write() as tx:
@@ -292,7 +292,7 @@ class SQLAlchemyBackend:
         from sqlalchemy.exc import SQLAlchemyError
         from sqlalchemy.schema import CreateIndex, CreateTable
 
-        from jobreport.schema import metadata
+        from jobreport.store.schema import metadata
 
         try:
             with self.engine.begin() as conn:

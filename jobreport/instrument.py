@@ -17,9 +17,9 @@ from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError, JobReportError
 from jobreport.names import check_job, check_labels, check_metric_name
 from jobreport.outcomes import from_exception
-from jobreport.report import Reporter, Run
-from jobreport.report import unexpected as _unexpected
-from jobreport.state import CustomFamily
+from jobreport.records import CustomFamily
+from jobreport.reporter import Reporter, Run
+from jobreport.reporter import unexpected as _unexpected
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector

@@ -3,8 +3,8 @@
 SQLite by default, under the XDG state directory with owner-only permissions, in WAL mode
 with a busy timeout and short ``BEGIN IMMEDIATE`` transactions, so that many cron jobs can
 write one file at once. Any SQLAlchemy URL works (PostgreSQL for a fleet-wide history); the
-tables are defined once in ``jobreport.schema`` and the SQL here runs on both backends
-(``jobreport.backends``).
+tables are defined once in ``jobreport.store.schema`` and the SQL here runs on both backends
+(``jobreport.store.backends``).
 
 Every change to a group (a run opened, closed or abandoned; a heartbeat) bumps the group's
 ``seq``; a push records the ``seq`` it carried as ``delivered_seq``. A group is pending while
@@ -19,10 +19,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from jobreport.backends import Tx, open_backend
 from jobreport.errors import StoreError
 from jobreport.outcomes import ABANDONED, OUTCOMES, SKIPPED, SUCCESS
-from jobreport.state import (
+from jobreport.records import (
     CustomFamily,
     GroupState,
     RunRecord,
@@ -31,10 +30,11 @@ from jobreport.state import (
     grouping_from_key,
     load_custom,
 )
+from jobreport.store.backends import Tx, open_backend
 
 __all__ = ["PendingGroup", "RunEnd", "RunStart", "Store"]
 
-#: Bump with every change to the tables (jobreport.schema); a newer store is refused.
+#: Bump with every change to the tables (jobreport.store.schema); a newer store is refused.
 SCHEMA_VERSION = 1
 TAIL_MAX_BYTES = 64 * 1024
 

@@ -12,8 +12,8 @@ import click
 from jobreport.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:
-    from jobreport.state import RunRecord
-    from jobreport.status import GroupStatus
+    from jobreport.gateway import GroupStatus
+    from jobreport.records import RunRecord
 
 
 

@@ -1,7 +1,7 @@
 """The store's tables, defined once with SQLAlchemy (used to create them on any database).
 
 Loaded only when a store is created or opened through SQLAlchemy: reading and writing an
-existing SQLite store goes through ``sqlite3`` with the same SQL (see ``jobreport.backends``).
+existing SQLite store goes through ``sqlite3`` with the same SQL (see ``jobreport.store.backends``).
 """
 
 from __future__ import annotations

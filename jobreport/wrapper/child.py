@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from jobreport import outcomes, output, proctree
+from jobreport import outcomes
+from jobreport.wrapper import relay as output
+from jobreport.wrapper import tree as proctree
 
 __all__ = [
     "DEFAULT_KILL_AFTER",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jobreport.config import state_dir
-from jobreport.state import group_key
+from jobreport.records import group_key
 
 __all__ = ["JobLock", "LockBusy", "lock_path"]
 

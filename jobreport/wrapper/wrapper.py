@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from jobreport import process
 from jobreport.config import Config
 from jobreport.outcomes import INTERRUPTED, SIGNAL
+from jobreport.wrapper import child as process
 
 if TYPE_CHECKING:
-    from jobreport.report import Reporter, Run
+    from jobreport.reporter import Reporter, Run
 
 __all__ = ["EXIT_SKIPPED", "RunRequest", "path_size", "run_job"]
 
@@ -157,7 +157,7 @@ class _Wrapper:
 
     def _report(self, result: process.ProcessResult, metrics_path: str | None) -> None:
         try:
-            from jobreport import metricsfile  # only needed once the command is over
+            from jobreport.wrapper import metricsfile  # only needed once the command is over
 
             parsed = metricsfile.ParsedMetrics()
             if metrics_path is not None:
@@ -188,7 +188,7 @@ class _Wrapper:
 
 
 def _new_reporter(config: Config) -> Reporter:
-    from jobreport.report import Reporter
+    from jobreport.reporter import Reporter
 
     return Reporter(config)
 
@@ -227,7 +227,7 @@ def _take_lock(request: RunRequest, config: Config, job: str) -> Any:
     """The held lock, None when no lock is wanted or possible, False when it is busy."""
     if not request.lock:
         return None
-    from jobreport.lock import JobLock, LockBusy, lock_path
+    from jobreport.wrapper.lock import JobLock, LockBusy, lock_path
 
     lock = JobLock(lock_path(config.grouping(job, request.labels)))
     try:

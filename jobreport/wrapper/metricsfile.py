@@ -22,7 +22,7 @@ from pathlib import Path
 
 from jobreport.errors import InvalidNameError
 from jobreport.names import RESERVED_LABELS, check_metric_name
-from jobreport.state import CustomFamily
+from jobreport.records import CustomFamily
 
 __all__ = ["MAX_BYTES", "ParsedMetrics", "parse_assignments", "parse_text", "read_file"]
 

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 from jobreport.config import Config
 from jobreport.errors import PushError, StoreError
 from jobreport.outcomes import SKIPPED, SUCCESS
-from jobreport.state import CustomFamily, GroupState, group_key
+from jobreport.records import CustomFamily, GroupState, group_key
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from jobreport.push import Sender
-    from jobreport.store import RunEnd, RunStart, Store
+    from jobreport.sinks.pushgateway import Sender
+    from jobreport.store.store import RunEnd, RunStart, Store
 
 __all__ = ["Reporter", "Run", "expected_interval"]
 
@@ -233,7 +233,7 @@ class Reporter:
             run._ready.set()
 
     def _run_start(self, run: Run) -> RunStart:
-        from jobreport.store import RunStart
+        from jobreport.store.store import RunStart
 
         return RunStart(
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
@@ -274,7 +274,7 @@ class Reporter:
     ) -> bool:
         """Close ``run`` and push its group's whole state. Returns True when the gateway has
         it; logs a one-line warning (and keeps the run for ``jobreport flush``) otherwise."""
-        from jobreport.store import RunEnd
+        from jobreport.store.store import RunEnd
 
         with run._lock:
             run.ended = True
@@ -424,7 +424,7 @@ def _notice_no_gateway(stored: bool) -> None:
 
 
 def _shared_store(url: str) -> Store:
-    from jobreport.store import Store
+    from jobreport.store.store import Store
 
     with _cache_lock:
         store = _stores.get(url)
@@ -434,7 +434,7 @@ def _shared_store(url: str) -> Store:
 
 
 def _shared_sender(config: Config) -> Sender:
-    from jobreport.push import Sender
+    from jobreport.sinks.pushgateway import Sender
 
     key = (config.gateway, config.username, config.password, config.token, config.timeout,
            config.budget, config.ca_bundle, config.client_cert, config.client_key,

@@ -15,11 +15,11 @@ from prometheus_client.registry import Collector
 from jobreport.config import Config
 from jobreport.errors import PushError, StoreError
 from jobreport.outcomes import SKIPPED, SUCCESS
-from jobreport.state import CustomFamily, group_key
+from jobreport.records import CustomFamily, group_key
 
 if TYPE_CHECKING:
-    from jobreport.push import Sender
-    from jobreport.store import Store
+    from jobreport.sinks.pushgateway import Sender
+    from jobreport.store.store import Store
 
 __all__ = ["GroupStatus", "delete_group", "gateway_status", "push_values"]
 
@@ -192,12 +192,12 @@ class _Families(Collector):
 
 
 def _sender(config: Config) -> Sender:
-    from jobreport.push import Sender
+    from jobreport.sinks.pushgateway import Sender
 
     return Sender(config)
 
 
 def _store(config: Config) -> Store:
-    from jobreport.store import Store
+    from jobreport.store.store import Store
 
     return Store(config.db)

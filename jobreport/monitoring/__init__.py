@@ -1,0 +1,1 @@
+"""The Prometheus side that ships with jobreport: rules for the configured jobs (``rules``)."""

@@ -1,0 +1,1 @@
+"""Where a group's state is delivered: the Pushgateway (``pushgateway``)."""
