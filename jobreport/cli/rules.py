@@ -11,11 +11,14 @@ from jobreport.cli.options import config_from, opt, settings_options
 
 __all__ = ["rules"]
 
+#: The settings options this command uses.
+USE = ("config_file",)
+
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
      help="Write a guard for this job (repeatable) [default: every job of the config file].")
-@settings_options(instance=False)
+@settings_options(use=USE)
 @library_errors
 def rules(**params: Any) -> None:
     """Print Prometheus alerting rules with an absent() guard per configured job.
