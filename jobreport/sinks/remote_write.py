@@ -77,7 +77,8 @@ def write_request(items: Iterable[tuple[Labels, float]], timestamp_ms: int) -> b
     ``timestamp_ms``. Series are written in label order; a NaN stays a NaN."""
     from jobreport.sinks._prompb import prompb_pb2
 
-    request: Any = prompb_pb2.WriteRequest()  # generated, untyped
+    generated: Any = prompb_pb2  # generated code, no type stubs
+    request = generated.WriteRequest()
     for labels, value in sorted(items):
         ts = request.timeseries.add()
         for name, label_value in labels:
