@@ -215,7 +215,7 @@ def test_second_export_keeps_edited_files(tmp_path: Path) -> None:
     # the rest moved on
     assert runbook_links(out)["JobreportJobAbsent"].startswith(RUNBOOK)
 
-    again, result = export(tmp_path, "--runbook-url", RUNBOOK)
+    _, result = export(tmp_path, "--runbook-url", RUNBOOK)
     assert result.returncode == 1, "still edited: still refused"
     assert "rules/jobreport-alerts.yml" in result.stderr
 
@@ -242,16 +242,42 @@ def test_export_protects_files_it_did_not_write(tmp_path: Path) -> None:
     assert (out / "rules" / "jobreport-alerts.yml").exists()
 
 
-def test_sink_without_a_variant_is_a_clear_error(tmp_path: Path) -> None:
-    """A sink whose rule variant this version lacks is refused, naming the one it has."""
-    from jobreport.monitoring.export import SINKS, available_sinks
+@pytest.mark.parametrize(("sink", "scrape_job"), [("remote-write", None),
+                                                   ("textfile", "node")])
+def test_sink_variants_pass_promtool(tmp_path: Path, sink: str, scrape_job: str | None) -> None:
+    """--sink writes that sink's rule variant (remote write: staleness-safe lookbacks, the
+    guards too; textfile: node_exporter's health instead of the Pushgateway's) and its scrape
+    job, and every file still passes promtool and amtool."""
+    out, result = export(tmp_path, "--sink", sink, "--lookback", "9d",
+                         "--runbook-url", RUNBOOK)
+    assert result.returncode == 0, result.stderr
+    assert not (out / "tests").exists(), "the unit tests are written for the Pushgateway rules"
+    for path in sorted((out / "rules").rglob("*.yml")):
+        checked = run(PROMTOOL, "check", "rules", path)
+        assert checked.returncode == 0, f"{path}: {checked.stdout}{checked.stderr}"
+    for name in ("prometheus.yml", "prometheus-scrape.yml"):
+        checked = run(PROMTOOL, "check", "config", out / name)
+        assert checked.returncode == 0, f"{name}: {checked.stdout}{checked.stderr}"
+        jobs = [s["job_name"] for s in load_yaml(out / name)["scrape_configs"] or []]
+        assert jobs == ([scrape_job] if scrape_job else []), name
+    for name in ("alertmanager.yml", "alertmanager-route.yml"):
+        checked = run(AMTOOL, "check-config", out / name)
+        assert checked.returncode == 0, f"{name}: {checked.stdout}{checked.stderr}"
+    alerts = (out / "rules" / "jobreport-alerts.yml").read_text()
+    guards = (out / "rules" / "generated" / "jobreport-absent.yml").read_text()
+    assert "push_time_seconds" not in alerts
+    if sink == "remote-write":
+        assert "last_over_time(jobreport_last_success_timestamp_seconds[9d])" in alerts
+        assert 'absent_over_time(jobreport_running{job="backup"}[9d])' in guards
+    else:
+        assert 'up{job="node"}' in alerts
+    assert all(link.startswith(RUNBOOK + "#") for link in runbook_links(out).values())
 
-    missing = [s for s in SINKS if s not in available_sinks()]
-    if not missing:
-        pytest.skip("every sink has its rule variant")
-    out, result = export(tmp_path, "--sink", missing[0])
-    assert result.returncode == 2
-    assert f"no rule variant for the {missing[0]} sink" in result.stderr
+
+def test_bad_lookback_is_a_usage_error(tmp_path: Path) -> None:
+    """A lookback promtool would not take is refused before anything is written."""
+    out, result = export(tmp_path, "--sink", "remote-write", "--lookback", "8 days")
+    assert result.returncode == 2 and "lookback" in result.stderr
     assert not out.exists()
 
 

@@ -49,7 +49,11 @@ def _runbook_url(ctx: click.Context, param: click.Parameter, value: str | None) 
                 type=click.Path(file_okay=False, path_type=Path))
 @opt("--sink", envvar="JOBREPORT_EXPORT_SINK", type=click.Choice(_SINKS),
      default="pushgateway", show_default=True,
-     help="The sink the jobs deliver to: picks the rule variant.")
+     help="The sink the jobs deliver to: picks the rule variant and the scrape job.")
+@opt("--lookback", envvar="JOBREPORT_RULES_LOOKBACK", default="8d", show_default=True,
+     metavar="DURATION",
+     help="remote-write: how far the rules look back for a job's last sample; at least the "
+          "longest interval of any job.")
 @opt("--runbook-url", envvar="JOBREPORT_RUNBOOK_URL", metavar="URL", callback=_runbook_url,
      help="Where the runbook is published: runbook_url annotations become URL#alert "
           "[default: relative docs/runbook.md links].")
@@ -81,15 +85,10 @@ def export(**params: Any) -> None:
       promtool check config ./monitoring/prometheus.yml
     """
     from jobreport.config import load_config
-    from jobreport.monitoring.export import available_sinks, export_files, write_export
+    from jobreport.monitoring.export import export_files, write_export
     from jobreport.names import check_namespace
 
     setup_logging()
-    sink = params["sink"]
-    if sink not in available_sinks():
-        raise click.BadParameter(
-            f"this version has no rule variant for the {sink} sink yet; "
-            "export --sink pushgateway", param_hint="'--sink'")
     directory: Path = params["directory"]
     overrides = {"config_file": params["config_file"]} if params["config_file"] else {}
     config = load_config(**overrides)
@@ -99,8 +98,11 @@ def export(**params: Any) -> None:
         click.echo("jobreport: no [jobs.NAME] sections in the config file "
                    f"({config.config_file or 'none found'}); the absent() guards file "
                    "is empty", err=True)
-    files = export_files(config, sink=sink, runbook_url=params["runbook_url"],
-                         namespace=namespace, jobs=jobs)
+    try:
+        files = export_files(config, sink=params["sink"], runbook_url=params["runbook_url"],
+                             namespace=namespace, jobs=jobs, lookback=params["lookback"])
+    except ValueError as e:  # a lookback promtool would not take
+        raise click.BadParameter(str(e), param_hint="'--lookback'") from None
     try:
         result = write_export(directory, files, force=params["force"])
     except OSError as e:

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +38,7 @@ from jobreport.monitoring.rewrite import (
 from jobreport.monitoring.rules import absent_rules
 
 __all__ = [
-    "ABSENT_FILE", "MANIFEST", "SINKS", "ExportResult", "available_sinks", "export_files",
-    "write_export",
+    "ABSENT_FILE", "MANIFEST", "SINKS", "ExportResult", "export_files", "write_export",
 ]
 
 #: The sinks a rule variant can be exported for (``--sink``).
@@ -51,9 +50,9 @@ _SCRAPE_HEADER = """\
 # The Prometheus side of jobreport for an existing prometheus.yml (written by
 # `jobreport monitoring export`; the complete example is prometheus.yml beside it).
 #
-# 1. Add the scrape job below under scrape_configs: of your prometheus.yml. Keep
-#    job_name: pushgateway (the JobreportPushgateway* rules look for it) and
-#    honor_labels: true (the alerts tell jobs and hosts apart by their pushed labels).
+# 1. Add the scrape job below (if any) under scrape_configs: of your prometheus.yml, with
+#    your own targets. Keep its job_name (the rules look for it) and honor_labels: true
+#    (the alerts tell jobs and hosts apart by the labels the jobs report).
 # 2. Copy rules/ next to your prometheus.yml and load the rules:
 #      rule_files:
 #        - rules/jobreport-recording.yml
@@ -93,23 +92,53 @@ class ExportResult:
     refused: list[str] = field(default_factory=list)
 
 
-def _pushgateway_rules() -> dict[str, str]:
-    # the shipped rules and their promtool tests (the tests are written for these rules)
-    return {path: shipped.read(path) for path in shipped.walk("rules") + shipped.walk("tests")}
+_NODE_SCRAPE = """\
+scrape_configs:
+  # The textfile rules look for up{job="node"}: keep this job_name, or change the
+  # JobreportNodeExporter* rules with it. honor_labels: true keeps the job label each
+  # textfile carries (the target gives the instance).
+  - job_name: node
+    honor_labels: true
+    static_configs:
+      - targets: ["127.0.0.1:9100"]
+"""
+
+_REMOTE_WRITE_SCRAPE = """\
+# remote-write: the jobs write to Prometheus themselves, there is nothing to scrape. Start
+# Prometheus with --web.enable-remote-write-receiver (or point the jobs at VictoriaMetrics,
+# vmagent, Mimir, ...) and load the rules where the samples land.
+scrape_configs: []
+"""
 
 
-def _variants() -> dict[str, Callable[[], dict[str, str]]]:
-    return {"pushgateway": _pushgateway_rules}
+def _sink_rules(sink: str, lookback: str) -> dict[str, str]:
+    """The rule files (and, where they apply, their promtool tests) for ``sink``."""
+    if sink == "pushgateway":
+        # the shipped rules and their tests (the tests are written for these rules)
+        return {path: shipped.read(path)
+                for path in shipped.walk("rules") + shipped.walk("tests")}
+    from jobreport.monitoring.variants import BASE_FILES, rules_for
+
+    base = {name: shipped.read(f"rules/{name}") for name in BASE_FILES}
+    return {f"rules/{name}": text
+            for name, text in rules_for(sink, lookback=lookback, base=base).items()}
 
 
-def available_sinks() -> tuple[str, ...]:
-    """The sinks whose rule variant this version ships."""
-    return tuple(s for s in SINKS if s in _variants())
+def _scrape_section(sink: str) -> str:
+    if sink == "textfile":
+        return _NODE_SCRAPE
+    if sink == "remote-write":
+        return _REMOTE_WRITE_SCRAPE
+    return top_level_sections(shipped.read("prometheus.yml"), ("scrape_configs",)) + "\n"
 
 
-def _scrape_snippet() -> str:
-    return _SCRAPE_HEADER + top_level_sections(shipped.read("prometheus.yml"),
-                                               ("scrape_configs",)) + "\n"
+def _prometheus_config(sink: str) -> str:
+    """The complete example prometheus.yml, its scrape jobs those of ``sink``."""
+    text = shipped.read("prometheus.yml")
+    if sink == "pushgateway":
+        return text
+    start = text.index("\nscrape_configs:") + 1
+    return text[:start] + _scrape_section(sink)
 
 
 def _route_snippet() -> str:
@@ -125,25 +154,32 @@ def export_files(
     runbook_url: str | None = None,
     namespace: str | None = None,
     jobs: list[str] | None = None,
+    lookback: str = "8d",
 ) -> dict[str, str]:
     """The files of an export, path (relative to the export directory) -> text.
 
     ``namespace`` (default: the config's) renames every metric; ``runbook_url`` (checked
     with ``rewrite.check_runbook_url``) makes the runbook links absolute; ``jobs`` (default:
-    every job of the config file) get an ``absent()`` guard.
+    every job of the config file) get an ``absent()`` guard. ``sink`` picks the rule variant
+    (``variants.rules_for``; ``lookback`` for remote write) and the scrape job.
     """
-    variants = _variants()
-    if sink not in variants:
-        raise ValueError(f"no rule variant for the {sink} sink in this version")
+    from jobreport.monitoring.variants import absent_variant
+
+    if sink not in SINKS:
+        raise ValueError(f"unknown sink {sink!r}: use one of {', '.join(SINKS)}")
     ns = namespace or config.namespace
     out: dict[str, str] = {}
     for path in shipped.walk():
         if path.startswith(("rules/", "tests/")):
             continue  # the sink's variant decides
         out[path] = shipped.read(path)
-    out.update(variants[sink]())
-    out[ABSENT_FILE] = absent_rules(dataclasses.replace(config, namespace=ns), jobs)
-    out["prometheus-scrape.yml"] = _scrape_snippet()
+    out.update(_sink_rules(sink, lookback))
+    out["prometheus.yml"] = _prometheus_config(sink)
+    # the guards in the jobreport namespace, so that the sink's variant recognises their
+    # selectors; renamed below with the rest
+    guards = absent_rules(dataclasses.replace(config, namespace="jobreport"), jobs)
+    out[ABSENT_FILE] = absent_variant(guards, sink, lookback)
+    out["prometheus-scrape.yml"] = _SCRAPE_HEADER + _scrape_section(sink)
     out["alertmanager-route.yml"] = _route_snippet()
     renamed = {path: rename_namespace(text, ns) for path, text in out.items()}
     if runbook_url:
