@@ -4,6 +4,7 @@ the jobreport logger's messages, and the refusal of secrets holding control char
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -93,7 +94,7 @@ def test_remember_masks_every_jobreport_log_message(
 def test_control_characters_are_refused_without_showing_the_secret(value: str) -> None:
     """A secret with a newline or another control character is refused in one line that
     does not show it."""
-    with pytest.raises(ValueError, match="control character|newline") as raised:
+    with pytest.raises(ValueError, match=r"control character|newline") as raised:
         refuse_control_characters(value)
     message = str(raised.value)
     assert "\n" not in message and value not in message
@@ -102,3 +103,23 @@ def test_control_characters_are_refused_without_showing_the_secret(value: str) -
 def test_plain_secrets_pass() -> None:
     """An ordinary secret (also with spaces and unicode) is accepted as it is."""
     assert refuse_control_characters("pä ss/@%") == "pä ss/@%"
+
+
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_config_refuses_a_secret_with_a_newline(where: str, tmp_path: Path) -> None:
+    """A token with a newline, from the environment or a file, is refused in one line that
+    does not show it; where a job must run anyway (strict=False) it is simply not used."""
+    from jobreport.errors import ConfigError
+
+    secret = "tok-first\nsecond-line"  # noqa: S105
+    if where == "env":
+        env = {"JOBREPORT_TOKEN": secret}
+    else:
+        (tmp_path / "token").write_text(secret + "\n")
+        env = {"JOBREPORT_TOKEN_FILE": str(tmp_path / "token")}
+    with pytest.raises(ConfigError) as raised:
+        load_config(env=env)
+    message = str(raised.value)
+    assert "\n" not in message and "tok-first" not in message and "second-line" not in message
+    assert "newline" in message
+    assert load_config(env=env, strict=False).token is None
