@@ -84,3 +84,28 @@ def test_bad_lookback_and_sink_are_refused() -> None:
         rules_for("remote-write", lookback="8 days")
     with pytest.raises(ValueError, match="sink"):
         rules_for("kafka")
+
+
+def test_cli_rules_per_sink_pass_promtool(tmp_path: Path) -> None:
+    """`jobreport rules --sink S` prints one file with the variant's alerts, recording rules
+    and the guards (absent_over_time for remote write) that promtool accepts."""
+    from click.testing import CliRunner
+
+    from jobreport.cli import main
+
+    config = tmp_path / "jobreport.toml"
+    config.write_text('[jobs.backup]\nexpect_every = "24h"\n')
+    for sink in SINKS:
+        result = CliRunner().invoke(main, ["rules", "--sink", sink, "--lookback", "2d",
+                                           "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        path = tmp_path / f"{sink}.yml"
+        path.write_text(result.stdout)
+        check = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True,
+                               text=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+        alerts = _alerts(result.stdout)
+        assert "JobreportJobAbsent" in alerts
+        if sink == "remote-write":
+            assert alerts["JobreportJobAbsent"].startswith("absent_over_time(")
+            assert "[2d]" in alerts["JobreportJobOverdue"]
