@@ -115,11 +115,11 @@ class RemoteWriter:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from jobreport.sinks.pushgateway import redact_url
+        from jobreport.secrets import mask_url
 
         self.config = config
         self.url = url
-        self.shown = redact_url(url)
+        self.shown = mask_url(url)
         self._session = session
         self._sleep = sleep
         self._clock = clock
