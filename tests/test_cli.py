@@ -63,7 +63,7 @@ def test_the_eight_commands_exist() -> None:
 
 def command_named(name: str) -> click.Command:
     """The command ``name`` ("run", or "monitoring export" for a group's command)."""
-    command: click.Command = main
+    command: click.Command = main.group
     for word in name.split():
         assert isinstance(command, click.Group)
         command = command.commands[word]
