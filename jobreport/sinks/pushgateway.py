@@ -2,8 +2,8 @@
 
 prometheus_client builds the URL and escapes the grouping key (``@base64`` for ``/``, spaces
 and empty values); this module sends the request with retries bounded by a total time budget
-(tenacity). Every push is a POST (pushadd): a PUT would erase metrics a failed run does not
-carry, such as the last success timestamp.
+(tenacity). A push of a group's complete state (from a healthy store) is a PUT, which
+replaces the group; without a store it is a POST (pushadd), which never removes anything.
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jobreport._version import __version__
 from jobreport.config import Config
-from jobreport.errors import PushError
+from jobreport.errors import NotConfiguredError, PushError
+from jobreport.sinks.base import RETRY_STATUSES, DeliveryOutcome, judge_error, judge_status
 
 if TYPE_CHECKING:
     import requests
     from prometheus_client.registry import Collector
     from tenacity import RetryCallState
 
+    from jobreport.records import GroupState
+
 __all__ = ["Sender", "redact_url"]
 
-RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_ATTEMPTS = 20
 USER_AGENT = f"jobreport/{__version__}"
 
@@ -55,8 +57,7 @@ class Sender:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not config.gateway:
-            raise PushError("no Pushgateway configured (set JOBREPORT_GATEWAY)",
-                            retryable=False)
+            raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
         self.config = config
         self.gateway = redact_url(config.gateway)
         self._session = session
@@ -90,6 +91,33 @@ class Sender:
             self._session = session
         return self._session
 
+    # --- the Sink protocol (jobreport.sinks.base) ---------------------------------------
+
+    #: Keys this sink's delivered mark in the store.
+    name = "pushgateway"
+
+    def deliver(self, state: GroupState, *, complete: bool,
+                budget: float | None = None) -> DeliveryOutcome:
+        """Push ``state``: a PUT that replaces the group when it is ``complete``, else a POST
+        that only adds to it."""
+        from jobreport.exposition import registry_for
+
+        try:
+            self.push(state.job, state.grouping, registry_for(state, self.config.namespace),
+                      budget=budget, replace=complete)
+        except PushError as e:
+            return judge_error(e)
+        return judge_status(200)
+
+    def remove(self, grouping: Mapping[str, str], *,
+               budget: float | None = None) -> DeliveryOutcome:
+        """DELETE the group."""
+        try:
+            self.delete(grouping["job"], grouping, budget=budget)
+        except PushError as e:
+            return judge_error(e)
+        return judge_status(200)
+
     # --- the prometheus_client seam -----------------------------------------------------
 
     def push(
@@ -99,15 +127,18 @@ class Sender:
         registry: Collector,
         *,
         budget: float | None = None,
+        replace: bool = False,
     ) -> None:
-        """POST ``registry``'s metrics to the group ``job`` + ``grouping`` (job excluded).
+        """POST ``registry``'s metrics to the group ``job`` + ``grouping`` (job excluded), or
+        PUT them (``replace``: the group then holds exactly these metrics).
 
         Retries connection errors, timeouts, 408, 429 and 5xx until ``budget`` seconds
         (default: the configured end-push budget) have passed; raises ``PushError``.
         """
-        from prometheus_client.exposition import pushadd_to_gateway
+        from prometheus_client.exposition import push_to_gateway, pushadd_to_gateway
 
-        pushadd_to_gateway(
+        send = push_to_gateway if replace else pushadd_to_gateway
+        send(
             self.gateway, job=job, registry=registry,
             grouping_key={k: v for k, v in grouping.items() if k != "job"},
             timeout=self.config.timeout, handler=self._handler(budget),
