@@ -18,6 +18,7 @@ from jobreport.config.files import find_config_file, read_jobs, read_secret, rea
 from jobreport.config.settings import Config, JobSettings, default_db_url
 from jobreport.config.values import CONVERTERS, env_name
 from jobreport.errors import ConfigError
+from jobreport.secrets import refuse_control_characters
 
 __all__ = ["load_config"]
 
@@ -145,6 +146,14 @@ class _Resolution:
                                             f"(file {self.values[file_key]})")
                 except ConfigError as e:
                     self.fail(ConfigError(file_key, self.sources[file_key], e.problem))
+            # (edge) a secret with a newline or another control character cannot be sent in
+            # a header (requests would echo it in its error): refuse it without showing it
+            if self.values.get(secret):
+                try:
+                    refuse_control_characters(self.values[secret])
+                except ValueError as e:
+                    del self.values[secret]
+                    self.fail(ConfigError(secret, self.sources.pop(secret), str(e)))
 
     def read_jobs(self) -> None:
         """Step 6: the per-job sections of the config file."""

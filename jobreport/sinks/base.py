@@ -63,8 +63,9 @@ class RetryLater:
 
     @property
     def sink_wide(self) -> bool:
-        """Whether every other group would fare the same (stop a flush here)."""
-        return self.unreachable
+        """Every other group would fare the same (stop a flush here): the sink is
+        unreachable, or was unwell for a whole budget."""
+        return True
 
 
 @dataclass(frozen=True)
