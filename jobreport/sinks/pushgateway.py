@@ -237,12 +237,19 @@ class Sender:
             reraise=True,
         )
         response: requests.Response | None = None
-        for attempt in retrying:
-            with attempt:
-                remaining = max(0.05, deadline - self._clock())
-                response = self._attempt(method, self._base + path, dict(headers), data,
-                                         timeout=min(self.config.timeout, remaining),
-                                         remaining=remaining)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    remaining = max(0.05, deadline - self._clock())
+                    response = self._attempt(method, self._base + path, dict(headers), data,
+                                             timeout=min(self.config.timeout, remaining),
+                                             remaining=remaining)
+        except UnreachableError as e:
+            if recent is None:
+                raise
+            raise UnreachableError(
+                f"{e} (also unreachable {_ago(time.time() - recent[0])}: one short attempt "
+                "per run until it answers again)", url=e.url) from None
         assert response is not None
         return response
 
@@ -396,6 +403,10 @@ def _could_not_connect(exc: BaseException) -> bool:
             stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None),
                           *item.args])
     return False
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
 def _first_line(exc: BaseException) -> str:
