@@ -22,6 +22,7 @@ from jobreport.errors import (
     ConfigError,
     InvalidNameError,
     JobReportError,
+    NotConfiguredError,
     PushError,
     StoreError,
 )
@@ -68,7 +69,7 @@ def _hint(error: JobReportError) -> str | None:
     if isinstance(error, InvalidNameError):
         return "see `jobreport COMMAND --help` for what each option takes"
     if isinstance(error, PushError):
-        if "no Pushgateway configured" in str(error):
+        if isinstance(error, NotConfiguredError):
             return "set JOBREPORT_GATEWAY=http://HOST:9091 or pass --gateway"
         if error.status in (401, 403):
             return ("set JOBREPORT_USERNAME with JOBREPORT_PASSWORD_FILE, or "
