@@ -5,6 +5,7 @@ alone. `jobreport monitoring runbook` finds the shipped runbook."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -90,8 +91,16 @@ def test_export_passes_promtool_and_amtool(tmp_path: Path) -> None:
     assert sorted(r["labels"]["job"] for r in group["rules"]) == ["analysis", "backup"]
     # the shipped files are the repository's, byte for byte
     for name in ("rules/jobreport-alerts.yml", "rules/jobreport-recording.yml",
-                 "grafana/dashboards/jobreport.json", "docker-compose.yml"):
+                 "docker-compose.yml", "grafana/provisioning/dashboards/jobreport.yml"):
         assert (out / name).read_text() == (MONITORING / name).read_text(), name
+    # the dashboard: the shipped one with a variable for the jobs' grouping label (team)
+    board = json.loads((out / "grafana" / "dashboards" / "jobreport.json").read_text())
+    shipped_board = json.loads((MONITORING / "grafana" / "dashboards" / "jobreport.json")
+                               .read_text())
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == [v["name"] for v in shipped_board["templating"]["list"]
+                     ][:3] + ["team"] + names[4:]
+    assert len(board["panels"]) == len(shipped_board["panels"])
     # the scrape snippet is the Pushgateway job of prometheus.yml and nothing else
     snippet = load_yaml(out / "prometheus-scrape.yml")
     assert list(snippet) == ["scrape_configs"]
