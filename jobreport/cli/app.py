@@ -35,7 +35,8 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The modules of ``jobreport.cli`` that hold a command (each registers itself on import).
-COMMAND_MODULES = ("run", "push", "flush", "history", "status", "delete", "check", "rules")
+COMMAND_MODULES = ("run", "push", "flush", "history", "status", "delete", "check", "rules",
+                   "prune")
 
 #: Exit codes of the commands other than ``run`` (which exits with the command's own code).
 EXIT_PROBLEM = 1
