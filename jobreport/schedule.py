@@ -15,22 +15,29 @@ the background while the command runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import tzinfo
+
+    from jobreport.records import GroupState
 
 __all__ = [
     "ALIASES",
     "Deadlines",
     "Schedule",
+    "apply_deadlines",
+    "apply_schedule",
     "check_expression",
     "check_timezone",
     "deadlines",
     "local_zone_name",
+    "scheduled_deadlines",
 ]
 
 #: The ``@`` forms, as Debian cron expands them.
@@ -295,3 +302,43 @@ def deadlines(schedule: Schedule, *, last_success: float | None, last_start: flo
         last_run = max(last_start, last_end)
     base = last_success if last_success is not None and last_success > 0 else last_run
     return Deadlines(success=due(base, max_runtime or 0.0), start=due(last_run, 0.0))
+
+
+def scheduled_deadlines(expression: str, timezone: str | None, *,
+                        last_success: float | None, last_start: float | None,
+                        last_end: float | None, max_runtime: float | None = None,
+                        grace: float | None = None) -> Deadlines | None:
+    """``deadlines`` for a stored expression and zone; None (and a debug line) when they no
+    longer make sense here (a zone this host does not know): reporting never fails on it."""
+    try:
+        return deadlines(Schedule(expression, timezone), last_success=last_success,
+                         last_start=last_start, last_end=last_end, max_runtime=max_runtime,
+                         grace=grace)
+    except ValueError as e:
+        logging.getLogger("jobreport").debug("jobreport: no deadlines: %s", e)
+        return None
+
+
+def apply_schedule(state: GroupState, newest: Mapping[str, Any]) -> None:
+    """Give ``state`` (the store's) the thresholds of its newest run (a store row) and the
+    deadlines that run's schedule gives the group's history."""
+    state.min_runtime = newest["min_runtime"]
+    if newest["alert_after_failures"] is not None:
+        state.alert_after_failures = int(newest["alert_after_failures"])
+    if newest["schedule"]:
+        apply_deadlines(state, newest["schedule"], newest["timezone"], grace=newest["grace"])
+
+
+def apply_deadlines(state: GroupState, expression: str, timezone: str | None, *,
+                    grace: float | None, known: bool = True) -> None:
+    """Set ``state``'s deadlines from its last success, start and end. ``known=False``: the
+    state is one run's alone (no store), whose success deadline only that run can give
+    when it succeeded: the last success otherwise is the history's."""
+    due = scheduled_deadlines(
+        expression, timezone, last_success=state.last_success, last_start=state.last_start,
+        last_end=state.last.ended if state.last is not None else None,
+        max_runtime=state.max_runtime, grace=grace)
+    if due is not None:
+        state.start_deadline = due.start
+        if known or state.last_success is not None:
+            state.success_deadline = due.success
