@@ -14,9 +14,11 @@ Prints the measured time from each deadline to the webhook (``pytest -s``)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from tests.monitoring_helpers import prom_get, prom_query, wait_for
@@ -42,11 +44,12 @@ def firing_in_prometheus(stack: Stack, job: str) -> list[str]:
 
 
 def evaluated_since(stack: Stack, when: float) -> bool:
-    """Prometheus evaluated the alert rules after ``when``."""
-    result = prom_query(stack.prometheus.url,
-                        'prometheus_rule_group_last_evaluation_timestamp_seconds'
-                        '{rule_group=~".*jobreport-alerts"}')["data"]["result"]
-    return bool(result) and float(result[0]["value"][1]) > when
+    """Prometheus evaluated the alert rules after ``when`` (its rules API says when)."""
+    for group in prom_get(stack.prometheus.url, "/api/v1/rules")["data"]["groups"]:
+        if group["name"] == "jobreport-alerts":
+            stamp = re.sub(r"(\.\d{6})\d*", r"\1", group["lastEvaluation"])
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() > when
+    return False
 
 
 def test_schedule_alerts_reach_the_webhook(stack: Stack, tmp_path: Path) -> None:
@@ -108,6 +111,8 @@ def test_schedule_alerts_reach_the_webhook(stack: Stack, tmp_path: Path) -> None
     assert missed.receiver == "jobreport-warning" and overdue.receiver == "jobreport-critical"
     assert missed.received > start_deadline and overdue.received > success_deadline
     assert missed.received < overdue.received
+    assert missed_alert["annotations"]["runbook_url"] == "docs/runbook.md#jobreportjobmissedstart"
+    assert overdue_alert["labels"]["severity"] == "critical"
 
     short, _ = arrival(stack, "firing", alertname="JobreportJobTooShort", job="e2e_short")
     short_end = gateway_value(stack, "e2e_short", "jobreport_last_end_timestamp_seconds")
