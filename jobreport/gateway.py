@@ -213,19 +213,24 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
     the job revives it). Returns the grouping key. Raises ``GroupNotFoundError`` when
     neither the store nor the gateway has the group, ``PushError`` when the gateway fails."""
     grouping = config.grouping(job, labels)
+    key = group_key(grouping)
     sender = sender or _sender(config)
-    in_store = False
     try:
         store = store or _store(config)
-        # retired before the DELETE, so that a flush running meanwhile cannot push it back
-        in_store = store.retire_group(group_key(grouping))
+        in_store: bool | None = key in store.group_keys(job)
     except StoreError as e:
+        store, in_store = None, None  # unknown: do not claim it never existed
         log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "
                     "may push this group again", e)
-        in_store = True  # unknown: do not claim it never existed
-    if not in_store and not _gateway_has(sender, grouping):
+    if in_store is False and not _gateway_has(sender, grouping):
         raise GroupNotFoundError(grouping)
-    sender.delete(job, grouping)
+    sender.delete(job, grouping)  # a failed DELETE leaves the store as it was
+    if store is not None:
+        try:
+            store.retire_group(key)
+        except StoreError as e:
+            log.warning("jobreport: the store was not updated (%s); a later `jobreport "
+                        "flush` may push this group again", e)
     return grouping
 
 
