@@ -37,7 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The modules of ``jobreport.cli`` that hold a command (each registers itself on import).
 COMMAND_MODULES = ("run", "push", "flush", "history", "status", "delete", "check", "rules",
-                   "monitoring")
+                   "monitoring", "prune")
 
 #: Exit codes of the commands other than ``run`` (which exits with the command's own code).
 EXIT_PROBLEM = 1

@@ -111,6 +111,13 @@ def _resolve(typed: dict[str, Any], command: list[str],
             check_job(values["job"])
         except InvalidNameError as e:
             raise ValueError(str(e)) from None
+    if values["expect_every"] is not None and values["schedule"] is not None:
+        # one of them typed beats the other from the environment; otherwise click decides
+        for name, other in (("expect_every", "schedule"), ("schedule", "expect_every")):
+            if name in typed and other not in typed:
+                values[other] = None
+        if values["expect_every"] is not None and values["schedule"] is not None:
+            raise ValueError("--expect-every and --schedule exclude each other")
     overrides = {name: value for name, value in typed.items() if name in _SETTING_NAMES}
     return FastRun(values, labels, overrides)
 
@@ -150,6 +157,8 @@ def launch(values: Mapping[str, Any], labels: Mapping[str, str],
         grace=values["grace"], heartbeat=values["heartbeat"], timeout=values["timeout"],
         kill_after=values["kill_after"], size_paths=tuple(values["size_paths"]),
         lock=values["lock"], tail_lines=values["tail_lines"],
+        schedule=values["schedule"], timezone=values["timezone"],
+        min_runtime=values["min_runtime"], alert_after_failures=values["alert_after_failures"],
     )
     # a bad setting must not stop the job: warn and use the default
     config = load_config(strict=False, **{k: v for k, v in overrides.items()

@@ -25,6 +25,11 @@ class JobSettings:
     max_runtime: float | None = None
     grace: float | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # schedules (jobreport.schedule)
+    schedule: str | None = None
+    timezone: str | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,11 @@ class RunRequest:
     size_paths: tuple[str, ...] = ()
     lock: bool = False
     tail_lines: int = process.DEFAULT_TAIL_LINES
+    # schedules (jobreport.schedule; checked, the deadlines are the reporter's business)
+    schedule: str | None = None
+    timezone: str | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
 
     @property
     def job_name(self) -> str:
@@ -149,6 +154,9 @@ class _Wrapper:
                 self.job, labels=self.request.labels, expect_every=self.request.expect_every,
                 max_runtime=self.request.max_runtime, grace=self.request.grace,
                 command=_command_text(self.request.argv), wait=0.0, uid=self.uid,
+                schedule=self.request.schedule, timezone=self.request.timezone,
+                min_runtime=self.request.min_runtime,
+                alert_after_failures=self.request.alert_after_failures,
             )
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)
