@@ -32,7 +32,8 @@ def flush(**params: Any) -> None:
     """Deliver every group whose newest state has not reached the gateway yet.
 
     One push per group carries its whole state, however many runs are pending (runs recorded
-    while the gateway was down or not configured).
+    while the gateway was down or not configured). Exits 3 when a group could not be
+    delivered: it stays pending for the next flush.
 
     \b
     Example:
