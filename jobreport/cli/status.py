@@ -13,7 +13,7 @@ from jobreport.cli.options import config_from, json_option, settings_options
 __all__ = ["status"]
 
 #: The settings options this command uses.
-USE = ("gateway", "config_file")
+USE = ("gateway", "remote_write_url", "textfile_dir", "db", "config_file")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
