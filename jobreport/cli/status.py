@@ -9,6 +9,7 @@ import click
 from jobreport.cli.app import EXIT_CODES_HELP, cli, library_errors, setup_logging, to_json
 from jobreport.cli.formatting import status_table
 from jobreport.cli.options import config_from, json_option, settings_options
+from jobreport.config import Config
 
 __all__ = ["status"]
 
@@ -21,7 +22,8 @@ USE = ("gateway", "remote_write_url", "textfile_dir", "db", "config_file")
 @settings_options(use=USE)
 @library_errors
 def status(**params: Any) -> None:
-    """Show what the Pushgateway holds now, per job and instance, problems first.
+    """Show what the Pushgateway holds now, per job and instance, problems first; with
+    --remote-write or --textfile-dir, also what each sink has not received yet.
 
     A group has a problem when it is overdue (no success within its expected interval),
     its last run did not succeed, it runs longer than its max runtime, or pushes to it
@@ -35,10 +37,26 @@ def status(**params: Any) -> None:
     setup_logging()
     from jobreport.gateway import gateway_status
 
-    groups = gateway_status(config_from(params))
+    config = config_from(params)
+    if not config.gateway and (config.remote_write_url or config.textfile_dir):
+        # nothing to read back from remote write or a textfile: what the store knows
+        _backlogs(config)
+        return
+    groups = gateway_status(config)
     if params["as_json"]:
         click.echo(to_json([g.to_json() for g in groups]))
     elif not groups:
         click.echo("the Pushgateway holds no groups")
     else:
         click.echo(status_table(groups))
+    if not params["as_json"] and (config.remote_write_url or config.textfile_dir):
+        _backlogs(config)
+
+
+def _backlogs(config: Config) -> None:
+    """One line per configured sink: what it has not received yet (from the store)."""
+    from jobreport.sinks.report import sink_backlogs
+
+    click.echo("deliveries per sink (from the store):")
+    for backlog in sink_backlogs(config):
+        click.echo(f"  {backlog.line()}")
