@@ -183,26 +183,30 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
     the job revives it). Returns the grouping key. Raises ``GroupNotFoundError`` when
     neither the store nor the gateway has the group, ``PushError`` when the gateway fails."""
     grouping = config.grouping(job, labels)
+    key = group_key(grouping)
     others = _other_sinks(config)
     if sender is None and (config.gateway or not others):
         sender = _sender(config)
-    in_store = False
     try:
         store = store or _store(config)
-        # retired before the DELETE, so that a flush running meanwhile cannot push it back
-        in_store = store.retire_group(group_key(grouping))
+        in_store: bool | None = key in store.group_keys(job)
     except StoreError as e:
+        store, in_store = None, None  # unknown: do not claim it never existed
         log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "
                     "may push this group again", e)
-        in_store = True  # unknown: do not claim it never existed
-    removed = _remove_elsewhere(others, grouping)
-    if sender is None:  # no Pushgateway: the store and the other sinks were all there is
-        if not in_store and not removed:
-            raise GroupNotFoundError(grouping)
-        return grouping
-    if not in_store and not removed and not _gateway_has(sender, grouping):
+    held = _held_elsewhere(others, grouping)
+    if in_store is False and not held and (sender is None
+                                           or not _gateway_has(sender, grouping)):
         raise GroupNotFoundError(grouping)
-    sender.delete(job, grouping)
+    if sender is not None:
+        sender.delete(job, grouping)  # a failed DELETE leaves the store as it was
+    _remove_elsewhere(others, grouping)
+    if store is not None:
+        try:
+            store.retire_group(key)
+        except StoreError as e:
+            log.warning("jobreport: the store was not updated (%s); a later `jobreport "
+                        "flush` may push this group again", e)
     return grouping
 
 
@@ -215,19 +219,24 @@ def _other_sinks(config: Config) -> list[Sink]:
     return [s for s in configured_sinks(config) if s.name != "pushgateway"]
 
 
-def _remove_elsewhere(sinks: list[Sink], grouping: Mapping[str, str]) -> bool:
-    """Remove the group from ``sinks`` (a textfile sink deletes its file; a remote-write
-    receiver has nothing to delete). True when one of them held the group."""
-    from jobreport.sinks.base import Delivered
-
-    held = False
+def _held_elsewhere(sinks: list[Sink], grouping: Mapping[str, str]) -> bool:
+    """Whether one of ``sinks`` holds the group (a textfile sink: its file exists)."""
     for sink in sinks:
         where = getattr(sink, "path", None)
-        held = held or bool(where is not None and where(grouping).exists())
+        if where is not None and where(grouping).exists():
+            return True
+    return False
+
+
+def _remove_elsewhere(sinks: list[Sink], grouping: Mapping[str, str]) -> None:
+    """Remove the group from ``sinks`` (a textfile sink deletes its file; a remote-write
+    receiver has nothing to delete)."""
+    from jobreport.sinks.base import Delivered
+
+    for sink in sinks:
         outcome = sink.remove(grouping)
         if not isinstance(outcome, Delivered):
             log.warning("jobreport: the %s still has the group: %s", sink.name, outcome.reason)
-    return held
 
 
 def _gateway_has(sender: Sender, grouping: Mapping[str, str]) -> bool:

@@ -45,18 +45,43 @@ def status(**params: Any) -> None:
     groups = gateway_status(config)
     if params["as_json"]:
         click.echo(to_json([g.to_json() for g in groups]))
-    elif not groups:
+        return
+    if not groups:
         click.echo("the Pushgateway holds no groups")
     else:
         click.echo(status_table(groups))
-    if not params["as_json"] and (config.remote_write_url or config.textfile_dir):
+    for line in _undelivered(config.db):
+        click.echo(line)
+    if config.remote_write_url or config.textfile_dir:
         _backlogs(config)
+
+
+def _undelivered(db: str) -> list[str]:
+    """What this host's store has not delivered (it is not in the table above yet)."""
+    import os
+
+    from jobreport.errors import StoreError
+    from jobreport.paths import sqlite_path
+    from jobreport.store.store import Store
+
+    path = sqlite_path(db)
+    if path is not None and not os.path.exists(path):
+        return []  # no store on this host: do not make one just to look
+    try:
+        return [u.describe() for u in Store(db).undelivered()]
+    except StoreError:
+        return []  # status is about the gateway; `jobreport check` reports the store
 
 
 def _backlogs(config: Config) -> None:
     """One line per configured sink: what it has not received yet (from the store)."""
+    from jobreport.errors import StoreError
     from jobreport.sinks.report import sink_backlogs
 
+    try:
+        backlogs = sink_backlogs(config)
+    except StoreError:
+        return  # `jobreport check` reports the store
     click.echo("deliveries per sink (from the store):")
-    for backlog in sink_backlogs(config):
+    for backlog in backlogs:
         click.echo(f"  {backlog.line()}")

@@ -44,7 +44,7 @@ EXIT_NOT_EXECUTABLE = outcomes.EXIT_NOT_EXECUTABLE
 EXIT_NOT_FOUND = outcomes.EXIT_NOT_FOUND
 DEFAULT_KILL_AFTER = 10.0
 DEFAULT_TAIL_LINES = 20
-TAIL_MAX_BYTES = 64 * 1024
+TAIL_MAX_BYTES = output.TAIL_MAX_BYTES
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 _REAP_INTERVAL = 1.0  # how often orphans handed to us (subreaper) are reaped during a run
