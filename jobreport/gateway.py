@@ -183,30 +183,24 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
     the job revives it). Returns the grouping key. Raises ``GroupNotFoundError`` when
     neither the store nor the gateway has the group, ``PushError`` when the gateway fails."""
     grouping = config.grouping(job, labels)
-    key = group_key(grouping)
     others = _other_sinks(config)
     if sender is None and (config.gateway or not others):
         sender = _sender(config)
+    held = _held_elsewhere(others, grouping)
     try:
         store = store or _store(config)
-        in_store: bool | None = key in store.group_keys(job)
+        # retired before the DELETE, so that no flush brings it back, even one running
+        # meanwhile or after a failed DELETE (then the user deletes again)
+        in_store = store.retire_group(group_key(grouping))
     except StoreError as e:
-        store, in_store = None, None  # unknown: do not claim it never existed
         log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "
                     "may push this group again", e)
-    held = _held_elsewhere(others, grouping)
-    if in_store is False and not held and (sender is None
-                                           or not _gateway_has(sender, grouping)):
+        in_store = True  # unknown: do not claim it never existed
+    if not in_store and not held and (sender is None or not _gateway_has(sender, grouping)):
         raise GroupNotFoundError(grouping)
-    if sender is not None:
-        sender.delete(job, grouping)  # a failed DELETE leaves the store as it was
     _remove_elsewhere(others, grouping)
-    if store is not None:
-        try:
-            store.retire_group(key)
-        except StoreError as e:
-            log.warning("jobreport: the store was not updated (%s); a later `jobreport "
-                        "flush` may push this group again", e)
+    if sender is not None:
+        sender.delete(job, grouping)
     return grouping
 
 

@@ -251,7 +251,7 @@ class RemoteWriter:
         import requests
 
         from jobreport.sinks._deadline import deadline
-        from jobreport.sinks.pushgateway import _connection_reason, _could_not_connect
+        from jobreport.sinks._http import connection_reason, could_not_connect
 
         where = f"the remote-write receiver at {self.shown}"
         with deadline(time.monotonic() + remaining) as limit:
@@ -275,8 +275,8 @@ class RemoteWriter:
                 if limit.expired:
                     raise self._timeout(remaining) from None
                 if isinstance(e, requests.exceptions.ConnectionError):
-                    raise self._error(f"cannot reach {where}: {_connection_reason(e)}",
-                                      unreachable=_could_not_connect(e)) from None
+                    raise self._error(f"cannot reach {where}: {connection_reason(e)}",
+                                      unreachable=could_not_connect(e)) from None
                 raise self._error(f"cannot talk to {where}: {_first_line(e)}",
                                   retryable=False) from None
 
