@@ -259,9 +259,15 @@ def test_vmagent_buffers_while_victoria_metrics_is_down_and_no_run_is_lost(
         wait_for("all four runs in VictoriaMetrics",
                  lambda: vm_value(vm.url, 'jobreport_runs_total{job="buffered",'
                                           'outcome="success"}') == 4.0, timeout=45)
-        ends = {v for s in vm_export(vm.url, 'jobreport_last_end_timestamp_seconds'
-                                             '{job="buffered"}') for v in s["values"]}
-        assert len(ends) == 4, ends  # each run's own end time, none lost
+
+        def ends() -> set[float]:
+            return {v for s in vm_export(vm.url, 'jobreport_last_end_timestamp_seconds'
+                                                 '{job="buffered"}') for v in s["values"]}
+
+        # each run's own end time, none lost (VictoriaMetrics makes fresh data searchable
+        # within about a second, not all at once)
+        wait_for("every run's end in VictoriaMetrics", lambda: len(ends()) == 4, timeout=20)
+        assert len(ends()) == 4
     finally:
         agent.stop()
         vm.stop()
