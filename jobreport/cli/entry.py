@@ -12,7 +12,6 @@ This module imports only the standard library.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -27,12 +26,12 @@ from jobreport.cli.option_table import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Any, NoReturn
 
     import click
 
-__all__ = ["Entry", "FastRun", "exit_now", "launch", "log_to_stderr", "parse_run"]
+__all__ = ["Entry", "FastRun", "exit_now", "launch", "parse_run"]
 
 _SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
 _SETTING_NAMES = frozenset(s.name for s in SETTINGS_OPTIONS)
@@ -170,44 +169,6 @@ def launch(values: Mapping[str, Any], labels: Mapping[str, str],
 # --- output and exit ----------------------------------------------------------------------
 
 
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            message += f" ({type(exc).__name__}{': ' + first if first else ''})"
-        return message
-
-
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (CliRunner swaps it)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
-def log_to_stderr(quiet: bool = False) -> Callable[[], None]:
-    """Show jobreport's warnings as one line each on stderr; return what undoes it."""
-    logger = logging.getLogger("jobreport")
-    handler = _Stderr()
-    handler.setFormatter(_OneLine())
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
-
-    def restore() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-    return restore
-
-
 def exit_now(code: object) -> NoReturn:
     """Flush the output and leave the process at once with ``code``: tearing down SQLAlchemy
     and requests at interpreter exit would add a tenth of a second to every run of a cron
@@ -220,7 +181,8 @@ def exit_now(code: object) -> NoReturn:
         print(code, file=sys.stderr)
         status = 1
     try:
-        logging.shutdown()
+        if "logging" in sys.modules:  # not loaded when nothing was logged
+            sys.modules["logging"].shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
     except Exception:  # a closed stdout must not change the exit code
@@ -229,7 +191,16 @@ def exit_now(code: object) -> NoReturn:
 
 
 def _fast_run(parsed: FastRun) -> NoReturn:
-    log_to_stderr(parsed.values["quiet"])
+    from jobreport import logger
+
+    quiet = parsed.values["quiet"]
+
+    def setup() -> None:
+        from jobreport.cli.stderr import log_to_stderr
+
+        log_to_stderr(quiet)
+
+    logger.on_load(setup)
     try:
         code: object = launch(parsed.values, parsed.labels, parsed.overrides)
     except (EOFError, KeyboardInterrupt):  # as click's standalone mode does

@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from jobreport.config.settings import JobSettings
 from jobreport.config.values import (
@@ -21,6 +20,10 @@ from jobreport.config.values import (
 )
 from jobreport.errors import ConfigError, InvalidNameError
 from jobreport.names import check_job
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FILE_KEYS", "JOB_KEYS", "find_config_file", "read_jobs", "read_secret", "read_toml"]
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 from jobreport.durations import parse_duration
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_labels, check_namespace
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CONVERTERS", "ENV_ONLY", "env_name", "parse_labels", "seconds"]
 
