@@ -23,10 +23,10 @@ from jobreport.cli.option_table import (
     FAILURES,
     FLAG,
     PATHS,
-    SCHEDULE,
-    ZONE,
     RUN_OPTIONS,
+    SCHEDULE,
     SETTINGS_OPTIONS,
+    ZONE,
     OptionSpec,
 )
 from jobreport.cli.options import typed_labels, typed_settings
