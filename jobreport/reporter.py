@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jobreport._shared import SHARED
 from jobreport.config import Config
 from jobreport.errors import StoreError
 from jobreport.outcomes import SKIPPED, SUCCESS
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SHARED", "Reporter", "Run", "expected_interval"]
 
+
 log = logging.getLogger("jobreport")
 
 
@@ -36,77 +37,6 @@ log = logging.getLogger("jobreport")
 START_DELAY = 0.05
 #: How long to wait for the store when another process holds its lock.
 STORE_WAIT = 15.0
-
-
-class _StartQueue:
-    """One daemon thread per process opens runs and pushes their starts, one after another:
-    starting a thread for every run costs more than a short run's whole report."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
-            queue.SimpleQueue())
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, func: Callable[..., None], *args: Any) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():  # also after a fork
-                self._thread = threading.Thread(target=self._loop, name="jobreport-start",
-                                                daemon=True)
-                self._thread.start()
-        self._queue.put((func, args))
-
-    def _loop(self) -> None:
-        while True:
-            func, args = self._queue.get()
-            func(*args)  # _start_worker never raises
-
-
-class _Shared:
-    """What one process shares between its runs: the stores and sinks it opened (a warm
-    process does not set up its engine and HTTP session again for every run), the start
-    thread, and the notices given once per process. ``reset()`` forgets it all (tests)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.stores: dict[str, Store] = {}
-            self.sinks: dict[tuple[object, ...], list[Sink]] = {}
-            self.starts = _StartQueue()
-            self.noticed: set[str] = set()
-
-    def store(self, url: str) -> Store:
-        from jobreport.store.store import Store
-
-        with self._lock:
-            store = self.stores.get(url)
-            if store is None:
-                store = self.stores[url] = Store(url)
-            return store
-
-    def sinks_for(self, config: Config) -> list[Sink]:
-        from jobreport.sinks.configured import configured_sinks, sinks_key
-
-        key = sinks_key(config)
-        with self._lock:
-            sinks = self.sinks.get(key)
-            if sinks is None:
-                sinks = self.sinks[key] = configured_sinks(config)
-            return sinks
-
-    def notice_once(self, what: str) -> bool:
-        """True the first time ``what`` is noticed in this process."""
-        with self._lock:
-            first = what not in self.noticed
-            self.noticed.add(what)
-            return first
-
-
-#: The one process-wide instance.
-SHARED = _Shared()
 
 
 def unexpected(message: str, *args: object) -> None:
@@ -135,6 +65,12 @@ class Run:
     monotonic_start: float
     expected_interval: float | None = None
     max_runtime: float | None = None
+    # schedules (jobreport.schedule): kept raw, the store derives the deadlines
+    schedule: str | None = None
+    timezone: str | None = None
+    grace: float | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
     pid: int | None = None
     command: str | None = None
     #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
@@ -219,24 +155,37 @@ class Reporter:
         wait: float | None = 0.0,
         delay: float = START_DELAY,
         uid: str | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        min_runtime: float | None = None,
+        alert_after_failures: int | None = None,
     ) -> Run:
         """Open a run of ``job`` and push its start, in the background.
 
         The worker waits ``delay`` seconds first: a run that is over by then is recorded
         whole at its end, with one push instead of two. ``wait`` is how long to wait for the
         start push (``None``: the configured start budget); it is best effort, never raises.
+
+        ``schedule`` (checked cron, see ``jobreport.schedule``) and ``expect_every`` exclude
+        each other: the one given here replaces the other from the job's config section.
         """
         settings = self.config.job(job)
+        if expect_every is None and schedule is None:
+            expect_every, schedule = settings.expect_every, settings.schedule
+        grace = grace if grace is not None else settings.grace
         run = Run(
             job=job,
             grouping=self.config.grouping(job, labels),
             started=time.time(),
             monotonic_start=time.monotonic(),
-            expected_interval=expected_interval(
-                expect_every if expect_every is not None else settings.expect_every,
-                grace if grace is not None else settings.grace,
-            ),
+            expected_interval=None if schedule else expected_interval(expect_every, grace),
             max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
+            schedule=schedule or None,
+            timezone=(timezone or settings.timezone) if schedule else None,
+            grace=grace if schedule else None,
+            min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
+            alert_after_failures=(alert_after_failures if alert_after_failures is not None
+                                  else settings.alert_after_failures),
             pid=os.getpid(),
             command=command,
         )
@@ -277,7 +226,9 @@ class Reporter:
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
             pid=run.pid, pid_start=_process_start(run.pid),
             expected_interval=run.expected_interval, max_runtime=run.max_runtime,
-            command=run.command, uid=run.uid,
+            command=run.command, uid=run.uid, schedule=run.schedule, timezone=run.timezone,
+            grace=run.grace, min_runtime=run.min_runtime,
+            alert_after_failures=run.alert_after_failures,
         )
 
     def heartbeat(self, run: Run) -> None:
@@ -388,13 +339,21 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
     state = GroupState(
         job=run.job, grouping=run.grouping, running=0 if result else 1, last_start=run.started,
         expected_interval=run.expected_interval, max_runtime=run.max_runtime,
+        min_runtime=run.min_runtime, alert_after_failures=run.alert_after_failures,
     )
     if result is not None and result.outcome != SKIPPED:
         state.last = result
         if result.outcome == SUCCESS:
             state.last_success = result.ended
+            state.consecutive_failures = 0
         else:
             state.last_failure = result.ended
+            # without the history nobody can count: alert rather than stay silent
+            state.consecutive_failures = run.alert_after_failures or 1
+    if run.schedule:
+        from jobreport.schedule import apply_deadlines
+
+        apply_deadlines(state, run.schedule, run.timezone, grace=run.grace, known=False)
     return state
 
 

@@ -4,7 +4,6 @@ the order of runs, failing collectors, a replaced store and older stores (docs/o
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -297,3 +296,64 @@ def test_a_schema_1_store_is_migrated_in_place(gateway: Gateway, tmp_path: Path)
     s = gateway.samples("b", instance="h1")
     assert s['jobreport_runs_total{outcome="success"}'] == 1
     assert store.pending() == []
+
+
+# --- seen by a real Prometheus ----------------------------------------------------------
+
+
+def test_prometheus_never_sees_the_group_vanish_or_go_back(tmp_path: Path) -> None:
+    """A real Prometheus scrapes the gateway every second while runs (with start pushes and
+    heartbeats) come and go: in every successful scrape the group is there, its last
+    success never moves back and runs_total never decreases."""
+    from tests import servers
+    from tests.monitoring_helpers import prom_query, prometheus_test_config, wait_for
+
+    gateway = servers.pushgateway(tmp_path / "pg").start()
+    prom = None
+    try:
+        config_path = prometheus_test_config(tmp_path / "prometheus.yml",
+                                             gateway_port=gateway.port, rule_files=())
+        prom = servers.prometheus(tmp_path / "prometheus", config_path).start()
+        wait_for("Prometheus scraping the Pushgateway",
+                 lambda: prom_query(prom.url, 'up{job="pushgateway"} == 1')["data"]["result"],
+                 timeout=30)
+        config = config_for(gateway.url, tmp_path)
+        with job_metrics("flap", config=config):
+            pass
+        first = time.time()
+        deadline = time.monotonic() + 15
+        n = 0
+        while time.monotonic() < deadline:  # bounded: about 15 s of runs
+            n += 1
+            try:
+                with job_metrics("flap", config=config, heartbeat="0.2s",
+                                 expect_every="1h" if n % 2 else None) as job:
+                    if n % 3:
+                        job.gauge("flap_n", n)  # a family that comes and goes
+                    time.sleep(0.3)  # long enough for a start push and a heartbeat
+                    if n % 4 == 0:
+                        raise RuntimeError("a failing run")
+            except RuntimeError:
+                pass
+        last = time.time()
+        wait_for("two more scrapes", lambda: time.time() > last + 2.5, timeout=10)
+        window = f"[{int(time.time() - first) + 2}s]"
+
+        def samples(expr: str) -> dict[float, float]:
+            result = prom_query(prom.url, expr + window)["data"]["result"]
+            assert len(result) == 1, (expr, result)
+            return {float(t): float(v) for t, v in result[0]["values"]}
+
+        up = {t for t, v in samples('up{job="pushgateway"}').items() if v == 1 and t >= first}
+        success = samples('jobreport_last_success_timestamp_seconds{job="flap"}')
+        runs = samples('jobreport_runs_total{job="flap",outcome="success"}')
+        assert len(up) >= 8  # the machine may be slow, but Prometheus did scrape
+        assert up <= set(success) and up <= set(runs), "the group vanished from a scrape"
+        for series in (success, runs):
+            values = [series[t] for t in sorted(series)]
+            assert values == sorted(values), "a value went back"
+        assert max(runs.values()) > min(runs.values())
+    finally:
+        if prom is not None:
+            prom.stop()
+        gateway.stop()
