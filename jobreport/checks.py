@@ -11,7 +11,7 @@ from jobreport.config import Config
 from jobreport.durations import format_duration
 from jobreport.errors import ConfigError, PushError, StoreError
 from jobreport.paths import sqlite_path
-from jobreport.secrets import config_secrets, mask, mask_url
+from jobreport.secrets import config_secrets, mask, mask_url, remember
 
 if TYPE_CHECKING:
     from jobreport.sinks.pushgateway import Sender
@@ -53,6 +53,7 @@ def run_checks(config: Config, *, config_errors: list[ConfigError] | None = None
                store: Store | None = None, sender: Sender | None = None) -> CheckReport:
     """Check ``config`` (``config_errors`` are problems already found loading it), the store
     and the gateway. Never raises for what it checks."""
+    remember(config)  # and in every warning logged meanwhile
     report = CheckReport()
     _config_checks(report, config, config_errors or [])
     _store_checks(report, config, store)
