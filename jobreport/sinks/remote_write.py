@@ -163,10 +163,21 @@ class RemoteWriter:
     def _attempt(self, body: bytes, timeout: float) -> None:
         import requests
 
+        from jobreport.sinks._deadline import deadline
+
         where = f"the remote-write receiver at {self.shown}"
         try:
-            response = self.session.post(self.url, data=body, headers=HEADERS,
-                                         timeout=timeout, allow_redirects=False)
+            # (edge) one wall-clock deadline for the whole exchange: a receiver that drips
+            # its answer is cut off at the timeout, not after every byte
+            with deadline(time.monotonic() + timeout) as limit:
+                try:
+                    response = self.session.post(self.url, data=body, headers=HEADERS,
+                                                 timeout=timeout, allow_redirects=False)
+                    response.content  # noqa: B018  (the whole answer, within the deadline)
+                except requests.exceptions.RequestException:
+                    if limit.expired:
+                        raise requests.exceptions.Timeout() from None
+                    raise
         except requests.exceptions.SSLError as e:
             raise PushError(f"TLS error talking to {where}: {_first_line(e)} (set "
                             "JOBREPORT_CA_BUNDLE for a private CA)", retryable=False,
@@ -202,7 +213,11 @@ def http_session(config: Config, url: str) -> requests.Session:
 
     import requests
 
+    from jobreport.sinks._deadline import DeadlineAdapter
+
     session = requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, DeadlineAdapter())
     # proxies read once, not on every request (see sinks.pushgateway)
     session.proxies.update(requests.utils.get_environ_proxies(url))
     session.trust_env = False
