@@ -166,9 +166,9 @@ def test_textfile_rewrite_replaces_and_remove_deletes(tmp_path: Path) -> None:
     writer.write(state)
     assert 'jobreport_last_run_success{job="backup"} 0.0' in path.read_text()
     assert writer.files() == [path]
-    assert writer.remove(state.grouping)
+    assert writer.delete(state.grouping)
     assert not path.exists()
-    assert not writer.remove(state.grouping)
+    assert not writer.delete(state.grouping)
 
 
 def test_textfile_missing_directory_is_one_clear_error(tmp_path: Path) -> None:

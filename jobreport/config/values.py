@@ -47,6 +47,11 @@ def _gateway(value: object) -> str | None:
     return text.rstrip("/")
 
 
+def _remote_write_url(value: object) -> str | None:
+    # the same rules as the gateway's URL; the path is the receiver's (/api/v1/write, ...)
+    return _gateway(value)
+
+
 def _db(value: object) -> str:
     text = str(value).strip()
     if not text:
@@ -161,6 +166,9 @@ CONVERTERS: dict[str, Callable[[object], Any]] = {
     "client_cert": _path,
     "client_key": _path,
     "tls_verify": _bool,
+    # the other sinks (issue 13): remote write 1.0 and node_exporter's textfile directory
+    "remote_write_url": _remote_write_url,
+    "textfile_dir": _path,
 }
 #: The two secrets: only from the environment (or a ``*_file`` setting), never a flag.
 ENV_ONLY = {"password": "JOBREPORT_PASSWORD", "token": "JOBREPORT_TOKEN"}
