@@ -19,7 +19,6 @@ from jobreport.outcomes import SKIPPED, SUCCESS
 from jobreport.records import CustomFamily, group_key
 
 if TYPE_CHECKING:
-    from jobreport.sinks.base import Sink
     from jobreport.sinks.pushgateway import Sender
     from jobreport.store.store import Store
 
@@ -213,11 +212,13 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
     gateway, and retire it in the store so that no ``flush`` brings it back (a new run of
     the job revives it). Returns the grouping key. Raises ``GroupNotFoundError`` when
     neither the store nor the gateway has the group, ``PushError`` when the gateway fails."""
+    from jobreport.sinks.report import held_elsewhere, other_sinks, remove_elsewhere
+
     grouping = config.grouping(job, labels)
-    others = _other_sinks(config)
+    others = other_sinks(config)
     if sender is None and (config.gateway or not others):
         sender = _sender(config)
-    held = _held_elsewhere(others, grouping)
+    held = held_elsewhere(others, grouping)
     try:
         store = store or _store(config)
         # retired before the DELETE, so that no flush brings it back, even one running
@@ -229,39 +230,10 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
         in_store = True  # unknown: do not claim it never existed
     if not in_store and not held and (sender is None or not _gateway_has(sender, grouping)):
         raise GroupNotFoundError(grouping)
-    _remove_elsewhere(others, grouping)
+    remove_elsewhere(others, grouping)
     if sender is not None:
         sender.delete(job, grouping)
     return grouping
-
-
-def _other_sinks(config: Config) -> list[Sink]:
-    """The configured sinks besides the Pushgateway (remote write, textfile)."""
-    from jobreport.sinks.configured import configured_sinks
-
-    if not (config.remote_write_url or config.textfile_dir):
-        return []
-    return [s for s in configured_sinks(config) if s.name != "pushgateway"]
-
-
-def _held_elsewhere(sinks: list[Sink], grouping: Mapping[str, str]) -> bool:
-    """Whether one of ``sinks`` holds the group (a textfile sink: its file exists)."""
-    for sink in sinks:
-        where = getattr(sink, "path", None)
-        if where is not None and where(grouping).exists():
-            return True
-    return False
-
-
-def _remove_elsewhere(sinks: list[Sink], grouping: Mapping[str, str]) -> None:
-    """Remove the group from ``sinks`` (a textfile sink deletes its file; a remote-write
-    receiver has nothing to delete)."""
-    from jobreport.sinks.base import Delivered
-
-    for sink in sinks:
-        outcome = sink.remove(grouping)
-        if not isinstance(outcome, Delivered):
-            log.warning("jobreport: the %s still has the group: %s", sink.name, outcome.reason)
 
 
 def _gateway_has(sender: Sender, grouping: Mapping[str, str]) -> bool:

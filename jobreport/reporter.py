@@ -127,6 +127,11 @@ class Reporter:
             import jobreport.delivery
             import jobreport.exposition  # noqa: F401
 
+            if self.config.remote_write_url:  # protobuf and snappy, only when configured
+                from jobreport.sinks.remote_write import preload
+
+                preload()
+
     @property
     def store(self) -> Store | None:
         self.prepare()

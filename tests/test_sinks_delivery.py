@@ -183,3 +183,20 @@ def test_no_sink_library_loads_before_it_is_configured(setting: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_deleting_another_hosts_group_leaves_this_hosts_textfile(tmp_path: Path) -> None:
+    """`jobreport delete --instance old-host` of the same job removes nothing here: the
+    file name includes the instance in its hash."""
+    config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
+    reporter = Reporter(config)
+    run = reporter.start("backup", wait=0, delay=0)
+    assert reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
+                                                   exit_code=0))
+    mine = TextfileWriter(tmp_path).path(config.grouping("backup"))
+    other = config.with_overrides(instance="old-host")
+    TextfileWriter(tmp_path).write(GroupState(
+        job="backup", grouping=other.grouping("backup"), last_success=time.time()))
+    delete_group(other, "backup")
+    assert mine.exists()
+    assert not TextfileWriter(tmp_path).path(other.grouping("backup")).exists()

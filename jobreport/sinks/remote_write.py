@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from jobreport.sinks._peers import PeerMemory
     from jobreport.sinks.base import DeliveryOutcome
 
-__all__ = ["RemoteWriter", "encode", "series", "write_request"]
+__all__ = ["RemoteWriter", "encode", "preload", "series", "write_request"]
 
 USER_AGENT = f"jobreport/{__version__}"
 HEADERS = {
@@ -99,6 +99,14 @@ def encode(state: GroupState, namespace: str = DEFAULT_NAMESPACE, *,
     stamp = time.time() if now is None else now
     raw = write_request(series(state, namespace), math.floor(stamp * 1000))
     return bytes(cramjam.snappy.compress_raw(raw))
+
+
+def preload() -> None:
+    """Import what encoding a delivery needs (protobuf, the generated module, cramjam):
+    the reporter calls it while the job's command runs, not after."""
+    import cramjam  # noqa: F401
+
+    from jobreport.sinks._prompb import prompb_pb2  # noqa: F401
 
 
 class RemoteWriter:

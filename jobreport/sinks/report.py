@@ -1,14 +1,24 @@
-"""Where the store's groups stand with each configured sink: what ``jobreport status`` and
-``jobreport check`` show per sink."""
+"""The sinks besides the Pushgateway, seen from the commands: where the store's groups stand
+with each (``jobreport status`` and ``check``), and removing a group from them (``delete``,
+``prune``)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jobreport.config import Config
 from jobreport.errors import JobReportError, StoreError
 
-__all__ = ["SinkBacklog", "probe", "sink_backlogs"]
+if TYPE_CHECKING:
+    from jobreport.sinks.base import Sink
+
+log = logging.getLogger("jobreport")
+
+__all__ = ["SinkBacklog", "held_elsewhere", "other_sinks", "probe", "remove_elsewhere",
+           "sink_backlogs"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +71,32 @@ def probe(config: Config, name: str) -> str | None:
             return str(e)
         return None
     return f"{name} is not configured"
+
+
+def other_sinks(config: Config) -> list[Sink]:
+    """The configured sinks besides the Pushgateway (remote write, textfile)."""
+    from jobreport.sinks.configured import configured_sinks
+
+    if not (config.remote_write_url or config.textfile_dir):
+        return []
+    return [s for s in configured_sinks(config) if s.name != "pushgateway"]
+
+
+def held_elsewhere(sinks: list[Sink], grouping: Mapping[str, str]) -> bool:
+    """Whether one of ``sinks`` holds the group (a textfile sink: its file exists)."""
+    for sink in sinks:
+        where = getattr(sink, "path", None)
+        if where is not None and where(grouping).exists():
+            return True
+    return False
+
+
+def remove_elsewhere(sinks: list[Sink], grouping: Mapping[str, str]) -> None:
+    """Remove the group from ``sinks`` (a textfile sink deletes its file; a remote-write
+    receiver has nothing to delete)."""
+    from jobreport.sinks.base import Delivered
+
+    for sink in sinks:
+        outcome = sink.remove(grouping)
+        if not isinstance(outcome, Delivered):
+            log.warning("jobreport: the %s still has the group: %s", sink.name, outcome.reason)

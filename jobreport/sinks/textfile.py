@@ -41,9 +41,11 @@ MODE = 0o644
 
 
 def file_name(grouping: Mapping[str, str]) -> str:
-    """The file of a group: ``jobreport-<job>-<hash>.prom``, ``instance`` left out (the file
-    lives on that instance). Only ``[A-Za-z0-9_-]`` from the job name is kept."""
-    key = group_key({k: v for k, v in grouping.items() if k != "instance"})
+    """The file of a group: ``jobreport-<job>-<hash>.prom``, the hash of the whole grouping
+    key (``instance`` included: deleting or pruning another host's group of the same job,
+    ``jobreport delete --instance old-host``, must not remove this host's file). Only
+    ``[A-Za-z0-9_-]`` from the job name is kept."""
+    key = group_key(grouping)
     job = re.sub(r"[^A-Za-z0-9_-]", "_", grouping.get("job", ""))[:64] or "_"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return f"{PREFIX}{job}-{digest}{SUFFIX}"
