@@ -84,6 +84,10 @@ def _without_rejected_families(store: Store, sink: Sink, key: str,
     outcome = sink.deliver(lean, complete=True, budget=max(0.0, deadline - time.monotonic()))
     if not isinstance(outcome, Delivered):
         return outcome
+    # send the refused state once more: the gateway keeps the state just delivered, and
+    # records the failure after it, so that JobreportPushFailing still says something is
+    # wrong (push_failure_time_seconds > push_time_seconds)
+    sink.deliver(state, complete=True, budget=max(0.0, deadline - time.monotonic()))
     log.warning("jobreport: the %s rejected the families %s of job %s; pushed the rest "
                 "without them: %s", sink.name, ", ".join(offending), state.job,
                 rejected.reason)
