@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from jobreport.config import Config, load_config
 from jobreport.errors import NotConfiguredError
 from jobreport.records import GroupState, grouping_from_key
-from jobreport.sinks.base import Delivered, DeliveryOutcome, Rejected, Sink
+from jobreport.sinks.base import Delivered, DeliveryOutcome, HoldsState, Rejected, Sink
 from jobreport.store.store import PendingGroup, Store
 
 __all__ = ["FlushResult", "deliver_group", "flush"]
@@ -44,6 +44,13 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     ``sink``; repeat while another run changed it meanwhile, so that the delivery that
     lands last carries the newest state. The outcome is recorded in the store."""
     deadline = time.monotonic() + budget
+    if store.created and isinstance(sink, HoldsState) and not store.knows_delivery(key, sink.name):
+        # a store this process created (a new one, or one whose file was removed) does not
+        # know the group's past: take over what the sink holds before replacing it
+        held = sink.held(grouping_from_key(key), budget=min(1.0, budget))
+        if held is not None:
+            store.adopt(key, sink.name, held)
+            known = None
     outcome: DeliveryOutcome = Delivered()
     for _ in range(rounds):
         state, seq = known if known is not None else store.group_state(key)
