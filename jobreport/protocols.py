@@ -26,7 +26,10 @@ class RunReporter(Protocol):
     def start(self, job: str, *, labels: Mapping[str, str] | None = ...,
               expect_every: float | None = ..., max_runtime: float | None = ...,
               grace: float | None = ..., command: str | None = ...,
-              wait: float | None = ..., uid: str | None = ...) -> Any:
+              wait: float | None = ..., uid: str | None = ...,
+              schedule: str | None = ..., timezone: str | None = ...,
+              min_runtime: float | None = ...,
+              alert_after_failures: int | None = ...) -> Any:
         """Open a run of ``job`` and push its start in the background; never raises for
         trouble with the store or a sink."""
         ...

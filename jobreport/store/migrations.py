@@ -19,7 +19,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: Bump with every change to the tables (jobreport.store.schema) and add its data step to
 #: ``_STEPS``; a store newer than this jobreport is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _to_v2(tx: Tx) -> None:
@@ -35,8 +35,13 @@ def _to_v2(tx: Tx) -> None:
                 "a": row["last_attempt"]})
 
 
+def _to_v3(tx: Tx) -> None:
+    # the schedule columns of jobreport_runs (added above, all nullable): nothing to fill in
+    pass
+
+
 #: The data step that brings a store of version N-1 to version N.
-_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2}
+_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3}
 
 
 def ensure_schema(db: Backend) -> bool:

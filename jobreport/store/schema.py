@@ -34,6 +34,13 @@ runs = Table(
     Column("started", Double, nullable=False),
     Column("expected_interval", Double),
     Column("max_runtime", Double),
+    # schedules (schema 3): the run's --schedule, --timezone and --grace (the deadlines are
+    # derived from them and the group's history), --min-runtime, --alert-after-failures
+    Column("schedule", String(256)),
+    Column("timezone", String(64)),
+    Column("grace", Double),
+    Column("min_runtime", Double),
+    Column("alert_after_failures", Integer),
     Column("command", Text),
     # what the run reported at its end: one column per field of RunResult
     *(Column(f.name, _RESULT_TYPES[f.metadata["column"]]) for f in RESULT_FIELDS),

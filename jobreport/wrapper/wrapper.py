@@ -9,9 +9,7 @@ runs. Whatever happens to the store or the gateway, the exit code is the child's
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import shlex
 import signal
 import threading
 import time
@@ -19,19 +17,22 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
+from jobreport import logger
 from jobreport.config import Config
+from jobreport.logger import log
 from jobreport.outcomes import INTERRUPTED, SIGNAL
 from jobreport.wrapper import child as process
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
+    from typing import Any
+
     from jobreport.protocols import RunReporter
     from jobreport.records import RunResult
 
 __all__ = ["EXIT_SKIPPED", "RunRequest", "path_size", "run_job"]
 
-log = logging.getLogger("jobreport")
 
 #: Exit code of ``jobreport run --lock`` when another run of the group holds the lock and
 #: the command was not started (EX_TEMPFAIL from sysexits.h: "try again later").
@@ -54,6 +55,11 @@ class RunRequest:
     size_paths: tuple[str, ...] = ()
     lock: bool = False
     tail_lines: int = process.DEFAULT_TAIL_LINES
+    # schedules (jobreport.schedule; checked, the deadlines are the reporter's business)
+    schedule: str | None = None
+    timezone: str | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
 
     @property
     def job_name(self) -> str:
@@ -148,6 +154,9 @@ class _Wrapper:
                 self.job, labels=self.request.labels, expect_every=self.request.expect_every,
                 max_runtime=self.request.max_runtime, grace=self.request.grace,
                 command=_command_text(self.request.argv), wait=0.0, uid=self.uid,
+                schedule=self.request.schedule, timezone=self.request.timezone,
+                min_runtime=self.request.min_runtime,
+                alert_after_failures=self.request.alert_after_failures,
             )
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)
@@ -194,6 +203,7 @@ class _Wrapper:
 
 
 def _new_reporter(config: Config) -> RunReporter:
+    logger.load()  # before the reporter's modules, which log through logging directly
     from jobreport.reporter import Reporter
 
     return Reporter(config)
@@ -304,4 +314,6 @@ def _run_token() -> str:
 
 
 def _command_text(argv: tuple[str, ...]) -> str:
+    import shlex  # only needed once the command has started
+
     return shlex.join(argv)
