@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
 from jobreport.errors import PushError, StoreError
+from jobreport.liveness import alive as _alive
+from jobreport.liveness import pid_namespace
+from jobreport.liveness import process_start as _process_start
 from jobreport.outcomes import SKIPPED, SUCCESS
 from jobreport.records import CustomFamily, GroupState, group_key
 
@@ -99,6 +102,9 @@ class Run:
     max_runtime: float | None = None
     pid: int | None = None
     command: str | None = None
+    #: The command's process (``jobreport run``): the run lives while it or ``pid`` does.
+    child_pid: int | None = None
+    child_pid_start: float | None = None
     #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
     uid: str = field(default_factory=lambda: os.urandom(8).hex())
     id: int | None = None
@@ -181,6 +187,8 @@ class Reporter:
         wait: float | None = 0.0,
         delay: float = START_DELAY,
         uid: str | None = None,
+        child_pid: int | None = None,
+        child_pid_start: float | None = None,
     ) -> Run:
         """Open a run of ``job`` and push its start, in the background.
 
@@ -200,7 +208,7 @@ class Reporter:
             ),
             max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
             pid=pid if pid is not None else os.getpid(),
-            command=command,
+            command=command, child_pid=child_pid, child_pid_start=child_pid_start,
         )
         if uid is not None:
             run.uid = uid
@@ -222,6 +230,7 @@ class Reporter:
             store = self._store
             if store is not None:
                 try:
+                    _adopt_markers(store, run.key)
                     run.id = store.open_run(self._run_start(run), alive=_alive)
                 except StoreError as e:
                     self._drop_store(e)
@@ -239,16 +248,20 @@ class Reporter:
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
             pid=run.pid, pid_start=_process_start(run.pid),
             expected_interval=run.expected_interval, max_runtime=run.max_runtime,
-            command=run.command, uid=run.uid,
+            command=run.command, uid=run.uid, pid_ns=pid_namespace(),
+            child_pid=run.child_pid, child_pid_start=run.child_pid_start,
         )
 
     def heartbeat(self, run: Run) -> None:
         """Push ``jobreport_last_heartbeat_timestamp_seconds`` for a running job."""
         now = time.time()
+        if run.ended:
+            return  # a heartbeat never follows the end of its run
         store = self.store
         if store is not None:
             try:
-                store.set_heartbeat(run.grouping, now)
+                if store.set_heartbeat(run.grouping, now, uid=run.uid) is None:
+                    return  # the store no longer has the run open: drop it
             except StoreError as e:
                 self._drop_store(e)
         partial = GroupState(job=run.job, grouping=run.grouping, last_heartbeat=now,
@@ -300,6 +313,7 @@ class Reporter:
                 if run.id is not None:
                     known = store.close_run(run.id, end)
                 else:
+                    _adopt_markers(store, run.key)
                     run.id, state, seq = store.record_run(self._run_start(run), end, alive=_alive)
                     known = (state, seq)
             except StoreError as e:
@@ -450,29 +464,15 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def _process_start(pid: int | None) -> float | None:
-    """When process ``pid`` started: its start time in clock ticks since boot from /proc on
-    Linux (no psutil import on the run path), else seconds since the epoch from psutil. Only
-    ever compared with another value from this function on the same host."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return float(data[data.rindex(b")") + 2:].split()[19])  # field 22: starttime
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
+def _adopt_markers(store: Store, key: str) -> None:
+    """Runs of the group that only a ``jobreport run`` marker knows (its wrapper was killed
+    before the store heard of the run) become open runs, closed as abandoned by the
+    ``open_run``/``record_run`` that follows."""
+    from jobreport.wrapper.marker import adopt
 
-        return float(psutil.Process(pid).create_time())
+    try:
+        adopt(store, key, _host())
+    except StoreError:
+        raise
     except Exception:
-        return None
-
-
-def _alive(pid: int, pid_start: float | None) -> bool:
-    """Whether process ``pid`` still runs and is the same process (not a reused pid)."""
-    started = _process_start(pid)
-    if started is None:
-        return False
-    return pid_start is None or abs(started - pid_start) < 1.0
+        unexpected("the run markers of %s were not read", key)

@@ -13,6 +13,7 @@ Every change to a group (a run opened, closed or abandoned; a heartbeat) bumps t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -34,12 +35,21 @@ from jobreport.store.backends import Tx, open_backend
 
 __all__ = ["PendingGroup", "RunEnd", "RunStart", "Store"]
 
+log = logging.getLogger("jobreport")
+
 #: Bump with every change to the tables (jobreport.store.schema); a newer store is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Columns each schema version added to a store made by an older one: (table, column, SQL type).
+_ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    2: (("jobreport_runs", "pid_ns", "VARCHAR(64)"),
+        ("jobreport_runs", "child_pid", "INTEGER"),
+        ("jobreport_runs", "child_pid_start", "DOUBLE PRECISION")),
+}
 TAIL_MAX_BYTES = 64 * 1024
 
 _START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started",
-                  "expected_interval", "max_runtime", "command", "uid")
+                  "expected_interval", "max_runtime", "command", "uid", "pid_ns", "child_pid",
+                  "child_pid_start")
 _END_COLUMNS = ("ended", "duration", "outcome", "exit_code", "size", "items", "cpu_seconds",
                 "max_rss_bytes", "tail", "custom", "closed_seq")
 _NOT_SKIPPED = "(outcome IS NULL OR outcome <> 'skipped')"
@@ -76,8 +86,9 @@ _LAST_END = (
 )
 _RUN_GROUP = "SELECT group_key, job, ended FROM jobreport_runs WHERE id = :id"
 _OPEN_ON_HOST = (
-    "SELECT id, pid, pid_start, started FROM jobreport_runs "
-    "WHERE group_key = :k AND ended IS NULL AND host = :host"
+    "SELECT id, pid, pid_start, child_pid, child_pid_start, started FROM jobreport_runs "
+    "WHERE group_key = :k AND ended IS NULL AND host = :host "
+    "AND (pid_ns IS NULL OR pid_ns = :ns)"
 )
 _ABANDON = ("UPDATE jobreport_runs SET ended = :ended, duration = :duration, "
             "outcome = :outcome, closed_seq = :seq WHERE id = :id")
@@ -86,6 +97,8 @@ _DELIVERED = ("UPDATE jobreport_groups SET delivered_seq = :s, last_error = NULL
 _FAILED_PUSH = ("UPDATE jobreport_groups SET last_error = :e, last_attempt = :now "
                 "WHERE group_key = :k")
 _HEARTBEAT = "UPDATE jobreport_groups SET last_heartbeat = :t WHERE group_key = :k"
+_OPEN_RUN = ("SELECT id FROM jobreport_runs WHERE uid = :u AND group_key = :k "
+             "AND ended IS NULL")
 _FORGET = "UPDATE jobreport_groups SET delivered_seq = seq WHERE group_key = :k"
 _PENDING = ("SELECT group_key, job, delivered_seq FROM jobreport_groups "
             "WHERE seq > delivered_seq ORDER BY group_key")
@@ -108,6 +121,11 @@ class RunStart:
     max_runtime: float | None = None
     command: str | None = None
     uid: str | None = None
+    #: The PID namespace ``pid`` and ``child_pid`` belong to (jobreport.liveness).
+    pid_ns: str | None = None
+    #: The command's own process: the run lives on while it does, even without its wrapper.
+    child_pid: int | None = None
+    child_pid_start: float | None = None
 
 
 @dataclass(frozen=True)
@@ -184,12 +202,28 @@ class Store:
                     tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('schema_version', "
                            ":v)", {"v": str(SCHEMA_VERSION)})
             version = SCHEMA_VERSION
+        if version < SCHEMA_VERSION:
+            self._upgrade(version)
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the store {self.display_url} has schema {version}, newer than this "
                 f"jobreport ({SCHEMA_VERSION}); upgrade jobreport"
             )
         self._schema_ready = True
+
+    def _upgrade(self, version: int) -> None:
+        """Add what newer schema versions added to a store made by an older jobreport.
+        One writer at a time does it; the others find the new version and do nothing."""
+        with self._db.write() as tx:
+            rows = tx.rows(_VERSION)
+            current = int(rows[0]["value"]) if rows else version
+            for new in range(current + 1, SCHEMA_VERSION + 1):
+                for table, column, sql_type in _ADDED_COLUMNS.get(new, ()):
+                    missing = "" if self.is_sqlite else "IF NOT EXISTS "
+                    tx.run(f"ALTER TABLE {table} ADD COLUMN {missing}{column} {sql_type}")
+            if current < SCHEMA_VERSION:
+                tx.run("UPDATE jobreport_meta SET value = :v WHERE key = 'schema_version'",
+                       {"v": str(SCHEMA_VERSION)})
 
     def _version(self) -> int | None:
         try:
@@ -267,9 +301,13 @@ class Store:
     def _close_abandoned(self, tx: Tx, key: str, start: RunStart, alive: Any) -> None:
         if alive is None:
             return
-        for row in tx.rows(_OPEN_ON_HOST, {"k": key, "host": start.host}):
+        for row in tx.rows(_OPEN_ON_HOST, {"k": key, "host": start.host, "ns": start.pid_ns}):
             if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
                 continue
+            if row["child_pid"] is not None and alive(row["child_pid"], row["child_pid_start"]):
+                continue  # its wrapper is gone (the OOM killer) but its command still runs
+            log.warning("jobreport: a run of job %s (pid %s) was left open by a process that "
+                        "is gone; recorded as abandoned", start.job, row["pid"])
             # it ended at some point before this run started: never after the run that
             # found it, so that it cannot become "the last run"
             ended = max(row["started"], min(time.time(), start.started))
@@ -314,7 +352,8 @@ class Store:
             "group_key": key, "job": start.job, "host": start.host, "pid": start.pid,
             "pid_start": start.pid_start, "started": start.started,
             "expected_interval": start.expected_interval, "max_runtime": start.max_runtime,
-            "command": start.command, "uid": start.uid,
+            "command": start.command, "uid": start.uid, "pid_ns": start.pid_ns,
+            "child_pid": start.child_pid, "child_pid_start": start.child_pid_start,
         }
 
     @staticmethod
@@ -327,9 +366,15 @@ class Store:
             "closed_seq": seq,
         }
 
-    def set_heartbeat(self, grouping: Mapping[str, str], when: float) -> int:
+    def set_heartbeat(self, grouping: Mapping[str, str], when: float, *,
+                      uid: str | None = None) -> int | None:
+        """Record a heartbeat of the group; return the new seq. With ``uid`` (the run's
+        ``$JOBREPORT_RUN_ID``) the heartbeat is dropped (None) unless that run is open: a
+        late heartbeat of a finished run must never move the group's state."""
         key = group_key(grouping)
         with self._write() as tx:
+            if uid is not None and not tx.rows(_OPEN_RUN, {"u": uid, "k": key}):
+                return None
             seq = self._bump(tx, key, grouping["job"])
             tx.run(_HEARTBEAT, {"t": when, "k": key})
             return seq
