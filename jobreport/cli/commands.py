@@ -191,8 +191,9 @@ def _exit_now(code: object) -> NoReturn:
         status = 1
     try:
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with it closed (`>&-`), nothing to flush
+                stream.flush()
     except Exception:  # a closed stdout must not change the exit code
         status = status or 1
     os._exit(status)
