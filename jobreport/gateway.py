@@ -14,7 +14,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from jobreport.config import Config
-from jobreport.errors import PushError, StoreError
+from jobreport.errors import GroupNotFoundError, PushError, StoreError
 from jobreport.outcomes import SKIPPED, SUCCESS
 from jobreport.records import CustomFamily, group_key
 
@@ -178,29 +178,57 @@ def _samples(group: Mapping[str, Any], name: str) -> Iterator[tuple[dict[str, st
 def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = None, *,
                  sender: Sender | None = None, store: Store | None = None) -> dict[str, str]:
     """Remove the group of ``job`` (with ``labels`` and the configured instance) from the
-    gateway, and mark it delivered in the store so that ``flush`` does not bring it back.
-    Returns the grouping key. Raises ``PushError``."""
+    gateway, and retire it in the store so that no ``flush`` brings it back (a new run of
+    the job revives it). Returns the grouping key. Raises ``GroupNotFoundError`` when
+    neither the store nor the gateway has the group, ``PushError`` when the gateway fails."""
     grouping = config.grouping(job, labels)
     sender = sender or _sender(config)
-    sender.delete(job, grouping)
+    in_store = False
     try:
         store = store or _store(config)
-        if group_key(grouping) in store.group_keys(job):
-            store.forget_group(group_key(grouping))
+        # retired before the DELETE, so that a flush running meanwhile cannot push it back
+        in_store = store.retire_group(group_key(grouping))
     except StoreError as e:
         log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "
                     "may push this group again", e)
+        in_store = True  # unknown: do not claim it never existed
+    if not in_store and not _gateway_has(sender, grouping):
+        raise GroupNotFoundError(grouping)
+    sender.delete(job, grouping)
     return grouping
+
+
+def _gateway_has(sender: Sender, grouping: Mapping[str, str]) -> bool:
+    try:
+        data = sender.get("/api/v1/metrics").json()["data"]
+    except (ValueError, KeyError, TypeError):
+        return True  # cannot tell: let the DELETE decide
+    return any(isinstance(g, dict) and g.get("labels") == dict(grouping) for g in data)
 
 
 def push_values(config: Config, job: str, families: Sequence[CustomFamily],
                 labels: Mapping[str, str] | None = None, *,
-                sender: Sender | None = None) -> dict[str, str]:
-    """POST ``families`` into the group of ``job`` (the other metrics of the group stay).
-    Returns the grouping key. Raises ``PushError``."""
+                sender: Sender | None = None, store: Store | None = None) -> dict[str, str]:
+    """Give ``families`` to the group of ``job``: kept in the store, so that every later
+    push of the group carries them, and delivered with the group's whole state (without a
+    usable store: POSTed, the group's other metrics stay). Returns the grouping key.
+    Raises ``PushError``."""
+    from jobreport.delivery import deliver_group
+    from jobreport.sinks.base import Delivered
+
     grouping = config.grouping(job, labels)
     sender = sender or _sender(config)
-    sender.push(job, grouping, _Families(families))
+    try:
+        store = store or _store(config)
+        store.record_pushed(grouping, families)
+    except StoreError as e:
+        log.warning("jobreport: the store was not updated (%s); the values are pushed "
+                    "without it", e)
+        sender.push(job, grouping, _Families(families))
+        return grouping
+    outcome = deliver_group(store, sender, group_key(grouping), budget=config.budget)
+    if not isinstance(outcome, Delivered):
+        raise PushError(outcome.reason, status=outcome.status, retryable=False)
     return grouping
 
 

@@ -15,9 +15,9 @@ from jobreport.config import Config, load_config
 from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError, JobReportError
 from jobreport.heartbeat import STOP_GRACE, Heartbeat
-from jobreport.names import check_job, check_labels, check_metric_name
+from jobreport.names import DEFAULT_NAMESPACE, check_job, check_labels, check_metric_name
 from jobreport.outcomes import from_exception
-from jobreport.records import CustomFamily
+from jobreport.records import CustomFamily, RunResult
 from jobreport.reporter import Reporter, Run
 from jobreport.reporter import unexpected as _unexpected
 
@@ -110,7 +110,7 @@ class JobMetrics:
 
     def gauge(self, name: str, value: float, help: str = "") -> None:
         """Push a gauge of your own named ``name`` (not in jobreport's namespace) at the end."""
-        namespace = self._config.namespace if self._config else "jobreport"
+        namespace = self._config.namespace if self._config else DEFAULT_NAMESPACE
         check_metric_name(name, namespace)
         self._gauges[name] = CustomFamily.gauge(name, _number(name, value), help)
 
@@ -163,11 +163,11 @@ class JobMetrics:
             if self._heartbeat is not None:
                 # joined before the end is recorded: no heartbeat follows the end push
                 self._heartbeat.stop(timeout=self._reporter.config.budget + STOP_GRACE)
-            self._reporter.finish(
-                self._run, outcome=self.outcome, exit_code=self.exit_code,
+            self._reporter.finish(self._run, RunResult.measured(
+                self._run.monotonic_start, outcome=self.outcome, exit_code=self.exit_code,
                 size=self.size, items=self.items,
                 custom=(*self._gauges.values(), *self._custom_families()),
-            )
+            ))
         except Exception:
             _unexpected("the end of job %s was not reported", self.job)
         return False  # the body's exception, if any, goes on unchanged
@@ -178,9 +178,10 @@ class JobMetrics:
 
         families = [*self._gauges.values(), *self._custom_families()]
         if self.size is not None:
-            families.append(CustomFamily.gauge(f"{_NS}_last_size_bytes", self.size))
+            families.append(CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_last_size_bytes",
+                                               self.size))
         if self.items is not None:
-            families.append(CustomFamily.gauge(f"{_NS}_last_items", self.items))
+            families.append(CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_last_items", self.items))
         try:
             with open(path, "ab") as f:
                 f.write(families_text(families))
@@ -188,10 +189,16 @@ class JobMetrics:
             log.warning("jobreport: cannot add figures to %s: %s", path, e.strerror)
 
     def _custom_families(self) -> list[CustomFamily]:
-        namespace = self._config.namespace if self._config else "jobreport"
+        namespace = self._config.namespace if self._config else DEFAULT_NAMESPACE
         out = []
         for collector in self._collectors:
-            for metric in collector.collect():
+            try:
+                metrics = list(collector.collect())
+            except Exception as e:  # a broken collector costs its own families, not the run
+                log.warning("jobreport: a collector given to register() failed (%s: %s); "
+                            "its metrics are left out", type(e).__name__, e)
+                continue
+            for metric in metrics:
                 try:
                     check_metric_name(metric.name, namespace)
                 except InvalidNameError as e:
@@ -226,7 +233,6 @@ class JobMetrics:
         return fresh
 
 
-_NS = "jobreport"
 _current: ContextVar[JobMetrics | None] = ContextVar("jobreport_current_job", default=None)
 
 

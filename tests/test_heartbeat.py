@@ -8,21 +8,24 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from jobreport import load_config
 from jobreport.heartbeat import Heartbeat
-from jobreport.records import group_key
+from jobreport.records import GroupState, RunResult, group_key
 from jobreport.reporter import Reporter
-from jobreport.store.store import RunEnd, RunStart, Store
+from jobreport.sinks.base import Delivered, DeliveryOutcome
+from jobreport.store.store import RunStart, Store
 from jobreport.wrapper.wrapper import RunRequest, run_job
 
 DEADLINE = 30.0  # generous: a loaded machine may be slow, a correct one never waits this long
 
 
-class HoldingSender:
-    """Records pushes in order; holds the first heartbeat push until ``release`` is set and
-    notes whether any other push arrived while it was held."""
+class HoldingSink:
+    """Records deliveries in order (by the thread that made them: the heartbeat's, the
+    start worker's, or the end); holds the first heartbeat until ``release`` is set and
+    notes whichever other delivery arrived while it was held."""
+
+    name = "holding"
 
     def __init__(self) -> None:
         self.pushes: list[str] = []
@@ -32,16 +35,15 @@ class HoldingSender:
         self.lock = threading.Lock()
         self._holding = False
 
-    def push(self, job: str, grouping: Mapping[str, str], registry: Any, *,
-             budget: float | None = None) -> None:
-        families = {m.name: m for m in registry.collect()}
-        running = families.get("jobreport_running")
-        if set(families) == {"jobreport_last_heartbeat_timestamp_seconds"}:
+    def deliver(self, state: GroupState, *, complete: bool,
+                budget: float | None = None) -> DeliveryOutcome:
+        thread = threading.current_thread().name
+        if thread == "jobreport-heartbeat":
             what = "heartbeat"
-        elif running is not None and running.samples[0].value == 0:
-            what = "end"
-        else:
+        elif thread == "jobreport-start":
             what = "start"
+        else:
+            what = "end" if state.running == 0 else "other"
         with self.lock:
             if self._holding:
                 self.overlap.append(what)
@@ -55,6 +57,11 @@ class HoldingSender:
             with self.lock:
                 self._holding = False
             self.pushes.append("heartbeat-done")
+        return Delivered()
+
+    def remove(self, grouping: Mapping[str, str], *,
+               budget: float | None = None) -> DeliveryOutcome:
+        return Delivered()
 
 
 def test_stop_waits_for_the_beat_in_progress() -> None:
@@ -96,9 +103,9 @@ def test_a_heartbeat_held_when_the_run_ends_comes_before_the_end(tmp_path: Path)
     after that heartbeat finished, never beside or before it."""
     config = load_config().with_overrides(gateway="http://fake.invalid",
                                           db=f"sqlite:///{tmp_path / 's.db'}")
-    sender = HoldingSender()
+    sender = HoldingSink()
     store = Store(config.db)
-    reporter = Reporter(config, store=store, sender=sender)  # type: ignore[arg-type]
+    reporter = Reporter(config, store=store, sinks=[sender])
     flag = tmp_path / "held"
 
     def release_when_the_command_is_gone() -> None:
@@ -131,7 +138,8 @@ def test_store_drops_a_heartbeat_of_a_run_that_is_not_open(tmp_path: Path) -> No
     key = group_key(grouping)
     run_id = store.open_run(RunStart("j", grouping, time.time(), "h", uid="u1"))
     assert store.set_heartbeat(grouping, 1000.0, uid="u1") is not None
-    store.close_run(run_id, RunEnd(time.time(), 0.1, "success", 0))
+    store.close_run(run_id, RunResult(ended=time.time(), duration=0.1, outcome="success",
+                                      exit_code=0))
     before = store.group_state(key)
     assert store.set_heartbeat(grouping, 2000.0, uid="u1") is None
     assert store.set_heartbeat(grouping, 2000.0, uid="never-opened") is None
@@ -143,11 +151,12 @@ def test_reporter_sends_no_heartbeat_for_an_ended_run(tmp_path: Path) -> None:
     """A heartbeat called after finish() (a thread that was late) pushes nothing."""
     config = load_config().with_overrides(gateway="http://fake.invalid",
                                           db=f"sqlite:///{tmp_path / 's.db'}")
-    sender = HoldingSender()
+    sender = HoldingSink()
     sender.held.set()  # hold nothing
-    reporter = Reporter(config, store=Store(config.db), sender=sender)  # type: ignore[arg-type]
+    reporter = Reporter(config, store=Store(config.db), sinks=[sender])
     run = reporter.start("late", wait=None)
-    reporter.finish(run, outcome="success", exit_code=0)
+    reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
+                                            exit_code=0))
     pushes = list(sender.pushes)
     reporter.heartbeat(run)
     assert sender.pushes == pushes and pushes

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from jobreport import job_metrics, load_config
+from jobreport.records import RunResult
 from jobreport.reporter import Reporter
 from tests import servers
 from tests.monitoring_helpers import (
@@ -101,8 +102,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             raise RuntimeError("boom")
         reporter = Reporter(config)
         run = reporter.start("dash_resources", max_runtime=600, wait=None)
-        assert reporter.finish(run, outcome="success", exit_code=0, cpu_seconds=1.5,
-                               max_rss_bytes=2e6)
+        assert reporter.finish(run, RunResult.measured(
+            run.monotonic_start, outcome="success", exit_code=0, cpu_seconds=1.5,
+            max_rss_bytes=2e6))
         running = Reporter(config).start("dash_running", max_runtime=600, wait=None)
         assert running.job == "dash_running"
         wait_for("the runs in Prometheus",

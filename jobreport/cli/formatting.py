@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -81,11 +81,17 @@ def labels_text(grouping: dict[str, str], skip: Iterable[str] = ("job", "instanc
     return ",".join(f"{k}={v}" for k, v in grouping.items() if k not in skip) or "-"
 
 
+def _figure(r: RunRecord, name: str) -> Any:
+    """A figure of the run's result (None while it runs)."""
+    return getattr(r.result, name) if r.result is not None else None
+
+
 def history_table(records: Sequence[RunRecord]) -> str:
     rows = [
         [str(r.id), when(r.started), r.job, r.grouping.get("instance", "-"),
          labels_text(r.grouping), seconds_text(r.duration), r.outcome or "running",
-         "-" if r.exit_code is None else str(r.exit_code), bytes_text(r.size), number_text(r.items)]
+         "-" if r.exit_code is None else str(r.exit_code), bytes_text(_figure(r, "size")),
+         number_text(_figure(r, "items"))]
         for r in records
     ]
     return table(["ID", "STARTED", "JOB", "INSTANCE", "LABELS", "DURATION", "OUTCOME",
@@ -100,18 +106,20 @@ def run_details(r: RunRecord) -> str:
         ("command", r.command or "-"), ("started", when(r.started)), ("ended", when(r.ended)),
         ("duration", seconds_text(r.duration)), ("outcome", r.outcome or "running"),
         ("exit code", "-" if r.exit_code is None else str(r.exit_code)),
-        ("size", bytes_text(r.size)), ("items", number_text(r.items)),
-        ("cpu", seconds_text(r.cpu_seconds)), ("max rss", bytes_text(r.max_rss_bytes)),
+        ("size", bytes_text(_figure(r, "size"))), ("items", number_text(_figure(r, "items"))),
+        ("cpu", seconds_text(_figure(r, "cpu_seconds"))),
+        ("max rss", bytes_text(_figure(r, "max_rss_bytes"))),
     ]
-    for family in r.custom:
+    for family in _figure(r, "custom") or ():
         for name, labels, value in family.samples:
             shown = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
                             if labels else "")
             fields.append((shown, f"{value:g}"))
     width = max(len(k) for k, _ in fields)
     out = [f"{k.ljust(width)}  {v}" for k, v in fields]
-    if r.tail:
-        out += ["", "last lines of output:", r.tail]
+    tail = _figure(r, "tail")
+    if tail:
+        out += ["", "last lines of output:", tail]
     return "\n".join(out)
 
 

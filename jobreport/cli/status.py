@@ -12,10 +12,13 @@ from jobreport.cli.options import config_from, json_option, settings_options
 
 __all__ = ["status"]
 
+#: The settings options this command uses.
+USE = ("gateway", "config_file")
+
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @json_option()
-@settings_options(instance=False)
+@settings_options(use=USE)
 @library_errors
 def status(**params: Any) -> None:
     """Show what the Pushgateway holds now, per job and instance, problems first.

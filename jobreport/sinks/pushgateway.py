@@ -20,21 +20,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jobreport._version import __version__
 from jobreport.config import Config, state_dir
-from jobreport.errors import PushError
+from jobreport.errors import NotConfiguredError, PushError
 from jobreport.secrets import config_secrets, mask, mask_url, remember
+from jobreport.sinks.base import RETRY_STATUSES, DeliveryOutcome, judge_error, judge_status
 
 if TYPE_CHECKING:
     import requests
     from prometheus_client.registry import Collector
     from tenacity import RetryCallState
 
+    from jobreport.records import GroupState
     from jobreport.sinks._peers import PeerMemory
 
 __all__ = ["QUICK_ATTEMPT", "Sender", "UnreachableError", "group_path"]
 
 log = logging.getLogger("jobreport")
 
-RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_ATTEMPTS = 20
 USER_AGENT = f"jobreport/{__version__}"
 #: The one attempt given to a gateway that could not be reached moments ago, in seconds.
@@ -101,8 +102,7 @@ class Sender:
         peers: PeerMemory | None = None,
     ) -> None:
         if not config.gateway:
-            raise PushError("no Pushgateway configured (set JOBREPORT_GATEWAY)",
-                            retryable=False)
+            raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
         self.config = config
         self._base = _without_userinfo(config.gateway).rstrip("/")
         #: The gateway's URL as every message shows it.
@@ -127,6 +127,33 @@ class Sender:
         if self._session is None:
             self._session = _new_session(self.config, self._base)
         return self._session
+
+    # --- the Sink protocol (jobreport.sinks.base) ---------------------------------------
+
+    #: Keys this sink's delivered mark in the store.
+    name = "pushgateway"
+
+    def deliver(self, state: GroupState, *, complete: bool,
+                budget: float | None = None) -> DeliveryOutcome:
+        """Push ``state``: a PUT that replaces the group when it is ``complete``, else a POST
+        that only adds to it."""
+        from jobreport.exposition import registry_for
+
+        try:
+            self.push(state.job, state.grouping, registry_for(state, self.config.namespace),
+                      budget=budget, replace=complete)
+        except PushError as e:
+            return judge_error(e)
+        return judge_status(200)
+
+    def remove(self, grouping: Mapping[str, str], *,
+               budget: float | None = None) -> DeliveryOutcome:
+        """DELETE the group."""
+        try:
+            self.delete(grouping["job"], grouping, budget=budget)
+        except PushError as e:
+            return judge_error(e)
+        return judge_status(200)
 
     # --- what callers use ----------------------------------------------------------------
 

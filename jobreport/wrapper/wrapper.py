@@ -13,6 +13,7 @@ import logging
 import os
 import shlex
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +29,8 @@ from jobreport.wrapper import relay as output
 from jobreport.wrapper.marker import RunMarker, new_marker
 
 if TYPE_CHECKING:
-    from jobreport.reporter import Reporter, Run
+    from jobreport.protocols import RunReporter
+    from jobreport.records import RunResult
     from jobreport.wrapper.lock import JobLock
 
 __all__ = ["EXIT_SKIPPED", "SECRET_VARIABLES", "RunRequest", "child_environment",
@@ -70,7 +72,7 @@ class RunRequest:
         return os.path.basename(self.argv[0].rstrip("/")) or self.argv[0]
 
 
-def run_job(request: RunRequest, config: Config, reporter: Reporter | None = None) -> int:
+def run_job(request: RunRequest, config: Config, reporter: RunReporter | None = None) -> int:
     """Run ``request.argv`` as one run of its job and return the exit code to exit with:
     the child's own (124 timeout, 126/127 not started, 128+N signal N), or
     ``EXIT_SKIPPED`` when ``--lock`` found another run in progress."""
@@ -92,20 +94,20 @@ def run_job(request: RunRequest, config: Config, reporter: Reporter | None = Non
 class _Wrapper:
     """One wrapped run: start, supervise, gather, finish."""
 
-    def __init__(self, request: RunRequest, config: Config, reporter: Reporter | None,
+    def __init__(self, request: RunRequest, config: Config, reporter: RunReporter | None,
                  job: str, lock: JobLock | None) -> None:
         self.request = request
         self.config = config
         self._reporter = reporter
         self.job = job
         self.lock = lock
-        self.run_: Run | None = None
+        self.run_: Any = None
         self.heartbeat: Heartbeat | None = None
         self.uid = _run_token()
         self.marker: RunMarker | None = None
 
     @property
-    def reporter(self) -> Reporter:
+    def reporter(self) -> RunReporter:
         # made once the command has started: its module is not worth delaying the start for
         if self._reporter is None:
             self._reporter = _new_reporter(self.config)
@@ -121,7 +123,10 @@ class _Wrapper:
                 sig = received[0]
                 outcome = INTERRUPTED if sig == signal.SIGINT else SIGNAL
                 self._start()
-                self._finish_quietly(outcome=outcome, exit_code=128 + sig)
+                from jobreport.records import RunResult
+
+                self._finish_quietly(RunResult(ended=time.time(), duration=0.0,
+                                               outcome=outcome, exit_code=128 + sig))
                 return 128 + sig
             # durable before the command starts: a wrapper killed from here on leaves a
             # trace that the next run of the group records as abandoned
@@ -183,7 +188,8 @@ class _Wrapper:
 
     def _report(self, result: process.ProcessResult, metrics_path: str | None) -> None:
         try:
-            from jobreport.wrapper import metricsfile  # only needed once the command is over
+            from jobreport.records import RunResult  # only needed once the command is over
+            from jobreport.wrapper import metricsfile
 
             parsed = metricsfile.ParsedMetrics()
             if metrics_path is not None:
@@ -193,23 +199,22 @@ class _Wrapper:
             # --size-path, when given, is what the user asked to be measured
             size = path_size(self.request.size_paths) if self.request.size_paths else None
             self._start()
-            self._finish_quietly(
-                outcome=result.outcome, exit_code=result.exit_code,
+            self._finish_quietly(RunResult(
+                ended=result.ended_at, duration=result.duration, outcome=result.outcome,
+                exit_code=result.exit_code,
                 size=size if size is not None else parsed.size, items=parsed.items,
-                custom=parsed.families,
                 cpu_seconds=result.cpu_seconds, max_rss_bytes=result.max_rss_bytes,
-                tail=mask_secrets(result.tail, self.config), ended=result.ended_at,
-                duration=result.duration,
-            )
+                tail=mask_secrets(result.tail, self.config), custom=tuple(parsed.families),
+            ))
         finally:
             if metrics_path is not None:
                 _unlink(metrics_path)
 
-    def _finish_quietly(self, **end: Any) -> None:
+    def _finish_quietly(self, result: RunResult) -> None:
         if self.run_ is None:
             return
         try:
-            self.reporter.finish(self.run_, **end)
+            self.reporter.finish(self.run_, result)
         except Exception as e:  # the exit code is the child's, whatever happens here
             log.warning("jobreport: the end of job %s was not reported: %s", self.job, e)
 
@@ -250,13 +255,13 @@ def child_environment(environ: Mapping[str, str], job: str, uid: str,
 
 
 def mask_secrets(text: str | None, config: Config) -> str | None:
-    """``text`` with the values of the configured secrets replaced by ``***``."""
+    """``text`` with the values of the configured secrets (and any URL's credentials)
+    replaced by ``***`` (``jobreport.secrets``, loaded once the command is over)."""
     if not text:
         return text
-    secrets = sorted({s for s in (config.password, config.token) if s}, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+    from jobreport.secrets import config_secrets, mask
+
+    return mask(text, config_secrets(config))
 
 
 def _plug_closed_streams() -> None:
@@ -276,7 +281,7 @@ def _plug_closed_streams() -> None:
             os.close(null)
 
 
-def _new_reporter(config: Config) -> Reporter:
+def _new_reporter(config: Config) -> RunReporter:
     from jobreport.reporter import Reporter
 
     return Reporter(config)
@@ -331,7 +336,7 @@ def _take_lock(request: RunRequest, config: Config, job: str) -> JobLock | Liter
     return lock
 
 
-def _report_skipped(reporter: Reporter, request: RunRequest, job: str) -> None:
+def _report_skipped(reporter: RunReporter, request: RunRequest, job: str) -> None:
     try:
         reporter.record_skipped(job, labels=request.labels,
                                 command=_command_text(request.argv))
