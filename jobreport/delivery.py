@@ -8,6 +8,7 @@ sink's answer means (delivered, retry later, rejected) is decided in ``jobreport
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 
@@ -71,8 +72,10 @@ def _without_rejected_families(store: Store, sink: Sink, key: str,
     with another group, a bad quantile) gets one more try without them, so that the last
     success and the outcome still land. The group stays pending, the error recorded."""
     state, seq = known
-    offending = tuple(sorted({f.name for f in state.custom if f.name in rejected.reason}))
-    if not offending or rejected.status != 400:
+    if rejected.status != 400:
+        return rejected
+    offending = _rejected_families(state, rejected.reason)
+    if not offending:
         return rejected
     kept = tuple(f for f in state.custom if f.name not in offending)
     last = replace(state.last, custom=tuple(f for f in kept if f in state.last.custom)) \
@@ -87,6 +90,27 @@ def _without_rejected_families(store: Store, sink: Sink, key: str,
     store.mark_delivered(key, seq, sink=sink.name, left_out=offending,
                          problem=f"left out {', '.join(offending)}: {rejected.reason}")
     return Delivered(left_out=offending)
+
+
+def _rejected_families(state: GroupState, reason: str) -> tuple[str, ...]:
+    """The group's own families a 400 is about: named in its text (a type clash), or
+    owning the line of the body it points at (``text format parsing error in line N``)."""
+    own = {f.name for f in state.custom}
+    named = {name for name in own if name in reason}
+    line = re.search(r"\bin line (\d+)\b", reason)
+    if line is not None:
+        from prometheus_client.exposition import generate_latest
+
+        from jobreport.exposition import registry_for
+
+        body = generate_latest(registry_for(state)).decode("utf-8", "replace").splitlines()
+        family = None
+        for text in body[:int(line.group(1))]:
+            if text.startswith(("# HELP ", "# TYPE ")):
+                family = text.split(" ", 3)[2]
+        if family in own:
+            named.add(family)
+    return tuple(sorted(named))
 
 
 def flush(

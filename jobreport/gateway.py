@@ -183,10 +183,10 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
     neither the store nor the gateway has the group, ``PushError`` when the gateway fails."""
     grouping = config.grouping(job, labels)
     sender = sender or _sender(config)
-    in_store = False
     try:
         store = store or _store(config)
-        # retired before the DELETE, so that a flush running meanwhile cannot push it back
+        # retired before the DELETE, so that no flush brings it back, even one running
+        # meanwhile or after a failed DELETE (then the user deletes again)
         in_store = store.retire_group(group_key(grouping))
     except StoreError as e:
         log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "

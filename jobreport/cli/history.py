@@ -72,3 +72,5 @@ def history(**params: Any) -> None:
         click.echo("no runs recorded" + (f" for job {params['job']}" if params["job"] else ""))
     else:
         click.echo(history_table(records))
+        for line in store.undelivered(params["job"]):
+            click.echo(line.describe())

@@ -36,6 +36,7 @@ from jobreport.monitoring.rewrite import (
     top_level_sections,
 )
 from jobreport.monitoring.rules import absent_rules
+from jobreport.names import DEFAULT_NAMESPACE
 
 __all__ = [
     "ABSENT_FILE", "MANIFEST", "SINKS", "ExportResult", "export_files", "write_export",
@@ -177,7 +178,7 @@ def export_files(
     out["prometheus.yml"] = _prometheus_config(sink)
     # the guards in the jobreport namespace, so that the sink's variant recognises their
     # selectors; renamed below with the rest
-    guards = absent_rules(dataclasses.replace(config, namespace="jobreport"), jobs)
+    guards = absent_rules(dataclasses.replace(config, namespace=DEFAULT_NAMESPACE), jobs)
     out[ABSENT_FILE] = absent_variant(guards, sink, lookback)
     out["prometheus-scrape.yml"] = _SCRAPE_HEADER + _scrape_section(sink)
     out["alertmanager-route.yml"] = _route_snippet()

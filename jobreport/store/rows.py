@@ -4,6 +4,7 @@ field, so that a new figure needs no edit here)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +17,11 @@ from jobreport.records import (
     grouping_from_key,
     load_custom,
 )
+from jobreport.wrapper.relay import TAIL_MAX_BYTES
 
-__all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "Delivery", "PendingGroup", "RunStart",
+__all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "Delivery", "PendingGroup", "RunStart", "Undelivered",
            "bound_tail", "end_values", "run_record", "run_result"]
 
-#: The stored output tail is cut to its last this many bytes.
-TAIL_MAX_BYTES = 64 * 1024
 #: The sink whose marks ``pending()`` and friends read unless told otherwise.
 DEFAULT_SINK = "pushgateway"
 
@@ -58,6 +58,35 @@ class PendingGroup:
     #: When the oldest undelivered run ended (None: only a start or pushed values pending).
     since: float | None = None
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """A group whose newest state one sink (or no sink yet: ``sink`` None) has not taken."""
+
+    key: str
+    job: str
+    sink: str | None
+    #: When the oldest undelivered run ended (None: only a start or pushed values wait).
+    since: float | None
+    last_error: str | None
+    last_attempt: float | None
+
+    def describe(self) -> str:
+        """One line: ``delivery of group job=... to pushgateway: pending since ..., last
+        error: ...`` (what check, status and history print)."""
+        grouping = grouping_from_key(self.key)
+        ordered = sorted(grouping.items(), key=lambda kv: (kv[0] != "job", kv[0] != "instance"))
+        group = " ".join(f"{k}={v}" for k, v in ordered)
+        text = f"delivery of group {group}" + (f" to {self.sink}" if self.sink else "")
+        text += ": pending"
+        if self.since is not None:
+            text += " since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        if self.last_error:
+            text += f", last error: {' '.join(self.last_error.split())}"
+        elif self.sink is None:
+            text += " (no sink has taken it yet: `jobreport flush` with a gateway set)"
+        return text
 
 
 @dataclass(frozen=True)

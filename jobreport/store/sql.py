@@ -77,6 +77,13 @@ PENDING = (
 )
 PENDING_RUNS = ("SELECT count(*) AS n, min(ended) AS since FROM jobreport_runs "
                 "WHERE group_key = :k AND closed_seq > :d")
+UNDELIVERED = (
+    "SELECT g.group_key, g.job, d.sink, COALESCE(d.delivered_seq, 0) AS delivered_seq, "
+    "d.last_error, d.last_attempt FROM jobreport_groups g "
+    "LEFT JOIN jobreport_deliveries d ON d.group_key = g.group_key "
+    "WHERE g.retired IS NULL AND g.seq > COALESCE(d.delivered_seq, 0) "
+    "ORDER BY g.group_key, d.sink"
+)
 DELIVERIES = ("SELECT d.*, g.seq FROM jobreport_deliveries d JOIN jobreport_groups g "
               "ON g.group_key = d.group_key WHERE d.group_key = :k ORDER BY d.sink")
 VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"

@@ -44,12 +44,14 @@ from jobreport.store.rows import (
     Delivery,
     PendingGroup,
     RunStart,
+    Undelivered,
     end_values,
     run_record,
     run_result,
 )
 
-__all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "Delivery", "PendingGroup", "RunStart", "Store"]
+__all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "Delivery", "PendingGroup", "RunStart", "Store",
+           "Undelivered"]
 
 log = logging.getLogger("jobreport")
 
@@ -333,6 +335,20 @@ class Store:
                                     {"k": key, "d": d["delivered_seq"]})[0]["since"]
                 out.append(Delivery(str(d["sink"]), int(d["delivered_seq"]), int(d["seq"]),
                                     d["last_error"], d["last_attempt"], since))
+            return out
+
+    def undelivered(self, job: str | None = None) -> list[Undelivered]:
+        """Every group (not retired) that a sink has not taken the newest state of, with
+        the error of the last attempt: what ``check``, ``status`` and ``history`` show."""
+        with self._read() as tx:
+            out = []
+            for d in tx.rows(sql.UNDELIVERED):
+                if job is not None and d["job"] != job:
+                    continue
+                since = tx.rows(sql.PENDING_RUNS, {"k": d["group_key"],
+                                                   "d": d["delivered_seq"]})[0]["since"]
+                out.append(Undelivered(str(d["group_key"]), str(d["job"]), d["sink"], since,
+                                       d["last_error"], d["last_attempt"]))
             return out
 
     def group_keys(self, job: str | None = None, *, retired: bool = False) -> list[str]:

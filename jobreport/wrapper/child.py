@@ -45,7 +45,7 @@ EXIT_NOT_EXECUTABLE = outcomes.EXIT_NOT_EXECUTABLE
 EXIT_NOT_FOUND = outcomes.EXIT_NOT_FOUND
 DEFAULT_KILL_AFTER = 10.0
 DEFAULT_TAIL_LINES = 20
-TAIL_MAX_BYTES = 64 * 1024
+TAIL_MAX_BYTES = output.TAIL_MAX_BYTES
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 #: How long output may still arrive after the child ended before the relay is handed over.

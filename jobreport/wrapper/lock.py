@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jobreport.config import state_dir
+from jobreport.paths import private_dir
 from jobreport.records import group_key
-from jobreport.wrapper.marker import private_dir
 
 __all__ = ["JobLock", "LockBusy", "lock_path"]
 

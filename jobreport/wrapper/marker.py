@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobreport import liveness
+from jobreport.paths import private_dir
 
 if TYPE_CHECKING:
     from jobreport.store.store import RunStart, Store
 
-__all__ = ["RunMarker", "adopt", "marker_dir", "markers", "new_marker", "private_dir"]
+__all__ = ["RunMarker", "adopt", "marker_dir", "markers", "new_marker"]
 
 log = logging.getLogger("jobreport")
 
@@ -166,23 +167,6 @@ def _unescape(raw: str) -> str:
 
 def _number(raw: str | None) -> float | None:
     return float(raw) if raw else None
-
-
-def private_dir(path: Path, levels: int = 2) -> None:
-    """Create ``path`` owner-only, and up to ``levels - 1`` missing parents with it (the
-    state directory), as the store makes its own: whatever the umask says."""
-    missing = []
-    for _ in range(levels):
-        if path.is_dir():
-            break
-        missing.append(path)
-        path = path.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(parents=True, mode=0o700)
-        except FileExistsError:
-            continue
-        os.chmod(directory, 0o700)
 
 
 def new_marker(uid: str, job: str, key: str, command: str | None) -> RunMarker:
