@@ -28,6 +28,19 @@ _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("max_runtime_seconds", "A run is stuck after this long.", "max_runtime"),
     ("last_heartbeat_timestamp_seconds", "Unix time of the last heartbeat of a running job.",
      "last_heartbeat"),
+    # schedules (jobreport.schedule)
+    ("success_deadline_timestamp_seconds",
+     "The next success is due by then (--schedule: next fire time + max runtime + grace).",
+     "success_deadline"),
+    ("start_deadline_timestamp_seconds",
+     "The next run must have started by then (--schedule: next fire time + grace).",
+     "start_deadline"),
+    ("min_runtime_seconds", "A successful run shorter than this is suspicious.",
+     "min_runtime"),
+    ("alert_after_failures", "The failed-run alert waits for this many failures in a row.",
+     "alert_after_failures"),
+    ("consecutive_failures", "Unsuccessful runs since the last success.",
+     "consecutive_failures"),
 )
 
 

@@ -43,8 +43,21 @@ class GroupStatus:
     max_runtime: float | None = None
     last_push: float | None = None
     last_push_failure: float | None = None
+    # schedules (jobreport.schedule)
+    success_deadline: float | None = None
+    start_deadline: float | None = None
+    min_runtime: float | None = None
+    last_duration: float | None = None
     problems: tuple[str, ...] = field(default=())
     now: float = 0.0
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The earlier of a scheduled job's start and success deadlines (the start deadline
+        does not count while a run is in progress)."""
+        found = [d for d in (self.success_deadline,
+                             None if self.running else self.start_deadline) if d is not None]
+        return min(found) if found else None
 
     @property
     def instance(self) -> str:
@@ -68,6 +81,12 @@ class GroupStatus:
             "max_runtime_seconds": self.max_runtime,
             "last_push": self.last_push,
             "last_push_failure": self.last_push_failure,
+            "success_deadline": self.success_deadline,
+            "start_deadline": self.start_deadline,
+            "next_deadline": self.next_deadline,
+            "deadline_passed": (self.next_deadline is not None
+                                and self.now > self.next_deadline),
+            "min_runtime_seconds": self.min_runtime,
             "problems": list(self.problems),
             "ok": not self.problems,
         }
@@ -125,6 +144,10 @@ def _group_status(group: Mapping[str, Any], ns: str, now: float) -> GroupStatus:
         max_runtime=value(f"{ns}_max_runtime_seconds"),
         last_push=value("push_time_seconds"),
         last_push_failure=value("push_failure_time_seconds"),
+        success_deadline=value(f"{ns}_success_deadline_timestamp_seconds"),
+        start_deadline=value(f"{ns}_start_deadline_timestamp_seconds"),
+        min_runtime=value(f"{ns}_min_runtime_seconds"),
+        last_duration=value(f"{ns}_last_duration_seconds"),
         now=now,
     )
     status = _with_problems(status)
@@ -151,8 +174,16 @@ def _with_problems(s: GroupStatus) -> GroupStatus:
                 problems.append("overdue: never succeeded")
         elif s.now - s.last_success > s.expected_interval:
             problems.append("overdue")
+    if s.success_deadline is not None and s.now > s.success_deadline:
+        never = s.last_success is None or s.last_success <= 0
+        problems.append("overdue: never succeeded" if never else "overdue: past its deadline")
+    if s.start_deadline is not None and s.now > s.start_deadline and not s.running:
+        problems.append("missed start")
     if s.last_outcome is not None and s.last_outcome not in (SUCCESS, SKIPPED):
         problems.append(f"last run: {s.last_outcome}")
+    if (s.last_outcome == SUCCESS and s.min_runtime is not None
+            and s.last_duration is not None and s.last_duration < s.min_runtime):
+        problems.append("too short")
     if (s.running > 0 and s.max_runtime and s.last_start is not None
             and s.now - s.last_start > s.max_runtime):
         problems.append("running too long")

@@ -9,13 +9,12 @@ whatever the timing.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 
-__all__ = ["STOP_GRACE", "Heartbeat"]
+from jobreport.logger import log
 
-log = logging.getLogger("jobreport")
+__all__ = ["STOP_GRACE", "Heartbeat"]
 
 #: How long ``stop()`` waits beyond the push budget for a beat in progress: the store's busy
 #: timeout (a beat first records itself in the store) plus a margin.

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from jobreport.config import Config, load_config
+from jobreport.config.values import failure_count, schedule_expression, time_zone
 from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError, JobReportError
 from jobreport.heartbeat import STOP_GRACE, Heartbeat
@@ -29,6 +30,7 @@ __all__ = ["JobMetrics", "current_job", "job_metrics"]
 log = logging.getLogger("jobreport")
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _duration(name: str, value: str | float | None) -> float | None:
@@ -40,13 +42,26 @@ def _duration(name: str, value: str | float | None) -> float | None:
         raise ConfigError(name, "argument", str(e)) from None
 
 
+def _checked(name: str, value: Any, check: Callable[[object], T]) -> T | None:
+    if value is None:
+        return None
+    try:
+        return check(value)
+    except ValueError as e:
+        raise ConfigError(name, "argument", str(e)) from None
+
+
 class JobMetrics:
     """Report one run of ``job`` to the Pushgateway: a context manager, a decorator, and the
     handle inside the block. Made with ``job_metrics(...)``.
 
     ``with job_metrics("backup", expect_every="24h") as job: ...`` or, as a decorator,
     ``@job_metrics("nightly")``. ``expect_every`` (plus ``grace``, 10% by default) and
-    ``max_runtime`` are pushed as thresholds for the generic alerts; ``labels`` are extra
+    ``max_runtime`` are pushed as thresholds for the generic alerts; or ``schedule`` (cron,
+    with ``timezone``: the deadlines of the next start and success, see
+    ``jobreport.schedule``) instead of ``expect_every``; ``min_runtime`` (a shorter success is
+    suspicious) and ``alert_after_failures`` (the failed alert waits for that many failures
+    in a row) too; ``labels`` are extra
     grouping labels; ``heartbeat`` pushes a liveness timestamp that often while the body
     runs. Settings not given come from the environment and the config file (or ``config``).
 
@@ -66,12 +81,24 @@ class JobMetrics:
         heartbeat: str | float | None = None,
         config: Config | None = None,
         gateway: str | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        min_runtime: str | float | None = None,
+        alert_after_failures: int | None = None,
     ) -> None:
         self.job = check_job(job)
         self.labels = check_labels(labels)
         self.expect_every = _duration("expect_every", expect_every)
         self.max_runtime = _duration("max_runtime", max_runtime)
         self.grace = _duration("grace", grace)
+        self.schedule = _checked("schedule", schedule, schedule_expression)
+        self.timezone = _checked("timezone", timezone, time_zone)
+        if self.expect_every is not None and self.schedule is not None:
+            raise ConfigError("schedule", "argument",
+                              "expect_every and schedule exclude each other; give one")
+        self.min_runtime = _duration("min_runtime", min_runtime)
+        self.alert_after_failures = _checked("alert_after_failures", alert_after_failures,
+                                             failure_count)
         self.heartbeat_every = _duration("heartbeat", heartbeat)
         if self.heartbeat_every is not None and self.heartbeat_every <= 0:
             raise ConfigError("heartbeat", "argument", "must be more than zero")
@@ -134,6 +161,8 @@ class JobMetrics:
             self._run = self._reporter.start(
                 self.job, labels=self.labels, expect_every=self.expect_every,
                 max_runtime=self.max_runtime, grace=self.grace, wait=0.0,
+                schedule=self.schedule, timezone=self.timezone, min_runtime=self.min_runtime,
+                alert_after_failures=self.alert_after_failures,
             )
             if self.heartbeat_every:
                 reporter, run = self._reporter, self._run
@@ -266,7 +295,8 @@ def _wrapper_metrics_file(job: str) -> str | None:
     return os.environ.get("JOBREPORT_METRICS_FILE") or None
 
 
-_SETTINGS = frozenset({"job", "labels", "expect_every", "max_runtime", "grace",
+_SETTINGS = frozenset({"job", "labels", "expect_every", "max_runtime", "grace", "schedule",
+                       "timezone", "min_runtime", "alert_after_failures",
                        "heartbeat_every", "_config", "_gateway"})
 
 

@@ -154,6 +154,14 @@ class GroupState:
     expected_interval: float | None = None
     max_runtime: float | None = None
     last_heartbeat: float | None = None
+    # --- schedules (jobreport.schedule): deadlines from the newest run's schedule, and the
+    # thresholds of the too-short and failed-N-times alerts
+    success_deadline: float | None = None
+    start_deadline: float | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
+    #: Unsuccessful runs since the last success (skipped runs do not count).
+    consecutive_failures: int | None = None
     #: What ``jobreport push`` gave the group (kept in the store).
     pushed: tuple[CustomFamily, ...] = ()
     #: Only these families go out (used for start and heartbeat pushes); None: all known.
@@ -181,6 +189,15 @@ class RunRecord:
     result: RunResult | None = None
     command: str | None = None
     uid: str | None = None
+    #: The run's --min-runtime (``history`` marks a success shorter than it).
+    min_runtime: float | None = None
+
+    @property
+    def too_short(self) -> bool:
+        """A success shorter than the run's minimum runtime."""
+        return (self.min_runtime is not None and self.result is not None
+                and self.result.outcome == "success"
+                and self.result.duration < self.min_runtime)
 
     @property
     def ended(self) -> float | None:
@@ -213,6 +230,8 @@ class RunRecord:
             "started": self.started,
             "command": self.command,
             **result,
+            "min_runtime": self.min_runtime,
+            "too_short": self.too_short,
         }
 
 

@@ -68,6 +68,12 @@ class Run:
     monotonic_start: float
     expected_interval: float | None = None
     max_runtime: float | None = None
+    # schedules (jobreport.schedule): kept raw, the store derives the deadlines
+    schedule: str | None = None
+    timezone: str | None = None
+    grace: float | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
     pid: int | None = None
     command: str | None = None
     #: The command's process (``jobreport run``): the run lives while it or ``pid`` does.
@@ -155,6 +161,10 @@ class Reporter:
         wait: float | None = 0.0,
         delay: float = START_DELAY,
         uid: str | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        min_runtime: float | None = None,
+        alert_after_failures: int | None = None,
         child_pid: int | None = None,
         child_pid_start: float | None = None,
     ) -> Run:
@@ -163,18 +173,27 @@ class Reporter:
         The worker waits ``delay`` seconds first: a run that is over by then is recorded
         whole at its end, with one push instead of two. ``wait`` is how long to wait for the
         start push (``None``: the configured start budget); it is best effort, never raises.
+
+        ``schedule`` (checked cron, see ``jobreport.schedule``) and ``expect_every`` exclude
+        each other: the one given here replaces the other from the job's config section.
         """
         settings = self.config.job(job)
+        if expect_every is None and schedule is None:
+            expect_every, schedule = settings.expect_every, settings.schedule
+        grace = grace if grace is not None else settings.grace
         run = Run(
             job=job,
             grouping=self.config.grouping(job, labels),
             started=time.time(),
             monotonic_start=time.monotonic(),
-            expected_interval=expected_interval(
-                expect_every if expect_every is not None else settings.expect_every,
-                grace if grace is not None else settings.grace,
-            ),
+            expected_interval=None if schedule else expected_interval(expect_every, grace),
             max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
+            schedule=schedule or None,
+            timezone=(timezone or settings.timezone) if schedule else None,
+            grace=grace if schedule else None,
+            min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
+            alert_after_failures=(alert_after_failures if alert_after_failures is not None
+                                  else settings.alert_after_failures),
             pid=os.getpid(),
             command=command, child_pid=child_pid, child_pid_start=child_pid_start,
         )
@@ -216,7 +235,9 @@ class Reporter:
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
             pid=run.pid, pid_start=_process_start(run.pid),
             expected_interval=run.expected_interval, max_runtime=run.max_runtime,
-            command=run.command, uid=run.uid, pid_ns=pid_namespace(),
+            command=run.command, uid=run.uid, schedule=run.schedule, timezone=run.timezone,
+            grace=run.grace, min_runtime=run.min_runtime,
+            alert_after_failures=run.alert_after_failures, pid_ns=pid_namespace(),
             child_pid=run.child_pid, child_pid_start=run.child_pid_start,
         )
 
@@ -332,13 +353,21 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
     state = GroupState(
         job=run.job, grouping=run.grouping, running=0 if result else 1, last_start=run.started,
         expected_interval=run.expected_interval, max_runtime=run.max_runtime,
+        min_runtime=run.min_runtime, alert_after_failures=run.alert_after_failures,
     )
     if result is not None and result.outcome != SKIPPED:
         state.last = result
         if result.outcome == SUCCESS:
             state.last_success = result.ended
+            state.consecutive_failures = 0
         else:
             state.last_failure = result.ended
+            # without the history nobody can count: alert rather than stay silent
+            state.consecutive_failures = run.alert_after_failures or 1
+    if run.schedule:
+        from jobreport.schedule import apply_deadlines
+
+        apply_deadlines(state, run.schedule, run.timezone, grace=run.grace, known=False)
     return state
 
 

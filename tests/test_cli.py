@@ -25,7 +25,7 @@ from tests.conftest import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ("run", "push", "flush", "history", "status", "delete", "check", "rules",
-            "monitoring")
+            "monitoring", "prune")
 #: Commands of the groups above, and the group commands themselves.
 NESTED = ("monitoring export", "monitoring runbook")
 

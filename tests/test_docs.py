@@ -45,7 +45,7 @@ COMMANDS = sorted(ALL_COMMANDS)
 def test_every_command_has_help() -> None:
     """Each command has a one-line summary and an example in its --help."""
     expected = ["check", "delete", "flush", "history", "monitoring export",
-                "monitoring runbook", "push", "rules", "run", "status"]
+                "monitoring runbook", "prune", "push", "rules", "run", "status"]
     assert expected == COMMANDS
     for name in COMMANDS:
         command = ALL_COMMANDS[name]

@@ -20,13 +20,17 @@ from jobreport.cli.entry import FastRun, parse_run
 from jobreport.cli.option_table import (
     COUNT,
     DURATION,
+    FAILURES,
     FLAG,
     PATHS,
     RUN_OPTIONS,
+    SCHEDULE,
     SETTINGS_OPTIONS,
+    ZONE,
     OptionSpec,
 )
 from jobreport.cli.options import typed_labels, typed_settings
+from jobreport.cli.run import _one_of_interval_and_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
@@ -38,6 +42,9 @@ SAMPLES = {
     FLAG: ["1", "true", "no", "OFF", "maybe", "", " on "],
     PATHS: ["/a:/b", "a::b", "x", ""],
     "text": ["x", "", "a b", "job/x", "k=v", "no-equals", "job=x"],
+    SCHEDULE: ["0 3 * * 1-5", "@daily", "61 * * * *", "", "@sometimes"],
+    ZONE: ["Europe/Berlin", "UTC", "Mars/Olympus", "", "../etc"],
+    FAILURES: ["1", "3", "0", "-1", "x", ""],
 }
 
 
@@ -57,8 +64,9 @@ def click_parse(args: list[str], env: dict[str, str]) -> FastRun | None:
     with ctx:
         params = dict(ctx.params)
         try:
+            _one_of_interval_and_schedule(params)
             labels = typed_labels(params)
-        except click.BadParameter:
+        except click.UsageError:
             return None
         settings = typed_settings(params)
     if params["job"] is not None:
@@ -127,6 +135,21 @@ def test_the_fast_parser_and_click_agree_on_every_option(argv: list[str],
 def test_the_fast_parser_and_click_agree_on_the_shape_of_argv(argv: list[str]) -> None:
     """`--`, the command's first word, repeated options, unknown and partial options."""
     _compare(argv, {})
+
+
+ENV_SHAPES = [
+    (["--expect-every", "1h", "true"], {"JOBREPORT_SCHEDULE": "@daily"}),
+    (["--schedule", "@daily", "true"], {"JOBREPORT_EXPECT_EVERY": "1h"}),
+    (["true"], {"JOBREPORT_SCHEDULE": "@daily", "JOBREPORT_EXPECT_EVERY": "1h"}),
+    (["--schedule", "@daily", "--expect-every", "1h", "true"], {}),
+]
+
+
+@pytest.mark.parametrize(("argv", "env"), ENV_SHAPES)
+def test_the_fast_parser_and_click_agree_on_interval_against_schedule(
+        argv: list[str], env: dict[str, str]) -> None:
+    """One of --expect-every and --schedule typed beats the other from the environment."""
+    _compare(argv, env)
 
 
 def test_the_fast_parser_takes_the_common_cases() -> None:

@@ -49,6 +49,8 @@ def contract_metric_names() -> set[str]:
         job="j", grouping={"job": "j"}, running=1, last_start=1.0, last_success=2.0,
         last_failure=1.0, last=last, runs_total=dict.fromkeys(OUTCOMES, 1),
         expected_interval=1.0, max_runtime=1.0, last_heartbeat=1.0,
+        success_deadline=3.0, start_deadline=3.0, min_runtime=1.0, alert_after_failures=2,
+        consecutive_failures=0,
     )
     names = {s.name for fam in StateCollector(state).collect() for s in fam.samples}
     return {n for n in names if n.startswith("jobreport_")}

@@ -17,7 +17,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from jobreport._version import __version__
-from jobreport.cli.entry import exit_now, log_to_stderr
+from jobreport.cli.entry import exit_now
+from jobreport.cli.stderr import log_to_stderr
 from jobreport.errors import (
     ConfigError,
     InvalidNameError,
@@ -36,7 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The modules of ``jobreport.cli`` that hold a command (each registers itself on import).
 COMMAND_MODULES = ("run", "push", "flush", "history", "status", "delete", "check", "rules",
-                   "monitoring")
+                   "monitoring", "prune")
 
 #: Exit codes of the commands other than ``run`` (which exits with the command's own code).
 EXIT_PROBLEM = 1

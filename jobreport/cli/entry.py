@@ -12,7 +12,6 @@ This module imports only the standard library.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -27,12 +26,12 @@ from jobreport.cli.option_table import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Any, NoReturn
 
     import click
 
-__all__ = ["Entry", "FastRun", "exit_now", "launch", "log_to_stderr", "parse_run"]
+__all__ = ["Entry", "FastRun", "exit_now", "launch", "parse_run"]
 
 _SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
 _SETTING_NAMES = frozenset(s.name for s in SETTINGS_OPTIONS)
@@ -112,6 +111,13 @@ def _resolve(typed: dict[str, Any], command: list[str],
             check_job(values["job"])
         except InvalidNameError as e:
             raise ValueError(str(e)) from None
+    if values["expect_every"] is not None and values["schedule"] is not None:
+        # one of them typed beats the other from the environment; otherwise click decides
+        for name, other in (("expect_every", "schedule"), ("schedule", "expect_every")):
+            if name in typed and other not in typed:
+                values[other] = None
+        if values["expect_every"] is not None and values["schedule"] is not None:
+            raise ValueError("--expect-every and --schedule exclude each other")
     overrides = {name: value for name, value in typed.items() if name in _SETTING_NAMES}
     return FastRun(values, labels, overrides)
 
@@ -151,6 +157,8 @@ def launch(values: Mapping[str, Any], labels: Mapping[str, str],
         grace=values["grace"], heartbeat=values["heartbeat"], timeout=values["timeout"],
         kill_after=values["kill_after"], size_paths=tuple(values["size_paths"]),
         lock=values["lock"], tail_lines=values["tail_lines"],
+        schedule=values["schedule"], timezone=values["timezone"],
+        min_runtime=values["min_runtime"], alert_after_failures=values["alert_after_failures"],
     )
     # a bad setting must not stop the job: warn and use the default
     config = load_config(strict=False, **{k: v for k, v in overrides.items()
@@ -159,44 +167,6 @@ def launch(values: Mapping[str, Any], labels: Mapping[str, str],
 
 
 # --- output and exit ----------------------------------------------------------------------
-
-
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            message += f" ({type(exc).__name__}{': ' + first if first else ''})"
-        return message
-
-
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (CliRunner swaps it)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
-def log_to_stderr(quiet: bool = False) -> Callable[[], None]:
-    """Show jobreport's warnings as one line each on stderr; return what undoes it."""
-    logger = logging.getLogger("jobreport")
-    handler = _Stderr()
-    handler.setFormatter(_OneLine())
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
-
-    def restore() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-    return restore
 
 
 def exit_now(code: object) -> NoReturn:
@@ -211,7 +181,8 @@ def exit_now(code: object) -> NoReturn:
         print(code, file=sys.stderr)
         status = 1
     try:
-        logging.shutdown()
+        if "logging" in sys.modules:  # not loaded when nothing was logged
+            sys.modules["logging"].shutdown()
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:  # None: started with it closed (`>&-`), nothing to flush
                 stream.flush()
@@ -221,7 +192,16 @@ def exit_now(code: object) -> NoReturn:
 
 
 def _fast_run(parsed: FastRun) -> NoReturn:
-    log_to_stderr(parsed.values["quiet"])
+    from jobreport import logger
+
+    quiet = parsed.values["quiet"]
+
+    def setup() -> None:
+        from jobreport.cli.stderr import log_to_stderr
+
+        log_to_stderr(quiet)
+
+    logger.on_load(setup)
     try:
         code: object = launch(parsed.values, parsed.labels, parsed.overrides)
     except (EOFError, KeyboardInterrupt):  # as click's standalone mode does

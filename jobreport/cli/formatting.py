@@ -89,7 +89,7 @@ def _figure(r: RunRecord, name: str) -> Any:
 def history_table(records: Sequence[RunRecord]) -> str:
     rows = [
         [str(r.id), when(r.started), r.job, r.grouping.get("instance", "-"),
-         labels_text(r.grouping), seconds_text(r.duration), r.outcome or "running",
+         labels_text(r.grouping), seconds_text(r.duration), _outcome_text(r),
          "-" if r.exit_code is None else str(r.exit_code), bytes_text(_figure(r, "size")),
          number_text(_figure(r, "items"))]
         for r in records
@@ -98,13 +98,20 @@ def history_table(records: Sequence[RunRecord]) -> str:
                    "EXIT", "SIZE", "ITEMS"], rows)
 
 
+def _outcome_text(r: RunRecord) -> str:
+    """The outcome; a success shorter than the run's --min-runtime is marked."""
+    if r.too_short and r.min_runtime is not None:
+        return f"{r.outcome} (too short: < {seconds_text(r.min_runtime)})"
+    return r.outcome or "running"
+
+
 def run_details(r: RunRecord) -> str:
     fields = [
         ("run", str(r.id)), ("run id", r.uid or "-"), ("job", r.job),
         ("labels", labels_text(r.grouping, ("job",))),
         ("host", r.host), ("pid", "-" if r.pid is None else str(r.pid)),
         ("command", r.command or "-"), ("started", when(r.started)), ("ended", when(r.ended)),
-        ("duration", seconds_text(r.duration)), ("outcome", r.outcome or "running"),
+        ("duration", seconds_text(r.duration)), ("outcome", _outcome_text(r)),
         ("exit code", "-" if r.exit_code is None else str(r.exit_code)),
         ("size", bytes_text(_figure(r, "size"))), ("items", number_text(_figure(r, "items"))),
         ("cpu", seconds_text(_figure(r, "cpu_seconds"))),
@@ -127,8 +134,22 @@ def status_table(groups: Sequence[GroupStatus]) -> str:
     rows = [
         [g.job, g.instance or "-", labels_text({"job": g.job, **g.labels}),
          g.last_outcome or "-", age(g.success_age),
-         "running" if g.running else "idle", "; ".join(g.problems) or "ok"]
+         "running" if g.running else "idle", _deadline_text(g),
+         "; ".join(g.problems) or "ok"]
         for g in groups
     ]
     return table(["JOB", "INSTANCE", "LABELS", "LAST OUTCOME", "LAST SUCCESS", "NOW",
-                   "PROBLEMS"], rows)
+                   "NEXT DEADLINE", "PROBLEMS"], rows)
+
+
+def _deadline_text(g: GroupStatus) -> str:
+    """A scheduled job's next deadline (the earlier of start and success), and whether it
+    has passed; "-" for a job without a schedule."""
+    deadline = g.next_deadline
+    if deadline is None:
+        return "-"
+    left = deadline - g.now
+    stamp = _dt.datetime.fromtimestamp(deadline).strftime("%Y-%m-%d %H:%M")
+    if left < 0:
+        return f"{stamp} (passed {format_duration(round(-left))} ago)"
+    return f"{stamp} (in {format_duration(round(left))})"

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
-    "COUNT", "DURATION", "FLAG", "PATHS", "RUN_OPTIONS", "SETTINGS_OPTIONS", "TEXT",
-    "OptionSpec", "convert", "parse_flag",
+    "COUNT", "DURATION", "FAILURES", "FLAG", "PATHS", "RUN_OPTIONS", "SCHEDULE",
+    "SETTINGS_OPTIONS", "TEXT", "ZONE", "OptionSpec", "convert", "parse_flag",
 ]
 
 #: Kinds of value: text, an on/off flag, a duration, a count (integer >= 0), file paths
@@ -24,6 +24,11 @@ FLAG = "flag"
 DURATION = "duration"
 COUNT = "count"
 PATHS = "paths"
+#: Schedules (jobreport.schedule, which checks them without loading cronsim): a cron
+#: expression, an IANA time zone, a number of failures in a row (1 or more).
+SCHEDULE = "schedule"
+ZONE = "zone"
+FAILURES = "failures"
 
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
@@ -88,6 +93,11 @@ def convert(spec: OptionSpec, text: str) -> object:
         return int(text)
     if spec.kind == FLAG:
         return parse_flag(text)
+    if spec.kind in (SCHEDULE, ZONE, FAILURES):
+        from jobreport.config.values import failure_count, schedule_expression, time_zone
+
+        return {SCHEDULE: schedule_expression, ZONE: time_zone,
+                FAILURES: failure_count}[spec.kind](text)
     return text
 
 
@@ -109,10 +119,25 @@ RUN_OPTIONS: tuple[OptionSpec, ...] = (
                "--grace)."),
     _spec("--grace", name="grace", envvar="JOBREPORT_GRACE", kind=DURATION,
           metavar="DURATION",
-          help="Slack after --expect-every before the job is overdue [default: 10% of it]."),
+          help="Slack after --expect-every before the job is overdue [default: 10% of it]; "
+               "with --schedule, after each fire time [default: 10% of the gap]."),
     _spec("--max-runtime", name="max_runtime", envvar="JOBREPORT_MAX_RUNTIME", kind=DURATION,
           metavar="DURATION", setting="max_runtime",
           help="A run is stuck after this long (pushed for the alert; nothing is killed)."),
+    _spec("--schedule", name="schedule", envvar="JOBREPORT_SCHEDULE", kind=SCHEDULE,
+          metavar="CRON",
+          help='When the job runs: five cron fields ("0 3 * * 1-5") or @hourly, @daily, '
+               "@weekly, @monthly; pushes start and success deadlines instead of an "
+               "interval (not with --expect-every)."),
+    _spec("--timezone", name="timezone", envvar="JOBREPORT_TIMEZONE", kind=ZONE,
+          metavar="ZONE",
+          help="IANA time zone of --schedule, e.g. Europe/Berlin [default: the host's]."),
+    _spec("--min-runtime", name="min_runtime", envvar="JOBREPORT_MIN_RUNTIME", kind=DURATION,
+          metavar="DURATION",
+          help="A successful run shorter than this is suspicious (the too-short alert)."),
+    _spec("--alert-after-failures", name="alert_after_failures",
+          envvar="JOBREPORT_ALERT_AFTER_FAILURES", kind=FAILURES, metavar="N",
+          help="The failed alert waits for N unsuccessful runs in a row [default: 1]."),
     _spec("--heartbeat", name="heartbeat", envvar="JOBREPORT_HEARTBEAT", kind=DURATION,
           metavar="DURATION", setting="heartbeat",
           help="Push a liveness timestamp this often while the command runs."),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from jobreport.cli.app import EXIT_CODES_HELP, cli, setup_logging
 from jobreport.cli.entry import launch
@@ -50,6 +51,7 @@ def run(**params: Any) -> NoReturn:
           --size-path /backups/db.dump -- pg_dump -Fc -f /backups/db.dump mydb
     """
     setup_logging(params["quiet"])
+    _one_of_interval_and_schedule(params)
     job = params["job"]
     if job is not None:
         from jobreport.names import check_job
@@ -59,3 +61,20 @@ def run(**params: Any) -> NoReturn:
         except InvalidNameError as e:
             raise click.BadParameter(str(e), param_hint="--job") from None
     sys.exit(launch(params, typed_labels(params), typed_settings(params)))
+
+
+def _one_of_interval_and_schedule(params: dict[str, Any]) -> None:
+    """--expect-every and --schedule exclude each other: both typed is a usage error, one
+    typed beats the other from the environment, both from the environment is a warning."""
+    if params["expect_every"] is None or params["schedule"] is None:
+        return
+    ctx = click.get_current_context()
+    typed = {name for name in ("expect_every", "schedule")
+             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    if len(typed) == 2:
+        raise click.UsageError("--expect-every and --schedule exclude each other: a job has "
+                               "an interval or a schedule, not both")
+    if not typed:
+        click.echo("jobreport: JOBREPORT_EXPECT_EVERY and JOBREPORT_SCHEDULE are both set; "
+                   "using the schedule", err=True)
+    params["expect_every" if "expect_every" not in typed else "schedule"] = None

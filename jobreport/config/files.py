@@ -7,17 +7,34 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from jobreport.config.settings import JobSettings
-from jobreport.config.values import CONVERTERS, env_name, parse_labels, seconds
+from jobreport.config.values import (
+    CONVERTERS,
+    env_name,
+    failure_count,
+    parse_labels,
+    schedule_expression,
+    seconds,
+    time_zone,
+)
 from jobreport.errors import ConfigError, InvalidNameError
 from jobreport.names import check_job
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FILE_KEYS", "JOB_KEYS", "find_config_file", "read_jobs", "read_secret", "read_toml"]
 
 FILE_KEYS = frozenset(CONVERTERS) | {"jobs"}
-JOB_KEYS = frozenset({"expect_every", "max_runtime", "grace", "labels"})
+#: How each key of a ``[jobs.NAME]`` section is read (a duration unless named here).
+_JOB_CONVERTERS: dict[str, Any] = {
+    "labels": parse_labels, "schedule": schedule_expression, "timezone": time_zone,
+    "alert_after_failures": failure_count,
+}
+JOB_KEYS = frozenset({"expect_every", "max_runtime", "grace", "labels", "schedule", "timezone",
+                      "min_runtime", "alert_after_failures"})
 
 
 def find_config_file(flag: object, env: Mapping[str, str]) -> tuple[Path | None, str]:
@@ -94,9 +111,12 @@ def read_jobs(section: object, source: str) -> dict[str, JobSettings]:
         values: dict[str, Any] = {}
         for key, value in settings.items():
             try:
-                values[key] = parse_labels(value) if key == "labels" else seconds(value)
+                values[key] = _JOB_CONVERTERS.get(key, seconds)(value)
             except ValueError as e:
                 raise ConfigError(f"{where}.{key}", source, str(e)) from None
+        if "expect_every" in values and "schedule" in values:
+            raise ConfigError(f"{where}.schedule", source,
+                              "expect_every and schedule exclude each other; keep one")
         jobs[name] = JobSettings(**values)
     return jobs
 

@@ -6,23 +6,25 @@ fallback for the gateway) > TOML file > defaults.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from jobreport.config.files import find_config_file, read_jobs, read_secret, read_toml
 from jobreport.config.settings import Config, JobSettings, default_db_url
 from jobreport.config.values import CONVERTERS, env_name
 from jobreport.errors import ConfigError
+from jobreport.logger import log
 from jobreport.secrets import refuse_control_characters
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["load_config"]
 
-log = logging.getLogger("jobreport")
 
 #: Settings that always say where they came from, "default" when nothing set them.
 _SHOWN = ("gateway", "db", "namespace", "timeout", "budget", "start_budget", "tls_verify",
@@ -189,6 +191,5 @@ class _Resolution:
 
 
 def _hostname() -> str:
-    import socket
-
-    return socket.gethostname() or "localhost"
+    # what socket.gethostname() returns on POSIX, without importing socket first
+    return os.uname().nodename or "localhost"

@@ -7,9 +7,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from jobreport.names import DEFAULT_NAMESPACE
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Config", "JobSettings", "default_db_url", "state_dir"]
 
@@ -22,6 +25,11 @@ class JobSettings:
     max_runtime: float | None = None
     grace: float | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # schedules (jobreport.schedule)
+    schedule: str | None = None
+    timezone: str | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
 
 
 @dataclass(frozen=True)

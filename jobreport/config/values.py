@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 from jobreport.durations import parse_duration
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_labels, check_namespace
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CONVERTERS", "ENV_ONLY", "env_name", "parse_labels", "seconds"]
 
@@ -90,6 +93,32 @@ def parse_labels(value: object) -> dict[str, str]:
         return check_labels(pairs)
     except InvalidNameError as e:
         raise ValueError(str(e)) from None
+
+
+def schedule_expression(value: object) -> str:
+    """A cron schedule, checked cheaply (jobreport.schedule; cronsim is not loaded)."""
+    from jobreport.schedule import check_expression
+
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a schedule (write e.g. \"0 3 * * 1-5\" or @daily)")
+    return check_expression(value)
+
+
+def time_zone(value: object) -> str:
+    """An IANA time zone name that this host knows."""
+    from jobreport.schedule import check_timezone
+
+    return check_timezone(str(value))
+
+
+def failure_count(value: object) -> int:
+    """A number of failures in a row: a whole number, 1 or more."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a number of failures (write e.g. 3)")
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{value!r}: must be a whole number, 1 or more")
+    return int(text)
 
 
 def _namespace(value: object) -> str:

@@ -40,6 +40,12 @@ class RunStart:
     max_runtime: float | None = None
     command: str | None = None
     uid: str | None = None
+    # schedules (jobreport.schedule)
+    schedule: str | None = None
+    timezone: str | None = None
+    grace: float | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
     #: The PID namespace ``pid`` and ``child_pid`` belong to (jobreport.liveness).
     pid_ns: str | None = None
     #: The command's own process: the run lives on while it does, even without its wrapper.
@@ -146,5 +152,5 @@ def run_record(row: Mapping[str, Any]) -> RunRecord:
     return RunRecord(
         id=row["id"], job=row["job"], grouping=grouping_from_key(row["group_key"]),
         host=row["host"], pid=row["pid"], started=row["started"], result=run_result(row),
-        command=row["command"], uid=row["uid"],
+        command=row["command"], uid=row["uid"], min_runtime=row["min_runtime"],
     )

@@ -34,6 +34,13 @@ runs = Table(
     Column("started", Double, nullable=False),
     Column("expected_interval", Double),
     Column("max_runtime", Double),
+    # schedules (schema 3): the run's --schedule, --timezone and --grace (the deadlines are
+    # derived from them and the group's history), --min-runtime, --alert-after-failures
+    Column("schedule", String(256)),
+    Column("timezone", String(64)),
+    Column("grace", Double),
+    Column("min_runtime", Double),
+    Column("alert_after_failures", Integer),
     Column("command", Text),
     # what the run reported at its end: one column per field of RunResult
     *(Column(f.name, _RESULT_TYPES[f.metadata["column"]]) for f in RESULT_FIELDS),
@@ -42,7 +49,7 @@ runs = Table(
     # the run's id as its process knows it from the start ($JOBREPORT_RUN_ID), before the
     # store has given it a row id
     Column("uid", String(32)),
-    # schema 3 (wrapper): the run lives while its wrapper (pid) or its command (child_pid)
+    # schema 4 (wrapper): the run lives while its wrapper (pid) or its command (child_pid)
     # does, and only a jobreport of the same PID namespace may judge that
     Column("pid_ns", String(64)),
     Column("child_pid", Integer),

@@ -6,9 +6,11 @@ from __future__ import annotations
 from jobreport.outcomes import OUTCOMES, SKIPPED, SUCCESS
 from jobreport.records import RESULT_FIELDS
 
+#: The thresholds of schedules a run starts with (jobreport.schedule).
+SCHEDULE_COLUMNS = ("schedule", "timezone", "grace", "min_runtime", "alert_after_failures")
 START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started",
-                 "expected_interval", "max_runtime", "command", "uid", "pid_ns", "child_pid",
-                 "child_pid_start")
+                 "expected_interval", "max_runtime", *SCHEDULE_COLUMNS, "command", "uid",
+                 "pid_ns", "child_pid", "child_pid_start")
 #: What a run reports at its end: a column per field of ``RunResult``, and the seq it made.
 END_COLUMNS = (*(f.name for f in RESULT_FIELDS), "closed_seq")
 NOT_SKIPPED = "(outcome IS NULL OR outcome <> 'skipped')"
@@ -38,8 +40,16 @@ GROUP = (
 # the newest run is the newest recorded (row id, closed_seq), never the latest clock
 # reading: a clock stepped back must not hide a failure
 NEWEST_START = (
-    "SELECT started, outcome, expected_interval, max_runtime FROM jobreport_runs "
-    f"WHERE group_key = :k AND {NOT_SKIPPED} ORDER BY id DESC LIMIT 1"
+    f"SELECT started, outcome, expected_interval, max_runtime, {', '.join(SCHEDULE_COLUMNS)} "
+    f"FROM jobreport_runs WHERE group_key = :k AND {NOT_SKIPPED} ORDER BY id DESC LIMIT 1"
+)
+# unsuccessful runs recorded after the last success (in record order: closed_seq); skipped
+# runs are neither
+CONSECUTIVE_FAILURES = (
+    "SELECT count(*) AS n FROM jobreport_runs "
+    f"WHERE group_key = :k AND outcome IN {FAILED} AND closed_seq > COALESCE(("
+    "SELECT max(closed_seq) FROM jobreport_runs "
+    "WHERE group_key = :k AND outcome = 'success'), 0)"
 )
 LAST_END = (
     "SELECT * FROM jobreport_runs "

@@ -35,6 +35,7 @@ from jobreport.records import (
     grouping_from_key,
     load_custom,
 )
+from jobreport.schedule import apply_schedule
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
 from jobreport.store.migrations import SCHEMA_VERSION, ensure_schema
@@ -208,6 +209,7 @@ class Store:
             "expected_interval": start.expected_interval, "max_runtime": start.max_runtime,
             "command": start.command, "uid": start.uid, "pid_ns": start.pid_ns,
             "child_pid": start.child_pid, "child_pid_start": start.child_pid_start,
+            **{c: getattr(start, c) for c in sql.SCHEDULE_COLUMNS},
         }
 
     def set_heartbeat(self, grouping: Mapping[str, str], when: float, *,
@@ -311,6 +313,10 @@ class Store:
             if result is not None:
                 # size and items are the newest ever reported, not only the last run's
                 state.last = replace(result, size=g["last_size"], items=g["last_items"])
+        state.consecutive_failures = int(
+            tx.rows(sql.CONSECUTIVE_FAILURES, {"k": key})[0]["n"] or 0)
+        if newest:
+            apply_schedule(state, newest[0])
         return state, int(g["seq"])
 
     def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:

@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 from jobreport import outcomes
 from jobreport.wrapper import relay as output
 from jobreport.wrapper import tree as proctree
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_KILL_AFTER",

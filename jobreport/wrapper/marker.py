@@ -15,22 +15,25 @@ Format: one ``name=value`` line per field, values with backslash escapes.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from jobreport import liveness
+from jobreport.logger import log
 from jobreport.paths import private_dir
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
+    from typing import Any
+
     from jobreport.store.store import RunStart, Store
 
 __all__ = ["RunMarker", "adopt", "marker_dir", "markers", "new_marker"]
 
-log = logging.getLogger("jobreport")
+_FIELDS = ("uid", "job", "host", "started", "pid", "pid_start", "pid_ns", "command",
+           "child_pid", "child_pid_start")
 
 
 def marker_dir() -> Path:
@@ -46,7 +49,7 @@ class RunMarker:
 
     uid: str
     job: str
-    key: str
+    grouping: dict[str, str] = field(compare=False)
     host: str
     started: float
     pid: int
@@ -63,7 +66,8 @@ class RunMarker:
     def write(self) -> bool:
         """Write (or replace, atomically) the marker; False when it cannot be written."""
         path = self.path
-        text = "".join(f"{f.name}={_escape(getattr(self, f.name))}\n" for f in fields(self))
+        text = "".join(f"{name}={_escape(getattr(self, name))}\n" for name in _FIELDS)
+        text += "".join(f"label.{k}={_escape(v)}\n" for k, v in sorted(self.grouping.items()))
         tmp = path.with_suffix(".tmp")
         try:
             private_dir(path.parent)
@@ -78,8 +82,15 @@ class RunMarker:
             return False
         return True
 
-    def with_child(self, pid: int, pid_start: float | None) -> RunMarker:
-        return replace(self, child_pid=pid, child_pid_start=pid_start)
+    def with_child(self, pid: int, pid_start: float | None, command: str) -> RunMarker:
+        """The marker once the command runs: its process and its command line."""
+        return replace(self, child_pid=pid, child_pid_start=pid_start, command=command)
+
+    @property
+    def key(self) -> str:
+        from jobreport.records import group_key
+
+        return group_key(self.grouping)
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):
@@ -91,10 +102,9 @@ class RunMarker:
                                   (self.child_pid, self.child_pid_start))
 
     def run_start(self) -> RunStart:
-        from jobreport.records import grouping_from_key
         from jobreport.store.store import RunStart
 
-        return RunStart(job=self.job, grouping=grouping_from_key(self.key),
+        return RunStart(job=self.job, grouping=dict(self.grouping),
                         started=self.started, host=self.host, pid=self.pid,
                         pid_start=self.pid_start, command=self.command, uid=self.uid,
                         pid_ns=self.pid_ns, child_pid=self.child_pid,
@@ -138,13 +148,16 @@ def _read(path: Path) -> RunMarker | None:
     except OSError:
         return None
     values: dict[str, Any] = {}
+    grouping: dict[str, str] = {}
     for line in text.splitlines():
         name, sep, raw = line.partition("=")
-        if sep:
+        if sep and name.startswith("label."):
+            grouping[name[len("label."):]] = _unescape(raw)
+        elif sep:
             values[name] = _unescape(raw)
     try:
         return RunMarker(
-            uid=values["uid"], job=values["job"], key=values["key"], host=values["host"],
+            uid=values["uid"], job=values["job"], grouping=grouping, host=values["host"],
             started=float(values["started"]), pid=int(values["pid"]),
             pid_start=_number(values.get("pid_start")), pid_ns=values.get("pid_ns") or None,
             command=values.get("command"),
@@ -169,9 +182,10 @@ def _number(raw: str | None) -> float | None:
     return float(raw) if raw else None
 
 
-def new_marker(uid: str, job: str, key: str, command: str | None) -> RunMarker:
-    """The marker of a run of this process that starts now."""
+def new_marker(uid: str, job: str, grouping: dict[str, str]) -> RunMarker:
+    """The marker of a run of this process that starts now (its grouping labels: job,
+    instance and the extra labels, as ``Config.grouping`` gives them)."""
     pid = os.getpid()
-    return RunMarker(uid=uid, job=job, key=key, host=os.uname().nodename, started=time.time(),
-                     pid=pid, pid_start=liveness.process_start(pid),
-                     pid_ns=liveness.pid_namespace(), command=command)
+    return RunMarker(uid=uid, job=job, grouping=dict(grouping), host=os.uname().nodename,
+                     started=time.time(), pid=pid, pid_start=liveness.process_start(pid),
+                     pid_ns=liveness.pid_namespace())

@@ -9,26 +9,26 @@ runs. Whatever happens to the store or the gateway, the exit code is the child's
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import shlex
 import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
 
+from jobreport import logger
 from jobreport.config import Config
-from jobreport.durations import format_duration
-from jobreport.heartbeat import STOP_GRACE, Heartbeat
 from jobreport.liveness import process_start
+from jobreport.logger import log
 from jobreport.outcomes import INTERRUPTED, SIGNAL, TIMEOUT
-from jobreport.records import group_key
 from jobreport.wrapper import child as process
 from jobreport.wrapper import relay as output
 from jobreport.wrapper.marker import RunMarker, new_marker
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    from jobreport.heartbeat import Heartbeat
     from jobreport.protocols import RunReporter
     from jobreport.records import RunResult
     from jobreport.wrapper.lock import JobLock
@@ -40,7 +40,6 @@ __all__ = ["EXIT_SKIPPED", "SECRET_VARIABLES", "RunRequest", "child_environment"
 #: file, not a secret, and stay, so that a nested jobreport can still authenticate.)
 SECRET_VARIABLES = frozenset({"JOBREPORT_PASSWORD", "JOBREPORT_TOKEN"})
 
-log = logging.getLogger("jobreport")
 
 #: Exit code of ``jobreport run --lock`` when another run of the group holds the lock and
 #: the command was not started (EX_TEMPFAIL from sysexits.h: "try again later").
@@ -63,6 +62,11 @@ class RunRequest:
     size_paths: tuple[str, ...] = ()
     lock: bool = False
     tail_lines: int = process.DEFAULT_TAIL_LINES
+    # schedules (jobreport.schedule; checked, the deadlines are the reporter's business)
+    schedule: str | None = None
+    timezone: str | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
 
     @property
     def job_name(self) -> str:
@@ -131,9 +135,7 @@ class _Wrapper:
             # durable before the command starts: a wrapper killed from here on leaves a
             # trace that the next run of the group records as abandoned
             self.marker = new_marker(self.uid, self.job,
-                                     group_key(self.config.grouping(self.job,
-                                                                    self.request.labels)),
-                                     _command_text(self.request.argv))
+                                     self.config.grouping(self.job, self.request.labels))
             if not self.marker.write():
                 self.marker = None
             if self.lock is not None:
@@ -148,6 +150,8 @@ class _Wrapper:
                 if self.lock is not None:
                     self.lock.share_with_child(False)
                 if self.heartbeat is not None:
+                    from jobreport.heartbeat import STOP_GRACE
+
                     # joined before the end is recorded: no heartbeat follows the end push
                     self.heartbeat.stop(timeout=self.config.budget + STOP_GRACE)
             if result.error:
@@ -165,10 +169,13 @@ class _Wrapper:
             self.lock.share_with_child(False)  # later helpers of ours must not hold it
             self.lock.note_holder(pid)
         if self.marker is not None:
-            self.marker = self.marker.with_child(pid, child_start)
+            self.marker = self.marker.with_child(pid, child_start,
+                                                 _command_text(self.request.argv))
             self.marker.write()
         self._start(child=(pid, child_start))
         if self.request.heartbeat and self.run_ is not None:
+            from jobreport.heartbeat import Heartbeat
+
             reporter, run = self.reporter, self.run_
             self.heartbeat = Heartbeat(lambda: reporter.heartbeat(run), self.request.heartbeat,
                                        self.job).start()
@@ -181,6 +188,9 @@ class _Wrapper:
                 self.job, labels=self.request.labels, expect_every=self.request.expect_every,
                 max_runtime=self.request.max_runtime, grace=self.request.grace,
                 command=_command_text(self.request.argv), wait=0.0, uid=self.uid,
+                schedule=self.request.schedule, timezone=self.request.timezone,
+                min_runtime=self.request.min_runtime,
+                alert_after_failures=self.request.alert_after_failures,
                 child_pid=child[0], child_pid_start=child[1],
             )
         except Exception as e:  # reporting must never stop the job
@@ -224,6 +234,8 @@ def _say_outcome(job: str, result: process.ProcessResult, timeout: float | None)
     timeout or by a signal), so that a cron mail says what happened."""
     code = result.exit_code
     if result.outcome == TIMEOUT:
+        from jobreport.durations import format_duration
+
         limit = format_duration(timeout) if timeout else "its timeout"
         log.warning("jobreport: %s timed out after %s; killed the command (exit %d)",
                     job, limit, code)
@@ -282,6 +294,7 @@ def _plug_closed_streams() -> None:
 
 
 def _new_reporter(config: Config) -> RunReporter:
+    logger.load()  # before the reporter's modules, which log through logging directly
     from jobreport.reporter import Reporter
 
     return Reporter(config)
@@ -372,4 +385,6 @@ def _run_token() -> str:
 
 
 def _command_text(argv: tuple[str, ...]) -> str:
+    import shlex  # only needed once the command has started
+
     return shlex.join(argv)
