@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -132,6 +132,11 @@ class Reporter:
 
             import jobreport.delivery
             import jobreport.exposition  # noqa: F401
+
+            if self.config.remote_write_url:  # protobuf and snappy, only when configured
+                from jobreport.sinks.remote_write import preload
+
+                preload()
 
     @property
     def store(self) -> Store | None:
@@ -315,8 +320,7 @@ class Reporter:
             partial = _state_without_store(run, None)
         from jobreport.delivery import deliver_group
 
-        ok = True
-        for sink in sinks:
+        def one(sink: Sink) -> bool:
             try:
                 if partial is None and store is not None:
                     outcome = deliver_group(store, sink, run.key, budget=budget, known=known)
@@ -327,10 +331,36 @@ class Reporter:
                 self._drop_store(e)
                 return False
             if not isinstance(outcome, Delivered):
-                ok = False
                 if what != "start":
                     _warn_undelivered(what, run.job, sink.name, outcome, store is not None)
-        return ok
+                return False
+            return True
+
+        if len(sinks) == 1:
+            return one(sinks[0])
+        return _each_at_once(sinks, one, budget)
+
+
+def _each_at_once(sinks: list[Sink], deliver: Callable[[Sink], bool], budget: float) -> bool:
+    """``deliver`` to every sink at the same time, one thread each: a sink that is down
+    costs its own budget, not the others' (one sink down delays only that sink), and the
+    whole delivery stays within the budget (+1 s for the threads to report)."""
+    results: dict[int, bool] = {}
+
+    def work(i: int, sink: Sink) -> None:
+        try:
+            results[i] = deliver(sink)
+        except Exception:  # never let reporting break the job
+            unexpected("the delivery to the %s failed", sink.name)
+
+    threads = [threading.Thread(target=work, args=(i, s), name=f"jobreport-{s.name}",
+                                daemon=True) for i, s in enumerate(sinks)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + budget + 1.0
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return all(results.get(i, False) for i in range(len(sinks)))
 
 
 def _warn_undelivered(what: str, job: str, sink: str, outcome: DeliveryOutcome,
