@@ -137,6 +137,7 @@ def flush(
         sinks = configured_sinks(config)
     if not sinks:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
+    _adopt_markers(store)
     result = FlushResult()
     for sink in sinks:
         delivered, runs, failed = 0, 0, 0
@@ -166,3 +167,13 @@ def _groups_to_deliver(store: Store, sink: Sink, all_groups: bool) -> list[Pendi
         groups += [PendingGroup(key, grouping_from_key(key)["job"], grouping_from_key(key), 0)
                    for key in store.group_keys() if key not in pending]
     return groups
+
+
+def _adopt_markers(store: Store) -> None:
+    """Runs whose wrapper was killed before the store heard of them (``jobreport run``'s
+    markers) are recorded as abandoned first, so that this flush delivers them."""
+    import socket
+
+    from jobreport.wrapper.marker import adopt_all
+
+    adopt_all(store, socket.gethostname())

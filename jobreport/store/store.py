@@ -154,6 +154,12 @@ class Store:
             return tx.insert(sql.INSERT_RUN, {**self._start_values(start, key),
                                               **dict.fromkeys(sql.END_COLUMNS)})
 
+    def close_abandoned(self, start: RunStart, *, alive: Any) -> None:
+        """Close as abandoned the runs of ``start``'s group left open on its host (and PID
+        namespace) by processes that are gone, without opening a run (``jobreport flush``)."""
+        with self._write() as tx:
+            self._close_abandoned(tx, group_key(start.grouping), start, alive)
+
     def _close_abandoned(self, tx: Tx, key: str, start: RunStart, alive: Any) -> None:
         if alive is None:
             return
