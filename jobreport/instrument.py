@@ -37,7 +37,7 @@ def _duration(name: str, value: str | float | None) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        return parse_duration(value, name)  # zero refused where it makes no sense
     except ValueError as e:
         raise ConfigError(name, "argument", str(e)) from None
 

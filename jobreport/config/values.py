@@ -61,10 +61,11 @@ def _db(value: object) -> str:
     return text
 
 
-def seconds(value: object) -> float:
-    """A duration (``90s``, ``26h``, ``1h30m`` or a number of seconds) in seconds."""
+def seconds(value: object, setting: str | None = None) -> float:
+    """A duration (``90s``, ``26h``, ``1h30m`` or a number of seconds) in seconds; zero is
+    refused for the settings of ``durations.POSITIVE``."""
     if isinstance(value, str | int | float):
-        return parse_duration(value)
+        return parse_duration(value, setting)
     raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
 
 
