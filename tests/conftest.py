@@ -10,8 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import servers
+
+# Hypothesis times each example (200 ms by default) and checks that generating data is not
+# "too slow": both are speed assumptions that a busy machine breaks at random. Properties
+# are about values, not speed.
+settings.register_profile("jobreport", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("jobreport")
 
 
 class Gateway:

@@ -27,7 +27,7 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
 
 def stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(STACK), *args], check=False, env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=180)
 
 
 def pids(env: dict[str, str]) -> list[int]:
@@ -63,7 +63,7 @@ def test_background_start_serves_the_shipped_rules_and_stop_cleans_up(tmp_path: 
         assert {"jobreport-alerts", "jobreport-recording"} <= groups
         wait_for("the Pushgateway scraped",
                  lambda: prom_query(prom, 'up{job="pushgateway"} == 1')["data"]["result"],
-                 timeout=30)
+                 timeout=120)
         managers = prom_get(prom, "/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
         assert [m["url"] for m in managers] == [
             f"http://127.0.0.1:{env['ALERTMANAGER_PORT']}/api/v2/alerts"]
@@ -99,7 +99,7 @@ def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         running = pids(env)
         assert len(running) == 3
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()

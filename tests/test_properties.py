@@ -46,7 +46,7 @@ def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
 def config(shared_gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Config:
     db = tmp_path_factory.mktemp("prop-store") / "s.db"
     return load_config(env={}, gateway=shared_gateway.url, db=f"sqlite:///{db}",
-                       instance="prop", budget="5s")
+                       instance="prop", budget="60s", timeout="10s")  # must land, busy or not
 
 
 def delete_all(gateway: Gateway) -> None:
