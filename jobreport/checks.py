@@ -4,13 +4,13 @@ and the gateway, in one report."""
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from jobreport.config import Config
 from jobreport.durations import format_duration
 from jobreport.errors import ConfigError, PushError, StoreError
+from jobreport.secrets import config_secrets, mask, mask_url
 
 if TYPE_CHECKING:
     from jobreport.sinks.pushgateway import Sender
@@ -56,6 +56,9 @@ def run_checks(config: Config, *, config_errors: list[ConfigError] | None = None
     _config_checks(report, config, config_errors or [])
     _store_checks(report, config, store)
     _gateway_checks(report, config, sender)
+    # one last pass over everything shown: a secret must not leak through an error text
+    secrets = config_secrets(config)
+    report.checks = [replace(c, detail=mask(c.detail, secrets)) for c in report.checks]
     return report
 
 
@@ -94,11 +97,6 @@ def _show(name: str, value: object) -> str:
     if isinstance(value, dict) or hasattr(value, "items"):
         return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
     return str(value)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
 def _store_checks(report: CheckReport, config: Config, store: Store | None) -> None:
@@ -177,6 +175,4 @@ def _gateway_checks(report: CheckReport, config: Config, sender: Sender | None) 
 
 
 def _shown_gateway(config: Config) -> str:
-    from jobreport.sinks.pushgateway import redact_url
-
-    return redact_url(config.gateway or "")
+    return mask_url(config.gateway or "")

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError
 from jobreport.names import check_job, check_labels, check_namespace
+from jobreport.secrets import refuse_control_characters
 
 __all__ = ["Config", "JobSettings", "default_db_url", "load_config", "parse_labels", "state_dir"]
 
@@ -299,6 +300,14 @@ def load_config(
                 sources[secret] = f"{sources[file_key]} (file {values[file_key]})"
             except ConfigError as e:
                 fail(ConfigError(file_key, sources[file_key], e.problem))
+        # (edge) a secret with a newline or another control character cannot be sent in a
+        # header (requests would echo it in its error): refuse it without showing it
+        if values.get(secret):
+            try:
+                refuse_control_characters(values[secret])
+            except ValueError as e:
+                del values[secret]
+                fail(ConfigError(secret, sources.pop(secret), str(e)))
 
     jobs: dict[str, JobSettings] = {}
     if "jobs" in file_values:

@@ -9,7 +9,7 @@ from jobreport.config import Config, load_config
 from jobreport.errors import PushError
 from jobreport.records import grouping_from_key
 from jobreport.reporter import deliver_group
-from jobreport.sinks.pushgateway import Sender
+from jobreport.sinks.pushgateway import Sender, UnreachableError
 from jobreport.store.store import PendingGroup, Store
 
 __all__ = ["FlushResult", "flush"]
@@ -60,8 +60,11 @@ def flush(
         except PushError as e:
             result.failed.append((group.key, str(e)))
             log.warning("jobreport: flush of job %s failed: %s", group.job, e)
-            if not e.retryable and e.status in (None, 401, 403):
-                break  # every other group would fail the same way
+            if isinstance(e, UnreachableError) or e.retryable or e.status in (None, 401, 403):
+                # unreachable, unwell for a whole budget, or refusing us: every other group
+                # would fail the same way (and pay the budget again); only a rejection of
+                # this group's own state (400, 409, ...) lets the others go on
+                break
             continue
         result.groups += 1
         result.runs += group.pending_runs

@@ -4,6 +4,7 @@ now, problems first), ``delete`` (remove a group) and ``push`` (ad hoc values)."
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -89,19 +90,31 @@ def gateway_status(config: Config, *, sender: Sender | None = None,
 
 
 def _group_status(group: Mapping[str, Any], ns: str, now: float) -> GroupStatus:
-    labels = {str(k): str(v) for k, v in group.get("labels", {}).items()}
+    raw_labels = group.get("labels")
+    labels = ({str(k): str(v) for k, v in raw_labels.items()}
+              if isinstance(raw_labels, dict) else {})
     job = labels.pop("job", "")
+    odd: list[str] = []
 
     def value(name: str) -> float | None:
+        """The first sample of ``name``; an odd one (NaN, infinite) is None and a problem."""
         for _labels, v in _samples(group, name):
-            return v
+            if math.isfinite(v):
+                return v
+            odd.append(f"{name} is {_number(v)}")
+            return None
         return None
 
     outcome = None
     for sample_labels, v in _samples(group, f"{ns}_last_outcome"):
         if v == 1.0:
             outcome = sample_labels.get("outcome")
-    running = int(value(f"{ns}_running") or 0)
+    running_value = value(f"{ns}_running")
+    running = 0
+    if running_value is not None:
+        if running_value < 0 or running_value != int(running_value):
+            odd.append(f"{ns}_running is {_number(running_value)}")
+        running = max(0, int(running_value))
     status = GroupStatus(
         job=job, labels=labels, last_outcome=outcome,
         last_success=value(f"{ns}_last_success_timestamp_seconds"),
@@ -114,7 +127,19 @@ def _group_status(group: Mapping[str, Any], ns: str, now: float) -> GroupStatus:
         last_push_failure=value("push_failure_time_seconds"),
         now=now,
     )
-    return _with_problems(status)
+    status = _with_problems(status)
+    if odd:
+        status = replace(status, problems=(*status.problems, *(f"odd value: {o}" for o in odd)))
+    return status
+
+
+def _number(v: float) -> str:
+    """A sample value as the exposition format writes it (NaN, +Inf, -Inf, 1.5)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return f"{v:g}"
 
 
 def _with_problems(s: GroupStatus) -> GroupStatus:
@@ -141,10 +166,12 @@ def _samples(group: Mapping[str, Any], name: str) -> Iterator[tuple[dict[str, st
     family = group.get(name)
     if not isinstance(family, dict):
         return
-    for metric in family.get("metrics", []):
+    metrics = family.get("metrics", [])
+    for metric in metrics if isinstance(metrics, list) else []:
         try:
-            yield dict(metric.get("labels", {})), float(metric["value"])
-        except (KeyError, TypeError, ValueError):
+            labels = metric.get("labels") or {}
+            yield {str(k): str(v) for k, v in labels.items()}, float(metric["value"])
+        except (AttributeError, KeyError, TypeError, ValueError):
             continue
 
 

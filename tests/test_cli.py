@@ -24,7 +24,10 @@ from jobreport.monitoring.rules import absent_rules, selector
 from tests.conftest import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ("run", "push", "flush", "history", "status", "delete", "check", "rules")
+COMMANDS = ("run", "push", "flush", "history", "status", "delete", "check", "rules",
+            "monitoring")
+#: Commands of the groups above, and the group commands themselves.
+NESTED = ("monitoring export", "monitoring runbook")
 
 
 def invoke(*args: str, **env: str) -> Result:
@@ -58,22 +61,31 @@ def test_the_eight_commands_exist() -> None:
     assert sorted(main.commands) == sorted(COMMANDS)
 
 
-@pytest.mark.parametrize("name", COMMANDS)
+def command_named(name: str) -> click.Command:
+    """The command ``name`` ("run", or "monitoring export" for a group's command)."""
+    command: click.Command = main
+    for word in name.split():
+        assert isinstance(command, click.Group)
+        command = command.commands[word]
+    return command
+
+
+@pytest.mark.parametrize("name", COMMANDS + NESTED)
 def test_every_command_has_help_with_an_example(name: str) -> None:
     """Every command has a help text with an example of its use."""
-    command = main.commands[name]
+    command = command_named(name)
     assert command.help and len(command.help.split()) >= 5
-    result = invoke(name, "--help")
+    result = invoke(*name.split(), "--help")
     assert result.exit_code == 0
     assert "Example" in result.output
     assert f"jobreport {name}" in result.output.split("Example", 1)[1]
 
 
-@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("name", COMMANDS + NESTED)
 def test_every_option_reads_and_names_an_environment_variable(name: str) -> None:
     """Each option has help text and an environment variable shown in --help."""
-    command = main.commands[name]
-    output = invoke(name, "--help").output
+    command = command_named(name)
+    output = invoke(*name.split(), "--help").output
     for param in command.params:
         if not isinstance(param, click.Option) or param.name == "help":
             continue

@@ -29,15 +29,26 @@ def sections(text: str) -> dict[str, str]:
     return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
 
 
-COMMANDS = sorted(main.commands)
+def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    """("monitoring export", command) for the commands of groups, ("run", command) else."""
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+ALL_COMMANDS = dict(_commands(main))
+COMMANDS = sorted(ALL_COMMANDS)
 
 
 def test_every_command_has_help() -> None:
     """Each command has a one-line summary and an example in its --help."""
-    expected = ["check", "delete", "flush", "history", "push", "rules", "run", "status"]
+    expected = ["check", "delete", "flush", "history", "monitoring export",
+                "monitoring runbook", "push", "rules", "run", "status"]
     assert expected == COMMANDS
     for name in COMMANDS:
-        command = main.commands[name]
+        command = ALL_COMMANDS[name]
         assert command.help and command.short_help != "", name
         assert "Example" in command.help, f"jobreport {name} --help shows no example"
 
@@ -50,7 +61,7 @@ def test_cli_reference_covers_every_option(name: str) -> None:
     own = doc.get(f"jobreport {name}")
     assert own is not None, f"docs/cli.md has no '## jobreport {name}' section"
     head = read("cli.md").split("\n## ")[0]  # the shared options table
-    command = main.commands[name]
+    command = ALL_COMMANDS[name]
     for param in command.params:
         if isinstance(param, click.Argument):
             assert param.human_readable_name.upper() in own.upper(), (name, param.name)
@@ -67,7 +78,7 @@ def test_cli_reference_names_no_option_that_does_not_exist() -> None:
     """Every `--option` in a command's section of docs/cli.md is a real option of it."""
     doc = sections(read("cli.md"))
     for name in COMMANDS:
-        real = {o for p in main.commands[name].params if isinstance(p, click.Option)
+        real = {o for p in ALL_COMMANDS[name].params if isinstance(p, click.Option)
                 for o in [*p.opts, *p.secondary_opts]}
         for opt in re.findall(r"`(--?[a-z][a-z-]*)", doc[f"jobreport {name}"]):
             assert opt in real, f"docs/cli.md, jobreport {name}: {opt} does not exist"
@@ -202,18 +213,20 @@ def command_lines() -> Iterator[tuple[str, str, list[str]]]:
     for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
         text = page.read_text(encoding="utf-8").replace("\\\n", " ")
         for m in re.finditer(r"\bjobreport ([a-z]+)((?:[ \t]+[^\s`|;&>)]+)*)", text):
-            if m.group(1) not in main.commands:
+            name, words = m.group(1), m.group(2).split()
+            if isinstance(main.commands.get(name), click.Group) and words:
+                name, words = f"{name} {words[0]}", words[1:]  # jobreport monitoring export
+            if name not in ALL_COMMANDS:
                 continue
-            words = m.group(2).split()
             words = words[: words.index("--")] if "--" in words else words
-            yield page.name, m.group(1), [w.split("=")[0] for w in words if w.startswith("-")]
+            yield page.name, name, [w.split("=")[0] for w in words if w.startswith("-")]
 
 
 def test_every_command_line_in_the_docs_uses_real_options() -> None:
     """No page shows an option a command does not have (e.g. after an option is renamed)."""
     seen = 0
     for page, name, opts in command_lines():
-        real = {o for p in main.commands[name].params if isinstance(p, click.Option)
+        real = {o for p in ALL_COMMANDS[name].params if isinstance(p, click.Option)
                 for o in [*p.opts, *p.secondary_opts]}
         for opt in opts:
             assert opt in real, f"{page}: `jobreport {name} ... {opt}`: no such option"

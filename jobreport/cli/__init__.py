@@ -1,6 +1,9 @@
-"""The ``jobreport`` command line: the commands (``commands``), their options (``options``)
-and how they print (``formatting``). The entry point is ``jobreport.cli:main``."""
+"""The ``jobreport`` command line: the group and the boundary (``app``), one module per
+command (``run``, ``push``, ...), the options they share (``options``) and how they print
+(``formatting``). The entry point is ``jobreport.cli:main``."""
 
-from jobreport.cli.commands import main
+from jobreport.cli.app import load_commands
+
+main = load_commands()
 
 __all__ = ["main"]

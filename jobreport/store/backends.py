@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jobreport.errors import StoreError
+from jobreport.secrets import mask_url
 
 __all__ = ["Backend", "SQLAlchemyBackend", "SQLiteBackend", "Tx", "open_backend"]
 
@@ -113,7 +114,7 @@ class SQLiteBackend:
     is_sqlite = True
 
     def __init__(self, url: str, path: str) -> None:
-        self.display_url = url
+        self.display_url = mask_url(url)
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -243,9 +244,12 @@ class SQLAlchemyBackend:
             parsed = make_url(url)
         except ArgumentError:
             raise StoreError(
-                f"{url!r} is not an SQLAlchemy URL (e.g. sqlite:////var/lib/jobreport.db)"
+                f"{mask_url(url)!r} is not an SQLAlchemy URL "
+                "(e.g. sqlite:////var/lib/jobreport.db)"
             ) from None
-        self.display_url = parsed.render_as_string(hide_password=True)
+        # jobreport.secrets, not SQLAlchemy's hide_password: it also masks a password that
+        # holds "/" or "@", which SQLAlchemy's parser splits in the wrong place
+        self.display_url = mask_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         try:
             if self.is_sqlite:

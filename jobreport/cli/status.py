@@ -1,0 +1,41 @@
+"""``jobreport status``: what the Pushgateway holds now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from jobreport.cli.app import EXIT_CODES_HELP, cli, library_errors, setup_logging, to_json
+from jobreport.cli.formatting import status_table
+from jobreport.cli.options import config_from, json_option, settings_options
+
+__all__ = ["status"]
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@json_option()
+@settings_options(instance=False)
+@library_errors
+def status(**params: Any) -> None:
+    """Show what the Pushgateway holds now, per job and instance, problems first.
+
+    A group has a problem when it is overdue (no success within its expected interval),
+    its last run did not succeed, it runs longer than its max runtime, or pushes to it
+    are failing. The exit code is 0 whatever the groups' state (alerts are Prometheus's
+    job); it is 3 when the gateway cannot be read.
+
+    \b
+    Example:
+      jobreport status --gateway http://127.0.0.1:9091
+    """
+    setup_logging()
+    from jobreport.gateway import gateway_status
+
+    groups = gateway_status(config_from(params))
+    if params["as_json"]:
+        click.echo(to_json([g.to_json() for g in groups]))
+    elif not groups:
+        click.echo("the Pushgateway holds no groups")
+    else:
+        click.echo(status_table(groups))

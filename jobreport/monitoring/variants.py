@@ -1,0 +1,191 @@
+"""The alert and recording rules per sink, generated from the base rules (the Pushgateway's).
+
+The base rules (monitoring/rules/jobreport-alerts.yml and jobreport-recording.yml) are
+written for series that a scrape of the Pushgateway keeps fresh. The other sinks need:
+
+- ``remote-write``: a receiver holds only the samples that were written, one per delivery.
+  Five minutes after a job's last delivery its series are stale and a plain selector finds
+  nothing, so "overdue" could never fire. Every ``jobreport_*`` selector becomes
+  ``last_over_time(selector[LOOKBACK])``: the newest value within a window at least as long
+  as the longest interval of any job (default 8 days: a weekly job plus its grace). The
+  Pushgateway's own rules (push failures, gateway down) have no counterpart and are left out.
+- ``textfile``: node_exporter serves the files and Prometheus scrapes it, so the series stay
+  fresh as with the Pushgateway; the gateway rules become node_exporter's (textfile errors,
+  node_exporter down or not scraped, scrape job ``node``).
+
+The variants are derived from the base rules by rewriting their expressions, so that a rule
+added to the base files (MissedStart, TooShort, ...) gets its variants without an edit here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jobreport.durations import parse_duration
+
+__all__ = ["DEFAULT_LOOKBACK", "NODE_JOB", "SINKS", "absent_variant", "lookback_selectors",
+           "rule_set", "rules_for"]
+
+SINKS = ("pushgateway", "remote-write", "textfile")
+DEFAULT_LOOKBACK = "8d"
+#: The scrape job of node_exporter the textfile rules expect.
+NODE_JOB = "node"
+BASE_FILES = ("jobreport-alerts.yml", "jobreport-recording.yml")
+
+# a jobreport series selector, with its label matchers: not part of a longer name, not a
+# recording rule (jobreport:...), not already a range or a function call
+_SELECTOR = re.compile(r"(?<![\w:])(jobreport_[A-Za-z0-9_]+)(\{[^{}]*\})?(?![\w:(\[])")
+# what only a Pushgateway exposes
+_GATEWAY = re.compile(r"push_time_seconds|push_failure_time_seconds|job=\"pushgateway\"")
+
+
+def lookback_selectors(expr: str, lookback: str) -> str:
+    """``expr`` with every ``jobreport_*`` selector wrapped in ``last_over_time(...[W])``."""
+    return _SELECTOR.sub(lambda m: f"last_over_time({m.group(1)}{m.group(2) or ''}"
+                                   f"[{lookback}])", expr)
+
+
+def absent_variant(text: str, sink: str, lookback: str = DEFAULT_LOOKBACK) -> str:
+    """The ``absent()`` guards of ``jobreport rules`` for ``sink``: ``absent_over_time`` over
+    the lookback window for remote write (a stale series is absent to ``absent()``)."""
+    if sink != "remote-write":
+        return text
+    _check_lookback(lookback)
+    return re.sub(r"absent\((jobreport_[A-Za-z0-9_]+\{[^{}]*\})\)",
+                  lambda m: f"absent_over_time({m.group(1)}[{lookback}])", text)
+
+
+def rules_for(sink: str, *, lookback: str = DEFAULT_LOOKBACK,
+              base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The rule files (name -> YAML text) for ``sink``, from the base rules (``base``: file
+    name -> text, default the packaged ones). Each passes ``promtool check rules``."""
+    import yaml
+
+    if sink not in SINKS:
+        raise ValueError(f"unknown sink {sink!r}: use one of {', '.join(SINKS)}")
+    _check_lookback(lookback)
+    yaml.SafeDumper.add_representer(_Literal, _literal)
+    sources = dict(base) if base is not None else base_rules()
+    out: dict[str, str] = {}
+    for name, text in sources.items():
+        if sink == "pushgateway":
+            out[name] = text
+            continue
+        doc = yaml.safe_load(text) or {}
+        for group in doc.get("groups", []):
+            group["rules"] = _rules(group.get("rules") or [], sink, lookback)
+            if name == "jobreport-alerts.yml" and sink == "textfile":
+                group["rules"] += _node_rules()
+        header = (f"# Generated from {name} for the {sink} sink by `jobreport rules --sink "
+                  f"{sink}`" + (f" (lookback {lookback})" if sink == "remote-write" else "")
+                  + ".\n# docs/sinks.md says what differs from the Pushgateway rules.\n")
+        out[name] = header + yaml.safe_dump(doc, sort_keys=False, width=100,
+                                            allow_unicode=True)
+    return out
+
+
+def rule_set(sink: str, guards: str, *, lookback: str = DEFAULT_LOOKBACK) -> str:
+    """One rules file for ``sink``: its alert and recording rules, then the ``absent()``
+    guards ``guards`` (the text of ``jobreport rules``) in the variant of the sink."""
+    import yaml
+
+    groups: list[Any] = []
+    for text in rules_for(sink, lookback=lookback).values():
+        groups += (yaml.safe_load(text) or {}).get("groups", [])
+    guard_groups = (yaml.safe_load(absent_variant(guards, sink, lookback)) or {})
+    groups += [g for g in guard_groups.get("groups", []) if g.get("rules")]
+    for group in groups:
+        for rule in group.get("rules", []):
+            rule["expr"] = _Literal(str(rule["expr"]))
+    head = (f"# Generated by `jobreport rules --sink {sink}"
+            + (f" --lookback {lookback}" if sink == "remote-write" else "")
+            + "`: alerts, recording rules and absent() guards.\n"
+            "# Check with: promtool check rules FILE. docs/sinks.md explains the variant.\n")
+    return head + yaml.safe_dump({"groups": groups}, sort_keys=False, width=100,
+                                 allow_unicode=True)
+
+
+def base_rules() -> dict[str, str]:
+    """The base rule files, from the package data or, in a source checkout, monitoring/."""
+    found: dict[str, str] = {}
+    for name in BASE_FILES:
+        for path in _candidates(name):
+            try:
+                found[name] = path.read_text(encoding="utf-8")
+                break
+            except OSError:
+                continue
+    if not found:
+        raise FileNotFoundError("the jobreport rule files are not installed "
+                                "(monitoring/rules/jobreport-alerts.yml)")
+    return found
+
+
+def _candidates(name: str) -> list[Any]:
+    here = Path(__file__).resolve().parent
+    paths: list[Any] = []
+    try:
+        data = resources.files("jobreport.monitoring")
+        paths += [data / "data" / "rules" / name, data / "rules" / name]
+    except (ModuleNotFoundError, TypeError):
+        pass
+    paths.append(here.parent.parent / "monitoring" / "rules" / name)
+    return paths
+
+
+def _rules(rules: list[dict[str, Any]], sink: str, lookback: str) -> list[dict[str, Any]]:
+    out = []
+    for rule in rules:
+        expr = str(rule.get("expr", ""))
+        if _GATEWAY.search(expr):
+            continue  # the Pushgateway's own health: no counterpart (textfile: _node_rules)
+        new = dict(rule)
+        new["expr"] = _Literal(lookback_selectors(expr, lookback) if sink == "remote-write"
+                               else expr)
+        out.append(new)
+    return out
+
+
+def _node_rules() -> list[dict[str, Any]]:
+    def alert(name: str, expr: str, summary: str, description: str) -> dict[str, Any]:
+        return {
+            "alert": name, "expr": _Literal(expr + "\n"), "for": "1m",
+            "labels": {"severity": "critical"},
+            "annotations": {"summary": summary, "description": description,
+                            "runbook_url": f"docs/runbook.md#{name.lower()}"},
+        }
+
+    return [
+        alert("JobreportTextfileError", "node_textfile_scrape_error == 1",
+              "node_exporter on {{ $labels.instance }} cannot read a textfile",
+              "node_exporter's textfile collector failed to read a file in its directory "
+              "(a malformed or unreadable .prom file): the jobs on this host are not up to "
+              "date in Prometheus. node_exporter's log names the file."),
+        alert("JobreportNodeExporterDown", f'up{{job="{NODE_JOB}"}} == 0',
+              "node_exporter {{ $labels.instance }} is down",
+              "Prometheus has failed to scrape node_exporter on {{ $labels.instance }} for "
+              "at least a minute: the jobs that write textfiles there are not visible."),
+        alert("JobreportNodeExporterNotScraped", f'absent(up{{job="{NODE_JOB}"}})',
+              f'No node_exporter is scraped (job "{NODE_JOB}")',
+              f'Prometheus has no scrape target with job="{NODE_JOB}": no textfile metric '
+              "reaches it. The scrape job must be named so and use honor_labels: true."),
+    ]
+
+
+def _check_lookback(lookback: str) -> None:
+    if not re.fullmatch(r"(\d+[smhdwy])+", lookback) or parse_duration(lookback) <= 0:
+        raise ValueError(f"lookback {lookback!r}: use a Prometheus duration such as 8d or 36h")
+
+
+class _Literal(str):
+    """A string PyYAML writes as a ``|`` block (multi-line PromQL stays readable)."""
+
+
+def _literal(dumper: Any, value: _Literal) -> Any:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style=style)
+

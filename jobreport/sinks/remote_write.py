@@ -1,0 +1,225 @@
+"""Delivery by Prometheus remote write 1.0: a snappy-compressed protobuf ``WriteRequest``.
+
+Every delivery writes the group's whole state as one sample per series, stamped with the
+delivery time, so that a receiver (Prometheus ``--web.enable-remote-write-receiver``,
+VictoriaMetrics, vmagent, Mimir, Thanos Receive, Cortex) holds the same series the
+Pushgateway would expose. The series carry ``job``, ``instance`` (unless ``--no-instance``)
+and the grouping labels. A receiver keeps no state between writes: a job that does not run
+has no fresh sample, and its series go stale after 5 minutes, which is why this sink has its
+own rule variant (``jobreport rules --sink remote-write``).
+
+The protocol (https://prometheus.io/docs/specs/remote_write_spec/): POST, body a
+``prometheus.WriteRequest`` compressed with snappy's *block* format, headers
+``Content-Encoding: snappy``, ``Content-Type: application/x-protobuf`` and
+``X-Prometheus-Remote-Write-Version: 0.1.0``; labels sorted by name with ``__name__``; 5xx
+and 429 are retried (within the budget), every other 4xx is permanent: the sender must not
+retry it, so the group stays pending with the error recorded.
+
+protobuf (the generated module in ``_prompb``) and cramjam are imported only when a delivery
+is built, never on the way to starting a job's command.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from jobreport._version import __version__
+from jobreport.config import Config
+from jobreport.errors import PushError
+from jobreport.records import GroupState
+
+if TYPE_CHECKING:
+    import requests
+    from tenacity import RetryCallState
+
+__all__ = ["RemoteWriter", "encode", "series", "write_request"]
+
+USER_AGENT = f"jobreport/{__version__}"
+HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+    "User-Agent": USER_AGENT,
+}
+#: The spec: "5xx and 429 MUST be retried"; every other 4xx "MUST NOT" be.
+MAX_ATTEMPTS = 20
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def series(state: GroupState, namespace: str = "jobreport") -> Iterator[tuple[Labels, float]]:
+    """Each series of ``state`` as (labels sorted by name with ``__name__``, value).
+
+    The families are those of a push (``jobreport.exposition``): counters keep their
+    ``_total`` sample name, a custom family's samples keep their own names and labels. The
+    group's labels (job, instance, grouping) come first and win over a sample's own label of
+    the same name, as the Pushgateway's grouping key does.
+    """
+    from jobreport.exposition import StateCollector
+
+    group = {k: v for k, v in state.grouping.items()}
+    group["job"] = state.job
+    for family in StateCollector(state, namespace).collect():
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue  # a creation time is not a value a rule reads
+            labels = dict(sample.labels)
+            labels.update(group)
+            labels["__name__"] = sample.name
+            yield tuple(sorted(labels.items())), float(sample.value)
+
+
+def write_request(items: Iterable[tuple[Labels, float]], timestamp_ms: int) -> bytes:
+    """The serialized (uncompressed) ``WriteRequest`` of ``items``, one sample each at
+    ``timestamp_ms``. Series are written in label order; a NaN stays a NaN."""
+    from jobreport.sinks._prompb import prompb_pb2
+
+    generated: Any = prompb_pb2  # generated code, no type stubs
+    request = generated.WriteRequest()
+    for labels, value in sorted(items):
+        ts = request.timeseries.add()
+        for name, label_value in labels:
+            ts.labels.add(name=name, value=label_value)
+        ts.samples.add(value=value, timestamp=timestamp_ms)
+    return bytes(request.SerializeToString())
+
+
+def encode(state: GroupState, namespace: str = "jobreport", *,
+           now: float | None = None) -> bytes:
+    """The body of one delivery of ``state``: the snappy (block format) ``WriteRequest``."""
+    import cramjam
+
+    stamp = time.time() if now is None else now
+    raw = write_request(series(state, namespace), math.floor(stamp * 1000))
+    return bytes(cramjam.snappy.compress_raw(raw))
+
+
+class RemoteWriter:
+    """Writes group states to a remote-write receiver at ``url``.
+
+    The gateway's auth and TLS settings (basic auth, bearer token, CA bundle, client
+    certificate) apply. ``sleep`` and ``clock`` can be injected so that tests never wait.
+    """
+
+    name = "remote-write"
+
+    def __init__(
+        self,
+        config: Config,
+        url: str,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from jobreport.secrets import mask_url
+
+        self.config = config
+        self.url = url
+        self.shown = mask_url(url)
+        self._session = session
+        self._sleep = sleep
+        self._clock = clock
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            self._session = http_session(self.config, self.url)
+        return self._session
+
+    def write(self, state: GroupState, *, budget: float | None = None,
+              now: float | None = None) -> None:
+        """Deliver ``state`` (stamped ``now``, default the current time); raises
+        ``PushError`` (``retryable`` False for a permanent rejection)."""
+        body = encode(state, self.config.namespace, now=now)
+        self._send(body, self.config.budget if budget is None else budget)
+
+    def _send(self, body: bytes, budget: float) -> None:
+        from tenacity import Retrying, retry_if_exception, wait_exponential, wait_random
+
+        deadline = self._clock() + budget
+
+        def stop(state: RetryCallState) -> bool:
+            upcoming = state.upcoming_sleep or 0.0
+            return (state.attempt_number >= MAX_ATTEMPTS
+                    or self._clock() + upcoming >= deadline)
+
+        retrying = Retrying(
+            stop=stop,
+            wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
+            retry=retry_if_exception(lambda e: isinstance(e, PushError) and e.retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                remaining = max(0.05, deadline - self._clock())
+                self._attempt(body, min(self.config.timeout, remaining))
+
+    def _attempt(self, body: bytes, timeout: float) -> None:
+        import requests
+
+        where = f"the remote-write receiver at {self.shown}"
+        try:
+            response = self.session.post(self.url, data=body, headers=HEADERS,
+                                         timeout=timeout, allow_redirects=False)
+        except requests.exceptions.SSLError as e:
+            raise PushError(f"TLS error talking to {where}: {_first_line(e)} (set "
+                            "JOBREPORT_CA_BUNDLE for a private CA)", retryable=False,
+                            url=self.shown) from None
+        except requests.exceptions.Timeout:
+            raise PushError(f"{where} did not answer within {timeout:.3g}s",
+                            url=self.shown) from None
+        except requests.exceptions.ConnectionError as e:
+            raise PushError(f"cannot reach {where}: {_first_line(e)[:200]}",
+                            url=self.shown) from None
+        except requests.exceptions.RequestException as e:
+            raise PushError(f"cannot talk to {where}: {_first_line(e)}", retryable=False,
+                            url=self.shown) from None
+        status = response.status_code
+        if status < 300:
+            return
+        text = " ".join(response.text.split())[:500]
+        what = f"{status} {response.reason}".strip() + (f": {text}" if text else "")
+        if status in (401, 403):
+            raise PushError(f"{where} refused the credentials ({what}); check "
+                            "JOBREPORT_USERNAME and JOBREPORT_PASSWORD(_FILE) or "
+                            "JOBREPORT_TOKEN(_FILE)", status=status, retryable=False,
+                            url=self.shown)
+        if status == 429 or status >= 500:
+            raise PushError(f"{where} answered {what}", status=status, url=self.shown)
+        raise PushError(f"{where} rejected the write ({what})", status=status,
+                        retryable=False, url=self.shown)
+
+
+def http_session(config: Config, url: str) -> requests.Session:
+    """A requests session with the configured auth and TLS settings for ``url``."""
+    from urllib.parse import urlsplit
+
+    import requests
+
+    session = requests.Session()
+    # proxies read once, not on every request (see sinks.pushgateway)
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    session.trust_env = False
+    session.headers["User-Agent"] = USER_AGENT
+    parts = urlsplit(url)
+    if config.username:
+        session.auth = (config.username, config.password or "")
+    elif parts.username:
+        session.auth = (parts.username, parts.password or "")
+    if config.token:
+        session.headers["Authorization"] = f"Bearer {config.token}"
+    session.verify = config.ca_bundle or config.tls_verify
+    if config.client_cert:
+        session.cert = ((config.client_cert, config.client_key) if config.client_key
+                        else config.client_cert)
+    return session
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

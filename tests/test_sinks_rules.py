@@ -1,0 +1,111 @@
+"""The rule variants per sink: derived from the base rules, valid for promtool, staleness-safe
+for remote write."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobreport.monitoring.variants import SINKS, base_rules, lookback_selectors, rules_for
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+def _alerts(text: str) -> dict[str, str]:
+    doc = yaml.safe_load(text)
+    return {r["alert"]: r["expr"] for g in doc["groups"] for r in g["rules"] if "alert" in r}
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_every_variant_passes_promtool(tmp_path: Path, sink: str) -> None:
+    """promtool check rules accepts each generated file."""
+    files = rules_for(sink, lookback="3d")
+    assert set(files) == {"jobreport-alerts.yml", "jobreport-recording.yml"}
+    paths = []
+    for name, text in files.items():
+        path = tmp_path / name
+        path.write_text(text)
+        paths.append(str(path))
+    check = subprocess.run([PROMTOOL, "check", "rules", *paths], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_remote_write_looks_back_in_every_job_alert() -> None:
+    """Every base job alert is kept, and every jobreport_ selector in it looks back over the
+    window; the Pushgateway's own alerts are left out."""
+    base = _alerts(base_rules()["jobreport-alerts.yml"])
+    variant = _alerts(rules_for("remote-write", lookback="9d")["jobreport-alerts.yml"])
+    job_alerts = {a for a, e in base.items() if "push_" not in e and "pushgateway" not in e}
+    assert set(variant) == job_alerts
+    assert {"JobreportJobOverdue", "JobreportJobFailed"} <= job_alerts
+    for expr in variant.values():
+        bare = re.findall(r"(?<![\w:(])jobreport_\w+(?:\{[^}]*\})?(?!\[)", expr)
+        assert not bare, expr
+        assert "[9d])" in expr
+
+
+def test_textfile_swaps_gateway_alerts_for_node_exporter_ones() -> None:
+    """The textfile variant keeps the job alerts as they are and watches node_exporter."""
+    base = _alerts(base_rules()["jobreport-alerts.yml"])
+    variant = _alerts(rules_for("textfile")["jobreport-alerts.yml"])
+    assert variant["JobreportJobOverdue"] == base["JobreportJobOverdue"]
+    assert not any("push_" in e or "pushgateway" in e for e in variant.values())
+    assert 'up{job="node"}' in variant["JobreportNodeExporterDown"]
+    assert "node_textfile_scrape_error" in variant["JobreportTextfileError"]
+
+
+def test_new_base_rules_get_variants_without_an_edit() -> None:
+    """A rule added to the base file is rewritten too (the variants follow the base)."""
+    base = {"jobreport-alerts.yml": (
+        "groups:\n- name: g\n  rules:\n  - alert: JobreportJobTooShort\n"
+        "    expr: jobreport_last_duration_seconds < jobreport_min_runtime_seconds\n")}
+    expr = _alerts(rules_for("remote-write", lookback="2d", base=base)["jobreport-alerts.yml"])
+    assert expr["JobreportJobTooShort"] == (
+        "last_over_time(jobreport_last_duration_seconds[2d]) < "
+        "last_over_time(jobreport_min_runtime_seconds[2d])")
+
+
+def test_selector_rewrite_keeps_matchers_and_leaves_other_names() -> None:
+    """Label matchers stay inside the range selector; recording rules, time() and
+    non-jobreport series are untouched."""
+    out = lookback_selectors('time() - jobreport:x + jobreport_a{outcome="s"} + up', "1d")
+    assert out == 'time() - jobreport:x + last_over_time(jobreport_a{outcome="s"}[1d]) + up'
+
+
+def test_bad_lookback_and_sink_are_refused() -> None:
+    """A lookback that is not a Prometheus duration, or an unknown sink, is a ValueError."""
+    with pytest.raises(ValueError, match="lookback"):
+        rules_for("remote-write", lookback="8 days")
+    with pytest.raises(ValueError, match="sink"):
+        rules_for("kafka")
+
+
+def test_cli_rules_per_sink_pass_promtool(tmp_path: Path) -> None:
+    """`jobreport rules --sink S` prints one file with the variant's alerts, recording rules
+    and the guards (absent_over_time for remote write) that promtool accepts."""
+    from click.testing import CliRunner
+
+    from jobreport.cli import main
+
+    config = tmp_path / "jobreport.toml"
+    config.write_text('[jobs.backup]\nexpect_every = "24h"\n')
+    for sink in SINKS:
+        result = CliRunner().invoke(main, ["rules", "--sink", sink, "--lookback", "2d",
+                                           "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        path = tmp_path / f"{sink}.yml"
+        path.write_text(result.stdout)
+        check = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True,
+                               text=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+        alerts = _alerts(result.stdout)
+        assert "JobreportJobAbsent" in alerts
+        if sink == "remote-write":
+            assert alerts["JobreportJobAbsent"].startswith("absent_over_time(")
+            assert "[2d]" in alerts["JobreportJobOverdue"]
