@@ -3,6 +3,7 @@ files and stops them again; monitoring/docker-compose.yml is wired to files that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,8 +87,12 @@ def test_background_start_serves_the_shipped_rules_and_stop_cleans_up(tmp_path: 
 def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     """In the foreground, SIGINT (Ctrl-C) stops the three servers and the launcher."""
     env = stack_env(tmp_path)
+    # As from a terminal, SIGINT starts at its default in the launcher: a test run started
+    # in the background (`... &` in a script, CI) has SIGINT ignored, and bash cannot trap
+    # a signal that was ignored when it started.
     proc = subprocess.Popen(["bash", str(STACK)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         assert proc.stdout is not None
         lines = []
@@ -104,6 +109,10 @@ def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            pidfile = Path(env["JOBREPORT_STACK_DIR"]) / "stack.pid"
+            for pid in pids(env) if pidfile.exists() else []:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # no server outlives a failed test
     assert proc.returncode == 130, "".join(lines) + out
     assert "stopped" in out
     assert not any(alive(p) for p in running)
