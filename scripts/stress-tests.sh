@@ -8,7 +8,8 @@
 #
 # Options: -n RUNS (default 3, or $STRESS_RUNS), -w WORKERS busy processes (default
 # nproc-1, at least 1, or $STRESS_WORKERS; 0 for none), -l DIR for the logs of each run
-# (default: a new directory under /tmp). Arguments after `--` go to pytest.
+# (default: a new directory under /tmp), -s to skip scripts/bootstrap.sh (which, as in
+# scripts/test.sh, first installs what the suite needs). Arguments after `--` go to pytest.
 #
 # The load comes from `stress-ng --cpu WORKERS` when it is installed (Debian: stress-ng),
 # else from WORKERS `python3 -c 'while True: pass'` processes. Either way the script starts
@@ -23,13 +24,15 @@ runs=${STRESS_RUNS:-3}
 cores=$(nproc 2>/dev/null || echo 2)
 workers=${STRESS_WORKERS:-$(( cores > 1 ? cores - 1 : 1 ))}
 logs=""
-while getopts "n:w:l:h" opt; do
+bootstrap=1
+while getopts "n:w:l:sh" opt; do
   case $opt in
     n) runs=$OPTARG ;;
     w) workers=$OPTARG ;;
     l) logs=$OPTARG ;;
-    h) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [-n RUNS] [-w WORKERS] [-l LOGDIR] [-- PYTEST_ARGS...]" >&2; exit 2 ;;
+    s) bootstrap=0 ;;
+    h) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [-n RUNS] [-w WORKERS] [-l LOGDIR] [-s] [-- PYTEST_ARGS...]" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -39,7 +42,7 @@ if ! [[ $runs =~ ^[1-9][0-9]*$ && $workers =~ ^[0-9]+$ ]]; then
   exit 2
 fi
 
-if [[ ! -x .venv/bin/pytest ]]; then
+if (( bootstrap )) || [[ ! -x .venv/bin/pytest ]]; then
   bash scripts/bootstrap.sh test
 fi
 export PATH="$PWD/.venv/bin:$PATH"

@@ -469,7 +469,8 @@ def test_history_status_delete_as_processes(gw: Gateway) -> None:
 
     deleted = jobreport("delete", "--job", "bad")
     assert deleted.returncode == 0, deleted.stderr
-    assert [g["labels"]["job"] for g in gw.groups()] == ["good"]
+    left = gw.groups_once(lambda groups: [g["labels"]["job"] for g in groups] == ["good"])
+    assert [g["labels"]["job"] for g in left] == ["good"]
 
 
 def test_help_of_every_command_as_a_process() -> None:
