@@ -1,86 +1,133 @@
-"""Where start-up time goes: ``python -X importtime`` on the import paths of ``jobreport``.
+"""Where start-up time goes: ``python -X importtime`` on a regular install of this checkout.
 
-For each path (what ``jobreport run`` loads before it starts the child; what the end of a
-run adds; what ``jobreport history`` needs) prints the wall time of ``python -c "import
-..."`` (median of several runs, against ``python -c pass``) and the heaviest top-level
-imports with their cumulative import time (median over the same runs).
+1. The real path of ``jobreport run -- true``, cut where the command is spawned (an audit
+   hook on ``subprocess.Popen`` marks the point): every module loaded before the command
+   starts, with its own import time (the minimum over several runs, which filters out the
+   noise of a shared machine) and the module that imported it; then the total against
+   ``python -c pass``'s own imports.
+2. Other import paths (the end of a run, which loads while the command runs; ``history``;
+   the baseline push script): the wall time of ``python -c "import ..."`` against
+   ``python -c pass``.
 
-    .venv/bin/python benchmarks/importtime.py [--repeat 7]
+    .venv/bin/python benchmarks/importtime.py [--repeat 9]
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
+import tempfile
 import time
 from collections import defaultdict
+from pathlib import Path
 
-from _common import PYTHON, header, parser, write_json
+from _common import header, parser, write_json
+from _install import install
 
 PATHS = {
-    "before the child starts (jobreport run)": [
-        "jobreport.cli", "jobreport.wrapper.wrapper", "jobreport.config", "jobreport.wrapper.child",
-        "jobreport.wrapper.metricsfile"],
     "the end of a run (loaded while the child runs)": [
-        "jobreport.reporter", "jobreport.store.store", "jobreport.sinks.pushgateway", "jobreport.exposition",
-        "requests", "tenacity", "prometheus_client.exposition", "psutil"],
-    "jobreport history": ["jobreport.cli", "jobreport.store.store"],
+        "jobreport.reporter", "jobreport.store.store", "jobreport.sinks.pushgateway",
+        "jobreport.exposition", "requests", "tenacity", "prometheus_client.exposition"],
+    "jobreport history": ["jobreport.cli.app", "jobreport.cli.history",
+                          "jobreport.store.store"],
     "baseline: prometheus_client push script": [
         "subprocess", "prometheus_client", "prometheus_client.exposition"],
 }
 
+# Runs `jobreport ARGS` through the installed entry point; at the spawn of the command it
+# writes a marker into the importtime output (stderr) and leaves.
+_PROBE = """
+import os, sys
+def hook(event, args):
+    if event == "subprocess.Popen":
+        sys.stderr.write("=== the command starts here\\n")
+        sys.stderr.flush()
+        os._exit(0)
+sys.addaudithook(hook)
+sys.argv = ["jobreport", *sys.argv[1:]]
+from jobreport.cli import main
+main()
+"""
 
-def import_times(modules: list[str], skip: set[str]) -> tuple[float, dict[str, float]]:
-    code = "import " + ", ".join(modules)
-    t0 = time.perf_counter()
-    proc = subprocess.run([PYTHON, "-X", "importtime", "-c", code], capture_output=True,
-                          text=True, check=True)
-    wall = time.perf_counter() - t0
-    top: dict[str, float] = {}
-    children: list[tuple[str, float]] = []
-    for line in proc.stderr.splitlines():
+
+def parse(stderr: str) -> list[tuple[str, int, int]]:
+    """(module, self µs, depth) in the order importtime printed them (children first)."""
+    rows = []
+    for line in stderr.split("=== the command starts here", maxsplit=1)[0].splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _, cumulative, name = line[len("import time:"):].split("|")
-        depth = (len(name) - len(name.lstrip(" "))) // 2
-        ms = int(cumulative) / 1000.0
-        if depth == 1:
-            children.append((name.strip(), ms))  # printed before their parent
-        elif depth == 0:
-            if name.strip() not in skip:
-                top[name.strip()] = ms
-                for child, child_ms in children:
-                    top[f"{name.strip()} > {child}"] = child_ms
-            children = []
-    return wall * 1000, top
+        own, _cumulative, name = line[len("import time:"):].split("|")
+        rows.append((name.strip(), int(own), (len(name) - len(name.lstrip(" "))) // 2))
+    return rows
+
+
+def parents(rows: list[tuple[str, int, int]]) -> dict[str, str]:
+    """Who imported each module: the next row printed at a lower depth."""
+    result = {}
+    for i, (name, _own, depth) in enumerate(rows):
+        result[name] = next((n for n, _o, d in rows[i + 1:] if d < depth), "the run")
+    return result
+
+
+def run_path(python: str, jobreport_env: dict[str, str], repeat: int,
+             cwd: str) -> dict[str, object]:
+    own: dict[str, list[int]] = defaultdict(list)
+    who: dict[str, str] = {}
+    base: dict[str, list[int]] = defaultdict(list)
+    for _ in range(repeat):
+        err = subprocess.run([python, "-X", "importtime", "-c", _PROBE, "run", "--job", "t",
+                              "--", "true"], capture_output=True, text=True,
+                             env=jobreport_env, cwd=cwd, check=False).stderr
+        if "=== the command starts here" not in err:
+            raise SystemExit(f"the probe did not reach the command's start:\n{err[-2000:]}")
+        rows = parse(err)
+        who.update(parents(rows))
+        for name, us, _depth in rows:
+            own[name].append(us)
+        for name, us, _depth in parse(subprocess.run(
+                [python, "-X", "importtime", "-c", "pass"], capture_output=True, text=True,
+                cwd=cwd, check=False).stderr):
+            base[name].append(us)
+    mins = {name: min(v) / 1000 for name, v in own.items()}
+    base_total = sum(min(v) for v in base.values()) / 1000
+    extra = {n: ms for n, ms in mins.items() if n not in base}
+    total = sum(extra.values())
+    print(f"\n   before the command starts: {len(extra)} modules beyond the interpreter's "
+          f"own {len(base)}, {total:.1f} ms of import time (the interpreter's own imports: "
+          f"{base_total:.1f} ms; minimum over {repeat} runs)")
+    for name, ms in sorted(extra.items(), key=lambda kv: -kv[1])[:30]:
+        print(f"      {ms:6.2f} ms  {name:<32} (imported by {who.get(name, '-')})")
+    heavy = [m for m in ("click", "sqlalchemy", "requests", "prometheus_client", "psutil",
+                         "tenacity", "google.protobuf") if m in mins]
+    print(f"   heavy packages before the command starts: {', '.join(heavy) or 'none'}")
+    return {"modules": sorted(extra), "import_ms": round(total, 1),
+            "interpreter_import_ms": round(base_total, 1), "heavy": heavy}
+
+
+def wall(python: str, modules: list[str], cwd: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([python, "-c", "import " + ", ".join(modules)], check=True, cwd=cwd)
+    return (time.perf_counter() - t0) * 1000
 
 
 def main() -> None:
     opts = parser(__doc__).parse_args()
-    repeat = opts.repeat or 7
-    header("import time by path (python -X importtime; ms)")
-    _, startup = import_times(["sys"], set())
-    skip = set(startup)  # what every interpreter imports at start-up
-    base = statistics.median(
-        import_times(["sys"], set())[0] for _ in range(repeat))
-    print(f"   python -c 'import sys' (interpreter + site): {base:.0f} ms")
-    results = {}
-    for label, modules in PATHS.items():
-        walls = []
-        tops: dict[str, list[float]] = defaultdict(list)
-        for _ in range(repeat):
-            wall, top = import_times(modules, skip)
-            walls.append(wall)
-            for name, ms in top.items():
-                tops[name].append(ms)
-        wall = statistics.median(walls)
-        heaviest = sorted(((statistics.median(v), k) for k, v in tops.items()), reverse=True)
-        print(f"\n   {label}: {wall:.0f} ms wall ({wall - base:+.0f} ms over the interpreter)")
-        for ms, name in heaviest[:14]:
-            if ms >= 3:
-                print(f"      {ms:7.1f} ms  {name}")
-        results[label] = {"wall_ms": round(wall), "over_interpreter_ms": round(wall - base),
-                          "top": [[name, round(ms, 1)] for ms, name in heaviest[:10]]}
+    repeat = opts.repeat or 9
+    header("import time by path (python -X importtime; regular install)")
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        python, _ = install(Path(tmp))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBREPORT_")}
+        env.update({"JOBREPORT_DB": f"sqlite:///{tmp}/store.db",
+                    "XDG_CONFIG_HOME": f"{tmp}/config", "XDG_STATE_HOME": f"{tmp}/state"})
+        results["run"] = run_path(python, env, repeat, tmp)
+        base = statistics.median(wall(python, ["sys"], tmp) for _ in range(repeat))
+        print(f"\n   python -c 'import sys' (interpreter + site): {base:.0f} ms wall")
+        for label, modules in PATHS.items():
+            ms = statistics.median(wall(python, modules, tmp) for _ in range(repeat))
+            print(f"   {label}: {ms:.0f} ms wall ({ms - base:+.0f} ms over the interpreter)")
+            results[label] = {"wall_ms": round(ms), "over_interpreter_ms": round(ms - base)}
     write_json(opts.json, "importtime.py", {"paths": results})
 
 

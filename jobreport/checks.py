@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from jobreport.config import Config
 from jobreport.durations import format_duration
 from jobreport.errors import ConfigError, PushError, StoreError
+from jobreport.paths import sqlite_path
 from jobreport.secrets import config_secrets, mask, mask_url
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ def _store_checks(report: CheckReport, config: Config, store: Store | None) -> N
         else:
             report.add("store", "writable", OK, "yes")
         pending = store.pending()
+        undelivered = [u for u in store.undelivered() if u.last_error]
     except StoreError as e:
         report.add("store", "open", FAIL, f"{e}; runs are pushed without history")
         return
@@ -125,14 +127,14 @@ def _store_checks(report: CheckReport, config: Config, store: Store | None) -> N
                    "run `jobreport flush`")
     else:
         report.add("store", "pending", OK, "nothing waiting for delivery")
+    for item in undelivered:
+        report.add("store", "delivery", WARN, item.describe())
 
 
 def _not_writable(db: str) -> str | None:
-    if not db.startswith("sqlite:///"):
+    path = sqlite_path(db)
+    if path is None:
         return None  # other databases: creating the schema was the test
-    path = db[len("sqlite:///"):]
-    if not path or path == ":memory:":
-        return None
     directory = os.path.dirname(path) or "."
     if not os.access(path, os.W_OK):
         return f"{path} is not writable by this user"

@@ -1,25 +1,32 @@
-"""``flush``: deliver every group whose newest state has not reached the gateway."""
+"""Delivery of a group's state from the store to its sinks: ``deliver_group`` (one group,
+one sink: what every run does at its end) and ``flush`` (every pending group, every sink).
+
+A group leaves a sink's pending set only when the sink accepted its newest state. What the
+sink's answer means (delivered, retry later, rejected) is decided in ``jobreport.sinks.base``.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import re
+import time
+from dataclasses import dataclass, field, replace
 
 from jobreport.config import Config, load_config
-from jobreport.errors import PushError
-from jobreport.records import grouping_from_key
-from jobreport.reporter import deliver_group
-from jobreport.sinks.pushgateway import Sender, UnreachableError
+from jobreport.errors import NotConfiguredError
+from jobreport.records import GroupState, grouping_from_key
+from jobreport.sinks.base import Delivered, DeliveryOutcome, Rejected, Sink
 from jobreport.store.store import PendingGroup, Store
 
-__all__ = ["FlushResult", "flush"]
+__all__ = ["FlushResult", "deliver_group", "flush"]
 
 log = logging.getLogger("jobreport")
 
 
 @dataclass
 class FlushResult:
-    """What a flush did: groups pushed, the runs they carried, and the groups that failed."""
+    """What a flush did: deliveries made (one per group and sink), the runs they carried, and the
+    deliveries that failed as (group key, reason)."""
 
     groups: int = 0
     runs: int = 0
@@ -30,42 +37,125 @@ class FlushResult:
         return not self.failed
 
 
+def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
+                  known: tuple[GroupState, int] | None = None,
+                  rounds: int = 3) -> DeliveryOutcome:
+    """Deliver group ``key``'s complete state (``known``: state and seq just read) to
+    ``sink``; repeat while another run changed it meanwhile, so that the delivery that
+    lands last carries the newest state. The outcome is recorded in the store."""
+    deadline = time.monotonic() + budget
+    outcome: DeliveryOutcome = Delivered()
+    for _ in range(rounds):
+        state, seq = known if known is not None else store.group_state(key)
+        known = None
+        outcome = sink.deliver(state, complete=True,
+                               budget=max(0.0, deadline - time.monotonic()))
+        if isinstance(outcome, Rejected):
+            outcome = _without_rejected_families(store, sink, key, (state, seq), outcome,
+                                                 deadline=deadline)
+            if isinstance(outcome, Delivered):
+                return outcome
+        if not isinstance(outcome, Delivered):
+            store.mark_failed(key, outcome.reason, sink=sink.name)
+            return outcome
+        if store.mark_delivered(key, seq, sink=sink.name) <= seq:
+            break
+        if time.monotonic() >= deadline:
+            break
+    return outcome
+
+
+def _without_rejected_families(store: Store, sink: Sink, key: str,
+                               known: tuple[GroupState, int], rejected: Rejected, *,
+                               deadline: float) -> DeliveryOutcome:
+    """A sink that names one of the group's own families in its rejection (a type clash
+    with another group, a bad quantile) gets one more try without them, so that the last
+    success and the outcome still land. The group stays pending, the error recorded."""
+    state, seq = known
+    if rejected.status != 400:
+        return rejected
+    offending = _rejected_families(state, rejected.reason)
+    if not offending:
+        return rejected
+    kept = tuple(f for f in state.custom if f.name not in offending)
+    last = replace(state.last, custom=tuple(f for f in kept if f in state.last.custom)) \
+        if state.last is not None else None
+    lean = replace(state, last=last, pushed=tuple(f for f in kept if f in state.pushed))
+    outcome = sink.deliver(lean, complete=True, budget=max(0.0, deadline - time.monotonic()))
+    if not isinstance(outcome, Delivered):
+        return outcome
+    log.warning("jobreport: the %s rejected the families %s of job %s; pushed the rest "
+                "without them: %s", sink.name, ", ".join(offending), state.job,
+                rejected.reason)
+    store.mark_delivered(key, seq, sink=sink.name, left_out=offending,
+                         problem=f"left out {', '.join(offending)}: {rejected.reason}")
+    return Delivered(left_out=offending)
+
+
+def _rejected_families(state: GroupState, reason: str) -> tuple[str, ...]:
+    """The group's own families a 400 is about: named in its text (a type clash), or
+    owning the line of the body it points at (``text format parsing error in line N``)."""
+    own = {f.name for f in state.custom}
+    named = {name for name in own if name in reason}
+    line = re.search(r"\bin line (\d+)\b", reason)
+    if line is not None:
+        from prometheus_client.exposition import generate_latest
+
+        from jobreport.exposition import registry_for
+
+        body = generate_latest(registry_for(state)).decode("utf-8", "replace").splitlines()
+        family = None
+        for text in body[:int(line.group(1))]:
+            if text.startswith(("# HELP ", "# TYPE ")):
+                family = text.split(" ", 3)[2]
+        if family in own:
+            named.add(family)
+    return tuple(sorted(named))
+
+
 def flush(
     config: Config | None = None,
     *,
     store: Store | None = None,
-    sender: Sender | None = None,
+    sinks: list[Sink] | None = None,
     job: str | None = None,
     all_groups: bool = False,
 ) -> FlushResult:
-    """Push the whole state of every pending group once (however many runs it has pending),
-    newest state only. ``all_groups`` pushes every group the store knows, pending or not:
-    that restores a Pushgateway that lost its data (restarted without persistence).
-    Raises ``PushError`` when no gateway is configured and ``StoreError`` when the store
-    cannot be read."""
+    """Deliver the whole state of every pending group once to each sink (however many
+    runs it has pending), newest state only. ``all_groups`` delivers every group the store
+    knows, pending or not (retired ones aside): that restores a Pushgateway that lost its
+    data. A sink that is unreachable or refuses the credentials stops its own round at the
+    first such answer; the other sinks go on. Raises ``NotConfiguredError`` when no sink is
+    configured and ``StoreError`` when the store cannot be read."""
     config = config or load_config()
     store = store or Store(config.db)
-    sender = sender or Sender(config)
+    if sinks is None:
+        from jobreport.sinks.configured import configured_sinks
+
+        sinks = configured_sinks(config)
+    if not sinks:
+        raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
     result = FlushResult()
-    groups = store.pending()
+    for sink in sinks:
+        for group in _groups_to_deliver(store, sink, all_groups):
+            if job is not None and group.job != job:
+                continue
+            outcome = deliver_group(store, sink, group.key, budget=config.budget)
+            if not isinstance(outcome, Delivered):
+                result.failed.append((group.key, outcome.reason))
+                log.warning("jobreport: flush of job %s failed: %s", group.job, outcome.reason)
+                if outcome.sink_wide:
+                    break  # every other group would fail the same way
+                continue
+            result.groups += 1
+            result.runs += group.pending_runs
+    return result
+
+
+def _groups_to_deliver(store: Store, sink: Sink, all_groups: bool) -> list[PendingGroup]:
+    groups = store.pending(sink.name)
     if all_groups:
         pending = {g.key for g in groups}
         groups += [PendingGroup(key, grouping_from_key(key)["job"], grouping_from_key(key), 0)
                    for key in store.group_keys() if key not in pending]
-    for group in groups:
-        if job is not None and group.job != job:
-            continue
-        try:
-            deliver_group(store, sender, config, group.key, budget=config.budget)
-        except PushError as e:
-            result.failed.append((group.key, str(e)))
-            log.warning("jobreport: flush of job %s failed: %s", group.job, e)
-            if isinstance(e, UnreachableError) or e.retryable or e.status in (None, 401, 403):
-                # unreachable, unwell for a whole budget, or refusing us: every other group
-                # would fail the same way (and pay the budget again); only a rejection of
-                # this group's own state (400, 409, ...) lets the others go on
-                break
-            continue
-        result.groups += 1
-        result.runs += group.pending_runs
-    return result
+    return groups

@@ -5,7 +5,19 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["MAX_SECONDS", "POSITIVE", "format_duration", "parse_duration"]
+
+#: The longest duration accepted: 100 years. Longer ones are surely a typo, and would
+#: overflow the timers that wait for them (threading's limit is about 292 years).
+MAX_SECONDS = 100 * 31536000.0
+
+#: The settings for which zero makes no sense, with what zero would do.
+POSITIVE = {
+    "expect_every": "the job would be overdue right after every success",
+    "max_runtime": "every run would count as stuck at once",
+    "heartbeat": "it would push without pause",
+    "timeout": "the command would be stopped as soon as it starts",
+}
 
 _UNITS = {
     "ms": 0.001,
@@ -20,11 +32,12 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def parse_duration(value: str | float | int) -> float:
+def parse_duration(value: str | float | int, setting: str | None = None) -> float:
     """Return ``value`` in seconds; raise ``ValueError`` with a hint when it is not a duration.
 
     Accepts a number of seconds (``30``, ``2.5``) or units in descending order as Prometheus
-    writes them (``90s``, ``26h``, ``1h30m``, ``500ms``, ``2d``).
+    writes them (``90s``, ``26h``, ``1h30m``, ``500ms``, ``2d``), up to ``MAX_SECONDS``.
+    When ``setting`` is one of ``POSITIVE``, zero is refused too, with the reason.
     """
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
@@ -35,6 +48,11 @@ def parse_duration(value: str | float | int) -> float:
         seconds = float(text) if _NUMBER.fullmatch(text) else _parse_units(text)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{value!r} is not a duration: it must be finite and not negative")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{value!r} is too long for a duration (at most 100y)")
+    if setting in POSITIVE and seconds <= 0:
+        raise ValueError(f"{value!r} is too short: it must be more than 0s "
+                         f"({POSITIVE[setting]})")
     return seconds
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "GroupNotFoundError",
     "InvalidNameError",
     "JobReportError",
+    "NotConfiguredError",
     "PushError",
     "StoreError",
 ]
@@ -59,6 +61,27 @@ class PushError(JobReportError):
         self.retryable = retryable
         self.url = url
         super().__init__(message)
+
+
+class NotConfiguredError(PushError):
+    """No sink is configured for what was asked (no Pushgateway for ``status``, ``delete``,
+    ``push``, ``flush``); ``setting`` names what to set."""
+
+    def __init__(self, message: str, *, setting: str = "JOBREPORT_GATEWAY") -> None:
+        self.setting = setting
+        super().__init__(message, retryable=False)
+
+
+class GroupNotFoundError(JobReportError):
+    """Neither the store nor the Pushgateway has the group a command named."""
+
+    exit_code = 1
+
+    def __init__(self, grouping: dict[str, str]) -> None:
+        self.grouping = grouping
+        shown = ", ".join(f"{k}={v}" for k, v in grouping.items())
+        super().__init__(f"no group {shown} in the store or the Pushgateway; nothing to "
+                         "delete (check --job, --instance and --label)")
 
 
 class StoreError(JobReportError):

@@ -8,40 +8,46 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from jobreport._version import __version__
+from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.outcomes import OUTCOMES, SUCCESS
-from jobreport.records import CustomFamily, GroupState
+from jobreport.records import RESULT_GAUGES, CustomFamily, GroupState
 
 __all__ = ["StateCollector", "families_text", "registry_for"]
 
-# name (without namespace) -> help text, attribute of GroupState
+# name (without namespace), help text, attribute of GroupState; the figures of the last run
+# come from RunResult's fields (records.RESULT_GAUGES)
 _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("running", "Runs of this group in progress now.", "running"),
     ("last_start_timestamp_seconds", "Unix time the last run started.", "last_start"),
-    ("last_end_timestamp_seconds", "Unix time the last run ended, any outcome.", "last_end"),
     ("last_success_timestamp_seconds", "Unix time of the last successful end.", "last_success"),
     ("last_failure_timestamp_seconds", "Unix time of the last unsuccessful end.",
      "last_failure"),
-    ("last_duration_seconds", "Wall time of the last run.", "last_duration"),
-    ("last_exit_code", "Exit code of the last run.", "last_exit_code"),
-    ("last_size_bytes", "Bytes the last run produced.", "last_size"),
-    ("last_items", "Items the last run processed.", "last_items"),
-    ("last_cpu_seconds", "User+system CPU seconds of the last run's process tree.",
-     "last_cpu_seconds"),
-    ("last_max_rss_bytes", "Peak RSS of the largest process of the last run.",
-     "last_max_rss_bytes"),
     ("expected_interval_seconds",
      "The job is overdue this long after its last success (expect_every + grace).",
      "expected_interval"),
     ("max_runtime_seconds", "A run is stuck after this long.", "max_runtime"),
     ("last_heartbeat_timestamp_seconds", "Unix time of the last heartbeat of a running job.",
      "last_heartbeat"),
+    # schedules (jobreport.schedule)
+    ("success_deadline_timestamp_seconds",
+     "The next success is due by then (--schedule: next fire time + max runtime + grace).",
+     "success_deadline"),
+    ("start_deadline_timestamp_seconds",
+     "The next run must have started by then (--schedule: next fire time + grace).",
+     "start_deadline"),
+    ("min_runtime_seconds", "A successful run shorter than this is suspicious.",
+     "min_runtime"),
+    ("alert_after_failures", "The failed-run alert waits for this many failures in a row.",
+     "alert_after_failures"),
+    ("consecutive_failures", "Unsuccessful runs since the last success.",
+     "consecutive_failures"),
 )
 
 
 class StateCollector(Collector):
     """Yields the families of a ``GroupState`` in the ``namespace``."""
 
-    def __init__(self, state: GroupState, namespace: str = "jobreport") -> None:
+    def __init__(self, state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.state = state
         self.ns = namespace
 
@@ -54,11 +60,16 @@ class StateCollector(Collector):
             value = getattr(s, attr)
             if value is not None and self._wanted(name):
                 yield GaugeMetricFamily(f"{self.ns}_{name}", doc, value=float(value))
-        if s.last_outcome is not None:
+        last = s.last
+        if last is not None:
+            for name, doc, attr in RESULT_GAUGES:
+                value = getattr(last, attr)
+                if value is not None and self._wanted(name):
+                    yield GaugeMetricFamily(f"{self.ns}_{name}", doc, value=float(value))
             if self._wanted("last_run_success"):
                 yield GaugeMetricFamily(
                     f"{self.ns}_last_run_success", "1 if the last run succeeded, else 0.",
-                    value=1.0 if s.last_outcome == SUCCESS else 0.0,
+                    value=1.0 if last.outcome == SUCCESS else 0.0,
                 )
             if self._wanted("last_outcome"):
                 outcome = GaugeMetricFamily(
@@ -66,7 +77,7 @@ class StateCollector(Collector):
                     labels=["outcome"],
                 )
                 for o in OUTCOMES:
-                    outcome.add_metric([o], 1.0 if o == s.last_outcome else 0.0)
+                    outcome.add_metric([o], 1.0 if o == last.outcome else 0.0)
                 yield outcome
         if s.runs_total is not None and self._wanted("runs"):
             runs = CounterMetricFamily(
@@ -110,7 +121,7 @@ def families_text(families: Iterable[CustomFamily]) -> bytes:
     return generate_latest(registry)
 
 
-def registry_for(state: GroupState, namespace: str = "jobreport") -> CollectorRegistry:
+def registry_for(state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> CollectorRegistry:
     """A fresh registry (never the global default) holding ``state``'s families."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(state, namespace))

@@ -14,7 +14,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from jobreport.config import Config
-from jobreport.errors import PushError, StoreError
+from jobreport.errors import GroupNotFoundError, PushError, StoreError
 from jobreport.outcomes import SKIPPED, SUCCESS
 from jobreport.records import CustomFamily, group_key
 
@@ -43,8 +43,21 @@ class GroupStatus:
     max_runtime: float | None = None
     last_push: float | None = None
     last_push_failure: float | None = None
+    # schedules (jobreport.schedule)
+    success_deadline: float | None = None
+    start_deadline: float | None = None
+    min_runtime: float | None = None
+    last_duration: float | None = None
     problems: tuple[str, ...] = field(default=())
     now: float = 0.0
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The earlier of a scheduled job's start and success deadlines (the start deadline
+        does not count while a run is in progress)."""
+        found = [d for d in (self.success_deadline,
+                             None if self.running else self.start_deadline) if d is not None]
+        return min(found) if found else None
 
     @property
     def instance(self) -> str:
@@ -68,6 +81,12 @@ class GroupStatus:
             "max_runtime_seconds": self.max_runtime,
             "last_push": self.last_push,
             "last_push_failure": self.last_push_failure,
+            "success_deadline": self.success_deadline,
+            "start_deadline": self.start_deadline,
+            "next_deadline": self.next_deadline,
+            "deadline_passed": (self.next_deadline is not None
+                                and self.now > self.next_deadline),
+            "min_runtime_seconds": self.min_runtime,
             "problems": list(self.problems),
             "ok": not self.problems,
         }
@@ -125,6 +144,10 @@ def _group_status(group: Mapping[str, Any], ns: str, now: float) -> GroupStatus:
         max_runtime=value(f"{ns}_max_runtime_seconds"),
         last_push=value("push_time_seconds"),
         last_push_failure=value("push_failure_time_seconds"),
+        success_deadline=value(f"{ns}_success_deadline_timestamp_seconds"),
+        start_deadline=value(f"{ns}_start_deadline_timestamp_seconds"),
+        min_runtime=value(f"{ns}_min_runtime_seconds"),
+        last_duration=value(f"{ns}_last_duration_seconds"),
         now=now,
     )
     status = _with_problems(status)
@@ -151,8 +174,16 @@ def _with_problems(s: GroupStatus) -> GroupStatus:
                 problems.append("overdue: never succeeded")
         elif s.now - s.last_success > s.expected_interval:
             problems.append("overdue")
+    if s.success_deadline is not None and s.now > s.success_deadline:
+        never = s.last_success is None or s.last_success <= 0
+        problems.append("overdue: never succeeded" if never else "overdue: past its deadline")
+    if s.start_deadline is not None and s.now > s.start_deadline and not s.running:
+        problems.append("missed start")
     if s.last_outcome is not None and s.last_outcome not in (SUCCESS, SKIPPED):
         problems.append(f"last run: {s.last_outcome}")
+    if (s.last_outcome == SUCCESS and s.min_runtime is not None
+            and s.last_duration is not None and s.last_duration < s.min_runtime):
+        problems.append("too short")
     if (s.running > 0 and s.max_runtime and s.last_start is not None
             and s.now - s.last_start > s.max_runtime):
         problems.append("running too long")
@@ -178,29 +209,57 @@ def _samples(group: Mapping[str, Any], name: str) -> Iterator[tuple[dict[str, st
 def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = None, *,
                  sender: Sender | None = None, store: Store | None = None) -> dict[str, str]:
     """Remove the group of ``job`` (with ``labels`` and the configured instance) from the
-    gateway, and mark it delivered in the store so that ``flush`` does not bring it back.
-    Returns the grouping key. Raises ``PushError``."""
+    gateway, and retire it in the store so that no ``flush`` brings it back (a new run of
+    the job revives it). Returns the grouping key. Raises ``GroupNotFoundError`` when
+    neither the store nor the gateway has the group, ``PushError`` when the gateway fails."""
     grouping = config.grouping(job, labels)
     sender = sender or _sender(config)
-    sender.delete(job, grouping)
     try:
         store = store or _store(config)
-        if group_key(grouping) in store.group_keys(job):
-            store.forget_group(group_key(grouping))
+        # retired before the DELETE, so that no flush brings it back, even one running
+        # meanwhile or after a failed DELETE (then the user deletes again)
+        in_store = store.retire_group(group_key(grouping))
     except StoreError as e:
         log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "
                     "may push this group again", e)
+        in_store = True  # unknown: do not claim it never existed
+    if not in_store and not _gateway_has(sender, grouping):
+        raise GroupNotFoundError(grouping)
+    sender.delete(job, grouping)
     return grouping
+
+
+def _gateway_has(sender: Sender, grouping: Mapping[str, str]) -> bool:
+    try:
+        data = sender.get("/api/v1/metrics").json()["data"]
+    except (ValueError, KeyError, TypeError):
+        return True  # cannot tell: let the DELETE decide
+    return any(isinstance(g, dict) and g.get("labels") == dict(grouping) for g in data)
 
 
 def push_values(config: Config, job: str, families: Sequence[CustomFamily],
                 labels: Mapping[str, str] | None = None, *,
-                sender: Sender | None = None) -> dict[str, str]:
-    """POST ``families`` into the group of ``job`` (the other metrics of the group stay).
-    Returns the grouping key. Raises ``PushError``."""
+                sender: Sender | None = None, store: Store | None = None) -> dict[str, str]:
+    """Give ``families`` to the group of ``job``: kept in the store, so that every later
+    push of the group carries them, and delivered with the group's whole state (without a
+    usable store: POSTed, the group's other metrics stay). Returns the grouping key.
+    Raises ``PushError``."""
+    from jobreport.delivery import deliver_group
+    from jobreport.sinks.base import Delivered
+
     grouping = config.grouping(job, labels)
     sender = sender or _sender(config)
-    sender.push(job, grouping, _Families(families))
+    try:
+        store = store or _store(config)
+        store.record_pushed(grouping, families)
+    except StoreError as e:
+        log.warning("jobreport: the store was not updated (%s); the values are pushed "
+                    "without it", e)
+        sender.push(job, grouping, _Families(families))
+        return grouping
+    outcome = deliver_group(store, sender, group_key(grouping), budget=config.budget)
+    if not isinstance(outcome, Delivered):
+        raise PushError(outcome.reason, status=outcome.status, retryable=False)
     return grouping
 
 

@@ -13,11 +13,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from jobreport.config import Config, load_config
+from jobreport.config.values import failure_count, schedule_expression, time_zone
 from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError, JobReportError
-from jobreport.names import check_job, check_labels, check_metric_name
+from jobreport.names import DEFAULT_NAMESPACE, check_job, check_labels, check_metric_name
 from jobreport.outcomes import from_exception
-from jobreport.records import CustomFamily
+from jobreport.records import CustomFamily, RunResult
 from jobreport.reporter import Reporter, Run
 from jobreport.reporter import unexpected as _unexpected
 
@@ -29,6 +30,7 @@ __all__ = ["JobMetrics", "current_job", "job_metrics"]
 log = logging.getLogger("jobreport")
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _duration(name: str, value: str | float | None) -> float | None:
@@ -40,13 +42,26 @@ def _duration(name: str, value: str | float | None) -> float | None:
         raise ConfigError(name, "argument", str(e)) from None
 
 
+def _checked(name: str, value: Any, check: Callable[[object], T]) -> T | None:
+    if value is None:
+        return None
+    try:
+        return check(value)
+    except ValueError as e:
+        raise ConfigError(name, "argument", str(e)) from None
+
+
 class JobMetrics:
     """Report one run of ``job`` to the Pushgateway: a context manager, a decorator, and the
     handle inside the block. Made with ``job_metrics(...)``.
 
     ``with job_metrics("backup", expect_every="24h") as job: ...`` or, as a decorator,
     ``@job_metrics("nightly")``. ``expect_every`` (plus ``grace``, 10% by default) and
-    ``max_runtime`` are pushed as thresholds for the generic alerts; ``labels`` are extra
+    ``max_runtime`` are pushed as thresholds for the generic alerts; or ``schedule`` (cron,
+    with ``timezone``: the deadlines of the next start and success, see
+    ``jobreport.schedule``) instead of ``expect_every``; ``min_runtime`` (a shorter success is
+    suspicious) and ``alert_after_failures`` (the failed alert waits for that many failures
+    in a row) too; ``labels`` are extra
     grouping labels; ``heartbeat`` pushes a liveness timestamp that often while the body
     runs. Settings not given come from the environment and the config file (or ``config``).
 
@@ -66,12 +81,24 @@ class JobMetrics:
         heartbeat: str | float | None = None,
         config: Config | None = None,
         gateway: str | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        min_runtime: str | float | None = None,
+        alert_after_failures: int | None = None,
     ) -> None:
         self.job = check_job(job)
         self.labels = check_labels(labels)
         self.expect_every = _duration("expect_every", expect_every)
         self.max_runtime = _duration("max_runtime", max_runtime)
         self.grace = _duration("grace", grace)
+        self.schedule = _checked("schedule", schedule, schedule_expression)
+        self.timezone = _checked("timezone", timezone, time_zone)
+        if self.expect_every is not None and self.schedule is not None:
+            raise ConfigError("schedule", "argument",
+                              "expect_every and schedule exclude each other; give one")
+        self.min_runtime = _duration("min_runtime", min_runtime)
+        self.alert_after_failures = _checked("alert_after_failures", alert_after_failures,
+                                             failure_count)
         self.heartbeat_every = _duration("heartbeat", heartbeat)
         if self.heartbeat_every is not None and self.heartbeat_every <= 0:
             raise ConfigError("heartbeat", "argument", "must be more than zero")
@@ -111,7 +138,7 @@ class JobMetrics:
 
     def gauge(self, name: str, value: float, help: str = "") -> None:
         """Push a gauge of your own named ``name`` (not in jobreport's namespace) at the end."""
-        namespace = self._config.namespace if self._config else "jobreport"
+        namespace = self._config.namespace if self._config else DEFAULT_NAMESPACE
         check_metric_name(name, namespace)
         self._gauges[name] = CustomFamily.gauge(name, _number(name, value), help)
 
@@ -135,6 +162,8 @@ class JobMetrics:
             self._run = self._reporter.start(
                 self.job, labels=self.labels, expect_every=self.expect_every,
                 max_runtime=self.max_runtime, grace=self.grace, wait=0.0,
+                schedule=self.schedule, timezone=self.timezone, min_runtime=self.min_runtime,
+                alert_after_failures=self.alert_after_failures,
             )
             if self.heartbeat_every:
                 self._heartbeat_thread = threading.Thread(
@@ -164,11 +193,11 @@ class JobMetrics:
         try:
             if self._heartbeat_thread is not None:
                 self._heartbeat_thread.join(timeout=self._reporter.config.timeout + 1)
-            self._reporter.finish(
-                self._run, outcome=self.outcome, exit_code=self.exit_code,
+            self._reporter.finish(self._run, RunResult.measured(
+                self._run.monotonic_start, outcome=self.outcome, exit_code=self.exit_code,
                 size=self.size, items=self.items,
                 custom=(*self._gauges.values(), *self._custom_families()),
-            )
+            ))
         except Exception:
             _unexpected("the end of job %s was not reported", self.job)
         return False  # the body's exception, if any, goes on unchanged
@@ -179,9 +208,10 @@ class JobMetrics:
 
         families = [*self._gauges.values(), *self._custom_families()]
         if self.size is not None:
-            families.append(CustomFamily.gauge(f"{_NS}_last_size_bytes", self.size))
+            families.append(CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_last_size_bytes",
+                                               self.size))
         if self.items is not None:
-            families.append(CustomFamily.gauge(f"{_NS}_last_items", self.items))
+            families.append(CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_last_items", self.items))
         try:
             with open(path, "ab") as f:
                 f.write(families_text(families))
@@ -198,10 +228,16 @@ class JobMetrics:
                 _unexpected("heartbeat of %s failed", self.job)
 
     def _custom_families(self) -> list[CustomFamily]:
-        namespace = self._config.namespace if self._config else "jobreport"
+        namespace = self._config.namespace if self._config else DEFAULT_NAMESPACE
         out = []
         for collector in self._collectors:
-            for metric in collector.collect():
+            try:
+                metrics = list(collector.collect())
+            except Exception as e:  # a broken collector costs its own families, not the run
+                log.warning("jobreport: a collector given to register() failed (%s: %s); "
+                            "its metrics are left out", type(e).__name__, e)
+                continue
+            for metric in metrics:
                 try:
                     check_metric_name(metric.name, namespace)
                 except InvalidNameError as e:
@@ -236,7 +272,6 @@ class JobMetrics:
         return fresh
 
 
-_NS = "jobreport"
 _current: ContextVar[JobMetrics | None] = ContextVar("jobreport_current_job", default=None)
 
 
@@ -270,7 +305,8 @@ def _wrapper_metrics_file(job: str) -> str | None:
     return os.environ.get("JOBREPORT_METRICS_FILE") or None
 
 
-_SETTINGS = frozenset({"job", "labels", "expect_every", "max_runtime", "grace",
+_SETTINGS = frozenset({"job", "labels", "expect_every", "max_runtime", "grace", "schedule",
+                       "timezone", "min_runtime", "alert_after_failures",
                        "heartbeat_every", "_config", "_gateway"})
 
 

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 
 from jobreport.errors import InvalidNameError
 
-__all__ = ["check_job", "check_labels", "check_metric_name", "check_namespace"]
+__all__ = ["DEFAULT_NAMESPACE", "check_job", "check_labels", "check_metric_name", "check_namespace"]
+
+#: The metric namespace (prefix) unless ``namespace`` is configured otherwise.
+DEFAULT_NAMESPACE = "jobreport"
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

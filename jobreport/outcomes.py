@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Final
 
 SUCCESS: Final = "success"
 FAILURE: Final = "failure"

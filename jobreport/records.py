@@ -7,11 +7,21 @@ into the body of a push.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-__all__ = ["CustomFamily", "GroupState", "RunRecord", "group_key", "grouping_from_key"]
+__all__ = [
+    "RESULT_FIELDS",
+    "RESULT_GAUGES",
+    "CustomFamily",
+    "GroupState",
+    "RunRecord",
+    "RunResult",
+    "group_key",
+    "grouping_from_key",
+]
 
 
 @dataclass(frozen=True)
@@ -61,40 +71,114 @@ def load_custom(text: str | None) -> tuple[CustomFamily, ...]:
     return tuple(CustomFamily.from_json(d) for d in json.loads(text))
 
 
+def _figure(metric: str | None, help: str, column: str = "real", json: str | None = None,
+            default: Any = None) -> Any:
+    """A field of ``RunResult`` with how each room shows it: ``metric`` (without namespace;
+    None: not pushed as a gauge of its own), its ``help``, the store ``column`` type
+    (``real``, ``int``, ``text``, ``families``, ``tail``) and its ``history --json`` key."""
+    return field(default=default, metadata={"metric": metric, "help": help, "column": column,
+                                            "json": json})
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run reports at its end: made once, from the child's result (``jobreport run``)
+    or from the ``with`` block (``job_metrics``).
+
+    Every room derives from these fields: the store's columns (``jobreport.store``), the
+    exposition's gauges (``jobreport.exposition``), ``history --json`` (``RunRecord``) and
+    the push without a store. A new figure is one new field here (a nullable ``real``
+    column is added to existing stores by the store's migration).
+    """
+
+    ended: float = _figure("last_end_timestamp_seconds",
+                           "Unix time the last run ended, any outcome.", default=MISSING)
+    duration: float = _figure("last_duration_seconds", "Wall time of the last run.",
+                              default=MISSING)
+    outcome: str = _figure(None, "Outcome of the last run.", "text", default=MISSING)
+    #: None only for a run the store closed as abandoned (no process reported it).
+    exit_code: int | None = _figure("last_exit_code", "Exit code of the last run.", "int",
+                                    default=MISSING)
+    size: float | None = _figure("last_size_bytes", "Bytes the last run produced.")
+    items: float | None = _figure("last_items", "Items the last run processed.")
+    cpu_seconds: float | None = _figure(
+        "last_cpu_seconds", "User+system CPU seconds of the last run's process tree.")
+    max_rss_bytes: float | None = _figure(
+        "last_max_rss_bytes", "Peak RSS of the largest process of the last run.")
+    tail: str | None = _figure(None, "The last lines of output.", "tail")
+    custom: tuple[CustomFamily, ...] = _figure(None, "Families the job added.", "families",
+                                               json="metrics", default=())
+
+    @classmethod
+    def measured(cls, since_monotonic: float, **values: Any) -> RunResult:
+        """A result that ends now, its duration measured from ``since_monotonic``."""
+        values.setdefault("ended", time.time())
+        values.setdefault("duration", time.monotonic() - since_monotonic)
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as ``history --json`` shows them."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["column"] == "families":
+                value = [fam.to_json() for fam in value]
+            out[f.metadata["json"] or f.name] = value
+        return out
+
+
+#: The fields of ``RunResult`` in their order (store columns, JSON keys).
+RESULT_FIELDS = tuple(fields(RunResult))
+#: The fields pushed as a gauge each, with their metric name and help.
+RESULT_GAUGES = tuple((f.metadata["metric"], f.metadata["help"], f.name)
+                      for f in RESULT_FIELDS if f.metadata["metric"] is not None)
+
+
 @dataclass
 class GroupState:
     """The whole known state of one group (job + grouping labels) at one moment.
 
-    ``None`` means "unknown here": the push leaves that metric out, and since every push is
-    a POST the gateway keeps what it had (used when the store is unavailable).
+    ``None`` means "unknown here": the push leaves that metric out (used when the store is
+    unavailable; such a push is a POST, so the gateway keeps what it had).
     """
 
     job: str
     grouping: dict[str, str]
     running: int = 0
     last_start: float | None = None
-    last_end: float | None = None
     last_success: float | None = None
     last_failure: float | None = None
-    last_duration: float | None = None
-    last_exit_code: int | None = None
-    last_outcome: str | None = None
+    #: The result of the newest run that ended (skipped runs aside).
+    last: RunResult | None = None
     runs_total: dict[str, int] | None = None
-    last_size: float | None = None
-    last_items: float | None = None
-    last_cpu_seconds: float | None = None
-    last_max_rss_bytes: float | None = None
     expected_interval: float | None = None
     max_runtime: float | None = None
     last_heartbeat: float | None = None
-    custom: tuple[CustomFamily, ...] = ()
+    # --- schedules (jobreport.schedule): deadlines from the newest run's schedule, and the
+    # thresholds of the too-short and failed-N-times alerts
+    success_deadline: float | None = None
+    start_deadline: float | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
+    #: Unsuccessful runs since the last success (skipped runs do not count).
+    consecutive_failures: int | None = None
+    #: What ``jobreport push`` gave the group (kept in the store).
+    pushed: tuple[CustomFamily, ...] = ()
     #: Only these families go out (used for start and heartbeat pushes); None: all known.
     only: frozenset[str] | None = None
+
+    @property
+    def custom(self) -> tuple[CustomFamily, ...]:
+        """The families of the group's own: pushed values, then the last run's families
+        (which win over a pushed family of the same name)."""
+        mine = self.last.custom if self.last is not None else ()
+        names = {f.name for f in mine}
+        return tuple(f for f in self.pushed if f.name not in names) + mine
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run as the store keeps it."""
+    """One run as the store keeps it: how it started and, once it ended, its result."""
 
     id: int
     job: str
@@ -102,21 +186,40 @@ class RunRecord:
     host: str
     pid: int | None
     started: float
-    ended: float | None
-    duration: float | None
-    outcome: str | None
-    exit_code: int | None
-    size: float | None = None
-    items: float | None = None
-    cpu_seconds: float | None = None
-    max_rss_bytes: float | None = None
+    result: RunResult | None = None
     command: str | None = None
-    tail: str | None = None
-    custom: tuple[CustomFamily, ...] = field(default=())
     uid: str | None = None
+    #: The run's --min-runtime (``history`` marks a success shorter than it).
+    min_runtime: float | None = None
+
+    @property
+    def too_short(self) -> bool:
+        """A success shorter than the run's minimum runtime."""
+        return (self.min_runtime is not None and self.result is not None
+                and self.result.outcome == "success"
+                and self.result.duration < self.min_runtime)
+
+    @property
+    def ended(self) -> float | None:
+        return self.result.ended if self.result is not None else None
+
+    @property
+    def outcome(self) -> str | None:
+        return self.result.outcome if self.result is not None else None
+
+    @property
+    def duration(self) -> float | None:
+        return self.result.duration if self.result is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.result.exit_code if self.result is not None else None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``jobreport history --json``)."""
+        result = (self.result.to_json() if self.result is not None else
+                  {f.metadata["json"] or f.name: [] if f.metadata["column"] == "families"
+                   else None for f in RESULT_FIELDS})
         return {
             "id": self.id,
             "uid": self.uid,
@@ -125,17 +228,10 @@ class RunRecord:
             "host": self.host,
             "pid": self.pid,
             "started": self.started,
-            "ended": self.ended,
-            "duration": self.duration,
-            "outcome": self.outcome,
-            "exit_code": self.exit_code,
-            "size": self.size,
-            "items": self.items,
-            "cpu_seconds": self.cpu_seconds,
-            "max_rss_bytes": self.max_rss_bytes,
             "command": self.command,
-            "tail": self.tail,
-            "metrics": [f.to_json() for f in self.custom],
+            **result,
+            "min_runtime": self.min_runtime,
+            "too_short": self.too_short,
         }
 
 

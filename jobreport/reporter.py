@@ -9,66 +9,34 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jobreport._shared import SHARED
 from jobreport.config import Config
-from jobreport.errors import PushError, StoreError
+from jobreport.errors import StoreError
 from jobreport.outcomes import SKIPPED, SUCCESS
-from jobreport.records import CustomFamily, GroupState, group_key
+from jobreport.records import GroupState, RunResult, group_key
+from jobreport.sinks.base import Delivered, DeliveryOutcome, Rejected, Sink
 
 if TYPE_CHECKING:
-    from prometheus_client.registry import CollectorRegistry
+    from jobreport.store.store import RunStart, Store
 
-    from jobreport.sinks.pushgateway import Sender
-    from jobreport.store.store import RunEnd, RunStart, Store
+__all__ = ["SHARED", "Reporter", "Run", "expected_interval"]
 
-__all__ = ["Reporter", "Run", "expected_interval"]
 
 log = logging.getLogger("jobreport")
-
-_cache_lock = threading.Lock()
-_stores: dict[str, Store] = {}
-_senders: dict[tuple[object, ...], Sender] = {}
 
 
 #: How long the start worker waits before opening a run: shorter runs are recorded whole.
 START_DELAY = 0.05
 #: How long to wait for the store when another process holds its lock.
 STORE_WAIT = 15.0
-
-
-class _StartQueue:
-    """One daemon thread per process opens runs and pushes their starts, one after another:
-    starting a thread for every run costs more than a short run's whole report."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
-            queue.SimpleQueue())
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, func: Callable[..., None], *args: Any) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():  # also after a fork
-                self._thread = threading.Thread(target=self._loop, name="jobreport-start",
-                                                daemon=True)
-                self._thread.start()
-        self._queue.put((func, args))
-
-    def _loop(self) -> None:
-        while True:
-            func, args = self._queue.get()
-            func(*args)  # _start_worker never raises
-
-
-_starts = _StartQueue()
 
 
 def unexpected(message: str, *args: object) -> None:
@@ -97,6 +65,12 @@ class Run:
     monotonic_start: float
     expected_interval: float | None = None
     max_runtime: float | None = None
+    # schedules (jobreport.schedule): kept raw, the store derives the deadlines
+    schedule: str | None = None
+    timezone: str | None = None
+    grace: float | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
     pid: int | None = None
     command: str | None = None
     #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
@@ -116,18 +90,18 @@ class Run:
 
 
 class Reporter:
-    """Records runs in the store and delivers each group's state to the Pushgateway.
+    """Records runs in the store and delivers each group's state to every configured sink.
 
-    Collaborators can be injected (tests); by default they are shared per process, so that a
-    warm process does not set up its engine and HTTP session again for every run.
+    Collaborators can be injected (tests); by default they are shared per process
+    (``SHARED``). Satisfies ``jobreport.protocols.RunReporter``.
     """
 
     def __init__(self, config: Config, *, store: Store | None = None,
-                 sender: Sender | None = None) -> None:
+                 sinks: list[Sink] | None = None) -> None:
         self.config = config
         self._store = store
-        self._sender = sender
-        self._prepared = store is not None and sender is not None
+        self._sinks = sinks
+        self._prepared = store is not None and sinks is not None
         self._lock = threading.Lock()
 
     # --- collaborators ------------------------------------------------------------------
@@ -140,16 +114,17 @@ class Reporter:
             self._prepared = True
             if self._store is None:
                 try:
-                    self._store = _shared_store(self.config.db)
+                    self._store = SHARED.store(self.config.db)
                     self._store.ensure_schema()
                 except StoreError as e:
                     self._store = None
                     log.warning("jobreport: store unavailable (%s); pushing without history", e)
-            if self._sender is None and self.config.gateway:
-                self._sender = _shared_sender(self.config)
+            if self._sinks is None:
+                self._sinks = SHARED.sinks_for(self.config)
             # what the end push needs, loaded now rather than after the run
             import prometheus_client.exposition  # noqa: F401
 
+            import jobreport.delivery
             import jobreport.exposition  # noqa: F401
 
     @property
@@ -158,9 +133,9 @@ class Reporter:
         return self._store
 
     @property
-    def sender(self) -> Sender | None:
+    def sinks(self) -> list[Sink]:
         self.prepare()
-        return self._sender
+        return self._sinks or []
 
     def _drop_store(self, error: StoreError) -> None:
         log.warning("jobreport: store unavailable (%s); pushing without history", error)
@@ -177,34 +152,46 @@ class Reporter:
         max_runtime: float | None = None,
         grace: float | None = None,
         command: str | None = None,
-        pid: int | None = None,
         wait: float | None = 0.0,
         delay: float = START_DELAY,
         uid: str | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        min_runtime: float | None = None,
+        alert_after_failures: int | None = None,
     ) -> Run:
         """Open a run of ``job`` and push its start, in the background.
 
         The worker waits ``delay`` seconds first: a run that is over by then is recorded
         whole at its end, with one push instead of two. ``wait`` is how long to wait for the
         start push (``None``: the configured start budget); it is best effort, never raises.
+
+        ``schedule`` (checked cron, see ``jobreport.schedule``) and ``expect_every`` exclude
+        each other: the one given here replaces the other from the job's config section.
         """
         settings = self.config.job(job)
+        if expect_every is None and schedule is None:
+            expect_every, schedule = settings.expect_every, settings.schedule
+        grace = grace if grace is not None else settings.grace
         run = Run(
             job=job,
             grouping=self.config.grouping(job, labels),
             started=time.time(),
             monotonic_start=time.monotonic(),
-            expected_interval=expected_interval(
-                expect_every if expect_every is not None else settings.expect_every,
-                grace if grace is not None else settings.grace,
-            ),
+            expected_interval=None if schedule else expected_interval(expect_every, grace),
             max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
-            pid=pid if pid is not None else os.getpid(),
+            schedule=schedule or None,
+            timezone=(timezone or settings.timezone) if schedule else None,
+            grace=grace if schedule else None,
+            min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
+            alert_after_failures=(alert_after_failures if alert_after_failures is not None
+                                  else settings.alert_after_failures),
+            pid=os.getpid(),
             command=command,
         )
         if uid is not None:
             run.uid = uid
-        _starts.submit(self._start_worker, run, delay)
+        SHARED.starts.submit(self._start_worker, run, delay)
         timeout = self.config.start_budget if wait is None else wait
         if timeout > 0:
             run._ready.wait(timeout)
@@ -239,11 +226,14 @@ class Reporter:
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
             pid=run.pid, pid_start=_process_start(run.pid),
             expected_interval=run.expected_interval, max_runtime=run.max_runtime,
-            command=run.command, uid=run.uid,
+            command=run.command, uid=run.uid, schedule=run.schedule, timezone=run.timezone,
+            grace=run.grace, min_runtime=run.min_runtime,
+            alert_after_failures=run.alert_after_failures,
         )
 
     def heartbeat(self, run: Run) -> None:
-        """Push ``jobreport_last_heartbeat_timestamp_seconds`` for a running job."""
+        """Push ``jobreport_last_heartbeat_timestamp_seconds`` for a running job (with a
+        store: the group's whole state, which holds it)."""
         now = time.time()
         store = self.store
         if store is not None:
@@ -251,44 +241,21 @@ class Reporter:
                 store.set_heartbeat(run.grouping, now)
             except StoreError as e:
                 self._drop_store(e)
-        partial = GroupState(job=run.job, grouping=run.grouping, last_heartbeat=now,
-                             only=frozenset({"last_heartbeat_timestamp_seconds"}))
+        partial = None
+        if self._store is None:
+            partial = GroupState(job=run.job, grouping=run.grouping, last_heartbeat=now,
+                                 only=frozenset({"last_heartbeat_timestamp_seconds"}))
         budget = min(self.config.timeout, self.config.budget)
         self._deliver(run, budget=budget, what="heartbeat", partial=partial)
 
-    def finish(
-        self,
-        run: Run,
-        *,
-        outcome: str,
-        exit_code: int,
-        size: float | None = None,
-        items: float | None = None,
-        gauges: Mapping[str, float] | None = None,
-        custom: Iterable[CustomFamily] = (),
-        cpu_seconds: float | None = None,
-        max_rss_bytes: float | None = None,
-        tail: str | None = None,
-        ended: float | None = None,
-        duration: float | None = None,
-    ) -> bool:
-        """Close ``run`` and push its group's whole state. Returns True when the gateway has
-        it; logs a one-line warning (and keeps the run for ``jobreport flush``) otherwise."""
-        from jobreport.store.store import RunEnd
-
+    def finish(self, run: Run, result: RunResult) -> bool:
+        """Close ``run`` with ``result`` and deliver its group's whole state. Returns True
+        when every sink has it; logs a one-line warning (and keeps the group pending for the
+        next run or ``jobreport flush``) otherwise."""
         with run._lock:
             run.ended = True
             opening = run._opening
         run._ended.set()
-        if duration is None:
-            duration = time.monotonic() - run.monotonic_start
-        families = tuple(custom) + tuple(
-            CustomFamily.gauge(name, value) for name, value in (gauges or {}).items())
-        end = RunEnd(
-            ended=ended if ended is not None else time.time(), duration=duration,
-            outcome=outcome, exit_code=exit_code, size=size, items=items,
-            cpu_seconds=cpu_seconds, max_rss_bytes=max_rss_bytes, tail=tail, custom=families,
-        )
         if opening:
             # the start worker is opening the run or pushing its start: let it finish first,
             # so that the start push can never land after the end push
@@ -298,13 +265,14 @@ class Reporter:
         if store is not None:
             try:
                 if run.id is not None:
-                    known = store.close_run(run.id, end)
+                    known = store.close_run(run.id, result)
                 else:
-                    run.id, state, seq = store.record_run(self._run_start(run), end, alive=_alive)
+                    run.id, state, seq = store.record_run(self._run_start(run), result,
+                                                          alive=_alive)
                     known = (state, seq)
             except StoreError as e:
                 self._drop_store(e)
-        partial = None if self._store is not None else _state_without_store(run, end)
+        partial = None if self._store is not None else _state_without_store(run, result)
         return self._deliver(run, budget=self.config.budget, what="end", partial=partial,
                              known=known)
 
@@ -312,7 +280,8 @@ class Reporter:
                        command: str | None = None) -> Run:
         """Record (and push) a run that did not start because another one holds the lock."""
         run = self.start(job, labels=labels, command=command, delay=STORE_WAIT)
-        self.finish(run, outcome=SKIPPED, exit_code=0, duration=0.0)
+        self.finish(run, RunResult(ended=time.time(), duration=0.0, outcome=SKIPPED,
+                                   exit_code=0))
         return run
 
     # --- delivery -----------------------------------------------------------------------
@@ -320,130 +289,83 @@ class Reporter:
     def _deliver(self, run: Run, *, budget: float, what: str,
                  partial: GroupState | None = None,
                  known: tuple[GroupState, int] | None = None) -> bool:
-        """Push ``run``'s group: its whole state from the store (``known``, when just read),
-        or ``partial`` (what this process alone knows) when there is no store or only a
-        heartbeat to send."""
-        sender = self.sender
-        if sender is None:
+        """Deliver ``run``'s group to every sink: its whole state from the store (``known``,
+        when just read), or ``partial`` (what this process alone knows) without a store."""
+        sinks = self.sinks
+        if not sinks:
             if what == "end":
-                _notice_no_gateway(self._store is not None)
+                _notice_no_sink(self._store is not None)
             return False
         store = self._store
-        try:
-            if store is not None and partial is None:
-                deliver_group(store, sender, self.config, run.key, budget=budget, known=known)
-            else:
-                state = partial if partial is not None else _state_without_store(run, None)
-                sender.push(run.job, run.grouping, _registry(state, self.config), budget=budget)
-            return True
-        except PushError as e:
-            if what != "start":
-                if not e.retryable and e.status not in (None, 401, 403):
-                    kept = "the gateway will not take it, so it is not retried"
-                elif store is not None:
-                    kept = "the run is kept in the store for the next run or `jobreport flush`"
+        if store is None and partial is None:
+            partial = _state_without_store(run, None)
+        from jobreport.delivery import deliver_group
+
+        ok = True
+        for sink in sinks:
+            try:
+                if partial is None and store is not None:
+                    outcome = deliver_group(store, sink, run.key, budget=budget, known=known)
                 else:
-                    kept = "the run is not kept: the store is unavailable"
-                log.warning("jobreport: %s push of job %s failed: %s; %s",
-                            what, run.job, e, kept)
-            return False
-        except StoreError as e:
-            self._drop_store(e)
-            return False
+                    outcome = sink.deliver(partial or _state_without_store(run, None),
+                                           complete=False, budget=budget)
+            except StoreError as e:
+                self._drop_store(e)
+                return False
+            if not isinstance(outcome, Delivered):
+                ok = False
+                if what != "start":
+                    _warn_undelivered(what, run.job, sink.name, outcome, store is not None)
+        return ok
 
 
-def deliver_group(store: Store, sender: Sender, config: Config, key: str, *,
-                  budget: float, known: tuple[GroupState, int] | None = None,
-                  rounds: int = 3) -> int:
-    """Push group ``key``'s whole known state (``known``: state and seq just read); repeat
-    while another run changed it during the push, so that the push that goes out last
-    carries the newest state. Returns the seq delivered; raises ``PushError`` (recorded in
-    the store) when it was not."""
-    deadline = time.monotonic() + budget
-    seq = 0
-    for _ in range(rounds):
-        state, seq = known if known is not None else store.group_state(key)
-        known = None
-        try:
-            sender.push(state.job, state.grouping, _registry(state, config),
-                        budget=max(0.0, deadline - time.monotonic()))
-        except PushError as e:
-            if not e.retryable and e.status not in (None, 401, 403):
-                # the gateway will never take this state: do not queue it forever
-                store.mark_delivered(key, seq)
-            store.mark_failed(key, str(e))
-            raise
-        if store.mark_delivered(key, seq) <= seq or time.monotonic() >= deadline:
-            break
-    return seq
+def _warn_undelivered(what: str, job: str, sink: str, outcome: DeliveryOutcome,
+                      stored: bool) -> None:
+    assert not isinstance(outcome, Delivered)
+    if not stored:
+        kept = "the run is not kept: the store is unavailable"
+    elif isinstance(outcome, Rejected):
+        kept = ("the group stays pending with the error recorded; once the cause is fixed, "
+                "the next run or `jobreport flush` delivers it")
+    else:
+        kept = "the run is kept in the store for the next run or `jobreport flush`"
+    log.warning("jobreport: %s push of job %s failed: %s; %s", what, job, outcome.reason, kept)
 
 
-def _registry(state: GroupState, config: Config) -> CollectorRegistry:
-    from jobreport.exposition import registry_for
-
-    return registry_for(state, config.namespace)
-
-
-def _state_without_store(run: Run, end: RunEnd | None) -> GroupState:
-    """What this run alone knows. Left out (None) is what only the history knows: since every
-    push is a POST, the gateway keeps its values, such as the last success timestamp."""
+def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
+    """What this run alone knows. Left out (None) is what only the history knows (counters;
+    the last success when this run failed): such a push is a POST, so the gateway keeps
+    its values."""
     state = GroupState(
-        job=run.job, grouping=run.grouping, running=0 if end else 1, last_start=run.started,
+        job=run.job, grouping=run.grouping, running=0 if result else 1, last_start=run.started,
         expected_interval=run.expected_interval, max_runtime=run.max_runtime,
+        min_runtime=run.min_runtime, alert_after_failures=run.alert_after_failures,
     )
-    if end is not None and end.outcome != SKIPPED:
-        state.last_end = end.ended
-        state.last_duration = end.duration
-        state.last_exit_code = end.exit_code
-        state.last_outcome = end.outcome
-        state.last_size = end.size
-        state.last_items = end.items
-        state.last_cpu_seconds = end.cpu_seconds
-        state.last_max_rss_bytes = end.max_rss_bytes
-        state.custom = end.custom
-        if end.outcome == SUCCESS:
-            state.last_success = end.ended
+    if result is not None and result.outcome != SKIPPED:
+        state.last = result
+        if result.outcome == SUCCESS:
+            state.last_success = result.ended
+            state.consecutive_failures = 0
         else:
-            state.last_failure = end.ended
+            state.last_failure = result.ended
+            # without the history nobody can count: alert rather than stay silent
+            state.consecutive_failures = run.alert_after_failures or 1
+    if run.schedule:
+        from jobreport.schedule import apply_deadlines
+
+        apply_deadlines(state, run.schedule, run.timezone, grace=run.grace, known=False)
     return state
 
 
-_noticed: set[bool] = set()
-
-
-def _notice_no_gateway(stored: bool) -> None:
-    if stored in _noticed:  # once per process
+def _notice_no_sink(stored: bool) -> None:
+    if not SHARED.notice_once(f"no sink, stored={stored}"):
         return
-    _noticed.add(stored)
     if stored:
         log.warning("jobreport: no Pushgateway configured (set JOBREPORT_GATEWAY); runs are "
                     "kept in the store until `jobreport flush`")
     else:
         log.warning("jobreport: no Pushgateway configured and the store is unavailable: "
                     "this run is not recorded anywhere")
-
-
-def _shared_store(url: str) -> Store:
-    from jobreport.store.store import Store
-
-    with _cache_lock:
-        store = _stores.get(url)
-        if store is None:
-            store = _stores[url] = Store(url)
-        return store
-
-
-def _shared_sender(config: Config) -> Sender:
-    from jobreport.sinks.pushgateway import Sender
-
-    key = (config.gateway, config.username, config.password, config.token, config.timeout,
-           config.budget, config.ca_bundle, config.client_cert, config.client_key,
-           config.tls_verify)
-    with _cache_lock:
-        sender = _senders.get(key)
-        if sender is None:
-            sender = _senders[key] = Sender(config)
-        return sender
 
 
 def _host() -> str:

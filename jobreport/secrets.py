@@ -9,14 +9,15 @@ would.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus, unquote
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
+    import logging
+
     from jobreport.config import Config
 
 __all__ = [
@@ -139,6 +140,8 @@ def _remembered() -> frozenset[str]:
 def remember(config: Config) -> None:
     """Mask ``config``'s secrets in every later ``mask`` and in every message of the
     ``jobreport`` logger (installs ``SecretFilter`` on it once)."""
+    import logging  # not at the top: it is off the path of `jobreport run` (see logger.py)
+
     with _lock:
         _known.update(config_secrets(config))
         logger = logging.getLogger("jobreport")
@@ -146,8 +149,9 @@ def remember(config: Config) -> None:
             logger.addFilter(SecretFilter())
 
 
-class SecretFilter(logging.Filter):
-    """Masks the remembered secrets and URL credentials in a record's message."""
+class SecretFilter:
+    """Masks the remembered secrets and URL credentials in a record's message (a logging
+    filter: logging takes any object with this ``filter`` method)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

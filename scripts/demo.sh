@@ -60,12 +60,13 @@ free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 PGW_PORT=$(free_port)
 PROM_PORT=$(free_port)
 AM_PORT=$(free_port)
+HOOK_PORT=$(free_port)
 
 if [[ -f scripts/stack.sh ]] && command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then
   say "Starting a Pushgateway, Prometheus and Alertmanager (scripts/stack.sh --background)"
   STACK=1
   PUSHGATEWAY_PORT=$PGW_PORT PROMETHEUS_PORT=$PROM_PORT ALERTMANAGER_PORT=$AM_PORT \
-    JOBREPORT_STACK_DIR=$WORK/stack bash scripts/stack.sh --background
+    WEBHOOK_PORT=$HOOK_PORT JOBREPORT_STACK_DIR=$WORK/stack bash scripts/stack.sh --background
 else
   say "Starting a Pushgateway on 127.0.0.1:$PGW_PORT"
   prometheus-pushgateway --web.listen-address="127.0.0.1:$PGW_PORT" --persistence.file= \

@@ -9,14 +9,24 @@
 #   scripts/stack.sh stop            stop a detached stack and remove its data
 #   scripts/stack.sh status          say whether it runs, and where
 #
+# stop and status find a stack started with any JOBREPORT_STACK_DIR: start records the
+# directory in ${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/jobreport-stacks-$UID/. With several
+# stacks running they name them; pass the one you mean as JOBREPORT_STACK_DIR.
+#
+# Nothing leaves the machine: the Alertmanager gets the shipped routing with every receiver
+# turned into a webhook to a small receiver this script starts on loopback (it appends each
+# notification to $JOBREPORT_STACK_DIR/alerts.jsonl); the e-mail and Slack placeholders of
+# monitoring/alertmanager.yml are dropped.
+#
 # Environment:
 #   PUSHGATEWAY_PORT (9091) PROMETHEUS_PORT (9090) ALERTMANAGER_PORT (9093)
+#   WEBHOOK_PORT (5001)       the local alert receiver
 #   JOBREPORT_STACK_DIR       data, logs, runtime configs, pid file
 #                             (default ${TMPDIR:-/tmp}/jobreport-stack-$UID)
 #   JOBREPORT_STACK_INTERVAL  scrape and rule evaluation interval (default 5s; the
 #                             shipped prometheus.yml says 15s)
-#   JOBREPORT_STACK_WEBHOOK   URL for the Alertmanager webhook receivers (default: as in
-#                             monitoring/alertmanager.yml, http://127.0.0.1:5001/alerts)
+#   JOBREPORT_STACK_WEBHOOK   send the notifications to this loopback URL instead (then no
+#                             receiver is started), e.g. http://127.0.0.1:8080/hook
 #
 # $JOBREPORT_STACK_DIR/env holds "export JOBREPORT_GATEWAY=..." for scripts to source.
 #
@@ -29,9 +39,15 @@ MON=$ROOT/monitoring
 PGW_PORT=${PUSHGATEWAY_PORT:-9091}
 PROM_PORT=${PROMETHEUS_PORT:-9090}
 AM_PORT=${ALERTMANAGER_PORT:-9093}
+HOOK_PORT=${WEBHOOK_PORT:-5001}
 INTERVAL=${JOBREPORT_STACK_INTERVAL:-5s}
-DIR=${JOBREPORT_STACK_DIR:-${TMPDIR:-/tmp}/jobreport-stack-$(id -u)}
+DEFAULT_DIR=${TMPDIR:-/tmp}/jobreport-stack-$(id -u)
+DIR=${JOBREPORT_STACK_DIR:-$DEFAULT_DIR}
+# absolute, so that the record below and the pid checks name one directory
+[[ $DIR == /* ]] || DIR=$PWD/$DIR
 PIDFILE=$DIR/stack.pid
+# where start records each stack's directory, so that stop finds it from anywhere
+REGISTRY=${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/jobreport-stacks-$(id -u)
 
 PUSHGATEWAY=$(command -v prometheus-pushgateway || echo /usr/bin/prometheus-pushgateway)
 PROMETHEUS=$(command -v prometheus || echo /usr/bin/prometheus)
@@ -54,16 +70,47 @@ http_ok() {
 
 port_busy() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
-# pids of the running stack (only those still alive and still our programs)
+# pids of the running stack in DIR (default $DIR): only those still alive and still our
+# programs (their command line names the directory)
 live_pids() {
-  [[ -f $PIDFILE ]] || return 0
-  local pid
+  local dir=${1:-$DIR} pid
+  [[ -f $dir/stack.pid ]] || return 0
   while read -r pid _; do
     [[ $pid =~ ^[0-9]+$ ]] || continue
-    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -q -- "$DIR"; then
+    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$dir/"; then
       echo "$pid"
     fi
-  done <"$PIDFILE"
+  done <"$dir/stack.pid"
+}
+
+registry_entry() { echo "$REGISTRY/$(printf '%s' "$1" | md5sum | cut -c1-16)"; }
+
+# the directories of the stacks that run now (stale records are removed on the way)
+running_dirs() {
+  local entry dir
+  [[ -d $REGISTRY ]] || return 0
+  for entry in "$REGISTRY"/*; do
+    [[ -f $entry ]] || continue
+    dir=$(<"$entry")
+    if [[ -n $(live_pids "$dir") ]]; then echo "$dir"; else rm -f "$entry"; fi
+  done
+}
+
+# stop and status without JOBREPORT_STACK_DIR: the default directory if a stack runs there,
+# else the one stack that runs; with several, name them and give up
+find_stack() {
+  [[ -n ${JOBREPORT_STACK_DIR:-} || -n $(live_pids) ]] && return 0
+  local dirs=()
+  mapfile -t dirs < <(running_dirs)
+  if ((${#dirs[@]} == 1)); then
+    DIR=${dirs[0]}
+    PIDFILE=$DIR/stack.pid
+  elif ((${#dirs[@]} > 1)); then
+    echo "stack.sh: ${#dirs[@]} stacks are running; name one:" >&2
+    local d
+    for d in "${dirs[@]}"; do echo "  JOBREPORT_STACK_DIR=$d $0 ${1:-stop}" >&2; done
+    exit 1
+  fi
 }
 
 stop_stack() {
@@ -79,15 +126,17 @@ stop_stack() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   # remove only what this script created
   rm -rf "$DIR/pushgateway.db" "$DIR/prometheus" "$DIR/alertmanager" "$DIR/rules" \
-         "$DIR/prometheus.yml" "$DIR/alertmanager.yml" "$DIR/env" "$DIR/urls" "$DIR"/*.log "$PIDFILE"
-  rmdir "$DIR" 2>/dev/null || true
+         "$DIR/prometheus.yml" "$DIR/alertmanager.yml" "$DIR/webhook.py" "$DIR/alerts.jsonl" \
+         "$DIR/env" "$DIR/urls" "$DIR"/*.log "$PIDFILE"
+  rm -f "$(registry_entry "$DIR")"
+  rmdir "$DIR" "$REGISTRY" 2>/dev/null || true
 }
 
 print_urls() {
   cat <<EOF
 Pushgateway:  http://127.0.0.1:$PGW_PORT
 Prometheus:   http://127.0.0.1:$PROM_PORT   (alerts: http://127.0.0.1:$PROM_PORT/alerts)
-Alertmanager: http://127.0.0.1:$AM_PORT
+Alertmanager: http://127.0.0.1:$AM_PORT   (notifications: $WEBHOOK$( ((START_HOOK)) && echo ", kept in $DIR/alerts.jsonl"))
 Data and logs: $DIR
 export JOBREPORT_GATEWAY=http://127.0.0.1:$PGW_PORT
 EOF
@@ -103,11 +152,50 @@ write_configs() {
       "$MON/prometheus.yml" >"$DIR/prometheus.yml"
   grep -q "127.0.0.1:$PGW_PORT" "$DIR/prometheus.yml" && grep -q "127.0.0.1:$AM_PORT" "$DIR/prometheus.yml" \
     || die "could not fill the ports into $DIR/prometheus.yml (has monitoring/prometheus.yml changed?)"
-  if [[ -n ${JOBREPORT_STACK_WEBHOOK:-} ]]; then
-    sed -e "s#http://127.0.0.1:5001/alerts#$JOBREPORT_STACK_WEBHOOK#g" \
-        "$MON/alertmanager.yml" >"$DIR/alertmanager.yml"
-  else
-    cp "$MON/alertmanager.yml" "$DIR/alertmanager.yml"
+  # the shipped routing, without the e-mail and Slack receivers' blocks (they would try
+  # smtp.example.org and hooks.slack.com), every webhook pointed at $WEBHOOK
+  awk '
+    { match($0, /^ */); ind = RLENGTH }
+    skip && ($0 ~ /^[[:space:]]*$/ || ind > skip_ind || (ind == skip_ind && $0 ~ /^ *- /)) { next }
+    { skip = 0 }
+    $0 ~ /^ *(email_configs|slack_configs|pagerduty_configs|opsgenie_configs|pushover_configs|victorops_configs|telegram_configs|msteams_configs|sns_configs|wechat_configs|discord_configs|webex_configs):/ {
+      skip = 1; skip_ind = ind; next
+    }
+    { print }
+  ' "$MON/alertmanager.yml" | sed -e "s#http://127.0.0.1:5001/alerts#$WEBHOOK#g" >"$DIR/alertmanager.yml"
+  local far
+  far=$(grep -Eo "https?://[^\"' ]+" "$DIR/alertmanager.yml" \
+        | grep -Ev '^https?://(127\.[0-9.]+|localhost|\[::1\])([:/]|$)' || true)
+  if [[ -n $far ]] || grep -Eq '^[^#]*(smarthost|smtp_|api_url)' "$DIR/alertmanager.yml"; then
+    die "$DIR/alertmanager.yml would notify beyond loopback (${far:-smtp or api_url}); has monitoring/alertmanager.yml changed?"
+  fi
+  if ((START_HOOK)); then
+    cat >"$DIR/webhook.py" <<'PY'
+"""The demo stack's alert receiver: appends each Alertmanager notification to a file."""
+import http.server
+import sys
+
+PORT, OUT = int(sys.argv[1]), sys.argv[2]
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with open(OUT, "ab") as f:
+            f.write(body.strip() + b"\n")
+        self.send_response(200)
+        self.end_headers()
+
+    def do_GET(self):  # readiness
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Hook).serve_forever()
+PY
   fi
 }
 
@@ -138,19 +226,25 @@ wait_ready() {
 }
 
 start_stack() {
-  [[ -n $(live_pids) ]] && die "already running (data in $DIR); stop it with: $0 stop"
+  [[ -n $(live_pids) ]] && die "already running (data in $DIR); stop it with: $(stop_command)"
   for prog in "$PUSHGATEWAY" "$PROMETHEUS" "$ALERTMANAGER"; do
     [[ -x $prog ]] || die "$prog not found: run scripts/bootstrap.sh (it installs the Debian packages)"
   done
-  for pair in "PUSHGATEWAY_PORT:$PGW_PORT" "PROMETHEUS_PORT:$PROM_PORT" "ALERTMANAGER_PORT:$AM_PORT"; do
+  local ports=("PUSHGATEWAY_PORT:$PGW_PORT" "PROMETHEUS_PORT:$PROM_PORT" "ALERTMANAGER_PORT:$AM_PORT")
+  ((START_HOOK)) && ports+=("WEBHOOK_PORT:$HOOK_PORT")
+  for pair in "${ports[@]}"; do
     if port_busy "${pair#*:}"; then
       die "port ${pair#*:} is in use: set ${pair%%:*} to a free port"
     fi
   done
-  mkdir -p "$DIR"
+  mkdir -p "$DIR" "$REGISTRY"
   rm -f "$PIDFILE"
   write_configs
+  printf '%s\n' "$DIR" >"$(registry_entry "$DIR")"
 
+  if ((START_HOOK)); then
+    launch webhook "$PYTHON" "$DIR/webhook.py" "$HOOK_PORT" "$DIR/alerts.jsonl"
+  fi
   launch pushgateway "$PUSHGATEWAY" --web.listen-address="127.0.0.1:$PGW_PORT" \
     --persistence.file="$DIR/pushgateway.db" --persistence.interval=1m --log.level=warn
   launch alertmanager "$ALERTMANAGER" --config.file="$DIR/alertmanager.yml" \
@@ -160,7 +254,8 @@ start_stack() {
     --storage.tsdb.path="$DIR/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT" \
     --web.enable-lifecycle --log.level=warn
 
-  if ! { wait_ready pushgateway "$PGW_PORT" && wait_ready alertmanager "$AM_PORT" \
+  if ! { { ((START_HOOK == 0)) || wait_ready webhook "$HOOK_PORT"; } \
+         && wait_ready pushgateway "$PGW_PORT" && wait_ready alertmanager "$AM_PORT" \
          && wait_ready prometheus "$PROM_PORT"; }; then
     stop_stack
     exit 1
@@ -169,16 +264,34 @@ start_stack() {
   grep '^export ' "$DIR/urls" >"$DIR/env"
 }
 
+# how to stop this stack, from anywhere
+stop_command() {
+  if [[ $DIR == "$DEFAULT_DIR" ]]; then echo "$0 stop"; else echo "JOBREPORT_STACK_DIR=$DIR $0 stop"; fi
+}
+
+PYTHON=$(command -v python3 || echo /usr/bin/python3)
+if [[ -n ${JOBREPORT_STACK_WEBHOOK:-} ]]; then
+  WEBHOOK=$JOBREPORT_STACK_WEBHOOK
+  START_HOOK=0
+  [[ $WEBHOOK =~ ^https?://(127\.[0-9.]+|localhost|\[::1\])([:/]|$) ]] \
+    || die "JOBREPORT_STACK_WEBHOOK=$WEBHOOK is not on loopback: the demo stack sends nothing beyond this machine"
+else
+  WEBHOOK=http://127.0.0.1:$HOOK_PORT/alerts
+  START_HOOK=1
+fi
+
 BACKGROUND=0
 case ${1:-} in
   "") ;;
   --background|-b) BACKGROUND=1 ;;
   stop)
-    if [[ -n $(live_pids) ]]; then msg="stopped"; else msg="not running (nothing to stop)"; fi
+    find_stack stop
+    if [[ -n $(live_pids) ]]; then msg="stopped (data in $DIR removed)"; else msg="not running (nothing to stop)"; fi
     stop_stack
     echo "stack.sh: $msg"
     exit 0 ;;
   status)
+    find_stack status
     if [[ -n $(live_pids) ]]; then cat "$DIR/urls"; else echo "stack.sh: not running"; exit 3; fi
     exit 0 ;;
   -h|--help) usage; exit 0 ;;
@@ -189,7 +302,7 @@ esac
 start_stack
 print_urls
 if ((BACKGROUND)); then
-  echo "pid file: $PIDFILE  (stop with: $0 stop)"
+  echo "pid file: $PIDFILE  (stop with: $(stop_command))"
   exit 0
 fi
 trap 'stop_stack; echo; echo "stack.sh: stopped"' EXIT
@@ -199,7 +312,8 @@ echo "Running; Ctrl-C stops."
 # return as soon as one server exits (or on Ctrl-C)
 wait -n || true
 echo "stack.sh: a server exited; the end of its log:" >&2
-for name in pushgateway alertmanager prometheus; do
+for name in webhook pushgateway alertmanager prometheus; do
+  grep -q " $name\$" "$PIDFILE" || continue
   pid=$(awk -v n="$name" '$2 == n {print $1}' "$PIDFILE")
   kill -0 "$pid" 2>/dev/null || { echo "== $name" >&2; tail -n 20 "$DIR/$name.log" >&2; }
 done

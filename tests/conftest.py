@@ -105,7 +105,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(key)
     report = sys.modules.get("jobreport.reporter")
     if report is not None:
-        report._noticed.clear()  # the "no gateway" notice is once per process
+        report.SHARED.reset()  # per process: the "no gateway" notice, stores, sinks
     state = tmp_path / "state"
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))

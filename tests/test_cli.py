@@ -25,7 +25,7 @@ from tests.conftest import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ("run", "push", "flush", "history", "status", "delete", "check", "rules",
-            "monitoring")
+            "monitoring", "prune")
 #: Commands of the groups above, and the group commands themselves.
 NESTED = ("monitoring export", "monitoring runbook")
 
@@ -38,12 +38,12 @@ def invoke(*args: str, **env: str) -> Result:
 def _keep_once_per_process_notices() -> Iterator[None]:
     """The reporter says "no Pushgateway configured" once per process; runs recorded here
     must not use that up for tests that check the notice."""
-    from jobreport import reporter as report
+    from jobreport.reporter import SHARED
 
-    saved = set(report._noticed)
+    saved = set(SHARED.noticed)
     yield
-    report._noticed.clear()
-    report._noticed.update(saved)
+    SHARED.noticed.clear()
+    SHARED.noticed.update(saved)
 
 
 @pytest.fixture
@@ -57,13 +57,13 @@ def gw(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Gateway:
 
 def test_the_eight_commands_exist() -> None:
     """The CLI has exactly the commands of the contract."""
-    assert isinstance(main, click.Group)
+    assert isinstance(main.group, click.Group)
     assert sorted(main.commands) == sorted(COMMANDS)
 
 
 def command_named(name: str) -> click.Command:
     """The command ``name`` ("run", or "monitoring export" for a group's command)."""
-    command: click.Command = main
+    command: click.Command = main.group
     for word in name.split():
         assert isinstance(command, click.Group)
         command = command.commands[word]
@@ -177,17 +177,23 @@ def test_no_gateway_is_exit_3_with_a_hint() -> None:
 # -- push, delete, status ----------------------------------------------------------------
 
 
-def test_push_ad_hoc_values(gw: Gateway) -> None:
-    """`push` POSTs values into the job's group; other metrics of the group stay."""
+def test_push_ad_hoc_values(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`push` keeps its values in the store and delivers them with the group's state: the
+    group's other metrics stay, and the next run of the job keeps the values."""
+    monkeypatch.setenv("JOBREPORT_INSTANCE", "h1")
     with job_metrics("backup"):
         pass
-    result = invoke("push", "--job", "backup", "--instance", "h1", "tables=42",
-                    'rows{table="users"}=7')
+    result = invoke("push", "--job", "backup", "tables=42", 'rows{table="users"}=7')
     assert result.exit_code == 0, result.output
     assert "pushed 2 metric(s)" in result.output
     pushed = gw.samples("backup", instance="h1")
     assert (pushed["tables"], pushed['rows{table="users"}']) == (42.0, 7.0)
-    assert not any(k.startswith("jobreport_") for k in pushed)
+    assert pushed["jobreport_last_success_timestamp_seconds"] > 0
+    with job_metrics("backup"):
+        pass
+    after = gw.samples("backup", instance="h1")
+    assert (after["tables"], after['rows{table="users"}']) == (42.0, 7.0)
+    assert after['jobreport_runs_total{outcome="success"}'] == 2
     result = invoke("push", "--job", "backup", "tables=1")
     assert result.exit_code == 0
     s = gw.samples("backup", instance=load_config().instance or "")

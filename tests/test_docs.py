@@ -45,7 +45,7 @@ COMMANDS = sorted(ALL_COMMANDS)
 def test_every_command_has_help() -> None:
     """Each command has a one-line summary and an example in its --help."""
     expected = ["check", "delete", "flush", "history", "monitoring export",
-                "monitoring runbook", "push", "rules", "run", "status"]
+                "monitoring runbook", "prune", "push", "rules", "run", "status"]
     assert expected == COMMANDS
     for name in COMMANDS:
         command = ALL_COMMANDS[name]
@@ -84,7 +84,7 @@ def test_cli_reference_names_no_option_that_does_not_exist() -> None:
             assert opt in real, f"docs/cli.md, jobreport {name}: {opt} does not exist"
 
 
-#: The metrics of the contract (DESIGN.md's table).
+#: The metrics of the contract (the table of docs/metrics.md).
 CONTRACT_METRICS = [
     "jobreport_running", "jobreport_last_start_timestamp_seconds",
     "jobreport_last_end_timestamp_seconds", "jobreport_last_success_timestamp_seconds",
@@ -99,14 +99,17 @@ CONTRACT_METRICS = [
 
 def pushed_metrics() -> set[str]:
     """Every family name a push can hold (from a real state with every field set)."""
+    from dataclasses import fields
+
     from jobreport.exposition import registry_for
-    from jobreport.records import GroupState
+    from jobreport.records import RESULT_FIELDS, GroupState, RunResult
 
     state = GroupState(job="x", grouping={"job": "x"})
-    for field in vars(state):
-        if field.startswith("last_") or field in ("running", "expected_interval",
-                                                  "max_runtime"):
-            setattr(state, field, "success" if field == "last_outcome" else 1.0)
+    for field in fields(state):
+        if field.type in ("float | None", "int", "int | None"):
+            setattr(state, field.name, 1.0)
+    state.last = RunResult(**{f.name: 1.0 for f in RESULT_FIELDS if f.metadata["column"]
+                              in ("real", "int")}, outcome="success")
     state.runs_total = {"success": 1}
     registry = registry_for(state)
     return {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
@@ -183,7 +186,7 @@ def messages() -> Iterator[tuple[str, str]]:
                     args = list(node.args[:2] if name == "fail" else node.args[:1])
                 elif name in PROBLEM_CALLS and len(node.args) > PROBLEM_CALLS[name]:
                     args = [node.args[PROBLEM_CALLS[name]]]
-                elif name == "ValueError" and path.name in ("config.py", "durations.py",
+                elif name == "ValueError" and path.name in ("values.py", "durations.py",
                                                             "metricsfile.py", "commands.py"):
                     args = list(node.args[:1])
             elif (isinstance(node, ast.Return) and path.name == "child.py"

@@ -14,10 +14,11 @@ from tests import servers
 from tests.conftest import Gateway
 
 
-def post_count(gateway: Gateway) -> int:
-    m = re.search(r'pushgateway_http_push_size_bytes_count\{method="post"\} (\d+)',
-                  gateway.metrics_text())
-    return int(m.group(1)) if m else 0
+def push_count(gateway: Gateway) -> int:
+    """Pushes the gateway took, PUT (complete state, with a store) and POST alike."""
+    found = re.findall(r'pushgateway_http_push_size_bytes_count\{method="(?:post|put)"\} (\d+)',
+                       gateway.metrics_text())
+    return sum(int(n) for n in found)
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_gateway_down_then_flush_delivers(down_then_up: servers.Server) -> None:
     gateway = Gateway(down_then_up)
     result = flush()
     assert (result.groups, result.runs, result.failed) == (2, 5, [])
-    assert post_count(gateway) == 2  # one push per group, however many runs
+    assert push_count(gateway) == 2  # one push per group, however many runs
     a = gateway.samples("a", instance="h1")
     assert a['jobreport_runs_total{outcome="success"}'] == 3
     assert a['jobreport_runs_total{outcome="failure"}'] == 1

@@ -1,4 +1,4 @@
-"""job_metrics against a real Pushgateway: the contract of DESIGN.md, metric by metric."""
+"""job_metrics against a real Pushgateway: the contract of docs/metrics.md, metric by metric."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_counters_count_across_runs(env: Gateway) -> None:
 def test_system_exit_and_interrupt_outcomes(
     env: Gateway, exc: BaseException, outcome: str, code: int
 ) -> None:
-    """SystemExit and KeyboardInterrupt map to the outcomes of DESIGN.md and re-raise."""
+    """SystemExit and KeyboardInterrupt map to the outcomes of docs/metrics.md and re-raise."""
     with pytest.raises(type(exc)), job_metrics("exits") as job:
         raise exc
     s = env.samples("exits")

@@ -5,6 +5,7 @@ alone. `jobreport monitoring runbook` finds the shipped runbook."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -80,6 +81,12 @@ def runbook_links(out: Path) -> dict[str, str]:
     return links
 
 
+def runbook_headings() -> set[str]:
+    """The anchors of the shipped runbook's headings (GitHub's rules)."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", shipped.runbook().read_text(), flags=re.M)}
+
+
 def test_export_passes_promtool_and_amtool(tmp_path: Path) -> None:
     """The export holds rules with a guard per configured job, the promtool tests, both
     Prometheus and both Alertmanager files, and the Grafana files; each passes its tool."""
@@ -90,8 +97,16 @@ def test_export_passes_promtool_and_amtool(tmp_path: Path) -> None:
     assert sorted(r["labels"]["job"] for r in group["rules"]) == ["analysis", "backup"]
     # the shipped files are the repository's, byte for byte
     for name in ("rules/jobreport-alerts.yml", "rules/jobreport-recording.yml",
-                 "grafana/dashboards/jobreport.json", "docker-compose.yml"):
+                 "docker-compose.yml", "grafana/provisioning/dashboards/jobreport.yml"):
         assert (out / name).read_text() == (MONITORING / name).read_text(), name
+    # the dashboard: the shipped one with a variable for the jobs' grouping label (team)
+    board = json.loads((out / "grafana" / "dashboards" / "jobreport.json").read_text())
+    shipped_board = json.loads((MONITORING / "grafana" / "dashboards" / "jobreport.json")
+                               .read_text())
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == [v["name"] for v in shipped_board["templating"]["list"]
+                     ][:3] + ["team"] + names[4:]
+    assert len(board["panels"]) == len(shipped_board["panels"])
     # the scrape snippet is the Pushgateway job of prometheus.yml and nothing else
     snippet = load_yaml(out / "prometheus-scrape.yml")
     assert list(snippet) == ["scrape_configs"]
@@ -151,8 +166,7 @@ def test_runbook_links_are_absolute_with_runbook_url(tmp_path: Path) -> None:
     check_exported(out)
     links = runbook_links(out)
     assert {"JobreportJobOverdue", "JobreportJobFailed", "JobreportJobAbsent"} <= set(links)
-    headings = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-                for h in re.findall(r"^#+ (.+)$", shipped.runbook().read_text(), flags=re.M)}
+    headings = runbook_headings()
     for alert, link in links.items():
         assert link == f"{RUNBOOK}#{alert.lower()}", (alert, link)
         assert alert.lower() in headings, alert
@@ -271,7 +285,10 @@ def test_sink_variants_pass_promtool(tmp_path: Path, sink: str, scrape_job: str 
         assert 'absent_over_time(jobreport_running{job="backup"}[9d])' in guards
     else:
         assert 'up{job="node"}' in alerts
-    assert all(link.startswith(RUNBOOK + "#") for link in runbook_links(out).values())
+    headings = runbook_headings()
+    for alert, link in runbook_links(out).items():
+        assert link == f"{RUNBOOK}#{alert.lower()}", (alert, link)
+        assert alert.lower() in headings, f"docs/runbook.md has no section {alert}"
 
 
 def test_bad_lookback_is_a_usage_error(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobreport import job_metrics, load_config
+from jobreport.records import RunResult
 from jobreport.reporter import Reporter
 from tests import servers
 from tests.monitoring_helpers import (
@@ -43,37 +45,41 @@ def dashboard() -> dict[str, Any]:
     return data
 
 
-def panels() -> list[dict[str, Any]]:
+def panels(board: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for panel in dashboard()["panels"]:
+    for panel in (board or dashboard())["panels"]:
         out.append(panel)
         out.extend(panel.get("panels", []))  # collapsed rows
     return out
 
 
-def substitute(expr: str) -> str:
+def substitute(expr: str, labels: tuple[str, ...] = ()) -> str:
     for var, value in SUBSTITUTIONS.items():
         expr = expr.replace(var, value)
+    for label in labels:  # the variables of grouping labels: "All"
+        expr = expr.replace(f"${{{label}}}", ".*").replace(f"${label}", ".*")
     assert "$" not in expr, f"unknown variable left in {expr!r}"
     return expr
 
 
-def panel_queries() -> list[tuple[str, str]]:
+def panel_queries(board: dict[str, Any] | None = None,
+                  labels: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(panel title / refId, PromQL with the variables substituted) of every panel target."""
-    return [(f"{p['title']} / {t['refId']}", substitute(t["expr"]))
-            for p in panels() for t in p.get("targets", [])]
+    return [(f"{p['title']} / {t['refId']}", substitute(t["expr"], labels))
+            for p in panels(board) for t in p.get("targets", [])]
 
 
-def variable_queries() -> list[tuple[str, str]]:
+def variable_queries(board: dict[str, Any] | None = None,
+                     labels: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """The series selectors inside the query variables' ``label_values(...)``."""
     out = []
-    for var in dashboard()["templating"]["list"]:
+    for var in (board or dashboard())["templating"]["list"]:
         if var["type"] != "query":
             continue
         query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
         m = LABEL_VALUES.match(query)
         assert m and m.group("selector"), f"variable {var['name']}: unexpected query {query!r}"
-        out.append((f"variable {var['name']}", substitute(m.group("selector"))))
+        out.append((f"variable {var['name']}", substitute(m.group("selector"), labels)))
     return out
 
 
@@ -96,7 +102,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             budget="60s", start_budget="30s", timeout="10s",
         )
         with job_metrics("dash_backup", expect_every="1h", max_runtime="10m",
-                         config=config) as job:
+                         labels={"team": "data"}, config=config) as job:
             job.set_size(123456)
             job.add_items(42)
         with pytest.raises(RuntimeError), job_metrics("dash_failing", expect_every="1h",
@@ -104,13 +110,23 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             raise RuntimeError("boom")
         reporter = Reporter(config)
         run = reporter.start("dash_resources", max_runtime=600, wait=None)
-        assert reporter.finish(run, outcome="success", exit_code=0, cpu_seconds=1.5,
-                               max_rss_bytes=2e6)
+        assert reporter.finish(run, RunResult.measured(
+            run.monotonic_start, outcome="success", exit_code=0, cpu_seconds=1.5,
+            max_rss_bytes=2e6))
         running = Reporter(config).start("dash_running", max_runtime=600, wait=None)
         assert running.job == "dash_running"
         wait_for("the runs in Prometheus",
                  lambda: len(prom_query(prom.url, "jobreport_last_start_timestamp_seconds")
                              ["data"]["result"]) == 4, timeout=120)
+        # a second failure once Prometheus holds the first: the run counters increase, so
+        # the failure ratios have a value
+        with pytest.raises(RuntimeError), job_metrics("dash_failing", expect_every="1h",
+                                                      config=config):
+            raise RuntimeError("boom again")
+        wait_for("the second failure in Prometheus",
+                 lambda: prom_query(prom.url, 'jobreport_runs_total{job="dash_failing",'
+                                              'outcome="failure"} == 2')["data"]["result"],
+                 timeout=120)
         yield prom.url
     finally:
         prom.stop()
@@ -200,3 +216,77 @@ def test_provisioning_points_at_the_dashboard_and_prometheus() -> None:
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{path}:ro" in mounts
     assert any((GRAFANA / "dashboards").glob("*.json"))
+
+
+def test_a_row_per_job() -> None:
+    """A row repeats for each selected job, with its last success age, outcome, next
+    deadline, failure ratio, and duration and size trends, all narrowed to that job."""
+    board = dashboard()
+    rows = [p for p in board["panels"] if p["type"] == "row"]
+    [row] = [r for r in rows if r.get("repeat")]
+    assert row["repeat"] == "job" and "$job" in row["title"]
+    job = next(v for v in board["templating"]["list"] if v["name"] == "job")
+    assert job["multi"] and job["includeAll"], "a row repeats over the selected jobs"
+    after = board["panels"][board["panels"].index(row) + 1:]
+    in_row = after[: next((i for i, p in enumerate(after) if p["type"] == "row"), len(after))]
+    titles = {p["title"] for p in in_row}
+    assert {"Last success", "Outcome", "Next deadline", "Failure ratio", "Duration",
+            "Size"} <= titles
+    for panel in in_row:
+        for target in panel["targets"]:
+            assert 'job=~"$job"' in target["expr"], (panel["title"], target["expr"])
+    deadline = next(p for p in in_row if p["title"] == "Next deadline")
+    exprs = " ".join(t["expr"] for t in deadline["targets"])
+    assert "jobreport_success_deadline_timestamp_seconds" in exprs
+    assert "jobreport_start_deadline_timestamp_seconds" in exprs
+
+
+def test_the_deadline_and_the_outcome_of_a_job(prometheus: str) -> None:
+    """The row's outcome says which outcome the last run had, and its next deadline is the
+    last success plus the interval for a job with --expect-every (in milliseconds, as
+    Grafana's dateTimeFromNow unit wants)."""
+    by_title = {p["title"]: p for p in panels()}
+
+    def values(title: str, job: str) -> list[dict[str, Any]]:
+        expr = by_title[title]["targets"][0]["expr"].replace("$job", job)
+        result: list[dict[str, Any]] = prom_query(prometheus, substitute(expr))["data"]["result"]
+        return result
+
+    [failed] = values("Outcome", "dash_failing")
+    assert failed["metric"]["outcome"] == "failure" and failed["value"][1] == "0"
+    [ok] = values("Outcome", "dash_backup")
+    assert ok["metric"]["outcome"] == "success" and ok["value"][1] == "1"
+    [deadline] = values("Next deadline", "dash_backup")
+    success = prom_query(prometheus, 'jobreport_last_success_timestamp_seconds'
+                                     '{job="dash_backup"}')["data"]["result"][0]["value"][1]
+    interval = prom_query(prometheus, 'jobreport_expected_interval_seconds'
+                                      '{job="dash_backup"}')["data"]["result"][0]["value"][1]
+    assert float(deadline["value"][1]) == (float(success) + float(interval)) * 1000
+    assert deadline["metric"]["deadline"] == "success due"
+
+
+def test_export_adds_a_variable_per_grouping_label(prometheus: str, tmp_path: Path) -> None:
+    """The exported dashboard for jobs with a grouping label has a variable for it that
+    lists its values, and every query, narrowed by it, still returns data."""
+    from jobreport.config import load_config
+    from jobreport.monitoring.export import DASHBOARD, export_files
+
+    path = tmp_path / "jobreport.toml"
+    path.write_text('[jobs.dash_backup]\nexpect_every = "1h"\nlabels = { team = "data" }\n')
+    config = load_config(config_file=str(path))
+    board = json.loads(export_files(config)[DASHBOARD])
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names.index("team") == names.index("instance") + 1
+    [team] = [v for v in board["templating"]["list"] if v["name"] == "team"]
+    match = LABEL_VALUES.match(team["query"]["query"])
+    assert match and match.group("label") == "team"
+    values = prom_get(prometheus, "/api/v1/label/team/values",
+                      **{"match[]": substitute(match.group("selector"))})["data"]
+    assert values == ["data"]
+    queries = panel_queries(board, ("team",))
+    assert all('team=~".*"' in expr for _, expr in queries if 'job=~".*"' in expr)
+    missing = [f"{where}: {expr}" for where, expr in queries + variable_queries(board, ("team",))
+               if not prom_query(prometheus, expr)["data"]["result"]]
+    assert missing == []
+    narrowed = [expr.replace('team=~".*"', 'team="data"') for _, expr in queries]
+    assert prom_query(prometheus, narrowed[0])["data"]["result"]

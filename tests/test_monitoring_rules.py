@@ -14,7 +14,7 @@ import yaml
 
 from jobreport.exposition import StateCollector
 from jobreport.outcomes import OUTCOMES
-from jobreport.records import CustomFamily, GroupState
+from jobreport.records import CustomFamily, GroupState, RunResult
 from tests.monitoring_helpers import (
     AMTOOL,
     MONITORING,
@@ -42,13 +42,15 @@ def alert_rules() -> list[dict[str, object]]:
 def contract_metric_names() -> set[str]:
     """Every series name jobreport pushes, from the exposition of a group with every field
     known (the code is the contract's mirror)."""
+    last = RunResult(ended=2.0, duration=1.0, outcome="success", exit_code=0, size=1.0,
+                     items=1.0, cpu_seconds=1.0, max_rss_bytes=1.0,
+                     custom=(CustomFamily.gauge("x", 1.0),))
     state = GroupState(
-        job="j", grouping={"job": "j"}, running=1, last_start=1.0, last_end=2.0,
-        last_success=2.0, last_failure=1.0, last_duration=1.0, last_exit_code=0,
-        last_outcome="success", runs_total=dict.fromkeys(OUTCOMES, 1), last_size=1.0,
-        last_items=1.0, last_cpu_seconds=1.0, last_max_rss_bytes=1.0,
+        job="j", grouping={"job": "j"}, running=1, last_start=1.0, last_success=2.0,
+        last_failure=1.0, last=last, runs_total=dict.fromkeys(OUTCOMES, 1),
         expected_interval=1.0, max_runtime=1.0, last_heartbeat=1.0,
-        custom=(CustomFamily.gauge("x", 1.0),),
+        success_deadline=3.0, start_deadline=3.0, min_runtime=1.0, alert_after_failures=2,
+        consecutive_failures=0,
     )
     names = {s.name for fam in StateCollector(state).collect() for s in fam.samples}
     return {n for n in names if n.startswith("jobreport_")}

@@ -4,10 +4,13 @@ files and stops them again; monitoring/docker-compose.yml is wired to files that
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tests import servers
 from tests.monitoring_helpers import MONITORING, ROOT, load_yaml, prom_get, prom_query, wait_for
@@ -15,20 +18,30 @@ from tests.monitoring_helpers import MONITORING, ROOT, load_yaml, prom_get, prom
 STACK = ROOT / "scripts" / "stack.sh"
 
 
-def stack_env(tmp_path: Path) -> dict[str, str]:
+def stack_env(tmp_path: Path, name: str = "stack") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "JOBREPORT_STACK_WEBHOOK"}
     return {
-        **os.environ,
-        "JOBREPORT_STACK_DIR": str(tmp_path / "stack"),
+        **env,
+        "JOBREPORT_STACK_DIR": str(tmp_path / name),
         "PUSHGATEWAY_PORT": str(servers.free_port()),
         "PROMETHEUS_PORT": str(servers.free_port()),
         "ALERTMANAGER_PORT": str(servers.free_port()),
+        "WEBHOOK_PORT": str(servers.free_port()),
         "JOBREPORT_STACK_INTERVAL": "1s",
+        # where start records the stacks it started: this test's own
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
     }
 
 
-def stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def stack(env: dict[str, str], *args: str,
+          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(STACK), *args], check=False, env=env,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, cwd=cwd)
+
+
+def without_dir(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a shell that does not know where the stack was started."""
+    return {k: v for k, v in env.items() if k != "JOBREPORT_STACK_DIR"}
 
 
 def pids(env: dict[str, str]) -> list[int]:
@@ -102,7 +115,7 @@ def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
                 break
         assert any("Running" in line for line in lines), "".join(lines)
         running = pids(env)
-        assert len(running) == 3
+        assert len(running) == 4  # with the local alert receiver
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -116,6 +129,91 @@ def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 130, "".join(lines) + out
     assert "stopped" in out
     assert not any(alive(p) for p in running)
+
+
+def test_stop_finds_a_stack_started_in_any_directory(tmp_path: Path) -> None:
+    """A stack started with JOBREPORT_STACK_DIR is found by `status` and `stop` run
+    elsewhere without it; the banner names the directory too; stop leaves no process of
+    the stack (the alert receiver included) and no data behind."""
+    env = stack_env(tmp_path, "somewhere/else")
+    started = stack(env, "--background")
+    running = pids(env) if (Path(env["JOBREPORT_STACK_DIR"]) / "stack.pid").exists() else []
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"JOBREPORT_STACK_DIR={env['JOBREPORT_STACK_DIR']} " in started.stdout
+        assert len(running) == 4 and all(alive(p) for p in running)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        status = stack(without_dir(env), "status", cwd=elsewhere)
+        assert status.returncode == 0, status.stderr
+        assert f"http://127.0.0.1:{env['PUSHGATEWAY_PORT']}" in status.stdout
+        stopped = stack(without_dir(env), "stop", cwd=elsewhere)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stopped" in stopped.stdout and env["JOBREPORT_STACK_DIR"] in stopped.stdout
+    finally:
+        stack(env, "stop")
+    assert running and not any(alive(p) for p in running)
+    assert not Path(env["JOBREPORT_STACK_DIR"]).exists()
+    assert stack(without_dir(env), "status").returncode == 3
+
+
+def test_stop_names_the_stacks_when_several_run(tmp_path: Path) -> None:
+    """With two stacks running, `stop` without a directory stops neither and names both."""
+    first, second = stack_env(tmp_path, "one"), stack_env(tmp_path, "two")
+    try:
+        for env in (first, second):
+            started = stack(env, "--background")
+            assert started.returncode == 0, started.stdout + started.stderr
+        ambiguous = stack(without_dir(first), "stop")
+        assert ambiguous.returncode == 1
+        for env in (first, second):
+            assert f"JOBREPORT_STACK_DIR={env['JOBREPORT_STACK_DIR']} " in ambiguous.stderr
+            assert all(alive(p) for p in pids(env))
+    finally:
+        running = [p for env in (first, second)
+                   if (Path(env["JOBREPORT_STACK_DIR"]) / "stack.pid").exists()
+                   for p in pids(env)]
+        for env in (first, second):
+            stack(env, "stop")
+    assert running and not any(alive(p) for p in running)
+
+
+def test_alertmanager_notifies_only_a_local_receiver(tmp_path: Path) -> None:
+    """The demo Alertmanager keeps the shipped routes and receivers, but every receiver is
+    a webhook to the receiver the script started on loopback (no e-mail, no Slack), which
+    records what it is sent; a webhook beyond loopback is refused."""
+    env = stack_env(tmp_path)
+    started = stack(env, "--background")
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        am = f"http://127.0.0.1:{env['ALERTMANAGER_PORT']}"
+        config = load_yaml_text(prom_get(am, "/api/v2/status")["config"]["original"])
+        hook = f"http://127.0.0.1:{env['WEBHOOK_PORT']}/alerts"
+        shipped = load_yaml(MONITORING / "alertmanager.yml")
+        assert [r["name"] for r in config["receivers"]] == [
+            r["name"] for r in shipped["receivers"]]
+        for receiver in config["receivers"]:
+            assert set(receiver) == {"name", "webhook_configs"}, receiver
+            assert [w["url"] for w in receiver["webhook_configs"]] == [hook]
+        assert not config["global"].get("smtp_smarthost")
+        assert not config["global"].get("slack_api_url")
+        request = urllib.request.Request(hook, data=b'{"status": "firing"}', method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+        kept = Path(env["JOBREPORT_STACK_DIR"]) / "alerts.jsonl"
+        assert json.loads(kept.read_text().splitlines()[-1]) == {"status": "firing"}
+    finally:
+        stack(env, "stop")
+    far = stack({**stack_env(tmp_path, "far"),
+                 "JOBREPORT_STACK_WEBHOOK": "https://hooks.slack.com/services/x"}, "--background")
+    assert far.returncode == 1 and "is not on loopback" in far.stderr
+    assert not (tmp_path / "far" / "stack.pid").exists()
+
+
+def load_yaml_text(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 def test_busy_port_is_one_clear_error(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -45,6 +46,21 @@ def test_wheel_ships_the_monitoring_side(tmp_path: Path) -> None:
     in_repo = {p.relative_to(MONITORING).as_posix() for p in MONITORING.rglob("*")
                if p.is_file()}
     assert shipped == in_repo, "the wheel must hold monitoring/ exactly"
+
+    # the sdist holds the files themselves (no links), so a wheel built from it has them too
+    sdist = run(sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                "build_meta.build_sdist(sys.argv[1])", dist, cwd=source)
+    assert sdist.returncode == 0, sdist.stdout + sdist.stderr
+    [tarball] = dist.glob("jobreport-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        members = {m.name.partition("/")[2]: m for m in tar.getmembers()}
+        for name in in_repo:
+            member = members[f"jobreport/monitoring/data/{name}"]
+            assert member.isfile(), f"{name} is not a regular file in the sdist"
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            assert extracted.read() == (MONITORING / name).read_bytes(), name
+        assert members["jobreport/monitoring/runbook.md"].isfile()
 
     venv = tmp_path / "venv"
     made = run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)

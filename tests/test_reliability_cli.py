@@ -172,7 +172,8 @@ def test_gateway_that_never_answers_with_cli(gateway: Gateway, tmp_path: Path) -
 
 
 def test_400_with_cli_shows_the_gateway_text(gateway: Gateway, tmp_path: Path) -> None:
-    """A 400 from the gateway: exit code intact, the gateway's text shown, not retried."""
+    """A 400 from the gateway: exit code intact, the gateway's text shown, not retried within
+    a push; the group stays pending, so flush tries once more (and says it failed)."""
     with FaultProxy(gateway.url, [400] * 5, body="pushed metrics are invalid: test 400") as p:
         env = env_for(p.url, tmp_path)
         proc = run_cli(["run", "--job", "rejected", "--", "true"], env)
@@ -180,9 +181,10 @@ def test_400_with_cli_shows_the_gateway_text(gateway: Gateway, tmp_path: Path) -
         assert "test 400" in proc.stderr
         assert_no_traceback(proc.stderr)
         assert len([e for _, _, e in p.requests if e == 400]) <= 2
+        before = len([e for _, _, e in p.requests if e == 400])
         flushed = run_cli(["flush"], env)
-        assert flushed.returncode == 0
-        assert len([e for _, _, e in p.requests if e == 400]) <= 2  # not queued forever
+        assert flushed.returncode == 3 and "test 400" in flushed.stderr
+        assert len([e for _, _, e in p.requests if e == 400]) == before + 1  # once, kept
 
 
 def test_5xx_then_recovery_with_cli(gateway: Gateway, tmp_path: Path) -> None:

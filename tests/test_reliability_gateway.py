@@ -157,10 +157,11 @@ def test_dropped_connection_mid_push_is_retried(gateway: Gateway, tmp_path: Path
     assert_whole_state(gateway, Store(config.db))
 
 
-def test_400_is_shown_not_retried_and_not_queued_forever(
+def test_400_is_shown_not_retried_and_kept_pending(
         gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A 400 is final: one attempt per push, the gateway's own text in the warning, the group
-    not left pending; the next accepted push still carries every run."""
+    """A 400 is not retried within a push: one attempt, the gateway's own text in the
+    warning; the group stays pending with the error recorded (a later flush tries again),
+    and the next accepted push carries every run."""
     text = "pushed metrics are invalid or inconsistent with existing metrics: test says no"
     with FaultProxy(gateway.url, body=text) as proxy:
         config = config_for(proxy.url, tmp_path, **LIVE)
@@ -175,8 +176,9 @@ def test_400_is_shown_not_retried_and_not_queued_forever(
         assert any("test says no" in w and "400" in w for w in warnings), warnings
         assert_no_traceback(caplog.text)
         store = Store(config.db)
-        assert store.pending() == []  # not queued forever
-        assert flush(config).groups == 0
+        [pending] = store.pending()  # kept, with the error recorded
+        assert pending.last_error is not None and "test says no" in pending.last_error
+        assert flush(config).groups == 0  # rejected again
         proxy.script = []
         with job_metrics("nightly", config=config):
             pass
@@ -195,7 +197,8 @@ class _CounterNamedLikeAGauge:
 def test_real_400_from_inconsistent_metrics(
         gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The real Pushgateway rejects a push whose metric type clashes with another group's:
-    the job still succeeds, the gateway's text is shown, the run is kept but not retried."""
+    the job still succeeds, the gateway's text is shown, the group is pushed again without
+    the offending family (last success and outcome land), and stays pending, flagged."""
     config = config_for(gateway.url, tmp_path, **LIVE)
     with job_metrics("first", config=config) as job:
         job.gauge("shared_metric", 1)
@@ -208,7 +211,13 @@ def test_real_400_from_inconsistent_metrics(
     assert_no_traceback(caplog.text)
     store = Store(config.db)
     assert [r.outcome for r in store.history("second")] == ["success"]
-    assert store.pending() == []
+    [pending] = store.pending()
+    assert pending.job == "second" and "shared_metric" in (pending.last_error or "")
+    assert any("rejected the families shared_metric" in w for w in warnings), warnings
+    second = gateway.samples("second", instance="h1")
+    assert second['jobreport_last_outcome{outcome="success"}'] == 1
+    assert second["jobreport_last_success_timestamp_seconds"] > 0
+    assert "shared_metric" not in second
     assert gateway.samples("first")["shared_metric"] == 1  # the other group is untouched
 
 

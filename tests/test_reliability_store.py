@@ -198,7 +198,7 @@ def test_read_only_store(gateway: Gateway, tmp_path: Path) -> None:
         third = run_job(_env(gateway, db), 3)
         assert third.returncode == 0, third.stderr
         assert "pushing without history" not in third.stderr
-        assert [r.size for r in Store(db).history("backup")] == [3, 1]
+        assert [r.result and r.result.size for r in Store(db).history("backup")] == [3, 1]
 
 
 def test_store_on_a_full_disk(gateway: Gateway, tmp_path: Path) -> None:
@@ -239,5 +239,5 @@ def test_store_on_a_full_disk(gateway: Gateway, tmp_path: Path) -> None:
         again = run_job(env, 3)
         assert again.returncode == 0, again.stderr
         assert "pushing without history" not in again.stderr
-        sizes = [r.size for r in Store(db).history("backup")]
+        sizes = [r.result and r.result.size for r in Store(db).history("backup")]
         assert sizes[0] == 3 and sizes[-1] == 1

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from jobreport import load_config, outcomes
+from jobreport.records import RunResult
 from jobreport.wrapper.lock import JobLock, LockBusy, lock_path
 from jobreport.wrapper.wrapper import EXIT_SKIPPED, RunRequest, path_size, run_job
 
@@ -42,10 +43,10 @@ class FakeReporter:
         with self.lock:
             self.heartbeats += 1
 
-    def finish(self, run: FakeRun, **kwargs: Any) -> bool:
+    def finish(self, run: FakeRun, result: RunResult) -> bool:
         if self.fail:
             raise RuntimeError("gateway on fire")
-        self.finished.append(kwargs)
+        self.finished.append(vars(result))
         return True
 
     def record_skipped(self, job: str, **kwargs: Any) -> None:
@@ -54,7 +55,7 @@ class FakeReporter:
 
 def run(request: RunRequest, reporter: FakeReporter | None = None) -> tuple[int, FakeReporter]:
     reporter = reporter or FakeReporter()
-    code = run_job(request, load_config(), reporter)  # type: ignore[arg-type]
+    code = run_job(request, load_config(), reporter)
     return code, reporter
 
 
@@ -75,7 +76,7 @@ def test_exit_code_and_what_is_reported(tmp_path: Path) -> None:
     assert end["duration"] >= 0 and end["ended"] > 0
     assert end["cpu_seconds"] is not None and end["max_rss_bytes"] > 0
     assert end["tail"] == "out"
-    assert end["size"] is None and end["items"] is None and end["custom"] == []
+    assert end["size"] is None and end["items"] is None and end["custom"] == ()
 
 
 def test_not_found_is_started_and_finished() -> None:

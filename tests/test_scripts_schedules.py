@@ -1,21 +1,26 @@
-"""scripts/cron/jobreport.crontab and scripts/systemd/backup.{service,timer}: the thresholds
-follow from the schedules, and every command in them really runs (paths pointed at a
+"""scripts/cron/jobreport.crontab and scripts/systemd/backup.{service,timer}: each --schedule
+is its own crontab line's or timer's schedule, the thresholds follow from the schedules, and
+every command in them really runs (paths pointed at a
 temporary directory, a real Pushgateway) and reports exactly one run."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
+import shutil
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from jobreport.durations import parse_duration
+from jobreport.schedule import Schedule, check_expression, deadlines
 from tests.conftest import Gateway
 from tests.test_scripts_download import SHA, FileServer
 
@@ -44,16 +49,13 @@ def crontab() -> tuple[dict[str, str], list[tuple[list[str], str]]]:
     return env, jobs
 
 
-def interval(fields: list[str]) -> float:
-    """The period of the simple schedules the example uses."""
-    minute, hour, dom, month, dow = fields
-    assert minute.isdigit() and dom == "*" and month == "*", fields
-    if hour == "*" and dow == "*":
-        return HOUR
-    if hour.startswith("*/") and dow == "*":
-        return int(hour[2:]) * HOUR
-    assert hour.isdigit(), fields
-    return DAY if dow == "*" else 7 * DAY
+def shortest_gap(schedule: str, days: int = 15) -> float:
+    """The shortest time between two fire times of ``schedule`` over ``days`` days."""
+    job = Schedule(schedule, "UTC")
+    fires = job.fires(0.0, 1)
+    while fires[-1] < days * DAY:
+        fires += job.fires(fires[-1], 50)
+    return min(b - a for a, b in itertools.pairwise(fires))
 
 
 def run_options(command: str) -> dict[str, str]:
@@ -69,18 +71,32 @@ def run_options(command: str) -> dict[str, str]:
 
 
 def test_crontab_thresholds_follow_the_schedule() -> None:
-    """--expect-every is each line's interval; --max-runtime < --timeout < the interval, so
-    that a run is killed before the next one is due; every line has a --job."""
+    """Each line's --schedule is the line's own five fields (so jobreport's deadlines are
+    cron's); --max-runtime < --timeout < the shortest gap between two fire times, so that a
+    run is killed before the next one is due; every line has a --job."""
     env, jobs = crontab()
     assert {"SHELL", "PATH", "JOBREPORT_GATEWAY"} <= set(env)
     assert len(jobs) == 5
     for fields, command in jobs:
         opts = run_options(command)
-        every = interval(fields)
         assert opts["--job"]
-        assert parse_duration(opts["--expect-every"]) == every, command
-        assert parse_duration(opts["--max-runtime"]) < parse_duration(opts["--timeout"]) < every
+        assert "--expect-every" not in opts, command
+        assert opts["--schedule"].split() == fields, command
+        assert check_expression(opts["--schedule"]) == " ".join(fields)
+        gap = shortest_gap(opts["--schedule"])
+        assert parse_duration(opts["--max-runtime"]) < parse_duration(opts["--timeout"]) < gap
         assert "%" not in command  # cron turns % into a newline
+
+
+def test_crontab_has_a_weekday_job_that_is_not_due_on_the_weekend() -> None:
+    """The weekday line's Friday run is next due on Monday: its deadlines skip the weekend."""
+    _env, jobs = crontab()
+    [weekday] = [run_options(c) for f, c in jobs if f[4] == "1-5"]
+    job = Schedule(weekday["--schedule"], "UTC")
+    friday = datetime(2026, 11, 27, 3, 31, tzinfo=timezone.utc).timestamp()
+    due = deadlines(job, last_success=friday, last_start=friday - 60, last_end=friday)
+    monday = datetime(2026, 11, 30, 3, 30, tzinfo=timezone.utc).timestamp()
+    assert due.start == monday + 0.1 * DAY
 
 
 @pytest.fixture
@@ -162,9 +178,22 @@ def timespan(text: str) -> float:
     return parse_duration(text.replace("min", "m").replace("sec", "s"))
 
 
+def on_calendar_as_cron(text: str) -> str:
+    """The cron fields of the simple OnCalendar forms the examples use:
+    ``[DOW[..DOW]] *-*-* HH:MM[:SS]`` (seconds must be 00)."""
+    days = {"Sun": 0, "Mon": 1, "Tue": 2, "Wed": 3, "Thu": 4, "Fri": 5, "Sat": 6}
+    m = re.fullmatch(r"(?:(\w{3})(?:\.\.(\w{3}))? )?\*-\*-\* (\d\d):(\d\d)(?::00)?", text)
+    assert m, f"OnCalendar={text}: not a form this test knows"
+    first, last, hour, minute = m.groups()
+    dow = "*" if first is None else (
+        str(days[first]) if last is None else f"{days[first]}-{days[last]}")
+    return f"{int(minute)} {int(hour)} * * {dow}"
+
+
 def test_systemd_units_agree_with_each_other() -> None:
-    """The timer fires daily at 02:00; the service's --expect-every is that day, its
-    systemd limit lies behind jobreport's --timeout, and a stop reaches jobreport first."""
+    """The timer fires daily at 02:00 and the service's --schedule is that same schedule
+    (also by systemd's own reckoning of the next elapses); its systemd limit lies behind
+    jobreport's --timeout, and a stop reaches jobreport first."""
     service, timer = unit(SERVICE), unit(TIMER)
     t = dict(timer["Timer"])
     assert t["OnCalendar"] == "*-*-* 02:00:00"
@@ -174,7 +203,18 @@ def test_systemd_units_agree_with_each_other() -> None:
     assert s["Type"] == "oneshot"
     assert s["KillMode"] == "mixed"
     opts = run_options(s["ExecStart"].replace("/opt/jobreport/.venv/bin/jobreport", "jobreport"))
-    assert parse_duration(opts["--expect-every"]) == DAY
+    assert "--expect-every" not in opts
+    assert opts["--schedule"] == on_calendar_as_cron(t["OnCalendar"])
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:  # systemd's own next elapses, in UTC, against jobreport's
+        out = subprocess.run([analyze, "calendar", "--iterations=3", t["OnCalendar"]],
+                             env={**os.environ, "TZ": "UTC"}, capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        elapses = [datetime.strptime(m, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+                   for m in re.findall(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", out)]
+        assert len(elapses) == 3, out
+        mine = Schedule(opts["--schedule"], "UTC").fires(elapses[0].timestamp() - 1, 3)
+        assert mine == [e.timestamp() for e in elapses]
     # the timer's random delay fits in the default grace (10% of a day)
     assert timespan(t["RandomizedDelaySec"]) < 0.1 * DAY
     limit = timespan(s["TimeoutStartSec"])
@@ -210,5 +250,16 @@ def test_systemd_exec_start_runs(tmp_path: Path, gateway: Gateway) -> None:
     s = gateway.samples("backup")
     assert s['jobreport_runs_total{outcome="success"}'] == 1
     assert s["jobreport_last_size_bytes"] == backup.stat().st_size
-    assert s["jobreport_expected_interval_seconds"] == pytest.approx(DAY * 1.1)
+    assert "jobreport_expected_interval_seconds" not in s
     assert s["jobreport_max_runtime_seconds"] == HOUR
+    # due by the next 02:00 (host time) after the run, + --max-runtime + 10% of a day
+    ended = datetime.fromtimestamp(s["jobreport_last_end_timestamp_seconds"]).astimezone()
+    next_fire = ended.replace(hour=2, minute=0, second=0, microsecond=0)
+    if next_fire <= ended:
+        next_fire = (ended + timedelta(days=1)).replace(hour=2, minute=0, second=0,
+                                                        microsecond=0)
+    next_fire = next_fire.replace(tzinfo=None).astimezone()  # the zone's offset on that day
+    assert s["jobreport_start_deadline_timestamp_seconds"] == pytest.approx(
+        next_fire.timestamp() + 0.1 * DAY, abs=1)
+    assert s["jobreport_success_deadline_timestamp_seconds"] == pytest.approx(
+        next_fire.timestamp() + HOUR + 0.1 * DAY, abs=1)

@@ -335,9 +335,9 @@ def test_output_tail_kept_in_the_store_is_bounded(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert len(proc.stdout) > 10_000_000  # the output itself passes through untouched
     [record] = Store(db).history("flood")
-    assert record.tail is not None
-    assert len(record.tail.encode()) <= 64 * 1024
-    assert "line 999" in record.tail
+    assert record.result is not None and record.result.tail is not None
+    assert len(record.result.tail.encode()) <= 64 * 1024
+    assert "line 999" in record.result.tail
     shown = run_cli(["history", "--json", "flood"], env)
     assert len(json.loads(shown.stdout)[0]["tail"].encode()) <= 64 * 1024
     assert (tmp_path / "s.db").stat().st_size < 2 * 1024 * 1024

@@ -7,6 +7,7 @@ receivers themselves are exercised in tests/test_sinks_e2e.py. Fault sequences (
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import stat
@@ -19,7 +20,7 @@ import responses
 
 from jobreport.config import Config
 from jobreport.errors import PushError
-from jobreport.records import CustomFamily, GroupState
+from jobreport.records import CustomFamily, GroupState, RunResult
 from jobreport.sinks import remote_write
 from jobreport.sinks._prompb import prompb_pb2
 from jobreport.sinks.textfile import TextfileWriter, file_name
@@ -31,10 +32,10 @@ NOW = 1_700_000_000.123
 def _state(**labels: str) -> GroupState:
     grouping = {"job": "backup", "instance": "host1", **labels}
     return GroupState(
-        job="backup", grouping=grouping, last_start=NOW - 10, last_end=NOW,
-        last_success=NOW, last_duration=10.0, last_exit_code=0, last_outcome="success",
+        job="backup", grouping=grouping, last_start=NOW - 10, last_success=NOW,
+        last=RunResult(ended=NOW, duration=10.0, outcome="success", exit_code=0,
+                       custom=(CustomFamily.gauge("backup_tables", 7.0, "tables"),)),
         runs_total={"success": 3, "failure": 1}, expected_interval=90000.0,
-        custom=(CustomFamily.gauge("backup_tables", 7.0, "tables"),),
     )
 
 
@@ -76,7 +77,7 @@ def test_labels_are_sorted_by_name_on_the_wire() -> None:
 def test_group_label_wins_over_a_sample_label() -> None:
     """A custom sample's own ``job`` label cannot move it into another group."""
     state = _state()
-    state.custom = (CustomFamily("x", "", "gauge", (("x", (("job", "other"),), 1.0),)),)
+    state.pushed = (CustomFamily("x", "", "gauge", (("x", (("job", "other"),), 1.0),)),)
     (labels, _), = [s for s in _decode(remote_write.encode(state, now=NOW))
                     if s[0]["__name__"] == "x"]
     assert labels["job"] == "backup"
@@ -160,7 +161,8 @@ def test_textfile_rewrite_replaces_and_remove_deletes(tmp_path: Path) -> None:
     writer = TextfileWriter(tmp_path)
     state = _state()
     path = writer.write(state)
-    state.last_outcome = "failure"
+    assert state.last is not None
+    state.last = dataclasses.replace(state.last, outcome="failure")
     writer.write(state)
     assert 'jobreport_last_run_success{job="backup"} 0.0' in path.read_text()
     assert writer.files() == [path]

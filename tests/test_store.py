@@ -15,7 +15,8 @@ import pytest
 from jobreport import job_metrics
 from jobreport.errors import StoreError
 from jobreport.records import group_key
-from jobreport.store.store import RunEnd, RunStart, Store
+from jobreport.records import RunResult
+from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
 
 WRITER = textwrap.dedent(
@@ -95,7 +96,7 @@ def test_abandoned_run_closed_at_next_run(tmp_path: Path) -> None:
 
     run_id = store.open_run(RunStart("j", grouping, time.time(), "h", pid=os.getpid()),
                             alive=alive)
-    store.close_run(run_id, RunEnd(time.time(), 0.1, "success", 0))
+    store.close_run(run_id, RunResult(time.time(), 0.1, "success", 0))
     state, _ = store.group_state(group_key(grouping))
     assert alive_checked == [dead.pid]
     assert state.runs_total == {"abandoned": 1, "success": 1}
@@ -186,11 +187,11 @@ def test_history_filters(tmp_path: Path) -> None:
     for i, outcome in enumerate(["success", "failure", "success", "timeout"]):
         store.record_run(
             RunStart("h", {"job": "h"}, now - 100 + i, "host"),
-            RunEnd(now - 99 + i, 1.0, outcome, 0 if outcome == "success" else 1,
+            RunResult(now - 99 + i, 1.0, outcome, 0 if outcome == "success" else 1,
                    tail="line\n" * 3),
         )
     store.record_run(RunStart("other", {"job": "other"}, now, "host"),
-                     RunEnd(now, 1.0, "success", 0))
+                     RunResult(now, 1.0, "success", 0))
     runs = store.history("h")
     assert [r.outcome for r in runs] == ["timeout", "success", "failure", "success"]
     assert [r.outcome for r in store.history("h", outcomes=["success"])] == ["success"] * 2
@@ -205,10 +206,10 @@ def test_tail_is_bounded(tmp_path: Path) -> None:
     """Output tails kept in the store are bounded in size."""
     store = Store(f"sqlite:///{tmp_path / 't.db'}")
     rid, _, _ = store.record_run(RunStart("t", {"job": "t"}, time.time(), "h"),
-                           RunEnd(time.time(), 1, "success", 0, tail="x" * 1_000_000))
+                           RunResult(time.time(), 1, "success", 0, tail="x" * 1_000_000))
     run = store.get_run(rid)
-    assert run is not None and run.tail is not None
-    assert len(run.tail.encode()) <= 64 * 1024
+    assert run is not None and run.result is not None and run.result.tail is not None
+    assert len(run.result.tail.encode()) <= 64 * 1024
 
 
 def test_existing_sqlite_store_needs_no_sqlalchemy(tmp_path: Path) -> None:
@@ -219,10 +220,11 @@ def test_existing_sqlite_store_needs_no_sqlalchemy(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import sys, time
-        from jobreport.store.store import Store, RunStart, RunEnd
+        from jobreport.store.store import Store, RunStart
+        from jobreport.records import RunResult
         s = Store("sqlite:///{db}")
         s.record_run(RunStart("j", {{"job": "j"}}, time.time(), "h"),
-                     RunEnd(time.time(), 1.0, "success", 0))
+                     RunResult(time.time(), 1.0, "success", 0))
         assert len(s.history("j")) == 1
         print("sqlalchemy" in sys.modules)
         """
@@ -236,8 +238,8 @@ def test_sqlalchemy_backend_for_other_sqlite_drivers(tmp_path: Path) -> None:
     """A URL that names a driver goes through SQLAlchemy and behaves the same."""
     store = Store(f"sqlite+pysqlite:///{tmp_path / 'a.db'}?timeout=20")
     rid, state, seq = store.record_run(RunStart("j", {"job": "j"}, time.time(), "h"),
-                                       RunEnd(time.time(), 1.0, "failure", 3, size=9))
-    assert state.runs_total == {"failure": 1} and state.last_size == 9 and seq == 1
+                                       RunResult(time.time(), 1.0, "failure", 3, size=9))
+    assert state.runs_total == {"failure": 1} and state.last is not None and state.last.size == 9 and seq == 1
     assert store.get_run(rid) is not None
     assert type(store._db).__name__ == "SQLAlchemyBackend"
 

@@ -1,9 +1,11 @@
-"""The ``jobreport`` command line: the group and the boundary (``app``), one module per
-command (``run``, ``push``, ...), the options they share (``options``) and how they print
-(``formatting``). The entry point is ``jobreport.cli:main``."""
+"""The ``jobreport`` command line: the entry point and the fast way into ``jobreport run``
+(``entry``), the options declared once (``option_table``), the click group and the boundary
+(``app``), one module per command (``run``, ``push``, ...), the click options (``options``)
+and how they print (``formatting``). The entry point is ``jobreport.cli:main``."""
 
-from jobreport.cli.app import load_commands
+from jobreport.cli.entry import Entry
 
-main = load_commands()
+#: The ``jobreport`` command; click loads on first use, not for a plain ``jobreport run``.
+main = Entry()
 
 __all__ = ["main"]

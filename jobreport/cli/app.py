@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
@@ -19,24 +17,27 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from jobreport._version import __version__
+from jobreport.cli.entry import exit_now
+from jobreport.cli.stderr import log_to_stderr
 from jobreport.errors import (
     ConfigError,
     InvalidNameError,
     JobReportError,
+    NotConfiguredError,
     PushError,
     StoreError,
 )
 
 __all__ = [
     "COMMAND_MODULES", "CONTEXT", "EXIT_CODES_HELP", "EXIT_GATEWAY", "EXIT_PROBLEM",
-    "cli", "exit_now", "fail", "library_errors", "load_commands", "setup_logging", "to_json",
+    "cli", "fail", "library_errors", "load_commands", "setup_logging", "to_json",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The modules of ``jobreport.cli`` that hold a command (each registers itself on import).
 COMMAND_MODULES = ("run", "push", "flush", "history", "status", "delete", "check", "rules",
-                   "monitoring")
+                   "monitoring", "prune")
 
 #: Exit codes of the commands other than ``run`` (which exits with the command's own code).
 EXIT_PROBLEM = 1
@@ -69,7 +70,7 @@ def _hint(error: JobReportError) -> str | None:
     if isinstance(error, InvalidNameError):
         return "see `jobreport COMMAND --help` for what each option takes"
     if isinstance(error, PushError):
-        if "no Pushgateway configured" in str(error):
+        if isinstance(error, NotConfiguredError):
             return "set JOBREPORT_GATEWAY=http://HOST:9091 or pass --gateway"
         if error.status in (401, 403):
             return ("set JOBREPORT_USERNAME with JOBREPORT_PASSWORD_FILE, or "
@@ -93,45 +94,9 @@ def library_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# --- logging: jobreport's own warnings, one line each ----------------------------------
-
-
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            message += f" ({type(exc).__name__}{': ' + first if first else ''})"
-        return message
-
-
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (CliRunner swaps it)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
 def setup_logging(quiet: bool = False) -> None:
     """jobreport's warnings as one line each on stderr, for the time of this command."""
-    logger = logging.getLogger("jobreport")
-    handler = _Stderr()
-    handler.setFormatter(_OneLine())
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
-
-    def restore() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-    click.get_current_context().call_on_close(restore)
+    click.get_current_context().call_on_close(log_to_stderr(quiet))
 
 
 def to_json(data: object) -> str:
@@ -167,24 +132,6 @@ class _Jobreport(click.Group):
         except SystemExit as e:
             code = e.code
         exit_now(code)
-
-
-def exit_now(code: object) -> NoReturn:
-    """Flush the output and leave the process at once with ``code`` (see ``_Jobreport``)."""
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:
-        print(code, file=sys.stderr)
-        status = 1
-    try:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:  # a closed stdout must not change the exit code
-        status = status or 1
-    os._exit(status)
 
 
 @click.group(cls=_Jobreport, context_settings=CONTEXT, epilog=EXIT_CODES_HELP)

@@ -18,12 +18,15 @@ from jobreport.cli.options import config_from, opt, settings_options
 
 __all__ = ["flush"]
 
+#: The settings options this command uses.
+USE = ("gateway", "db", "config_file")
+
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @opt("--all", "all_groups", is_flag=True, envvar="JOBREPORT_FLUSH_ALL",
      help="Push every group the store knows, delivered or not: restores a Pushgateway "
            "that lost its data (restarted without --persistence.file).")
-@settings_options(instance=False)
+@settings_options(use=USE)
 @library_errors
 def flush(**params: Any) -> None:
     """Deliver every group whose newest state has not reached the gateway yet.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -81,15 +81,28 @@ def labels_text(grouping: dict[str, str], skip: Iterable[str] = ("job", "instanc
     return ",".join(f"{k}={v}" for k, v in grouping.items() if k not in skip) or "-"
 
 
+def _figure(r: RunRecord, name: str) -> Any:
+    """A figure of the run's result (None while it runs)."""
+    return getattr(r.result, name) if r.result is not None else None
+
+
 def history_table(records: Sequence[RunRecord]) -> str:
     rows = [
         [str(r.id), when(r.started), r.job, r.grouping.get("instance", "-"),
-         labels_text(r.grouping), seconds_text(r.duration), r.outcome or "running",
-         "-" if r.exit_code is None else str(r.exit_code), bytes_text(r.size), number_text(r.items)]
+         labels_text(r.grouping), seconds_text(r.duration), _outcome_text(r),
+         "-" if r.exit_code is None else str(r.exit_code), bytes_text(_figure(r, "size")),
+         number_text(_figure(r, "items"))]
         for r in records
     ]
     return table(["ID", "STARTED", "JOB", "INSTANCE", "LABELS", "DURATION", "OUTCOME",
                    "EXIT", "SIZE", "ITEMS"], rows)
+
+
+def _outcome_text(r: RunRecord) -> str:
+    """The outcome; a success shorter than the run's --min-runtime is marked."""
+    if r.too_short and r.min_runtime is not None:
+        return f"{r.outcome} (too short: < {seconds_text(r.min_runtime)})"
+    return r.outcome or "running"
 
 
 def run_details(r: RunRecord) -> str:
@@ -98,20 +111,22 @@ def run_details(r: RunRecord) -> str:
         ("labels", labels_text(r.grouping, ("job",))),
         ("host", r.host), ("pid", "-" if r.pid is None else str(r.pid)),
         ("command", r.command or "-"), ("started", when(r.started)), ("ended", when(r.ended)),
-        ("duration", seconds_text(r.duration)), ("outcome", r.outcome or "running"),
+        ("duration", seconds_text(r.duration)), ("outcome", _outcome_text(r)),
         ("exit code", "-" if r.exit_code is None else str(r.exit_code)),
-        ("size", bytes_text(r.size)), ("items", number_text(r.items)),
-        ("cpu", seconds_text(r.cpu_seconds)), ("max rss", bytes_text(r.max_rss_bytes)),
+        ("size", bytes_text(_figure(r, "size"))), ("items", number_text(_figure(r, "items"))),
+        ("cpu", seconds_text(_figure(r, "cpu_seconds"))),
+        ("max rss", bytes_text(_figure(r, "max_rss_bytes"))),
     ]
-    for family in r.custom:
+    for family in _figure(r, "custom") or ():
         for name, labels, value in family.samples:
             shown = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
                             if labels else "")
             fields.append((shown, f"{value:g}"))
     width = max(len(k) for k, _ in fields)
     out = [f"{k.ljust(width)}  {v}" for k, v in fields]
-    if r.tail:
-        out += ["", "last lines of output:", r.tail]
+    tail = _figure(r, "tail")
+    if tail:
+        out += ["", "last lines of output:", tail]
     return "\n".join(out)
 
 
@@ -119,8 +134,22 @@ def status_table(groups: Sequence[GroupStatus]) -> str:
     rows = [
         [g.job, g.instance or "-", labels_text({"job": g.job, **g.labels}),
          g.last_outcome or "-", age(g.success_age),
-         "running" if g.running else "idle", "; ".join(g.problems) or "ok"]
+         "running" if g.running else "idle", _deadline_text(g),
+         "; ".join(g.problems) or "ok"]
         for g in groups
     ]
     return table(["JOB", "INSTANCE", "LABELS", "LAST OUTCOME", "LAST SUCCESS", "NOW",
-                   "PROBLEMS"], rows)
+                   "NEXT DEADLINE", "PROBLEMS"], rows)
+
+
+def _deadline_text(g: GroupStatus) -> str:
+    """A scheduled job's next deadline (the earlier of start and success), and whether it
+    has passed; "-" for a job without a schedule."""
+    deadline = g.next_deadline
+    if deadline is None:
+        return "-"
+    left = deadline - g.now
+    stamp = _dt.datetime.fromtimestamp(deadline).strftime("%Y-%m-%d %H:%M")
+    if left < 0:
+        return f"{stamp} (passed {format_duration(round(-left))} ago)"
+    return f"{stamp} (in {format_duration(round(left))})"

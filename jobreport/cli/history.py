@@ -21,6 +21,9 @@ from jobreport.outcomes import OUTCOMES
 
 __all__ = ["history"]
 
+#: The settings options this command uses.
+USE = ("db", "config_file")
+
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("job", required=False)
@@ -35,7 +38,7 @@ __all__ = ["history"]
      help="Show this one run in full, with the last lines of its output: its id in "
            "this list, or the $JOBREPORT_RUN_ID its command was given.")
 @json_option()
-@settings_options(instance=False)
+@settings_options(use=USE)
 @library_errors
 def history(**params: Any) -> None:
     """Show recent runs from the local store, newest first.
@@ -69,3 +72,5 @@ def history(**params: Any) -> None:
         click.echo("no runs recorded" + (f" for job {params['job']}" if params["job"] else ""))
     else:
         click.echo(history_table(records))
+        for line in store.undelivered(params["job"]):
+            click.echo(line.describe())

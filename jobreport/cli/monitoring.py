@@ -3,6 +3,7 @@ writes it to a directory, ``runbook`` shows the runbook)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,15 @@ def _runbook_url(ctx: click.Context, param: click.Parameter, value: str | None) 
         raise click.BadParameter(str(e), ctx, param) from None
 
 
+def _label_names(ctx: click.Context, param: click.Parameter,
+                 value: tuple[str, ...]) -> tuple[str, ...]:
+    for name in value:
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
+            raise click.BadParameter(f"{name!r} is not a label name (letters, digits and "
+                                     "underscores, not first a digit)", ctx, param)
+    return value
+
+
 @monitoring.command(epilog=EXPORT_EXIT_CODES)
 @click.argument("directory", metavar="DIR",
                 type=click.Path(file_okay=False, path_type=Path))
@@ -62,6 +72,10 @@ def _runbook_url(ctx: click.Context, param: click.Parameter, value: str | None) 
 @opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
      help="Write an absent() guard for this job (repeatable) "
           "[default: every job of the config file].")
+@opt("--grouping-label", "variables", envvar="JOBREPORT_EXPORT_GROUPING_LABEL", multiple=True,
+     metavar="LABEL", callback=_label_names,
+     help="Give the dashboard a variable for this grouping label (repeatable) [default: the "
+          "labels of the configured jobs].")
 @opt("--config", "config_file", envvar="JOBREPORT_CONFIG", metavar="FILE",
      help="Config file, for the jobs of the absent() guards [default: "
           "$XDG_CONFIG_HOME/jobreport/jobreport.toml, else /etc/jobreport/jobreport.toml].")
@@ -100,7 +114,8 @@ def export(**params: Any) -> None:
                    "is empty", err=True)
     try:
         files = export_files(config, sink=params["sink"], runbook_url=params["runbook_url"],
-                             namespace=namespace, jobs=jobs, lookback=params["lookback"])
+                             namespace=namespace, jobs=jobs, lookback=params["lookback"],
+                             variables=tuple(params["variables"]))
     except ValueError as e:  # a lookback promtool would not take
         raise click.BadParameter(str(e), param_hint="'--lookback'") from None
     try:

@@ -14,14 +14,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from jobreport.cli.option_table import (
+    FLAG,
+    PATHS,
+    SETTINGS_OPTIONS,
+    TEXT,
+    OptionSpec,
+    convert,
+)
 from jobreport.durations import parse_duration
 
 if TYPE_CHECKING:
     from jobreport.config import Config
 
 __all__ = [
-    "DURATION", "LABELS", "LenientOption", "config_from", "json_option", "label_option",
-    "opt", "run_opt", "settings_options", "typed_labels",
+    "ALL_SETTINGS", "DURATION", "LABELS", "EnvOption", "LenientOption", "SpecType",
+    "config_from", "json_option", "label_option", "opt", "run_opt", "settings_options",
+    "spec_option", "typed_labels", "typed_settings",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,13 +40,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 if TYPE_CHECKING:
-    _FloatParam = click.ParamType[float, Any]
+    _ObjectParam = click.ParamType[Any, Any]
     _LabelsParam = click.ParamType[dict[str, str], Any]
 else:  # click before 8.3 has no type parameters
-    _FloatParam = _LabelsParam = click.ParamType
+    _ObjectParam = _LabelsParam = click.ParamType
 
 
-class Duration(_FloatParam):
+class SpecType(_ObjectParam):
+    """The value of one declared option (``option_table.convert``): the fast parser of
+    ``jobreport run`` and click accept and refuse the same values, with the same reason."""
+
+    def __init__(self, spec: OptionSpec) -> None:
+        self.spec = spec
+        self.name = spec.kind
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return convert(self.spec, value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Duration(_ObjectParam):
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None,
@@ -71,7 +98,25 @@ DURATION = Duration()
 LABELS = Labels()
 
 
-class LenientOption(click.Option):
+class EnvOption(click.Option):
+    """An option that reads an environment variable and names it in ``--help``; an error
+    names the variable only when the value came from it (not after a typed flag)."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        hint = " / ".join(f"'{x}'" for x in self.opts)
+        source = ctx.get_parameter_source(self.name) if ctx and self.name else None
+        if source is ParameterSource.ENVIRONMENT:
+            var = next((v for v in _envvars(self) if os.environ.get(v)), None)
+            if var:
+                hint += f" (from {var})"
+        return hint
+
+
+def _envvars(option: click.Parameter) -> list[str]:
+    return [option.envvar] if isinstance(option.envvar, str) else list(option.envvar or ())
+
+
+class LenientOption(EnvOption):
     """For ``jobreport run``: a bad value in the environment variable is a warning and the
     option's default is used, since a broken setting must not stop the job. A bad value
     typed on the command line is still a usage error."""
@@ -86,9 +131,8 @@ class LenientOption(click.Option):
             self.type.convert(raw, self, ctx)
         except click.BadParameter as e:
             if self.warn:
-                names = [self.envvar] if isinstance(self.envvar, str) else list(
-                    self.envvar or ())
-                name = next((n for n in names if os.environ.get(n)), "the environment")
+                name = next((n for n in _envvars(self) if os.environ.get(n)),
+                            "the environment")
                 click.echo(f"jobreport: ignoring {name}={raw!r}: {e.message.rstrip('.')}; "
                            "using the default", err=True)
             return None
@@ -108,11 +152,30 @@ def merge_labels(items: Iterable[dict[str, str]]) -> dict[str, str]:
     return merged
 
 
-# --- options shared by several commands -------------------------------------------------
+# --- options built from their declarations ----------------------------------------------
 
 
 def opt(*names: str, envvar: str | Sequence[str], **kwargs: Any) -> Callable[[F], F]:
+    """A click option reading ``envvar`` and naming it in ``--help``."""
+    kwargs.setdefault("cls", EnvOption)
     return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
+
+
+def spec_option(spec: OptionSpec, cls: type[click.Option] = EnvOption) -> Callable[[F], F]:
+    """The click option of one declaration of ``option_table``."""
+    kwargs: dict[str, Any] = {"cls": cls, "help": spec.help, "multiple": spec.multiple}
+    if spec.kind == FLAG:
+        kwargs["is_flag"] = True
+    else:
+        kwargs["metavar"] = spec.metavar
+        if spec.kind == PATHS:
+            kwargs["type"] = click.Path()
+        elif spec.kind != TEXT:
+            kwargs["type"] = SpecType(spec)
+    if spec.default is not None:
+        kwargs.update(default=spec.default, show_default=spec.show_default)
+    envvar = spec.envvars[0] if len(spec.envvars) == 1 else list(spec.envvars)
+    return opt(*spec.flags, spec.name, envvar=envvar, **kwargs)
 
 
 def run_opt(*names: str, envvar: str | Sequence[str], **kwargs: Any) -> Callable[[F], F]:
@@ -120,51 +183,41 @@ def run_opt(*names: str, envvar: str | Sequence[str], **kwargs: Any) -> Callable
     return opt(*names, envvar=envvar, cls=LenientOption, **kwargs)
 
 
-def settings_options(*, instance: bool = True, lenient: bool = False) -> Callable[[F], F]:
-    """--gateway, --db, --config (and --instance/--no-instance): the settings every command
-    shares with the library, read from the same environment variables."""
+#: Which settings options a command shows: the ones it uses.
+ALL_SETTINGS = tuple(s.name for s in SETTINGS_OPTIONS)
+
+
+def settings_options(*, use: Sequence[str] = ALL_SETTINGS,
+                     lenient: bool = False) -> Callable[[F], F]:
+    """The settings options a command uses (``use``: names from ``ALL_SETTINGS``): the
+    settings every command shares with the library, read from the same environment
+    variables."""
 
     def decorate(func: F) -> F:
-        options = [
-            opt("--gateway", envvar=["JOBREPORT_GATEWAY", "PUSHGATEWAY_URL"], metavar="URL",
-                help="Pushgateway URL, e.g. http://127.0.0.1:9091."),
-            opt("--db", envvar="JOBREPORT_DB", metavar="URL",
-                help="Store: an SQLAlchemy URL or an SQLite file path "
-                      "[default: $XDG_STATE_HOME/jobreport/jobreport.db]."),
-            opt("--config", "config_file", envvar="JOBREPORT_CONFIG", metavar="FILE",
-                help="Config file [default: $XDG_CONFIG_HOME/jobreport/jobreport.toml, "
-                      "else /etc/jobreport/jobreport.toml]."),
-        ]
-        if instance:
-            options += [
-                opt("--instance", envvar="JOBREPORT_INSTANCE", metavar="NAME",
-                    help="The instance grouping label [default: the host name]."),
-                opt("--no-instance", is_flag=True, envvar="JOBREPORT_NO_INSTANCE",
-                    cls=SettingOption if lenient else click.Option,
-                    help="Leave the instance label out of the group."),
-            ]
-        for option in reversed(options):
-            func = option(func)
+        for spec in reversed([s for s in SETTINGS_OPTIONS if s.name in use]):
+            cls = SettingOption if lenient and spec.kind == FLAG else EnvOption
+            func = spec_option(spec, cls)(func)
         return func
 
     return decorate
 
 
-_SETTINGS = ("gateway", "db", "config_file", "instance", "no_instance")
-
-
-def config_from(params: dict[str, Any], *, strict: bool = True) -> Config:
-    """The settings, with only what was typed on the command line as flags: values from the
-    environment are left to load_config, so that `jobreport check` names their source."""
-    from jobreport.config import load_config
-
+def typed_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The settings typed on the command line as flags: values from the environment are
+    left to load_config, so that `jobreport check` names their source."""
     ctx = click.get_current_context()
-    overrides = {
-        name: params[name] for name in _SETTINGS
+    return {
+        name: params[name] for name in ALL_SETTINGS
         if params.get(name) not in (None, False)
         and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
     }
-    return load_config(strict=strict, **overrides)
+
+
+def config_from(params: dict[str, Any], *, strict: bool = True) -> Config:
+    """The settings, with only what was typed on the command line as flags."""
+    from jobreport.config import load_config
+
+    return load_config(strict=strict, **typed_settings(params))
 
 
 def typed_labels(params: dict[str, Any]) -> dict[str, str]:

@@ -11,6 +11,9 @@ from jobreport.cli.options import config_from, opt, settings_options
 
 __all__ = ["rules"]
 
+#: The settings options this command uses.
+USE = ("config_file",)
+
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
@@ -23,7 +26,7 @@ __all__ = ["rules"]
      metavar="DURATION",
      help="remote-write: how far the rules look back for a job's last sample; at least the "
           "longest interval of any job.")
-@settings_options(instance=False)
+@settings_options(use=USE)
 @library_errors
 def rules(**params: Any) -> None:
     """Print Prometheus alerting rules with an absent() guard per configured job.

@@ -12,10 +12,13 @@ from jobreport.cli.options import config_from, json_option, settings_options
 
 __all__ = ["status"]
 
+#: The settings options this command uses.
+USE = ("gateway", "config_file")
+
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @json_option()
-@settings_options(instance=False)
+@settings_options(use=USE)
 @library_errors
 def status(**params: Any) -> None:
     """Show what the Pushgateway holds now, per job and instance, problems first.
@@ -32,10 +35,31 @@ def status(**params: Any) -> None:
     setup_logging()
     from jobreport.gateway import gateway_status
 
-    groups = gateway_status(config_from(params))
+    config = config_from(params)
+    groups = gateway_status(config)
     if params["as_json"]:
         click.echo(to_json([g.to_json() for g in groups]))
-    elif not groups:
+        return
+    if not groups:
         click.echo("the Pushgateway holds no groups")
     else:
         click.echo(status_table(groups))
+    for line in _undelivered(config.db):
+        click.echo(line)
+
+
+def _undelivered(db: str) -> list[str]:
+    """What this host's store has not delivered (it is not in the table above yet)."""
+    import os
+
+    from jobreport.errors import StoreError
+    from jobreport.paths import sqlite_path
+    from jobreport.store.store import Store
+
+    path = sqlite_path(db)
+    if path is not None and not os.path.exists(path):
+        return []  # no store on this host: do not make one just to look
+    try:
+        return [u.describe() for u in Store(db).undelivered()]
+    except StoreError:
+        return []  # status is about the gateway; `jobreport check` reports the store

@@ -30,21 +30,24 @@ from pathlib import Path
 from jobreport._version import __version__
 from jobreport.config import Config
 from jobreport.monitoring import shipped
+from jobreport.monitoring.dashboard import grouping_labels, with_label_variables
 from jobreport.monitoring.rewrite import (
     absolute_runbook,
     rename_namespace,
     top_level_sections,
 )
 from jobreport.monitoring.rules import absent_rules
+from jobreport.names import DEFAULT_NAMESPACE
 
 __all__ = [
-    "ABSENT_FILE", "MANIFEST", "SINKS", "ExportResult", "export_files", "write_export",
+    "ABSENT_FILE", "DASHBOARD", "MANIFEST", "SINKS", "ExportResult", "export_files", "write_export",
 ]
 
 #: The sinks a rule variant can be exported for (``--sink``).
 SINKS = ("pushgateway", "remote-write", "textfile")
 MANIFEST = ".jobreport-export.json"
 ABSENT_FILE = "rules/generated/jobreport-absent.yml"
+DASHBOARD = "grafana/dashboards/jobreport.json"
 
 _SCRAPE_HEADER = """\
 # The Prometheus side of jobreport for an existing prometheus.yml (written by
@@ -155,13 +158,16 @@ def export_files(
     namespace: str | None = None,
     jobs: list[str] | None = None,
     lookback: str = "8d",
+    variables: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """The files of an export, path (relative to the export directory) -> text.
 
     ``namespace`` (default: the config's) renames every metric; ``runbook_url`` (checked
     with ``rewrite.check_runbook_url``) makes the runbook links absolute; ``jobs`` (default:
     every job of the config file) get an ``absent()`` guard. ``sink`` picks the rule variant
-    (``variants.rules_for``; ``lookback`` for remote write) and the scrape job.
+    (``variants.rules_for``; ``lookback`` for remote write) and the scrape job. The
+    dashboard gets a variable per grouping label of those jobs and per label of
+    ``variables``.
     """
     from jobreport.monitoring.variants import absent_variant
 
@@ -177,10 +183,12 @@ def export_files(
     out["prometheus.yml"] = _prometheus_config(sink)
     # the guards in the jobreport namespace, so that the sink's variant recognises their
     # selectors; renamed below with the rest
-    guards = absent_rules(dataclasses.replace(config, namespace="jobreport"), jobs)
+    guards = absent_rules(dataclasses.replace(config, namespace=DEFAULT_NAMESPACE), jobs)
     out[ABSENT_FILE] = absent_variant(guards, sink, lookback)
     out["prometheus-scrape.yml"] = _SCRAPE_HEADER + _scrape_section(sink)
     out["alertmanager-route.yml"] = _route_snippet()
+    labels = dict.fromkeys([*grouping_labels(config, jobs), *variables])
+    out[DASHBOARD] = with_label_variables(out[DASHBOARD], labels)
     renamed = {path: rename_namespace(text, ns) for path, text in out.items()}
     if runbook_url:
         return {path: absolute_runbook(text, runbook_url) for path, text in renamed.items()}

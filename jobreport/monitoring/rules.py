@@ -23,7 +23,7 @@ FOR = "10m"
 
 def selector(labels: Mapping[str, str]) -> str:
     """A PromQL label selector ``{job="x",team="y"}`` with the values escaped."""
-    return "{" + ",".join(f"{k}={_promql_string(v)}" for k, v in labels.items()) + "}"
+    return "{" + ",".join(f"{k}={_quoted(v)}" for k, v in labels.items()) + "}"
 
 
 def absent_rules(config: Config, jobs: list[str] | None = None) -> str:
@@ -54,7 +54,7 @@ def absent_rules(config: Config, jobs: list[str] | None = None) -> str:
             f"          and absent({ns}_running{sel})",
             f"        for: {FOR}",
             "        labels:",
-            f"          job: {_yaml_string(job)}",
+            f"          job: {_quoted(job)}",
             "          severity: critical",
             "        annotations:",
             '          summary: "Job {{ $labels.job }} has no data in Prometheus"',
@@ -64,18 +64,13 @@ def absent_rules(config: Config, jobs: list[str] | None = None) -> str:
             "            the job never reported to this Pushgateway, its group was deleted, or"
             " the",
             "            Pushgateway lost its data (restarted without --persistence.file).",
-            f"          runbook_url: {_yaml_string(RUNBOOK_URL)}",
+            f"          runbook_url: {_quoted(RUNBOOK_URL)}",
             "",
         ]
     return "\n".join(lines)
 
 
-def _promql_string(value: str) -> str:
-    # a JSON string is a valid PromQL (Go) double-quoted string; ASCII only, so that no
-    # character can break the YAML block it stands in
-    return json.dumps(value, ensure_ascii=True)
-
-
-def _yaml_string(value: str) -> str:
-    # and a valid YAML double-quoted scalar
+def _quoted(value: str) -> str:
+    # an ASCII-only JSON string is both a valid PromQL (Go) double-quoted string and a valid
+    # YAML double-quoted scalar, and no character in it can break the YAML block around it
     return json.dumps(value, ensure_ascii=True)

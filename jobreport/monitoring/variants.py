@@ -37,8 +37,9 @@ NODE_JOB = "node"
 BASE_FILES = ("jobreport-alerts.yml", "jobreport-recording.yml")
 
 # a jobreport series selector, with its label matchers: not part of a longer name, not a
-# recording rule (jobreport:...), not already a range or a function call
-_SELECTOR = re.compile(r"(?<![\w:])(jobreport_[A-Za-z0-9_]+)(\{[^{}]*\})?(?![\w:(\[])")
+# recording rule (jobreport:...), not already a range or a function call (the "{" keeps a
+# selector with matchers that is a range, increase(x{a="b"}[1d]), from matching as a bare x)
+_SELECTOR = re.compile(r"(?<![\w:])(jobreport_[A-Za-z0-9_]+)(\{[^{}]*\})?(?![\w:(\[{])")
 # what only a Pushgateway exposes
 _GATEWAY = re.compile(r"push_time_seconds|push_failure_time_seconds|job=\"pushgateway\"")
 

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from jobreport.paths import sqlite_path
+
 __all__ = ["REMEMBER", "PeerMemory", "memory_dir"]
 
 #: How long an unreachable answer is remembered (unless a success comes first).
@@ -29,11 +31,8 @@ REMEMBER = 300.0
 
 def memory_dir(db_url: str, state: Path) -> Path:
     """Where the memory lives: beside an SQLite store's file, else the state directory."""
-    if db_url.startswith("sqlite:///"):
-        path = db_url[len("sqlite:///"):]
-        if path and path != ":memory:" and not path.startswith("file:"):
-            return Path(path).parent
-    return state
+    path = sqlite_path(db_url)
+    return Path(path).parent if path is not None else state
 
 
 class PeerMemory:

@@ -20,21 +20,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jobreport._version import __version__
 from jobreport.config import Config, state_dir
-from jobreport.errors import PushError
+from jobreport.errors import NotConfiguredError, PushError
 from jobreport.secrets import config_secrets, mask, mask_url, remember
+from jobreport.sinks._http import connection_reason, could_not_connect, first_line, new_session
+from jobreport.sinks.base import RETRY_STATUSES, DeliveryOutcome, judge_error, judge_status
 
 if TYPE_CHECKING:
     import requests
     from prometheus_client.registry import Collector
     from tenacity import RetryCallState
 
+    from jobreport.records import GroupState
     from jobreport.sinks._peers import PeerMemory
 
 __all__ = ["QUICK_ATTEMPT", "Sender", "UnreachableError", "group_path"]
 
 log = logging.getLogger("jobreport")
 
-RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_ATTEMPTS = 20
 USER_AGENT = f"jobreport/{__version__}"
 #: The one attempt given to a gateway that could not be reached moments ago, in seconds.
@@ -101,8 +103,7 @@ class Sender:
         peers: PeerMemory | None = None,
     ) -> None:
         if not config.gateway:
-            raise PushError("no Pushgateway configured (set JOBREPORT_GATEWAY)",
-                            retryable=False)
+            raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
         self.config = config
         self._base = _without_userinfo(config.gateway).rstrip("/")
         #: The gateway's URL as every message shows it.
@@ -125,8 +126,35 @@ class Sender:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            self._session = _new_session(self.config, self._base)
+            self._session = new_session(self.config, self._base, USER_AGENT)
         return self._session
+
+    # --- the Sink protocol (jobreport.sinks.base) ---------------------------------------
+
+    #: Keys this sink's delivered mark in the store.
+    name = "pushgateway"
+
+    def deliver(self, state: GroupState, *, complete: bool,
+                budget: float | None = None) -> DeliveryOutcome:
+        """Push ``state``: a PUT that replaces the group when it is ``complete``, else a POST
+        that only adds to it."""
+        from jobreport.exposition import registry_for
+
+        try:
+            self.push(state.job, state.grouping, registry_for(state, self.config.namespace),
+                      budget=budget, replace=complete)
+        except PushError as e:
+            return judge_error(e)
+        return judge_status(200)
+
+    def remove(self, grouping: Mapping[str, str], *,
+               budget: float | None = None) -> DeliveryOutcome:
+        """DELETE the group."""
+        try:
+            self.delete(grouping["job"], grouping, budget=budget)
+        except PushError as e:
+            return judge_error(e)
+        return judge_status(200)
 
     # --- what callers use ----------------------------------------------------------------
 
@@ -210,12 +238,19 @@ class Sender:
             reraise=True,
         )
         response: requests.Response | None = None
-        for attempt in retrying:
-            with attempt:
-                remaining = max(0.05, deadline - self._clock())
-                response = self._attempt(method, self._base + path, dict(headers), data,
-                                         timeout=min(self.config.timeout, remaining),
-                                         remaining=remaining)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    remaining = max(0.05, deadline - self._clock())
+                    response = self._attempt(method, self._base + path, dict(headers), data,
+                                             timeout=min(self.config.timeout, remaining),
+                                             remaining=remaining)
+        except UnreachableError as e:
+            if recent is None:
+                raise
+            raise UnreachableError(
+                f"{e} (also unreachable {_ago(time.time() - recent[0])}: one short attempt "
+                "per run until it answers again)", url=e.url) from None
         assert response is not None
         return response
 
@@ -276,7 +311,7 @@ class Sender:
                     raise self._timeout(remaining, shown) from None
                 raise self._error(
                     f"TLS error talking to the Pushgateway at {self.gateway}: "
-                    f"{_first_line(e)} (set JOBREPORT_CA_BUNDLE for a private CA)",
+                    f"{first_line(e)} (set JOBREPORT_CA_BUNDLE for a private CA)",
                     retryable=False, url=shown) from None
             except requests.exceptions.ConnectTimeout:
                 raise self._error(
@@ -290,10 +325,10 @@ class Sender:
                 if isinstance(e, requests.exceptions.ConnectionError):
                     raise self._error(
                         f"cannot reach the Pushgateway at {self.gateway}: "
-                        f"{_connection_reason(e)}", url=shown,
-                        unreachable=_could_not_connect(e)) from None
+                        f"{connection_reason(e)}", url=shown,
+                        unreachable=could_not_connect(e)) from None
                 raise self._error(f"cannot talk to the Pushgateway at {self.gateway}: "
-                                  f"{_first_line(e)}", retryable=False, url=shown) from None
+                                  f"{first_line(e)}", retryable=False, url=shown) from None
 
     def _timeout(self, seconds: float, shown: str) -> PushError:
         return self._error(
@@ -306,88 +341,5 @@ class Sender:
         return cls(mask(message, self._secrets), status=status, retryable=retryable, url=url)
 
 
-def _new_session(cfg: Config, base: str) -> requests.Session:
-    import requests
-
-    from jobreport.sinks._deadline import DeadlineAdapter
-
-    session = requests.Session()
-    for prefix in ("http://", "https://"):
-        session.mount(prefix, DeadlineAdapter())
-    # Read the proxy settings of the environment once, not on every request
-    # (requests looks them up per request, which costs more than the push itself).
-    session.proxies.update(requests.utils.get_environ_proxies(base))
-    session.trust_env = False
-    session.headers["User-Agent"] = USER_AGENT
-    parts = urlsplit(cfg.gateway or "")
-    if cfg.username:
-        session.auth = (cfg.username, cfg.password or "")
-    elif parts.username:
-        session.auth = (parts.username, parts.password or "")
-    if cfg.token:
-        session.headers["Authorization"] = f"Bearer {cfg.token}"
-    session.verify = cfg.ca_bundle or cfg.tls_verify
-    if not cfg.tls_verify and not cfg.ca_bundle:
-        _without_insecure_warning()
-    if cfg.client_cert:
-        session.cert = (cfg.client_cert, cfg.client_key) if cfg.client_key else cfg.client_cert
-    return session
-
-
-_warned: set[str] = set()
-
-
-def _without_insecure_warning() -> None:
-    """Verification was turned off on purpose: say so once in our own words, and keep
-    urllib3's InsecureRequestWarning (one per request) out of the job's stderr."""
-    import warnings
-
-    from urllib3.exceptions import InsecureRequestWarning
-
-    # this category only, and only once verification is off: other warnings still show
-    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-    if "insecure" not in _warned:
-        _warned.add("insecure")
-        log.warning("jobreport: TLS verification is off (JOBREPORT_TLS_VERIFY=false): "
-                    "the Pushgateway's certificate is not checked")
-
-
-def _could_not_connect(exc: BaseException) -> bool:
-    """Whether the request failed before a connection existed (refused, unknown name)."""
-    from urllib3.exceptions import NewConnectionError
-
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or item is None:
-            continue
-        seen.add(id(item))
-        if isinstance(item, NewConnectionError):
-            return True
-        if isinstance(item, BaseException):
-            stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None),
-                          *item.args])
-    return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _connection_reason(exc: BaseException) -> str:
-    text = str(exc)
-    for needle, reason in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "unknown host name"),
-        ("nodename nor servname", "unknown host name"),
-        ("Temporary failure in name resolution", "host name lookup failed"),
-        ("No route to host", "no route to host"),
-        ("Network is unreachable", "network unreachable"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "the connection closed without an answer"),
-    ):
-        if needle in text:
-            return reason
-    return _first_line(exc)[:200]
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"

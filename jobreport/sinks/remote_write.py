@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from jobreport._version import __version__
 from jobreport.config import Config
 from jobreport.errors import PushError
+from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.records import GroupState
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ MAX_ATTEMPTS = 20
 Labels = tuple[tuple[str, str], ...]
 
 
-def series(state: GroupState, namespace: str = "jobreport") -> Iterator[tuple[Labels, float]]:
+def series(state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> Iterator[tuple[Labels, float]]:
     """Each series of ``state`` as (labels sorted by name with ``__name__``, value).
 
     The families are those of a push (``jobreport.exposition``): counters keep their
@@ -87,7 +88,7 @@ def write_request(items: Iterable[tuple[Labels, float]], timestamp_ms: int) -> b
     return bytes(request.SerializeToString())
 
 
-def encode(state: GroupState, namespace: str = "jobreport", *,
+def encode(state: GroupState, namespace: str = DEFAULT_NAMESPACE, *,
            now: float | None = None) -> bytes:
     """The body of one delivery of ``state``: the snappy (block format) ``WriteRequest``."""
     import cramjam

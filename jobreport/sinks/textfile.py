@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobreport.errors import PushError
+from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.records import GroupState, group_key
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def file_name(grouping: Mapping[str, str]) -> str:
     return f"{PREFIX}{job}-{digest}{SUFFIX}"
 
 
-def render(state: GroupState, namespace: str = "jobreport") -> bytes:
+def render(state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> bytes:
     """``state`` in the text exposition format, every sample labelled with the group's
     labels except ``instance``; no timestamps."""
     from prometheus_client.exposition import generate_latest
@@ -82,7 +83,8 @@ class TextfileWriter:
 
     name = "textfile"
 
-    def __init__(self, directory: str | os.PathLike[str], namespace: str = "jobreport") -> None:
+    def __init__(self, directory: str | os.PathLike[str],
+                 namespace: str = DEFAULT_NAMESPACE) -> None:
         self.directory = Path(directory)
         self.namespace = namespace
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jobreport.errors import StoreError
+from jobreport.paths import private_dir, sqlite_path
 from jobreport.secrets import mask_url
 
 __all__ = ["Backend", "SQLAlchemyBackend", "SQLiteBackend", "Tx", "open_backend"]
@@ -58,19 +59,10 @@ class Backend(Protocol):
 
 def open_backend(url: str) -> Backend:
     """The backend for ``url``: sqlite3 for plain SQLite files, SQLAlchemy otherwise."""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         return SQLiteBackend(url, path)
     return SQLAlchemyBackend(url)
-
-
-def _sqlite_path(url: str) -> str | None:
-    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
-        if url.startswith(prefix):
-            path = url[len(prefix):]
-            if path and path != ":memory:" and "?" not in path:
-                return path
-    return None
 
 
 def _reason(exc: BaseException) -> str:
@@ -117,6 +109,8 @@ class SQLiteBackend:
         self.display_url = mask_url(url)
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        #: (device, inode) of the file the connection has open
+        self._identity: tuple[int, int] | None = None
         self._pid = os.getpid()
         self._lock = threading.RLock()
 
@@ -142,7 +136,23 @@ class SQLiteBackend:
                 raise StoreError(
                     f"cannot open the store {self.display_url}: {_reason(e)}") from None
             self._conn = conn
+            self._identity = self._file_identity()
+        elif self._file_identity() != self._identity:
+            # removed or replaced under us: the connection still writes to the old file,
+            # whose history no other process will read; going on would also let the next
+            # push carry counters of a store that does not know the group's past
+            self.close()
+            raise StoreError(
+                f"the store file {self.path} was removed or replaced while this process had "
+                "it open; this run is reported without history")
         return self._conn
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     @contextmanager
     def _tx(self, begin: str, what: str) -> Iterator[Tx]:
@@ -187,19 +197,14 @@ class SQLiteBackend:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                self._identity = None
 
 
 def _private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) owner-only; tighten it if we just made it."""
-    if path.is_dir():
-        return
     try:
-        path.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        return
+        private_dir(path)
     except OSError as e:
         raise StoreError(f"cannot create the store directory {path}: {e.strerror}") from None
-    os.chmod(path, 0o700)
 
 
 # --- any other database through SQLAlchemy -------------------------------------------------

@@ -6,13 +6,21 @@ existing SQLite store goes through ``sqlite3`` with the same SQL (see ``jobrepor
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Column, Double, Index, Integer, MetaData, String, Table, Text
 
-__all__ = ["counts", "groups", "meta", "metadata", "runs"]
+from jobreport.records import RESULT_FIELDS
+
+__all__ = ["counts", "deliveries", "groups", "meta", "metadata", "runs"]
 
 # Any change to these tables goes with a new jobreport.store.SCHEMA_VERSION.
 
 metadata = MetaData()
+
+#: Store column types of RunResult's fields (records.RunResult: ``column`` metadata).
+_RESULT_TYPES: dict[str, Any] = {"real": Double, "int": Integer, "text": Text, "tail": Text,
+                                 "families": Text}
 
 runs = Table(
     "jobreport_runs",
@@ -24,19 +32,19 @@ runs = Table(
     Column("pid", Integer),
     Column("pid_start", Double),
     Column("started", Double, nullable=False),
-    Column("ended", Double),
-    Column("duration", Double),
-    Column("outcome", String(32)),
-    Column("exit_code", Integer),
-    Column("size", Double),
-    Column("items", Double),
-    Column("cpu_seconds", Double),
-    Column("max_rss_bytes", Double),
     Column("expected_interval", Double),
     Column("max_runtime", Double),
+    # schedules (schema 3): the run's --schedule, --timezone and --grace (the deadlines are
+    # derived from them and the group's history), --min-runtime, --alert-after-failures
+    Column("schedule", String(256)),
+    Column("timezone", String(64)),
+    Column("grace", Double),
+    Column("min_runtime", Double),
+    Column("alert_after_failures", Integer),
     Column("command", Text),
-    Column("tail", Text),
-    Column("custom", Text),
+    # what the run reported at its end: one column per field of RunResult
+    *(Column(f.name, _RESULT_TYPES[f.metadata["column"]]) for f in RESULT_FIELDS),
+    # the group's seq when the run ended: the newest run is the one closed last
     Column("closed_seq", Integer),
     # the run's id as its process knows it from the start ($JOBREPORT_RUN_ID), before the
     # store has given it a row id
@@ -65,10 +73,28 @@ groups = Table(
     Column("last_size_at", Double),
     Column("last_items", Double),
     Column("last_items_at", Double),
+    # unused since schema 2 (per sink in jobreport_deliveries); kept for older jobreports
     Column("last_error", Text),
     Column("last_attempt", Double),
+    # set by `jobreport delete`: no flush brings the group back; a new run clears it
+    Column("retired", Double),
+    # families `jobreport push` gave the group, kept as JSON until it is deleted
+    Column("pushed", Text),
 )
 Index("ix_jobreport_groups_job", groups.c.job)
+
+deliveries = Table(
+    "jobreport_deliveries",
+    metadata,
+    Column("group_key", String(2048), primary_key=True),
+    # Sink.name: each sink has its own delivered-up-to mark
+    Column("sink", String(255), primary_key=True),
+    Column("delivered_seq", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("last_attempt", Double),
+    # custom families the sink refused in its last delivery (JSON list of names)
+    Column("left_out", Text),
+)
 
 counts = Table(
     "jobreport_counts",

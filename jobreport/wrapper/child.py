@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 from jobreport import outcomes
 from jobreport.wrapper import relay as output
 from jobreport.wrapper import tree as proctree
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_KILL_AFTER",
@@ -44,7 +47,7 @@ EXIT_NOT_EXECUTABLE = outcomes.EXIT_NOT_EXECUTABLE
 EXIT_NOT_FOUND = outcomes.EXIT_NOT_FOUND
 DEFAULT_KILL_AFTER = 10.0
 DEFAULT_TAIL_LINES = 20
-TAIL_MAX_BYTES = 64 * 1024
+TAIL_MAX_BYTES = output.TAIL_MAX_BYTES
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 _REAP_INTERVAL = 1.0  # how often orphans handed to us (subreaper) are reaped during a run

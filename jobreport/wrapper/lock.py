@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jobreport.config import state_dir
+from jobreport.paths import private_dir
 from jobreport.records import group_key
 
 __all__ = ["JobLock", "LockBusy", "lock_path"]
@@ -47,7 +48,7 @@ class JobLock:
 
     def acquire(self) -> None:
         """Take the lock or raise ``LockBusy``; ``OSError`` when the file cannot be made."""
-        _private_dir(self.path.parent)
+        private_dir(self.path.parent)
         # close-on-exec (the default): the lock is jobreport's, not the child's, so a
         # background process the job leaves behind cannot block later runs
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -85,6 +86,3 @@ def _read_pid(fd: int) -> int | None:
         return None
 
 
-def _private_dir(path: Path) -> None:
-    if not path.is_dir():
-        path.mkdir(parents=True, mode=0o700, exist_ok=True)

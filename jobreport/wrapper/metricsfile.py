@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobreport.errors import InvalidNameError
-from jobreport.names import RESERVED_LABELS, check_metric_name
+from jobreport.names import DEFAULT_NAMESPACE, RESERVED_LABELS, check_metric_name
 from jobreport.records import CustomFamily
 
 __all__ = ["MAX_BYTES", "ParsedMetrics", "parse_assignments", "parse_text", "read_file"]
@@ -62,7 +62,7 @@ class _Family:
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
 
 
-def read_file(path: str | Path, namespace: str = "jobreport") -> ParsedMetrics:
+def read_file(path: str | Path, namespace: str = DEFAULT_NAMESPACE) -> ParsedMetrics:
     """Parse the metrics file at ``path``; a missing or empty file holds no metrics."""
     try:
         with open(path, "rb") as f:
@@ -77,7 +77,7 @@ def read_file(path: str | Path, namespace: str = "jobreport") -> ParsedMetrics:
     return result
 
 
-def parse_text(text: str, namespace: str = "jobreport") -> ParsedMetrics:
+def parse_text(text: str, namespace: str = DEFAULT_NAMESPACE) -> ParsedMetrics:
     """Parse ``name value`` lines or text exposition; see the module docstring."""
     parser = _Parser(namespace)
     lines = text.split("\n")
@@ -89,7 +89,7 @@ def parse_text(text: str, namespace: str = "jobreport") -> ParsedMetrics:
     return parser.result()
 
 
-def parse_assignments(pairs: Iterable[str], namespace: str = "jobreport") -> ParsedMetrics:
+def parse_assignments(pairs: Iterable[str], namespace: str = DEFAULT_NAMESPACE) -> ParsedMetrics:
     """Parse ``NAME=VALUE`` (or ``NAME{label="v"}=VALUE``) arguments of ``jobreport push``."""
     parser = _Parser(namespace)
     for pair in pairs:
@@ -114,7 +114,7 @@ class _Parser:
         self.problems: list[str] = []
         self.figures: dict[str, float] = {}
         # the run's own figures, which job_metrics inside `jobreport run` hands over
-        self.own = {f"{ns}_last_{what}": what for ns in {namespace, "jobreport"}
+        self.own = {f"{ns}_last_{what}": what for ns in {namespace, DEFAULT_NAMESPACE}
                     for what in ("size_bytes", "items")}
 
     def result(self) -> ParsedMetrics:

@@ -8,9 +8,11 @@ import selectors
 import threading
 from collections import deque
 
-__all__ = ["READ_SIZE", "Relay", "Tail", "is_open", "same_file", "write_all"]
+__all__ = ["READ_SIZE", "TAIL_MAX_BYTES", "Relay", "Tail", "is_open", "same_file", "write_all"]
 
 READ_SIZE = 64 * 1024
+#: The output tail a run keeps (and the store stores) is at most this many last bytes.
+TAIL_MAX_BYTES = 64 * 1024
 
 
 class Relay(threading.Thread):

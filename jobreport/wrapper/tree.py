@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["alive", "get_subreaper", "merge", "own_children", "prctl", "signal_tree", "tree",
            "wait_gone"]

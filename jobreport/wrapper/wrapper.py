@@ -9,27 +9,30 @@ runs. Whatever happens to the store or the gateway, the exit code is the child's
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import shlex
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
+from jobreport import logger
 from jobreport.config import Config
+from jobreport.logger import log
 from jobreport.outcomes import INTERRUPTED, SIGNAL
 from jobreport.wrapper import child as process
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
-    from jobreport.reporter import Reporter, Run
+    from typing import Any
+
+    from jobreport.protocols import RunReporter
+    from jobreport.records import RunResult
 
 __all__ = ["EXIT_SKIPPED", "RunRequest", "path_size", "run_job"]
 
-log = logging.getLogger("jobreport")
 
 #: Exit code of ``jobreport run --lock`` when another run of the group holds the lock and
 #: the command was not started (EX_TEMPFAIL from sysexits.h: "try again later").
@@ -52,6 +55,11 @@ class RunRequest:
     size_paths: tuple[str, ...] = ()
     lock: bool = False
     tail_lines: int = process.DEFAULT_TAIL_LINES
+    # schedules (jobreport.schedule; checked, the deadlines are the reporter's business)
+    schedule: str | None = None
+    timezone: str | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
 
     @property
     def job_name(self) -> str:
@@ -61,7 +69,7 @@ class RunRequest:
         return os.path.basename(self.argv[0].rstrip("/")) or self.argv[0]
 
 
-def run_job(request: RunRequest, config: Config, reporter: Reporter | None = None) -> int:
+def run_job(request: RunRequest, config: Config, reporter: RunReporter | None = None) -> int:
     """Run ``request.argv`` as one run of its job and return the exit code to exit with:
     the child's own (124 timeout, 126/127 not started, 128+N signal N), or
     ``EXIT_SKIPPED`` when ``--lock`` found another run in progress."""
@@ -82,18 +90,18 @@ def run_job(request: RunRequest, config: Config, reporter: Reporter | None = Non
 class _Wrapper:
     """One wrapped run: start, supervise, gather, finish."""
 
-    def __init__(self, request: RunRequest, config: Config, reporter: Reporter | None,
+    def __init__(self, request: RunRequest, config: Config, reporter: RunReporter | None,
                  job: str) -> None:
         self.request = request
         self.config = config
         self._reporter = reporter
         self.job = job
-        self.run_: Run | None = None
+        self.run_: Any = None
         self.stop_heartbeat = threading.Event()
         self.uid: str | None = None
 
     @property
-    def reporter(self) -> Reporter:
+    def reporter(self) -> RunReporter:
         # made once the command has started: its module is not worth delaying the start for
         if self._reporter is None:
             self._reporter = _new_reporter(self.config)
@@ -114,7 +122,10 @@ class _Wrapper:
                 sig = early[0]
                 outcome = INTERRUPTED if sig == signal.SIGINT else SIGNAL
                 self._start()
-                self._finish_quietly(outcome=outcome, exit_code=128 + sig)
+                from jobreport.records import RunResult
+
+                self._finish_quietly(RunResult(ended=time.time(), duration=0.0,
+                                               outcome=outcome, exit_code=128 + sig))
                 return 128 + sig
             try:
                 result = process.run(
@@ -143,11 +154,14 @@ class _Wrapper:
                 self.job, labels=self.request.labels, expect_every=self.request.expect_every,
                 max_runtime=self.request.max_runtime, grace=self.request.grace,
                 command=_command_text(self.request.argv), wait=0.0, uid=self.uid,
+                schedule=self.request.schedule, timezone=self.request.timezone,
+                min_runtime=self.request.min_runtime,
+                alert_after_failures=self.request.alert_after_failures,
             )
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)
 
-    def _heartbeat_loop(self, run: Run) -> None:
+    def _heartbeat_loop(self, run: Any) -> None:
         interval = self.request.heartbeat or 60.0
         while not self.stop_heartbeat.wait(interval):
             try:
@@ -157,7 +171,8 @@ class _Wrapper:
 
     def _report(self, result: process.ProcessResult, metrics_path: str | None) -> None:
         try:
-            from jobreport.wrapper import metricsfile  # only needed once the command is over
+            from jobreport.records import RunResult  # only needed once the command is over
+            from jobreport.wrapper import metricsfile
 
             parsed = metricsfile.ParsedMetrics()
             if metrics_path is not None:
@@ -167,27 +182,28 @@ class _Wrapper:
             # --size-path, when given, is what the user asked to be measured
             size = path_size(self.request.size_paths) if self.request.size_paths else None
             self._start()
-            self._finish_quietly(
-                outcome=result.outcome, exit_code=result.exit_code,
+            self._finish_quietly(RunResult(
+                ended=result.ended_at, duration=result.duration, outcome=result.outcome,
+                exit_code=result.exit_code,
                 size=size if size is not None else parsed.size, items=parsed.items,
-                custom=parsed.families,
                 cpu_seconds=result.cpu_seconds, max_rss_bytes=result.max_rss_bytes,
-                tail=result.tail, ended=result.ended_at, duration=result.duration,
-            )
+                tail=result.tail, custom=tuple(parsed.families),
+            ))
         finally:
             if metrics_path is not None:
                 _unlink(metrics_path)
 
-    def _finish_quietly(self, **end: Any) -> None:
+    def _finish_quietly(self, result: RunResult) -> None:
         if self.run_ is None:
             return
         try:
-            self.reporter.finish(self.run_, **end)
+            self.reporter.finish(self.run_, result)
         except Exception as e:  # the exit code is the child's, whatever happens here
             log.warning("jobreport: the end of job %s was not reported: %s", self.job, e)
 
 
-def _new_reporter(config: Config) -> Reporter:
+def _new_reporter(config: Config) -> RunReporter:
+    logger.load()  # before the reporter's modules, which log through logging directly
     from jobreport.reporter import Reporter
 
     return Reporter(config)
@@ -242,7 +258,7 @@ def _take_lock(request: RunRequest, config: Config, job: str) -> Any:
     return lock
 
 
-def _report_skipped(reporter: Reporter, request: RunRequest, job: str) -> None:
+def _report_skipped(reporter: RunReporter, request: RunRequest, job: str) -> None:
     try:
         reporter.record_skipped(job, labels=request.labels,
                                 command=_command_text(request.argv))
@@ -298,4 +314,6 @@ def _run_token() -> str:
 
 
 def _command_text(argv: tuple[str, ...]) -> str:
+    import shlex  # only needed once the command has started
+
     return shlex.join(argv)

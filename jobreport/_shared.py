@@ -1,0 +1,89 @@
+"""What one process shares between its runs (``SHARED``): the stores and sinks it opened, the
+one thread that opens runs and pushes their starts, and the notices given once per process.
+Tests call ``SHARED.reset()``."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from jobreport.config import Config
+
+if TYPE_CHECKING:
+    from jobreport.sinks.base import Sink
+    from jobreport.store.store import Store
+
+__all__ = ["SHARED"]
+
+
+class _StartQueue:
+    """One daemon thread per process opens runs and pushes their starts, one after another:
+    starting a thread for every run costs more than a short run's whole report."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, func: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(target=self._loop, name="jobreport-start",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put((func, args))
+
+    def _loop(self) -> None:
+        while True:
+            func, args = self._queue.get()
+            func(*args)  # _start_worker never raises
+
+
+class _Shared:
+    """What one process shares between its runs: the stores and sinks it opened (a warm
+    process does not set up its engine and HTTP session again for every run), the start
+    thread, and the notices given once per process. ``reset()`` forgets it all (tests)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.stores: dict[str, Store] = {}
+            self.sinks: dict[tuple[object, ...], list[Sink]] = {}
+            self.starts = _StartQueue()
+            self.noticed: set[str] = set()
+
+    def store(self, url: str) -> Store:
+        from jobreport.store.store import Store
+
+        with self._lock:
+            store = self.stores.get(url)
+            if store is None:
+                store = self.stores[url] = Store(url)
+            return store
+
+    def sinks_for(self, config: Config) -> list[Sink]:
+        from jobreport.sinks.configured import configured_sinks, sinks_key
+
+        key = sinks_key(config)
+        with self._lock:
+            sinks = self.sinks.get(key)
+            if sinks is None:
+                sinks = self.sinks[key] = configured_sinks(config)
+            return sinks
+
+    def notice_once(self, what: str) -> bool:
+        """True the first time ``what`` is noticed in this process."""
+        with self._lock:
+            first = what not in self.noticed
+            self.noticed.add(what)
+            return first
+
+
+#: The one process-wide instance.
+SHARED = _Shared()

@@ -1,0 +1,28 @@
+"""Settings, resolved once into a frozen ``Config``.
+
+Precedence: flag (keyword overrides) > environment (``JOBREPORT_*``, ``PUSHGATEWAY_URL`` as a
+fallback for the gateway) > TOML file (``JOBREPORT_CONFIG``, else
+``$XDG_CONFIG_HOME/jobreport/jobreport.toml``, else ``/etc/jobreport/jobreport.toml``) >
+defaults. Nothing is read at import time. Secrets (password, token) come from the environment
+or from a file, never from a flag, and never appear in ``repr(config)``.
+
+The rooms: ``settings`` (the ``Config`` and ``JobSettings`` dataclasses), ``values`` (one
+converter per setting), ``files`` (the TOML file and secret files), ``load`` (the steps of
+``load_config``).
+"""
+
+from __future__ import annotations
+
+from jobreport.config.load import load_config
+from jobreport.config.settings import Config, JobSettings, default_db_url, state_dir
+from jobreport.config.values import env_name, parse_labels
+
+__all__ = [
+    "Config",
+    "JobSettings",
+    "default_db_url",
+    "env_name",
+    "load_config",
+    "parse_labels",
+    "state_dir",
+]

@@ -1,0 +1,86 @@
+"""The resolved settings: a frozen ``Config`` and the per-job ``JobSettings``, plus where
+jobreport keeps its state by default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from jobreport.names import DEFAULT_NAMESPACE
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["Config", "JobSettings", "default_db_url", "state_dir"]
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Per-job settings from a ``[jobs.NAME]`` section of the config file."""
+
+    expect_every: float | None = None
+    max_runtime: float | None = None
+    grace: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # schedules (jobreport.schedule)
+    schedule: str | None = None
+    timezone: str | None = None
+    min_runtime: float | None = None
+    alert_after_failures: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything jobreport needs to know, resolved once."""
+
+    gateway: str | None = None
+    db: str = ""
+    namespace: str = DEFAULT_NAMESPACE
+    instance: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 5.0
+    budget: float = 10.0
+    start_budget: float = 1.0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_verify: bool = True
+    jobs: Mapping[str, JobSettings] = field(default_factory=dict)
+    config_file: str | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def job(self, name: str) -> JobSettings:
+        """The settings of job ``name`` from the config file (empty when it has none)."""
+        return self.jobs.get(name, JobSettings())
+
+    def grouping(self, job: str, labels: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The grouping key of ``job``'s group: job, instance, then the extra labels."""
+        key = {"job": job}
+        if self.instance is not None:
+            key["instance"] = self.instance
+        key.update(self.labels)
+        key.update(self.job(job).labels)
+        key.update(labels or {})
+        return key
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """A copy with some fields replaced (used by tests and the CLI)."""
+        return replace(self, **changes)
+
+
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/jobreport``, by default ``~/.local/state/jobreport``."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "jobreport"
+
+
+def default_db_url(env: Mapping[str, str] | None = None) -> str:
+    """The default store: SQLite under the XDG state directory."""
+    return f"sqlite:///{state_dir(env) / 'jobreport.db'}"

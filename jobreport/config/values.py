@@ -1,0 +1,166 @@
+"""One converter per setting: each takes the raw value (flag, environment or file) and
+returns the typed one or raises ``ValueError`` saying why not.
+
+A new setting is an entry in ``CONVERTERS`` (and a field of ``Config``); its environment
+variable follows from its name (``env_name``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+from jobreport.durations import parse_duration
+from jobreport.errors import InvalidNameError
+from jobreport.names import check_labels, check_namespace
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["CONVERTERS", "ENV_ONLY", "env_name", "parse_labels", "seconds"]
+
+
+def _gateway(value: object) -> str | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{value!r}: use an http:// or https:// URL, e.g. http://127.0.0.1:9091")
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise ValueError(f"{value!r}: the port is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError(f"{value!r}: the URL has no host, e.g. http://127.0.0.1:9091")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: the URL must not have a query or fragment")
+    return text.rstrip("/")
+
+
+def _db(value: object) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("empty; use an SQLAlchemy URL such as sqlite:////var/lib/jobreport.db")
+    if "://" not in text:  # a plain path means an SQLite file
+        return f"sqlite:///{os.path.abspath(os.path.expanduser(text))}"
+    return text
+
+
+def seconds(value: object) -> float:
+    """A duration (``90s``, ``26h``, ``1h30m`` or a number of seconds) in seconds."""
+    if isinstance(value, str | int | float):
+        return parse_duration(value)
+    raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
+
+
+def _positive_seconds(value: object) -> float:
+    result = seconds(value)
+    if result <= 0:
+        raise ValueError(f"{value!r}: must be more than zero")
+    return result
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (use true or false)")
+
+
+def parse_labels(value: object) -> dict[str, str]:
+    """Labels from a mapping or from ``k=v,k2=v2`` text, checked; ValueError says why not."""
+    if isinstance(value, Mapping):
+        pairs = {str(k): v for k, v in value.items()}
+    elif isinstance(value, str):
+        pairs = {}
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, val = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not k=v (write labels as k=v,k2=v2)")
+            pairs[name.strip()] = val
+    else:
+        raise ValueError(f"{value!r} is not a set of labels (write k=v,k2=v2)")
+    try:
+        return check_labels(pairs)
+    except InvalidNameError as e:
+        raise ValueError(str(e)) from None
+
+
+def schedule_expression(value: object) -> str:
+    """A cron schedule, checked cheaply (jobreport.schedule; cronsim is not loaded)."""
+    from jobreport.schedule import check_expression
+
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a schedule (write e.g. \"0 3 * * 1-5\" or @daily)")
+    return check_expression(value)
+
+
+def time_zone(value: object) -> str:
+    """An IANA time zone name that this host knows."""
+    from jobreport.schedule import check_timezone
+
+    return check_timezone(str(value))
+
+
+def failure_count(value: object) -> int:
+    """A number of failures in a row: a whole number, 1 or more."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a number of failures (write e.g. 3)")
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{value!r}: must be a whole number, 1 or more")
+    return int(text)
+
+
+def _namespace(value: object) -> str:
+    try:
+        return check_namespace(value)
+    except InvalidNameError as e:
+        raise ValueError(str(e)) from None
+
+
+def _text(value: object) -> str | None:
+    text = str(value).strip()
+    return text or None
+
+
+def _path(value: object) -> str | None:
+    text = str(value).strip()
+    return os.path.expanduser(text) if text else None
+
+
+#: Every setting a flag, ``JOBREPORT_<NAME>`` or the config file can give, and its converter.
+CONVERTERS: dict[str, Callable[[object], Any]] = {
+    "gateway": _gateway,
+    "db": _db,
+    "namespace": _namespace,
+    "instance": _text,
+    "no_instance": _bool,
+    "labels": parse_labels,
+    "timeout": _positive_seconds,
+    "budget": seconds,
+    "start_budget": seconds,
+    "username": _text,
+    "password_file": _path,
+    "token_file": _path,
+    "ca_bundle": _path,
+    "client_cert": _path,
+    "client_key": _path,
+    "tls_verify": _bool,
+}
+#: The two secrets: only from the environment (or a ``*_file`` setting), never a flag.
+ENV_ONLY = {"password": "JOBREPORT_PASSWORD", "token": "JOBREPORT_TOKEN"}
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that sets ``setting``."""
+    return ENV_ONLY.get(setting, f"JOBREPORT_{setting.upper()}")

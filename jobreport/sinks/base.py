@@ -1,0 +1,136 @@
+"""What every sink is, and what a delivery can come to, decided in one place.
+
+A sink receives a group's state (``deliver``) and can remove a group (``remove``); its
+``name`` keys its delivered-up-to mark in the store, so that one sink being down delays only
+that sink. A delivery comes to one of three outcomes:
+
+- ``Delivered``: the sink holds the state; the store marks it delivered to that sink.
+- ``RetryLater``: the peer could not take it now (connection refused or reset, a timeout,
+  408, 429, 5xx); the group stays pending and the next run or ``flush`` tries again.
+- ``Rejected``: the peer will not take it as it is (any other 4xx, a 3xx, TLS trouble,
+  credentials). It is never dropped for that: the group stays pending with the error
+  recorded, so that once the cause is fixed the next run or ``flush`` delivers it.
+
+Cheap to import: no network or metrics library here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from jobreport.errors import NotConfiguredError, PushError
+
+if TYPE_CHECKING:
+    from jobreport.records import GroupState
+
+__all__ = [
+    "RETRY_STATUSES",
+    "Delivered",
+    "DeliveryOutcome",
+    "NotConfiguredError",
+    "Rejected",
+    "RetryLater",
+    "Sink",
+    "judge_error",
+    "judge_status",
+]
+
+#: Answers that mean "not now": the request may well succeed later unchanged.
+RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+#: Answers about the sink itself rather than one group's state: every other group would get
+#: the same one, so a ``flush`` stops at the first.
+_SINK_WIDE_STATUSES = frozenset({401, 403, 407})
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The sink holds the state it was given."""
+
+    #: Custom families left out because the sink refused them (named in a warning).
+    left_out: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """The sink could not take the state now; the group stays pending and is retried."""
+
+    reason: str
+    status: int | None = None
+    #: No answer at all (refused, reset, timeout, unknown host): the sink is unreachable.
+    unreachable: bool = False
+
+    @property
+    def sink_wide(self) -> bool:
+        """Every other group would fare the same (stop a flush here): the sink is
+        unreachable, or was unwell for a whole budget."""
+        return True
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The sink will not take the state as it is; the group stays pending, error recorded."""
+
+    reason: str
+    status: int | None = None
+
+    @property
+    def sink_wide(self) -> bool:
+        """Credentials, TLS or no answer code at all: not about this group's state."""
+        return self.status is None or self.status in _SINK_WIDE_STATUSES
+
+
+DeliveryOutcome = Delivered | RetryLater | Rejected
+
+
+def judge_status(status: int | None, reason: str = "") -> DeliveryOutcome:
+    """The outcome of an answer with HTTP ``status`` (None: no answer at all).
+
+    2xx is delivered; 408, 429, 5xx and no answer are retried later; every other answer
+    (3xx: a proxy or an http→https redirect we must not follow with the body; 4xx: a wrong
+    path, a rejected family, credentials) is a rejection that keeps the group pending.
+    """
+    if status is None:
+        return RetryLater(reason, None, unreachable=True)
+    if 200 <= status < 300:
+        return Delivered()
+    if status in RETRY_STATUSES:
+        return RetryLater(reason, status)
+    return Rejected(reason, status)
+
+
+def judge_error(error: PushError) -> RetryLater | Rejected:
+    """The outcome of a failed exchange, from the ``PushError`` that says how it failed."""
+    if error.status is not None:
+        judged = judge_status(error.status, str(error))
+        assert not isinstance(judged, Delivered)
+        return judged
+    if error.retryable:
+        return RetryLater(str(error), None, unreachable=True)
+    return Rejected(str(error), None)  # TLS, a malformed request, no sink configured
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A destination of group states (the Pushgateway; remote write; a textfile dir)."""
+
+    @property
+    def name(self) -> str:
+        """Stable and unique per configured sink: it keys the delivered mark in the store."""
+        ...
+
+    def deliver(self, state: GroupState, *, complete: bool,
+                budget: float | None = None) -> DeliveryOutcome:
+        """Hand the group's ``state`` to the sink within ``budget`` seconds.
+
+        ``complete``: ``state`` is the group's whole state (from a healthy store), so the
+        sink may replace what it holds; otherwise it must only add to it and never lower
+        or remove anything (no store: the run knows only itself).
+        """
+        ...
+
+    def remove(self, grouping: Mapping[str, str], *,
+               budget: float | None = None) -> DeliveryOutcome:
+        """Remove the group from the sink (``jobreport delete``)."""
+        ...

@@ -1,0 +1,109 @@
+"""Bring a store to the current schema: create a new one, or migrate an older one in place.
+
+Every table is defined once (``jobreport.store.schema``); a migration creates the tables an
+older store lacks and adds the columns its tables lack (all of them nullable), then runs the
+data steps of each version it passes. An up-to-date store is only read (no write lock), so
+that a hundred jobs starting at once do not queue behind each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from jobreport.errors import StoreError
+from jobreport.store import sql
+from jobreport.store.backends import Backend, Tx
+
+__all__ = ["SCHEMA_VERSION", "ensure_schema"]
+
+#: Bump with every change to the tables (jobreport.store.schema) and add its data step to
+#: ``_STEPS``; a store newer than this jobreport is refused.
+SCHEMA_VERSION = 3
+
+
+def _to_v2(tx: Tx) -> None:
+    # delivered marks became per sink; the Pushgateway was the only one
+    insert, conflict = tx.insert_missing
+    for row in tx.rows("SELECT group_key, delivered_seq, last_error, last_attempt "
+                       "FROM jobreport_groups"):
+        params = {"k": row["group_key"], "sink": "pushgateway"}
+        tx.run(sql.NEW_DELIVERY.format(insert=insert, conflict=conflict), params)
+        tx.run("UPDATE jobreport_deliveries SET delivered_seq = :s, last_error = :e, "
+               "last_attempt = :a WHERE group_key = :k AND sink = :sink",
+               {**params, "s": row["delivered_seq"], "e": row["last_error"],
+                "a": row["last_attempt"]})
+
+
+def _to_v3(tx: Tx) -> None:
+    # the schedule columns of jobreport_runs (added above, all nullable): nothing to fill in
+    pass
+
+
+#: The data step that brings a store of version N-1 to version N.
+_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3}
+
+
+def ensure_schema(db: Backend) -> None:
+    """Create the tables of a new store, or migrate an older one; refuse a newer one."""
+    version = _version(db)
+    if version == SCHEMA_VERSION:
+        return
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store {db.display_url} has schema {version}, newer than this "
+            f"jobreport ({SCHEMA_VERSION}); upgrade jobreport"
+        )
+    db.create_tables()  # only the missing ones
+    with db.write() as tx:
+        # lock the version row first: of two processes migrating at once, one does it
+        tx.run("UPDATE jobreport_meta SET value = value WHERE key = 'schema_version'")
+        rows = tx.rows(sql.VERSION)
+        if not rows:
+            tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('schema_version', :v)",
+                   {"v": str(SCHEMA_VERSION)})
+            return
+        current = int(rows[0]["value"])
+        if current >= SCHEMA_VERSION:
+            return
+        _add_missing_columns(tx, db.is_sqlite)
+        for step in range(current + 1, SCHEMA_VERSION + 1):
+            _STEPS[step](tx)
+        tx.run("UPDATE jobreport_meta SET value = :v WHERE key = 'schema_version'",
+               {"v": str(SCHEMA_VERSION)})
+
+
+def _version(db: Backend) -> int | None:
+    try:
+        with db.read() as tx:
+            rows = tx.rows(sql.VERSION)
+    except StoreError as e:
+        if "no such table" in str(e) or "does not exist" in str(e) or (
+                "doesn't exist" in str(e)):
+            return None
+        raise
+    return int(rows[0]["value"]) if rows else None
+
+
+def _add_missing_columns(tx: Tx, is_sqlite: bool) -> None:
+    from jobreport.store.schema import metadata
+
+    for table in metadata.sorted_tables:
+        if is_sqlite:
+            have = {str(r["name"]) for r in tx.rows(f"PRAGMA table_info({table.name})")}
+        else:
+            have = {str(r["column_name"]) for r in tx.rows(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = :t",
+                {"t": table.name})}
+        for column in table.columns:
+            if column.name not in have:
+                tx.run(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                       f"{_ddl_type(column.type)}")
+
+
+def _ddl_type(kind: Any) -> str:
+    """A column type both SQLite and PostgreSQL (and MySQL) accept."""
+    name = type(kind).__name__
+    if name == "String":
+        return f"VARCHAR({kind.length})"
+    return {"Double": "DOUBLE PRECISION", "Integer": "INTEGER"}.get(name, "TEXT")

@@ -1,0 +1,96 @@
+"""The SQL the store runs, on SQLite (sqlite3) and on any SQLAlchemy database alike: plain
+statements with ``:name`` parameters, in one place."""
+
+from __future__ import annotations
+
+from jobreport.outcomes import OUTCOMES, SKIPPED, SUCCESS
+from jobreport.records import RESULT_FIELDS
+
+#: The thresholds of schedules a run starts with (jobreport.schedule).
+SCHEDULE_COLUMNS = ("schedule", "timezone", "grace", "min_runtime", "alert_after_failures")
+START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started",
+                 "expected_interval", "max_runtime", *SCHEDULE_COLUMNS, "command", "uid")
+#: What a run reports at its end: a column per field of ``RunResult``, and the seq it made.
+END_COLUMNS = (*(f.name for f in RESULT_FIELDS), "closed_seq")
+NOT_SKIPPED = "(outcome IS NULL OR outcome <> 'skipped')"
+FAILED = "(" + ", ".join(f"'{o}'" for o in OUTCOMES if o not in (SUCCESS, SKIPPED)) + ")"
+
+INSERT_RUN = (
+    f"INSERT INTO jobreport_runs ({', '.join(START_COLUMNS + END_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in START_COLUMNS + END_COLUMNS)})"
+)
+END_RUN = (
+    f"UPDATE jobreport_runs SET {', '.join(f'{c} = :{c}' for c in END_COLUMNS)} "
+    "WHERE id = :id"
+)
+# a change to a group revives a retired one (a new run of a deleted job)
+BUMP = "UPDATE jobreport_groups SET seq = seq + 1, retired = NULL WHERE group_key = :k"
+SEQ = "SELECT seq FROM jobreport_groups WHERE group_key = :k"
+NEW_GROUP = ("{insert} INTO jobreport_groups (group_key, job, seq, delivered_seq) "
+             "VALUES (:k, :job, 0, 0) {conflict}")
+COUNT = "UPDATE jobreport_counts SET n = n + 1 WHERE group_key = :k AND outcome = :o"
+NEW_COUNT = "{insert} INTO jobreport_counts (group_key, outcome, n) VALUES (:k, :o, 0) {conflict}"
+COUNTS = "SELECT outcome, n FROM jobreport_counts WHERE group_key = :k"
+GROUP = (
+    "SELECT g.*, (SELECT count(*) FROM jobreport_runs r "
+    "WHERE r.group_key = :k AND r.ended IS NULL) AS running "
+    "FROM jobreport_groups g WHERE g.group_key = :k"
+)
+# the newest run is the newest recorded (row id, closed_seq), never the latest clock
+# reading: a clock stepped back must not hide a failure
+NEWEST_START = (
+    f"SELECT started, outcome, expected_interval, max_runtime, {', '.join(SCHEDULE_COLUMNS)} "
+    f"FROM jobreport_runs WHERE group_key = :k AND {NOT_SKIPPED} ORDER BY id DESC LIMIT 1"
+)
+# unsuccessful runs recorded after the last success (in record order: closed_seq); skipped
+# runs are neither
+CONSECUTIVE_FAILURES = (
+    "SELECT count(*) AS n FROM jobreport_runs "
+    f"WHERE group_key = :k AND outcome IN {FAILED} AND closed_seq > COALESCE(("
+    "SELECT max(closed_seq) FROM jobreport_runs "
+    "WHERE group_key = :k AND outcome = 'success'), 0)"
+)
+LAST_END = (
+    "SELECT * FROM jobreport_runs "
+    f"WHERE group_key = :k AND {NOT_SKIPPED} AND ended IS NOT NULL "
+    "ORDER BY closed_seq DESC, id DESC LIMIT 1"
+)
+RUN_GROUP = "SELECT group_key, job, ended FROM jobreport_runs WHERE id = :id"
+OPEN_ON_HOST = (
+    "SELECT id, pid, pid_start, started FROM jobreport_runs "
+    "WHERE group_key = :k AND ended IS NULL AND host = :host"
+)
+ABANDON = ("UPDATE jobreport_runs SET ended = :ended, duration = :duration, "
+           "outcome = :outcome, closed_seq = :seq WHERE id = :id")
+HEARTBEAT = "UPDATE jobreport_groups SET last_heartbeat = :t WHERE group_key = :k"
+PUSHED = "UPDATE jobreport_groups SET pushed = :p WHERE group_key = :k"
+PUSHED_OF = "SELECT pushed FROM jobreport_groups WHERE group_key = :k"
+RETIRE = "UPDATE jobreport_groups SET retired = :now WHERE group_key = :k"
+RETIRE_DELIVERIES = "UPDATE jobreport_deliveries SET last_error = NULL WHERE group_key = :k"
+
+# --- per sink delivery marks ---------------------------------------------------------------
+NEW_DELIVERY = ("{insert} INTO jobreport_deliveries (group_key, sink, delivered_seq) "
+                "VALUES (:k, :sink, 0) {conflict}")
+DELIVERED = ("UPDATE jobreport_deliveries SET delivered_seq = :s, last_attempt = :now, "
+             "last_error = :e, left_out = :left WHERE group_key = :k AND sink = :sink "
+             "AND delivered_seq <= :s")
+FAILED_DELIVERY = ("UPDATE jobreport_deliveries SET last_error = :e, last_attempt = :now "
+                   "WHERE group_key = :k AND sink = :sink")
+PENDING = (
+    "SELECT g.group_key, g.job, COALESCE(d.delivered_seq, 0) AS delivered_seq, "
+    "d.last_error, d.last_attempt FROM jobreport_groups g "
+    "LEFT JOIN jobreport_deliveries d ON d.group_key = g.group_key AND d.sink = :sink "
+    "WHERE g.retired IS NULL AND g.seq > COALESCE(d.delivered_seq, 0) ORDER BY g.group_key"
+)
+PENDING_RUNS = ("SELECT count(*) AS n, min(ended) AS since FROM jobreport_runs "
+                "WHERE group_key = :k AND closed_seq > :d")
+UNDELIVERED = (
+    "SELECT g.group_key, g.job, d.sink, COALESCE(d.delivered_seq, 0) AS delivered_seq, "
+    "d.last_error, d.last_attempt FROM jobreport_groups g "
+    "LEFT JOIN jobreport_deliveries d ON d.group_key = g.group_key "
+    "WHERE g.retired IS NULL AND g.seq > COALESCE(d.delivered_seq, 0) "
+    "ORDER BY g.group_key, d.sink"
+)
+DELIVERIES = ("SELECT d.*, g.seq FROM jobreport_deliveries d JOIN jobreport_groups g "
+              "ON g.group_key = d.group_key WHERE d.group_key = :k ORDER BY d.sink")
+VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"

@@ -1,0 +1,231 @@
+"""The two ways into `jobreport run`: the fast parser (no click) and click's `run` command,
+built from the same declarations, must agree on every option and every environment
+variable; whatever the fast parser is not sure of goes to click."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from jobreport.cli import main
+from jobreport.cli.entry import FastRun, parse_run
+from jobreport.cli.option_table import (
+    COUNT,
+    DURATION,
+    FAILURES,
+    FLAG,
+    PATHS,
+    RUN_OPTIONS,
+    SCHEDULE,
+    SETTINGS_OPTIONS,
+    ZONE,
+    OptionSpec,
+)
+from jobreport.cli.options import typed_labels, typed_settings
+from jobreport.cli.run import _one_of_interval_and_schedule
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
+
+#: Values of each kind, good and bad, as they might be typed or set.
+SAMPLES = {
+    DURATION: ["90s", "1h30m", "0", "0.5", "300y", "soon", "-5", " 5 ", "1e3", "", "100y"],
+    COUNT: ["0", "20", "-1", "x", " 7", "3.5", ""],
+    FLAG: ["1", "true", "no", "OFF", "maybe", "", " on "],
+    PATHS: ["/a:/b", "a::b", "x", ""],
+    "text": ["x", "", "a b", "job/x", "k=v", "no-equals", "job=x"],
+    SCHEDULE: ["0 3 * * 1-5", "@daily", "61 * * * *", "", "@sometimes"],
+    ZONE: ["Europe/Berlin", "UTC", "Mars/Olympus", "", "../etc"],
+    FAILURES: ["1", "3", "0", "-1", "x", ""],
+}
+
+
+def click_parse(args: list[str], env: dict[str, str]) -> FastRun | None:
+    """What click's `run` command makes of `jobreport run ARGS` (None: a usage error)."""
+    command = main.commands["run"]
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        ctx = command.make_context("run", list(args))
+    except click.UsageError:
+        return None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    with ctx:
+        params = dict(ctx.params)
+        try:
+            _one_of_interval_and_schedule(params)
+            labels = typed_labels(params)
+        except click.UsageError:
+            return None
+        settings = typed_settings(params)
+    if params["job"] is not None:
+        from jobreport.names import check_job
+
+        try:
+            check_job(params["job"])
+        except Exception:
+            return None
+    return FastRun(params, labels, settings)
+
+
+def cases() -> Iterator[tuple[str, list[str], dict[str, str]]]:
+    """(id, argv after `run`, environment) for every option, typed and from each of its
+    variables, with every sample of its kind."""
+    for spec in SPECS:
+        for value in SAMPLES[spec.kind]:
+            if spec.kind == FLAG:
+                yield f"{spec.flags[0]}", [spec.flags[0], "--", "true"], {}
+                yield f"{spec.flags[0]}={value!r}", [f"{spec.flags[0]}={value}", "true"], {}
+            else:
+                yield f"{spec.flags[0]} {value!r}", [spec.flags[0], value, "--", "true"], {}
+                yield f"{spec.flags[0]}={value!r}", [f"{spec.flags[0]}={value}", "true"], {}
+            for var in spec.envvars:
+                yield f"{var}={value!r}", ["true"], {var: value}
+                if spec.kind != FLAG:  # a typed value wins over the variable
+                    typed = SAMPLES[spec.kind][0]
+                    yield (f"{spec.flags[0]} {typed!r} over {var}={value!r}",
+                           [spec.flags[0], typed, "true"], {var: value})
+
+
+SHAPES = [
+    ["--", "ls", "-la"], ["ls", "-la"], ["--job", "x", "ls", "--job", "y"],
+    ["--expect-evry", "24h", "--", "true"], ["--help"], ["-h"], ["-q", "--", "true"],
+    ["--job"], ["--job", "--lock", "--", "true"], ["-"], [], ["--"], ["--lock=1", "true"],
+    ["-qq", "true"], ["--job=x", "true"], ["--job", "a", "--job", "b", "true"],
+    ["--label", "a=1", "--label", "b=2", "true"], ["--", "--job", "x"], ["-x", "true"],
+    ["--size-path", "/a", "--size-path", "/b", "true"], ["--tail", "5", "--tail", "6", "x"],
+    ["--no-instance", "--instance", "h", "true"], ["--gateway", "http://g:9091", "true"],
+    ["--timeout", "1h", "--kill-after", "0", "true"], ["--time", "1h", "true"],
+]
+
+
+def _compare(argv: list[str], env: dict[str, str]) -> None:
+    fast = parse_run(argv, env)
+    if fast is None:
+        return  # click decides; nothing the fast parser says to compare
+    slow = click_parse(argv, env)
+    assert slow is not None, f"the fast parser accepted {argv} {env}, click refuses it"
+    for spec in RUN_OPTIONS:
+        assert fast.values[spec.name] == slow.values[spec.name], spec
+    assert tuple(fast.values["command"]) == tuple(slow.values["command"])
+    assert fast.labels == slow.labels
+    assert fast.overrides == slow.overrides
+
+
+@pytest.mark.parametrize(("argv", "env"), [(c[1], c[2]) for c in cases()],
+                         ids=[c[0] for c in cases()])
+def test_the_fast_parser_and_click_agree_on_every_option(argv: list[str],
+                                                          env: dict[str, str]) -> None:
+    """Whatever the fast parser accepts, click accepts with the same values."""
+    _compare(argv, env)
+
+
+@pytest.mark.parametrize("argv", SHAPES, ids=[" ".join(s) or "(none)" for s in SHAPES])
+def test_the_fast_parser_and_click_agree_on_the_shape_of_argv(argv: list[str]) -> None:
+    """`--`, the command's first word, repeated options, unknown and partial options."""
+    _compare(argv, {})
+
+
+ENV_SHAPES = [
+    (["--expect-every", "1h", "true"], {"JOBREPORT_SCHEDULE": "@daily"}),
+    (["--schedule", "@daily", "true"], {"JOBREPORT_EXPECT_EVERY": "1h"}),
+    (["true"], {"JOBREPORT_SCHEDULE": "@daily", "JOBREPORT_EXPECT_EVERY": "1h"}),
+    (["--schedule", "@daily", "--expect-every", "1h", "true"], {}),
+]
+
+
+@pytest.mark.parametrize(("argv", "env"), ENV_SHAPES)
+def test_the_fast_parser_and_click_agree_on_interval_against_schedule(
+        argv: list[str], env: dict[str, str]) -> None:
+    """One of --expect-every and --schedule typed beats the other from the environment."""
+    _compare(argv, env)
+
+
+def test_the_fast_parser_takes_the_common_cases() -> None:
+    """The fast way is taken for clean command lines (else it would be no faster)."""
+    for argv in (["--job", "b", "--expect-every", "24h", "--", "tar", "-c"], ["ls", "-la"],
+                 ["-q", "--lock", "--label", "db=main", "--timeout=2h", "true"]):
+        assert parse_run(argv, {"JOBREPORT_RUN_TIMEOUT": "1h"}) is not None, argv
+    parsed = parse_run(["ls", "-la"], {})
+    assert parsed is not None and parsed.values["command"] == ("ls", "-la")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--expect-evry", "24h", "--", "true"],
+                                  ["--timeout", "0", "--", "true"], ["--job"], []])
+def test_the_fast_parser_leaves_help_and_errors_to_click(argv: list[str]) -> None:
+    """Help and usage errors are click's, on both paths."""
+    assert parse_run(argv, {}) is None
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+def test_every_declared_option_is_a_click_option_of_run(spec: OptionSpec) -> None:
+    """click's `run` has exactly the declared options, with the declared variables."""
+    params = {p.name: p for p in main.commands["run"].params}
+    param = params[spec.name]
+    assert isinstance(param, click.Option)
+    assert tuple(param.opts) == spec.flags
+    envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+    assert tuple(envvars) == spec.envvars
+    assert {p.name for p in main.commands["run"].params} == {s.name for s in SPECS} | {
+        "command"}
+
+
+# -- the real process -----------------------------------------------------------------------
+
+_PROBE = """
+import sys
+def hook(event, args):
+    if event == "subprocess.Popen":
+        heavy = ["click", "sqlalchemy", "requests", "prometheus_client", "psutil", "tenacity"]
+        sys.stderr.write("LOADED " + json.dumps([m for m in heavy if m in sys.modules]) + "\\n")
+import json
+sys.addaudithook(hook)
+sys.argv = ["jobreport", *sys.argv[1:]]
+from jobreport.cli import main
+main()
+"""
+
+
+def _probe(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], Any]:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True,
+                          text=True, env={**env, "PYTHONPATH": str(REPO)}, timeout=60,
+                          check=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("LOADED ")]
+    return proc, json.loads(lines[0][len("LOADED "):]) if lines else None
+
+
+def test_the_command_starts_before_click_and_the_heavy_packages(isolated_env: Path) -> None:
+    """`jobreport run` starts its command with none of click, SQLAlchemy, requests,
+    prometheus_client, psutil or tenacity loaded."""
+    proc, loaded = _probe("run", "--job", "probe", "--", "true", env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    assert loaded == []
+
+
+def test_a_misspelt_option_goes_to_click_and_runs_nothing(isolated_env: Path,
+                                                          tmp_path: Path) -> None:
+    """`--expect-evry` is a usage error (exit 2) from click, and the command never runs."""
+    marker = tmp_path / "ran"
+    proc, loaded = _probe("run", "--job", "backup", "--expect-evry", "24h", "--", "touch",
+                          str(marker), env=dict(os.environ))
+    assert proc.returncode == 2
+    assert "No such option '--expect-evry'" in proc.stderr
+    assert loaded is None and not marker.exists()
+
+
+def test_most_cases_are_compared() -> None:
+    """The agreement test is not vacuous: the fast parser takes most of its cases."""
+    all_cases = list(cases())
+    taken = sum(parse_run(argv, env) is not None for _, argv, env in all_cases)
+    assert taken > len(all_cases) // 2
