@@ -31,6 +31,8 @@ class FlushResult:
     groups: int = 0
     runs: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: Per sink name: (groups delivered, runs they carried, groups not delivered).
+    by_sink: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -137,18 +139,23 @@ def flush(
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
     result = FlushResult()
     for sink in sinks:
+        delivered, runs, failed = 0, 0, 0
         for group in _groups_to_deliver(store, sink, all_groups):
             if job is not None and group.job != job:
                 continue
             outcome = deliver_group(store, sink, group.key, budget=config.budget)
             if not isinstance(outcome, Delivered):
+                failed += 1
                 result.failed.append((group.key, outcome.reason))
                 log.warning("jobreport: flush of job %s failed: %s", group.job, outcome.reason)
                 if outcome.sink_wide:
                     break  # every other group would fail the same way
                 continue
-            result.groups += 1
-            result.runs += group.pending_runs
+            delivered += 1
+            runs += group.pending_runs
+        result.by_sink[sink.name] = (delivered, runs, failed)
+        result.groups += delivered
+        result.runs += runs
     return result
 
 

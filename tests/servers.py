@@ -211,7 +211,8 @@ def vmalert(workdir: Path, rules: Sequence[Path], *, datasource: str, notifier: 
             port: int | None = None, interval: str = "1s",
             extra: Sequence[str] = ()) -> Server:
     """A vmalert (not started yet) evaluating ``rules`` against ``datasource`` every
-    ``interval`` and sending to the Alertmanager at ``notifier``."""
+    ``interval``, writing recording rules' results back to it and sending alerts to the
+    Alertmanager at ``notifier``."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -219,6 +220,7 @@ def vmalert(workdir: Path, rules: Sequence[Path], *, datasource: str, notifier: 
         f"-httpListenAddr=127.0.0.1:{port}",
         f"-datasource.url={datasource}",
         f"-notifier.url={notifier}",
+        f"-remoteWrite.url={datasource}",
         f"-evaluationInterval={interval}",
         "-loggerLevel=WARN",
         *[f"-rule={p}" for p in rules],

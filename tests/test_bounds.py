@@ -172,3 +172,18 @@ def test_a_second_run_after_a_refused_one_is_quick(tmp_path: Path) -> None:
     assert "connection refused" in second.stderr
     assert took <= QUICK_ATTEMPT + PROCESS_SLACK  # the budget is 120 s
     assert sorted(p.job for p in Store(f"sqlite:///{tmp_path}/s.db").pending()) == ["r1", "r2"]
+
+
+def test_a_dripping_remote_write_receiver_is_cut_at_the_budget(tmp_path: Path) -> None:
+    """The remote-write sink keeps the same wall-clock deadline per exchange."""
+    from jobreport.sinks.remote_write import RemoteWriter
+
+    with stubs.Stub(mode=stubs.DRIP, drip_every=0.2) as stub:
+        config = config_for(stub.url, tmp_path, budget="1.5s", timeout="1s")
+        writer = RemoteWriter(config, stub.url + "/api/v1/write")
+        start = time.monotonic()
+        with pytest.raises(PushError) as raised:
+            writer.write(GroupState(job="b", grouping={"job": "b"}, running=1))
+        took = time.monotonic() - start
+    assert "did not answer within" in str(raised.value)
+    assert took <= 1.5 + SLACK

@@ -19,7 +19,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: Bump with every change to the tables (jobreport.store.schema) and add its data step to
 #: ``_STEPS``; a store newer than this jobreport is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _to_v2(tx: Tx) -> None:
@@ -40,8 +40,14 @@ def _to_v3(tx: Tx) -> None:
     pass
 
 
+def _to_v4(tx: Tx) -> None:
+    # runs.pid_ns, child_pid and child_pid_start (added as missing columns): older runs keep
+    # NULL there, and are judged by their wrapper's pid alone, as before
+    pass
+
+
 #: The data step that brings a store of version N-1 to version N.
-_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3}
+_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
 
 
 def ensure_schema(db: Backend) -> None:

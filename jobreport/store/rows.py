@@ -46,6 +46,11 @@ class RunStart:
     grace: float | None = None
     min_runtime: float | None = None
     alert_after_failures: int | None = None
+    #: The PID namespace ``pid`` and ``child_pid`` belong to (jobreport.liveness).
+    pid_ns: str | None = None
+    #: The command's own process: the run lives on while it does, even without its wrapper.
+    child_pid: int | None = None
+    child_pid_start: float | None = None
 
 
 @dataclass(frozen=True)

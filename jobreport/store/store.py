@@ -16,6 +16,7 @@ is not retired (``jobreport delete``).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -52,6 +53,8 @@ from jobreport.store.rows import (
 
 __all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "Delivery", "PendingGroup", "RunStart", "Store",
            "Undelivered"]
+
+log = logging.getLogger("jobreport")
 
 
 class Store:
@@ -154,9 +157,13 @@ class Store:
     def _close_abandoned(self, tx: Tx, key: str, start: RunStart, alive: Any) -> None:
         if alive is None:
             return
-        for row in tx.rows(sql.OPEN_ON_HOST, {"k": key, "host": start.host}):
+        for row in tx.rows(sql.OPEN_ON_HOST, {"k": key, "host": start.host, "ns": start.pid_ns}):
             if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
                 continue
+            if row["child_pid"] is not None and alive(row["child_pid"], row["child_pid_start"]):
+                continue  # its wrapper is gone (the OOM killer) but its command still runs
+            log.warning("jobreport: a run of job %s (pid %s) was left open by a process that "
+                        "is gone; recorded as abandoned", start.job, row["pid"])
             # it ended at some point before this run started, never after it
             ended = max(row["started"], min(time.time(), start.started))
             seq = self._bump(tx, key, start.job)
@@ -200,13 +207,20 @@ class Store:
             "group_key": key, "job": start.job, "host": start.host, "pid": start.pid,
             "pid_start": start.pid_start, "started": start.started,
             "expected_interval": start.expected_interval, "max_runtime": start.max_runtime,
-            "command": start.command, "uid": start.uid,
+            "command": start.command, "uid": start.uid, "pid_ns": start.pid_ns,
+            "child_pid": start.child_pid, "child_pid_start": start.child_pid_start,
             **{c: getattr(start, c) for c in sql.SCHEDULE_COLUMNS},
         }
 
-    def set_heartbeat(self, grouping: Mapping[str, str], when: float) -> int:
+    def set_heartbeat(self, grouping: Mapping[str, str], when: float, *,
+                      uid: str | None = None) -> int | None:
+        """Record a heartbeat of the group; return the new seq. With ``uid`` (the run's
+        ``$JOBREPORT_RUN_ID``) the heartbeat is dropped (None) unless that run is open: a
+        late heartbeat of a finished run must never move the group's state."""
         key = group_key(grouping)
         with self._write() as tx:
+            if uid is not None and not tx.rows(sql.OPEN_RUN, {"u": uid, "k": key}):
+                return None
             seq = self._bump(tx, key, grouping["job"])
             tx.run(sql.HEARTBEAT, {"t": when, "k": key})
             return seq
