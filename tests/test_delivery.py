@@ -253,6 +253,35 @@ def test_a_store_replaced_mid_run_is_a_warning_and_counters_never_go_down(
     s = gateway.samples("swap", instance="h1")
     assert s['jobreport_runs_total{outcome="success"}'] == 3
     assert s['jobreport_last_outcome{outcome="failure"}'] == 1
+    # the next run starts a new store, which takes over the gateway's counters first
+    with job_metrics("swap", config=config):
+        pass
+    after = gateway.samples("swap", instance="h1")
+    assert after['jobreport_runs_total{outcome="success"}'] == 4
+    assert after["jobreport_last_success_timestamp_seconds"] > \
+        s["jobreport_last_success_timestamp_seconds"]
+
+
+def test_a_store_removed_between_runs_does_not_lower_the_counters(
+        gateway: Gateway, tmp_path: Path) -> None:
+    """The store file removed between two runs: the next run creates a new store, which
+    adopts the counters and last success the gateway holds before its first PUT."""
+    db = tmp_path / "s.db"
+    env = cli_env(JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=f"sqlite:///{db}",
+                  JOBREPORT_INSTANCE="h1")
+    for command in (["true"], ["true"], ["false"]):
+        run_cli(["run", "--job", "gone", "--", *command], env)
+    before = gateway.samples("gone", instance="h1")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    assert run_cli(["run", "--job", "gone", "--", "false"], env).returncode == 1
+    s = gateway.samples("gone", instance="h1")
+    assert s['jobreport_runs_total{outcome="success"}'] == 2
+    assert s['jobreport_runs_total{outcome="failure"}'] == 2
+    assert s["jobreport_last_success_timestamp_seconds"] == \
+        before["jobreport_last_success_timestamp_seconds"]
+    assert run_cli(["run", "--job", "gone", "--", "true"], env).returncode == 0
+    assert gateway.samples("gone", instance="h1")['jobreport_runs_total{outcome="success"}'] == 3
 
 
 # --- older stores ---------------------------------------------------------------------

@@ -218,6 +218,8 @@ def test_real_400_from_inconsistent_metrics(
     assert second['jobreport_last_outcome{outcome="success"}'] == 1
     assert second["jobreport_last_success_timestamp_seconds"] > 0
     assert "shared_metric" not in second
+    # and JobreportPushFailing still fires: the failure is recorded after the last success
+    assert second["push_failure_time_seconds"] > second["push_time_seconds"]
     assert gateway.samples("first")["shared_metric"] == 1  # the other group is untouched
 
 

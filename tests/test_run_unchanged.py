@@ -15,6 +15,7 @@ import pytest
 from jobreport.config import default_db_url
 from jobreport.records import RunRecord
 from jobreport.store.store import Store
+from tests.conftest import Gateway
 from tests.test_run import PY, jobreport, jobreport_argv, jobreport_env, wait_until
 
 
@@ -172,3 +173,54 @@ def test_a_fifo_in_place_of_the_metrics_file_is_refused() -> None:
     assert b"is not a regular file" in out.stderr
     assert [r.outcome for r in runs("fifo")] == ["success"]
 
+
+
+def test_flush_records_a_run_only_a_marker_knows(tmp_path: Path, gateway: Gateway) -> None:
+    """A wrapper killed at once, and no later run of its job: `jobreport flush` records the
+    run as abandoned and delivers its group."""
+    pidfile = tmp_path / "pid"
+    killed = jobreport("run", "--job", "once", "--", "sh", "-c",
+                       f"echo $$ > {pidfile}; kill -9 $PPID")
+    assert killed.returncode == -signal.SIGKILL
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip())
+    wait_until(lambda: pid_gone(int(pidfile.read_text())))
+    flushed = jobreport("flush", JOBREPORT_GATEWAY=gateway.url)
+    assert flushed.returncode == 0, flushed.stderr
+    assert [r.outcome for r in runs("once")] == ["abandoned"]
+    assert gateway.samples("once")['jobreport_runs_total{outcome="abandoned"}'] == 1
+
+
+def test_a_run_of_another_pid_namespace_is_not_judged(tmp_path: Path) -> None:
+    """A jobreport in another PID namespace (a container sharing the host's name) does not
+    call a live run abandoned, although the run's pids mean nothing there."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],  # noqa: S607
+                           capture_output=True, check=False)
+    if probe.returncode != 0:  # pragma: no cover - needs the right to make namespaces
+        pytest.skip(f"cannot make a PID namespace here: {probe.stderr.decode().strip()}")
+    flag = tmp_path / "stop"
+    first = subprocess.Popen(
+        jobreport_argv("run", "--job", "ns", "--", "sh", "-c",
+                       f"i=0; while [ ! -e {flag} ] && [ $i -lt 1200 ]; do sleep 0.05; "
+                       "i=$((i+1)); done"),
+        env=jobreport_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: [r for r in runs("ns") if r.ended is None])
+        inside = subprocess.run(
+            ["unshare", "--pid", "--fork", "--mount-proc",  # noqa: S607
+             *jobreport_argv("run", "--job", "ns", "--", "true")],
+            capture_output=True, env=jobreport_env(), timeout=90, check=False)
+        assert inside.returncode == 0, inside.stderr
+        assert b"abandoned" not in inside.stderr
+        assert sorted(str(r.outcome) for r in runs("ns")) == ["None", "success"]
+    finally:
+        flag.touch()
+        first.wait(60)
+    assert sorted(str(r.outcome) for r in runs("ns")) == ["success", "success"]
+
+
+def test_a_device_in_place_of_the_metrics_file_is_refused() -> None:
+    """A link to a device (or any non-regular file) is refused, not read."""
+    out = jobreport("run", "--job", "dev", "--", "sh", "-c",
+                    'rm "$JOBREPORT_METRICS_FILE" && ln -s /dev/zero "$JOBREPORT_METRICS_FILE"')
+    assert out.returncode == 0, out.stderr
+    assert b"is not a regular file" in out.stderr

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from jobreport.store.store import RunStart, Store
 
-__all__ = ["RunMarker", "adopt", "marker_dir", "markers", "new_marker"]
+__all__ = ["RunMarker", "adopt", "adopt_all", "marker_dir", "markers", "new_marker"]
 
 _FIELDS = ("uid", "job", "host", "started", "pid", "pid_start", "pid_ns", "command",
            "child_pid", "child_pid_start")
@@ -140,6 +140,24 @@ def adopt(store: Store, key: str | None, host: str) -> int:
             opened += 1
         marker.remove()
     return opened
+
+
+def adopt_all(store: Store, host: str) -> int:
+    """``jobreport flush``: every run only a marker knows whose processes are gone is
+    recorded and closed as abandoned at once (no new run of its group may come to do it),
+    so that its group is pending and gets delivered. Returns how many were."""
+    namespace = liveness.pid_namespace()
+    closed = 0
+    for marker in markers():
+        if marker.host != host or marker.pid_ns != namespace or marker.alive():
+            continue
+        if store.get_run(marker.uid) is None:
+            store.open_run(marker.run_start())
+            closed += 1
+        start = replace(marker.run_start(), started=time.time(), pid=None, uid=None)
+        store.close_abandoned(start, alive=liveness.alive)
+        marker.remove()
+    return closed
 
 
 def _read(path: Path) -> RunMarker | None:
