@@ -23,9 +23,11 @@ USE = ("gateway", "config_file")
 def status(**params: Any) -> None:
     """Show what the Pushgateway holds now, per job and instance, problems first.
 
-    A group has a problem when it is overdue (no success within its expected interval),
-    its last run did not succeed, it runs longer than its max runtime, or pushes to it
-    are failing. The exit code is 0 whatever the groups' state (alerts are Prometheus's
+    A group has a problem when it is overdue (no success within its expected interval, or
+    past its schedule's success deadline), it missed its scheduled start, its last run did
+    not succeed or was shorter than its minimum runtime, it runs longer than its max
+    runtime, or pushes to it are failing. NEXT DEADLINE shows a scheduled job's next
+    deadline and whether it has passed. The exit code is 0 whatever the groups' state (alerts are Prometheus's
     job); it is 3 when the gateway cannot be read.
 
     \b
