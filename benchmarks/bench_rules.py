@@ -29,7 +29,7 @@ import yaml
 from _common import Stats, header, parser, write_json
 
 from jobreport.monitoring.variants import rules_for
-from jobreport.records import GroupState
+from jobreport.records import GroupState, RunResult
 from jobreport.sinks.remote_write import series
 
 PROMTOOL = "promtool"
@@ -45,9 +45,10 @@ def states(groups: int, now: float) -> list[GroupState]:
         success = now - (3 * DAY if overdue else 600)
         out.append(GroupState(
             job=job, grouping={"job": job, "instance": host}, running=0,
-            last_start=success - 30, last_end=now - 600, last_success=success,
-            last_failure=now - 600 if failed else now - 5 * DAY, last_duration=30.0,
-            last_exit_code=1 if failed else 0, last_outcome="failure" if failed else "success",
+            last_start=success - 30, last_success=success,
+            last_failure=now - 600 if failed else now - 5 * DAY,
+            last=RunResult(ended=now - 600, duration=30.0, exit_code=1 if failed else 0,
+                           outcome="failure" if failed else "success"),
             expected_interval=DAY + 8640, max_runtime=3600.0,
         ))
     return out

@@ -11,7 +11,7 @@ from jobreport.config import Config
 from jobreport.durations import format_duration
 from jobreport.errors import ConfigError, PushError, StoreError
 from jobreport.paths import sqlite_path
-from jobreport.secrets import config_secrets, mask, mask_url
+from jobreport.secrets import config_secrets, mask, mask_url, remember
 
 if TYPE_CHECKING:
     from jobreport.sinks.pushgateway import Sender
@@ -53,10 +53,12 @@ def run_checks(config: Config, *, config_errors: list[ConfigError] | None = None
                store: Store | None = None, sender: Sender | None = None) -> CheckReport:
     """Check ``config`` (``config_errors`` are problems already found loading it), the store
     and the gateway. Never raises for what it checks."""
+    remember(config)  # and in every warning logged meanwhile
     report = CheckReport()
     _config_checks(report, config, config_errors or [])
     _store_checks(report, config, store)
     _gateway_checks(report, config, sender)
+    _sink_checks(report, config)
     # one last pass over everything shown: a secret must not leak through an error text
     secrets = config_secrets(config)
     report.checks = [replace(c, detail=mask(c.detail, secrets)) for c in report.checks]
@@ -144,6 +146,9 @@ def _not_writable(db: str) -> str | None:
 
 
 def _gateway_checks(report: CheckReport, config: Config, sender: Sender | None) -> None:
+    if not config.gateway and (config.remote_write_url or config.textfile_dir):
+        report.add("gateway", "configured", INFO, "no Pushgateway set (other sinks are)")
+        return
     if not config.gateway:
         report.add("gateway", "configured", FAIL,
                    "no Pushgateway set: runs are only kept in the store; set "
@@ -174,6 +179,30 @@ def _gateway_checks(report: CheckReport, config: Config, sender: Sender | None) 
     except (ValueError, KeyError, TypeError):
         report.add("gateway", "version", WARN,
                    "/api/v1/status did not say: is this a Pushgateway?")
+
+
+def _sink_checks(report: CheckReport, config: Config) -> None:
+    """The other sinks (issue 13): reachable or writable, and what each still lacks."""
+    from jobreport.sinks.report import probe, sink_backlogs
+
+    for name, setting in (("remote-write", config.remote_write_url),
+                          ("textfile", config.textfile_dir)):
+        if not setting:
+            continue
+        shown = mask_url(setting) if name == "remote-write" else setting
+        problem = probe(config, name)
+        report.add(name, "reachable" if name == "remote-write" else "writable",
+                   FAIL if problem else OK, problem or shown)
+    if not (config.remote_write_url or config.textfile_dir):
+        return
+    try:
+        backlogs = sink_backlogs(config)
+    except StoreError:
+        return  # the store section said why
+    for backlog in backlogs:
+        report.add(backlog.sink, "pending", WARN if backlog.groups else OK,
+                   backlog.line().split(": ", 1)[1]
+                   + ("; run `jobreport flush`" if backlog.groups else ""))
 
 
 def _shown_gateway(config: Config) -> str:

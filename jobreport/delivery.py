@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from jobreport.config import Config, load_config
 from jobreport.errors import NotConfiguredError
 from jobreport.records import GroupState, grouping_from_key
-from jobreport.sinks.base import Delivered, DeliveryOutcome, Rejected, Sink
+from jobreport.sinks.base import Delivered, DeliveryOutcome, HoldsState, Rejected, Sink
 from jobreport.store.store import PendingGroup, Store
 
 __all__ = ["FlushResult", "deliver_group", "flush"]
@@ -31,6 +31,8 @@ class FlushResult:
     groups: int = 0
     runs: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: Per sink name: (groups delivered, runs they carried, groups not delivered).
+    by_sink: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,13 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     ``sink``; repeat while another run changed it meanwhile, so that the delivery that
     lands last carries the newest state. The outcome is recorded in the store."""
     deadline = time.monotonic() + budget
+    if store.created and isinstance(sink, HoldsState) and not store.knows_delivery(key, sink.name):
+        # a store this process created (a new one, or one whose file was removed) does not
+        # know the group's past: take over what the sink holds before replacing it
+        held = sink.held(grouping_from_key(key), budget=min(1.0, budget))
+        if held is not None:
+            store.adopt(key, sink.name, held)
+            known = None
     outcome: DeliveryOutcome = Delivered()
     for _ in range(rounds):
         state, seq = known if known is not None else store.group_state(key)
@@ -84,6 +93,10 @@ def _without_rejected_families(store: Store, sink: Sink, key: str,
     outcome = sink.deliver(lean, complete=True, budget=max(0.0, deadline - time.monotonic()))
     if not isinstance(outcome, Delivered):
         return outcome
+    # send the refused state once more: the gateway keeps the state just delivered, and
+    # records the failure after it, so that JobreportPushFailing still says something is
+    # wrong (push_failure_time_seconds > push_time_seconds)
+    sink.deliver(state, complete=True, budget=max(0.0, deadline - time.monotonic()))
     log.warning("jobreport: the %s rejected the families %s of job %s; pushed the rest "
                 "without them: %s", sink.name, ", ".join(offending), state.job,
                 rejected.reason)
@@ -135,20 +148,26 @@ def flush(
         sinks = configured_sinks(config)
     if not sinks:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
+    _adopt_markers(store)
     result = FlushResult()
     for sink in sinks:
+        delivered, runs, failed = 0, 0, 0
         for group in _groups_to_deliver(store, sink, all_groups):
             if job is not None and group.job != job:
                 continue
             outcome = deliver_group(store, sink, group.key, budget=config.budget)
             if not isinstance(outcome, Delivered):
+                failed += 1
                 result.failed.append((group.key, outcome.reason))
                 log.warning("jobreport: flush of job %s failed: %s", group.job, outcome.reason)
                 if outcome.sink_wide:
                     break  # every other group would fail the same way
                 continue
-            result.groups += 1
-            result.runs += group.pending_runs
+            delivered += 1
+            runs += group.pending_runs
+        result.by_sink[sink.name] = (delivered, runs, failed)
+        result.groups += delivered
+        result.runs += runs
     return result
 
 
@@ -159,3 +178,13 @@ def _groups_to_deliver(store: Store, sink: Sink, all_groups: bool) -> list[Pendi
         groups += [PendingGroup(key, grouping_from_key(key)["job"], grouping_from_key(key), 0)
                    for key in store.group_keys() if key not in pending]
     return groups
+
+
+def _adopt_markers(store: Store) -> None:
+    """Runs whose wrapper was killed before the store heard of them (``jobreport run``'s
+    markers) are recorded as abandoned first, so that this flush delivers them."""
+    import socket
+
+    from jobreport.wrapper.marker import adopt_all
+
+    adopt_all(store, socket.gethostname())

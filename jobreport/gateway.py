@@ -212,8 +212,13 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
     gateway, and retire it in the store so that no ``flush`` brings it back (a new run of
     the job revives it). Returns the grouping key. Raises ``GroupNotFoundError`` when
     neither the store nor the gateway has the group, ``PushError`` when the gateway fails."""
+    from jobreport.sinks.report import held_elsewhere, other_sinks, remove_elsewhere
+
     grouping = config.grouping(job, labels)
-    sender = sender or _sender(config)
+    others = other_sinks(config)
+    if sender is None and (config.gateway or not others):
+        sender = _sender(config)
+    held = held_elsewhere(others, grouping)
     try:
         store = store or _store(config)
         # retired before the DELETE, so that no flush brings it back, even one running
@@ -223,9 +228,11 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
         log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "
                     "may push this group again", e)
         in_store = True  # unknown: do not claim it never existed
-    if not in_store and not _gateway_has(sender, grouping):
+    if not in_store and not held and (sender is None or not _gateway_has(sender, grouping)):
         raise GroupNotFoundError(grouping)
-    sender.delete(job, grouping)
+    remove_elsewhere(others, grouping)
+    if sender is not None:
+        sender.delete(job, grouping)
     return grouping
 
 

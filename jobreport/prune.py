@@ -85,7 +85,10 @@ def prune_groups(config: Config, groups: Sequence[StaleGroup], *,
     deleted)."""
     if not groups:
         return []
+    from jobreport.sinks.report import other_sinks, remove_elsewhere
+
     sender = sender or _sender(config)
+    others = other_sinks(config)
     try:
         store = store or _store(config)
     except StoreError as e:
@@ -102,6 +105,7 @@ def prune_groups(config: Config, groups: Sequence[StaleGroup], *,
                             "flush` may push this group again", e)
                 store = None
         sender.delete(group.job, group.grouping)
+        remove_elsewhere(others, group.grouping)  # e.g. this host's textfile of the group
         done.append(group)
     return done
 

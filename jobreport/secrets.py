@@ -106,10 +106,16 @@ def refuse_control_characters(value: str) -> str:
 
 
 def config_secrets(config: Config) -> tuple[str, ...]:
-    """The secret values ``config`` holds: password, token and the store URL's password."""
-    found = [config.password, config.token, _url_password(config.db),
-             _url_password(config.gateway or "")]
-    return tuple(s for s in found if s)
+    """The secret values ``config`` holds: password, token and the store URL's password
+    (with the pieces of it between ``/``, ``@`` and ``:``)."""
+    found = [config.password, config.token]
+    for url in (config.db, config.gateway or ""):
+        password = _url_password(url)
+        if password:
+            # a parser that split the URL at a "/" or "@" inside the password shows a piece
+            # of it as a host or a path in its own error: hide the pieces too
+            found += [password, *re.split(r"[/@:]", password)]
+    return tuple(dict.fromkeys(s for s in found if s))
 
 
 def _url_password(url: str) -> str | None:

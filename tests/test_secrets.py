@@ -75,7 +75,7 @@ def test_config_secrets_include_the_store_password() -> None:
     """The password, the token and a database URL's password are the config's secrets."""
     config = load_config(env={"JOBREPORT_PASSWORD": "pw-1234", "JOBREPORT_TOKEN": "tk-5678",
                               "JOBREPORT_DB": "postgresql://u:db%2Fpass@db/x"})
-    assert set(config_secrets(config)) == {"pw-1234", "tk-5678", "db/pass"}
+    assert set(config_secrets(config)) == {"pw-1234", "tk-5678", "db/pass", "db", "pass"}
 
 
 def test_remember_masks_every_jobreport_log_message(
@@ -123,3 +123,32 @@ def test_config_refuses_a_secret_with_a_newline(where: str, tmp_path: Path) -> N
     assert "\n" not in message and "tok-first" not in message and "second-line" not in message
     assert "newline" in message
     assert load_config(env=env, strict=False).token is None
+
+
+@pytest.mark.parametrize("gateway", [
+    "ftp://ops:Hunter-2-secret@gw", "http://ops:Hunter-2-secret@",
+    "http://ops:Hunter-2-secret@gw:99999", "http://ops:Hunter/2-secret@gw:9091",
+    "ops:Hunter-2-secret@gw:x",
+])
+def test_a_malformed_gateway_url_is_refused_masked(gateway: str) -> None:
+    """A gateway URL that cannot be used is refused in a message that masks its password,
+    whatever is wrong with it."""
+    from jobreport.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(env={"JOBREPORT_GATEWAY": gateway})
+    assert "Hunter" not in str(raised.value) and "2-secret" not in str(raised.value)
+    assert MASK in str(raised.value)
+
+
+@pytest.mark.parametrize("password", ["pa/ss-Secret9", "pa@ss-Secret9", "pa%2Fss-Secret9"])
+def test_check_masks_a_database_password_with_slash_or_at(password: str) -> None:
+    """`jobreport check` shows a PostgreSQL URL whose password holds `/` or `@` (which
+    URL parsers split in the wrong place) without any part of the password."""
+    from jobreport.checks import run_checks
+
+    config = load_config(env={"JOBREPORT_DB": f"postgresql://ops:{password}@127.0.0.1:1/x"})
+    report = run_checks(config)
+    shown = "\n".join(f"{c.name}: {c.detail}" for c in report.checks)
+    assert "Secret9" not in shown, shown
+    assert "postgresql://ops:***@" in shown

@@ -149,11 +149,13 @@ def test_textfile_name_never_leaves_the_directory(tmp_path: Path, value: str) ->
     assert name.endswith(".prom") and name.startswith("jobreport-")
 
 
-def test_textfile_names_differ_per_group_not_per_instance() -> None:
-    """Two groups of one job differ; the instance does not change the file."""
+def test_textfile_names_differ_per_group() -> None:
+    """Two groups of one job differ, also by instance only: deleting another host's group
+    (`jobreport delete --instance old-host`) never removes this host's file."""
     a = file_name({"job": "j", "instance": "h1", "team": "a"})
     assert a != file_name({"job": "j", "instance": "h1", "team": "b"})
-    assert a == file_name({"job": "j", "instance": "h2", "team": "a"})
+    assert a != file_name({"job": "j", "instance": "h2", "team": "a"})
+    assert a == file_name({"team": "a", "instance": "h1", "job": "j"})
 
 
 def test_textfile_rewrite_replaces_and_remove_deletes(tmp_path: Path) -> None:
@@ -166,9 +168,9 @@ def test_textfile_rewrite_replaces_and_remove_deletes(tmp_path: Path) -> None:
     writer.write(state)
     assert 'jobreport_last_run_success{job="backup"} 0.0' in path.read_text()
     assert writer.files() == [path]
-    assert writer.remove(state.grouping)
+    assert writer.delete(state.grouping)
     assert not path.exists()
-    assert not writer.remove(state.grouping)
+    assert not writer.delete(state.grouping)
 
 
 def test_textfile_missing_directory_is_one_clear_error(tmp_path: Path) -> None:

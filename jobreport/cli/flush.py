@@ -19,7 +19,7 @@ from jobreport.cli.options import config_from, opt, settings_options
 __all__ = ["flush"]
 
 #: The settings options this command uses.
-USE = ("gateway", "db", "config_file")
+USE = ("gateway", "remote_write_url", "textfile_dir", "db", "config_file")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -29,10 +29,12 @@ USE = ("gateway", "db", "config_file")
 @settings_options(use=USE)
 @library_errors
 def flush(**params: Any) -> None:
-    """Deliver every group whose newest state has not reached the gateway yet.
+    """Deliver every group whose newest state has not reached a sink yet.
 
-    One push per group carries its whole state, however many runs are pending (runs recorded
-    while the gateway was down or not configured).
+    One delivery per group and sink carries its whole state, however many runs are pending
+    (runs recorded while a sink was down or not configured); each sink has its own mark, so
+    a sink that missed runs gets them and the others get nothing again. Exits 3 when a group could
+    not be delivered: it stays pending for the next flush.
 
     \b
     Example:
@@ -46,6 +48,10 @@ def flush(**params: Any) -> None:
     if result.groups or not result.failed:
         click.echo(f"delivered {result.groups} group(s) carrying {result.runs} run(s)"
                    if result.groups else "nothing to deliver")
+    if len(result.by_sink) > 1:  # one line per sink: which one had catching up to do
+        for name, (groups, runs, failed) in result.by_sink.items():
+            click.echo(f"  {name}: {groups} group(s), {runs} run(s)"
+                       + (f", {failed} not delivered" if failed else ""))
     if result.failed:
         # each failure was logged as a warning above
         click.echo(f"jobreport: {len(result.failed)} group(s) not delivered; they stay "

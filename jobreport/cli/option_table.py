@@ -179,4 +179,10 @@ SETTINGS_OPTIONS: tuple[OptionSpec, ...] = (
           help="The instance grouping label [default: the host name]."),
     _spec("--no-instance", name="no_instance", envvar="JOBREPORT_NO_INSTANCE", kind=FLAG,
           help="Leave the instance label out of the group."),
+    _spec("--remote-write", name="remote_write_url", envvar="JOBREPORT_REMOTE_WRITE_URL",
+          metavar="URL", help="Also deliver by Prometheus remote write 1.0 to this receiver, "
+                              "e.g. http://127.0.0.1:8428/api/v1/write."),
+    _spec("--textfile-dir", name="textfile_dir", envvar="JOBREPORT_TEXTFILE_DIR",
+          metavar="DIR", help="Also write one file per group here for node_exporter's "
+                              "textfile collector."),
 )

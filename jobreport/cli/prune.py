@@ -19,7 +19,7 @@ __all__ = ["prune"]
 @opt("--dry-run", is_flag=True, envvar="JOBREPORT_PRUNE_DRY_RUN",
      help="Only list the groups that would be removed.")
 @json_option()
-@settings_options(use=("gateway", "db", "config_file"))
+@settings_options(use=("gateway", "textfile_dir", "db", "config_file"))
 @library_errors
 def prune(**params: Any) -> None:
     """Remove the jobreport groups of hosts that are gone from the Pushgateway.

@@ -111,7 +111,8 @@ def read_jobs(section: object, source: str) -> dict[str, JobSettings]:
         values: dict[str, Any] = {}
         for key, value in settings.items():
             try:
-                values[key] = _JOB_CONVERTERS.get(key, seconds)(value)
+                convert = _JOB_CONVERTERS.get(key)
+                values[key] = convert(value) if convert else seconds(value, key)
             except ValueError as e:
                 raise ConfigError(f"{where}.{key}", source, str(e)) from None
         if "expect_every" in values and "schedule" in values:

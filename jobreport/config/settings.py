@@ -51,6 +51,10 @@ class Config:
     client_cert: str | None = None
     client_key: str | None = None
     tls_verify: bool = True
+    #: Prometheus remote write 1.0 receiver (``JOBREPORT_REMOTE_WRITE_URL``).
+    remote_write_url: str | None = None
+    #: node_exporter textfile collector directory (``JOBREPORT_TEXTFILE_DIR``).
+    textfile_dir: str | None = None
     jobs: Mapping[str, JobSettings] = field(default_factory=dict)
     config_file: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from jobreport.durations import parse_duration
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_labels, check_namespace
+from jobreport.secrets import mask_url
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
@@ -26,20 +27,29 @@ def _gateway(value: object) -> str | None:
     text = str(value).strip()
     if not text:
         return None
+    # (edge) every message shows the URL through jobreport.secrets: it may hold a password
+    shown = mask_url(text)
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{value!r}: use an http:// or https:// URL, e.g. http://127.0.0.1:9091")
+        raise ValueError(f"{shown!r}: use an http:// or https:// URL, e.g. http://127.0.0.1:9091")
     try:
         parts.port  # noqa: B018  (raises ValueError on a bad port)
     except ValueError:
-        raise ValueError(f"{value!r}: the port is not a number from 1 to 65535") from None
+        hint = (" (a password holding / @ or % must be percent-encoded, or set in "
+                "JOBREPORT_PASSWORD)" if "@" in text else "")
+        raise ValueError(f"{shown!r}: the port is not a number from 1 to 65535{hint}") from None
     if not parts.hostname:
-        raise ValueError(f"{value!r}: the URL has no host, e.g. http://127.0.0.1:9091")
+        raise ValueError(f"{shown!r}: the URL has no host, e.g. http://127.0.0.1:9091")
     if parts.query or parts.fragment:
-        raise ValueError(f"{value!r}: the URL must not have a query or fragment")
+        raise ValueError(f"{shown!r}: the URL must not have a query or fragment")
     return text.rstrip("/")
+
+
+def _remote_write_url(value: object) -> str | None:
+    # the same rules as the gateway's URL; the path is the receiver's (/api/v1/write, ...)
+    return _gateway(value)
 
 
 def _db(value: object) -> str:
@@ -51,10 +61,11 @@ def _db(value: object) -> str:
     return text
 
 
-def seconds(value: object) -> float:
-    """A duration (``90s``, ``26h``, ``1h30m`` or a number of seconds) in seconds."""
+def seconds(value: object, setting: str | None = None) -> float:
+    """A duration (``90s``, ``26h``, ``1h30m`` or a number of seconds) in seconds; zero is
+    refused for the settings of ``durations.POSITIVE``."""
     if isinstance(value, str | int | float):
-        return parse_duration(value)
+        return parse_duration(value, setting)
     raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
 
 
@@ -156,6 +167,9 @@ CONVERTERS: dict[str, Callable[[object], Any]] = {
     "client_cert": _path,
     "client_key": _path,
     "tls_verify": _bool,
+    # the other sinks (issue 13): remote write 1.0 and node_exporter's textfile directory
+    "remote_write_url": _remote_write_url,
+    "textfile_dir": _path,
 }
 #: The two secrets: only from the environment (or a ``*_file`` setting), never a flag.
 ENV_ONLY = {"password": "JOBREPORT_PASSWORD", "token": "JOBREPORT_TOKEN"}

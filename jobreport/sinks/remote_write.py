@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jobreport._version import __version__
@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     import requests
     from tenacity import RetryCallState
 
-__all__ = ["RemoteWriter", "encode", "series", "write_request"]
+    from jobreport.sinks._peers import PeerMemory
+    from jobreport.sinks.base import DeliveryOutcome
+
+__all__ = ["RemoteWriter", "encode", "preload", "series", "write_request"]
 
 USER_AGENT = f"jobreport/{__version__}"
 HEADERS = {
@@ -98,11 +101,22 @@ def encode(state: GroupState, namespace: str = DEFAULT_NAMESPACE, *,
     return bytes(cramjam.snappy.compress_raw(raw))
 
 
+def preload() -> None:
+    """Import what encoding a delivery needs (protobuf, the generated module, cramjam):
+    the reporter calls it while the job's command runs, not after."""
+    import cramjam  # noqa: F401
+
+    from jobreport.sinks._prompb import prompb_pb2  # noqa: F401
+
+
 class RemoteWriter:
-    """Writes group states to a remote-write receiver at ``url``.
+    """Writes group states to a remote-write receiver at ``url`` (a ``Sink``).
 
     The gateway's auth and TLS settings (basic auth, bearer token, CA bundle, client
-    certificate) apply. ``sleep`` and ``clock`` can be injected so that tests never wait.
+    certificate) apply. The delivery rules are the Pushgateway's and use its pieces: one
+    wall-clock deadline per exchange (``_deadline``), and a receiver that could not be
+    reached moments ago gets one short attempt (``_peers``, keyed by the URL). ``sleep``,
+    ``clock`` and ``peers`` can be injected so that tests never wait.
     """
 
     name = "remote-write"
@@ -110,26 +124,74 @@ class RemoteWriter:
     def __init__(
         self,
         config: Config,
-        url: str,
+        url: str | None = None,
         *,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        peers: PeerMemory | None = None,
     ) -> None:
-        from jobreport.secrets import mask_url
+        url = url or config.remote_write_url
+        if not url:
+            raise PushError("no remote-write receiver configured "
+                            "(set JOBREPORT_REMOTE_WRITE_URL)", retryable=False)
+        from jobreport.secrets import config_secrets, mask_url, remember
 
         self.config = config
         self.url = url
         self.shown = mask_url(url)
+        self._secrets = (*config_secrets(config), *_url_secret(url))
+        remember(config)
         self._session = session
         self._sleep = sleep
         self._clock = clock
+        self._peers = peers
+
+    @property
+    def peers(self) -> PeerMemory:
+        if self._peers is None:
+            from jobreport.config import state_dir
+            from jobreport.sinks._peers import PeerMemory, memory_dir
+
+            self._peers = PeerMemory(memory_dir(self.config.db, state_dir()))
+        return self._peers
 
     @property
     def session(self) -> requests.Session:
         if self._session is None:
             self._session = http_session(self.config, self.url)
         return self._session
+
+    # --- the Sink seam -------------------------------------------------------------------
+
+    def deliver(self, state: GroupState, *, complete: bool,
+                budget: float | None = None) -> DeliveryOutcome:
+        """Write ``state`` (whole or not: a receiver keeps no group to add to)."""
+        from jobreport.sinks.base import Delivered, judge_error
+
+        try:
+            self.write(state, budget=budget)
+        except PushError as e:
+            return judge_error(e)
+        return Delivered()
+
+    def remove(self, grouping: Mapping[str, str], *,
+               budget: float | None = None) -> DeliveryOutcome:
+        """Nothing to do: a receiver has no group to delete; the last samples age out of the
+        rules' lookback window (docs/sinks.md)."""
+        from jobreport.sinks.base import Delivered
+
+        return Delivered()
+
+    def probe(self, *, budget: float | None = None) -> None:
+        """Write an empty ``WriteRequest`` (reachability and credentials, no sample);
+        raises ``PushError``."""
+        import cramjam
+
+        self._send(bytes(cramjam.snappy.compress_raw(write_request((), 0))),
+                   self.config.budget if budget is None else budget, patient=False)
+
+    # --- the exchange --------------------------------------------------------------------
 
     def write(self, state: GroupState, *, budget: float | None = None,
               now: float | None = None) -> None:
@@ -138,15 +200,23 @@ class RemoteWriter:
         body = encode(state, self.config.namespace, now=now)
         self._send(body, self.config.budget if budget is None else budget)
 
-    def _send(self, body: bytes, budget: float) -> None:
+    def _send(self, body: bytes, budget: float, *, patient: bool = True) -> None:
         from tenacity import Retrying, retry_if_exception, wait_exponential, wait_random
 
+        from jobreport.sinks.pushgateway import QUICK_ATTEMPT, UnreachableError
+
+        attempts = MAX_ATTEMPTS
+        if self.peers.unreachable_since(self.url) is not None:
+            budget, attempts = min(budget, QUICK_ATTEMPT), 1  # down moments ago
         deadline = self._clock() + budget
 
         def stop(state: RetryCallState) -> bool:
+            outcome = state.outcome
+            if (not patient and outcome is not None and outcome.failed
+                    and isinstance(outcome.exception(), UnreachableError)):
+                return True
             upcoming = state.upcoming_sleep or 0.0
-            return (state.attempt_number >= MAX_ATTEMPTS
-                    or self._clock() + upcoming >= deadline)
+            return state.attempt_number >= attempts or self._clock() + upcoming >= deadline
 
         retrying = Retrying(
             stop=stop,
@@ -158,51 +228,92 @@ class RemoteWriter:
         for attempt in retrying:
             with attempt:
                 remaining = max(0.05, deadline - self._clock())
-                self._attempt(body, min(self.config.timeout, remaining))
+                self._attempt(body, min(self.config.timeout, remaining), remaining)
 
-    def _attempt(self, body: bytes, timeout: float) -> None:
-        import requests
+    def _attempt(self, body: bytes, timeout: float, remaining: float) -> None:
+        from jobreport.sinks.pushgateway import UnreachableError
 
-        where = f"the remote-write receiver at {self.shown}"
         try:
-            response = self.session.post(self.url, data=body, headers=HEADERS,
-                                         timeout=timeout, allow_redirects=False)
-        except requests.exceptions.SSLError as e:
-            raise PushError(f"TLS error talking to {where}: {_first_line(e)} (set "
-                            "JOBREPORT_CA_BUNDLE for a private CA)", retryable=False,
-                            url=self.shown) from None
-        except requests.exceptions.Timeout:
-            raise PushError(f"{where} did not answer within {timeout:.3g}s",
-                            url=self.shown) from None
-        except requests.exceptions.ConnectionError as e:
-            raise PushError(f"cannot reach {where}: {_first_line(e)[:200]}",
-                            url=self.shown) from None
-        except requests.exceptions.RequestException as e:
-            raise PushError(f"cannot talk to {where}: {_first_line(e)}", retryable=False,
-                            url=self.shown) from None
+            response = self._exchange(body, timeout, remaining)
+        except UnreachableError as e:
+            self.peers.unreachable(self.url, str(e))
+            raise
+        self.peers.reachable(self.url)
         status = response.status_code
         if status < 300:
             return
+        where = f"the remote-write receiver at {self.shown}"
         text = " ".join(response.text.split())[:500]
         what = f"{status} {response.reason}".strip() + (f": {text}" if text else "")
         if status in (401, 403):
-            raise PushError(f"{where} refused the credentials ({what}); check "
-                            "JOBREPORT_USERNAME and JOBREPORT_PASSWORD(_FILE) or "
-                            "JOBREPORT_TOKEN(_FILE)", status=status, retryable=False,
-                            url=self.shown)
-        if status == 429 or status >= 500:
-            raise PushError(f"{where} answered {what}", status=status, url=self.shown)
-        raise PushError(f"{where} rejected the write ({what})", status=status,
-                        retryable=False, url=self.shown)
+            raise self._error(f"{where} refused the credentials ({what}); check "
+                              "JOBREPORT_USERNAME and JOBREPORT_PASSWORD(_FILE) or "
+                              "JOBREPORT_TOKEN(_FILE)", status=status, retryable=False)
+        if status == 429 or status >= 500:  # the spec: retry these, and only these
+            raise self._error(f"{where} answered {what}", status=status)
+        raise self._error(f"{where} rejected the write ({what})", status=status,
+                          retryable=False)
+
+    def _exchange(self, body: bytes, timeout: float, remaining: float) -> requests.Response:
+        """One POST and its whole answer within ``remaining`` seconds of wall time."""
+        import requests
+
+        from jobreport.sinks._deadline import deadline
+        from jobreport.sinks._http import connection_reason, could_not_connect
+
+        where = f"the remote-write receiver at {self.shown}"
+        with deadline(time.monotonic() + remaining) as limit:
+            try:
+                response = self.session.post(self.url, data=body, headers=HEADERS,
+                                             timeout=timeout, allow_redirects=False)
+                response.content  # noqa: B018  (the whole answer, within the deadline)
+                return response
+            except requests.exceptions.SSLError as e:
+                if limit.expired:
+                    raise self._timeout(remaining) from None
+                raise self._error(f"TLS error talking to {where}: {_first_line(e)} (set "
+                                  "JOBREPORT_CA_BUNDLE for a private CA)",
+                                  retryable=False) from None
+            except requests.exceptions.ConnectTimeout:
+                raise self._error(f"cannot reach {where}: no connection within "
+                                  f"{timeout:.3g}s", unreachable=True) from None
+            except requests.exceptions.Timeout:
+                raise self._timeout(timeout) from None
+            except requests.exceptions.RequestException as e:
+                if limit.expired:
+                    raise self._timeout(remaining) from None
+                if isinstance(e, requests.exceptions.ConnectionError):
+                    raise self._error(f"cannot reach {where}: {connection_reason(e)}",
+                                      unreachable=could_not_connect(e)) from None
+                raise self._error(f"cannot talk to {where}: {_first_line(e)}",
+                                  retryable=False) from None
+
+    def _timeout(self, seconds: float) -> PushError:
+        return self._error(f"the remote-write receiver at {self.shown} did not answer "
+                           f"within {seconds:.3g}s")
+
+    def _error(self, message: str, *, status: int | None = None, retryable: bool = True,
+               unreachable: bool = False) -> PushError:
+        from jobreport.secrets import mask
+        from jobreport.sinks.pushgateway import UnreachableError
+
+        cls = UnreachableError if unreachable else PushError
+        return cls(mask(message, self._secrets), status=status, retryable=retryable,
+                   url=self.shown)
 
 
 def http_session(config: Config, url: str) -> requests.Session:
-    """A requests session with the configured auth and TLS settings for ``url``."""
+    """A requests session for ``url`` with the configured auth and TLS settings, whose
+    connections honour the calling thread's wall-clock deadline."""
     from urllib.parse import urlsplit
 
     import requests
 
+    from jobreport.sinks._deadline import DeadlineAdapter
+
     session = requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, DeadlineAdapter())
     # proxies read once, not on every request (see sinks.pushgateway)
     session.proxies.update(requests.utils.get_environ_proxies(url))
     session.trust_env = False
@@ -219,6 +330,13 @@ def http_session(config: Config, url: str) -> requests.Session:
         session.cert = ((config.client_cert, config.client_key) if config.client_key
                         else config.client_cert)
     return session
+
+
+def _url_secret(url: str) -> tuple[str, ...]:
+    from urllib.parse import urlsplit
+
+    password = urlsplit(url).password
+    return (password,) if password else ()
 
 
 def _first_line(exc: BaseException) -> str:

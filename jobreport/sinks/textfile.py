@@ -31,7 +31,9 @@ from jobreport.records import GroupState, group_key
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-__all__ = ["TextfileWriter", "file_name", "render"]
+    from jobreport.sinks.base import DeliveryOutcome
+
+__all__ = ["TextfileWriter", "file_name", "merge", "render"]
 
 SUFFIX = ".prom"
 PREFIX = "jobreport-"
@@ -39,9 +41,11 @@ MODE = 0o644
 
 
 def file_name(grouping: Mapping[str, str]) -> str:
-    """The file of a group: ``jobreport-<job>-<hash>.prom``, ``instance`` left out (the file
-    lives on that instance). Only ``[A-Za-z0-9_-]`` from the job name is kept."""
-    key = group_key({k: v for k, v in grouping.items() if k != "instance"})
+    """The file of a group: ``jobreport-<job>-<hash>.prom``, the hash of the whole grouping
+    key (``instance`` included: deleting or pruning another host's group of the same job,
+    ``jobreport delete --instance old-host``, must not remove this host's file). Only
+    ``[A-Za-z0-9_-]`` from the job name is kept."""
+    key = group_key(grouping)
     job = re.sub(r"[^A-Za-z0-9_-]", "_", grouping.get("job", ""))[:64] or "_"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return f"{PREFIX}{job}-{digest}{SUFFIX}"
@@ -79,7 +83,7 @@ def render(state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> bytes:
 
 
 class TextfileWriter:
-    """Writes and removes group files in ``directory``."""
+    """Writes and removes group files in ``directory`` (a ``Sink``)."""
 
     name = "textfile"
 
@@ -88,14 +92,58 @@ class TextfileWriter:
         self.directory = Path(directory)
         self.namespace = namespace
 
+    # --- the Sink seam -------------------------------------------------------------------
+
+    def deliver(self, state: GroupState, *, complete: bool,
+                budget: float | None = None) -> DeliveryOutcome:
+        """Replace the group's file with ``state``. Without the whole state (no store) the
+        file would lose what only the store knows, so the known part is merged into the
+        file's current families instead."""
+        from jobreport.sinks.base import Delivered, Rejected
+
+        try:
+            self.write(state, keep=None if complete else self._current(state.grouping))
+        except PushError as e:
+            return Rejected(str(e), None)
+        return Delivered()
+
+    def remove(self, grouping: Mapping[str, str], *,
+               budget: float | None = None) -> DeliveryOutcome:
+        """Remove the group's file (``jobreport delete``, ``prune``)."""
+        from jobreport.sinks.base import Delivered, Rejected
+
+        try:
+            self.delete(grouping)
+        except PushError as e:
+            return Rejected(str(e), None)
+        return Delivered()
+
+    def probe(self) -> None:
+        """Raise ``PushError`` unless a file can be written in the directory."""
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".jobreport-", suffix=".tmp")
+        except OSError as e:
+            raise self._error("cannot write in", e) from None
+        os.close(fd)
+        os.unlink(tmp)
+
+    def _current(self, grouping: Mapping[str, str]) -> str:
+        try:
+            return self.path(grouping).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+
     def path(self, grouping: Mapping[str, str]) -> Path:
         """Where the file of ``grouping`` is."""
         return self.directory / file_name(grouping)
 
-    def write(self, state: GroupState) -> Path:
-        """Replace the group's file with ``state``; raises ``PushError`` (not retryable:
-        a full disk or a missing directory does not heal within a budget)."""
+    def write(self, state: GroupState, *, keep: str | None = None) -> Path:
+        """Replace the group's file with ``state`` (and the families of ``keep``, the old
+        text, that ``state`` lacks); raises ``PushError`` (not retryable: a full disk or a
+        missing directory does not heal within a budget)."""
         body = render(state, self.namespace)
+        if keep:
+            body = merge(keep, body)
         target = self.path(state.grouping)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".jobreport-", suffix=".tmp")
@@ -115,7 +163,7 @@ class TextfileWriter:
             raise self._error("cannot write in", e) from None
         return target
 
-    def remove(self, grouping: Mapping[str, str]) -> bool:
+    def delete(self, grouping: Mapping[str, str]) -> bool:
         """Remove the group's file (a retired or pruned group); True when there was one."""
         try:
             self.path(grouping).unlink()
@@ -151,3 +199,28 @@ class TextfileWriter:
         return PushError(f"{what} the textfile directory {self.directory}: {reason} "
                          "(check JOBREPORT_TEXTFILE_DIR and its permissions)",
                          retryable=False)
+
+
+
+def merge(current: str, new: bytes) -> bytes:
+    """``new`` plus every family of ``current`` that ``new`` does not have: a run without
+    the store knows only itself and must not remove what the file held (last success)."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.registry import Collector, CollectorRegistry
+
+    try:
+        fresh = list(text_string_to_metric_families(new.decode("utf-8")))
+        names = {f.name for f in fresh}
+        kept = [f for f in text_string_to_metric_families(current) if f.name not in names]
+    except ValueError:  # a damaged file: the new state alone
+        return new
+
+    class _Merged(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from fresh
+            yield from kept
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    return generate_latest(registry)

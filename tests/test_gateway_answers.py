@@ -1,0 +1,67 @@
+"""Odd things a gateway can hold or say: NaN and infinite values in `jobreport status`, and
+TLS verification turned off (urllib3's warning stays out of the job's stderr)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from jobreport.config import load_config
+from jobreport.gateway import gateway_status
+from tests.conftest import Gateway
+from tests.faults import assert_no_traceback, cli_env, run_cli
+from tests.test_security import pki, secure_env, secure_gateway  # noqa: F401 (fixtures)
+
+
+def push_odd(url: str, job: str, values: dict[str, float]) -> None:
+    registry = CollectorRegistry()
+    for name, value in values.items():
+        Gauge(name, "pushed by hand", registry=registry).set(value)
+    push_to_gateway(url, job=job, registry=registry, grouping_key={"instance": "odd"})
+
+
+def test_status_shows_nan_and_infinite_values_sanely(gateway: Gateway, tmp_path: Path) -> None:
+    """NaN or +Inf in `jobreport_running` (or a timestamp) is no traceback: the group is
+    listed with the odd value named as its problem, in the table and in --json."""
+    push_odd(gateway.url, "nan_job", {"jobreport_running": float("nan"),
+                                      "jobreport_last_success_timestamp_seconds": float("inf")})
+    push_odd(gateway.url, "inf_job", {"jobreport_running": float("inf")})
+    push_odd(gateway.url, "neg_job", {"jobreport_running": -2.0})
+    env = cli_env(JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=f"sqlite:///{tmp_path}/s.db")
+    table = run_cli(["status"], env)
+    assert_no_traceback(table.stdout, table.stderr)
+    assert table.returncode in (0, 1), table.stderr
+    for job in ("nan_job", "inf_job", "neg_job"):
+        assert job in table.stdout
+    assert "jobreport_running is NaN" in table.stdout
+    assert "jobreport_running is +Inf" in table.stdout
+    assert "jobreport_running is -2" in table.stdout
+    as_json = run_cli(["status", "--json"], env)
+    assert_no_traceback(as_json.stderr)
+    rows = {row["job"]: row for row in json.loads(as_json.stdout)}
+    assert rows["nan_job"]["running"] == 0 and not rows["nan_job"]["ok"]
+    assert rows["nan_job"]["last_success"] is None
+
+    groups = {g.job: g for g in gateway_status(load_config(env={}, gateway=gateway.url))}
+    assert groups["inf_job"].running == 0
+    assert any("odd value" in p for p in groups["inf_job"].problems)
+
+
+def test_tls_verification_off_keeps_urllib3_out_of_the_job_stderr(
+        secure_gateway: str, pki: Path, tmp_path: Path) -> None:  # noqa: F811
+    """With JOBREPORT_TLS_VERIFY=false the job's stderr holds its own output and one line of
+    ours, never urllib3's InsecureRequestWarning (one per request otherwise)."""
+    env = secure_env(secure_gateway, pki, tmp_path, JOBREPORT_TLS_VERIFY="false")
+    del env["JOBREPORT_CA_BUNDLE"]
+    proc = run_cli(["run", "--job", "tls_quiet", "--heartbeat", "0.2s", "--", "sh", "-c",
+                    "echo from-the-job >&2; sleep 0.5"], env)
+    assert proc.returncode == 0, proc.stderr
+    assert "InsecureRequestWarning" not in proc.stderr
+    assert "Unverified HTTPS request" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "from-the-job" in lines
+    ours = [line for line in lines if "TLS verification is off" in line]
+    assert len(ours) == 1
+    assert_no_traceback(proc.stderr)

@@ -1,0 +1,202 @@
+"""The delivery rules hold for every sink: outcomes of the remote-write and textfile sinks,
+the memory of an unreachable receiver, pending on rejection with a mark per sink, one sink
+down delaying only that sink, and a retired group's file removed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import responses
+
+from jobreport.config import load_config
+from jobreport.delivery import deliver_group, flush
+from jobreport.gateway import delete_group
+from jobreport.records import GroupState, RunResult, group_key
+from jobreport.reporter import Reporter
+from jobreport.sinks._peers import PeerMemory
+from jobreport.sinks.base import Delivered, Rejected, RetryLater
+from jobreport.sinks.remote_write import RemoteWriter
+from jobreport.sinks.textfile import TextfileWriter
+from jobreport.store.store import Store
+from tests import servers
+from tests.faults import SilentServer
+
+URL = "http://127.0.0.1:9/api/v1/write"
+
+
+def _state(outcome: str = "success", **more: float) -> GroupState:
+    now = time.time()
+    return GroupState(
+        job="backup", grouping={"job": "backup", "instance": "h"}, last_start=now - 1,
+        last_success=now if outcome == "success" else None,
+        last=RunResult(ended=now, duration=1.0, outcome=outcome,
+                       exit_code=0 if outcome == "success" else 1),
+        **more,  # type: ignore[arg-type]
+    )
+
+
+def _config(tmp_path: Path, **env: str):  # type: ignore[no-untyped-def]
+    return load_config(env={"JOBREPORT_DB": str(tmp_path / "store.db"),
+                            "JOBREPORT_INSTANCE": "h", **env})
+
+
+@responses.activate
+def test_remote_write_outcomes_follow_the_spec(tmp_path: Path) -> None:
+    """2xx delivered, 429/5xx retry later, 400 rejected (kept pending by the caller)."""
+    writer = RemoteWriter(_config(tmp_path), URL, sleep=lambda _s: None,
+                          peers=PeerMemory(None))
+    responses.post(URL, status=204)
+    assert isinstance(writer.deliver(_state(), complete=True, budget=1.0), Delivered)
+    responses.replace(responses.POST, URL, status=503)
+    assert isinstance(writer.deliver(_state(), complete=True, budget=0.5), RetryLater)
+    responses.replace(responses.POST, URL, status=400, body="bad labels")
+    rejected = writer.deliver(_state(), complete=True, budget=1.0)
+    assert isinstance(rejected, Rejected) and rejected.status == 400
+    assert "bad labels" in rejected.reason
+
+
+def test_unreachable_receiver_costs_the_next_delivery_one_short_attempt(
+        tmp_path: Path) -> None:
+    """After a refused connection the memory makes the next delivery a single attempt."""
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}/api/v1/write"
+    peers = PeerMemory(tmp_path)
+    waits: list[float] = []
+    writer = RemoteWriter(_config(tmp_path), url, sleep=waits.append, peers=peers)
+    first = writer.deliver(_state(), complete=True, budget=2.0)
+    assert isinstance(first, RetryLater) and first.unreachable
+    assert waits  # retried within the budget the first time
+    assert peers.unreachable_since(url) is not None
+    waits.clear()
+    again = RemoteWriter(_config(tmp_path), url, sleep=waits.append, peers=PeerMemory(tmp_path))
+    assert isinstance(again.deliver(_state(), complete=True, budget=10.0), RetryLater)
+    assert waits == []  # one attempt, no retry
+
+
+@responses.activate
+def test_rejected_write_keeps_the_group_pending_for_that_sink_only(tmp_path: Path) -> None:
+    """A 400 from the receiver leaves the group pending for remote write with the error
+    recorded, while the textfile sink has it delivered."""
+    config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
+    store = Store(config.db)
+    store.ensure_schema()
+    reporter = Reporter(config, store=store, sinks=[])
+    run = reporter.start("backup", wait=0, delay=0)
+    reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
+                                            exit_code=0))
+    key = group_key(config.grouping("backup"))
+    responses.post(URL, status=400, body="out of order sample")
+    writer = RemoteWriter(config, URL, sleep=lambda _s: None, peers=PeerMemory(None))
+    textfile = TextfileWriter(tmp_path, config.namespace)
+    assert isinstance(deliver_group(store, writer, key, budget=1.0), Rejected)
+    assert isinstance(deliver_group(store, textfile, key, budget=1.0), Delivered)
+    [pending] = store.pending("remote-write")
+    assert pending.key == key and "out of order sample" in (pending.last_error or "")
+    assert store.pending("textfile") == []
+    assert textfile.path(config.grouping("backup")).exists()
+
+
+def test_one_sink_down_delays_only_that_sink(tmp_path: Path) -> None:
+    """A receiver that never answers costs its own budget, in parallel: the textfile is
+    written, the run stays pending for remote write alone, and flush later delivers only
+    there."""
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    with SilentServer() as silent:
+        env = {"JOBREPORT_REMOTE_WRITE_URL": f"{silent.url}/api/v1/write",
+               "JOBREPORT_TEXTFILE_DIR": str(textfiles), "JOBREPORT_BUDGET": "1",
+               "JOBREPORT_TIMEOUT": "1"}
+        config = _config(tmp_path, **env)
+        reporter = Reporter(config)
+        t0 = time.monotonic()
+        run = reporter.start("backup", wait=0, delay=0)
+        delivered = reporter.finish(run, RunResult.measured(
+            run.monotonic_start, outcome="success", exit_code=0))
+        elapsed = time.monotonic() - t0
+    assert not delivered
+    assert elapsed < config.budget * 2 + 5  # generous ceiling: bounded, not per sink
+    assert len(list(textfiles.glob("*.prom"))) == 1
+    store = Store(config.db)
+    assert [p.job for p in store.pending("remote-write")] == ["backup"]
+    assert store.pending("textfile") == []
+    vm = servers.victoria_metrics(tmp_path / "vm").start()
+    try:
+        config = _config(tmp_path, JOBREPORT_REMOTE_WRITE_URL=f"{vm.url}/api/v1/write",
+                         JOBREPORT_TEXTFILE_DIR=str(textfiles))
+        result = flush(config)
+    finally:
+        vm.stop()
+    assert result.ok, result.failed
+    assert result.by_sink == {"remote-write": (1, 1, 0), "textfile": (0, 0, 0)}
+
+
+def test_textfile_without_store_keeps_what_the_file_knew(tmp_path: Path) -> None:
+    """A delivery of a partial state (no store) must not drop the last success the file
+    holds: the families it lacks are kept."""
+    writer = TextfileWriter(tmp_path)
+    assert isinstance(writer.deliver(_state(), complete=True), Delivered)
+    partial = GroupState(job="backup", grouping={"job": "backup", "instance": "h"},
+                         last_failure=time.time(),
+                         last=RunResult(ended=time.time(), duration=1.0, outcome="failure",
+                                        exit_code=1))
+    assert isinstance(writer.deliver(partial, complete=False), Delivered)
+    text = writer.path(partial.grouping).read_text()
+    assert "jobreport_last_success_timestamp_seconds{" in text
+    assert 'jobreport_last_run_success{job="backup"} 0.0' in text
+
+
+def test_delete_removes_the_textfile_without_a_gateway(tmp_path: Path) -> None:
+    """`jobreport delete` retires the group and removes its file; no Pushgateway needed."""
+    config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
+    reporter = Reporter(config)
+    run = reporter.start("backup", wait=0, delay=0)
+    assert reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
+                                                   exit_code=0))
+    path = TextfileWriter(tmp_path).path(config.grouping("backup"))
+    assert path.exists()
+    delete_group(config, "backup")
+    assert not path.exists()
+    assert Store(config.db).pending("textfile") == []
+
+
+def test_a_textfile_directory_that_is_gone_is_rejected_sink_wide(tmp_path: Path) -> None:
+    """A missing directory is a rejection about the sink itself (flush stops there)."""
+    outcome = TextfileWriter(tmp_path / "gone").deliver(_state(), complete=True)
+    assert isinstance(outcome, Rejected) and outcome.sink_wide
+    assert "JOBREPORT_TEXTFILE_DIR" in outcome.reason
+
+
+@pytest.mark.parametrize("setting", ["JOBREPORT_REMOTE_WRITE_URL", "JOBREPORT_TEXTFILE_DIR"])
+def test_no_sink_library_loads_before_it_is_configured(setting: str) -> None:
+    """protobuf and cramjam load only for a remote-write delivery: configuring another
+    sink (or none) never imports them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from jobreport.config import load_config; "
+            "from jobreport.sinks.configured import configured_sinks; "
+            f"configured_sinks(load_config(env={{'{setting}': '/tmp/x' if 'DIR' in "
+            f"'{setting}' else 'http://127.0.0.1:9/api/v1/write'}})); "
+            "print(sorted(m for m in ('google.protobuf', 'cramjam') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_deleting_another_hosts_group_leaves_this_hosts_textfile(tmp_path: Path) -> None:
+    """`jobreport delete --instance old-host` of the same job removes nothing here: the
+    file name includes the instance in its hash."""
+    config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
+    reporter = Reporter(config)
+    run = reporter.start("backup", wait=0, delay=0)
+    assert reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
+                                                   exit_code=0))
+    mine = TextfileWriter(tmp_path).path(config.grouping("backup"))
+    other = config.with_overrides(instance="old-host")
+    TextfileWriter(tmp_path).write(GroupState(
+        job="backup", grouping=other.grouping("backup"), last_success=time.time()))
+    delete_group(other, "backup")
+    assert mine.exists()
+    assert not TextfileWriter(tmp_path).path(other.grouping("backup")).exists()
