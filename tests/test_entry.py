@@ -229,3 +229,45 @@ def test_most_cases_are_compared() -> None:
     all_cases = list(cases())
     taken = sum(parse_run(argv, env) is not None for _, argv, env in all_cases)
     assert taken > len(all_cases) // 2
+
+
+def test_a_misspelt_option_records_nothing(isolated_env: Path, tmp_path: Path) -> None:
+    """The crontab typo of issue 11: exit 2, nothing run, nothing in the store."""
+    marker = tmp_path / "ran"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    typo = subprocess.run([sys.executable, "-m", "jobreport", "run", "--job", "backup",
+                           "--expect-evry", "24h", "--", "touch", str(marker)],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert typo.returncode == 2 and not marker.exists()
+    listed = subprocess.run([sys.executable, "-m", "jobreport", "history", "--json"],
+                            capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+
+def test_words_after_the_command_are_the_commands(isolated_env: Path) -> None:
+    """`run ls -la` and `run -- ls -la` both pass -la to the command."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv in (["printf", "%s\n", "-la"], ["--", "printf", "%s\n", "-la"]):
+        out = subprocess.run([sys.executable, "-m", "jobreport", "run", "--job", "p", *argv],
+                             capture_output=True, text=True, env=env, timeout=60,
+                             check=False)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "-la\n"
+
+
+@pytest.mark.parametrize(("args", "env", "named"), [
+    (["run", "--expect-every", "soon", "--", "true"], {"JOBREPORT_EXPECT_EVERY": "1h"}, False),
+    (["history", "--limit", "x"], {}, False),
+    (["history"], {"JOBREPORT_HISTORY_LIMIT": "x"}, True),
+])
+def test_an_error_names_the_variable_only_when_the_value_came_from_it(
+        args: list[str], env: dict[str, str], named: bool, isolated_env: Path) -> None:
+    """"Invalid value for '--limit' (from JOBREPORT_HISTORY_LIMIT)" only for the variable."""
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 2
+    var = next(iter(env), "JOBREPORT_HISTORY_LIMIT" if "history" in args else "JOBREPORT_")
+    assert (f"(from {var})" in result.output) is named, result.output
+    assert "env var:" not in result.output
