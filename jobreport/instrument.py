@@ -6,7 +6,6 @@ import functools
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -16,6 +15,7 @@ from jobreport.config import Config, load_config
 from jobreport.config.values import failure_count, schedule_expression, time_zone
 from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError, JobReportError
+from jobreport.heartbeat import STOP_GRACE, Heartbeat
 from jobreport.names import DEFAULT_NAMESPACE, check_job, check_labels, check_metric_name
 from jobreport.outcomes import from_exception
 from jobreport.records import CustomFamily, RunResult
@@ -37,7 +37,7 @@ def _duration(name: str, value: str | float | None) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        return parse_duration(value, name)  # zero refused where it makes no sense
     except ValueError as e:
         raise ConfigError(name, "argument", str(e)) from None
 
@@ -113,10 +113,9 @@ class JobMetrics:
         self._collectors: list[Collector] = []
         self._run: Run | None = None
         self._reporter: Reporter | None = None
-        self._stop_heartbeat = threading.Event()
         self._wrapper_file: str | None = None
         self._token: Token[JobMetrics | None] | None = None
-        self._heartbeat_thread: threading.Thread | None = None
+        self._heartbeat: Heartbeat | None = None
         #: How the run ended (after the block): an outcome name and an exit code.
         self.outcome: str | None = None
         self.exit_code: int | None = None
@@ -166,9 +165,9 @@ class JobMetrics:
                 alert_after_failures=self.alert_after_failures,
             )
             if self.heartbeat_every:
-                self._heartbeat_thread = threading.Thread(
-                    target=self._heartbeat_loop, name="jobreport-heartbeat", daemon=True)
-                self._heartbeat_thread.start()
+                reporter, run = self._reporter, self._run
+                self._heartbeat = Heartbeat(lambda: reporter.heartbeat(run),
+                                            self.heartbeat_every, self.job).start()
         except Exception:  # reporting must never stop the job from running
             _unexpected("cannot report job %s", self.job)
             self._run = None
@@ -181,7 +180,6 @@ class JobMetrics:
         tb: TracebackType | None,
     ) -> Literal[False]:
         self.outcome, self.exit_code = from_exception(exc)
-        self._stop_heartbeat.set()
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
@@ -191,8 +189,9 @@ class JobMetrics:
         if self._run is None or self._reporter is None:
             return False
         try:
-            if self._heartbeat_thread is not None:
-                self._heartbeat_thread.join(timeout=self._reporter.config.timeout + 1)
+            if self._heartbeat is not None:
+                # joined before the end is recorded: no heartbeat follows the end push
+                self._heartbeat.stop(timeout=self._reporter.config.budget + STOP_GRACE)
             self._reporter.finish(self._run, RunResult.measured(
                 self._run.monotonic_start, outcome=self.outcome, exit_code=self.exit_code,
                 size=self.size, items=self.items,
@@ -217,15 +216,6 @@ class JobMetrics:
                 f.write(families_text(families))
         except OSError as e:
             log.warning("jobreport: cannot add figures to %s: %s", path, e.strerror)
-
-    def _heartbeat_loop(self) -> None:
-        assert self._reporter is not None and self._run is not None
-        interval = self.heartbeat_every or 60.0
-        while not self._stop_heartbeat.wait(interval):
-            try:
-                self._reporter.heartbeat(self._run)
-            except Exception:
-                _unexpected("heartbeat of %s failed", self.job)
 
     def _custom_families(self) -> list[CustomFamily]:
         namespace = self._config.namespace if self._config else DEFAULT_NAMESPACE

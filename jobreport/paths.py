@@ -21,12 +21,18 @@ def sqlite_path(url: str) -> str | None:
 
 
 def private_dir(path: Path) -> None:
-    """Create ``path`` (and its parents) owner-only; an existing directory is left as it is.
-    Raises ``OSError``."""
-    if path.is_dir():
-        return
-    try:
-        path.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        return
-    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    """Create ``path`` and its missing parents owner-only (as the XDG base directory spec
+    asks: ``<state dir>/locks`` must not leave the state directory 0755); an existing
+    directory is left as it is. Raises ``OSError``."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask

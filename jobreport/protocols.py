@@ -27,6 +27,7 @@ class RunReporter(Protocol):
               expect_every: float | None = ..., max_runtime: float | None = ...,
               grace: float | None = ..., command: str | None = ...,
               wait: float | None = ..., uid: str | None = ...,
+              child_pid: int | None = ..., child_pid_start: float | None = ...,
               schedule: str | None = ..., timezone: str | None = ...,
               min_runtime: float | None = ...,
               alert_after_failures: int | None = ...) -> Any:

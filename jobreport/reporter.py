@@ -13,16 +13,19 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from jobreport._shared import SHARED
 from jobreport.config import Config
 from jobreport.errors import StoreError
+from jobreport.liveness import alive as _alive
+from jobreport.liveness import pid_namespace
+from jobreport.liveness import process_start as _process_start
 from jobreport.outcomes import SKIPPED, SUCCESS
 from jobreport.records import GroupState, RunResult, group_key
-from jobreport.sinks.base import Delivered, DeliveryOutcome, Rejected, Sink
+from jobreport.sinks.base import Delivered, Sink
 
 if TYPE_CHECKING:
     from jobreport.store.store import RunStart, Store
@@ -73,6 +76,9 @@ class Run:
     alert_after_failures: int | None = None
     pid: int | None = None
     command: str | None = None
+    #: The command's process (``jobreport run``): the run lives while it or ``pid`` does.
+    child_pid: int | None = None
+    child_pid_start: float | None = None
     #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
     uid: str = field(default_factory=lambda: os.urandom(8).hex())
     id: int | None = None
@@ -164,6 +170,8 @@ class Reporter:
         timezone: str | None = None,
         min_runtime: float | None = None,
         alert_after_failures: int | None = None,
+        child_pid: int | None = None,
+        child_pid_start: float | None = None,
     ) -> Run:
         """Open a run of ``job`` and push its start, in the background.
 
@@ -192,7 +200,7 @@ class Reporter:
             alert_after_failures=(alert_after_failures if alert_after_failures is not None
                                   else settings.alert_after_failures),
             pid=os.getpid(),
-            command=command,
+            command=command, child_pid=child_pid, child_pid_start=child_pid_start,
         )
         if uid is not None:
             run.uid = uid
@@ -214,6 +222,7 @@ class Reporter:
             store = self._store
             if store is not None:
                 try:
+                    _adopt_markers(store, run.key)
                     run.id = store.open_run(self._run_start(run), alive=_alive)
                 except StoreError as e:
                     self._drop_store(e)
@@ -233,17 +242,21 @@ class Reporter:
             expected_interval=run.expected_interval, max_runtime=run.max_runtime,
             command=run.command, uid=run.uid, schedule=run.schedule, timezone=run.timezone,
             grace=run.grace, min_runtime=run.min_runtime,
-            alert_after_failures=run.alert_after_failures,
+            alert_after_failures=run.alert_after_failures, pid_ns=pid_namespace(),
+            child_pid=run.child_pid, child_pid_start=run.child_pid_start,
         )
 
     def heartbeat(self, run: Run) -> None:
         """Push ``jobreport_last_heartbeat_timestamp_seconds`` for a running job (with a
         store: the group's whole state, which holds it)."""
         now = time.time()
+        if run.ended:
+            return  # a heartbeat never follows the end of its run
         store = self.store
         if store is not None:
             try:
-                store.set_heartbeat(run.grouping, now)
+                if store.set_heartbeat(run.grouping, now, uid=run.uid) is None:
+                    return  # the store no longer has the run open: drop it
             except StoreError as e:
                 self._drop_store(e)
         partial = None
@@ -272,6 +285,7 @@ class Reporter:
                 if run.id is not None:
                     known = store.close_run(run.id, result)
                 else:
+                    _adopt_markers(store, run.key)
                     run.id, state, seq = store.record_run(self._run_start(run), result,
                                                           alive=_alive)
                     known = (state, seq)
@@ -296,15 +310,21 @@ class Reporter:
                  known: tuple[GroupState, int] | None = None) -> bool:
         """Deliver ``run``'s group to every sink: its whole state from the store (``known``,
         when just read), or ``partial`` (what this process alone knows) without a store."""
+        from jobreport.delivery import (
+            deliver_each,
+            deliver_group,
+            notice_no_sink,
+            warn_undelivered,
+        )
+
         sinks = self.sinks
         if not sinks:
             if what == "end":
-                _notice_no_sink(self._store is not None)
+                notice_no_sink(self._store is not None)
             return False
         store = self._store
         if store is None and partial is None:
             partial = _state_without_store(run, None)
-        from jobreport.delivery import deliver_group
 
         def one(sink: Sink) -> bool:
             try:
@@ -318,48 +338,13 @@ class Reporter:
                 return False
             if not isinstance(outcome, Delivered):
                 if what != "start":
-                    _warn_undelivered(what, run.job, sink.name, outcome, store is not None)
+                    warn_undelivered(what, run.job, sink.name, outcome, stored=store is not None)
                 return False
             return True
 
         if len(sinks) == 1:
             return one(sinks[0])
-        return _each_at_once(sinks, one, budget)
-
-
-def _each_at_once(sinks: list[Sink], deliver: Callable[[Sink], bool], budget: float) -> bool:
-    """``deliver`` to every sink at the same time, one thread each: a sink that is down
-    costs its own budget, not the others' (one sink down delays only that sink), and the
-    whole delivery stays within the budget (+1 s for the threads to report)."""
-    results: dict[int, bool] = {}
-
-    def work(i: int, sink: Sink) -> None:
-        try:
-            results[i] = deliver(sink)
-        except Exception:  # never let reporting break the job
-            unexpected("the delivery to the %s failed", sink.name)
-
-    threads = [threading.Thread(target=work, args=(i, s), name=f"jobreport-{s.name}",
-                                daemon=True) for i, s in enumerate(sinks)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + budget + 1.0
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    return all(results.get(i, False) for i in range(len(sinks)))
-
-
-def _warn_undelivered(what: str, job: str, sink: str, outcome: DeliveryOutcome,
-                      stored: bool) -> None:
-    assert not isinstance(outcome, Delivered)
-    if not stored:
-        kept = "the run is not kept: the store is unavailable"
-    elif isinstance(outcome, Rejected):
-        kept = ("the group stays pending with the error recorded; once the cause is fixed, "
-                "the next run or `jobreport flush` delivers it")
-    else:
-        kept = "the run is kept in the store for the next run or `jobreport flush`"
-    log.warning("jobreport: %s push of job %s failed: %s; %s", what, job, outcome.reason, kept)
+        return deliver_each(sinks, one, budget)
 
 
 def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
@@ -387,44 +372,19 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
     return state
 
 
-def _notice_no_sink(stored: bool) -> None:
-    if not SHARED.notice_once(f"no sink, stored={stored}"):
-        return
-    if stored:
-        log.warning("jobreport: no Pushgateway configured (set JOBREPORT_GATEWAY); runs are "
-                    "kept in the store until `jobreport flush`")
-    else:
-        log.warning("jobreport: no Pushgateway configured and the store is unavailable: "
-                    "this run is not recorded anywhere")
-
-
 def _host() -> str:
     return socket.gethostname()
 
 
-def _process_start(pid: int | None) -> float | None:
-    """When process ``pid`` started: its start time in clock ticks since boot from /proc on
-    Linux (no psutil import on the run path), else seconds since the epoch from psutil. Only
-    ever compared with another value from this function on the same host."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return float(data[data.rindex(b")") + 2:].split()[19])  # field 22: starttime
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
+def _adopt_markers(store: Store, key: str) -> None:
+    """Runs of the group that only a ``jobreport run`` marker knows (its wrapper was killed
+    before the store heard of the run) become open runs, closed as abandoned by the
+    ``open_run``/``record_run`` that follows."""
+    from jobreport.wrapper.marker import adopt
 
-        return float(psutil.Process(pid).create_time())
+    try:
+        adopt(store, key, _host())
+    except StoreError:
+        raise
     except Exception:
-        return None
-
-
-def _alive(pid: int, pid_start: float | None) -> bool:
-    """Whether process ``pid`` still runs and is the same process (not a reused pid)."""
-    started = _process_start(pid)
-    if started is None:
-        return False
-    return pid_start is None or abs(started - pid_start) < 1.0
+        unexpected("the run markers of %s were not read", key)

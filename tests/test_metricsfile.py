@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -239,3 +240,24 @@ def test_any_valid_name_and_value_round_trip(name: str, value: float) -> None:
     parsed = parse_text(f"{name} {value!r}\n")
     assert parsed.problems == []
     assert parsed.families[0].samples == ((name, (), value),)
+
+
+def test_a_line_cut_by_the_limit_is_dropped_and_named(tmp_path: Path) -> None:
+    """A file over the limit cut inside a number: that line is dropped (never pushed cut)
+    with a problem naming its line number."""
+    big = tmp_path / "big"
+    head = b"first 1\n" + b"#" * (MAX_BYTES - 8 - 13) + b"\n"
+    data = head + b"important 123456789\n"  # the limit falls inside "123456789"
+    big.write_bytes(data)
+    parsed = read_file(big)
+    assert [f.name for f in parsed.families] == ["first"]
+    assert any("line 3" in p and "important" in p and "dropped" in p for p in parsed.problems)
+
+
+def test_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    """A FIFO (nobody writing) is refused at once instead of blocking the read."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    parsed = read_file(fifo, timeout=60)
+    assert parsed.families == []
+    assert any("not a regular file" in p for p in parsed.problems)

@@ -86,8 +86,8 @@ def variable_queries(board: dict[str, Any] | None = None,
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Pushgateway and Prometheus (shipped rules, 1 s scrape and evaluation), holding
-    what real jobreport runs pushed: a success with sizes and thresholds, a failure, a run
-    still in progress, and a run with resource figures."""
+    what real jobreport runs pushed: a success with sizes and thresholds, a failure (twice),
+    a run still in progress, a run with resource figures, and a scheduled run."""
     tmp = tmp_path_factory.mktemp("grafana")
     gateway = servers.pushgateway(tmp / "pushgateway").start()
     config_path = prometheus_test_config(tmp / "prometheus.yml", gateway_port=gateway.port)
@@ -97,6 +97,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         config = load_config(
             env={"XDG_CONFIG_HOME": str(tmp / "config")},
             gateway=gateway.url, db=f"sqlite:///{tmp / 'jobreport.db'}", instance="grafana-host",
+            # every push here must land, the start of dash_running too: budgets for a busy
+            # machine (a push that lands returns at once)
+            budget="60s", start_budget="30s", timeout="10s",
         )
         with job_metrics("dash_backup", expect_every="1h", max_runtime="10m",
                          labels={"team": "data"}, config=config) as job:
@@ -112,9 +115,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             max_rss_bytes=2e6))
         running = Reporter(config).start("dash_running", max_runtime=600, wait=None)
         assert running.job == "dash_running"
+        with job_metrics("dash_scheduled", schedule="*/5 * * * *", timezone="UTC",
+                         config=config):
+            pass
         wait_for("the runs in Prometheus",
                  lambda: len(prom_query(prom.url, "jobreport_last_start_timestamp_seconds")
-                             ["data"]["result"]) == 4, timeout=30)
+                             ["data"]["result"]) == 5, timeout=120)
         # a second failure once Prometheus holds the first: the run counters increase, so
         # the failure ratios have a value
         with pytest.raises(RuntimeError), job_metrics("dash_failing", expect_every="1h",
@@ -123,7 +129,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for("the second failure in Prometheus",
                  lambda: prom_query(prom.url, 'jobreport_runs_total{job="dash_failing",'
                                               'outcome="failure"} == 2')["data"]["result"],
-                 timeout=30)
+                 timeout=120)
         yield prom.url
     finally:
         prom.stop()
@@ -155,7 +161,7 @@ def test_every_query_returns_data_from_real_runs(prometheus: str) -> None:
 
     missing = empty()
     if missing:  # counters need two scrapes, alerts a rule evaluation
-        wait_for("data for every query", lambda: not empty(), timeout=30, interval=1)
+        wait_for("data for every query", lambda: not empty(), timeout=120, interval=1)
 
 
 def test_variables_list_the_pushed_jobs_and_instances(prometheus: str) -> None:
@@ -239,9 +245,9 @@ def test_a_row_per_job() -> None:
 
 
 def test_the_deadline_and_the_outcome_of_a_job(prometheus: str) -> None:
-    """The row's outcome says which outcome the last run had, and its next deadline is the
-    last success plus the interval for a job with --expect-every (in milliseconds, as
-    Grafana's dateTimeFromNow unit wants)."""
+    """The row's outcome says which outcome the last run had; its next deadline is the
+    last success plus the interval for a job with --expect-every, the success and start
+    deadlines for a scheduled job (in milliseconds, as Grafana's dateTimeFromNow wants)."""
     by_title = {p["title"]: p for p in panels()}
 
     def values(title: str, job: str) -> list[dict[str, Any]]:
@@ -260,6 +266,13 @@ def test_the_deadline_and_the_outcome_of_a_job(prometheus: str) -> None:
                                       '{job="dash_backup"}')["data"]["result"][0]["value"][1]
     assert float(deadline["value"][1]) == (float(success) + float(interval)) * 1000
     assert deadline["metric"]["deadline"] == "success due"
+
+    scheduled = {d["metric"]["deadline"]: float(d["value"][1])
+                 for d in values("Next deadline", "dash_scheduled")}
+    for kind, metric in (("success due", "success"), ("start due", "start")):
+        pushed = prom_query(prometheus, f'jobreport_{metric}_deadline_timestamp_seconds'
+                                        '{job="dash_scheduled"}')["data"]["result"]
+        assert scheduled[kind] == float(pushed[0]["value"][1]) * 1000, kind
 
 
 def test_export_adds_a_variable_per_grouping_label(prometheus: str, tmp_path: Path) -> None:

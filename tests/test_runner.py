@@ -115,12 +115,25 @@ def test_size_path_wins_over_the_metrics_file(tmp_path: Path) -> None:
     assert reporter.finished[0]["size"] == 100.0
 
 
-def test_heartbeats_while_running() -> None:
-    """--heartbeat calls the reporter's heartbeat periodically, and stops at the end."""
-    _, reporter = run(RunRequest(argv=("sleep", "0.7"), job="hb", heartbeat=0.1))
+def test_heartbeats_while_running(tmp_path: Path) -> None:
+    """--heartbeat calls the reporter's heartbeat periodically, and stops (joined) before
+    run_job returns: no heartbeat comes after it."""
+    flag = tmp_path / "beaten"
+
+    class Beating(FakeReporter):
+        def heartbeat(self, run: FakeRun) -> None:
+            super().heartbeat(run)
+            if self.heartbeats >= 3:
+                flag.touch()
+
+    # the command runs until three heartbeats came (or 60 s: a generous deadline)
+    script = f"i=0; while [ ! -e {flag} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    code, reporter = run(RunRequest(argv=("sh", "-c", script), job="hb", heartbeat=0.02),
+                         Beating())
+    assert code == 0
     beats = reporter.heartbeats
-    assert 2 <= beats <= 10
-    threading.Event().wait(0.3)
+    assert beats >= 3
+    assert not [t for t in threading.enumerate() if t.name == "jobreport-heartbeat"]
     assert reporter.heartbeats == beats
 
 

@@ -109,3 +109,23 @@ def test_cli_rules_per_sink_pass_promtool(tmp_path: Path) -> None:
         if sink == "remote-write":
             assert alerts["JobreportJobAbsent"].startswith("absent_over_time(")
             assert "[2d]" in alerts["JobreportJobOverdue"]
+
+
+def test_cli_interval_sets_every_group(tmp_path: Path) -> None:
+    """--interval writes `interval:` on each group (promtool accepts it); a bad one is a
+    usage error."""
+    from click.testing import CliRunner
+
+    from jobreport.cli import main
+
+    result = CliRunner().invoke(main, ["rules", "--sink", "remote-write", "--interval", "1m"])
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(result.stdout)
+    assert doc["groups"] and all(g["interval"] == "1m" for g in doc["groups"])
+    path = tmp_path / "rules.yml"
+    path.write_text(result.stdout)
+    check = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    bad = CliRunner().invoke(main, ["rules", "--sink", "textfile", "--interval", "soon"])
+    assert bad.exit_code == 2 and "--interval" in bad.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 
 from jobreport.cli.app import EXIT_CODES_HELP, EXIT_PROBLEM, cli, setup_logging
 from jobreport.cli.options import config_from, settings_options
+from jobreport.config import Config
 from jobreport.errors import ConfigError
 
 __all__ = ["check"]
@@ -27,7 +29,7 @@ def check(**params: Any) -> None:
       JOBREPORT_GATEWAY=http://127.0.0.1:9091 jobreport check
     """
     setup_logging()
-    from jobreport.checks import FAIL, run_checks
+    from jobreport.checks import FAIL, WARN, run_checks
 
     errors: list[ConfigError] = []
     try:
@@ -40,6 +42,12 @@ def check(**params: Any) -> None:
         config = config_from(params, strict=False)
         logger.setLevel(level)
     report = run_checks(config, config_errors=errors)
+    note = _completed_gateway(config, params)
+    if note is not None:
+        report.add("config", "gateway", WARN, note)
+        at = next((i for i, c in enumerate(report.checks) if c.name == "gateway"), None)
+        if at is not None:  # right below the gateway line
+            report.checks.insert(at + 1, report.checks.pop())
     section = None
     for item in report.checks:
         if item.section != section:
@@ -50,3 +58,23 @@ def check(**params: Any) -> None:
     if not report.ok:
         click.echo("problems found", err=True)
         sys.exit(EXIT_PROBLEM)
+
+
+def _completed_gateway(config: Config, params: dict[str, Any]) -> str | None:
+    """The one rule for a gateway URL without a scheme (docs/configuration.md): it is taken
+    as http://, and `check` says so, with the port that implies."""
+    source = config.sources.get("gateway", "")
+    if source == "flag":
+        raw = params.get("gateway")
+    elif source.startswith("env "):
+        raw = os.environ.get(source[len("env "):])
+    else:
+        return None
+    if not raw or "://" in raw or config.gateway is None:
+        return None
+    from urllib.parse import urlsplit
+
+    port = ("" if urlsplit(config.gateway).port is not None
+            else ", port 80 (the Pushgateway's own port is 9091)")
+    return (f"{raw.strip()!r} has no scheme: taken as {config.gateway}{port}; "
+            "write the scheme to make it explicit")

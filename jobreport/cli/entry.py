@@ -183,8 +183,9 @@ def exit_now(code: object) -> NoReturn:
     try:
         if "logging" in sys.modules:  # not loaded when nothing was logged
             sys.modules["logging"].shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with it closed (`>&-`), nothing to flush
+                stream.flush()
     except Exception:  # a closed stdout must not change the exit code
         status = status or 1
     os._exit(status)

@@ -33,7 +33,8 @@ def flush(**params: Any) -> None:
 
     One delivery per group and sink carries its whole state, however many runs are pending
     (runs recorded while a sink was down or not configured); each sink has its own mark, so
-    a sink that missed runs gets them and the others get nothing again.
+    a sink that missed runs gets them and the others get nothing again. Exits 3 when a group could
+    not be delivered: it stays pending for the next flush.
 
     \b
     Example:

@@ -1,4 +1,7 @@
-"""How the command line prints runs and groups: tables, ages, sizes, dates."""
+"""How the command line prints runs and groups: tables, ages, sizes, dates (with their zone).
+
+Everything a table shows passes through ``printable``: a job name or label value holding an
+escape sequence must not be able to rewrite the terminal of whoever looks at it."""
 
 from __future__ import annotations
 
@@ -15,11 +18,37 @@ if TYPE_CHECKING:
     from jobreport.gateway import GroupStatus
     from jobreport.records import RunRecord
 
+__all__ = ["group_text", "history_table", "parse_since", "printable", "run_details",
+           "status_table", "table", "when"]
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with every character a terminal would act on (control characters, escape
+    sequences, bidirectional overrides, line separators) written as an escape (``\x1b``,
+    ``\u202e``); the characters of ``keep`` stay as they are."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable() or char in keep:
+            out.append(char)
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return "".join(out)
+
+
+def _stamp(ts: float, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Local time with its zone (``2026-05-01 03:00:04 CEST``)."""
+    return _dt.datetime.fromtimestamp(ts).astimezone().strftime(pattern + " %Z")
 
 
 def group_text(grouping: dict[str, str]) -> str:
     ordered = sorted(grouping.items(), key=lambda kv: (kv[0] != "job", kv[0] != "instance"))
-    return "group " + " ".join(f"{k}={v}" for k, v in ordered)
+    return "group " + printable(" ".join(f"{k}={v}" for k, v in ordered))
 
 
 def parse_since(text: str) -> float:
@@ -38,7 +67,7 @@ def parse_since(text: str) -> float:
 def when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return _stamp(ts)
 
 
 def age(seconds: float | None) -> str:
@@ -70,6 +99,8 @@ def number_text(value: float | None) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; every cell made ``printable``."""
+    rows = [[printable(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for row in rows:
@@ -122,11 +153,12 @@ def run_details(r: RunRecord) -> str:
             shown = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
                             if labels else "")
             fields.append((shown, f"{value:g}"))
+    fields = [(printable(k), printable(v)) for k, v in fields]
     width = max(len(k) for k, _ in fields)
     out = [f"{k.ljust(width)}  {v}" for k, v in fields]
     tail = _figure(r, "tail")
     if tail:
-        out += ["", "last lines of output:", tail]
+        out += ["", "last lines of output:", printable(tail, keep="\n\t")]
     return "\n".join(out)
 
 
@@ -149,7 +181,7 @@ def _deadline_text(g: GroupStatus) -> str:
     if deadline is None:
         return "-"
     left = deadline - g.now
-    stamp = _dt.datetime.fromtimestamp(deadline).strftime("%Y-%m-%d %H:%M")
+    stamp = _stamp(deadline, "%Y-%m-%d %H:%M")
     if left < 0:
         return f"{stamp} (passed {format_duration(round(-left))} ago)"
     return f"{stamp} (in {format_duration(round(left))})"

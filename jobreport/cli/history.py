@@ -15,7 +15,7 @@ from jobreport.cli.app import (
     setup_logging,
     to_json,
 )
-from jobreport.cli.formatting import history_table, parse_since, run_details
+from jobreport.cli.formatting import history_table, parse_since, printable, run_details
 from jobreport.cli.options import config_from, json_option, opt, settings_options
 from jobreport.outcomes import OUTCOMES
 
@@ -27,7 +27,7 @@ USE = ("db", "config_file")
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("job", required=False)
-@opt("--limit", envvar="JOBREPORT_HISTORY_LIMIT", type=click.IntRange(min=1), default=20,
+@opt("--limit", envvar="JOBREPORT_HISTORY_LIMIT", type=click.IntRange(1, 10**9), default=20,
      show_default=True, help="Show at most this many runs.")
 @opt("--since", envvar="JOBREPORT_HISTORY_SINCE", metavar="WHEN",
      help="Only runs started since: a duration ago (24h, 7d) or a date/time "
@@ -54,7 +54,7 @@ def history(**params: Any) -> None:
     config = config_from(params)
     store = Store(config.db)
     if params["run_id"] is not None:
-        record = store.get_run(params["run_id"])
+        record = store.get_run(run_key) if (run_key := _run_key(params["run_id"])) else None
         if record is None:
             fail(f"no run {params['run_id']} in the store {store.display_url}",
                  "`jobreport history` lists the runs with their ids", EXIT_PROBLEM)
@@ -69,8 +69,18 @@ def history(**params: Any) -> None:
     if params["as_json"]:
         click.echo(to_json([r.to_json() for r in records]))
     elif not records:
-        click.echo("no runs recorded" + (f" for job {params['job']}" if params["job"] else ""))
+        click.echo("no runs recorded"
+                   + (f" for job {printable(params['job'])}" if params["job"] else ""))
     else:
         click.echo(history_table(records))
         for line in store.undelivered(params["job"]):
             click.echo(line.describe())
+
+
+def _run_key(text: str) -> int | str | None:
+    """A run's store id (a number the store can hold) or its $JOBREPORT_RUN_ID; None when
+    it can be neither (digits too many for an id, or not ASCII digits)."""
+    if text.isascii() and text.isdigit():
+        number = int(text)
+        return number if number < 2**63 else None
+    return None if text.isdigit() or not text.strip() else text

@@ -36,7 +36,25 @@ def push(**params: Any) -> None:
 
     config = config_from(params)
     parsed = parse_assignments(params["values"], config.namespace)
-    if parsed.problems:
-        raise click.UsageError("; ".join(parsed.problems))
+    problems = list(parsed.problems)
+    reserved = _reserved(params["values"], config.namespace)
+    if reserved:
+        problems.append(f"{', '.join(reserved)}: jobreport's own namespace; push metrics "
+                        "of your own (e.g. backup_tables=42): a run reports its size and "
+                        "items itself")
+    if problems:
+        raise click.UsageError("; ".join(problems))
     grouping = push_values(config, params["job"], parsed.families, typed_labels(params))
     click.echo(f"pushed {len(parsed.families)} metric(s) to {group_text(grouping)}")
+
+
+def _reserved(pairs: tuple[str, ...], namespace: str) -> list[str]:
+    """The names of ``pairs`` in jobreport's namespace (``jobreport_*``, or the configured
+    one): those are the run's own metrics, never pushed by hand."""
+    prefixes = tuple({f"{namespace}_", "jobreport_"})
+    names = []
+    for pair in pairs:
+        name = pair.rpartition("=")[0].split("{", 1)[0].strip()
+        if name.startswith(prefixes):
+            names.append(repr(name))
+    return names

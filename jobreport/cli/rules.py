@@ -26,6 +26,9 @@ USE = ("config_file",)
      metavar="DURATION",
      help="remote-write: how far the rules look back for a job's last sample; at least the "
           "longest interval of any job.")
+@opt("--interval", envvar="JOBREPORT_RULES_INTERVAL", default=None, metavar="DURATION",
+     help="With --sink: the evaluation interval of every rule group [default: Prometheus' "
+          "global one]; e.g. 1m for the remote-write rules of a large fleet.")
 @settings_options(use=USE)
 @library_errors
 def rules(**params: Any) -> None:
@@ -60,6 +63,8 @@ def rules(**params: Any) -> None:
     from jobreport.monitoring.variants import rule_set
 
     try:
-        click.echo(rule_set(params["sink"], guards, lookback=params["lookback"]), nl=False)
+        click.echo(rule_set(params["sink"], guards, lookback=params["lookback"],
+                            interval=params["interval"]), nl=False)
     except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--lookback") from None
+        hint = "--interval" if str(e).startswith("interval") else "--lookback"
+        raise click.BadParameter(str(e), param_hint=hint) from None

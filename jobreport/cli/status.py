@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
-from jobreport.cli.app import EXIT_CODES_HELP, cli, library_errors, setup_logging, to_json
+from jobreport.cli.app import (
+    EXIT_CODES_HELP,
+    EXIT_PROBLEM,
+    cli,
+    library_errors,
+    setup_logging,
+    to_json,
+)
 from jobreport.cli.formatting import status_table
-from jobreport.cli.options import config_from, json_option, settings_options
+from jobreport.cli.options import config_from, json_option, opt, settings_options
 from jobreport.config import Config
 
 __all__ = ["status"]
@@ -19,16 +27,22 @@ USE = ("gateway", "remote_write_url", "textfile_dir", "db", "config_file")
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @json_option()
+@opt("--check", "as_check", is_flag=True, envvar="JOBREPORT_STATUS_CHECK",
+     help="Exit 1 when a group has a problem (overdue, failed, stuck, too short...), for "
+          "Nagios-style checks [default: exit 0 whatever the groups' state].")
 @settings_options(use=USE)
 @library_errors
 def status(**params: Any) -> None:
     """Show what the Pushgateway holds now, per job and instance, problems first; with
     --remote-write or --textfile-dir, also what each sink has not received yet.
 
-    A group has a problem when it is overdue (no success within its expected interval),
-    its last run did not succeed, it runs longer than its max runtime, or pushes to it
-    are failing. The exit code is 0 whatever the groups' state (alerts are Prometheus's
-    job); it is 3 when the gateway cannot be read.
+    A group has a problem when it is overdue (no success within its expected interval, or
+    past its schedule's success deadline), it missed its scheduled start, its last run did
+    not succeed or was shorter than its minimum runtime, it runs longer than its max
+    runtime, or pushes to it are failing. NEXT DEADLINE shows a scheduled job's next
+    deadline and whether it has passed. The exit code is 0 whatever the groups' state
+    (alerts are Prometheus's job), or with --check 0 when every group is fine and 1 when
+    one has a problem; it is 3 when the gateway cannot be read.
 
     \b
     Example:
@@ -45,15 +59,20 @@ def status(**params: Any) -> None:
     groups = gateway_status(config)
     if params["as_json"]:
         click.echo(to_json([g.to_json() for g in groups]))
-        return
-    if not groups:
-        click.echo("the Pushgateway holds no groups")
     else:
-        click.echo(status_table(groups))
-    for line in _undelivered(config.db):
-        click.echo(line)
-    if config.remote_write_url or config.textfile_dir:
-        _backlogs(config)
+        if not groups:
+            click.echo("the Pushgateway holds no groups")
+        else:
+            click.echo(status_table(groups))
+        for line in _undelivered(config.db):
+            click.echo(line)
+        if config.remote_write_url or config.textfile_dir:
+            _backlogs(config)
+    troubled = [g for g in groups if g.problems]
+    if params["as_check"] and troubled:
+        click.echo(f"jobreport: {len(troubled)} of {len(groups)} group(s) have a problem",
+                   err=True)
+        sys.exit(EXIT_PROBLEM)
 
 
 def _undelivered(db: str) -> list[str]:

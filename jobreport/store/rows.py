@@ -19,7 +19,7 @@ from jobreport.records import (
 )
 from jobreport.wrapper.relay import TAIL_MAX_BYTES
 
-__all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "Delivery", "PendingGroup", "RunStart", "Undelivered",
+__all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "PendingGroup", "RunStart", "Undelivered",
            "bound_tail", "end_values", "run_record", "run_result"]
 
 #: The sink whose marks ``pending()`` and friends read unless told otherwise.
@@ -46,6 +46,11 @@ class RunStart:
     grace: float | None = None
     min_runtime: float | None = None
     alert_after_failures: int | None = None
+    #: The PID namespace ``pid`` and ``child_pid`` belong to (jobreport.liveness).
+    pid_ns: str | None = None
+    #: The command's own process: the run lives on while it does, even without its wrapper.
+    child_pid: int | None = None
+    child_pid_start: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,22 +93,6 @@ class Undelivered:
         elif self.sink is None:
             text += " (no sink has taken it yet: `jobreport flush` with a gateway set)"
         return text
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Where one group stands with one sink."""
-
-    sink: str
-    delivered_seq: int
-    seq: int
-    last_error: str | None
-    last_attempt: float | None
-    since: float | None = None
-
-    @property
-    def pending(self) -> bool:
-        return self.seq > self.delivered_seq
 
 
 def bound_tail(tail: str | None) -> str | None:

@@ -49,6 +49,11 @@ runs = Table(
     # the run's id as its process knows it from the start ($JOBREPORT_RUN_ID), before the
     # store has given it a row id
     Column("uid", String(32)),
+    # schema 4 (wrapper): the run lives while its wrapper (pid) or its command (child_pid)
+    # does, and only a jobreport of the same PID namespace may judge that
+    Column("pid_ns", String(64)),
+    Column("child_pid", Integer),
+    Column("child_pid_start", Double),
 )
 Index("ix_jobreport_runs_uid", runs.c.uid)
 Index("ix_jobreport_runs_group_started", runs.c.group_key, runs.c.started)

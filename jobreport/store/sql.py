@@ -9,7 +9,8 @@ from jobreport.records import RESULT_FIELDS
 #: The thresholds of schedules a run starts with (jobreport.schedule).
 SCHEDULE_COLUMNS = ("schedule", "timezone", "grace", "min_runtime", "alert_after_failures")
 START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started",
-                 "expected_interval", "max_runtime", *SCHEDULE_COLUMNS, "command", "uid")
+                 "expected_interval", "max_runtime", *SCHEDULE_COLUMNS, "command", "uid",
+                 "pid_ns", "child_pid", "child_pid_start")
 #: What a run reports at its end: a column per field of ``RunResult``, and the seq it made.
 END_COLUMNS = (*(f.name for f in RESULT_FIELDS), "closed_seq")
 NOT_SKIPPED = "(outcome IS NULL OR outcome <> 'skipped')"
@@ -57,9 +58,11 @@ LAST_END = (
 )
 RUN_GROUP = "SELECT group_key, job, ended FROM jobreport_runs WHERE id = :id"
 OPEN_ON_HOST = (
-    "SELECT id, pid, pid_start, started FROM jobreport_runs "
-    "WHERE group_key = :k AND ended IS NULL AND host = :host"
+    "SELECT id, pid, pid_start, child_pid, child_pid_start, started FROM jobreport_runs "
+    "WHERE group_key = :k AND ended IS NULL AND host = :host "
+    "AND (pid_ns IS NULL OR pid_ns = :ns)"
 )
+OPEN_RUN = "SELECT id FROM jobreport_runs WHERE uid = :u AND group_key = :k AND ended IS NULL"
 ABANDON = ("UPDATE jobreport_runs SET ended = :ended, duration = :duration, "
            "outcome = :outcome, closed_seq = :seq WHERE id = :id")
 HEARTBEAT = "UPDATE jobreport_groups SET last_heartbeat = :t WHERE group_key = :k"
@@ -91,6 +94,9 @@ UNDELIVERED = (
     "WHERE g.retired IS NULL AND g.seq > COALESCE(d.delivered_seq, 0) "
     "ORDER BY g.group_key, d.sink"
 )
-DELIVERIES = ("SELECT d.*, g.seq FROM jobreport_deliveries d JOIN jobreport_groups g "
-              "ON g.group_key = d.group_key WHERE d.group_key = :k ORDER BY d.sink")
+HAS_DELIVERY = "SELECT 1 AS x FROM jobreport_deliveries WHERE group_key = :k AND sink = :sink"
+ADD_COUNT = "UPDATE jobreport_counts SET n = n + :n WHERE group_key = :k AND outcome = :o"
+#: Move a forward-only timestamp (fixed column names only) to :v if that is later.
+LATER = ("UPDATE jobreport_groups SET {column} = :v WHERE group_key = :k "
+         "AND ({column} IS NULL OR {column} < :v)")
 VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -40,6 +40,7 @@ __all__ = [
     "TAIL_MAX_BYTES",
     "ProcessResult",
     "run",
+    "signals_handled",
 ]
 
 EXIT_TIMEOUT = outcomes.EXIT_TIMEOUT
@@ -50,6 +51,8 @@ DEFAULT_TAIL_LINES = 20
 TAIL_MAX_BYTES = output.TAIL_MAX_BYTES
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
+#: How long output may still arrive after the child ended before the relay is handed over.
+DRAIN_TIMEOUT = 0.5
 _REAP_INTERVAL = 1.0  # how often orphans handed to us (subreaper) are reaped during a run
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -95,18 +98,13 @@ def run(
     tail_lines: int = DEFAULT_TAIL_LINES,
     tail_bytes: int = TAIL_MAX_BYTES,
     on_started: Callable[[int], None] | None = None,
-    on_tick: Callable[[], None] | None = None,
-    tick_interval: float = 30.0,
-    forward_signals: bool = True,
     subreaper: bool = False,
-    drain_timeout: float = 0.5,
 ) -> ProcessResult:
     """Run ``argv`` to completion and return how it went; never raises for the command's sake.
 
     ``timeout`` (seconds, None or 0 for none) sends SIGTERM to the whole process tree, then
-    SIGKILL after ``kill_after`` seconds. ``on_started(pid)`` is called once the child runs,
-    ``on_tick()`` every ``tick_interval`` seconds while it runs (both from the calling
-    thread; exceptions from them are ignored). With ``subreaper`` (Linux), descendants
+    SIGKILL after ``kill_after`` seconds. ``on_started(pid)`` is called once the child runs
+    (from the calling thread; its exceptions are ignored). With ``subreaper`` (Linux), descendants
     orphaned during the run are re-parented to this process, reaped and counted.
     Signal forwarding needs the main thread; elsewhere it is skipped.
     """
@@ -120,11 +118,7 @@ def run(
         tail_lines=tail_lines,
         tail_bytes=tail_bytes,
         on_started=on_started,
-        on_tick=on_tick,
-        tick_interval=tick_interval,
-        forward_signals=forward_signals,
         subreaper=subreaper,
-        drain_timeout=drain_timeout,
     )
     return started.run()
 
@@ -142,11 +136,7 @@ class _Runner:
         tail_lines: int,
         tail_bytes: int,
         on_started: Callable[[int], None] | None,
-        on_tick: Callable[[], None] | None,
-        tick_interval: float,
-        forward_signals: bool,
         subreaper: bool,
-        drain_timeout: float,
     ) -> None:
         self.argv = argv
         self.env = env
@@ -154,11 +144,7 @@ class _Runner:
         self.kill_after = kill_after
         self.tail = output.Tail(tail_lines, tail_bytes) if tail_lines > 0 else None
         self.on_started = on_started
-        self.on_tick = on_tick
-        self.tick_interval = tick_interval
-        self.forward_signals = forward_signals
         self.subreaper = subreaper and sys.platform.startswith("linux")
-        self.drain_timeout = drain_timeout
         self.foreground = _in_terminal_foreground()
         self.cpu = 0.0
         self.max_rss = 0
@@ -171,27 +157,27 @@ class _Runner:
         pipes = [(os.pipe(), out_fd) for out_fd in self._streams_to_relay()]
         forwarder = _Forwarder(self.foreground)
         previous_subreaper = self._become_subreaper()
-        if self.forward_signals:
-            forwarder.install()
         started_at = time.time()
         t0 = time.monotonic()
         try:
-            try:
-                proc = self._spawn(self._redirects(pipes))
-            except OSError as exc:
-                return self._spawn_failed(exc, started_at, t0)
-            finally:
-                for (_, w), _out in pipes:
-                    os.close(w)
-            relay = None
-            if pipes:
-                relay = output.Relay([(r, out) for (r, _), out in pipes], self.tail)
-                relay.start()
-            elif self.tail is not None:
-                self.tail = None  # every stream is a terminal: nothing to capture
-            return self._supervise(proc, forwarder, relay, started_at, t0)
+            with signals_handled(forwarder.handle):
+                try:
+                    proc = self._spawn(self._redirects(pipes))
+                except OSError as exc:
+                    for (r, _), _out in pipes:
+                        os.close(r)
+                    return self._spawn_failed(exc, started_at, t0)
+                finally:
+                    for (_, w), _out in pipes:
+                        os.close(w)
+                relay = None
+                if pipes:
+                    relay = output.Relay([(r, out) for (r, _), out in pipes], self.tail)
+                    relay.start()
+                elif self.tail is not None:
+                    self.tail = None  # every stream is a terminal: nothing to capture
+                return self._supervise(proc, forwarder, relay, started_at, t0)
         finally:
-            forwarder.uninstall()
             self._restore_subreaper(previous_subreaper)
 
     # -- starting -------------------------------------------------------------------------
@@ -199,7 +185,10 @@ class _Runner:
     def _streams_to_relay(self) -> list[int]:
         if self.tail is None:
             return []
-        relayed = [fd for fd in (1, 2) if output.is_open(fd) and not os.isatty(fd)]
+        # a stream jobreport was started without is closed-on-exec /dev/null here
+        # (wrapper._plug_closed_streams): the child does not get it, so nothing to relay
+        relayed = [fd for fd in (1, 2)
+                   if output.is_open(fd) and os.get_inheritable(fd) and not os.isatty(fd)]
         if relayed == [1, 2] and output.same_file(1, 2):
             # cron's mail pipe, a journal stream, `>> log 2>&1`: one pipe for both keeps the
             # child's interleaving of stdout and stderr exactly
@@ -281,7 +270,9 @@ class _Runner:
         if self.subreaper:
             self._reap_orphans()
         if relay is not None:
-            relay.join(self.drain_timeout)
+            # output written until now is in the tail; whoever still writes (a background
+            # process the job left) keeps writing where it would without jobreport
+            relay.finish(DRAIN_TIMEOUT)
         code, outcome, signum = _classify(status, self.timed_out)
         return ProcessResult(
             exit_code=code,
@@ -301,11 +292,10 @@ class _Runner:
 
     def _wait(self, waiter: _Waiter, pid: int, t0: float) -> None:
         deadline = t0 + self.timeout if self.timeout is not None else None
-        next_tick = t0 + self.tick_interval if self.on_tick is not None else None
         next_reap = t0 + _REAP_INTERVAL if self.subreaper else None
         while not waiter.done.is_set():
             now = time.monotonic()
-            wake = [t for t in (deadline, self.kill_at, next_tick, next_reap) if t is not None]
+            wake = [t for t in (deadline, self.kill_at, next_reap) if t is not None]
             waiter.done.wait(max(0.0, min(wake) - now) if wake else None)
             if waiter.done.is_set():
                 return
@@ -318,9 +308,6 @@ class _Runner:
                 self.kill_at = now + self.kill_after
             if self.kill_at is not None and now >= self.kill_at:
                 self._kill(pid)
-            if next_tick is not None and now >= next_tick and self.on_tick is not None:
-                _call_quietly(self.on_tick)
-                next_tick = max(next_tick + self.tick_interval, now)
             if next_reap is not None and now >= next_reap:
                 self._reap_orphans(exclude=pid)
                 next_reap = now + _REAP_INTERVAL
@@ -407,19 +394,7 @@ class _Forwarder:
         self.pending: list[int] = []
         self.pid: int | None = None
         self.own_group = False
-        self.previous: dict[int, Any] = {}
         self.lock = threading.Lock()
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in FORWARDED_SIGNALS:
-            self.previous[sig] = signal.signal(sig, self._handle)
-
-    def uninstall(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        self.previous.clear()
 
     def attach(self, pid: int, own_group: bool) -> None:
         with self.lock:
@@ -433,7 +408,7 @@ class _Forwarder:
         with self.lock:
             self.pid = None
 
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)
         if self.pid is None:
             self.pending.append(signum)
@@ -454,6 +429,22 @@ class _Forwarder:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterator[bool]:
+    """Route SIGTERM/SIGHUP/SIGINT to ``handler`` for the block, then restore the handlers
+    that were there. Handlers can only be set from the main thread: elsewhere nothing
+    changes and the block gets False."""
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS}
+    try:
+        yield True
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _classify(status: int | None, timed_out: bool) -> tuple[int, str, int | None]:

@@ -1,8 +1,11 @@
 """``jobreport run --lock``: one run per group at a time on this host.
 
 An advisory ``flock`` on a small file in the state directory (next to the default store).
-The kernel drops the lock when the holder exits, however it exits, so a crashed run never
-leaves a stale lock behind. The file holds the holder's pid, for the message.
+As with ``flock(1)``, the command inherits the locked descriptor: the lock is held for as
+long as the command (or a process it left behind) lives, also when the wrapper itself was
+killed (the OOM killer), so a second copy cannot start beside it. The kernel drops the lock
+when the last holder exits, however it exits, so a crashed run never leaves a stale lock
+behind. The file holds the holder's pid, for the message.
 """
 
 from __future__ import annotations
@@ -49,8 +52,7 @@ class JobLock:
     def acquire(self) -> None:
         """Take the lock or raise ``LockBusy``; ``OSError`` when the file cannot be made."""
         private_dir(self.path.parent)
-        # close-on-exec (the default): the lock is jobreport's, not the child's, so a
-        # background process the job leaves behind cannot block later runs
+        # close-on-exec until share_with_child(): only the command may inherit it
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,9 +67,23 @@ class JobLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    def share_with_child(self, shared: bool) -> None:
+        """Let the next program started inherit the locked descriptor (or not any more)."""
+        if self._fd is not None:
+            os.set_inheritable(self._fd, shared)
+
+    def note_holder(self, pid: int) -> None:
+        """Name ``pid`` (the command, which outlives us if we are killed) as the holder."""
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+                os.pwrite(self._fd, f"{pid}\n".encode(), 0)
+            except OSError:
+                pass
+
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
+            os.close(self._fd)  # drops the flock, unless the command still holds it
             self._fd = None
 
     def __enter__(self) -> JobLock:
@@ -84,5 +100,3 @@ def _read_pid(fd: int) -> int | None:
         return int(text) if text.isdigit() else None
     except OSError:
         return None
-
-

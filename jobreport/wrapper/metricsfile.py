@@ -14,8 +14,12 @@ used is reported with its line number and skipped; it never fails the run.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
+import stat
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +28,13 @@ from jobreport.errors import InvalidNameError
 from jobreport.names import DEFAULT_NAMESPACE, RESERVED_LABELS, check_metric_name
 from jobreport.records import CustomFamily
 
-__all__ = ["MAX_BYTES", "ParsedMetrics", "parse_assignments", "parse_text", "read_file"]
+__all__ = ["MAX_BYTES", "READ_TIMEOUT", "ParsedMetrics", "parse_assignments", "parse_text",
+           "read_file"]
 
 #: At most this much of the file is read: a runaway writer cannot stall the end of a run.
 MAX_BYTES = 1024 * 1024
+#: Reading the file never takes longer than this (seconds of wall-clock time).
+READ_TIMEOUT = 5.0
 #: The sample names each type allows besides the family's own name.
 _SUFFIXES: dict[str, tuple[str, ...]] = {
     "gauge": (),
@@ -62,19 +69,84 @@ class _Family:
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
 
 
-def read_file(path: str | Path, namespace: str = DEFAULT_NAMESPACE) -> ParsedMetrics:
-    """Parse the metrics file at ``path``; a missing or empty file holds no metrics."""
+def read_file(path: str | Path, namespace: str = DEFAULT_NAMESPACE, *,
+              timeout: float = READ_TIMEOUT) -> ParsedMetrics:
+    """Parse the metrics file at ``path``; a missing or empty file holds no metrics.
+
+    Only a regular file is read (a FIFO or a device put in its place is refused, never
+    waited on), at most ``MAX_BYTES`` of it, within ``timeout`` seconds of wall-clock time.
+    A last line cut by the limit is dropped with a problem that names it."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
+        data = _read_bounded(str(path), timeout)
     except FileNotFoundError:
         return ParsedMetrics()
+    except _NotRegular:
+        return ParsedMetrics(problems=[f"{path} is not a regular file (a FIFO, a device or "
+                                       "a link?); not read"])
+    except TimeoutError:
+        return ParsedMetrics(problems=[f"reading {path} took longer than {timeout:g}s; "
+                                       "not read"])
     except OSError as e:
         return ParsedMetrics(problems=[f"cannot read {path}: {e.strerror}"])
-    result = parse_text(data[:MAX_BYTES].decode("utf-8", errors="replace"), namespace)
-    if len(data) > MAX_BYTES:
+    cut: str | None = None
+    over = len(data) > MAX_BYTES
+    if over:
+        data = data[:MAX_BYTES]
+        head, newline, tail = data.rpartition(b"\n")
+        if tail:  # the limit fell inside a line: its number would be cut too
+            number = data.count(b"\n") + 1
+            data = head + newline
+            cut = (f"line {number}: {_shown(tail.decode('utf-8', 'replace'))}: cut at the "
+                   f"{MAX_BYTES}-byte limit; dropped")
+    result = parse_text(data.decode("utf-8", errors="replace"), namespace)
+    if over:
         result.problems.append(f"only the first {MAX_BYTES} bytes were read")
+    if cut is not None:
+        result.problems.append(cut)
     return result
+
+
+class _NotRegular(Exception):
+    pass
+
+
+def _read_bounded(path: str, timeout: float) -> bytes:
+    """The first ``MAX_BYTES + 1`` bytes of the regular file ``path``, read in a thread so
+    that a file system that hangs (a dead NFS server) costs at most ``timeout``."""
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        raise _NotRegular
+    box: list[bytes | BaseException] = []
+
+    def read() -> None:
+        try:
+            # O_NONBLOCK: a FIFO swapped in after the check must not block the open
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise _NotRegular
+                chunks, size = [], 0
+                while size <= MAX_BYTES:
+                    chunk = os.read(fd, MAX_BYTES + 1 - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                box.append(b"".join(chunks))
+            finally:
+                os.close(fd)
+        except BaseException as e:  # handed to the caller
+            box.append(e)
+
+    reader = threading.Thread(target=read, name="jobreport-metrics-file", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not box:
+        raise TimeoutError
+    if isinstance(box[0], BaseException):
+        if isinstance(box[0], OSError) and box[0].errno == errno.ELOOP:
+            raise _NotRegular from None
+        raise box[0]
+    return box[0]
 
 
 def parse_text(text: str, namespace: str = DEFAULT_NAMESPACE) -> ParsedMetrics:

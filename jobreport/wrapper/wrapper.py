@@ -11,27 +11,34 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import FrameType
 
 from jobreport import logger
 from jobreport.config import Config
+from jobreport.liveness import process_start
 from jobreport.logger import log
-from jobreport.outcomes import INTERRUPTED, SIGNAL
+from jobreport.outcomes import INTERRUPTED, SIGNAL, TIMEOUT
 from jobreport.wrapper import child as process
+from jobreport.wrapper import relay as output
+from jobreport.wrapper.marker import RunMarker, new_marker
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Literal
 
+    from jobreport.heartbeat import Heartbeat
     from jobreport.protocols import RunReporter
     from jobreport.records import RunResult
+    from jobreport.wrapper.lock import JobLock
 
-__all__ = ["EXIT_SKIPPED", "RunRequest", "path_size", "run_job"]
+__all__ = ["EXIT_SKIPPED", "SECRET_VARIABLES", "RunRequest", "child_environment",
+           "mask_secrets", "path_size", "run_job"]
+
+#: jobreport's secrets: never passed on to the command. (Their ``*_FILE`` variants name a
+#: file, not a secret, and stay, so that a nested jobreport can still authenticate.)
+SECRET_VARIABLES = frozenset({"JOBREPORT_PASSWORD", "JOBREPORT_TOKEN"})
 
 
 #: Exit code of ``jobreport run --lock`` when another run of the group holds the lock and
@@ -75,15 +82,16 @@ def run_job(request: RunRequest, config: Config, reporter: RunReporter | None = 
     ``EXIT_SKIPPED`` when ``--lock`` found another run in progress."""
     if not request.argv:
         raise ValueError("no command given")
+    _plug_closed_streams()
     job = request.job_name
     lock = _take_lock(request, config, job)
     if lock is False:
         _report_skipped(reporter or _new_reporter(config), request, job)
         return EXIT_SKIPPED
     try:
-        return _Wrapper(request, config, reporter, job).run()
+        return _Wrapper(request, config, reporter, job, lock).run()
     finally:
-        if lock is not None and lock is not False:
+        if lock is not None:
             lock.release()
 
 
@@ -91,14 +99,16 @@ class _Wrapper:
     """One wrapped run: start, supervise, gather, finish."""
 
     def __init__(self, request: RunRequest, config: Config, reporter: RunReporter | None,
-                 job: str) -> None:
+                 job: str, lock: JobLock | None) -> None:
         self.request = request
         self.config = config
         self._reporter = reporter
         self.job = job
+        self.lock = lock
         self.run_: Any = None
-        self.stop_heartbeat = threading.Event()
-        self.uid: str | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.uid = _run_token()
+        self.marker: RunMarker | None = None
 
     @property
     def reporter(self) -> RunReporter:
@@ -109,17 +119,12 @@ class _Wrapper:
 
     def run(self) -> int:
         metrics_path = _new_metrics_file()
-        env = dict(os.environ)
-        env["JOBREPORT_JOB"] = self.job
-        self.uid = env["JOBREPORT_RUN_ID"] = _run_token()
-        if metrics_path is not None:
-            env["JOBREPORT_METRICS_FILE"] = metrics_path
-        else:
-            env.pop("JOBREPORT_METRICS_FILE", None)
-        with _deferred_signals() as early:
-            if early:
+        env = child_environment(os.environ, self.job, self.uid, metrics_path)
+        received: list[int] = []
+        with process.signals_handled(lambda signum, _frame: received.append(signum)):
+            if received:
                 # told to stop before the command started: do not start it
-                sig = early[0]
+                sig = received[0]
                 outcome = INTERRUPTED if sig == signal.SIGINT else SIGNAL
                 self._start()
                 from jobreport.records import RunResult
@@ -127,6 +132,14 @@ class _Wrapper:
                 self._finish_quietly(RunResult(ended=time.time(), duration=0.0,
                                                outcome=outcome, exit_code=128 + sig))
                 return 128 + sig
+            # durable before the command starts: a wrapper killed from here on leaves a
+            # trace that the next run of the group records as abandoned
+            self.marker = new_marker(self.uid, self.job,
+                                     self.config.grouping(self.job, self.request.labels))
+            if not self.marker.write():
+                self.marker = None
+            if self.lock is not None:
+                self.lock.share_with_child(True)
             try:
                 result = process.run(
                     self.request.argv, env=env, timeout=self.request.timeout,
@@ -134,19 +147,40 @@ class _Wrapper:
                     on_started=self._on_started, subreaper=True,
                 )
             finally:
-                self.stop_heartbeat.set()
+                if self.lock is not None:
+                    self.lock.share_with_child(False)
+                if self.heartbeat is not None:
+                    from jobreport.heartbeat import STOP_GRACE
+
+                    # joined before the end is recorded: no heartbeat follows the end push
+                    self.heartbeat.stop(timeout=self.config.budget + STOP_GRACE)
             if result.error:
                 log.error("jobreport: %s", result.error)
+            else:
+                _say_outcome(self.job, result, self.request.timeout)
             self._report(result, metrics_path)
+            if self.marker is not None:
+                self.marker.remove()
         return result.exit_code
 
-    def _on_started(self, _pid: int) -> None:
-        self._start()
+    def _on_started(self, pid: int) -> None:
+        child_start = process_start(pid)
+        if self.lock is not None:
+            self.lock.share_with_child(False)  # later helpers of ours must not hold it
+            self.lock.note_holder(pid)
+        if self.marker is not None:
+            self.marker = self.marker.with_child(pid, child_start,
+                                                 _command_text(self.request.argv))
+            self.marker.write()
+        self._start(child=(pid, child_start))
         if self.request.heartbeat and self.run_ is not None:
-            threading.Thread(target=self._heartbeat_loop, args=(self.run_,),
-                             name="jobreport-heartbeat", daemon=True).start()
+            from jobreport.heartbeat import Heartbeat
 
-    def _start(self) -> None:
+            reporter, run = self.reporter, self.run_
+            self.heartbeat = Heartbeat(lambda: reporter.heartbeat(run), self.request.heartbeat,
+                                       self.job).start()
+
+    def _start(self, child: tuple[int | None, float | None] = (None, None)) -> None:
         if self.run_ is not None:
             return
         try:
@@ -157,17 +191,10 @@ class _Wrapper:
                 schedule=self.request.schedule, timezone=self.request.timezone,
                 min_runtime=self.request.min_runtime,
                 alert_after_failures=self.request.alert_after_failures,
+                child_pid=child[0], child_pid_start=child[1],
             )
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)
-
-    def _heartbeat_loop(self, run: Any) -> None:
-        interval = self.request.heartbeat or 60.0
-        while not self.stop_heartbeat.wait(interval):
-            try:
-                self.reporter.heartbeat(run)
-            except Exception as e:
-                log.warning("jobreport: heartbeat of job %s failed: %s", self.job, e)
 
     def _report(self, result: process.ProcessResult, metrics_path: str | None) -> None:
         try:
@@ -187,7 +214,7 @@ class _Wrapper:
                 exit_code=result.exit_code,
                 size=size if size is not None else parsed.size, items=parsed.items,
                 cpu_seconds=result.cpu_seconds, max_rss_bytes=result.max_rss_bytes,
-                tail=result.tail, custom=tuple(parsed.families),
+                tail=mask_secrets(result.tail, self.config), custom=tuple(parsed.families),
             ))
         finally:
             if metrics_path is not None:
@@ -200,6 +227,70 @@ class _Wrapper:
             self.reporter.finish(self.run_, result)
         except Exception as e:  # the exit code is the child's, whatever happens here
             log.warning("jobreport: the end of job %s was not reported: %s", self.job, e)
+
+
+def _say_outcome(job: str, result: process.ProcessResult, timeout: float | None) -> None:
+    """One line on stderr for an outcome the command cannot tell itself (killed by our
+    timeout or by a signal), so that a cron mail says what happened."""
+    code = result.exit_code
+    if result.outcome == TIMEOUT:
+        from jobreport.durations import format_duration
+
+        limit = format_duration(timeout) if timeout else "its timeout"
+        log.warning("jobreport: %s timed out after %s; killed the command (exit %d)",
+                    job, limit, code)
+    elif result.outcome in (SIGNAL, INTERRUPTED) and result.signal is not None:
+        log.warning("jobreport: %s was ended by signal %d (%s) (exit %d)",
+                    job, result.signal, _signal_name(result.signal), code)
+    # a failure (a non-zero exit) is the command's own to explain: it gets no line of ours
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def child_environment(environ: Mapping[str, str], job: str, uid: str,
+                      metrics_path: str | None) -> dict[str, str]:
+    """The command's environment: jobreport's own, without jobreport's secrets, plus the
+    run's JOBREPORT_JOB, JOBREPORT_RUN_ID and JOBREPORT_METRICS_FILE."""
+    env = {k: v for k, v in environ.items() if k not in SECRET_VARIABLES}
+    env["JOBREPORT_JOB"] = job
+    env["JOBREPORT_RUN_ID"] = uid
+    if metrics_path is not None:
+        env["JOBREPORT_METRICS_FILE"] = metrics_path
+    else:
+        env.pop("JOBREPORT_METRICS_FILE", None)
+    return env
+
+
+def mask_secrets(text: str | None, config: Config) -> str | None:
+    """``text`` with the values of the configured secrets (and any URL's credentials)
+    replaced by ``***`` (``jobreport.secrets``, loaded once the command is over)."""
+    if not text:
+        return text
+    from jobreport.secrets import config_secrets, mask
+
+    return mask(text, config_secrets(config))
+
+
+def _plug_closed_streams() -> None:
+    """With jobreport's stdin, stdout or stderr closed (``>&-``), the next file jobreport
+    opens (the lock, the store) would take that number and the command would write into it.
+    Each closed one gets /dev/null, close-on-exec: jobreport can use the number, the command
+    still finds it closed, as without jobreport."""
+    for fd in (0, 1, 2):
+        if output.is_open(fd):
+            continue
+        try:
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return
+        if null != fd:
+            os.dup2(null, fd, inheritable=False)
+            os.close(null)
 
 
 def _new_reporter(config: Config) -> RunReporter:
@@ -239,7 +330,7 @@ def _tree_size(path: str) -> int:
     return total
 
 
-def _take_lock(request: RunRequest, config: Config, job: str) -> Any:
+def _take_lock(request: RunRequest, config: Config, job: str) -> JobLock | Literal[False] | None:
     """The held lock, None when no lock is wanted or possible, False when it is busy."""
     if not request.lock:
         return None
@@ -264,26 +355,6 @@ def _report_skipped(reporter: RunReporter, request: RunRequest, job: str) -> Non
                                 command=_command_text(request.argv))
     except Exception as e:
         log.warning("jobreport: the skipped run of job %s was not reported: %s", job, e)
-
-
-@contextmanager
-def _deferred_signals() -> Iterator[list[int]]:
-    """Record SIGTERM/SIGHUP/SIGINT instead of dying from them while the run is reported;
-    the list holds what arrived. (While the child runs, process.run forwards them.)"""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def record(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-
-    previous = {sig: signal.signal(sig, record) for sig in process.FORWARDED_SIGNALS}
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _new_metrics_file() -> str | None:
