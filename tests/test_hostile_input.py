@@ -6,6 +6,7 @@ exit code; never a traceback; a usage error of `jobreport run` runs nothing.
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 from collections.abc import Iterator
@@ -84,6 +85,19 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """The runs of these in-process commands open stores that the process keeps for its
+    next run; close them, or two thousand cases run the test process out of descriptors."""
+    yield
+    from jobreport._shared import SHARED
+
+    for store in list(SHARED.stores.values()):
+        store.close()
+    SHARED.reset()
+    gc.collect()  # the stores the other commands opened and dropped
+
+
 def invoke(args: list[str], env: dict[str, str]) -> Result:
     return CliRunner().invoke(main, args, env={"JOBREPORT_BUDGET": "0.2s",
                                                "JOBREPORT_TIMEOUT": "0.2s", **env})
@@ -107,7 +121,7 @@ def assert_clear(result: Result, what: str) -> None:
 @pytest.mark.parametrize(
     ("path", "option", "source", "value"), CASES,
     ids=[f"{' '.join(p)} {o.opts[0]} {s} {v[:12]!r}" for p, o, s, v in CASES])
-def test_hostile_values_get_a_clear_answer(path: tuple[str, ...], option: click.Option,
+def test_hostile_values_get_a_clear_answer(path: tuple[str, ...], option: click.Option, *,
                                            source: str, value: str, tmp_path: Path,
                                            isolated_env: Path) -> None:
     """A hostile value, typed or from the option's variable: a short clear message and a
