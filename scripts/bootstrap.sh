@@ -6,7 +6,7 @@
 #
 #   scripts/bootstrap.sh          # runtime only
 #   scripts/bootstrap.sh test     # plus the test tools (pytest, responses, mypy, ruff, ...)
-#                                 # and PostgreSQL for the store's tests
+#                                 # and PostgreSQL, VictoriaMetrics, node_exporter, stress-ng
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=${1:-}
