@@ -29,13 +29,16 @@ RUNS, GROUPS = 10_000, 100
 def post_count(url: str) -> int:
     with urllib.request.urlopen(url + "/metrics", timeout=5) as r:  # noqa: S310
         text = r.read().decode()
-    m = re.search(r'pushgateway_http_push_size_bytes_count\{method="post"\} (\d+)', text)
-    return int(m.group(1)) if m else 0
+    # PUT with a store (complete state), POST without one
+    found = re.findall(r'pushgateway_http_push_size_bytes_count\{method="(?:post|put)"\} (\d+)',
+                       text)
+    return sum(int(n) for n in found)
 
 
 def mark_pending(db: Path) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("UPDATE jobreport_groups SET delivered_seq = 0")
+    conn.execute("DELETE FROM jobreport_deliveries")  # schema 2: the per-sink marks
     conn.close()
 
 

@@ -59,10 +59,19 @@ def populate(path: Path, runs: int, groups: int, *, pending: bool, instance: str
         conn.execute(
             "INSERT INTO jobreport_groups (group_key, job, seq, delivered_seq)"
             " VALUES (?,?,?,?)", (key, job, per_group, 0 if pending else per_group))
+        if _has_table(conn, "jobreport_deliveries"):  # schema 2: delivered marks per sink
+            conn.execute(
+                "INSERT INTO jobreport_deliveries (group_key, sink, delivered_seq)"
+                " VALUES (?, 'pushgateway', ?)", (key, 0 if pending else per_group))
     _summaries(conn)
     conn.execute("COMMIT")  # no ANALYZE: a real store never gets one
     conn.close()
     return keys
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name = ?",
+                        (name,)).fetchone() is not None
 
 
 def _summaries(conn: sqlite3.Connection) -> None:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from jobreport.config import Config, load_config
 from jobreport.errors import NotConfiguredError
 from jobreport.records import GroupState, grouping_from_key
-from jobreport.sinks.base import Delivered, DeliveryOutcome, Rejected, Sink
+from jobreport.sinks.base import Delivered, DeliveryOutcome, HoldsState, Rejected, Sink
 from jobreport.store.store import PendingGroup, Store
 
-__all__ = ["FlushResult", "deliver_group", "flush"]
+__all__ = ["FlushResult", "deliver_each", "deliver_group", "flush", "notice_no_sink",
+           "warn_undelivered"]
 
 log = logging.getLogger("jobreport")
 
@@ -46,6 +49,13 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     ``sink``; repeat while another run changed it meanwhile, so that the delivery that
     lands last carries the newest state. The outcome is recorded in the store."""
     deadline = time.monotonic() + budget
+    if store.created and isinstance(sink, HoldsState) and not store.knows_delivery(key, sink.name):
+        # a store this process created (a new one, or one whose file was removed) does not
+        # know the group's past: take over what the sink holds before replacing it
+        held = sink.held(grouping_from_key(key), budget=min(1.0, budget))
+        if held is not None:
+            store.adopt(key, sink.name, held)
+            known = None
     outcome: DeliveryOutcome = Delivered()
     for _ in range(rounds):
         state, seq = known if known is not None else store.group_state(key)
@@ -86,6 +96,10 @@ def _without_rejected_families(store: Store, sink: Sink, key: str,
     outcome = sink.deliver(lean, complete=True, budget=max(0.0, deadline - time.monotonic()))
     if not isinstance(outcome, Delivered):
         return outcome
+    # send the refused state once more: the gateway keeps the state just delivered, and
+    # records the failure after it, so that JobreportPushFailing still says something is
+    # wrong (push_failure_time_seconds > push_time_seconds)
+    sink.deliver(state, complete=True, budget=max(0.0, deadline - time.monotonic()))
     log.warning("jobreport: the %s rejected the families %s of job %s; pushed the rest "
                 "without them: %s", sink.name, ", ".join(offending), state.job,
                 rejected.reason)
@@ -177,3 +191,58 @@ def _adopt_markers(store: Store) -> None:
     from jobreport.wrapper.marker import adopt_all
 
     adopt_all(store, socket.gethostname())
+
+
+# --- what the reporter needs around deliver_group ---------------------------------------
+
+
+def deliver_each(sinks: list[Sink], deliver: Callable[[Sink], bool], budget: float) -> bool:
+    """``deliver`` to every sink at the same time, one thread each: a sink that is down
+    costs its own budget, not the others' (one sink down delays only that sink), and the
+    whole delivery stays within the budget (+1 s for the threads to report)."""
+    results: dict[int, bool] = {}
+
+    def work(i: int, sink: Sink) -> None:
+        try:
+            results[i] = deliver(sink)
+        except Exception:  # never let reporting break the job
+            from jobreport.reporter import unexpected
+
+            unexpected("the delivery to the %s failed", sink.name)
+
+    threads = [threading.Thread(target=work, args=(i, s), name=f"jobreport-{s.name}",
+                                daemon=True) for i, s in enumerate(sinks)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + budget + 1.0
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return all(results.get(i, False) for i in range(len(sinks)))
+
+
+def warn_undelivered(what: str, job: str, sink: str, outcome: DeliveryOutcome, *,
+                     stored: bool) -> None:
+    """One warning line for a delivery that did not land, saying what happens next."""
+    assert not isinstance(outcome, Delivered)
+    if not stored:
+        kept = "the run is not kept: the store is unavailable"
+    elif isinstance(outcome, Rejected):
+        kept = ("the group stays pending with the error recorded; once the cause is fixed, "
+                "the next run or `jobreport flush` delivers it")
+    else:
+        kept = "the run is kept in the store for the next run or `jobreport flush`"
+    log.warning("jobreport: %s push of job %s failed: %s; %s", what, job, outcome.reason, kept)
+
+
+def notice_no_sink(stored: bool) -> None:
+    """Once per process: no sink is configured, and where the runs are kept."""
+    from jobreport._shared import SHARED
+
+    if not SHARED.notice_once(f"no sink, stored={stored}"):
+        return
+    if stored:
+        log.warning("jobreport: no Pushgateway configured (set JOBREPORT_GATEWAY); runs are "
+                    "kept in the store until `jobreport flush`")
+    else:
+        log.warning("jobreport: no Pushgateway configured and the store is unavailable: "
+                    "this run is not recorded anywhere")

@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ from jobreport.liveness import pid_namespace
 from jobreport.liveness import process_start as _process_start
 from jobreport.outcomes import SKIPPED, SUCCESS
 from jobreport.records import GroupState, RunResult, group_key
-from jobreport.sinks.base import Delivered, DeliveryOutcome, Rejected, Sink
+from jobreport.sinks.base import Delivered, Sink
 
 if TYPE_CHECKING:
     from jobreport.store.store import RunStart, Store
@@ -310,15 +310,21 @@ class Reporter:
                  known: tuple[GroupState, int] | None = None) -> bool:
         """Deliver ``run``'s group to every sink: its whole state from the store (``known``,
         when just read), or ``partial`` (what this process alone knows) without a store."""
+        from jobreport.delivery import (
+            deliver_each,
+            deliver_group,
+            notice_no_sink,
+            warn_undelivered,
+        )
+
         sinks = self.sinks
         if not sinks:
             if what == "end":
-                _notice_no_sink(self._store is not None)
+                notice_no_sink(self._store is not None)
             return False
         store = self._store
         if store is None and partial is None:
             partial = _state_without_store(run, None)
-        from jobreport.delivery import deliver_group
 
         def one(sink: Sink) -> bool:
             try:
@@ -332,48 +338,13 @@ class Reporter:
                 return False
             if not isinstance(outcome, Delivered):
                 if what != "start":
-                    _warn_undelivered(what, run.job, sink.name, outcome, store is not None)
+                    warn_undelivered(what, run.job, sink.name, outcome, stored=store is not None)
                 return False
             return True
 
         if len(sinks) == 1:
             return one(sinks[0])
-        return _each_at_once(sinks, one, budget)
-
-
-def _each_at_once(sinks: list[Sink], deliver: Callable[[Sink], bool], budget: float) -> bool:
-    """``deliver`` to every sink at the same time, one thread each: a sink that is down
-    costs its own budget, not the others' (one sink down delays only that sink), and the
-    whole delivery stays within the budget (+1 s for the threads to report)."""
-    results: dict[int, bool] = {}
-
-    def work(i: int, sink: Sink) -> None:
-        try:
-            results[i] = deliver(sink)
-        except Exception:  # never let reporting break the job
-            unexpected("the delivery to the %s failed", sink.name)
-
-    threads = [threading.Thread(target=work, args=(i, s), name=f"jobreport-{s.name}",
-                                daemon=True) for i, s in enumerate(sinks)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + budget + 1.0
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    return all(results.get(i, False) for i in range(len(sinks)))
-
-
-def _warn_undelivered(what: str, job: str, sink: str, outcome: DeliveryOutcome,
-                      stored: bool) -> None:
-    assert not isinstance(outcome, Delivered)
-    if not stored:
-        kept = "the run is not kept: the store is unavailable"
-    elif isinstance(outcome, Rejected):
-        kept = ("the group stays pending with the error recorded; once the cause is fixed, "
-                "the next run or `jobreport flush` delivers it")
-    else:
-        kept = "the run is kept in the store for the next run or `jobreport flush`"
-    log.warning("jobreport: %s push of job %s failed: %s; %s", what, job, outcome.reason, kept)
+        return deliver_each(sinks, one, budget)
 
 
 def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
@@ -399,17 +370,6 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
 
         apply_deadlines(state, run.schedule, run.timezone, grace=run.grace, known=False)
     return state
-
-
-def _notice_no_sink(stored: bool) -> None:
-    if not SHARED.notice_once(f"no sink, stored={stored}"):
-        return
-    if stored:
-        log.warning("jobreport: no Pushgateway configured (set JOBREPORT_GATEWAY); runs are "
-                    "kept in the store until `jobreport flush`")
-    else:
-        log.warning("jobreport: no Pushgateway configured and the store is unavailable: "
-                    "this run is not recorded anywhere")
 
 
 def _host() -> str:

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import servers
+
+# Hypothesis times each example (200 ms by default) and checks that generating data is not
+# "too slow": both are speed assumptions that a busy machine breaks at random. Properties
+# are about values, not speed.
+settings.register_profile("jobreport", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("jobreport")
 
 
 class Gateway:
@@ -28,6 +37,19 @@ class Gateway:
         """The gateway's ``/api/v1/metrics`` data: one entry per group."""
         with urllib.request.urlopen(self.url + "/api/v1/metrics", timeout=5) as r:
             return list(json.load(r)["data"])
+
+    def groups_once(self, done: Callable[[list[dict[str, Any]]], bool],
+                    timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The groups once ``done(groups)`` holds, or as they are after ``timeout`` seconds
+        (for the assertion to show). The Pushgateway applies a DELETE, and an admin wipe,
+        after it has answered 202: a read right after one may still show the group, the
+        more so on a busy machine. (A push is applied before it is answered.)"""
+        deadline = time.monotonic() + timeout
+        groups = self.groups()
+        while not done(groups) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            groups = self.groups()
+        return groups
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:

@@ -21,13 +21,31 @@ from pathlib import Path
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+# How long a server may take to answer /-/ready: seconds on a quiet machine, much longer
+# when the machine is busy (Prometheus replays its WAL, Go start-up under load); a server
+# that really does not come up is found out through its exit or this generous ceiling.
+READY_TIMEOUT = 90.0
+
+
+# Ports handed out by free_port() stay bound (not listening) by this process, so that no
+# other program on a busy machine (the other tests, other suites, outgoing connections) can
+# take one between free_port() and the server's own bind. The servers are Go programs, which
+# set SO_REUSEADDR on their listeners: with SO_REUSEADDR on the holder as well, Linux lets
+# them bind the held port, while a connect() meanwhile is refused as on a free port.
+_held: dict[int, socket.socket] = {}
+_HELD_MAX = 512
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that is free and stays reserved for this test run."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    port = int(holder.getsockname()[1])
+    _held[port] = holder
+    while len(_held) > _HELD_MAX:  # the oldest reservations belong to finished tests
+        _held.pop(next(iter(_held))).close()
+    return port
 
 
 @dataclass
@@ -51,7 +69,7 @@ class Server:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def start(self, ready_path: str | None = None, timeout: float = 20.0) -> Server:
+    def start(self, ready_path: str | None = None, timeout: float = READY_TIMEOUT) -> Server:
         ready_path = ready_path or self.ready_path
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(

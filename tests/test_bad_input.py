@@ -22,7 +22,7 @@ from tests.faults import assert_no_traceback, cli_env, run_cli
 @pytest.fixture
 def config(gateway: Gateway, tmp_path: Path) -> Config:
     return load_config(env={}, gateway=gateway.url, db=f"sqlite:///{tmp_path / 's.db'}",
-                       instance="h1", budget="5s")
+                       instance="h1", budget="60s", timeout="10s")  # must land, busy or not
 
 
 def assert_groups_intact(gateway: Gateway) -> None:

@@ -25,7 +25,9 @@ from tests.faults import FaultProxy, assert_no_traceback, cli_env, run_cli
 
 
 def config_for(url: str, tmp_path: Path, **settings: Any) -> Config:
-    values: dict[str, Any] = {"budget": "2s", "start_budget": "0.2s", "timeout": "1s",
+    # every push here must land on the real gateway: budgets for a busy machine (a push
+    # that lands returns at once)
+    values: dict[str, Any] = {"budget": "60s", "start_budget": "5s", "timeout": "10s",
                               "db": f"sqlite:///{tmp_path / 'store.db'}"}
     values.update(settings)
     return load_config(env={}, gateway=url, instance="h1", **values)
@@ -101,7 +103,7 @@ def test_a_rejected_push_stays_pending_with_its_error_and_is_delivered_later(
     with FaultProxy(gateway.url, [status] * 4, body=body) as proxy:
         env = cli_env(JOBREPORT_GATEWAY=proxy.url,
                       JOBREPORT_DB=f"sqlite:///{tmp_path / 's.db'}", JOBREPORT_INSTANCE="h1",
-                      JOBREPORT_BUDGET="2s", JOBREPORT_START_BUDGET="0.2s")
+                      JOBREPORT_BUDGET="60s", JOBREPORT_START_BUDGET="0.2s")  # not retried
         ran = run_cli(["run", "--job", "kept", "--", "sh", "-c", "exit 3"], env)
         assert ran.returncode == 3
         shown = body if status != 301 else "301 Moved Permanently"  # 3xx: where it points
@@ -173,7 +175,9 @@ def test_delete_retires_the_group_until_the_next_run(gateway: Gateway, tmp_path:
     assert deleted.returncode == 0, deleted.stderr
     for args in (["flush"], ["flush", "--all"]):
         assert run_cli(args, env).returncode == 0
-        assert [g for g in gateway.groups() if g["labels"].get("job") == "old"] == []
+        # (the Pushgateway applies the DELETE after answering it)
+        left = gateway.groups_once(lambda gs: all(g["labels"].get("job") != "old" for g in gs))
+        assert [g for g in left if g["labels"].get("job") == "old"] == []
     assert run_cli(["run", "--job", "old", "--", "true"], env).returncode == 0
     assert gateway.samples("old", instance="h1")['jobreport_runs_total{outcome="success"}'] == 2
     missing = run_cli(["delete", "--job", "never-was"], env)
@@ -236,7 +240,7 @@ def test_a_store_replaced_mid_run_is_a_warning_and_counters_never_go_down(
     path = tmp_path / "store.db"
     with caplog.at_level(logging.WARNING, logger="jobreport"), \
             pytest.raises(RuntimeError), job_metrics("swap", config=config):
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while len(Store(config.db).history("swap")) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)  # wait for the start worker to open the run
         for suffix in ("", "-wal", "-shm"):
@@ -249,6 +253,35 @@ def test_a_store_replaced_mid_run_is_a_warning_and_counters_never_go_down(
     s = gateway.samples("swap", instance="h1")
     assert s['jobreport_runs_total{outcome="success"}'] == 3
     assert s['jobreport_last_outcome{outcome="failure"}'] == 1
+    # the next run starts a new store, which takes over the gateway's counters first
+    with job_metrics("swap", config=config):
+        pass
+    after = gateway.samples("swap", instance="h1")
+    assert after['jobreport_runs_total{outcome="success"}'] == 4
+    assert after["jobreport_last_success_timestamp_seconds"] > \
+        s["jobreport_last_success_timestamp_seconds"]
+
+
+def test_a_store_removed_between_runs_does_not_lower_the_counters(
+        gateway: Gateway, tmp_path: Path) -> None:
+    """The store file removed between two runs: the next run creates a new store, which
+    adopts the counters and last success the gateway holds before its first PUT."""
+    db = tmp_path / "s.db"
+    env = cli_env(JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=f"sqlite:///{db}",
+                  JOBREPORT_INSTANCE="h1")
+    for command in (["true"], ["true"], ["false"]):
+        run_cli(["run", "--job", "gone", "--", *command], env)
+    before = gateway.samples("gone", instance="h1")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    assert run_cli(["run", "--job", "gone", "--", "false"], env).returncode == 1
+    s = gateway.samples("gone", instance="h1")
+    assert s['jobreport_runs_total{outcome="success"}'] == 2
+    assert s['jobreport_runs_total{outcome="failure"}'] == 2
+    assert s["jobreport_last_success_timestamp_seconds"] == \
+        before["jobreport_last_success_timestamp_seconds"]
+    assert run_cli(["run", "--job", "gone", "--", "true"], env).returncode == 0
+    assert gateway.samples("gone", instance="h1")['jobreport_runs_total{outcome="success"}'] == 3
 
 
 # --- older stores ---------------------------------------------------------------------
@@ -316,14 +349,22 @@ def test_prometheus_never_sees_the_group_vanish_or_go_back(tmp_path: Path) -> No
         prom = servers.prometheus(tmp_path / "prometheus", config_path).start()
         wait_for("Prometheus scraping the Pushgateway",
                  lambda: prom_query(prom.url, 'up{job="pushgateway"} == 1')["data"]["result"],
-                 timeout=30)
+                 timeout=120)
         config = config_for(gateway.url, tmp_path)
         with job_metrics("flap", config=config):
             pass
         first = time.time()
-        deadline = time.monotonic() + 15
+
+        def scrapes_since_first() -> float:
+            window = f"[{max(1, int(time.time() - first))}s]"
+            result = prom_query(prom.url, f'sum_over_time(up{{job="pushgateway"}}{window})')
+            return sum(float(r["value"][1]) for r in result["data"]["result"])
+
+        deadline = time.monotonic() + 120
         n = 0
-        while time.monotonic() < deadline:  # bounded: about 15 s of runs
+        # runs come and go until Prometheus has scraped them a dozen times (about 12 s on a
+        # quiet machine; a busy one takes longer), bounded
+        while scrapes_since_first() < 12 and time.monotonic() < deadline:
             n += 1
             try:
                 with job_metrics("flap", config=config, heartbeat="0.2s",

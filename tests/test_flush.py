@@ -23,13 +23,25 @@ def push_count(gateway: Gateway) -> int:
 
 @pytest.fixture
 def down_then_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """A gateway address with nothing listening yet; call .start() to bring it up."""
+    """A gateway address with nothing listening yet; call .start() to bring it up.
+
+    While it is down the budgets are short (refused pushes: they only keep the test
+    short); once it is up, pushes must land, so they get budgets for a busy machine."""
     server = servers.pushgateway(tmp_path / "pg")
     monkeypatch.setenv("JOBREPORT_GATEWAY", server.url)
     monkeypatch.setenv("JOBREPORT_DB", f"sqlite:///{tmp_path / 's.db'}")
     monkeypatch.setenv("JOBREPORT_INSTANCE", "h1")
     monkeypatch.setenv("JOBREPORT_BUDGET", "0.5s")
     monkeypatch.setenv("JOBREPORT_START_BUDGET", "0.2s")
+    start = server.start
+
+    def start_with_live_budgets() -> servers.Server:
+        monkeypatch.setenv("JOBREPORT_BUDGET", "60s")
+        monkeypatch.setenv("JOBREPORT_TIMEOUT", "10s")
+        monkeypatch.setenv("JOBREPORT_START_BUDGET", "5s")
+        return start()
+
+    monkeypatch.setattr(server, "start", start_with_live_budgets)
     yield server
     server.stop()
 

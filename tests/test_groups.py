@@ -43,7 +43,7 @@ def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
 def config(shared_gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Config:
     db = tmp_path_factory.mktemp("groups-store") / "s.db"
     return load_config(env={}, gateway=shared_gateway.url, db=f"sqlite:///{db}",
-                       instance="neighbour", budget="5s")
+                       instance="neighbour", budget="60s", timeout="10s")  # must land
 
 
 def identity(labels: dict[str, str]) -> str:

@@ -97,6 +97,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         config = load_config(
             env={"XDG_CONFIG_HOME": str(tmp / "config")},
             gateway=gateway.url, db=f"sqlite:///{tmp / 'jobreport.db'}", instance="grafana-host",
+            # every push here must land, the start of dash_running too: budgets for a busy
+            # machine (a push that lands returns at once)
+            budget="60s", start_budget="30s", timeout="10s",
         )
         with job_metrics("dash_backup", expect_every="1h", max_runtime="10m",
                          labels={"team": "data"}, config=config) as job:
@@ -117,7 +120,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pass
         wait_for("the runs in Prometheus",
                  lambda: len(prom_query(prom.url, "jobreport_last_start_timestamp_seconds")
-                             ["data"]["result"]) == 5, timeout=30)
+                             ["data"]["result"]) == 5, timeout=120)
         # a second failure once Prometheus holds the first: the run counters increase, so
         # the failure ratios have a value
         with pytest.raises(RuntimeError), job_metrics("dash_failing", expect_every="1h",
@@ -126,7 +129,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for("the second failure in Prometheus",
                  lambda: prom_query(prom.url, 'jobreport_runs_total{job="dash_failing",'
                                               'outcome="failure"} == 2')["data"]["result"],
-                 timeout=30)
+                 timeout=120)
         yield prom.url
     finally:
         prom.stop()
@@ -158,7 +161,7 @@ def test_every_query_returns_data_from_real_runs(prometheus: str) -> None:
 
     missing = empty()
     if missing:  # counters need two scrapes, alerts a rule evaluation
-        wait_for("data for every query", lambda: not empty(), timeout=30, interval=1)
+        wait_for("data for every query", lambda: not empty(), timeout=120, interval=1)
 
 
 def test_variables_list_the_pushed_jobs_and_instances(prometheus: str) -> None:

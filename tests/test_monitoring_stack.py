@@ -3,6 +3,7 @@ files and stops them again; monitoring/docker-compose.yml is wired to files that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ def stack_env(tmp_path: Path, name: str = "stack") -> dict[str, str]:
 def stack(env: dict[str, str], *args: str,
           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(STACK), *args], check=False, env=env,
-                          capture_output=True, text=True, timeout=60, cwd=cwd)
+                          capture_output=True, text=True, timeout=180, cwd=cwd)
 
 
 def without_dir(env: dict[str, str]) -> dict[str, str]:
@@ -76,7 +77,7 @@ def test_background_start_serves_the_shipped_rules_and_stop_cleans_up(tmp_path: 
         assert {"jobreport-alerts", "jobreport-recording"} <= groups
         wait_for("the Pushgateway scraped",
                  lambda: prom_query(prom, 'up{job="pushgateway"} == 1')["data"]["result"],
-                 timeout=30)
+                 timeout=120)
         managers = prom_get(prom, "/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
         assert [m["url"] for m in managers] == [
             f"http://127.0.0.1:{env['ALERTMANAGER_PORT']}/api/v2/alerts"]
@@ -99,8 +100,12 @@ def test_background_start_serves_the_shipped_rules_and_stop_cleans_up(tmp_path: 
 def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     """In the foreground, SIGINT (Ctrl-C) stops the three servers and the launcher."""
     env = stack_env(tmp_path)
+    # As from a terminal, SIGINT starts at its default in the launcher: a test run started
+    # in the background (`... &` in a script, CI) has SIGINT ignored, and bash cannot trap
+    # a signal that was ignored when it started.
     proc = subprocess.Popen(["bash", str(STACK)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         assert proc.stdout is not None
         lines = []
@@ -112,11 +117,15 @@ def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         running = pids(env)
         assert len(running) == 4  # with the local alert receiver
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            pidfile = Path(env["JOBREPORT_STACK_DIR"]) / "stack.pid"
+            for pid in pids(env) if pidfile.exists() else []:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # no server outlives a failed test
     assert proc.returncode == 130, "".join(lines) + out
     assert "stopped" in out
     assert not any(alive(p) for p in running)

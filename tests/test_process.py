@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -24,6 +25,9 @@ from jobreport.wrapper.child import ProcessResult, run
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+# Ceiling of every wait for something to happen (a file written, a process gone): seconds
+# on a quiet machine, much more on a busy one; reached only when the thing never happens.
+WAIT = 60.0
 
 # Runs jobreport.wrapper.child.run in a fresh interpreter (so that signals, stdout and the
 # terminal are its own) and writes the result as JSON to $RESULT_FILE.
@@ -69,7 +73,7 @@ def gone(pid: int) -> bool:
         return True
 
 
-def wait_for_file(path: Path, timeout: float = 10.0) -> str:
+def wait_for_file(path: Path, timeout: float = WAIT) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.read_text().strip():
@@ -78,7 +82,7 @@ def wait_for_file(path: Path, timeout: float = 10.0) -> str:
     raise AssertionError(f"{path} never written")
 
 
-def wait_until(predicate: object, timeout: float = 10.0) -> bool:
+def wait_until(predicate: object, timeout: float = WAIT) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
@@ -89,6 +93,19 @@ def wait_until(predicate: object, timeout: float = 10.0) -> bool:
 
 def py(code: str) -> list[str]:
     return [PY, "-c", code]
+
+
+@contextlib.contextmanager
+def sigterm_blocked_in_children() -> Iterator[None]:
+    """Block SIGTERM in this thread while run() starts the child. The child inherits the
+    signal mask through fork and exec, so a SIGTERM sent to it stays pending until the
+    child unblocks it itself (or forever): the child is "ready" for SIGTERM from its first
+    instruction, however long the machine takes to start it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # -- exit codes and outcomes -------------------------------------------------------------
@@ -112,7 +129,7 @@ def test_result_is_frozen_with_times() -> None:
     with pytest.raises(AttributeError):
         r.exit_code = 1  # type: ignore[misc]
     assert before <= r.started_at <= r.ended_at <= after
-    assert 0.2 <= r.duration < 5
+    assert 0.2 <= r.duration < 30  # seconds, not milliseconds; a busy machine is slow
     assert r.pid is not None and r.pid > 0
 
 
@@ -205,22 +222,29 @@ def test_timeout_kills_and_reports_124() -> None:
     r = run(["sleep", "30"], timeout=0.3)
     assert (r.exit_code, r.outcome) == (124, outcomes.TIMEOUT)
     assert r.timed_out and r.signal == signal.SIGTERM
-    assert r.duration < 10
+    assert r.duration < 20  # stopped, not waited for (sleep 30)
     assert r.pid is not None and gone(r.pid)
 
 
 def test_timeout_escalates_to_sigkill_after_kill_after() -> None:
-    """A child that ignores SIGTERM is killed with SIGKILL once kill_after has passed."""
-    r = run(py("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-               "print('ready', flush=True); time.sleep(30)"), timeout=0.5, kill_after=0.5)
+    """A child deaf to SIGTERM is killed with SIGKILL once kill_after has passed."""
+    with sigterm_blocked_in_children():  # deaf from its first instruction, however slow
+        r = run(["sleep", "30"], timeout=0.5, kill_after=0.5)
     assert (r.exit_code, r.outcome) == (124, outcomes.TIMEOUT)
     assert r.signal == signal.SIGKILL
+    assert r.duration < 20  # killed, not waited for (sleep 30)
 
 
 def test_timeout_is_124_even_when_the_child_exits_cleanly_on_sigterm() -> None:
     """What the child does with the SIGTERM of a timeout does not change the outcome."""
-    r = run(py("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0));"
-               " time.sleep(30)"), timeout=0.5)
+    # the child takes SIGTERM only once its handler is in place (it starts with SIGTERM
+    # blocked), so the timeout's SIGTERM always reaches the handler, however slow the start
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
+            "time.sleep(30)\n")
+    with sigterm_blocked_in_children():
+        r = run(py(code), timeout=0.5)
     assert (r.exit_code, r.outcome) == (124, outcomes.TIMEOUT)
 
 
@@ -242,20 +266,37 @@ def test_timeout_kills_the_whole_tree(tmp_path: Path, subreaper: bool) -> None:
         f"time.sleep(62)' & echo $! >> {pids}; "
         "wait"
     )
-    r = run(["sh", "-c", script], timeout=1.0, kill_after=0.5, subreaper=subreaper)
+    # the timeout leaves the shell time to start all three even on a busy machine
+    r = run(["sh", "-c", script], timeout=3.0, kill_after=0.5, subreaper=subreaper)
     assert (r.exit_code, r.outcome) == (124, outcomes.TIMEOUT)
     found = [int(p) for p in pids.read_text().split()]
     assert len(found) == 3
-    assert wait_until(lambda: all(gone(p) for p in found), timeout=5)
+    assert wait_until(lambda: all(gone(p) for p in found))
 
 
 # -- signals sent to jobreport -----------------------------------------------------------
 
 
-def send_to_self_later(sig: int, delay: float = 0.3) -> threading.Timer:
-    timer = threading.Timer(delay, os.kill, (os.getpid(), sig))
-    timer.start()
-    return timer
+class SignalToSelf:
+    """Sends ``sig`` to this process from another thread once ``ready()`` holds (polled up
+    to WAIT), as a user or init would while the main thread waits for the child."""
+
+    def __init__(self, sig: int, ready: object = lambda: True) -> None:
+        self.sig = sig
+        self.ready = ready
+        self.thread: threading.Thread | None = None
+
+    def __call__(self, _pid: int) -> None:  # run()'s on_started: the child has exec'd
+        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread.start()
+
+    def _send(self) -> None:
+        if wait_until(self.ready):
+            os.kill(os.getpid(), self.sig)
+
+    def join(self) -> None:
+        assert self.thread is not None, "on_started was not called"
+        self.thread.join(WAIT)
 
 
 @pytest.mark.parametrize(
@@ -269,9 +310,9 @@ def send_to_self_later(sig: int, delay: float = 0.3) -> threading.Timer:
 def test_signals_are_forwarded_to_the_child(sig: int, outcome: str) -> None:
     """SIGTERM/SIGHUP/SIGINT sent to jobreport reach the child, whose death decides."""
     before = signal.getsignal(sig)
-    timer = send_to_self_later(sig)
-    r = run(["sleep", "30"])
-    timer.join()
+    sender = SignalToSelf(sig)  # once the child runs: the forwarding is in place by then
+    r = run(["sleep", "30"], on_started=sender)
+    sender.join()
     assert r.exit_code == 128 + sig
     assert r.outcome == outcome
     assert r.received_signals == (sig,)
@@ -279,14 +320,16 @@ def test_signals_are_forwarded_to_the_child(sig: int, outcome: str) -> None:
     assert signal.getsignal(sig) == before
 
 
-def test_child_that_handles_sigterm_and_exits_zero_succeeded() -> None:
+def test_child_that_handles_sigterm_and_exits_zero_succeeded(tmp_path: Path) -> None:
     """The child's own exit status decides: trapping SIGTERM and exiting 0 is success."""
-    code = ("import signal, sys, time\n"
+    ready = tmp_path / "ready"
+    code = ("import pathlib, signal, sys, time\n"
             "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+            f"pathlib.Path({str(ready)!r}).write_text('1')\n"
             "time.sleep(30)\n")
-    timer = send_to_self_later(signal.SIGTERM, 0.5)
-    r = run(py(code))
-    timer.join()
+    sender = SignalToSelf(signal.SIGTERM, ready.exists)  # once its handler is in place
+    r = run(py(code), on_started=sender)
+    sender.join()
     assert (r.exit_code, r.outcome) == (0, outcomes.SUCCESS)
     assert r.received_signals == (signal.SIGTERM,)
 
@@ -310,9 +353,21 @@ def test_sigterm_to_jobreport_process_gives_143(tmp_path: Path) -> None:
 
 def test_tail_keeps_last_lines_of_both_streams() -> None:
     """The tail holds the last N lines of stdout and stderr in order of arrival."""
-    r = run(["sh", "-c",
-             "for i in 1 2 3 4 5; do echo out$i; done; sleep 0.2; echo err >&2; sleep 0.2; "
-             "echo last"], tail_lines=3)
+    # "arrival" is when jobreport reads a pipe: before writing to the other stream the child
+    # waits until jobreport has read everything it wrote (FIONREAD of the pipe is 0), so the
+    # order of arrival is the order of writing on any machine
+    code = ("import fcntl, os, struct, termios, time\n"
+            "def drained(fd):\n"
+            "    for _ in range(6000):\n"
+            "        if struct.unpack('i', fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))[0] == 0:\n"
+            "            return\n"
+            "        time.sleep(0.01)\n"
+            "os.write(1, b''.join(b'out%d\\n' % i for i in range(1, 6)))\n"
+            "drained(1)\n"
+            "os.write(2, b'err\\n')\n"
+            "drained(2)\n"
+            "os.write(1, b'last\\n')\n")
+    r = run(py(code), tail_lines=3)
     assert r.tail == "out5\nerr\nlast"
 
 
@@ -407,7 +462,7 @@ def test_output_is_relayed_before_the_child_ends(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, env=driver_env(tmp_path))
     try:
         assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        ready, _, _ = select.select([proc.stdout], [], [], WAIT)
         assert ready, "no output while the child runs"
         assert proc.stdout.readline() == b"first\n"
     finally:
@@ -439,7 +494,7 @@ def pty_pair() -> Iterator[tuple[int, int]]:
                 pass
 
 
-def read_until(fd: int, needle: bytes, timeout: float = 20.0) -> bytes:
+def read_until(fd: int, needle: bytes, timeout: float = WAIT) -> bytes:
     buf = b""
     deadline = time.monotonic() + timeout
     while needle not in buf and time.monotonic() < deadline:
@@ -493,12 +548,16 @@ def test_max_rss_is_the_largest_process_of_the_tree() -> None:
     assert r.max_rss_bytes is not None and r.max_rss_bytes >= 150 * 1024 * 1024
 
 
-def test_orphans_are_counted_as_subreaper() -> None:
+def test_orphans_are_counted_as_subreaper(tmp_path: Path) -> None:
     """A grandchild orphaned during the run is reaped and counted when we are subreaper.
     (Without it, where the orphan goes depends on the machine's process tree, so nothing is
     asserted about that case.)"""
     alloc = "x = bytearray(150 * 1024 * 1024)"
-    r = run(["sh", "-c", f"({PY} -c '{alloc}' &); sleep 2"], subreaper=True)
+    # the shell outlives the orphan, however long it takes: it waits until the orphan has
+    # been reaped (by us, the subreaper, during the run), bounded to about a minute
+    script = (f"({PY} -c '{alloc}' & echo $! > \"$1\"); p=$(cat \"$1\"); i=0; "
+              'while kill -0 "$p" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done')
+    r = run(["sh", "-c", script, "sh", str(tmp_path / "orphan.pid")], subreaper=True)
     assert r.exit_code == 0
     assert r.max_rss_bytes is not None
     assert r.max_rss_bytes >= 150 * 1024 * 1024

@@ -71,28 +71,39 @@ def test_prune_lists_then_retires_and_deletes(gateway: Gateway, env: dict[str, s
     """--dry-run lists the old group and deletes nothing; prune deletes it from the gateway
     and retires it in the store (flush does not bring it back), and leaves a fresh
     jobreport group and an old foreign group alone."""
+    began = time.monotonic()
     assert jobreport("run", "--job", "gone", "--instance", "old-host", "--", "true",
                      env=env).returncode == 0
+    slow = time.monotonic() - began  # what a jobreport process takes on this machine now
     foreign_push(gateway, "other")
     old = push_time(gateway, "gone", "old-host")
-    # wait (on the clock, bounded) until that push is 4 s old; the fresh group then has 3 s
-    # to be pruned by mistake, far more than a run and a prune take
-    limit = time.monotonic() + 15
-    while time.time() <= old + 4 and time.monotonic() < limit:
+    # The fresh group is pushed `gap` seconds after the old one, and each prune draws its
+    # line half-way between their ages: a prune that takes up to gap/2 to read its clock
+    # still sees the old group as old and the fresh one as fresh. The gap grows with how
+    # slow the machine is right now (4 s when quiet); the wait is on the clock, bounded.
+    gap = 4.0 + 2 * slow
+    limit = time.monotonic() + gap + 60
+    while time.time() <= old + gap and time.monotonic() < limit:
         time.sleep(0.1)
     assert jobreport("run", "--job", "fresh", "--instance", "new-host", "--", "true",
                      env=env).returncode == 0
+    fresh = push_time(gateway, "fresh", "new-host")
 
-    dry = jobreport("prune", "--older-than", "3s", "--dry-run", env=env)
+    def half_way() -> str:
+        return f"{time.time() - (old + fresh) / 2:.2f}s"
+
+    dry = jobreport("prune", "--older-than", half_way(), "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
     assert "would delete group job=gone instance=old-host" in dry.stdout
     assert "fresh" not in dry.stdout and "other" not in dry.stdout
     assert ("gone", "old-host") in jobs_held(gateway)
 
-    done = jobreport("prune", "--older-than", "3s", env=env)
+    done = jobreport("prune", "--older-than", half_way(), env=env)
     assert done.returncode == 0, done.stderr
     assert "deleted 1 group(s)" in done.stdout
-    assert jobs_held(gateway) == {("fresh", "new-host"), ("other", "old")}
+    left = {("fresh", "new-host"), ("other", "old")}
+    gateway.groups_once(lambda _groups: jobs_held(gateway) == left)  # DELETE applied (202)
+    assert jobs_held(gateway) == left
 
     flush = jobreport("flush", "--all", env=env)
     assert flush.returncode in (0, 1), flush.stderr

@@ -31,11 +31,15 @@ from tests.faults import (
     run_cli,
 )
 
+# Budgets for pushes that must land, on a busy machine; a test of a gateway that never
+# answers sets short ones (SHORT), which only decide how long it waits.
+LIVE = {"JOBREPORT_BUDGET": "60s", "JOBREPORT_START_BUDGET": "5s", "JOBREPORT_TIMEOUT": "10s"}
+SHORT = {"JOBREPORT_BUDGET": "2s", "JOBREPORT_START_BUDGET": "0.5s", "JOBREPORT_TIMEOUT": "1s"}
+
 
 def env_for(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     settings = {"JOBREPORT_GATEWAY": url, "JOBREPORT_DB": f"sqlite:///{tmp_path / 's.db'}",
-                "JOBREPORT_INSTANCE": "h1", "JOBREPORT_BUDGET": "2s",
-                "JOBREPORT_START_BUDGET": "0.5s", "JOBREPORT_TIMEOUT": "1s"}
+                "JOBREPORT_INSTANCE": "h1", **LIVE}
     return cli_env(**{**settings, **extra})
 
 
@@ -115,8 +119,10 @@ def test_child_ignoring_sigterm_is_killed_after_kill_after(
     script = ("import subprocess, sys\n"
               "subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]])\n"
               "exec(sys.argv[1])\n")
-    proc = run_cli(["run", "--job", "stubborn", "--timeout", "1s", "--kill-after", "1s", "--",
-                    sys.executable, "-c", script, stubborn, marker], env, timeout=60)
+    # the timeout leaves a busy machine time to start both before the SIGTERM, so that
+    # they really ignore it and need the SIGKILL
+    proc = run_cli(["run", "--job", "stubborn", "--timeout", "3s", "--kill-after", "1s", "--",
+                    sys.executable, "-c", script, stubborn, marker], env, timeout=120)
     assert proc.returncode == 124
     assert_no_traceback(proc.stderr)
     leftover = [p for p in psutil.process_iter(["cmdline"])
@@ -132,7 +138,7 @@ def test_gateway_refusing_then_flush(tmp_path: Path) -> None:
     """Gateway down: the child's code is the exit code, one warning line, the run kept;
     `jobreport flush` delivers it once the gateway is up."""
     server = servers.pushgateway(tmp_path / "pg")
-    env = env_for(server.url, tmp_path)
+    env = env_for(server.url, tmp_path, **SHORT)  # refused pushes are retried for the budget
     try:
         proc = run_cli(["run", "--job", "down", "--", "sh", "-c", "echo out; exit 5"], env)
         assert proc.returncode == 5
@@ -141,6 +147,7 @@ def test_gateway_refusing_then_flush(tmp_path: Path) -> None:
         assert_no_traceback(proc.stderr)
         assert len(proc.stderr.strip().splitlines()) <= 2
         server.start()
+        env.update(LIVE)
         flushed = run_cli(["flush"], env)
         assert flushed.returncode == 0, flushed.stderr
         s = Gateway(server).samples("down", instance="h1")
@@ -154,12 +161,12 @@ def test_gateway_that_never_answers_with_cli(gateway: Gateway, tmp_path: Path) -
     """A gateway that accepts and never answers: exit code intact, a clear warning, the run
     kept for flush."""
     with SilentServer() as silent:
-        env = env_for(silent.url, tmp_path)
+        env = env_for(silent.url, tmp_path, **SHORT)
         proc = run_cli(["run", "--job", "hang", "--", "sh", "-c", "exit 4"], env)
     assert proc.returncode == 4
     assert "did not answer" in proc.stderr
     assert_no_traceback(proc.stderr)
-    env["JOBREPORT_GATEWAY"] = gateway.url
+    env.update(LIVE, JOBREPORT_GATEWAY=gateway.url)
     assert run_cli(["flush"], env).returncode == 0
     assert gateway.samples("hang", instance="h1")["jobreport_last_exit_code"] == 4
 
@@ -168,7 +175,7 @@ def test_400_with_cli_shows_the_gateway_text(gateway: Gateway, tmp_path: Path) -
     """A 400 from the gateway: exit code intact, the gateway's text shown, not retried within
     a push; the group stays pending, so flush tries once more (and says it failed)."""
     with FaultProxy(gateway.url, [400] * 5, body="pushed metrics are invalid: test 400") as p:
-        env = env_for(p.url, tmp_path, JOBREPORT_BUDGET="10s")
+        env = env_for(p.url, tmp_path)
         proc = run_cli(["run", "--job", "rejected", "--", "true"], env)
         assert proc.returncode == 0
         assert "test 400" in proc.stderr
@@ -183,7 +190,7 @@ def test_400_with_cli_shows_the_gateway_text(gateway: Gateway, tmp_path: Path) -
 def test_5xx_then_recovery_with_cli(gateway: Gateway, tmp_path: Path) -> None:
     """503, 502, 500, then the gateway: the end push lands within the budget."""
     with FaultProxy(gateway.url) as proxy:
-        env = env_for(proxy.url, tmp_path, JOBREPORT_BUDGET="20s")
+        env = env_for(proxy.url, tmp_path)
         proxy.script = [503, 502, 500]
         proc = run_cli(["run", "--job", "flaky", "--", "sh", "-c", "exit 2"], env)
     assert proc.returncode == 2
@@ -199,7 +206,7 @@ def test_20_runs_at_once_into_one_store(
         gateway: Gateway, tmp_path: Path, jobs: list[str]) -> None:
     """20 `jobreport run` processes at once on one SQLite store: every exit code right, no
     warning, every run in the store and in the gateway."""
-    env = env_for(gateway.url, tmp_path, JOBREPORT_BUDGET="20s", JOBREPORT_TIMEOUT="5s")
+    env = env_for(gateway.url, tmp_path)
     procs = [subprocess.Popen(
         [JOBREPORT, "run", "--job", job, "--", "sh", "-c", f"sleep 0.2; exit {i % 3}"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

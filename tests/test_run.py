@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests import servers
 from tests.conftest import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +49,8 @@ def history(**env: str) -> list[dict[str, Any]]:
     return data
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> Any:
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0) -> Any:
+    """Poll ``predicate`` until it holds; the ceiling is for a busy machine, not a speed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -70,6 +72,13 @@ def child_of(proc: subprocess.Popen[bytes], name: str) -> psutil.Process:
         return None
     found: psutil.Process = wait_until(find)
     return found
+
+
+def held(release: Path) -> list[str]:
+    """A command that runs until ``release`` exists (bounded: at most about a minute), so
+    that a test decides when it ends instead of guessing how long the machine needs."""
+    return ["sh", "-c", 'i=0; while [ ! -e "$1" ] && [ $i -lt 1200 ]; do sleep 0.05; '
+            "i=$((i+1)); done", "sh", str(release)]
 
 
 def gone(p: psutil.Process) -> bool:
@@ -231,11 +240,13 @@ def test_lock_skips_a_second_run(gw: Gateway, tmp_path: Path) -> None:
     """With --lock, a run of the same group while one runs does not start: exit 75,
     outcome skipped recorded; the first run is unaffected."""
     marker = tmp_path / "second-ran"
+    release = tmp_path / "release"
     first = subprocess.Popen(
-        jobreport_argv("run", "--lock", "--job", "nightly", "--", "sleep", "3"),
+        jobreport_argv("run", "--lock", "--job", "nightly", "--", *held(release)),
         env=jobreport_env())
-    child_of(first, "sleep")
+    child_of(first, "sh")
     second = jobreport("run", "--lock", "--job", "nightly", "--", "touch", str(marker))
+    release.touch()
     assert second.returncode == 75
     assert b"already running" in second.stderr
     assert not marker.exists()
@@ -250,14 +261,19 @@ def test_lock_skips_a_second_run(gw: Gateway, tmp_path: Path) -> None:
     assert third.returncode == 0 and marker.exists()
 
 
-def test_lock_is_per_group(gw: Gateway) -> None:
+def test_lock_is_per_group(gw: Gateway, tmp_path: Path) -> None:
     """Another job (or another label set) is not blocked by the lock."""
+    release = tmp_path / "release"
     first = subprocess.Popen(
-        jobreport_argv("run", "--lock", "--job", "a", "--", "sleep", "3"), env=jobreport_env())
-    child_of(first, "sleep")
-    assert jobreport("run", "--lock", "--job", "b", "--", "true").returncode == 0
-    assert jobreport("run", "--lock", "--job", "a", "--label", "shard=2", "--",
-                     "true").returncode == 0
+        jobreport_argv("run", "--lock", "--job", "a", "--", *held(release)), env=jobreport_env())
+    try:
+        child_of(first, "sh")
+        assert jobreport("run", "--lock", "--job", "b", "--", "true").returncode == 0
+        assert jobreport("run", "--lock", "--job", "a", "--label", "shard=2", "--",
+                         "true").returncode == 0
+        assert first.poll() is None  # the lock of group a was held all along
+    finally:
+        release.touch()
     assert first.wait(60) == 0
 
 
@@ -303,11 +319,12 @@ def test_child_environment(gw: Gateway, tmp_path: Path) -> None:
     assert seen["JOBREPORT_METRICS_FILE"] and not os.path.exists(seen["JOBREPORT_METRICS_FILE"])
 
 
-def test_heartbeat_is_pushed(gw: Gateway) -> None:
+def test_heartbeat_is_pushed(gw: Gateway, tmp_path: Path) -> None:
     """--heartbeat pushes a liveness timestamp while the command runs."""
     before = time.time()
+    release = tmp_path / "release"
     proc = subprocess.Popen(jobreport_argv("run", "--job", "hb", "--heartbeat", "0.2s", "--",
-                                           "sleep", "2"), env=jobreport_env())
+                                           *held(release)), env=jobreport_env())
 
     def beat() -> float | None:
         try:
@@ -315,7 +332,11 @@ def test_heartbeat_is_pushed(gw: Gateway) -> None:
         except AssertionError:
             return None
 
-    assert wait_until(beat) >= before
+    try:
+        assert wait_until(beat) >= before
+        assert proc.poll() is None  # seen while the command still runs
+    finally:
+        release.touch()
     assert proc.wait(60) == 0
 
 
@@ -354,9 +375,8 @@ def test_history_run_shows_the_output_tail(gw: Gateway) -> None:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    # a port kept reserved by the suite: nothing else can start listening on it meanwhile
+    return f"http://127.0.0.1:{servers.free_port()}"
 
 
 def test_down_gateway_keeps_exit_code_and_flush_delivers_later(gateway: Gateway) -> None:
@@ -449,7 +469,8 @@ def test_history_status_delete_as_processes(gw: Gateway) -> None:
 
     deleted = jobreport("delete", "--job", "bad")
     assert deleted.returncode == 0, deleted.stderr
-    assert [g["labels"]["job"] for g in gw.groups()] == ["good"]
+    left = gw.groups_once(lambda groups: [g["labels"]["job"] for g in groups] == ["good"])
+    assert [g["labels"]["job"] for g in left] == ["good"]
 
 
 def test_help_of_every_command_as_a_process() -> None:

@@ -121,8 +121,11 @@ def secure_env(url: str, pki: Path, tmp_path: Path, **extra: str) -> dict[str, s
     settings = {"JOBREPORT_GATEWAY": url, "JOBREPORT_USERNAME": USER,
                 "JOBREPORT_PASSWORD": PASSWORD, "JOBREPORT_CA_BUNDLE": str(pki / "ca.crt"),
                 "JOBREPORT_DB": f"sqlite:///{tmp_path / 'store.db'}",
-                "JOBREPORT_INSTANCE": "h1", "JOBREPORT_BUDGET": "3s",
-                "JOBREPORT_START_BUDGET": "0.5s"}
+                "JOBREPORT_INSTANCE": "h1",
+                # budgets for pushes that must land on a busy machine (TLS hand-shakes are
+                # slow there); pushes refused for credentials or certificates are not retried
+                "JOBREPORT_BUDGET": "60s", "JOBREPORT_TIMEOUT": "10s",
+                "JOBREPORT_START_BUDGET": "5s"}
     return cli_env(**{**settings, **extra})
 
 
@@ -158,7 +161,8 @@ def test_wrong_password_is_a_clear_error_and_the_run_waits(
 def test_library_wrong_password_error(secure_gateway: str, pki: Path) -> None:
     """The library's PushError for refused credentials is clear and carries no secret."""
     config = load_config(env={"JOBREPORT_PASSWORD": "nope-a1b2c3"}, gateway=secure_gateway,
-                         username=USER, ca_bundle=str(pki / "ca.crt"), budget="2s")
+                         username=USER, ca_bundle=str(pki / "ca.crt"), budget="60s",
+                         timeout="10s")  # a 401 is not retried: the budget is a ceiling
     state = GroupState(job="lib", grouping={"job": "lib"}, running=0)
     from jobreport.exposition import registry_for
 

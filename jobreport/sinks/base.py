@@ -16,6 +16,7 @@ Cheap to import: no network or metrics library here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -29,6 +30,7 @@ __all__ = [
     "RETRY_STATUSES",
     "Delivered",
     "DeliveryOutcome",
+    "HoldsState",
     "NotConfiguredError",
     "Rejected",
     "RetryLater",
@@ -134,3 +136,43 @@ class Sink(Protocol):
                budget: float | None = None) -> DeliveryOutcome:
         """Remove the group from the sink (``jobreport delete``)."""
         ...
+
+
+@runtime_checkable
+class HoldsState(Protocol):
+    """A sink that can say what it holds for a group (the Pushgateway can; a remote-write
+    receiver or a textfile directory cannot be asked)."""
+
+    def held(self, grouping: Mapping[str, str], *,
+             budget: float | None = None) -> GroupState | None:
+        """The counters and timestamps the sink holds for the group (None: nothing, or
+        it could not say)."""
+        ...
+
+
+def held_state(group: Mapping[str, object], grouping: dict[str, str],
+               namespace: str) -> GroupState | None:
+    """The counters and last success/failure of one group of the Pushgateway's
+    ``/api/v1/metrics`` answer, as a ``GroupState`` (None when it holds none of them)."""
+    from jobreport.records import GroupState
+
+    def samples(name: str) -> list[tuple[dict[str, str], float]]:
+        family = group.get(name)
+        out = []
+        for metric in family.get("metrics", []) if isinstance(family, dict) else []:
+            try:
+                out.append((dict(metric.get("labels", {})), float(metric["value"])))
+            except (AttributeError, KeyError, TypeError, ValueError):
+                continue
+        return out
+
+    runs = {labels.get("outcome", ""): int(value)
+            for labels, value in samples(f"{namespace}_runs_total") if math.isfinite(value)}
+    state = GroupState(job=grouping["job"], grouping=grouping, runs_total=runs or None)
+    for attr, name in (("last_success", "last_success_timestamp_seconds"),
+                       ("last_failure", "last_failure_timestamp_seconds")):
+        found = [v for _, v in samples(f"{namespace}_{name}") if math.isfinite(v) and v > 0]
+        setattr(state, attr, found[0] if found else None)
+    if state.runs_total is None and state.last_success is None and state.last_failure is None:
+        return None
+    return state

@@ -50,6 +50,9 @@ class Tx(Protocol):
 class Backend(Protocol):
     display_url: str
     is_sqlite: bool
+    #: Set when the database was found replaced (its file removed or swapped): the schema
+    #: must be checked again before the next use.
+    replaced: bool
 
     def write(self) -> AbstractContextManager[Tx]: ...
     def read(self) -> AbstractContextManager[Tx]: ...
@@ -106,6 +109,7 @@ class SQLiteBackend:
     is_sqlite = True
 
     def __init__(self, url: str, path: str) -> None:
+        self.replaced = False
         self.display_url = mask_url(url)
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
@@ -142,6 +146,7 @@ class SQLiteBackend:
             # whose history no other process will read; going on would also let the next
             # push carry counters of a store that does not know the group's past
             self.close()
+            self.replaced = True
             raise StoreError(
                 f"the store file {self.path} was removed or replaced while this process had "
                 "it open; this run is reported without history")
@@ -239,6 +244,8 @@ class _SQLAlchemyTx:
 
 class SQLAlchemyBackend:
     """Any SQLAlchemy URL (PostgreSQL, MySQL, SQLite with another driver, ...)."""
+
+    replaced = False
 
     def __init__(self, url: str) -> None:
         from sqlalchemy import create_engine, event

@@ -50,11 +50,12 @@ def _to_v4(tx: Tx) -> None:
 _STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
 
 
-def ensure_schema(db: Backend) -> None:
-    """Create the tables of a new store, or migrate an older one; refuse a newer one."""
+def ensure_schema(db: Backend) -> bool:
+    """Create the tables of a new store, or migrate an older one; refuse a newer one.
+    Returns True when this call created the store."""
     version = _version(db)
     if version == SCHEMA_VERSION:
-        return
+        return False
     if version is not None and version > SCHEMA_VERSION:
         raise StoreError(
             f"the store {db.display_url} has schema {version}, newer than this "
@@ -68,15 +69,16 @@ def ensure_schema(db: Backend) -> None:
         if not rows:
             tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('schema_version', :v)",
                    {"v": str(SCHEMA_VERSION)})
-            return
+            return True
         current = int(rows[0]["value"])
         if current >= SCHEMA_VERSION:
-            return
+            return False
         _add_missing_columns(tx, db.is_sqlite)
         for step in range(current + 1, SCHEMA_VERSION + 1):
             _STEPS[step](tx)
         tx.run("UPDATE jobreport_meta SET value = :v WHERE key = 'schema_version'",
                {"v": str(SCHEMA_VERSION)})
+    return False
 
 
 def _version(db: Backend) -> int | None:

@@ -19,7 +19,7 @@ from jobreport.records import (
 )
 from jobreport.wrapper.relay import TAIL_MAX_BYTES
 
-__all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "Delivery", "PendingGroup", "RunStart", "Undelivered",
+__all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "PendingGroup", "RunStart", "Undelivered",
            "bound_tail", "end_values", "run_record", "run_result"]
 
 #: The sink whose marks ``pending()`` and friends read unless told otherwise.
@@ -93,22 +93,6 @@ class Undelivered:
         elif self.sink is None:
             text += " (no sink has taken it yet: `jobreport flush` with a gateway set)"
         return text
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Where one group stands with one sink."""
-
-    sink: str
-    delivered_seq: int
-    seq: int
-    last_error: str | None
-    last_attempt: float | None
-    since: float | None = None
-
-    @property
-    def pending(self) -> bool:
-        return self.seq > self.delivered_seq
 
 
 def bound_tail(tail: str | None) -> str | None:

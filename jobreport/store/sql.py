@@ -94,6 +94,9 @@ UNDELIVERED = (
     "WHERE g.retired IS NULL AND g.seq > COALESCE(d.delivered_seq, 0) "
     "ORDER BY g.group_key, d.sink"
 )
-DELIVERIES = ("SELECT d.*, g.seq FROM jobreport_deliveries d JOIN jobreport_groups g "
-              "ON g.group_key = d.group_key WHERE d.group_key = :k ORDER BY d.sink")
+HAS_DELIVERY = "SELECT 1 AS x FROM jobreport_deliveries WHERE group_key = :k AND sink = :sink"
+ADD_COUNT = "UPDATE jobreport_counts SET n = n + :n WHERE group_key = :k AND outcome = :o"
+#: Move a forward-only timestamp (fixed column names only) to :v if that is later.
+LATER = ("UPDATE jobreport_groups SET {column} = :v WHERE group_key = :k "
+         "AND ({column} IS NULL OR {column} < :v)")
 VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"

@@ -15,7 +15,6 @@ is not retired (``jobreport delete``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -38,11 +37,10 @@ from jobreport.records import (
 from jobreport.schedule import apply_schedule
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
+from jobreport.store.marks import DeliveryMarks
 from jobreport.store.migrations import SCHEMA_VERSION, ensure_schema
 from jobreport.store.rows import (
-    DEFAULT_SINK,
     TAIL_MAX_BYTES,
-    Delivery,
     PendingGroup,
     RunStart,
     Undelivered,
@@ -51,13 +49,13 @@ from jobreport.store.rows import (
     run_result,
 )
 
-__all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "Delivery", "PendingGroup", "RunStart", "Store",
+__all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "PendingGroup", "RunStart", "Store",
            "Undelivered"]
 
 log = logging.getLogger("jobreport")
 
 
-class Store:
+class Store(DeliveryMarks):
     """The run history and delivery state of one database."""
 
     def __init__(self, url: str) -> None:
@@ -65,6 +63,9 @@ class Store:
         self._db = open_backend(url)
         self.is_sqlite = self._db.is_sqlite
         self._schema_ready = False
+        #: This process created the store (a new install, or one whose file was removed):
+        #: its first delivery of a group adopts what the sink holds (``adopt``).
+        self.created = False
 
     @property
     def display_url(self) -> str:
@@ -84,8 +85,9 @@ class Store:
     def ensure_schema(self) -> None:
         """Create the tables on first use, or migrate an older store (safe when many
         processes do it at once). An up-to-date store is only read here."""
-        if not self._schema_ready:
-            ensure_schema(self._db)
+        if not self._schema_ready or self._db.replaced:
+            self._db.replaced = False
+            self.created = ensure_schema(self._db) or self.created
             self._schema_ready = True
 
     def schema_version(self) -> int:
@@ -254,40 +256,7 @@ class Store:
                 tx.run(sql.RETIRE_DELIVERIES, {"k": key})
             return found
 
-    def mark_delivered(self, key: str, seq: int, *, sink: str = DEFAULT_SINK,
-                       problem: str | None = None, left_out: Sequence[str] = ()) -> int:
-        """``sink`` accepted the state ``seq`` of group ``key`` (``problem``: it did so only
-        with ``left_out`` families removed, which keeps the group pending). Returns the
-        group's current seq: larger means it changed during the delivery."""
-        with self._write() as tx:
-            self._delivery_row(tx, key, sink)
-            tx.run(sql.DELIVERED, {
-                "k": key, "sink": sink, "s": seq - 1 if problem else seq, "now": time.time(),
-                "e": problem[:2000] if problem else None,
-                "left": json.dumps(list(left_out)) if left_out else None,
-            })
-            rows = tx.rows(sql.SEQ, {"k": key})
-            return int(rows[0]["seq"]) if rows else 0
-
-    def mark_failed(self, key: str, error: str, *, sink: str = DEFAULT_SINK) -> None:
-        """``sink`` did not take group ``key``'s state: keep it pending, error recorded."""
-        with self._write() as tx:
-            self._delivery_row(tx, key, sink)
-            tx.run(sql.FAILED_DELIVERY, {"e": error[:2000], "now": time.time(), "k": key,
-                                         "sink": sink})
-
-    @staticmethod
-    def _delivery_row(tx: Tx, key: str, sink: str) -> None:
-        insert, conflict = tx.insert_missing
-        tx.run(sql.NEW_DELIVERY.format(insert=insert, conflict=conflict),
-               {"k": key, "sink": sink})
-
     # --- reading ------------------------------------------------------------------------
-
-    def seq(self, key: str) -> int:
-        with self._read() as tx:
-            rows = tx.rows(sql.SEQ, {"k": key})
-            return int(rows[0]["seq"]) if rows else 0
 
     def group_state(self, key: str) -> tuple[GroupState, int]:
         """The whole known state of group ``key`` and the ``seq`` it reflects."""
@@ -325,44 +294,6 @@ class Store:
             apply_schedule(state, newest[0])
         return state, int(g["seq"])
 
-    def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:
-        """Every group (not retired) whose newest state has not reached ``sink``."""
-        with self._read() as tx:
-            out = []
-            for g in tx.rows(sql.PENDING, {"sink": sink}):
-                n = tx.rows(sql.PENDING_RUNS, {"k": g["group_key"], "d": g["delivered_seq"]})
-                out.append(PendingGroup(g["group_key"], g["job"],
-                                        grouping_from_key(g["group_key"]), int(n[0]["n"]),
-                                        since=n[0]["since"], last_error=g["last_error"]))
-            return out
-
-    def deliveries(self, key: str) -> list[Delivery]:
-        """Where group ``key`` stands with each sink it was ever delivered to (or tried)."""
-        with self._read() as tx:
-            out = []
-            for d in tx.rows(sql.DELIVERIES, {"k": key}):
-                since = None
-                if d["seq"] > d["delivered_seq"]:
-                    since = tx.rows(sql.PENDING_RUNS,
-                                    {"k": key, "d": d["delivered_seq"]})[0]["since"]
-                out.append(Delivery(str(d["sink"]), int(d["delivered_seq"]), int(d["seq"]),
-                                    d["last_error"], d["last_attempt"], since))
-            return out
-
-    def undelivered(self, job: str | None = None) -> list[Undelivered]:
-        """Every group (not retired) that a sink has not taken the newest state of, with
-        the error of the last attempt: what ``check``, ``status`` and ``history`` show."""
-        with self._read() as tx:
-            out = []
-            for d in tx.rows(sql.UNDELIVERED):
-                if job is not None and d["job"] != job:
-                    continue
-                since = tx.rows(sql.PENDING_RUNS, {"k": d["group_key"],
-                                                   "d": d["delivered_seq"]})[0]["since"]
-                out.append(Undelivered(str(d["group_key"]), str(d["job"]), d["sink"], since,
-                                       d["last_error"], d["last_attempt"]))
-            return out
-
     def group_keys(self, job: str | None = None, *, retired: bool = False) -> list[str]:
         """The groups the store knows (``retired``: the deleted ones too)."""
         where = [] if retired else ["retired IS NULL"]
@@ -375,34 +306,19 @@ class Store:
             return [str(r["group_key"]) for r in tx.rows(query + " ORDER BY group_key",
                                                          {"job": job})]
 
-    def history(
-        self,
-        job: str | None = None,
-        *,
-        limit: int | None = 20,
-        since: float | None = None,
-        outcomes: Sequence[str] = (),
-    ) -> list[RunRecord]:
+    def history(self, job: str | None = None, *, limit: int | None = 20,
+                since: float | None = None, outcomes: Sequence[str] = ()) -> list[RunRecord]:
         """Runs, newest (last recorded) first."""
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        if job is not None:
-            where.append("job = :job")
-            params["job"] = job
-        if since is not None:
-            where.append("started >= :since")
-            params["since"] = since
-        if outcomes:
-            names = [f"o{i}" for i in range(len(outcomes))]
-            where.append(f"outcome IN ({', '.join(':' + n for n in names)})")
-            params.update(zip(names, outcomes, strict=True))
+        names = [f"o{i}" for i in range(len(outcomes))]
+        params: dict[str, Any] = {"job": job, "since": since, "limit": limit,
+                                  **dict(zip(names, outcomes, strict=True))}
+        where = [clause for clause, used in (
+            ("job = :job", job is not None), ("started >= :since", since is not None),
+            (f"outcome IN ({', '.join(':' + n for n in names)})", bool(outcomes))) if used]
         query = "SELECT * FROM jobreport_runs"
         if where:
             query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY id DESC"
-        if limit is not None:
-            query += " LIMIT :limit"
-            params["limit"] = int(limit)
+        query += " ORDER BY id DESC" + (" LIMIT :limit" if limit is not None else "")
         with self._read() as tx:
             return [run_record(row) for row in tx.rows(query, params)]
 
