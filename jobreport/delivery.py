@@ -86,7 +86,10 @@ def _without_rejected_families(store: Store, sink: Sink, key: str,
     state, seq = known
     if rejected.status != 400:
         return rejected
-    offending = _rejected_families(state, rejected.reason)
+    # the families the answer points at; when it points at none of them (a proxy's 400, a
+    # text without names), all of the group's own families are the suspects
+    offending = (_rejected_families(state, rejected.reason)
+                 or tuple(sorted({f.name for f in state.custom})))
     if not offending:
         return rejected
     kept = tuple(f for f in state.custom if f.name not in offending)
