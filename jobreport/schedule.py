@@ -15,15 +15,16 @@ the background while the command runs.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
+# typing and logging stay unloaded: the checks run before `jobreport run` starts its command
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import tzinfo
+    from typing import Any
 
     from jobreport.records import GroupState
 
@@ -315,6 +316,8 @@ def scheduled_deadlines(expression: str, timezone: str | None, *,
                          last_start=last_start, last_end=last_end, max_runtime=max_runtime,
                          grace=grace)
     except ValueError as e:
+        import logging
+
         logging.getLogger("jobreport").debug("jobreport: no deadlines: %s", e)
         return None
 

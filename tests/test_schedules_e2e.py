@@ -21,6 +21,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tests.monitoring_helpers import prom_get, prom_query, wait_for
 from tests.test_monitoring_e2e import Stack, alerting, arrival, gateway_value, stack, summary
 
@@ -105,7 +107,7 @@ def test_schedule_alerts_reach_the_webhook(stack: Stack, tmp_path: Path) -> None
     ended = gateway_value(stack, "e2e_missed", "jobreport_last_end_timestamp_seconds")
     # the deadlines are the calendar's: the next */5 fire (within 10 s) + 1 s grace (+ 4 s)
     assert ended < start_deadline - 1.0 <= ended + 10.0
-    assert success_deadline == start_deadline + 4.0
+    assert success_deadline == pytest.approx(start_deadline + 4.0)
     missed, missed_alert = arrival(stack, "firing", alertname="JobreportJobMissedStart",
                                    job="e2e_missed")
     overdue, overdue_alert = arrival(stack, "firing", alertname="JobreportJobOverdue",

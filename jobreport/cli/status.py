@@ -36,11 +36,13 @@ def status(**params: Any) -> None:
     """Show what the Pushgateway holds now, per job and instance, problems first; with
     --remote-write or --textfile-dir, also what each sink has not received yet.
 
-    A group has a problem when it is overdue (no success within its expected interval),
-    its last run did not succeed, it runs longer than its max runtime, or pushes to it
-    are failing. The exit code is 0 whatever the groups' state (alerts are Prometheus's
-    job), or with --check 0 when every group is fine and 1 when one has a problem; it is
-    3 when the gateway cannot be read.
+    A group has a problem when it is overdue (no success within its expected interval, or
+    past its schedule's success deadline), it missed its scheduled start, its last run did
+    not succeed or was shorter than its minimum runtime, it runs longer than its max
+    runtime, or pushes to it are failing. NEXT DEADLINE shows a scheduled job's next
+    deadline and whether it has passed. The exit code is 0 whatever the groups' state
+    (alerts are Prometheus's job), or with --check 0 when every group is fine and 1 when
+    one has a problem; it is 3 when the gateway cannot be read.
 
     \b
     Example:
