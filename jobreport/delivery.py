@@ -49,10 +49,11 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     ``sink``; repeat while another run changed it meanwhile, so that the delivery that
     lands last carries the newest state. The outcome is recorded in the store."""
     deadline = time.monotonic() + budget
-    if store.created and isinstance(sink, HoldsState) and not store.knows_delivery(key, sink.name):
+    if (store.created and isinstance(sink, HoldsState) and callable(sink.held_state)
+            and not store.knows_delivery(key, sink.name)):
         # a store this process created (a new one, or one whose file was removed) does not
         # know the group's past: take over what the sink holds before replacing it
-        held = sink.held(grouping_from_key(key), budget=min(1.0, budget))
+        held = sink.held_state(grouping_from_key(key), budget=min(1.0, budget))
         if held is not None:
             store.adopt(key, sink.name, held)
             known = None
