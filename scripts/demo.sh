@@ -166,6 +166,10 @@ fi
 
 say "Done. Everything this demo started is being stopped now."
 cat <<EOF
-Next: docs/getting-started.md. Your own job, reported:
+Next, your own job (README.md, "From the demo to your first own job"). This demo's
+Pushgateway is gone: start one that stays up, put jobreport on your PATH, then run:
+  bash scripts/stack.sh --background        # scripts/stack.sh stop ends it
+  export PATH="$ROOT/.venv/bin:\$PATH"       # or: $ROOT/.venv/bin/python -m jobreport
+  export JOBREPORT_GATEWAY=http://127.0.0.1:9091
   jobreport run --job nightly --expect-every 24h -- /path/to/your/script
 EOF

@@ -27,7 +27,7 @@ USE = ("db", "config_file")
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("job", required=False)
-@opt("--limit", envvar="JOBREPORT_HISTORY_LIMIT", type=click.IntRange(min=1), default=20,
+@opt("--limit", envvar="JOBREPORT_HISTORY_LIMIT", type=click.IntRange(1, 10**9), default=20,
      show_default=True, help="Show at most this many runs.")
 @opt("--since", envvar="JOBREPORT_HISTORY_SINCE", metavar="WHEN",
      help="Only runs started since: a duration ago (24h, 7d) or a date/time "

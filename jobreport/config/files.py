@@ -42,12 +42,12 @@ def find_config_file(flag: object, env: Mapping[str, str]) -> tuple[Path | None,
     ``$JOBREPORT_CONFIG``, then the XDG and /etc defaults (None when there is none)."""
     if flag:
         path = Path(str(flag)).expanduser()
-        if not path.is_file():
+        if not os.path.isfile(path):  # False for a name too long, too
             raise ConfigError("config_file", "flag", f"{path} does not exist or is not a file")
         return path, "flag"
     if env.get("JOBREPORT_CONFIG"):
         path = Path(env["JOBREPORT_CONFIG"]).expanduser()
-        if not path.is_file():
+        if not os.path.isfile(path):  # False for a name too long, too
             raise ConfigError(
                 "config_file", "env JOBREPORT_CONFIG", f"{path} does not exist or is not a file"
             )
@@ -55,7 +55,7 @@ def find_config_file(flag: object, env: Mapping[str, str]) -> tuple[Path | None,
     xdg = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     for candidate in (Path(xdg) / "jobreport" / "jobreport.toml",
                       Path("/etc/jobreport/jobreport.toml")):
-        if candidate.is_file():
+        if os.path.isfile(candidate):
             return candidate, "default"
     return None, "default"
 

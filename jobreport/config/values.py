@@ -42,6 +42,11 @@ def _gateway(value: object) -> str | None:
         raise ValueError(f"{shown!r}: the port is not a number from 1 to 65535{hint}") from None
     if not parts.hostname:
         raise ValueError(f"{shown!r}: the URL has no host, e.g. http://127.0.0.1:9091")
+    try:
+        parts.hostname.encode("idna")  # what the HTTP client will do with it
+    except UnicodeError:
+        raise ValueError(f"{shown[:60]!r}: the host name is not valid (a part of it is "
+                         "empty or longer than 63 characters)") from None
     if parts.query or parts.fragment:
         raise ValueError(f"{shown!r}: the URL must not have a query or fragment")
     return text.rstrip("/")
@@ -146,6 +151,8 @@ def _text(value: object) -> str | None:
 
 def _path(value: object) -> str | None:
     text = str(value).strip()
+    if any(len(os.fsencode(part)) > 255 for part in text.split("/")) or len(text) > 4095:
+        raise ValueError(f"{text[:40]!r}...: too long for a path (255 bytes a name)")
     return os.path.expanduser(text) if text else None
 
 
