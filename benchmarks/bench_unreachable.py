@@ -1,6 +1,6 @@
 """What an unreachable or dripping gateway costs, against a live gateway in the same run.
 
-Targets (DESIGN.md, speed targets): with the gateway refusing connections, the first
+Targets: with the gateway refusing connections, the first
 `jobreport run -- true` adds at most the budget, the following runs at most 1 s each, and
 `jobreport flush` of 100 pending groups takes at most the budget + 1 s; a gateway that
 drips its answer one byte at a time adds at most the budget + 1 s. The baseline is

@@ -7,7 +7,15 @@
 from __future__ import annotations
 
 from jobreport._version import __version__
-from jobreport.errors import ConfigError, InvalidNameError, JobReportError, PushError, StoreError
+from jobreport.errors import (
+    ConfigError,
+    GroupNotFoundError,
+    InvalidNameError,
+    JobReportError,
+    NotConfiguredError,
+    PushError,
+    StoreError,
+)
 
 # not `from typing import TYPE_CHECKING`: typing costs a few ms of every `jobreport run`
 TYPE_CHECKING = False
@@ -22,9 +30,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "FlushResult",
+    "GroupNotFoundError",
     "InvalidNameError",
     "JobMetrics",
     "JobReportError",
+    "NotConfiguredError",
     "PushError",
     "StoreError",
     "__version__",

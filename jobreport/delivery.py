@@ -49,10 +49,11 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     ``sink``; repeat while another run changed it meanwhile, so that the delivery that
     lands last carries the newest state. The outcome is recorded in the store."""
     deadline = time.monotonic() + budget
-    if store.created and isinstance(sink, HoldsState) and not store.knows_delivery(key, sink.name):
+    if (store.created and isinstance(sink, HoldsState) and callable(sink.held_state)
+            and not store.knows_delivery(key, sink.name)):
         # a store this process created (a new one, or one whose file was removed) does not
         # know the group's past: take over what the sink holds before replacing it
-        held = sink.held(grouping_from_key(key), budget=min(1.0, budget))
+        held = sink.held_state(grouping_from_key(key), budget=min(1.0, budget))
         if held is not None:
             store.adopt(key, sink.name, held)
             known = None
@@ -86,7 +87,10 @@ def _without_rejected_families(store: Store, sink: Sink, key: str,
     state, seq = known
     if rejected.status != 400:
         return rejected
-    offending = _rejected_families(state, rejected.reason)
+    # the families the answer points at; when it points at none of them (a proxy's 400, a
+    # text without names), all of the group's own families are the suspects
+    offending = (_rejected_families(state, rejected.reason)
+                 or tuple(sorted({f.name for f in state.custom})))
     if not offending:
         return rejected
     kept = tuple(f for f in state.custom if f.name not in offending)

@@ -253,16 +253,30 @@ def push_values(config: Config, job: str, families: Sequence[CustomFamily],
     Raises ``PushError``."""
     from jobreport.delivery import deliver_group
     from jobreport.sinks.base import Delivered
+    from jobreport.sinks.report import other_sinks
 
     grouping = config.grouping(job, labels)
-    sender = sender or _sender(config)
+    others = other_sinks(config)
+    if sender is None and (config.gateway or not others):
+        sender = _sender(config)
     try:
         store = store or _store(config)
         store.record_pushed(grouping, families)
     except StoreError as e:
+        if sender is None:
+            raise
         log.warning("jobreport: the store was not updated (%s); the values are pushed "
                     "without it", e)
         sender.push(job, grouping, _Families(families))
+        return grouping
+    for sink in others:  # the other sinks get the group's whole state too
+        done = deliver_group(store, sink, group_key(grouping), budget=config.budget)
+        if not isinstance(done, Delivered):
+            if sender is None:
+                raise PushError(done.reason, status=done.status, retryable=False)
+            log.warning("jobreport: the %s did not take the values (kept for `jobreport "
+                        "flush`): %s", sink.name, done.reason)
+    if sender is None:
         return grouping
     outcome = deliver_group(store, sender, group_key(grouping), budget=config.budget)
     if not isinstance(outcome, Delivered):

@@ -194,7 +194,9 @@ class Reporter:
             expected_interval=None if schedule else expected_interval(expect_every, grace),
             max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
             schedule=schedule or None,
-            timezone=(timezone or settings.timezone) if schedule else None,
+            # the host's zone is the job's host's: recorded, so that a flush elsewhere (a
+            # fleet-wide store) reads the schedule in the same zone
+            timezone=(timezone or settings.timezone or _host_zone()) if schedule else None,
             grace=grace if schedule else None,
             min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
             alert_after_failures=(alert_after_failures if alert_after_failures is not None
@@ -370,6 +372,12 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
 
         apply_deadlines(state, run.schedule, run.timezone, grace=run.grace, known=False)
     return state
+
+
+def _host_zone() -> str:
+    from jobreport.schedule import local_zone_name
+
+    return local_zone_name()
 
 
 def _host() -> str:

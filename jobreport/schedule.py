@@ -169,11 +169,14 @@ def _zone(name: str) -> tzinfo:
 
 
 def local_zone_name() -> str:
-    """The host's time zone name: ``$TZ``, else the zone ``/etc/localtime`` points to, else
-    ``UTC``."""
+    """The host's time zone name: ``$TZ`` when it names an IANA zone, else the zone
+    ``/etc/localtime`` points to, else ``UTC``."""
     tz = os.environ.get("TZ", "").lstrip(":")
-    if tz and _ZONE_NAME.fullmatch(tz):
-        return tz
+    if tz:
+        try:
+            return check_timezone(tz)
+        except ValueError:
+            pass  # a POSIX TZ string (CET-1CEST,...) or a path: what /etc/localtime says
     try:
         target = os.path.realpath("/etc/localtime")
     except OSError:  # pragma: no cover - realpath rarely fails

@@ -6,7 +6,7 @@
 #
 #   scripts/bootstrap.sh          # runtime only
 #   scripts/bootstrap.sh test     # plus the test tools (pytest, responses, mypy, ruff, ...)
-#                                 # and PostgreSQL for the store's tests
+#                                 # and PostgreSQL, VictoriaMetrics, node_exporter, stress-ng
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=${1:-}
@@ -17,8 +17,17 @@ for pair in prometheus-pushgateway:prometheus-pushgateway prometheus:prometheus 
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
-if [[ $extra == test ]] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-  need+=(postgresql)  # the store's PostgreSQL tests start a throwaway cluster
+if [[ $extra == test ]]; then
+  # the sinks' end-to-end tests: VictoriaMetrics (with vmagent and vmalert) and node_exporter;
+  # stress-ng keeps the other cores busy in scripts/stress-tests.sh
+  for pair in victoria-metrics:victoria-metrics vmagent:victoria-metrics vmalert:victoria-metrics \
+              prometheus-node-exporter:prometheus-node-exporter stress-ng:stress-ng; do
+    cmd=${pair%%:*} pkg=${pair##*:}
+    command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    need+=(postgresql)  # the store's PostgreSQL tests start a throwaway cluster
+  fi
 fi
 if ((${#need[@]})); then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

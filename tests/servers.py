@@ -32,8 +32,10 @@ READY_TIMEOUT = 90.0
 # take one between free_port() and the server's own bind. The servers are Go programs, which
 # set SO_REUSEADDR on their listeners: with SO_REUSEADDR on the holder as well, Linux lets
 # them bind the held port, while a connect() meanwhile is refused as on a free port.
+# Only the newest reservations are kept: a test needs its ports for its own duration, and
+# each one is a descriptor of this process (select() fails on descriptors above 1023).
 _held: dict[int, socket.socket] = {}
-_HELD_MAX = 512
+_HELD_MAX = 64
 
 
 def free_port() -> int:

@@ -1,5 +1,5 @@
 """The fault matrix: every answer class a gateway (or what stands in front of it) can give,
-in every phase that talks to it, against the contract in DESIGN.md.
+in every phase that talks to it, against the contract in docs/operations.md and docs/troubleshooting.md.
 
 Answer classes: refused, reset, unresolvable name (under ``.invalid``), hang, drip, 301,
 400, 401, 403, 404, 409, 413, 429, 500, 502, 503-then-200. Phases: start push, end push,

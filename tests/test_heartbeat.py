@@ -29,7 +29,7 @@ class HoldingSink:
 
     def __init__(self) -> None:
         self.pushes: list[str] = []
-        self.held = threading.Event()
+        self.caught = threading.Event()
         self.release = threading.Event()
         self.overlap: list[str] = []
         self.lock = threading.Lock()
@@ -48,10 +48,10 @@ class HoldingSink:
             if self._holding:
                 self.overlap.append(what)
             self.pushes.append(what)
-            hold = what == "heartbeat" and not self.held.is_set()
+            hold = what == "heartbeat" and not self.caught.is_set()
             if hold:
                 self._holding = True
-                self.held.set()
+                self.caught.set()
         if hold:
             self.release.wait(DEADLINE)
             with self.lock:
@@ -111,7 +111,7 @@ def test_a_heartbeat_held_when_the_run_ends_comes_before_the_end(tmp_path: Path)
     def release_when_the_command_is_gone() -> None:
         # the command exits as soon as the heartbeat is held; hold it a while longer, so
         # that a wrapper that did not wait for the heartbeat would push its end meanwhile
-        sender.held.wait(DEADLINE)
+        sender.caught.wait(DEADLINE)
         flag.touch()
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline and "end" not in sender.overlap:
@@ -152,7 +152,7 @@ def test_reporter_sends_no_heartbeat_for_an_ended_run(tmp_path: Path) -> None:
     config = load_config().with_overrides(gateway="http://fake.invalid",
                                           db=f"sqlite:///{tmp_path / 's.db'}")
     sender = HoldingSink()
-    sender.held.set()  # hold nothing
+    sender.caught.set()  # hold nothing
     reporter = Reporter(config, store=Store(config.db), sinks=[sender])
     run = reporter.start("late", wait=None)
     reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",

@@ -308,3 +308,37 @@ def test_runbook_command_finds_the_shipped_page(tmp_path: Path) -> None:
     assert page.returncode == 0, page.stderr
     assert page.stdout == (ROOT / "docs" / "runbook.md").read_text()
     assert "## JobreportJobOverdue" in page.stdout
+
+
+def test_remote_write_dashboard_looks_back(tmp_path: Path) -> None:
+    """For remote write the dashboard's panels read each jobreport series through
+    last_over_time over the lookback (a job that does not run has stale samples), and
+    every panel query still parses and evaluates in a real Prometheus."""
+    from tests import servers
+    from tests.monitoring_helpers import prom_query
+
+    out, result = export(tmp_path, "--sink", "remote-write", "--lookback", "9d")
+    assert result.returncode == 0, result.stderr
+    board = json.loads((out / "grafana" / "dashboards" / "jobreport.json").read_text())
+
+    def targets(panels: list[dict[str, Any]]) -> list[str]:
+        found = []
+        for panel in panels:
+            found += [t["expr"] for t in panel.get("targets", [])]
+            found += targets(panel.get("panels", []))
+        return found
+
+    exprs = targets(board["panels"])
+    assert any("last_over_time(jobreport_last_duration_seconds{" in e for e in exprs)
+    for expr in exprs:
+        bare = re.sub(r"last_over_time\(jobreport_[a-z_]+(\{[^{}]*\})?\[9d\]\)", "", expr)
+        assert not re.search(r"(?<![\w:])jobreport_[a-z_]+", bare), expr
+    config = write_yaml(tmp_path / "prometheus.yml", {"global": {"scrape_interval": "1s"}})
+    prometheus = servers.prometheus(tmp_path / "prometheus", config).start()
+    try:
+        for expr in exprs:
+            concrete = re.sub(r"\$\{?\w+\}?", ".*", expr)  # every variable: "All"
+            answer = prom_query(prometheus.url, concrete)
+            assert answer["status"] == "success", (expr, answer)
+    finally:
+        prometheus.stop()

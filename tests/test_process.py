@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import pty
-import select
 import signal
 import stat
 import subprocess
@@ -20,8 +19,8 @@ import psutil
 import pytest
 
 from jobreport import outcomes
-from jobreport.wrapper.relay import Tail as _Tail
 from jobreport.wrapper.child import ProcessResult, run
+from jobreport.wrapper.relay import Tail as _Tail
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -462,8 +461,7 @@ def test_output_is_relayed_before_the_child_ends(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, env=driver_env(tmp_path))
     try:
         assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], WAIT)
-        assert ready, "no output while the child runs"
+        assert _readable(proc.stdout, WAIT), "no output while the child runs"
         assert proc.stdout.readline() == b"first\n"
     finally:
         proc.terminate()
@@ -498,8 +496,7 @@ def read_until(fd: int, needle: bytes, timeout: float = WAIT) -> bytes:
     buf = b""
     deadline = time.monotonic() + timeout
     while needle not in buf and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
+        if _readable(fd, 0.2):
             try:
                 chunk = os.read(fd, 4096)
             except OSError:
@@ -632,3 +629,13 @@ def test_executable_found_through_path_in_env(tmp_path: Path) -> None:
     tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
     r = run(["mytool"], env={"PATH": f"{tool.parent}:{os.environ['PATH']}"})
     assert r.exit_code == 7
+
+
+def _readable(fd: object, timeout: float) -> bool:
+    """Whether ``fd`` has input within ``timeout`` s (poll: no FD_SETSIZE limit, so it works
+    however many descriptors the test process already holds)."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)  # type: ignore[arg-type]
+        return bool(sel.select(timeout))

@@ -197,3 +197,16 @@ def test_checking_loads_neither_cronsim_nor_zoneinfo() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_a_posix_tz_string_falls_back_to_localtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$TZ that is not an IANA name (a POSIX rule string) does not become a zone name:
+    the host's /etc/localtime decides then, as it would for cron."""
+    monkeypatch.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+    from jobreport.schedule import local_zone_name
+
+    name = local_zone_name()
+    assert name != "CET-1CEST,M3.5.0,M10.5.0/3"
+    assert check_timezone(name) == name
+    monkeypatch.setenv("TZ", ":Europe/Berlin")
+    assert local_zone_name() == "Europe/Berlin"

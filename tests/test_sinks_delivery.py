@@ -200,3 +200,16 @@ def test_deleting_another_hosts_group_leaves_this_hosts_textfile(tmp_path: Path)
     delete_group(other, "backup")
     assert mine.exists()
     assert not TextfileWriter(tmp_path).path(other.grouping("backup")).exists()
+
+
+def test_push_reaches_the_textfile_without_a_gateway(tmp_path: Path) -> None:
+    """`jobreport push` values land in the group's textfile (no Pushgateway needed), and
+    the group is not left pending for that sink."""
+    from jobreport.gateway import push_values
+    from jobreport.records import CustomFamily
+
+    config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
+    push_values(config, "backup", [CustomFamily.gauge("backup_tables", 7.0, "tables")])
+    text = TextfileWriter(tmp_path).path(config.grouping("backup")).read_text()
+    assert 'backup_tables{job="backup"} 7.0' in text
+    assert Store(config.db).pending("textfile") == []

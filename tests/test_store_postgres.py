@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -101,3 +102,38 @@ def test_concurrent_writers_on_postgresql(postgres_url: str) -> None:
     state, _ = Store(postgres_url).group_state(group_key({"job": "pgpar", "instance": "h"}))
     assert state.runs_total == {"success": 40}
     assert state.running == 0
+
+
+def test_a_schema_1_postgresql_store_is_migrated(postgres_url: str) -> None:
+    """A PostgreSQL store written by the previous jobreport is migrated in place (columns
+    found through information_schema, added with ALTER TABLE): history and pending kept."""
+    from sqlalchemy import create_engine, text
+
+    from tests.test_delivery import _V1
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE jobreport_v1"))
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/jobreport_v1"
+    old = create_engine(url)
+    with old.begin() as conn:
+        for statement in _V1:  # the SQLite DDL of schema 1, in PostgreSQL's words
+            statement = re.sub(r"\bDOUBLE\b", "DOUBLE PRECISION", statement)
+            conn.execute(text(statement.replace("id INTEGER NOT NULL", "id SERIAL NOT NULL")))
+    old.dispose()
+    store = Store(url)
+    assert store.schema_version() >= 2
+    assert [p.job for p in store.pending()] == ["b"]
+    [run] = store.history("b")
+    assert run.outcome == "success" and run.ended == 100.0
+    store.mark_delivered(group_key({"job": "b", "instance": "h1"}), 2)
+    assert store.pending() == []
+    from jobreport.records import RunResult
+    from jobreport.store.store import RunStart
+
+    _, state, _ = store.record_run(RunStart("b", {"job": "b", "instance": "h1"}, 200.0, "h1"),
+                                   RunResult(ended=201.0, duration=1.0, outcome="failure",
+                                             exit_code=1, cpu_seconds=0.5))
+    assert state.runs_total == {"success": 1, "failure": 1}
+    assert state.last is not None and state.last.cpu_seconds == 0.5

@@ -16,7 +16,7 @@ from typing import Any
 
 from jobreport.config import Config
 
-__all__ = ["grouping_labels", "with_label_variables"]
+__all__ = ["for_sink", "grouping_labels", "with_label_variables"]
 
 #: Labels the dashboard has variables for already, or that are not grouping labels.
 _OWN = frozenset({"job", "instance", "datasource", "filters", "outcome"})
@@ -57,6 +57,23 @@ def with_label_variables(text: str, labels: Iterable[str]) -> str:
         before = "".join(f', {other}=~"${other}"' for other in wanted[:offset])
         variables.insert(at + offset, _variable(
             name, f'jobreport_last_start_timestamp_seconds{{job=~"$job", {_ANCHOR}{before}}}'))
+    return json.dumps(board, indent=2, ensure_ascii=False) + "\n"
+
+
+def for_sink(text: str, sink: str, lookback: str) -> str:
+    """The dashboard JSON ``text`` for ``sink``: for remote write every ``jobreport_*``
+    selector of a panel looks back over ``lookback`` (remote-written samples of a job that
+    does not run go stale after five minutes, as in the rules' variant); ``text`` unchanged
+    for the other sinks. The variables' ``label_values()`` need plain selectors and search
+    the dashboard's time range anyway."""
+    if sink != "remote-write":
+        return text
+    from jobreport.monitoring.variants import lookback_selectors
+
+    board: dict[str, Any] = json.loads(text)
+    for panel in _panels(board["panels"]):
+        for target in panel.get("targets", []):
+            target["expr"] = lookback_selectors(target["expr"], lookback)
     return json.dumps(board, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from jobreport._version import __version__
 from jobreport.config import Config
 from jobreport.monitoring import shipped
-from jobreport.monitoring.dashboard import grouping_labels, with_label_variables
+from jobreport.monitoring.dashboard import for_sink, grouping_labels, with_label_variables
 from jobreport.monitoring.rewrite import (
     absolute_runbook,
     rename_namespace,
@@ -188,7 +188,7 @@ def export_files(
     out["prometheus-scrape.yml"] = _SCRAPE_HEADER + _scrape_section(sink)
     out["alertmanager-route.yml"] = _route_snippet()
     labels = dict.fromkeys([*grouping_labels(config, jobs), *variables])
-    out[DASHBOARD] = with_label_variables(out[DASHBOARD], labels)
+    out[DASHBOARD] = for_sink(with_label_variables(out[DASHBOARD], labels), sink, lookback)
     renamed = {path: rename_namespace(text, ns) for path, text in out.items()}
     if runbook_url:
         return {path: absolute_runbook(text, runbook_url) for path, text in renamed.items()}

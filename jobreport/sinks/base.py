@@ -143,14 +143,14 @@ class HoldsState(Protocol):
     """A sink that can say what it holds for a group (the Pushgateway can; a remote-write
     receiver or a textfile directory cannot be asked)."""
 
-    def held(self, grouping: Mapping[str, str], *,
+    def held_state(self, grouping: Mapping[str, str], *,
              budget: float | None = None) -> GroupState | None:
         """The counters and timestamps the sink holds for the group (None: nothing, or
         it could not say)."""
         ...
 
 
-def held_state(group: Mapping[str, object], grouping: dict[str, str],
+def parse_held_group(group: Mapping[str, object], grouping: dict[str, str],
                namespace: str) -> GroupState | None:
     """The counters and last success/failure of one group of the Pushgateway's
     ``/api/v1/metrics`` answer, as a ``GroupState`` (None when it holds none of them)."""

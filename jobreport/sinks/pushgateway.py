@@ -156,11 +156,11 @@ class Sender:
             return judge_error(e)
         return judge_status(200)
 
-    def held(self, grouping: Mapping[str, str], *,
+    def held_state(self, grouping: Mapping[str, str], *,
              budget: float | None = None) -> GroupState | None:
         """The counters and last success/failure the gateway holds for the group (a store
         that has just been created adopts them, so its first push does not lower them)."""
-        from jobreport.sinks.base import held_state
+        from jobreport.sinks.base import parse_held_group
 
         try:
             data = self.get("/api/v1/metrics", budget=budget).json()["data"]
@@ -168,7 +168,7 @@ class Sender:
             return None
         for group in data:
             if isinstance(group, dict) and group.get("labels") == dict(grouping):
-                return held_state(group, dict(grouping), self.config.namespace)
+                return parse_held_group(group, dict(grouping), self.config.namespace)
         return None
 
     # --- what callers use ----------------------------------------------------------------

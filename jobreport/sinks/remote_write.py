@@ -259,7 +259,7 @@ class RemoteWriter:
         import requests
 
         from jobreport.sinks._deadline import deadline
-        from jobreport.sinks._http import connection_reason, could_not_connect
+        from jobreport.sinks._http import connection_reason, could_not_connect, first_line
 
         where = f"the remote-write receiver at {self.shown}"
         with deadline(time.monotonic() + remaining) as limit:
@@ -271,7 +271,7 @@ class RemoteWriter:
             except requests.exceptions.SSLError as e:
                 if limit.expired:
                     raise self._timeout(remaining) from None
-                raise self._error(f"TLS error talking to {where}: {_first_line(e)} (set "
+                raise self._error(f"TLS error talking to {where}: {first_line(e)} (set "
                                   "JOBREPORT_CA_BUNDLE for a private CA)",
                                   retryable=False) from None
             except requests.exceptions.ConnectTimeout:
@@ -285,7 +285,7 @@ class RemoteWriter:
                 if isinstance(e, requests.exceptions.ConnectionError):
                     raise self._error(f"cannot reach {where}: {connection_reason(e)}",
                                       unreachable=could_not_connect(e)) from None
-                raise self._error(f"cannot talk to {where}: {_first_line(e)}",
+                raise self._error(f"cannot talk to {where}: {first_line(e)}",
                                   retryable=False) from None
 
     def _timeout(self, seconds: float) -> PushError:
@@ -337,8 +337,3 @@ def _url_secret(url: str) -> tuple[str, ...]:
 
     password = urlsplit(url).password
     return (password,) if password else ()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -147,9 +147,13 @@ def write_all(fd: int, data: bytes) -> bool:
         try:
             n = os.write(fd, view)
         except BlockingIOError:
+            # wait until it can take more; poll, not select: select fails on descriptors
+            # above FD_SETSIZE (1024), which a process with many open files can hand us
             import select
 
-            select.select([], [fd], [], 1.0)
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            poller.poll(1000)
             continue
         except BrokenPipeError:
             return False
