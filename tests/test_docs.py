@@ -189,7 +189,7 @@ def messages() -> Iterator[tuple[str, str]]:
                 elif name == "ValueError" and path.name in ("values.py", "durations.py",
                                                             "metricsfile.py", "commands.py"):
                     args = list(node.args[:1])
-            elif (isinstance(node, ast.Return) and path.name == "child.py"
+            elif (isinstance(node, ast.Return) and path.name == "exit_status.py"
                   and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 3):
                 args = [node.value.elts[2]]  # spawn errors: (code, outcome, message)
             for arg in args:

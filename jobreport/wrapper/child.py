@@ -16,15 +16,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
 
 from jobreport import outcomes
+from jobreport.wrapper import exit_status
 from jobreport.wrapper import relay as output
 from jobreport.wrapper import tree as proctree
+from jobreport.wrapper.signals import FORWARDED_SIGNALS, Forwarder, Waiter, signals_handled
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ EXIT_NOT_FOUND = outcomes.EXIT_NOT_FOUND
 DEFAULT_KILL_AFTER = 10.0
 DEFAULT_TAIL_LINES = 20
 TAIL_MAX_BYTES = output.TAIL_MAX_BYTES
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 #: How long output may still arrive after the child ended before the relay is handed over.
 DRAIN_TIMEOUT = 0.5
@@ -155,7 +154,7 @@ class _Runner:
 
     def run(self) -> ProcessResult:
         pipes = [(os.pipe(), out_fd) for out_fd in self._streams_to_relay()]
-        forwarder = _Forwarder(self.foreground)
+        forwarder = Forwarder(self.foreground)
         previous_subreaper = self._become_subreaper()
         started_at = time.time()
         t0 = time.monotonic()
@@ -227,7 +226,7 @@ class _Runner:
         )
 
     def _spawn_failed(self, exc: OSError, started_at: float, t0: float) -> ProcessResult:
-        code, outcome, message = _describe_spawn_error(self.argv[0], exc)
+        code, outcome, message = exit_status.describe_spawn_error(self.argv[0], exc)
         return ProcessResult(
             exit_code=code,
             outcome=outcome,
@@ -247,13 +246,13 @@ class _Runner:
     def _supervise(
         self,
         proc: subprocess.Popen[bytes],
-        forwarder: _Forwarder,
+        forwarder: Forwarder,
         relay: output.Relay | None,
         started_at: float,
         t0: float,
     ) -> ProcessResult:
         pid = proc.pid
-        waiter = _Waiter(pid, forwarder)
+        waiter = Waiter(pid, forwarder)
         forwarder.attach(pid, own_group=not self.foreground)
         waiter.start()
         if self.on_started is not None:
@@ -262,7 +261,7 @@ class _Runner:
         ended_at = time.time()
         duration = time.monotonic() - t0
         status, usage = waiter.status, waiter.usage
-        proc.returncode = _returncode(status)  # Popen must not try to reap it again
+        proc.returncode = exit_status.returncode(status)  # Popen must not try to reap it again
         if usage is not None:
             self._account(usage)
         if self.timed_out:
@@ -273,7 +272,7 @@ class _Runner:
             # output written until now is in the tail; whoever still writes (a background
             # process the job left) keeps writing where it would without jobreport
             relay.finish(DRAIN_TIMEOUT)
-        code, outcome, signum = _classify(status, self.timed_out)
+        code, outcome, signum = exit_status.classify(status, self.timed_out)
         return ProcessResult(
             exit_code=code,
             outcome=outcome,
@@ -290,7 +289,7 @@ class _Runner:
             received_signals=tuple(forwarder.received),
         )
 
-    def _wait(self, waiter: _Waiter, pid: int, t0: float) -> None:
+    def _wait(self, waiter: Waiter, pid: int, t0: float) -> None:
         deadline = t0 + self.timeout if self.timeout is not None else None
         next_reap = t0 + _REAP_INTERVAL if self.subreaper else None
         while not waiter.done.is_set():
@@ -332,7 +331,7 @@ class _Runner:
 
     def _account(self, usage: Any) -> None:
         self.cpu += float(usage.ru_utime + usage.ru_stime)
-        self.max_rss = max(self.max_rss, _rss_bytes(int(usage.ru_maxrss)))
+        self.max_rss = max(self.max_rss, exit_status.rss_bytes(int(usage.ru_maxrss)))
 
     def _reap_orphans(self, exclude: int | None = None) -> None:
         for opid in proctree.own_children() - self.foreign:
@@ -359,132 +358,7 @@ class _Runner:
             proctree.prctl(_PR_SET_CHILD_SUBREAPER, 0)
 
 
-class _Waiter(threading.Thread):
-    """Blocks in wait4() for the child so that the calling thread stays free for signals."""
-
-    def __init__(self, pid: int, forwarder: _Forwarder) -> None:
-        super().__init__(name=f"jobreport-wait-{pid}", daemon=True)
-        self.pid = pid
-        self.forwarder = forwarder
-        self.done = threading.Event()
-        self.status: int | None = None
-        self.usage: Any = None
-
-    def run(self) -> None:
-        try:
-            _pid, self.status, self.usage = os.wait4(self.pid, 0)
-        except ChildProcessError:
-            self.status = None
-        finally:
-            self.forwarder.child_reaped()
-            self.done.set()
-
-
-class _Forwarder:
-    """Passes SIGTERM/SIGHUP/SIGINT received by jobreport on to the child.
-
-    With its own process group the child's whole group gets them. In a terminal's
-    foreground the child shares jobreport's group: the terminal already sent SIGINT to
-    both, so only SIGTERM and SIGHUP are passed on, to the child itself.
-    """
-
-    def __init__(self, foreground: bool) -> None:
-        self.foreground = foreground
-        self.received: list[int] = []
-        self.pending: list[int] = []
-        self.pid: int | None = None
-        self.own_group = False
-        self.lock = threading.Lock()
-
-    def attach(self, pid: int, own_group: bool) -> None:
-        with self.lock:
-            self.pid = pid
-            self.own_group = own_group
-            pending, self.pending = self.pending, []
-        for sig in pending:
-            self._forward(sig)
-
-    def child_reaped(self) -> None:
-        with self.lock:
-            self.pid = None
-
-    def handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.received.append(signum)
-        if self.pid is None:
-            self.pending.append(signum)
-            return
-        self._forward(signum)
-
-    def _forward(self, signum: int) -> None:
-        pid = self.pid
-        if pid is None:
-            return
-        try:
-            if self.own_group:
-                os.killpg(pid, signum)
-            elif signum != signal.SIGINT:
-                os.kill(pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 # -- helpers ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterator[bool]:
-    """Route SIGTERM/SIGHUP/SIGINT to ``handler`` for the block, then restore the handlers
-    that were there. Handlers can only be set from the main thread: elsewhere nothing
-    changes and the block gets False."""
-    if threading.current_thread() is not threading.main_thread():
-        yield False
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS}
-    try:
-        yield True
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _classify(status: int | None, timed_out: bool) -> tuple[int, str, int | None]:
-    signum = None
-    if status is not None and os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-    if timed_out:
-        return EXIT_TIMEOUT, outcomes.TIMEOUT, signum
-    if status is None:  # somebody else reaped it: nothing is known
-        return 255, outcomes.FAILURE, None
-    if signum is not None:
-        if signum == signal.SIGINT:
-            return 128 + signum, outcomes.INTERRUPTED, signum
-        return 128 + signum, outcomes.SIGNAL, signum
-    code = os.waitstatus_to_exitcode(status)
-    return code, outcomes.SUCCESS if code == 0 else outcomes.FAILURE, None
-
-
-def _returncode(status: int | None) -> int:
-    if status is None:
-        return 255
-    return os.waitstatus_to_exitcode(status)
-
-
-def _describe_spawn_error(command: str, exc: OSError) -> tuple[int, str, str]:
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        if os.sep in command and os.path.isfile(command):
-            # exec says ENOENT for an existing file when its #! interpreter is missing
-            return (
-                EXIT_NOT_EXECUTABLE,
-                outcomes.NOT_EXECUTABLE,
-                f"{command}: bad interpreter (the program named after #! does not exist)",
-            )
-        shown = command or "''"
-        where = "" if os.sep in command or not command else " (searched PATH)"
-        return EXIT_NOT_FOUND, outcomes.NOT_FOUND, f"{shown}: command not found{where}"
-    if os.sep in command and os.path.isdir(command):
-        reason = "is a directory"
-    return EXIT_NOT_EXECUTABLE, outcomes.NOT_EXECUTABLE, f"{command}: cannot execute: {reason}"
 
 
 def _call_quietly(func: Callable[..., None], *args: Any) -> None:
@@ -501,9 +375,3 @@ def _in_terminal_foreground() -> bool:
         except OSError:
             continue
     return False
-
-
-def _rss_bytes(maxrss: int) -> int:
-    return maxrss if sys.platform == "darwin" else maxrss * 1024
-
-

@@ -1,0 +1,105 @@
+"""Signals and waiting during ``jobreport run``: SIGTERM/SIGHUP/SIGINT sent to jobreport are
+passed on to the child (``Forwarder``), a thread blocks in wait4() for it (``Waiter``), and
+``signals_handled`` routes those signals for a block and restores the previous handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["FORWARDED_SIGNALS", "Forwarder", "Waiter", "signals_handled"]
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Waiter(threading.Thread):
+    """Blocks in wait4() for the child so that the calling thread stays free for signals."""
+
+    def __init__(self, pid: int, forwarder: Forwarder) -> None:
+        super().__init__(name=f"jobreport-wait-{pid}", daemon=True)
+        self.pid = pid
+        self.forwarder = forwarder
+        self.done = threading.Event()
+        self.status: int | None = None
+        self.usage: Any = None
+
+    def run(self) -> None:
+        try:
+            _pid, self.status, self.usage = os.wait4(self.pid, 0)
+        except ChildProcessError:
+            self.status = None
+        finally:
+            self.forwarder.child_reaped()
+            self.done.set()
+
+
+class Forwarder:
+    """Passes SIGTERM/SIGHUP/SIGINT received by jobreport on to the child.
+
+    With its own process group the child's whole group gets them. In a terminal's
+    foreground the child shares jobreport's group: the terminal already sent SIGINT to
+    both, so only SIGTERM and SIGHUP are passed on, to the child itself.
+    """
+
+    def __init__(self, foreground: bool) -> None:
+        self.foreground = foreground
+        self.received: list[int] = []
+        self.pending: list[int] = []
+        self.pid: int | None = None
+        self.own_group = False
+        self.lock = threading.Lock()
+
+    def attach(self, pid: int, own_group: bool) -> None:
+        with self.lock:
+            self.pid = pid
+            self.own_group = own_group
+            pending, self.pending = self.pending, []
+        for sig in pending:
+            self._forward(sig)
+
+    def child_reaped(self) -> None:
+        with self.lock:
+            self.pid = None
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if self.pid is None:
+            self.pending.append(signum)
+            return
+        self._forward(signum)
+
+    def _forward(self, signum: int) -> None:
+        pid = self.pid
+        if pid is None:
+            return
+        try:
+            if self.own_group:
+                os.killpg(pid, signum)
+            elif signum != signal.SIGINT:
+                os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@contextlib.contextmanager
+def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterator[bool]:
+    """Route SIGTERM/SIGHUP/SIGINT to ``handler`` for the block, then restore the handlers
+    that were there. Handlers can only be set from the main thread: elsewhere nothing
+    changes and the block gets False."""
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS}
+    try:
+        yield True
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
