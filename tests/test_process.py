@@ -247,6 +247,27 @@ def test_timeout_is_124_even_when_the_child_exits_cleanly_on_sigterm() -> None:
     assert (r.exit_code, r.outcome) == (124, outcomes.TIMEOUT)
 
 
+def test_timeout_sends_one_sigterm_to_a_child_of_its_own_group(tmp_path: Path) -> None:
+    """The timeout's SIGTERM reaches each process once: a child cleaning up after the first
+    one is not cut short by a second (killpg and the per-process pass used to send two)."""
+    seen = tmp_path / "sigterms"
+    code = ("import signal, sys, time\n"
+            f"path = {str(seen)!r}\n"
+            "def on_term(*a):\n"
+            "    open(path, 'a').write('T')\n"
+            "signal.signal(signal.SIGTERM, on_term)\n"
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
+            "deadline = time.monotonic() + 30\n"
+            "while not __import__('os').path.exists(path) and time.monotonic() < deadline:\n"
+            "    time.sleep(0.05)\n"
+            "time.sleep(1.0)  # a second SIGTERM would land here\n"
+            "sys.exit(0)\n")
+    with sigterm_blocked_in_children():
+        r = run(py(code), timeout=0.5)
+    assert r.outcome == outcomes.TIMEOUT
+    assert seen.read_text() == "T"
+
+
 def test_no_timeout_when_child_ends_in_time() -> None:
     """A timeout that is not reached changes nothing."""
     r = run(["sh", "-c", "exit 5"], timeout=30)

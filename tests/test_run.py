@@ -528,3 +528,18 @@ def _readable(fd: object, timeout: float) -> bool:
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)  # type: ignore[arg-type]
         return bool(sel.select(timeout))
+
+
+def test_sigint_ignored_by_the_caller_stays_ignored_for_the_command(tmp_path: Path) -> None:
+    """`jobreport run ... &` in a script starts with SIGINT ignored: the command inherits it
+    ignored, as it would without jobreport."""
+    code = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    out = subprocess.run(jobreport_argv("run", "--job", "ign", "--", PY, "-c", code),
+                         capture_output=True, env=jobreport_env(), timeout=60,
+                         preexec_fn=ignore_sigint)  # noqa: PLW1509
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == b"True"

@@ -97,7 +97,10 @@ def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterato
     if threading.current_thread() is not threading.main_thread():
         yield False
         return
-    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS}
+    # A signal ignored when jobreport started (SIGINT for `cmd &` in a script) stays ignored,
+    # so that the command inherits it ignored, as it would without jobreport.
+    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield True
     finally:

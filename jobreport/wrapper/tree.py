@@ -85,8 +85,10 @@ def signal_tree(pid: int, tree: list[Any], signum: int, own_group: bool) -> None
             os.killpg(pid, signum)
     for proc in tree:
         try:
+            if own_group and os.getpgid(proc.pid) == pid:
+                continue  # killpg reached it: a second SIGTERM could cut its own clean-up short
             proc.send_signal(signum)  # psutil checks the pid was not reused
-        except psutil.Error:
+        except (psutil.Error, ProcessLookupError, PermissionError):
             continue
 
 
