@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from jobreport.sinks.pushgateway import Sender
     from jobreport.store.store import Store
 
-__all__ = ["GroupStatus", "delete_group", "gateway_status", "push_values"]
+__all__ = ["GroupStatus", "delete_group", "gateway_groups", "gateway_status", "push_values"]
 
 log = logging.getLogger("jobreport")
 
@@ -96,15 +96,9 @@ def gateway_status(config: Config, *, sender: Sender | None = None,
                    now: float | None = None) -> list[GroupStatus]:
     """Every group the gateway holds, problems first. Raises ``PushError`` when the gateway
     cannot be read."""
-    sender = sender or _sender(config)
-    response = sender.get("/api/v1/metrics")
-    try:
-        data = response.json()["data"]
-    except (ValueError, KeyError, TypeError):
-        raise PushError(f"{sender.gateway}/api/v1/metrics did not answer with the "
-                        "Pushgateway's JSON; is this a Pushgateway?", retryable=False) from None
+    data = gateway_groups(sender or _sender(config))
     when = time.time() if now is None else now
-    groups = [_group_status(g, config.namespace, when) for g in data if isinstance(g, dict)]
+    groups = [_group_status(g, config.namespace, when) for g in data]
     return sorted(groups, key=lambda g: (not g.problems, g.job, sorted(g.labels.items())))
 
 
@@ -296,6 +290,20 @@ class _Families(Collector):
             for sample_name, labels, value in fam.samples:
                 metric.add_sample(sample_name, dict(labels), value)
             yield metric
+
+
+def gateway_groups(sender: Sender) -> list[dict[str, Any]]:
+    """The groups the gateway holds (its ``/api/v1/metrics`` data). Raises ``PushError``
+    when it cannot be read or is not a Pushgateway's answer."""
+    response = sender.get("/api/v1/metrics")
+    try:
+        data = response.json()["data"]
+    except (ValueError, KeyError, TypeError):
+        data = None
+    if not isinstance(data, list):
+        raise PushError(f"{sender.gateway}/api/v1/metrics did not answer with the "
+                        "Pushgateway's JSON; is this a Pushgateway?", retryable=False)
+    return [g for g in data if isinstance(g, dict)]
 
 
 def _sender(config: Config) -> Sender:

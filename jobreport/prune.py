@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
-from jobreport.errors import PushError, StoreError
+from jobreport.errors import StoreError
 from jobreport.records import group_key
 
 if TYPE_CHECKING:
@@ -53,16 +53,12 @@ def stale_groups(config: Config, older_than: float, *, sender: Sender | None = N
     """The jobreport groups (with ``<namespace>_info``) whose ``push_time_seconds`` is more
     than ``older_than`` seconds old, oldest first. Raises ``PushError`` when the gateway
     cannot be read."""
-    sender = sender or _sender(config)
-    response = sender.get("/api/v1/metrics")
-    try:
-        data = response.json()["data"]
-    except (ValueError, KeyError, TypeError):
-        raise PushError(f"{sender.gateway}/api/v1/metrics did not answer with the "
-                        "Pushgateway's JSON; is this a Pushgateway?", retryable=False) from None
+    from jobreport.gateway import gateway_groups
+
+    data = gateway_groups(sender or _sender(config))
     when = time.time() if now is None else now
     out = []
-    for group in data if isinstance(data, list) else []:
+    for group in data:
         if not isinstance(group, Mapping) or f"{config.namespace}_info" not in group:
             continue  # another pusher's group: never ours to remove
         labels = group.get("labels")
