@@ -23,7 +23,7 @@ from pathlib import Path
 
 from jobreport.paths import sqlite_path
 
-__all__ = ["REMEMBER", "PeerMemory", "memory_dir"]
+__all__ = ["REMEMBER", "PeerMemory", "memory_dir", "memory_for"]
 
 #: How long an unreachable answer is remembered (unless a success comes first).
 REMEMBER = 300.0
@@ -33,6 +33,13 @@ def memory_dir(db_url: str, state: Path) -> Path:
     """Where the memory lives: beside an SQLite store's file, else the state directory."""
     path = sqlite_path(db_url)
     return Path(path).parent if path is not None else state
+
+
+def memory_for(db_url: str) -> PeerMemory:
+    """The memory that the sinks of a store at ``db_url`` share."""
+    from jobreport.config import state_dir
+
+    return PeerMemory(memory_dir(db_url, state_dir()))
 
 
 class PeerMemory:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from jobreport._version import __version__
-from jobreport.config import Config, state_dir
+from jobreport.config import Config
 from jobreport.errors import NotConfiguredError, PushError
 from jobreport.secrets import config_secrets, mask, mask_url, remember
 from jobreport.sinks._http import connection_reason, could_not_connect, first_line, new_session
@@ -118,9 +118,9 @@ class Sender:
     @property
     def peers(self) -> PeerMemory:
         if self._peers is None:
-            from jobreport.sinks._peers import PeerMemory, memory_dir
+            from jobreport.sinks._peers import memory_for
 
-            self._peers = PeerMemory(memory_dir(self.config.db, state_dir()))
+            self._peers = memory_for(self.config.db)
         return self._peers
 
     @property

@@ -150,10 +150,9 @@ class RemoteWriter:
     @property
     def peers(self) -> PeerMemory:
         if self._peers is None:
-            from jobreport.config import state_dir
-            from jobreport.sinks._peers import PeerMemory, memory_dir
+            from jobreport.sinks._peers import memory_for
 
-            self._peers = PeerMemory(memory_dir(self.config.db, state_dir()))
+            self._peers = memory_for(self.config.db)
         return self._peers
 
     @property
