@@ -17,9 +17,12 @@ __all__ = ["connection_reason", "could_not_connect", "first_line", "new_session"
 log = logging.getLogger("jobreport")
 
 
-def new_session(cfg: Config, base: str, user_agent: str) -> requests.Session:
-    """A requests session for the gateway at ``base``: deadline-aware connections, the
-    configured auth and TLS, the environment's proxies read once."""
+def new_session(cfg: Config, base: str, user_agent: str,
+                credentials_url: str | None = None) -> requests.Session:
+    """A requests session for the peer at ``base`` (every HTTP sink's): deadline-aware
+    connections, the configured auth and TLS, the environment's proxies read once. A
+    ``user:password@`` in ``credentials_url`` (default: the gateway URL) is basic auth
+    unless a username is configured."""
     import requests
 
     from jobreport.sinks._deadline import DeadlineAdapter
@@ -32,7 +35,7 @@ def new_session(cfg: Config, base: str, user_agent: str) -> requests.Session:
     session.proxies.update(requests.utils.get_environ_proxies(base))
     session.trust_env = False
     session.headers["User-Agent"] = user_agent
-    parts = urlsplit(cfg.gateway or "")
+    parts = urlsplit(cfg.gateway or "" if credentials_url is None else credentials_url)
     if cfg.username:
         session.auth = (cfg.username, cfg.password or "")
     elif parts.username:

@@ -158,7 +158,10 @@ class RemoteWriter:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            self._session = http_session(self.config, self.url)
+            from jobreport.sinks._http import new_session
+
+            self._session = new_session(self.config, self.url, USER_AGENT,
+                                        credentials_url=self.url)
         return self._session
 
     # --- the Sink seam -------------------------------------------------------------------
@@ -299,36 +302,6 @@ class RemoteWriter:
         cls = UnreachableError if unreachable else PushError
         return cls(mask(message, self._secrets), status=status, retryable=retryable,
                    url=self.shown)
-
-
-def http_session(config: Config, url: str) -> requests.Session:
-    """A requests session for ``url`` with the configured auth and TLS settings, whose
-    connections honour the calling thread's wall-clock deadline."""
-    from urllib.parse import urlsplit
-
-    import requests
-
-    from jobreport.sinks._deadline import DeadlineAdapter
-
-    session = requests.Session()
-    for prefix in ("http://", "https://"):
-        session.mount(prefix, DeadlineAdapter())
-    # proxies read once, not on every request (see sinks.pushgateway)
-    session.proxies.update(requests.utils.get_environ_proxies(url))
-    session.trust_env = False
-    session.headers["User-Agent"] = USER_AGENT
-    parts = urlsplit(url)
-    if config.username:
-        session.auth = (config.username, config.password or "")
-    elif parts.username:
-        session.auth = (parts.username, parts.password or "")
-    if config.token:
-        session.headers["Authorization"] = f"Bearer {config.token}"
-    session.verify = config.ca_bundle or config.tls_verify
-    if config.client_cert:
-        session.cert = ((config.client_cert, config.client_key) if config.client_key
-                        else config.client_cert)
-    return session
 
 
 def _url_secret(url: str) -> tuple[str, ...]:
