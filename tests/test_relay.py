@@ -12,6 +12,10 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
+from jobreport.wrapper import relay
+from jobreport.wrapper.child import run
 from tests.test_run import jobreport_argv, jobreport_env, wait_until
 from tests.test_run_unchanged import runs, tail_of
 
@@ -151,6 +155,7 @@ def test_the_copier_holds_only_its_pipes_and_outputs_and_ignores_stop_signals(
         copiers = shell - command
         assert len(copiers) == 1, (shell, command)
         copier = copiers.pop()
+        assert Path(f"/proc/{copier}/comm").read_text().strip() == "jobreport-relay"
         fds = os.listdir(f"/proc/{copier}/fd")
         opened = {os.readlink(f"/proc/{copier}/fd/{fd}") for fd in fds}
         assert opened - {str(out), str(err)}, opened  # its pipes
@@ -187,3 +192,36 @@ def test_background_writers_keep_writing_and_the_copier_ends_with_the_last(
     wait_until(lambda: text(out) == "started\ntick\n", timeout=WAIT)
     assert sorted(tail_of(runs("bg2")[0]).splitlines()) == ["more", "started"]
     wait_until(lambda: not holders(out) and not holders(err), timeout=WAIT)
+
+
+@pytest.mark.parametrize(("tail", "stdout_is"), [("0", "the file"), ("20", "a pipe")])
+def test_tail_zero_relays_nothing(tmp_path: Path, tail: str, stdout_is: str) -> None:
+    """With --tail 0 the command writes to jobreport's stdout itself (no pipe, no copier);
+    otherwise its stdout is the relay's pipe."""
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        done = subprocess.run(
+            jobreport_argv("run", "--tail", tail, "--job", "t0", "--", "sh", "-c",
+                           "readlink /proc/$$/fd/1"),
+            stdout=f, stderr=subprocess.PIPE, env=jobreport_env(), timeout=WAIT, check=False)
+    assert done.returncode == 0, done.stderr
+    target = text(out).strip()
+    assert (target == str(out)) if stdout_is == "the file" else target.startswith("pipe:")
+
+
+def test_without_a_copier_process_the_wrapper_relays_by_itself(
+        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """When no process can be forked (a process limit), the output is still relayed
+    unchanged and the tail kept, by the wrapper's thread, as before the copier existed."""
+    tried: list[int] = []
+
+    def no_fork() -> int:
+        tried.append(1)
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(relay.os, "fork", no_fork)
+    r = run(["sh", "-c", "echo one; echo two >&2; echo three"])
+    assert (r.exit_code, tried) == (0, [1])
+    assert r.tail is not None and sorted(r.tail.splitlines()) == ["one", "three", "two"]
+    captured = capfd.readouterr()
+    assert (captured.out, captured.err) == ("one\nthree\n", "two\n")

@@ -176,6 +176,7 @@ def _copier_main(pairs: list[tuple[int, int]], tee: int, mask: set[int | signal.
             signal.signal(sig, signal.SIG_IGN)  # a pending one is discarded
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.setsid()  # out of the reach of the wrapper's group, the terminal and its Ctrl-C
+        _name_self(b"jobreport-relay")
         _close_all_but({fd for pair in pairs for fd in pair} | {tee})
         _copy(pairs, tee)
     except BaseException:
@@ -232,6 +233,20 @@ def _close_all_but(keep: set[int]) -> None:
                 os.close(fd)
             except OSError:
                 continue  # the listing's own descriptor, already gone
+
+
+def _name_self(name: bytes) -> None:
+    """What ps, top and pstree call this process (else it looks like a second wrapper)."""
+    try:
+        fd = os.open("/proc/self/comm", os.O_WRONLY)
+    except OSError:  # pragma: no cover - no /proc
+        return
+    try:
+        os.write(fd, name[:15])
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _enlarge(pipe_fd: int) -> None:
