@@ -173,6 +173,8 @@ class _Runner:
                 if pipes:
                     relay = output.Relay([(r, out) for (r, _), out in pipes], self.tail)
                     relay.start()
+                    if relay.copier is not None:  # its own process, not the job's: not
+                        self.foreign.add(relay.copier)  # reaped, counted or killed as one
                 elif self.tail is not None:
                     self.tail = None  # every stream is a terminal: nothing to capture
                 return self._supervise(proc, forwarder, relay, started_at, t0)
