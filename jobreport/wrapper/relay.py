@@ -9,12 +9,9 @@ import sys
 import threading
 from collections import deque
 
-__all__ = ["READ_SIZE", "TAIL_MAX_BYTES", "Relay", "Tail", "hand_over", "is_open", "same_file",
-           "write_all"]
+__all__ = ["READ_SIZE", "Relay", "Tail", "hand_over", "write_all"]
 
 READ_SIZE = 64 * 1024
-#: The output tail a run keeps (and the store stores) is at most this many last bytes.
-TAIL_MAX_BYTES = 64 * 1024
 
 
 class Relay(threading.Thread):
@@ -160,20 +157,4 @@ def write_all(fd: int, data: bytes) -> bool:
         except OSError:
             return False
         view = view[n:]
-    return True
-
-
-def same_file(a: int, b: int) -> bool:
-    try:
-        sa, sb = os.fstat(a), os.fstat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
-def is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
     return True
