@@ -10,6 +10,7 @@ pipe, so the job's output still lands where it would have without jobreport.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import selectors
@@ -17,6 +18,7 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 
 __all__ = ["READ_SIZE", "TAIL_MAX_BYTES", "Relay", "Tail", "hand_over", "is_open", "same_file",
            "write_all"]
@@ -159,7 +161,7 @@ def _fork_copier(pairs: list[tuple[int, int]]) -> tuple[int | None, int | None]:
         os.close(tee_w)
         return None, None
     if pid == 0:  # pragma: no cover - the copier (coverage cannot follow os._exit)
-        _copier_main(pairs, tee_w, mask)
+        _copier_main(pairs, tee_w)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(tee_w)
     for read_fd, _out in pairs:
@@ -167,21 +169,28 @@ def _fork_copier(pairs: list[tuple[int, int]]) -> tuple[int | None, int | None]:
     return pid, tee_r
 
 
-def _copier_main(pairs: list[tuple[int, int]], tee: int, mask: set[int | signal.Signals]) -> None:
+def _copier_main(pairs: list[tuple[int, int]], tee: int) -> None:
     """The copier process: never returns. Only ``os`` and ``select``, no thread, no lock:
-    the fork copied the wrapper's state, of which it uses nothing."""
+    the fork copied the wrapper's state, of which it uses nothing. Each step before the
+    copying is best effort: none may keep the output from being relayed."""
+    # the signals stay blocked (never acted on, whatever the handler) and are ignored too,
+    # so that pending ones are discarded
+    for sig in _IGNORED:
+        _quietly(signal.signal, sig, signal.SIG_IGN)
+    _quietly(os.setsid)  # out of the reach of the wrapper's group, the terminal, its Ctrl-C
+    _quietly(_name_self, b"jobreport-relay")
+    _quietly(_close_all_but, {fd for pair in pairs for fd in pair} | {tee})
     code = 0
     try:
-        for sig in _IGNORED:
-            signal.signal(sig, signal.SIG_IGN)  # a pending one is discarded
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.setsid()  # out of the reach of the wrapper's group, the terminal and its Ctrl-C
-        _name_self(b"jobreport-relay")
-        _close_all_but({fd for pair in pairs for fd in pair} | {tee})
         _copy(pairs, tee)
     except BaseException:
         code = 1
     os._exit(code)
+
+
+def _quietly(func: Callable[..., object], *args: object) -> None:
+    with contextlib.suppress(BaseException):
+        func(*args)
 
 
 def _copy(pairs: list[tuple[int, int]], tee_fd: int) -> None:
