@@ -316,6 +316,7 @@ class Reporter:
         from jobreport.delivery import (
             deliver_each,
             deliver_group,
+            deliver_state,
             notice_no_sink,
             warn_undelivered,
         )
@@ -332,10 +333,12 @@ class Reporter:
         def one(sink: Sink) -> bool:
             try:
                 if partial is None and store is not None:
-                    outcome = deliver_group(store, sink, run.key, budget=budget, known=known)
+                    outcome = deliver_group(store, sink, run.key, budget=budget, known=known,
+                                            namespace=self.config.namespace)
                 else:
-                    outcome = sink.deliver(partial or _state_without_store(run, None),
-                                           complete=False, budget=budget)
+                    outcome = deliver_state(sink, partial or _state_without_store(run, None),
+                                            complete=False, budget=budget,
+                                            namespace=self.config.namespace)
             except StoreError as e:
                 self._drop_store(e)
                 return False

@@ -11,6 +11,7 @@ be reached moments ago gets one short attempt (``_peers``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import time
@@ -170,6 +171,20 @@ class Sender:
             if isinstance(group, dict) and group.get("labels") == dict(grouping):
                 return parse_held_group(group, dict(grouping), self.config.namespace)
         return None
+
+    def record_failure(self, grouping: Mapping[str, str], *,
+                       budget: float | None = None) -> None:
+        """Have the gateway record a failed push for the group (``push_failure_time_seconds``,
+        which ``JobreportPushFailing`` reads) without changing what it holds: one sample
+        with a timestamp, which the Pushgateway always refuses and never stores (also with
+        ``--push.disable-consistency-check``). Used after a push that had to leave families
+        out, whose own rejection (a parse error) the gateway does not record."""
+        stamp = int(time.time() * 1000)
+        body = f"{self.config.namespace}_left_out_families 1 {stamp}\n".encode()
+        with contextlib.suppress(PushError):  # the refusal is the point
+            self._send("POST", group_path(grouping["job"], grouping),
+                       [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body,
+                       budget, patient=False)
 
     # --- what callers use ----------------------------------------------------------------
 

@@ -215,6 +215,8 @@ class _Runner:
         self.tail = output.Tail(self.tail_lines, self.tail_bytes)
         relay = output.Relay([(r, out) for (r, _), out in pipes], self.tail)
         relay.start()
+        if relay.copier is not None:  # its own process, not the job's: not
+            self.foreign.add(relay.copier)  # reaped, counted or killed as one
         return relay
 
     def _spawn_failed(self, exc: OSError, started_at: float, t0: float) -> ProcessResult:
