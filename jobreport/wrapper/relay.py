@@ -27,9 +27,9 @@ READ_SIZE = 64 * 1024
 #: The output tail a run keeps (and the store stores) is at most this many last bytes.
 TAIL_MAX_BYTES = 64 * 1024
 
-#: Signals the copier ignores. It ends when the last writer closes the pipe, as a file would
-#: not end: a SIGTERM to everything (systemd's stop), a SIGHUP or a Ctrl-C must not cut the
-#: output of a command that handles it and still writes its last words.
+#: Signals the copier blocks and ignores: like a file, it ends only when the last writer has
+#: closed the pipe. A SIGTERM to every process (systemd's stop), a SIGHUP or a Ctrl-C must
+#: not cut the output of a command that handles it and still writes its last words.
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
 _TEE_PIPE_SIZE = 1024 * 1024  # lets the copier run ahead of a busy wrapper (pages on demand)
 _HEADER = 5  # a tee frame: the output fd (1 byte), the length (4 bytes), the bytes
