@@ -97,13 +97,16 @@ class Relay(threading.Thread):
             sel.unregister(tee)  # every writer is gone and the copier has said all
             return
         pending += data
-        while len(pending) >= _HEADER:
-            size = int.from_bytes(pending[1:_HEADER], "big")
-            if len(pending) < _HEADER + size:
-                break
-            if self.tail is not None:
-                self.tail.feed(pending[0], bytes(pending[_HEADER:_HEADER + size]))
-            del pending[:_HEADER + size]
+        offset = 0
+        with memoryview(pending) as view:  # one copy per frame, one shift per read
+            while len(view) - offset >= _HEADER:
+                end = offset + _HEADER + int.from_bytes(view[offset + 1:offset + _HEADER], "big")
+                if len(view) < end:
+                    break
+                if self.tail is not None:
+                    self.tail.feed(view[offset], view[offset + _HEADER:end].tobytes())
+                offset = end
+        del pending[:offset]
 
     def _pump(self, sel: selectors.BaseSelector, read_fd: int, out_fd: int) -> None:
         try:
