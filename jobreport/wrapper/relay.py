@@ -24,9 +24,9 @@ __all__ = ["READ_SIZE", "Relay", "Tail", "hand_over", "write_all"]
 
 READ_SIZE = 64 * 1024
 
-#: Signals the copier ignores. It ends when the last writer closes the pipe, as a file would
-#: not end: a SIGTERM to everything (systemd's stop), a SIGHUP or a Ctrl-C must not cut the
-#: output of a command that handles it and still writes its last words.
+#: Signals the copier blocks and ignores: like a file, it ends only when the last writer has
+#: closed the pipe. A SIGTERM to every process (systemd's stop), a SIGHUP or a Ctrl-C must
+#: not cut the output of a command that handles it and still writes its last words.
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
 _TEE_PIPE_SIZE = 1024 * 1024  # lets the copier run ahead of a busy wrapper (pages on demand)
 _HEADER = 5  # a tee frame: the output fd (1 byte), the length (4 bytes), the bytes
@@ -94,13 +94,16 @@ class Relay(threading.Thread):
             sel.unregister(tee)  # every writer is gone and the copier has said all
             return
         pending += data
-        while len(pending) >= _HEADER:
-            size = int.from_bytes(pending[1:_HEADER], "big")
-            if len(pending) < _HEADER + size:
-                break
-            if self.tail is not None:
-                self.tail.feed(pending[0], bytes(pending[_HEADER:_HEADER + size]))
-            del pending[:_HEADER + size]
+        offset = 0
+        with memoryview(pending) as view:  # one copy per frame, one shift per read
+            while len(view) - offset >= _HEADER:
+                end = offset + _HEADER + int.from_bytes(view[offset + 1:offset + _HEADER], "big")
+                if len(view) < end:
+                    break
+                if self.tail is not None:
+                    self.tail.feed(view[offset], view[offset + _HEADER:end].tobytes())
+                offset = end
+        del pending[:offset]
 
     def _pump(self, sel: selectors.BaseSelector, read_fd: int, out_fd: int) -> None:
         try:
