@@ -164,7 +164,7 @@ def flush(
         sinks = configured_sinks(config)
     if not sinks:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
-    _adopt_markers(store)
+    _adopt_markers(store, config)
     result = FlushResult()
     for sink in sinks:
         delivered, runs, failed = 0, 0, 0
@@ -197,14 +197,14 @@ def _groups_to_deliver(store: Store, sink: Sink, all_groups: bool) -> list[Pendi
     return groups
 
 
-def _adopt_markers(store: Store) -> None:
+def _adopt_markers(store: Store, config: Config) -> None:
     """Runs whose wrapper was killed before the store heard of them (``jobreport run``'s
     markers) are recorded as abandoned first, so that this flush delivers them."""
     import socket
 
     from jobreport.wrapper.marker import adopt_all
 
-    adopt_all(store, socket.gethostname())
+    adopt_all(store, socket.gethostname(), config.grouping)
 
 
 # --- what the reporter needs around deliver_group ---------------------------------------

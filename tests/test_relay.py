@@ -16,7 +16,7 @@ import pytest
 
 from jobreport.wrapper import relay
 from jobreport.wrapper.child import run
-from tests.test_run import jobreport_argv, jobreport_env, wait_until
+from tests.test_run import PY, jobreport_argv, jobreport_env, wait_until
 from tests.test_run_unchanged import runs, tail_of
 
 #: Generous deadline for a condition on a loaded machine (a correct run meets it in moments).
@@ -225,3 +225,34 @@ def test_without_a_copier_process_the_wrapper_relays_by_itself(
     assert r.tail is not None and sorted(r.tail.splitlines()) == ["one", "three", "two"]
     captured = capfd.readouterr()
     assert (captured.out, captured.err) == ("one\nthree\n", "two\n")
+
+
+def test_nothing_is_lost_or_doubled_when_the_wrapper_dies_mid_stream(tmp_path: Path) -> None:
+    """The command writes numbered lines without pause while the wrapper is killed: every
+    line reaches the file once, in order, and the command's writes never fail."""
+    out, gate, status = tmp_path / "out", tmp_path / "gate", tmp_path / "status"
+    writer = (
+        "import os, sys, time\n"
+        "gate, status = sys.argv[1], sys.argv[2]\n"
+        "i = 0\n"
+        "deadline = time.monotonic() + 120\n"
+        "while not os.path.exists(gate) and time.monotonic() < deadline:\n"
+        "    os.write(1, b'%d\\n' % i); i += 1\n"
+        "for _ in range(20000):\n"
+        "    os.write(1, b'%d\\n' % i); i += 1\n"
+        "open(status, 'w').write(str(i))\n")
+    with open(out, "wb") as f:
+        wrapper = subprocess.Popen(
+            jobreport_argv("run", "--job", "stream", "--", PY, "-c", writer, str(gate),
+                           str(status)),
+            stdout=f, stderr=subprocess.DEVNULL, env=jobreport_env())
+    try:
+        wait_until(lambda: out.stat().st_size > 100_000, timeout=WAIT)
+    finally:
+        wrapper.kill()
+        wrapper.wait(WAIT)
+    gate.touch()
+    wait_until(lambda: text(status).strip(), timeout=WAIT)
+    written = int(text(status))
+    wait_until(lambda: not holders(out), timeout=WAIT)
+    assert out.read_bytes() == b"".join(b"%d\n" % i for i in range(written))

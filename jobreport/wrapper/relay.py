@@ -10,6 +10,7 @@ pipe, so the job's output still lands where it would have without jobreport.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import selectors
@@ -17,17 +18,15 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 
-__all__ = ["READ_SIZE", "TAIL_MAX_BYTES", "Relay", "Tail", "hand_over", "is_open", "same_file",
-           "write_all"]
+__all__ = ["READ_SIZE", "Relay", "Tail", "hand_over", "write_all"]
 
 READ_SIZE = 64 * 1024
-#: The output tail a run keeps (and the store stores) is at most this many last bytes.
-TAIL_MAX_BYTES = 64 * 1024
 
-#: Signals the copier ignores. It ends when the last writer closes the pipe, as a file would
-#: not end: a SIGTERM to everything (systemd's stop), a SIGHUP or a Ctrl-C must not cut the
-#: output of a command that handles it and still writes its last words.
+#: Signals the copier blocks and ignores: like a file, it ends only when the last writer has
+#: closed the pipe. A SIGTERM to every process (systemd's stop), a SIGHUP or a Ctrl-C must
+#: not cut the output of a command that handles it and still writes its last words.
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
 _TEE_PIPE_SIZE = 1024 * 1024  # lets the copier run ahead of a busy wrapper (pages on demand)
 _HEADER = 5  # a tee frame: the output fd (1 byte), the length (4 bytes), the bytes
@@ -95,13 +94,16 @@ class Relay(threading.Thread):
             sel.unregister(tee)  # every writer is gone and the copier has said all
             return
         pending += data
-        while len(pending) >= _HEADER:
-            size = int.from_bytes(pending[1:_HEADER], "big")
-            if len(pending) < _HEADER + size:
-                break
-            if self.tail is not None:
-                self.tail.feed(pending[0], bytes(pending[_HEADER:_HEADER + size]))
-            del pending[:_HEADER + size]
+        offset = 0
+        with memoryview(pending) as view:  # one copy per frame, one shift per read
+            while len(view) - offset >= _HEADER:
+                end = offset + _HEADER + int.from_bytes(view[offset + 1:offset + _HEADER], "big")
+                if len(view) < end:
+                    break
+                if self.tail is not None:
+                    self.tail.feed(view[offset], view[offset + _HEADER:end].tobytes())
+                offset = end
+        del pending[:offset]
 
     def _pump(self, sel: selectors.BaseSelector, read_fd: int, out_fd: int) -> None:
         try:
@@ -159,7 +161,7 @@ def _fork_copier(pairs: list[tuple[int, int]]) -> tuple[int | None, int | None]:
         os.close(tee_w)
         return None, None
     if pid == 0:  # pragma: no cover - the copier (coverage cannot follow os._exit)
-        _copier_main(pairs, tee_w, mask)
+        _copier_main(pairs, tee_w)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(tee_w)
     for read_fd, _out in pairs:
@@ -167,21 +169,28 @@ def _fork_copier(pairs: list[tuple[int, int]]) -> tuple[int | None, int | None]:
     return pid, tee_r
 
 
-def _copier_main(pairs: list[tuple[int, int]], tee: int, mask: set[int | signal.Signals]) -> None:
+def _copier_main(pairs: list[tuple[int, int]], tee: int) -> None:
     """The copier process: never returns. Only ``os`` and ``select``, no thread, no lock:
-    the fork copied the wrapper's state, of which it uses nothing."""
+    the fork copied the wrapper's state, of which it uses nothing. Each step before the
+    copying is best effort: none may keep the output from being relayed."""
+    # the signals stay blocked (never acted on, whatever the handler) and are ignored too,
+    # so that pending ones are discarded
+    for sig in _IGNORED:
+        _quietly(signal.signal, sig, signal.SIG_IGN)
+    _quietly(os.setsid)  # out of the reach of the wrapper's group, the terminal, its Ctrl-C
+    _quietly(_name_self, b"jobreport-relay")
+    _quietly(_close_all_but, {fd for pair in pairs for fd in pair} | {tee})
     code = 0
     try:
-        for sig in _IGNORED:
-            signal.signal(sig, signal.SIG_IGN)  # a pending one is discarded
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.setsid()  # out of the reach of the wrapper's group, the terminal and its Ctrl-C
-        _name_self(b"jobreport-relay")
-        _close_all_but({fd for pair in pairs for fd in pair} | {tee})
         _copy(pairs, tee)
     except BaseException:
         code = 1
     os._exit(code)
+
+
+def _quietly(func: Callable[..., object], *args: object) -> None:
+    with contextlib.suppress(BaseException):
+        func(*args)
 
 
 def _copy(pairs: list[tuple[int, int]], tee_fd: int) -> None:
@@ -352,20 +361,4 @@ def write_all(fd: int, data: bytes) -> bool:
         except OSError:
             return False
         view = view[n:]
-    return True
-
-
-def same_file(a: int, b: int) -> bool:
-    try:
-        sa, sb = os.fstat(a), os.fstat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
-def is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
     return True
