@@ -1,7 +1,7 @@
 """Where start-up time goes: ``python -X importtime`` on a regular install of this checkout.
 
 1. The real path of ``jobreport run -- true``, cut where the command is spawned (an audit
-   hook on ``subprocess.Popen`` marks the point): every module loaded before the command
+   hook on ``os.posix_spawn`` marks the point): every module loaded before the command
    starts, with its own import time (the minimum over several runs, which filters out the
    noise of a shared machine) and the module that imported it; then the total against
    ``python -c pass``'s own imports.
@@ -40,7 +40,7 @@ PATHS = {
 _PROBE = """
 import os, sys
 def hook(event, args):
-    if event == "subprocess.Popen":
+    if event in ("os.posix_spawn", "subprocess.Popen"):
         sys.stderr.write("=== the command starts here\\n")
         sys.stderr.flush()
         os._exit(0)

@@ -8,20 +8,28 @@ sink's answer means (delivered, retry later, rejected) is decided in ``jobreport
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from jobreport.config import Config, load_config
-from jobreport.errors import NotConfiguredError
+from jobreport.errors import NotConfiguredError, PushError
+from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.records import GroupState, grouping_from_key
-from jobreport.sinks.base import Delivered, DeliveryOutcome, HoldsState, Rejected, Sink
+from jobreport.sinks.base import (
+    Delivered,
+    DeliveryOutcome,
+    HoldsState,
+    RecordsFailure,
+    Rejected,
+    Sink,
+    judge_error,
+)
 from jobreport.store.store import PendingGroup, Store
 
-__all__ = ["FlushResult", "deliver_each", "deliver_group", "flush", "notice_no_sink",
-           "warn_undelivered"]
+__all__ = ["FlushResult", "deliver_each", "deliver_group", "deliver_state", "flush",
+           "notice_no_sink", "warn_undelivered"]
 
 log = logging.getLogger("jobreport")
 
@@ -43,33 +51,42 @@ class FlushResult:
 
 
 def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
-                  known: tuple[GroupState, int] | None = None,
-                  rounds: int = 3) -> DeliveryOutcome:
+                  known: tuple[GroupState, int] | None = None, rounds: int = 3,
+                  namespace: str = DEFAULT_NAMESPACE) -> DeliveryOutcome:
     """Deliver group ``key``'s complete state (``known``: state and seq just read) to
     ``sink``; repeat while another run changed it meanwhile, so that the delivery that
     lands last carries the newest state. The outcome is recorded in the store."""
     deadline = time.monotonic() + budget
-    if (store.created and isinstance(sink, HoldsState) and callable(sink.held_state)
+    if (isinstance(sink, HoldsState) and callable(sink.held_state) and store.fresh
             and not store.knows_delivery(key, sink.name)):
-        # a store this process created (a new one, or one whose file was removed) does not
-        # know the group's past: take over what the sink holds before replacing it
-        held = sink.held_state(grouping_from_key(key), budget=min(1.0, budget))
-        if held is not None:
-            store.adopt(key, sink.name, held)
-            known = None
+        # a new store (a new install, or one whose file was removed) does not know the
+        # group's past: take over what the sink holds before replacing it, exactly once
+        # (under the store's lock: see Store.adopt)
+        holder = sink
+
+        def held() -> GroupState | None:
+            return holder.held_state(grouping_from_key(key), budget=min(1.0, budget))
+
+        try:
+            if store.adopt(key, sink.name, held):
+                known = None
+        except PushError as e:
+            # no answer: a push now could lower what the sink holds; the group stays
+            # pending and the next delivery asks again
+            return judge_error(e)
     outcome: DeliveryOutcome = Delivered()
     for _ in range(rounds):
         state, seq = known if known is not None else store.group_state(key)
         known = None
-        outcome = sink.deliver(state, complete=True,
-                               budget=max(0.0, deadline - time.monotonic()))
-        if isinstance(outcome, Rejected):
-            outcome = _without_rejected_families(store, sink, key, (state, seq), outcome,
-                                                 deadline=deadline)
-            if isinstance(outcome, Delivered):
-                return outcome
+        outcome, problem = _deliver_state(sink, state, complete=True, deadline=deadline,
+                                          namespace=namespace)
         if not isinstance(outcome, Delivered):
             store.mark_failed(key, outcome.reason, sink=sink.name)
+            return outcome
+        if outcome.left_out:
+            # delivered without some families: the group stays pending, the error recorded
+            store.mark_delivered(key, seq, sink=sink.name, left_out=outcome.left_out,
+                                 problem=problem)
             return outcome
         if store.mark_delivered(key, seq, sink=sink.name) <= seq:
             break
@@ -78,59 +95,61 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     return outcome
 
 
-def _without_rejected_families(store: Store, sink: Sink, key: str,
-                               known: tuple[GroupState, int], rejected: Rejected, *,
-                               deadline: float) -> DeliveryOutcome:
-    """A sink that names one of the group's own families in its rejection (a type clash
-    with another group, a bad quantile) gets one more try without them, so that the last
-    success and the outcome still land. The group stays pending, the error recorded."""
-    state, seq = known
-    if rejected.status != 400:
-        return rejected
-    # the families the answer points at; when it points at none of them (a proxy's 400, a
-    # text without names), all of the group's own families are the suspects
-    offending = (_rejected_families(state, rejected.reason)
-                 or tuple(sorted({f.name for f in state.custom})))
-    if not offending:
-        return rejected
-    kept = tuple(f for f in state.custom if f.name not in offending)
-    last = replace(state.last, custom=tuple(f for f in kept if f in state.last.custom)) \
-        if state.last is not None else None
-    lean = replace(state, last=last, pushed=tuple(f for f in kept if f in state.pushed))
-    outcome = sink.deliver(lean, complete=True, budget=max(0.0, deadline - time.monotonic()))
-    if not isinstance(outcome, Delivered):
-        return outcome
-    # send the refused state once more: the gateway keeps the state just delivered, and
-    # records the failure after it, so that JobreportPushFailing still says something is
-    # wrong (push_failure_time_seconds > push_time_seconds)
-    sink.deliver(state, complete=True, budget=max(0.0, deadline - time.monotonic()))
-    log.warning("jobreport: the %s rejected the families %s of job %s; pushed the rest "
-                "without them: %s", sink.name, ", ".join(offending), state.job,
-                rejected.reason)
-    store.mark_delivered(key, seq, sink=sink.name, left_out=offending,
-                         problem=f"left out {', '.join(offending)}: {rejected.reason}")
-    return Delivered(left_out=offending)
+def deliver_state(sink: Sink, state: GroupState, *, complete: bool, budget: float,
+                  namespace: str = DEFAULT_NAMESPACE) -> DeliveryOutcome:
+    """Deliver ``state`` as it is (no store: ``complete=False``), leaving out the families
+    no push should carry or the sink refuses, as ``deliver_group`` does."""
+    return _deliver_state(sink, state, complete=complete,
+                          deadline=time.monotonic() + budget, namespace=namespace)[0]
 
 
-def _rejected_families(state: GroupState, reason: str) -> tuple[str, ...]:
-    """The group's own families a 400 is about: named in its text (a type clash), or
-    owning the line of the body it points at (``text format parsing error in line N``)."""
-    own = {f.name for f in state.custom}
-    named = {name for name in own if name in reason}
-    line = re.search(r"\bin line (\d+)\b", reason)
-    if line is not None:
-        from prometheus_client.exposition import generate_latest
+def _deliver_state(sink: Sink, state: GroupState, *, complete: bool, deadline: float,
+                   namespace: str) -> tuple[DeliveryOutcome, str | None]:
+    """One delivery of ``state``, and what was left out of it (None: nothing).
 
-        from jobreport.exposition import registry_for
+    A family that breaks the text format's rules never reaches the sink
+    (``sinks._families``); a sink that still refuses the body with a 400 that names or
+    points at some of the group's own families (a type clash with another group, a line it
+    cannot parse) gets one more try without them, so that the last success and the outcome
+    land. Either way the sink is asked to record the failure (the Pushgateway's
+    ``push_failure_time_seconds``, which ``JobreportPushFailing`` reads), and one warning
+    names the families."""
+    from jobreport.sinks._families import faults, pointed_at, without
 
-        body = generate_latest(registry_for(state)).decode("utf-8", "replace").splitlines()
-        family = None
-        for text in body[:int(line.group(1))]:
-            if text.startswith(("# HELP ", "# TYPE ")):
-                family = text.split(" ", 3)[2]
-        if family in own:
-            named.add(family)
-    return tuple(sorted(named))
+    def remaining() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    bad = faults(state, namespace)
+    sent = without(state, set(bad))
+    outcome = sink.deliver(sent, complete=complete, budget=remaining())
+    refused: tuple[str, ...] = ()
+    rejected = ""
+    if isinstance(outcome, Rejected) and outcome.status == 400:
+        # the families the answer points at; when it points at none of them (a proxy's
+        # 400, a text without names), all of the group's own families are the suspects
+        rejected = outcome.reason
+        refused = (pointed_at(sent, rejected, namespace)
+                   or tuple(sorted({f.name for f in sent.custom})))
+        if refused:
+            outcome = sink.deliver(without(sent, refused), complete=complete,
+                                   budget=remaining())
+            if not isinstance(outcome, Delivered):
+                return outcome, None
+            log.warning("jobreport: the %s rejected the families %s of job %s; pushed the "
+                        "rest without them: %s", sink.name, ", ".join(refused), state.job,
+                        rejected)
+    if not isinstance(outcome, Delivered) or not (bad or refused):
+        return outcome, None
+    if bad:
+        log.warning("jobreport: left out the families of job %s that no push may carry, "
+                    "and pushed the rest: %s", state.job,
+                    "; ".join(f"{name} ({why})" for name, why in sorted(bad.items())))
+    if isinstance(sink, RecordsFailure):
+        sink.record_failure(state.grouping, budget=min(1.0, remaining()))
+    left_out = tuple(sorted(set(bad) | set(refused)))
+    problem = "; ".join([*(f"left out {n}: {why}" for n, why in sorted(bad.items())),
+                         *([f"left out {', '.join(refused)}: {rejected}"] if refused else [])])
+    return Delivered(left_out=left_out), problem
 
 
 def flush(
@@ -155,14 +174,15 @@ def flush(
         sinks = configured_sinks(config)
     if not sinks:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
-    _adopt_markers(store)
+    _adopt_markers(store, config)
     result = FlushResult()
     for sink in sinks:
         delivered, runs, failed = 0, 0, 0
         for group in _groups_to_deliver(store, sink, all_groups):
             if job is not None and group.job != job:
                 continue
-            outcome = deliver_group(store, sink, group.key, budget=config.budget)
+            outcome = deliver_group(store, sink, group.key, budget=config.budget,
+                                   namespace=config.namespace)
             if not isinstance(outcome, Delivered):
                 failed += 1
                 result.failed.append((group.key, outcome.reason))
@@ -187,14 +207,14 @@ def _groups_to_deliver(store: Store, sink: Sink, all_groups: bool) -> list[Pendi
     return groups
 
 
-def _adopt_markers(store: Store) -> None:
+def _adopt_markers(store: Store, config: Config) -> None:
     """Runs whose wrapper was killed before the store heard of them (``jobreport run``'s
     markers) are recorded as abandoned first, so that this flush delivers them."""
     import socket
 
     from jobreport.wrapper.marker import adopt_all
 
-    adopt_all(store, socket.gethostname())
+    adopt_all(store, socket.gethostname(), config.grouping)
 
 
 # --- what the reporter needs around deliver_group ---------------------------------------

@@ -29,6 +29,7 @@ from jobreport.sinks.base import Delivered, Sink
 
 if TYPE_CHECKING:
     from jobreport.store.store import RunStart, Store
+    from jobreport.wrapper.marker import GroupingOf
 
 __all__ = ["SHARED", "Reporter", "Run", "expected_interval"]
 
@@ -224,7 +225,7 @@ class Reporter:
             store = self._store
             if store is not None:
                 try:
-                    _adopt_markers(store, run.key)
+                    _adopt_markers(store, run.key, self.config.grouping)
                     run.id = store.open_run(self._run_start(run), alive=_alive)
                 except StoreError as e:
                     self._drop_store(e)
@@ -287,7 +288,7 @@ class Reporter:
                 if run.id is not None:
                     known = store.close_run(run.id, result)
                 else:
-                    _adopt_markers(store, run.key)
+                    _adopt_markers(store, run.key, self.config.grouping)
                     run.id, state, seq = store.record_run(self._run_start(run), result,
                                                           alive=_alive)
                     known = (state, seq)
@@ -315,6 +316,7 @@ class Reporter:
         from jobreport.delivery import (
             deliver_each,
             deliver_group,
+            deliver_state,
             notice_no_sink,
             warn_undelivered,
         )
@@ -331,10 +333,12 @@ class Reporter:
         def one(sink: Sink) -> bool:
             try:
                 if partial is None and store is not None:
-                    outcome = deliver_group(store, sink, run.key, budget=budget, known=known)
+                    outcome = deliver_group(store, sink, run.key, budget=budget, known=known,
+                                            namespace=self.config.namespace)
                 else:
-                    outcome = sink.deliver(partial or _state_without_store(run, None),
-                                           complete=False, budget=budget)
+                    outcome = deliver_state(sink, partial or _state_without_store(run, None),
+                                            complete=False, budget=budget,
+                                            namespace=self.config.namespace)
             except StoreError as e:
                 self._drop_store(e)
                 return False
@@ -384,14 +388,14 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def _adopt_markers(store: Store, key: str) -> None:
+def _adopt_markers(store: Store, key: str, grouping_of: GroupingOf) -> None:
     """Runs of the group that only a ``jobreport run`` marker knows (its wrapper was killed
     before the store heard of the run) become open runs, closed as abandoned by the
     ``open_run``/``record_run`` that follows."""
     from jobreport.wrapper.marker import adopt
 
     try:
-        adopt(store, key, _host())
+        adopt(store, key, _host(), grouping_of)
     except StoreError:
         raise
     except Exception:

@@ -143,19 +143,21 @@ class _BadSummary(Collector):
 
 def test_a_family_the_gateway_rejects_does_not_hold_back_the_rest(
         gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A 400 naming one of the job's own families: one more push without it (one warning
-    naming it), so the outcome and last success land; the group stays flagged pending."""
+    """A family the gateway would reject (a quantile that is not a number) is left out of
+    the push before the gateway sees it (one warning naming it), so the outcome and last
+    success land; the group stays flagged pending and JobreportPushFailing fires."""
     config = config_for(gateway.url, tmp_path)
     with caplog.at_level(logging.WARNING, logger="jobreport"), \
             job_metrics("summaries", config=config) as job:
         job.register(_BadSummary())
-    warnings = [r.getMessage() for r in caplog.records if "rejected the families" in
-                r.getMessage()]
-    assert len(warnings) == 1 and "bad_latency" in warnings[0]
+    warnings = [r.getMessage() for r in caplog.records if "bad_latency" in r.getMessage()]
+    assert len(warnings) == 1 and "left out the families" in warnings[0]
+    assert "quantile label 'abc' is not a number" in warnings[0]
     s = gateway.samples("summaries", instance="h1")
     assert s['jobreport_last_outcome{outcome="success"}'] == 1
     assert s["good_gauge"] == 5
     assert not any(k.startswith("bad_latency") for k in s)
+    assert s["push_failure_time_seconds"] > s["push_time_seconds"]  # JobreportPushFailing
     [pending] = Store(config.db).pending()
     assert "bad_latency" in (pending.last_error or "")
 

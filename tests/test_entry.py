@@ -185,10 +185,14 @@ def test_every_declared_option_is_a_click_option_of_run(spec: OptionSpec) -> Non
 
 _PROBE = """
 import sys
+before = set(sys.modules)  # what the interpreter (and an editable install's finder) loaded
 def hook(event, args):
-    if event == "subprocess.Popen":
-        heavy = ["click", "sqlalchemy", "requests", "prometheus_client", "psutil", "tenacity"]
-        sys.stderr.write("LOADED " + json.dumps([m for m in heavy if m in sys.modules]) + "\\n")
+    if event in ("os.posix_spawn", "subprocess.Popen"):
+        heavy = ["click", "sqlalchemy", "requests", "prometheus_client", "psutil", "tenacity",
+                 "dataclasses", "subprocess", "pathlib", "threading", "typing", "logging",
+                 "tomllib", "jobreport.config"]
+        loaded = [m for m in heavy if m in sys.modules and m not in before]
+        sys.stderr.write("LOADED " + json.dumps(loaded) + "\\n")
 import json
 sys.addaudithook(hook)
 sys.argv = ["jobreport", *sys.argv[1:]]
@@ -207,7 +211,9 @@ def _probe(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess
 
 def test_the_command_starts_before_click_and_the_heavy_packages(isolated_env: Path) -> None:
     """`jobreport run` starts its command with none of click, SQLAlchemy, requests,
-    prometheus_client, psutil or tenacity loaded."""
+    prometheus_client, psutil or tenacity loaded, nor the standard library's dataclasses,
+    subprocess, pathlib, threading, typing or logging, nor the settings (see
+    docs/architecture.md, the cold path)."""
     proc, loaded = _probe("run", "--job", "probe", "--", "true", env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert loaded == []

@@ -19,7 +19,8 @@ import psutil
 import pytest
 
 from jobreport import outcomes
-from jobreport.wrapper.child import ProcessResult, run
+from jobreport.wrapper.child import run
+from jobreport.wrapper.exit_status import ProcessResult
 from jobreport.wrapper.relay import Tail as _Tail
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ import pytest
 from jobreport import load_config, outcomes
 from jobreport.records import RunResult
 from jobreport.wrapper.lock import JobLock, LockBusy, lock_path
-from jobreport.wrapper.wrapper import EXIT_SKIPPED, RunRequest, path_size, run_job
+from jobreport.wrapper.size import path_size
+from jobreport.wrapper.wrapper import EXIT_SKIPPED, RunRequest, run_job
 
 
 class FakeRun:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     import click
 
+    from jobreport.config import Config
+
 __all__ = ["Entry", "FastRun", "exit_now", "launch", "parse_run"]
 
 _SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
@@ -148,7 +150,6 @@ def _value(spec: OptionSpec, typed: dict[str, Any], environ: Mapping[str, str]) 
 def launch(values: Mapping[str, Any], labels: Mapping[str, str],
            overrides: Mapping[str, Any]) -> int:
     """Run the command of ``jobreport run`` and return the exit code to exit with."""
-    from jobreport.config import load_config
     from jobreport.wrapper.wrapper import RunRequest, run_job
 
     request = RunRequest(
@@ -160,9 +161,15 @@ def launch(values: Mapping[str, Any], labels: Mapping[str, str],
         schedule=values["schedule"], timezone=values["timezone"],
         min_runtime=values["min_runtime"], alert_after_failures=values["alert_after_failures"],
     )
-    # a bad setting must not stop the job: warn and use the default
-    config = load_config(strict=False, **{k: v for k, v in overrides.items()
-                                          if v not in (None, False)})
+    settings = {k: v for k, v in overrides.items() if v not in (None, False)}
+
+    def config() -> Config:
+        # once the command runs (the settings cost more than the interpreter's own start);
+        # a bad setting must not stop the job: warn and use the default
+        from jobreport.config import load_config
+
+        return load_config(strict=False, **settings)
+
     return run_job(request, config)
 
 

@@ -14,7 +14,7 @@ converter per setting), ``files`` (the TOML file and secret files), ``load`` (th
 from __future__ import annotations
 
 from jobreport.config.load import load_config
-from jobreport.config.settings import Config, JobSettings, default_db_url, state_dir
+from jobreport.config.settings import Config, JobSettings, default_db_url
 from jobreport.config.values import env_name, parse_labels
 
 __all__ = [
@@ -24,5 +24,4 @@ __all__ = [
     "env_name",
     "load_config",
     "parse_labels",
-    "state_dir",
 ]

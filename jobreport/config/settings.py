@@ -1,20 +1,20 @@
-"""The resolved settings: a frozen ``Config`` and the per-job ``JobSettings``, plus where
-jobreport keeps its state by default."""
+"""The resolved settings: a frozen ``Config`` and the per-job ``JobSettings``, plus the
+default store."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from jobreport.names import DEFAULT_NAMESPACE
+from jobreport.paths import state_dir
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Config", "JobSettings", "default_db_url", "state_dir"]
+__all__ = ["Config", "JobSettings", "default_db_url"]
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,6 @@ class Config:
         return replace(self, **changes)
 
 
-def state_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_STATE_HOME/jobreport``, by default ``~/.local/state/jobreport``."""
-    env = os.environ if env is None else env
-    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "jobreport"
-
-
 def default_db_url(env: Mapping[str, str] | None = None) -> str:
     """The default store: SQLite under the XDG state directory."""
-    return f"sqlite:///{state_dir(env) / 'jobreport.db'}"
+    return f"sqlite:///{os.path.join(state_dir(env), 'jobreport.db')}"

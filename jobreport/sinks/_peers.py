@@ -37,9 +37,9 @@ def memory_dir(db_url: str, state: Path) -> Path:
 
 def memory_for(db_url: str) -> PeerMemory:
     """The memory that the sinks of a store at ``db_url`` share."""
-    from jobreport.config import state_dir
+    from jobreport.paths import state_dir
 
-    return PeerMemory(memory_dir(db_url, state_dir()))
+    return PeerMemory(memory_dir(db_url, Path(state_dir())))
 
 
 class PeerMemory:

@@ -32,6 +32,7 @@ __all__ = [
     "DeliveryOutcome",
     "HoldsState",
     "NotConfiguredError",
+    "RecordsFailure",
     "Rejected",
     "RetryLater",
     "Sink",
@@ -145,8 +146,20 @@ class HoldsState(Protocol):
 
     def held_state(self, grouping: Mapping[str, str], *,
              budget: float | None = None) -> GroupState | None:
-        """The counters and timestamps the sink holds for the group (None: nothing, or
-        it could not say)."""
+        """The counters and timestamps the sink holds for the group (None: nothing);
+        raises ``PushError`` when it cannot say (retryable: not now)."""
+        ...
+
+
+@runtime_checkable
+class RecordsFailure(Protocol):
+    """A sink that keeps a record of failed pushes per group (the Pushgateway's
+    ``push_failure_time_seconds``), which the alerts read."""
+
+    def record_failure(self, grouping: Mapping[str, str], *,
+                       budget: float | None = None) -> None:
+        """Have the sink record a failed push for the group without changing what it
+        holds (a delivery left families out)."""
         ...
 
 

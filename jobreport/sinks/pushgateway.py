@@ -11,6 +11,7 @@ be reached moments ago gets one short attempt (``_peers``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import time
@@ -159,17 +160,37 @@ class Sender:
     def held_state(self, grouping: Mapping[str, str], *,
              budget: float | None = None) -> GroupState | None:
         """The counters and last success/failure the gateway holds for the group (a store
-        that has just been created adopts them, so its first push does not lower them)."""
+        that has just been created adopts them, so its first push does not lower them);
+        raises ``PushError`` when the gateway cannot say."""
         from jobreport.sinks.base import parse_held_group
 
+        response = self.get("/api/v1/metrics", budget=budget)
         try:
-            data = self.get("/api/v1/metrics", budget=budget).json()["data"]
-        except (PushError, ValueError, KeyError, TypeError):
-            return None
+            data = response.json()["data"]
+            if not isinstance(data, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise PushError(f"the Pushgateway at {self.gateway} answered /api/v1/metrics "
+                            "with something else than its groups", retryable=False,
+                            url=self.gateway) from None
         for group in data:
             if isinstance(group, dict) and group.get("labels") == dict(grouping):
                 return parse_held_group(group, dict(grouping), self.config.namespace)
         return None
+
+    def record_failure(self, grouping: Mapping[str, str], *,
+                       budget: float | None = None) -> None:
+        """Have the gateway record a failed push for the group (``push_failure_time_seconds``,
+        which ``JobreportPushFailing`` reads) without changing what it holds: one sample
+        with a timestamp, which the Pushgateway always refuses and never stores (also with
+        ``--push.disable-consistency-check``). Used after a push that had to leave families
+        out, whose own rejection (a parse error) the gateway does not record."""
+        stamp = int(time.time() * 1000)
+        body = f"{self.config.namespace}_left_out_families 1 {stamp}\n".encode()
+        with contextlib.suppress(PushError):  # the refusal is the point
+            self._send("POST", group_path(grouping["job"], grouping),
+                       [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body,
+                       budget, patient=False)
 
     # --- what callers use ----------------------------------------------------------------
 
@@ -335,7 +356,10 @@ class Sender:
             except requests.exceptions.Timeout:
                 raise self._timeout(timeout, shown) from None
             except requests.exceptions.RequestException as e:
-                if limit.expired:
+                if (limit.expired and not (isinstance(e, requests.exceptions.ConnectionError)
+                                           and could_not_connect(e))):
+                    # (no connection at all, e.g. a lookup that ran out of time, stays
+                    # "unreachable", so that the next runs make one short attempt)
                     raise self._timeout(remaining, shown) from None
                 if isinstance(e, requests.exceptions.ConnectionError):
                     raise self._error(

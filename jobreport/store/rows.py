@@ -17,7 +17,7 @@ from jobreport.records import (
     grouping_from_key,
     load_custom,
 )
-from jobreport.wrapper.relay import TAIL_MAX_BYTES
+from jobreport.wrapper.streams import TAIL_MAX_BYTES
 
 __all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "PendingGroup", "RunStart", "Undelivered",
            "bound_tail", "end_values", "run_record", "run_result"]

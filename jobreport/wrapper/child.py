@@ -10,25 +10,24 @@ only when a timeout has to find and stop the whole process tree.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from jobreport import outcomes
-from jobreport.wrapper import exit_status
-from jobreport.wrapper import relay as output
+from jobreport.wrapper import streams
 from jobreport.wrapper import tree as proctree
 from jobreport.wrapper.signals import FORWARDED_SIGNALS, Forwarder, Waiter, signals_handled
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
+
+    from jobreport.wrapper.exit_status import ProcessResult
+    from jobreport.wrapper.relay import Relay, Tail
 
 __all__ = [
     "DEFAULT_KILL_AFTER",
@@ -38,7 +37,6 @@ __all__ = [
     "EXIT_TIMEOUT",
     "FORWARDED_SIGNALS",
     "TAIL_MAX_BYTES",
-    "ProcessResult",
     "run",
     "signals_handled",
 ]
@@ -48,44 +46,15 @@ EXIT_NOT_EXECUTABLE = outcomes.EXIT_NOT_EXECUTABLE
 EXIT_NOT_FOUND = outcomes.EXIT_NOT_FOUND
 DEFAULT_KILL_AFTER = 10.0
 DEFAULT_TAIL_LINES = 20
-TAIL_MAX_BYTES = output.TAIL_MAX_BYTES
+TAIL_MAX_BYTES = streams.TAIL_MAX_BYTES
 
 #: How long output may still arrive after the child ended before the relay is handed over.
 DRAIN_TIMEOUT = 0.5
 _REAP_INTERVAL = 1.0  # how often orphans handed to us (subreaper) are reaped during a run
 _PR_SET_CHILD_SUBREAPER = 36
-
-
-@dataclass(frozen=True)
-class ProcessResult:
-    """How one run of a command went.
-
-    ``exit_code`` is what ``jobreport run`` exits with: the child's own code, 128+N when it
-    died of signal N, 124 after a timeout, 126/127 when it could not be started.
-    """
-
-    exit_code: int
-    outcome: str
-    signal: int | None
-    """The signal that killed the child, if one did."""
-    started_at: float
-    """Unix time just before the child was started."""
-    ended_at: float
-    """Unix time when the child had been reaped."""
-    duration: float
-    """Seconds between start and end, from the monotonic clock."""
-    cpu_seconds: float | None
-    """User+system CPU time of every reaped process of the tree (None: nothing ran)."""
-    max_rss_bytes: int | None
-    """Peak resident set size of the largest single process of the tree."""
-    tail: str | None
-    """Last lines of stdout and stderr, in arrival order (None: not captured)."""
-    error: str | None
-    """Why the command could not be started (126/127), else None."""
-    pid: int | None
-    timed_out: bool = False
-    received_signals: tuple[int, ...] = ()
-    """Signals jobreport received during the run and passed on to the child."""
+#: What subprocess's ``restore_signals`` gives back to the command (Python ignores them).
+_RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ")
+                          if hasattr(signal, name))
 
 
 def run(
@@ -96,14 +65,17 @@ def run(
     kill_after: float = DEFAULT_KILL_AFTER,
     tail_lines: int = DEFAULT_TAIL_LINES,
     tail_bytes: int = TAIL_MAX_BYTES,
+    on_spawned: Callable[[int], None] | None = None,
     on_started: Callable[[int], None] | None = None,
     subreaper: bool = False,
 ) -> ProcessResult:
     """Run ``argv`` to completion and return how it went; never raises for the command's sake.
 
     ``timeout`` (seconds, None or 0 for none) sends SIGTERM to the whole process tree, then
-    SIGKILL after ``kill_after`` seconds. ``on_started(pid)`` is called once the child runs
-    (from the calling thread; its exceptions are ignored). With ``subreaper`` (Linux), descendants
+    SIGKILL after ``kill_after`` seconds. ``on_spawned(pid)`` is called as soon as the
+    child exists (keep it to a few system calls), ``on_started(pid)`` once its output
+    relay and signal forwarding are in place (both from the calling thread; their
+    exceptions are ignored). With ``subreaper`` (Linux), descendants
     orphaned during the run are re-parented to this process, reaped and counted.
     Signal forwarding needs the main thread; elsewhere it is skipped.
     """
@@ -116,6 +88,7 @@ def run(
         kill_after=max(kill_after, 0.0),
         tail_lines=tail_lines,
         tail_bytes=tail_bytes,
+        on_spawned=on_spawned,
         on_started=on_started,
         subreaper=subreaper,
     )
@@ -134,6 +107,7 @@ class _Runner:
         kill_after: float,
         tail_lines: int,
         tail_bytes: int,
+        on_spawned: Callable[[int], None] | None,
         on_started: Callable[[int], None] | None,
         subreaper: bool,
     ) -> None:
@@ -141,7 +115,10 @@ class _Runner:
         self.env = env
         self.timeout = timeout
         self.kill_after = kill_after
-        self.tail = output.Tail(tail_lines, tail_bytes) if tail_lines > 0 else None
+        self.tail_lines = tail_lines
+        self.tail_bytes = tail_bytes
+        self.tail: Tail | None = None  # made once the command runs, when output is relayed
+        self.on_spawned = on_spawned
         self.on_started = on_started
         self.subreaper = subreaper and sys.platform.startswith("linux")
         self.foreground = _in_terminal_foreground()
@@ -161,7 +138,7 @@ class _Runner:
         try:
             with signals_handled(forwarder.handle):
                 try:
-                    proc = self._spawn(self._redirects(pipes))
+                    pid = self._spawn(self._redirects(pipes))
                 except OSError as exc:
                     for (r, _), _out in pipes:
                         os.close(r)
@@ -169,26 +146,23 @@ class _Runner:
                 finally:
                     for (_, w), _out in pipes:
                         os.close(w)
-                relay = None
-                if pipes:
-                    relay = output.Relay([(r, out) for (r, _), out in pipes], self.tail)
-                    relay.start()
-                elif self.tail is not None:
-                    self.tail = None  # every stream is a terminal: nothing to capture
-                return self._supervise(proc, forwarder, relay, started_at, t0)
+                if self.on_spawned is not None:
+                    _call_quietly(self.on_spawned, pid)
+                relay = self._relay(pipes)
+                return self._supervise(pid, forwarder, relay, started_at, t0)
         finally:
             self._restore_subreaper(previous_subreaper)
 
     # -- starting -------------------------------------------------------------------------
 
     def _streams_to_relay(self) -> list[int]:
-        if self.tail is None:
+        if self.tail_lines <= 0:
             return []
         # a stream jobreport was started without is closed-on-exec /dev/null here
         # (wrapper._plug_closed_streams): the child does not get it, so nothing to relay
         relayed = [fd for fd in (1, 2)
-                   if output.is_open(fd) and os.get_inheritable(fd) and not os.isatty(fd)]
-        if relayed == [1, 2] and output.same_file(1, 2):
+                   if streams.is_open(fd) and os.get_inheritable(fd) and not os.isatty(fd)]
+        if relayed == [1, 2] and streams.same_file(1, 2):
             # cron's mail pipe, a journal stream, `>> log 2>&1`: one pipe for both keeps the
             # child's interleaving of stdout and stderr exactly
             return [1]
@@ -197,36 +171,58 @@ class _Runner:
     def _redirects(self, pipes: list[tuple[tuple[int, int], int]]) -> dict[int, int]:
         """Which write end the child gets as its stdout (1) and stderr (2)."""
         redirect = {out: w for (_, w), out in pipes}
-        if redirect.keys() == {1} and self.tail is not None and output.same_file(1, 2):
+        if redirect.keys() == {1} and streams.same_file(1, 2):
             redirect[2] = redirect[1]
         return redirect
 
-    def _spawn(self, redirect: dict[int, int]) -> subprocess.Popen[bytes]:
+    def _spawn(self, redirect: dict[int, int]) -> int:
+        """Start the command; its pid. ``os.posix_spawnp`` rather than ``subprocess``:
+        subprocess and what it imports cost the run path several milliseconds before the
+        command starts, and the kernel's vfork-style spawn is what subprocess does anyway."""
         if not self.argv[0]:
             raise FileNotFoundError(errno.ENOENT, "empty command name")
         if self.subreaper:
             self.foreign = proctree.own_children()
-        kwargs: dict[str, Any] = {}
-        if not self.foreground:
-            if sys.version_info >= (3, 11):
-                kwargs["process_group"] = 0
-            else:  # pragma: no cover - Python 3.10
-                kwargs["preexec_fn"] = os.setpgrp
-        # close_fds=False: descriptors jobreport inherited (systemd socket activation, a
-        # lock held by cron's caller) reach the child as without jobreport; jobreport's
-        # own descriptors are close-on-exec (PEP 446).
-        return subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdin=None,
-            stdout=redirect.get(1),
-            stderr=redirect.get(2),
-            close_fds=False,
-            **kwargs,
-        )
+        # close_fds=False in subprocess's terms: descriptors jobreport inherited (systemd
+        # socket activation, a lock held by cron's caller) reach the child as without
+        # jobreport; jobreport's own descriptors are close-on-exec (PEP 446). Python ignores
+        # SIGPIPE and SIGXFSZ for itself: the command gets them back at their defaults, as
+        # subprocess's restore_signals does; a signal ignored when jobreport started stays
+        # ignored, and handled ones are reset by exec.
+        actions = [(os.POSIX_SPAWN_DUP2, w, fd) for fd, w in sorted(redirect.items())]
+        env = os.environ if self.env is None else self.env
+        failure: OSError | None = None
+        for path in _candidates(self.argv[0], env):
+            try:
+                if self.foreground:  # the terminal's job control needs the child in our group
+                    return os.posix_spawn(path, self.argv, env, file_actions=actions,
+                                          setsigdef=_RESTORED_SIGNALS)
+                return os.posix_spawn(path, self.argv, env, file_actions=actions,
+                                      setsigdef=_RESTORED_SIGNALS, setpgroup=0)
+            except OSError as e:
+                # as execvp: the first error other than "no such file" is the one to tell
+                if failure is None or failure.errno in (errno.ENOENT, errno.ENOTDIR):
+                    failure = e
+        raise failure or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT),
+                                           self.argv[0])
+
+    def _relay(self, pipes: list[tuple[tuple[int, int], int]]) -> Relay | None:
+        """Once the command runs: the relay of the streams that go through pipes."""
+        if not pipes:
+            return None  # every stream is a terminal (or --tail 0): nothing to capture
+        from jobreport.wrapper import relay as output
+
+        self.tail = output.Tail(self.tail_lines, self.tail_bytes)
+        relay = output.Relay([(r, out) for (r, _), out in pipes], self.tail)
+        relay.start()
+        if relay.copier is not None:  # its own process, not the job's: not
+            self.foreign.add(relay.copier)  # reaped, counted or killed as one
+        return relay
 
     def _spawn_failed(self, exc: OSError, started_at: float, t0: float) -> ProcessResult:
-        code, outcome, message = exit_status.describe_spawn_error(self.argv[0], exc)
+        from jobreport.wrapper.exit_status import ProcessResult, describe_spawn_error
+
+        code, outcome, message = describe_spawn_error(self.argv[0], exc)
         return ProcessResult(
             exit_code=code,
             outcome=outcome,
@@ -245,13 +241,12 @@ class _Runner:
 
     def _supervise(
         self,
-        proc: subprocess.Popen[bytes],
+        pid: int,
         forwarder: Forwarder,
-        relay: output.Relay | None,
+        relay: Relay | None,
         started_at: float,
         t0: float,
     ) -> ProcessResult:
-        pid = proc.pid
         waiter = Waiter(pid, forwarder)
         forwarder.attach(pid, own_group=not self.foreground)
         waiter.start()
@@ -261,7 +256,6 @@ class _Runner:
         ended_at = time.time()
         duration = time.monotonic() - t0
         status, usage = waiter.status, waiter.usage
-        proc.returncode = exit_status.returncode(status)  # Popen must not try to reap it again
         if usage is not None:
             self._account(usage)
         if self.timed_out:
@@ -272,7 +266,9 @@ class _Runner:
             # output written until now is in the tail; whoever still writes (a background
             # process the job left) keeps writing where it would without jobreport
             relay.finish(DRAIN_TIMEOUT)
-        code, outcome, signum = exit_status.classify(status, self.timed_out)
+        from jobreport.wrapper.exit_status import ProcessResult, classify
+
+        code, outcome, signum = classify(status, self.timed_out)
         return ProcessResult(
             exit_code=code,
             outcome=outcome,
@@ -331,7 +327,9 @@ class _Runner:
 
     def _account(self, usage: Any) -> None:
         self.cpu += float(usage.ru_utime + usage.ru_stime)
-        self.max_rss = max(self.max_rss, exit_status.rss_bytes(int(usage.ru_maxrss)))
+        from jobreport.wrapper.exit_status import rss_bytes
+
+        self.max_rss = max(self.max_rss, rss_bytes(int(usage.ru_maxrss)))
 
     def _reap_orphans(self, exclude: int | None = None) -> None:
         for opid in proctree.own_children() - self.foreign:
@@ -361,9 +359,33 @@ class _Runner:
 # -- helpers ------------------------------------------------------------------------------
 
 
+def _candidates(command: str, env: Mapping[str, str]) -> list[str]:
+    """The files ``command`` may be: itself when it names a path, else the matches in the
+    PATH of the command's own environment, in order (as subprocess searches it; glibc's
+    posix_spawnp would search jobreport's PATH instead)."""
+    if os.sep in command:
+        return [command]
+    found = []
+    # os.get_exec_path(env), without the warnings module it loads
+    search = env.get("PATH")
+    for directory in (os.defpath if search is None else search).split(os.pathsep):
+        path = os.path.join(directory, command)
+        try:
+            os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # what exec would say too: go on searching
+        except OSError:
+            pass  # let exec say what it is
+        found.append(path)
+    return found
+
+
 def _call_quietly(func: Callable[..., None], *args: Any) -> None:
-    with contextlib.suppress(Exception):  # a reporting hook must never disturb the child
+    # not contextlib.suppress: contextlib is kept off the path before the command starts
+    try:  # noqa: SIM105
         func(*args)
+    except Exception:  # noqa: S110 - a reporting hook must never disturb the child
+        pass
 
 
 def _in_terminal_foreground() -> bool:

@@ -17,8 +17,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from jobreport.config import state_dir
-from jobreport.paths import private_dir
+from jobreport.paths import private_dir, state_dir
 from jobreport.records import group_key
 
 __all__ = ["JobLock", "LockBusy", "lock_path"]
@@ -39,7 +38,7 @@ def lock_path(grouping: Mapping[str, str], directory: Path | None = None) -> Pat
     key = group_key(grouping)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", grouping.get("job", "job"))[:64]
-    return (directory or state_dir() / "locks") / f"{readable}-{digest}.lock"
+    return (directory or Path(state_dir(), "locks")) / f"{readable}-{digest}.lock"
 
 
 class JobLock:

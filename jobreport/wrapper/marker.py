@@ -14,21 +14,22 @@ Format: one ``name=value`` line per field, values with backslash escapes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from jobreport import liveness
 from jobreport.logger import log
-from jobreport.paths import private_dir
+from jobreport.paths import private_dir, state_dir
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from jobreport.store.store import RunStart, Store
+
+    #: (job, the run's own labels) -> the grouping key: ``Config.grouping``
+    GroupingOf = Callable[[str, Mapping[str, str]], dict[str, str]]
 
 __all__ = ["RunMarker", "adopt", "adopt_all", "marker_dir", "markers", "new_marker"]
 
@@ -36,41 +37,61 @@ _FIELDS = ("uid", "job", "host", "started", "pid", "pid_start", "pid_ns", "comma
            "child_pid", "child_pid_start")
 
 
-def marker_dir() -> Path:
+def marker_dir() -> str:
     """Where the markers of this user's runs live (``<state dir>/runs``)."""
-    from jobreport.config import state_dir
-
-    return state_dir() / "runs"
+    return os.path.join(state_dir(), "runs")
 
 
-@dataclass(frozen=True)
 class RunMarker:
-    """What a wrapper knows of its run before the store does."""
+    """What a wrapper knows of its run before the store does (read-only once made).
 
-    uid: str
-    job: str
-    grouping: dict[str, str] = field(compare=False)
-    host: str
-    started: float
-    pid: int
-    pid_start: float | None = None
-    pid_ns: str | None = None
-    command: str | None = None
-    child_pid: int | None = None
-    child_pid_start: float | None = None
+    ``grouping`` is the run's grouping key once the settings are resolved; before that
+    (the first marker is written before the command starts, and the settings load while it
+    runs) it is empty and ``labels`` holds the labels the run was given, from which the
+    reader resolves the group with its own settings.
+
+    A plain class, not a dataclass: ``dataclasses`` costs the run path about 10 ms before
+    the command starts.
+    """
+
+    __slots__ = ("child_pid", "child_pid_start", "command", "grouping", "host", "job",
+                 "labels", "pid", "pid_ns", "pid_start", "started", "uid")
+
+    def __init__(self, *, uid: str, job: str, grouping: Mapping[str, str], host: str,
+                 started: float, pid: int, pid_start: float | None = None,
+                 pid_ns: str | None = None, command: str | None = None,
+                 child_pid: int | None = None, child_pid_start: float | None = None,
+                 labels: Mapping[str, str] | None = None) -> None:
+        self.uid = uid
+        self.job = job
+        self.grouping = dict(grouping)
+        self.labels = dict(labels or {})
+        self.host = host
+        self.started = started
+        self.pid = pid
+        self.pid_start = pid_start
+        self.pid_ns = pid_ns
+        self.command = command
+        self.child_pid = child_pid
+        self.child_pid_start = child_pid_start
+
+    def __repr__(self) -> str:
+        return f"RunMarker(uid={self.uid!r}, job={self.job!r}, grouping={self.grouping!r})"
 
     @property
-    def path(self) -> Path:
-        return marker_dir() / f"{self.uid}.run"
+    def path(self) -> str:
+        return os.path.join(marker_dir(), f"{self.uid}.run")
 
     def write(self) -> bool:
         """Write (or replace, atomically) the marker; False when it cannot be written."""
         path = self.path
         text = "".join(f"{name}={_escape(getattr(self, name))}\n" for name in _FIELDS)
         text += "".join(f"label.{k}={_escape(v)}\n" for k, v in sorted(self.grouping.items()))
-        tmp = path.with_suffix(".tmp")
+        if not self.grouping:
+            text += "".join(f"runlabel.{k}={_escape(v)}\n" for k, v in sorted(self.labels.items()))
+        tmp = path[:-len(".run")] + ".tmp"
         try:
-            private_dir(path.parent)
+            private_dir(os.path.dirname(path))
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.write(fd, text.encode("utf-8", "backslashreplace"))
@@ -82,9 +103,25 @@ class RunMarker:
             return False
         return True
 
-    def with_child(self, pid: int, pid_start: float | None, command: str) -> RunMarker:
-        """The marker once the command runs: its process and its command line."""
-        return replace(self, child_pid=pid, child_pid_start=pid_start, command=command)
+    def with_child(self, pid: int, pid_start: float | None, command: str | None,
+                   grouping: Mapping[str, str] | None = None) -> RunMarker:
+        """The marker once the command runs: its process, its command line and, once the
+        settings are resolved, the run's grouping key."""
+        return RunMarker(uid=self.uid, job=self.job, grouping=grouping or self.grouping,
+                         labels=self.labels, host=self.host, started=self.started,
+                         pid=self.pid, pid_start=self.pid_start, pid_ns=self.pid_ns,
+                         command=command, child_pid=pid, child_pid_start=pid_start)
+
+    def resolved(self, grouping_of: GroupingOf | None) -> RunMarker:
+        """This marker with its grouping key (resolved by ``grouping_of`` when the wrapper
+        was killed before it could write it)."""
+        if self.grouping or grouping_of is None:
+            return self
+        return RunMarker(uid=self.uid, job=self.job, grouping=grouping_of(self.job, self.labels),
+                         labels=self.labels, host=self.host, started=self.started,
+                         pid=self.pid, pid_start=self.pid_start, pid_ns=self.pid_ns,
+                         command=self.command, child_pid=self.child_pid,
+                         child_pid_start=self.child_pid_start)
 
     @property
     def key(self) -> str:
@@ -93,8 +130,10 @@ class RunMarker:
         return group_key(self.grouping)
 
     def remove(self) -> None:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib stays off the path before the command starts
             os.unlink(self.path)
+        except OSError:
+            pass
 
     def alive(self) -> bool:
         """Whether its wrapper or its command still runs."""
@@ -111,28 +150,33 @@ class RunMarker:
                         child_pid_start=self.child_pid_start)
 
 
-def markers(key: str | None = None) -> list[RunMarker]:
-    """The markers of group ``key`` (every group: None) that can be read."""
+def markers(key: str | None = None, grouping_of: GroupingOf | None = None) -> list[RunMarker]:
+    """The markers of group ``key`` (every group: None) that can be read, each with its
+    grouping key (``grouping_of`` resolves those written before the settings were)."""
     found = []
     try:
-        paths = sorted(marker_dir().glob("*.run"))
+        names = sorted(name for name in os.listdir(marker_dir()) if name.endswith(".run"))
     except OSError:
         return []
-    for path in paths:
-        marker = _read(path)
-        if marker is not None and (key is None or marker.key == key):
+    for name in names:
+        marker = _read(os.path.join(marker_dir(), name))
+        if marker is None:
+            continue
+        marker = marker.resolved(grouping_of)
+        if key is None or marker.key == key:
             found.append(marker)
     return found
 
 
-def adopt(store: Store, key: str | None, host: str) -> int:
+def adopt(store: Store, key: str | None, host: str,
+          grouping_of: GroupingOf | None = None) -> int:
     """Open in ``store`` the runs of group ``key`` (every group: None) that only a marker
     knows and whose processes are gone, so that the store closes them as abandoned (see
     ``Store.open_run``); forget markers of runs the store already has. Judges only markers
     of this host and PID namespace. Returns how many runs were opened."""
     namespace = liveness.pid_namespace()
     opened = 0
-    for marker in markers(key):
+    for marker in markers(key, grouping_of):
         if marker.host != host or marker.pid_ns != namespace or marker.alive():
             continue
         if store.get_run(marker.uid) is None:
@@ -142,13 +186,15 @@ def adopt(store: Store, key: str | None, host: str) -> int:
     return opened
 
 
-def adopt_all(store: Store, host: str) -> int:
+def adopt_all(store: Store, host: str, grouping_of: GroupingOf | None = None) -> int:
     """``jobreport flush``: every run only a marker knows whose processes are gone is
     recorded and closed as abandoned at once (no new run of its group may come to do it),
     so that its group is pending and gets delivered. Returns how many were."""
+    from dataclasses import replace
+
     namespace = liveness.pid_namespace()
     closed = 0
-    for marker in markers():
+    for marker in markers(None, grouping_of):
         if marker.host != host or marker.pid_ns != namespace or marker.alive():
             continue
         if store.get_run(marker.uid) is None:
@@ -160,23 +206,27 @@ def adopt_all(store: Store, host: str) -> int:
     return closed
 
 
-def _read(path: Path) -> RunMarker | None:
+def _read(path: str) -> RunMarker | None:
     try:
-        text = path.read_text("utf-8", "replace")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
     except OSError:
         return None
     values: dict[str, Any] = {}
     grouping: dict[str, str] = {}
+    labels: dict[str, str] = {}
     for line in text.splitlines():
         name, sep, raw = line.partition("=")
         if sep and name.startswith("label."):
             grouping[name[len("label."):]] = _unescape(raw)
+        elif sep and name.startswith("runlabel."):
+            labels[name[len("runlabel."):]] = _unescape(raw)
         elif sep:
             values[name] = _unescape(raw)
     try:
         return RunMarker(
-            uid=values["uid"], job=values["job"], grouping=grouping, host=values["host"],
-            started=float(values["started"]), pid=int(values["pid"]),
+            uid=values["uid"], job=values["job"], grouping=grouping, labels=labels,
+            host=values["host"], started=float(values["started"]), pid=int(values["pid"]),
             pid_start=_number(values.get("pid_start")), pid_ns=values.get("pid_ns") or None,
             command=values.get("command"),
             child_pid=int(values["child_pid"]) if values.get("child_pid") else None,
@@ -189,7 +239,8 @@ def _read(path: Path) -> RunMarker | None:
 def _escape(value: object) -> str:
     if value is None:
         return ""
-    return str(value).encode("unicode_escape").decode("ascii")
+    # what the unicode_escape codec writes, without loading the codec before the start
+    return ascii(str(value))[1:-1]
 
 
 def _unescape(raw: str) -> str:
@@ -200,10 +251,13 @@ def _number(raw: str | None) -> float | None:
     return float(raw) if raw else None
 
 
-def new_marker(uid: str, job: str, grouping: dict[str, str]) -> RunMarker:
-    """The marker of a run of this process that starts now (its grouping labels: job,
-    instance and the extra labels, as ``Config.grouping`` gives them)."""
+def new_marker(uid: str, job: str, grouping: Mapping[str, str] | None = None,
+               labels: Mapping[str, str] | None = None) -> RunMarker:
+    """The marker of a run of this process that starts now: its grouping key (job,
+    instance and the extra labels, as ``Config.grouping`` gives them) when the settings are
+    already resolved, else the labels the run was given."""
     pid = os.getpid()
-    return RunMarker(uid=uid, job=job, grouping=dict(grouping), host=os.uname().nodename,
+    return RunMarker(uid=uid, job=job, grouping=grouping or {}, labels=labels,
+                     host=os.uname().nodename,
                      started=time.time(), pid=pid, pid_start=liveness.process_start(pid),
                      pid_ns=liveness.pid_namespace())

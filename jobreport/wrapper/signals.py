@@ -4,15 +4,14 @@ passed on to the child (``Forwarder``), a thread blocks in wait4() for it (``Wai
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import os
 import signal
-import threading
-from collections.abc import Callable, Iterator
-from types import FrameType
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
     from typing import Any
 
 __all__ = ["FORWARDED_SIGNALS", "Forwarder", "Waiter", "signals_handled"]
@@ -20,18 +19,25 @@ __all__ = ["FORWARDED_SIGNALS", "Forwarder", "Waiter", "signals_handled"]
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
-class Waiter(threading.Thread):
-    """Blocks in wait4() for the child so that the calling thread stays free for signals."""
+class Waiter:
+    """Blocks in wait4() for the child in a thread of its own, so that the calling thread
+    stays free for signals. (``threading`` loads here, once the command has started.)"""
 
     def __init__(self, pid: int, forwarder: Forwarder) -> None:
-        super().__init__(name=f"jobreport-wait-{pid}", daemon=True)
+        import threading
+
         self.pid = pid
         self.forwarder = forwarder
         self.done = threading.Event()
         self.status: int | None = None
         self.usage: Any = None
+        self._thread = threading.Thread(target=self._wait, name=f"jobreport-wait-{pid}",
+                                        daemon=True)
 
-    def run(self) -> None:
+    def start(self) -> None:
+        self._thread.start()
+
+    def _wait(self) -> None:
         try:
             _pid, self.status, self.usage = os.wait4(self.pid, 0)
         except ChildProcessError:
@@ -55,7 +61,7 @@ class Forwarder:
         self.pending: list[int] = []
         self.pid: int | None = None
         self.own_group = False
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
 
     def attach(self, pid: int, own_group: bool) -> None:
         with self.lock:
@@ -89,20 +95,33 @@ class Forwarder:
             pass
 
 
-@contextlib.contextmanager
-def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterator[bool]:
+class signals_handled:
     """Route SIGTERM/SIGHUP/SIGINT to ``handler`` for the block, then restore the handlers
     that were there. Handlers can only be set from the main thread: elsewhere nothing
-    changes and the block gets False."""
-    if threading.current_thread() is not threading.main_thread():
-        yield False
-        return
-    # A signal ignored when jobreport started (SIGINT for `cmd &` in a script) stays ignored,
-    # so that the command inherits it ignored, as it would without jobreport.
-    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS
-                if signal.getsignal(sig) is not signal.SIG_IGN}
-    try:
-        yield True
-    finally:
-        for sig, old in previous.items():
+    changes and the block gets False. (A class rather than ``contextlib.contextmanager``:
+    contextlib is not worth loading before the command starts.)"""
+
+    def __init__(self, handler: Callable[[int, FrameType | None], None]) -> None:
+        self.handler = handler
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> bool:
+        # A signal ignored when jobreport started (SIGINT for `cmd &` in a script) stays
+        # ignored, so that the command inherits it ignored, as it would without jobreport.
+        wanted = [sig for sig in FORWARDED_SIGNALS
+                  if signal.getsignal(sig) is not signal.SIG_IGN]
+        try:
+            for sig in wanted:
+                self.previous[sig] = signal.signal(sig, self.handler)
+        except ValueError:  # not the main thread (checked without loading threading)
+            self._restore()
+            return False
+        return True
+
+    def __exit__(self, *_exc: object) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, old in self.previous.items():
             signal.signal(sig, old)
+        self.previous.clear()

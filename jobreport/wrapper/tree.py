@@ -4,7 +4,6 @@ to stop the whole tree."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -81,8 +80,10 @@ def signal_tree(pid: int, tree: list[Any], signum: int, own_group: bool) -> None
     import psutil
 
     if own_group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:  # noqa: SIM105 - contextlib stays off the path before the command starts
             os.killpg(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
     for proc in tree:
         try:
             if own_group and os.getpgid(proc.pid) == pid:

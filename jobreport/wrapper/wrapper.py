@@ -8,33 +8,32 @@ runs. Whatever happens to the store or the gateway, the exit code is the child's
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from jobreport import logger
-from jobreport.config import Config
 from jobreport.liveness import process_start
 from jobreport.logger import log
-from jobreport.outcomes import INTERRUPTED, SIGNAL, TIMEOUT
+from jobreport.outcomes import INTERRUPTED, SIGNAL
 from jobreport.wrapper import child as process
-from jobreport.wrapper import relay as output
+from jobreport.wrapper import streams
 from jobreport.wrapper.marker import RunMarker, new_marker
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any, Literal
 
+    from jobreport.config import Config
     from jobreport.heartbeat import Heartbeat
     from jobreport.protocols import RunReporter
     from jobreport.records import RunResult
+    from jobreport.wrapper.exit_status import ProcessResult
     from jobreport.wrapper.lock import JobLock
 
 __all__ = ["EXIT_SKIPPED", "SECRET_VARIABLES", "RunRequest", "child_environment",
-           "mask_secrets", "path_size", "run_job"]
+           "mask_secrets", "run_job"]
 
 #: jobreport's secrets: never passed on to the command. (Their ``*_FILE`` variants name a
 #: file, not a secret, and stay, so that a nested jobreport can still authenticate.)
@@ -46,27 +45,46 @@ SECRET_VARIABLES = frozenset({"JOBREPORT_PASSWORD", "JOBREPORT_TOKEN"})
 EXIT_SKIPPED = 75
 
 
-@dataclass(frozen=True)
 class RunRequest:
-    """What ``jobreport run`` was asked to do (durations in seconds)."""
+    """What ``jobreport run`` was asked to do (durations in seconds); read-only once made.
 
-    argv: tuple[str, ...]
-    job: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    expect_every: float | None = None
-    max_runtime: float | None = None
-    grace: float | None = None
-    heartbeat: float | None = None
-    timeout: float | None = None
-    kill_after: float = process.DEFAULT_KILL_AFTER
-    size_paths: tuple[str, ...] = ()
-    lock: bool = False
-    tail_lines: int = process.DEFAULT_TAIL_LINES
-    # schedules (jobreport.schedule; checked, the deadlines are the reporter's business)
-    schedule: str | None = None
-    timezone: str | None = None
-    min_runtime: float | None = None
-    alert_after_failures: int | None = None
+    A plain class, not a dataclass: it is made before the command starts, and
+    ``dataclasses`` (with the ``inspect`` it loads) would cost every run about 10 ms there.
+    """
+
+    __slots__ = ("alert_after_failures", "argv", "expect_every", "grace", "heartbeat", "job",
+                 "kill_after", "labels", "lock", "max_runtime", "min_runtime", "schedule",
+                 "size_paths", "tail_lines", "timeout", "timezone")
+
+    def __init__(self, argv: tuple[str, ...], job: str | None = None,
+                 labels: Mapping[str, str] | None = None, *,
+                 expect_every: float | None = None, max_runtime: float | None = None,
+                 grace: float | None = None, heartbeat: float | None = None,
+                 timeout: float | None = None, kill_after: float = process.DEFAULT_KILL_AFTER,
+                 size_paths: tuple[str, ...] = (), lock: bool = False,
+                 tail_lines: int = process.DEFAULT_TAIL_LINES, schedule: str | None = None,
+                 timezone: str | None = None, min_runtime: float | None = None,
+                 alert_after_failures: int | None = None) -> None:
+        self.argv = tuple(argv)
+        self.job = job
+        self.labels: Mapping[str, str] = dict(labels or {})
+        self.expect_every = expect_every
+        self.max_runtime = max_runtime
+        self.grace = grace
+        self.heartbeat = heartbeat
+        self.timeout = timeout
+        self.kill_after = kill_after
+        self.size_paths = tuple(size_paths)
+        self.lock = lock
+        self.tail_lines = tail_lines
+        # schedules (jobreport.schedule; checked, the deadlines are the reporter's business)
+        self.schedule = schedule
+        self.timezone = timezone
+        self.min_runtime = min_runtime
+        self.alert_after_failures = alert_after_failures
+
+    def __repr__(self) -> str:
+        return f"RunRequest(argv={self.argv!r}, job={self.job!r})"
 
     @property
     def job_name(self) -> str:
@@ -76,32 +94,57 @@ class RunRequest:
         return os.path.basename(self.argv[0].rstrip("/")) or self.argv[0]
 
 
-def run_job(request: RunRequest, config: Config, reporter: RunReporter | None = None) -> int:
+def run_job(request: RunRequest, config: Config | Callable[[], Config],
+            reporter: RunReporter | None = None) -> int:
     """Run ``request.argv`` as one run of its job and return the exit code to exit with:
     the child's own (124 timeout, 126/127 not started, 128+N signal N), or
-    ``EXIT_SKIPPED`` when ``--lock`` found another run in progress."""
+    ``EXIT_SKIPPED`` when ``--lock`` found another run in progress.
+
+    ``config`` may be a function that resolves the settings: it is then called once the
+    command runs (``jobreport run`` does so: the settings and what they import are not worth
+    delaying the command for), or before, when ``--lock`` needs the group."""
     if not request.argv:
         raise ValueError("no command given")
-    _plug_closed_streams()
+    streams.plug_closed_streams()
+    settings = _Settings(config)
     job = request.job_name
-    lock = _take_lock(request, config, job)
+    lock = _take_lock(request, settings, job)
     if lock is False:
-        _report_skipped(reporter or _new_reporter(config), request, job)
+        _report_skipped(reporter or _new_reporter(settings.get()), request, job)
         return EXIT_SKIPPED
     try:
-        return _Wrapper(request, config, reporter, job, lock).run()
+        return _Wrapper(request, settings, reporter, job, lock).run()
     finally:
         if lock is not None:
             lock.release()
 
 
+class _Settings:
+    """The run's ``Config``, resolved on first use."""
+
+    def __init__(self, config: Config | Callable[[], Config]) -> None:
+        self._source = config
+        self._config: Config | None = None if callable(config) else config
+
+    @property
+    def resolved(self) -> bool:
+        return self._config is not None
+
+    def get(self) -> Config:
+        if self._config is None:
+            source = self._source
+            assert callable(source)
+            self._config = source()
+        return self._config
+
+
 class _Wrapper:
     """One wrapped run: start, supervise, gather, finish."""
 
-    def __init__(self, request: RunRequest, config: Config, reporter: RunReporter | None,
+    def __init__(self, request: RunRequest, settings: _Settings, reporter: RunReporter | None,
                  job: str, lock: JobLock | None) -> None:
         self.request = request
-        self.config = config
+        self.settings = settings
         self._reporter = reporter
         self.job = job
         self.lock = lock
@@ -109,6 +152,11 @@ class _Wrapper:
         self.heartbeat: Heartbeat | None = None
         self.uid = _run_token()
         self.marker: RunMarker | None = None
+        self.child_start: float | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.settings.get()
 
     @property
     def reporter(self) -> RunReporter:
@@ -134,8 +182,8 @@ class _Wrapper:
                 return 128 + sig
             # durable before the command starts: a wrapper killed from here on leaves a
             # trace that the next run of the group records as abandoned
-            self.marker = new_marker(self.uid, self.job,
-                                     self.config.grouping(self.job, self.request.labels))
+            self.marker = new_marker(self.uid, self.job, self._grouping(),
+                                     self.request.labels)
             if not self.marker.write():
                 self.marker = None
             if self.lock is not None:
@@ -144,7 +192,7 @@ class _Wrapper:
                 result = process.run(
                     self.request.argv, env=env, timeout=self.request.timeout,
                     kill_after=self.request.kill_after, tail_lines=self.request.tail_lines,
-                    on_started=self._on_started, subreaper=True,
+                    on_spawned=self._on_spawned, on_started=self._on_started, subreaper=True,
                 )
             finally:
                 if self.lock is not None:
@@ -157,20 +205,32 @@ class _Wrapper:
             if result.error:
                 log.error("jobreport: %s", result.error)
             else:
-                _say_outcome(self.job, result, self.request.timeout)
+                from jobreport.wrapper.exit_status import say_outcome
+
+                say_outcome(self.job, result, self.request.timeout)
             self._report(result, metrics_path)
             if self.marker is not None:
                 self.marker.remove()
         return result.exit_code
 
+    def _on_spawned(self, pid: int) -> None:
+        # the command's pid in the marker at once: a run is not abandoned while its command
+        # lives, also when the wrapper is killed a moment after the start
+        self.child_start = process_start(pid)
+        if self.marker is not None:
+            self.marker = self.marker.with_child(pid, self.child_start, None)
+            self.marker.write()
+
     def _on_started(self, pid: int) -> None:
-        child_start = process_start(pid)
+        child_start = self.child_start
         if self.lock is not None:
             self.lock.share_with_child(False)  # later helpers of ours must not hold it
             self.lock.note_holder(pid)
         if self.marker is not None:
-            self.marker = self.marker.with_child(pid, child_start,
-                                                 _command_text(self.request.argv))
+            # its command line and, once the settings are resolved, its group
+            self.marker = self.marker.with_child(
+                pid, child_start, _command_text(self.request.argv),
+                self.config.grouping(self.job, self.request.labels))
             self.marker.write()
         self._start(child=(pid, child_start))
         if self.request.heartbeat and self.run_ is not None:
@@ -179,6 +239,13 @@ class _Wrapper:
             reporter, run = self.reporter, self.run_
             self.heartbeat = Heartbeat(lambda: reporter.heartbeat(run), self.request.heartbeat,
                                        self.job).start()
+
+    def _grouping(self) -> dict[str, str] | None:
+        """The run's grouping key if the settings are resolved already (the marker written
+        before the command starts does not wait for them: it records the run's labels)."""
+        if not self.settings.resolved:
+            return None
+        return self.config.grouping(self.job, self.request.labels)
 
     def _start(self, child: tuple[int | None, float | None] = (None, None)) -> None:
         if self.run_ is not None:
@@ -196,7 +263,7 @@ class _Wrapper:
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)
 
-    def _report(self, result: process.ProcessResult, metrics_path: str | None) -> None:
+    def _report(self, result: ProcessResult, metrics_path: str | None) -> None:
         try:
             from jobreport.records import RunResult  # only needed once the command is over
             from jobreport.wrapper import metricsfile
@@ -207,7 +274,11 @@ class _Wrapper:
                 for problem in parsed.problems:
                     log.warning("jobreport: metrics file, %s (skipped)", problem)
             # --size-path, when given, is what the user asked to be measured
-            size = path_size(self.request.size_paths) if self.request.size_paths else None
+            size = None
+            if self.request.size_paths:
+                from jobreport.wrapper.size import path_size
+
+                size = path_size(self.request.size_paths)
             self._start()
             self._finish_quietly(RunResult(
                 ended=result.ended_at, duration=result.duration, outcome=result.outcome,
@@ -227,29 +298,6 @@ class _Wrapper:
             self.reporter.finish(self.run_, result)
         except Exception as e:  # the exit code is the child's, whatever happens here
             log.warning("jobreport: the end of job %s was not reported: %s", self.job, e)
-
-
-def _say_outcome(job: str, result: process.ProcessResult, timeout: float | None) -> None:
-    """One line on stderr for an outcome the command cannot tell itself (killed by our
-    timeout or by a signal), so that a cron mail says what happened."""
-    code = result.exit_code
-    if result.outcome == TIMEOUT:
-        from jobreport.durations import format_duration
-
-        limit = format_duration(timeout) if timeout else "its timeout"
-        log.warning("jobreport: %s timed out after %s; killed the command (exit %d)",
-                    job, limit, code)
-    elif result.outcome in (SIGNAL, INTERRUPTED) and result.signal is not None:
-        log.warning("jobreport: %s was ended by signal %d (%s) (exit %d)",
-                    job, result.signal, _signal_name(result.signal), code)
-    # a failure (a non-zero exit) is the command's own to explain: it gets no line of ours
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def child_environment(environ: Mapping[str, str], job: str, uid: str,
@@ -276,23 +324,6 @@ def mask_secrets(text: str | None, config: Config) -> str | None:
     return mask(text, config_secrets(config))
 
 
-def _plug_closed_streams() -> None:
-    """With jobreport's stdin, stdout or stderr closed (``>&-``), the next file jobreport
-    opens (the lock, the store) would take that number and the command would write into it.
-    Each closed one gets /dev/null, close-on-exec: jobreport can use the number, the command
-    still finds it closed, as without jobreport."""
-    for fd in (0, 1, 2):
-        if output.is_open(fd):
-            continue
-        try:
-            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            return
-        if null != fd:
-            os.dup2(null, fd, inheritable=False)
-            os.close(null)
-
-
 def _new_reporter(config: Config) -> RunReporter:
     logger.load()  # before the reporter's modules, which log through logging directly
     from jobreport.reporter import Reporter
@@ -300,43 +331,14 @@ def _new_reporter(config: Config) -> RunReporter:
     return Reporter(config)
 
 
-def path_size(paths: tuple[str, ...] | list[str]) -> float | None:
-    """Bytes in ``paths`` (files, or directory trees; symlinks are not followed). A path
-    that does not exist is warned about and left out; None when none exists."""
-    total = 0
-    found = False
-    for path in paths:
-        try:
-            total += _tree_size(path)
-            found = True
-        except FileNotFoundError:
-            log.warning("jobreport: --size-path %s does not exist; not counted", path)
-        except OSError as e:
-            log.warning("jobreport: --size-path %s: %s; not counted", path, e.strerror)
-    return float(total) if found else None
-
-
-def _tree_size(path: str) -> int:
-    st = os.lstat(path)
-    if not os.path.isdir(path) or os.path.islink(path):
-        return st.st_size
-    total = 0
-    for root, _dirs, files in os.walk(path, onerror=None):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue  # removed while we walk
-    return total
-
-
-def _take_lock(request: RunRequest, config: Config, job: str) -> JobLock | Literal[False] | None:
+def _take_lock(request: RunRequest, settings: _Settings,
+               job: str) -> JobLock | Literal[False] | None:
     """The held lock, None when no lock is wanted or possible, False when it is busy."""
     if not request.lock:
         return None
     from jobreport.wrapper.lock import JobLock, LockBusy, lock_path
 
-    lock = JobLock(lock_path(config.grouping(job, request.labels)))
+    lock = JobLock(lock_path(settings.get().grouping(job, request.labels)))
     try:
         lock.acquire()
     except LockBusy as e:
@@ -376,8 +378,10 @@ def _new_metrics_file() -> str | None:
 
 
 def _unlink(path: str) -> None:
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105 - contextlib stays off the path before the command starts
         os.unlink(path)
+    except OSError:
+        pass
 
 
 def _run_token() -> str:

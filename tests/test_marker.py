@@ -1,0 +1,86 @@
+"""The run marker: written before the command starts, before the settings are resolved, and
+still turned into an abandoned run of the right group when the wrapper dies at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobreport.config import load_config
+from jobreport.records import group_key
+from jobreport.wrapper.marker import RunMarker, markers, new_marker
+
+JOBREPORT = [sys.executable, "-m", "jobreport"]
+
+
+def test_a_marker_written_before_the_settings_resolves_to_its_group(isolated_env: Path) -> None:
+    """A marker that records only the run's labels (the wrapper died before the settings
+    were loaded) is found under the group the reader's settings give it."""
+    marker = new_marker("u1", "backup", labels={"db": "main"})
+    assert marker.grouping == {} and marker.write()
+    config = load_config(env={"XDG_STATE_HOME": str(isolated_env),
+                              "JOBREPORT_INSTANCE": "host-a"})
+    key = group_key({"job": "backup", "instance": "host-a", "db": "main"})
+    found = markers(key, config.grouping)
+    assert [m.uid for m in found] == ["u1"]
+    assert found[0].grouping == {"job": "backup", "instance": "host-a", "db": "main"}
+    assert markers(group_key({"job": "backup", "instance": "host-a"}), config.grouping) == []
+
+
+def test_marker_fields_survive_a_round_trip_with_hostile_text(isolated_env: Path) -> None:
+    """Quotes, backslashes, newlines and non-ASCII text in a label or the command come back
+    unchanged (the writer escapes without loading the unicode_escape codec)."""
+    text = "it's \"quoted\" \\ back\nslash é ☃ \x00\x7f"
+    marker = new_marker("u2", "j", {"job": "j", "note": text}).with_child(
+        1, None, f"echo {text}")
+    assert marker.write()
+    found = markers()
+    assert len(found) == 1
+    assert found[0].grouping == {"job": "j", "note": text}
+    assert found[0].command == f"echo {text}"
+    assert isinstance(found[0], RunMarker) and found[0].child_pid == 1
+
+
+def test_a_wrapper_killed_right_after_the_start_leaves_an_abandoned_run(
+        isolated_env: Path, tmp_path: Path) -> None:
+    """SIGKILL of `jobreport run` as soon as its command has started (before the settings
+    are loaded, in most runs): once the command is gone too, the next run of the group
+    records the first as abandoned."""
+    pidfile = tmp_path / "pid"
+    env = {**os.environ, "JOBREPORT_INSTANCE": "host-b"}
+    wrapper = subprocess.Popen([*JOBREPORT, "run", "--job", "victim", "--label", "k=v", "--",
+                                "sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 30'],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline, "the command did not start"
+            time.sleep(0.002)
+        wrapper.send_signal(signal.SIGKILL)
+        wrapper.wait(timeout=60)
+        command = int(pidfile.read_text())
+        [marker] = markers()
+        assert marker.alive()  # the command still runs: not abandoned yet
+    finally:
+        if command is not None:
+            os.kill(command, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while any(m.alive() for m in markers()):
+        assert time.monotonic() < deadline, "the killed command is still there"
+        time.sleep(0.05)
+    proc = subprocess.run([*JOBREPORT, "run", "--job", "victim", "--label", "k=v", "--",
+                           "true"], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    history = subprocess.run([*JOBREPORT, "history", "victim", "--json"], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert history.returncode == 0, history.stderr
+    outcomes = [run["outcome"] for run in json.loads(history.stdout)]
+    assert sorted(outcomes) == ["abandoned", "success"]
+    assert markers() == []
