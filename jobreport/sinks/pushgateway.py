@@ -350,7 +350,10 @@ class Sender:
             except requests.exceptions.Timeout:
                 raise self._timeout(timeout, shown) from None
             except requests.exceptions.RequestException as e:
-                if limit.expired:
+                if (limit.expired and not (isinstance(e, requests.exceptions.ConnectionError)
+                                           and could_not_connect(e))):
+                    # (no connection at all, e.g. a lookup that ran out of time, stays
+                    # "unreachable", so that the next runs make one short attempt)
                     raise self._timeout(remaining, shown) from None
                 if isinstance(e, requests.exceptions.ConnectionError):
                     raise self._error(
