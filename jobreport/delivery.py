@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jobreport.config import Config, load_config
-from jobreport.errors import NotConfiguredError
+from jobreport.errors import NotConfiguredError, PushError
 from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.records import GroupState, grouping_from_key
 from jobreport.sinks.base import (
@@ -24,6 +24,7 @@ from jobreport.sinks.base import (
     RecordsFailure,
     Rejected,
     Sink,
+    judge_error,
 )
 from jobreport.store.store import PendingGroup, Store
 
@@ -56,14 +57,23 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     ``sink``; repeat while another run changed it meanwhile, so that the delivery that
     lands last carries the newest state. The outcome is recorded in the store."""
     deadline = time.monotonic() + budget
-    if (store.created and isinstance(sink, HoldsState) and callable(sink.held_state)
+    if (isinstance(sink, HoldsState) and callable(sink.held_state) and store.fresh
             and not store.knows_delivery(key, sink.name)):
-        # a store this process created (a new one, or one whose file was removed) does not
-        # know the group's past: take over what the sink holds before replacing it
-        held = sink.held_state(grouping_from_key(key), budget=min(1.0, budget))
-        if held is not None:
-            store.adopt(key, sink.name, held)
-            known = None
+        # a new store (a new install, or one whose file was removed) does not know the
+        # group's past: take over what the sink holds before replacing it, exactly once
+        # (under the store's lock: see Store.adopt)
+        holder = sink
+
+        def held() -> GroupState | None:
+            return holder.held_state(grouping_from_key(key), budget=min(1.0, budget))
+
+        try:
+            if store.adopt(key, sink.name, held):
+                known = None
+        except PushError as e:
+            # no answer: a push now could lower what the sink holds; the group stays
+            # pending and the next delivery asks again
+            return judge_error(e)
     outcome: DeliveryOutcome = Delivered()
     for _ in range(rounds):
         state, seq = known if known is not None else store.group_state(key)

@@ -99,6 +99,8 @@ def connection_reason(exc: BaseException) -> str:
         ("Name or service not known", "unknown host name"),
         ("nodename nor servname", "unknown host name"),
         ("Temporary failure in name resolution", "host name lookup failed"),
+        ("host name lookup did not finish in time",
+         "the host name lookup did not finish in time"),
         ("No route to host", "no route to host"),
         ("Network is unreachable", "network unreachable"),
         ("Connection reset", "connection reset"),

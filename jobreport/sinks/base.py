@@ -146,8 +146,8 @@ class HoldsState(Protocol):
 
     def held_state(self, grouping: Mapping[str, str], *,
              budget: float | None = None) -> GroupState | None:
-        """The counters and timestamps the sink holds for the group (None: nothing, or
-        it could not say)."""
+        """The counters and timestamps the sink holds for the group (None: nothing);
+        raises ``PushError`` when it cannot say (retryable: not now)."""
         ...
 
 

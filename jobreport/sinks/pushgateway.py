@@ -160,13 +160,19 @@ class Sender:
     def held_state(self, grouping: Mapping[str, str], *,
              budget: float | None = None) -> GroupState | None:
         """The counters and last success/failure the gateway holds for the group (a store
-        that has just been created adopts them, so its first push does not lower them)."""
+        that has just been created adopts them, so its first push does not lower them);
+        raises ``PushError`` when the gateway cannot say."""
         from jobreport.sinks.base import parse_held_group
 
+        response = self.get("/api/v1/metrics", budget=budget)
         try:
-            data = self.get("/api/v1/metrics", budget=budget).json()["data"]
-        except (PushError, ValueError, KeyError, TypeError):
-            return None
+            data = response.json()["data"]
+            if not isinstance(data, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise PushError(f"the Pushgateway at {self.gateway} answered /api/v1/metrics "
+                            "with something else than its groups", retryable=False,
+                            url=self.gateway) from None
         for group in data:
             if isinstance(group, dict) and group.get("labels") == dict(grouping):
                 return parse_held_group(group, dict(grouping), self.config.namespace)
@@ -350,7 +356,10 @@ class Sender:
             except requests.exceptions.Timeout:
                 raise self._timeout(timeout, shown) from None
             except requests.exceptions.RequestException as e:
-                if limit.expired:
+                if (limit.expired and not (isinstance(e, requests.exceptions.ConnectionError)
+                                           and could_not_connect(e))):
+                    # (no connection at all, e.g. a lookup that ran out of time, stays
+                    # "unreachable", so that the next runs make one short attempt)
                     raise self._timeout(remaining, shown) from None
                 if isinstance(e, requests.exceptions.ConnectionError):
                     raise self._error(

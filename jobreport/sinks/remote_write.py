@@ -282,7 +282,8 @@ class RemoteWriter:
             except requests.exceptions.Timeout:
                 raise self._timeout(timeout) from None
             except requests.exceptions.RequestException as e:
-                if limit.expired:
+                if (limit.expired and not (isinstance(e, requests.exceptions.ConnectionError)
+                                           and could_not_connect(e))):
                     raise self._timeout(remaining) from None
                 if isinstance(e, requests.exceptions.ConnectionError):
                     raise self._error(f"cannot reach {where}: {connection_reason(e)}",
