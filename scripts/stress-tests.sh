@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the whole test suite several times in a row while the machine's other cores are kept
-# busy, to prove that no test depends on how fast the machine is (issue 15).
+# Run the README's test command (scripts/test.sh: ruff, mypy --strict, the whole suite on
+# two pytest workers) several times in a row while the machine's other cores are kept busy,
+# to prove that no test depends on how fast the machine is (issue 15).
 #
 #   bash scripts/stress-tests.sh                  # 3 runs, nproc-1 busy cores (at least 1)
 #   bash scripts/stress-tests.sh -n 5 -w 2        # 5 runs, 2 busy cores
@@ -8,15 +9,15 @@
 #
 # Options: -n RUNS (default 3, or $STRESS_RUNS), -w WORKERS busy processes (default
 # nproc-1, at least 1, or $STRESS_WORKERS; 0 for none), -l DIR for the logs of each run
-# (default: a new directory under /tmp), -s to skip scripts/bootstrap.sh (which, as in
-# scripts/test.sh, first installs what the suite needs). Arguments after `--` go to pytest.
+# (default: a new directory under /tmp), -s to skip scripts/bootstrap.sh (which installs
+# what the suite needs; it runs once, before the first run, not in each). Arguments after
+# `--` go to pytest, as with scripts/test.sh.
 #
 # The load comes from `stress-ng --cpu WORKERS` when it is installed (Debian: stress-ng),
 # else from WORKERS `python3 -c 'while True: pass'` processes. Either way the script starts
-# them itself and stops them by PID when it ends, also on Ctrl-C or an error. ruff and mypy
-# are not run: they do not depend on timing (scripts/test.sh runs them).
-# Prints one line per run (result, pytest's summary, seconds) and exits non-zero if any run
-# failed.
+# them itself and stops them by PID when it ends, also on Ctrl-C or an error.
+# Prints one line per run (result, pytest's summary, seconds), then a summary of all runs,
+# and exits non-zero if any run failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ while getopts "n:w:l:sh" opt; do
     w) workers=$OPTARG ;;
     l) logs=$OPTARG ;;
     s) bootstrap=0 ;;
-    h) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    h) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: $0 [-n RUNS] [-w WORKERS] [-l LOGDIR] [-s] [-- PYTEST_ARGS...]" >&2; exit 2 ;;
   esac
 done
@@ -91,9 +92,10 @@ for i in $(seq "$runs"); do
   log="$logs/run-$i.log"
   start=$(date +%s)
   rc=0
-  pytest -q -p no:cacheprovider "$@" >"$log" 2>&1 || rc=$?
+  JOBREPORT_TEST_BOOTSTRAP=0 bash scripts/test.sh "$@" >"$log" 2>&1 || rc=$?
   seconds=$(( $(date +%s) - start ))
   result=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|no tests ran' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//;s/ *$//')
+  [[ -n $result ]] || result=$(grep -E '^(== (ruff|mypy)|Found [0-9]+ error)' "$log" | tail -n 1)
   for pid in "${stressors[@]}"; do
     kill -0 "$pid" 2>/dev/null || result="$result (the load had stopped)"
   done
@@ -106,6 +108,9 @@ for i in $(seq "$runs"); do
   fi
 done
 stop_load
-echo "stress-tests.sh: $(( runs - failed ))/$runs run(s) passed under load ($load)" >&2
-printf '%s\n' "${summary[@]}" >"$logs/summary.txt"
+{
+  echo "stress-tests.sh: $(( runs - failed ))/$runs run(s) passed under load ($load):" \
+    "$( ((failed == 0)) && echo PASS || echo FAIL)"
+  printf '  %s\n' "${summary[@]}"
+} | tee "$logs/summary.txt" >&2
 (( failed == 0 ))

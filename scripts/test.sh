@@ -3,15 +3,22 @@
 # Exits non-zero on any failure, including "no tests ran".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh test
+# JOBREPORT_TEST_BOOTSTRAP=0 skips the install (scripts/stress-tests.sh runs it once first)
+if [[ ${JOBREPORT_TEST_BOOTSTRAP:-1} != 0 ]]; then
+  bash scripts/bootstrap.sh test
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" >&2
 ruff check jobreport
 echo "== mypy --strict" >&2
 mypy --strict jobreport
-echo "== pytest" >&2
+# Two workers (pytest-xdist): the suite spends much of its time waiting on servers and
+# child processes, so two workers pay off even when the machine's other core is busy.
+# JOBREPORT_TEST_WORKERS=0 runs it in one process; arguments go to pytest (`-x`, a file).
+workers=${JOBREPORT_TEST_WORKERS:-2}
+echo "== pytest ($workers workers)" >&2
 rc=0
-pytest -q -p no:cacheprovider "$@" || rc=$?
+pytest -q -p no:cacheprovider -n "$workers" --dist worksteal "$@" || rc=$?
 if [[ $rc -eq 5 ]]; then
   echo "test.sh: pytest collected no tests: failing" >&2
 fi

@@ -124,7 +124,8 @@ def test_gauge_values_are_pushed_exactly(value: float, config: Config,
     assert_groups_intact(gateway)
 
 
-@pytest.mark.parametrize("value", ["12", None, True, [1], object()], ids=repr)
+@pytest.mark.parametrize("value", ["12", None, True, [1], object()],
+                         ids=["str", "None", "True", "list", "object"])
 def test_non_numbers_are_refused(value: Any, config: Config) -> None:
     with pytest.raises(InvalidNameError), job_metrics("values", config=config) as job:
         job.set_size(value)

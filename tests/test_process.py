@@ -34,9 +34,12 @@ WAIT = 60.0
 DRIVER = r"""
 import dataclasses, json, os, sys
 if os.environ.get("DRIVER_CTTY"):
-    import fcntl, termios
+    import fcntl, signal, termios
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # a terminal's foreground job starts with SIGINT at its default, even when the suite
+    # runs in the background with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 from jobreport.wrapper.child import run
 r = run(
     sys.argv[1:],

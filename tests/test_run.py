@@ -493,6 +493,10 @@ def test_in_a_terminal_the_child_reads_it_and_ctrl_c_interrupts(gw: Gateway) -> 
     def controlling_terminal() -> None:
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        # as a terminal's shell starts a foreground job: SIGINT at its default (a suite
+        # started in the background, `... &` in a script, has it ignored, and jobreport
+        # keeps an ignored signal ignored for the command: Ctrl-C would do nothing)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     code = ("import sys, time\n"
             "print('got', sys.stdin.readline().strip(), flush=True)\n"

@@ -160,13 +160,19 @@ class Sender:
     def held_state(self, grouping: Mapping[str, str], *,
              budget: float | None = None) -> GroupState | None:
         """The counters and last success/failure the gateway holds for the group (a store
-        that has just been created adopts them, so its first push does not lower them)."""
+        that has just been created adopts them, so its first push does not lower them);
+        raises ``PushError`` when the gateway cannot say."""
         from jobreport.sinks.base import parse_held_group
 
+        response = self.get("/api/v1/metrics", budget=budget)
         try:
-            data = self.get("/api/v1/metrics", budget=budget).json()["data"]
-        except (PushError, ValueError, KeyError, TypeError):
-            return None
+            data = response.json()["data"]
+            if not isinstance(data, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise PushError(f"the Pushgateway at {self.gateway} answered /api/v1/metrics "
+                            "with something else than its groups", retryable=False,
+                            url=self.gateway) from None
         for group in data:
             if isinstance(group, dict) and group.get("labels") == dict(grouping):
                 return parse_held_group(group, dict(grouping), self.config.namespace)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from jobreport.records import GroupState, grouping_from_key
@@ -52,23 +52,44 @@ class DeliveryMarks:
         with self._read() as tx:
             return bool(tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}))
 
-    def adopt(self, key: str, sink: str, held: GroupState) -> None:
-        """Take over what ``sink`` holds for a group this new store has never delivered
-        (its counters, last success and failure), so that the store's first complete push
-        does not lower them. Done once per group and sink."""
+    def adopt(self, key: str, sink: str, held: Callable[[], GroupState | None]) -> bool:
+        """Before the first delivery of group ``key`` to ``sink`` from this new store, take
+        over what the sink holds (``held()``: its counters, last success and failure), so
+        that the store's first complete push does not lower them. Done once per group and
+        sink, exactly: ``held()`` is asked under the store's write lock and the group's row
+        lock, and every delivery of the group waits for it (the delivery mark it leaves),
+        so no push of this store can reach the sink between the reading and the adoption,
+        and no two processes adopt the same counters. Returns whether it read the sink.
+
+        ``held()`` raising a retryable ``PushError`` (no answer, 5xx) adopts nothing, leaves
+        no mark and raises it: the caller must not push now, and the next delivery asks
+        again. A permanent one (the sink will not say) counts as nothing held."""
+        from jobreport.errors import PushError
+
         with self._write() as tx:
+            tx.run(sql.LOCK_GROUP, {"k": key})
             if tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}):
-                return  # another process adopted it meanwhile
+                return False  # adopted or delivered already (another process, meanwhile)
+            try:
+                state = held()
+            except PushError as e:
+                if e.retryable:
+                    raise
+                state = None
             self._delivery_row(tx, key, sink)
-            self._bump(tx, key, held.job)
+            if state is None:
+                return True
+            self._bump(tx, key, state.job)
             insert, conflict = tx.insert_missing
-            for outcome, n in (held.runs_total or {}).items():
+            for outcome, n in (state.runs_total or {}).items():
                 tx.run(sql.NEW_COUNT.format(insert=insert, conflict=conflict),
                        {"k": key, "o": outcome})
                 tx.run(sql.ADD_COUNT, {"k": key, "o": outcome, "n": n})
             for column in ("last_success", "last_failure"):
-                if getattr(held, column) is not None:
-                    tx.run(sql.LATER.format(column=column), {"k": key, "v": getattr(held, column)})
+                if getattr(state, column) is not None:
+                    tx.run(sql.LATER.format(column=column),
+                           {"k": key, "v": getattr(state, column)})
+            return True
 
     def mark_failed(self, key: str, error: str, *, sink: str = DEFAULT_SINK) -> None:
         """``sink`` did not take group ``key``'s state: keep it pending, error recorded."""

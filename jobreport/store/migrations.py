@@ -69,6 +69,9 @@ def ensure_schema(db: Backend) -> bool:
         if not rows:
             tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('schema_version', :v)",
                    {"v": str(SCHEMA_VERSION)})
+            # every process using this new store (not only this one) adopts what a sink
+            # holds for a group before its first push of the group (DeliveryMarks.adopt)
+            tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('adopts', '1')")
             return True
         current = int(rows[0]["value"])
         if current >= SCHEMA_VERSION:

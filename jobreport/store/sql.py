@@ -100,3 +100,7 @@ ADD_COUNT = "UPDATE jobreport_counts SET n = n + :n WHERE group_key = :k AND out
 LATER = ("UPDATE jobreport_groups SET {column} = :v WHERE group_key = :k "
          "AND ({column} IS NULL OR {column} < :v)")
 VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"
+#: Set in a store created new: its groups adopt what a sink holds before their first push.
+ADOPTS = "SELECT value FROM jobreport_meta WHERE key = 'adopts'"
+#: Lock the group's row until the transaction ends (PostgreSQL; SQLite writes are serial).
+LOCK_GROUP = "UPDATE jobreport_groups SET seq = seq WHERE group_key = :k"

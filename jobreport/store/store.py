@@ -63,9 +63,9 @@ class Store(DeliveryMarks):
         self._db = open_backend(url)
         self.is_sqlite = self._db.is_sqlite
         self._schema_ready = False
-        #: This process created the store (a new install, or one whose file was removed):
-        #: its first delivery of a group adopts what the sink holds (``adopt``).
+        #: This process created the store (a new install, or one whose file was removed).
         self.created = False
+        self._adopts: bool | None = None
 
     @property
     def display_url(self) -> str:
@@ -88,7 +88,19 @@ class Store(DeliveryMarks):
         if not self._schema_ready or self._db.replaced:
             self._db.replaced = False
             self.created = ensure_schema(self._db) or self.created
+            self._adopts = None
             self._schema_ready = True
+
+    @property
+    def fresh(self) -> bool:
+        """The store was created new (a new install, or one whose file was removed), by this
+        process or another: a group's first delivery to a sink adopts what the sink holds
+        (``adopt``), so that the store's first complete push lowers nothing."""
+        self.ensure_schema()
+        if self._adopts is None:
+            with self._db.read() as tx:
+                self._adopts = bool(tx.rows(sql.ADOPTS))
+        return self.created or self._adopts
 
     def schema_version(self) -> int:
         self.ensure_schema()

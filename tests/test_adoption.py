@@ -1,0 +1,170 @@
+"""A new store (its file was removed) adopts what the Pushgateway holds for a group exactly
+once, before any push of that store reaches the group: two processes delivering the same
+group at the same moment neither lower the counters nor count a run twice. The
+interleaving is forced with a hold inside the first adoption's read of the gateway."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jobreport import job_metrics, load_config
+from jobreport._shared import SHARED
+from jobreport.config import Config
+from jobreport.delivery import deliver_group
+from jobreport.errors import PushError
+from jobreport.records import GroupState, RunResult, group_key
+from jobreport.sinks.base import Delivered, RetryLater
+from jobreport.sinks.pushgateway import Sender
+from jobreport.store.store import RunStart, Store
+from tests.conftest import Gateway
+from tests.servers import free_port
+
+WAIT = 60.0  # a generous ceiling for a thread to reach a point on a busy machine
+
+
+def config_for(url: str, tmp_path: Path) -> Config:
+    return load_config(env={}, gateway=url, instance="h1", budget="30s", timeout="10s",
+                       start_budget="5s", db=f"sqlite:///{tmp_path / 'store.db'}")
+
+
+class HeldSender(Sender):
+    """A Sender whose read of what the gateway holds stops (after reading it) until
+    ``go`` is set, saying so with ``reading``."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.reading = threading.Event()
+        self.go = threading.Event()
+
+    def held_state(self, grouping: Mapping[str, str], *,
+                   budget: float | None = None) -> GroupState | None:
+        held = super().held_state(grouping, budget=budget)
+        self.reading.set()
+        assert self.go.wait(WAIT), "the test never let the adoption go on"
+        return held
+
+
+def record_success(store: Store, grouping: dict[str, str]) -> None:
+    now = time.time()
+    store.record_run(RunStart("raced", grouping, now - 1, "h1"),
+                     RunResult(ended=now, duration=1.0, outcome="success", exit_code=0))
+
+
+def test_two_deliveries_of_a_new_store_count_every_run_once(
+        gateway: Gateway, tmp_path: Path) -> None:
+    """The gateway holds 4 successes of a store that was removed. Two processes (two store
+    connections) each record a run in the new store and deliver the group; the first one's
+    adoption is held right after it read the gateway, while the second delivers. In the
+    end the gateway and the store hold exactly 4 + 2 successes."""
+    config = config_for(gateway.url, tmp_path)
+    for _ in range(4):
+        with job_metrics("raced", config=config):
+            pass
+    db = tmp_path / "store.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    grouping = {"job": "raced", "instance": "h1"}
+    key = group_key(grouping)
+
+    first, second = Store(config.db), Store(config.db)  # two processes' connections
+    record_success(first, grouping)
+    record_success(second, grouping)
+    assert second.fresh and not second.created  # the other process knows it is new too
+
+    held = HeldSender(config)
+    outcomes: dict[str, Any] = {}
+    adopting = threading.Event()  # the second delivery reached the adoption (and waits)
+    original = second.adopt
+
+    def second_adopt(*args: Any, **kwargs: Any) -> bool:
+        adopting.set()
+        return original(*args, **kwargs)
+
+    second.adopt = second_adopt  # type: ignore[method-assign]
+
+    def deliver(name: str, store: Store, sink: Sender) -> None:
+        outcomes[name] = deliver_group(store, sink, key, budget=30.0)
+
+    one = threading.Thread(target=deliver, args=("first", first, held), daemon=True)
+    one.start()
+    assert held.reading.wait(WAIT), "the first delivery never read the gateway"
+    two = threading.Thread(target=deliver, args=("second", second, Sender(config)),
+                           daemon=True)
+    two.start()
+    # the second one either delivers on its own (a store without the lock) or waits at the
+    # adoption: either way, now let the first go on
+    deadline = time.monotonic() + WAIT
+    while not adopting.is_set() and two.is_alive() and time.monotonic() < deadline:
+        adopting.wait(0.05)
+    held.go.set()
+    one.join(WAIT)
+    two.join(WAIT)
+    assert isinstance(outcomes.get("first"), Delivered), outcomes
+    assert isinstance(outcomes.get("second"), Delivered), outcomes
+    s = gateway.samples("raced", instance="h1")
+    assert s['jobreport_runs_total{outcome="success"}'] == 6
+    state, _ = Store(config.db).group_state(key)
+    assert state.runs_total is not None and state.runs_total["success"] == 6
+    # and the next run (a new process: not the one that saw the old file) counts on
+    SHARED.reset()
+    with job_metrics("raced", config=config):
+        pass
+    assert gateway.samples("raced", instance="h1")['jobreport_runs_total{outcome="success"}'] \
+        == 7
+
+
+def test_a_new_store_does_not_push_before_it_could_read_the_gateway(tmp_path: Path) -> None:
+    """The gateway cannot be reached while a new store delivers: nothing is adopted, no
+    push is made, and no delivery mark is left, so the next delivery reads the gateway
+    first (a push now could lower what the gateway holds)."""
+    config = config_for(f"http://127.0.0.1:{free_port()}", tmp_path)
+    store = Store(config.db)
+    grouping = {"job": "raced", "instance": "h1"}
+    record_success(store, grouping)
+    sent: list[GroupState] = []
+
+    class Refused(Sender):
+        def held_state(self, grouping: Mapping[str, str], *,
+                       budget: float | None = None) -> GroupState | None:
+            raise PushError("refused", retryable=True)
+
+        def deliver(self, state: GroupState, *, complete: bool,
+                    budget: float | None = None) -> Any:
+            sent.append(state)
+            return Delivered()
+
+    outcome = deliver_group(store, Refused(config), group_key(grouping), budget=5.0)
+    assert isinstance(outcome, RetryLater)
+    assert sent == []
+    assert not store.knows_delivery(group_key(grouping), "pushgateway")
+    assert [p.job for p in store.pending()] == ["raced"]
+
+
+def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
+    """Counters that are negative, not finite or absurd, and timestamps far in the future,
+    are not taken over (they would lower or overflow the counts, or hold the last success
+    ahead so that the job is never overdue)."""
+    from jobreport.sinks.base import parse_held_group
+
+    def family(*values: tuple[dict[str, str], object]) -> dict[str, Any]:
+        return {"metrics": [{"labels": labels, "value": value} for labels, value in values]}
+
+    grouping = {"job": "j", "instance": "h1"}
+    group = {
+        "labels": grouping,
+        "jobreport_runs_total": family(({"outcome": "success"}, "-5"),
+                                       ({"outcome": "failure"}, "1e300"),
+                                       ({"outcome": "timeout"}, "NaN"),
+                                       ({"outcome": "signal"}, "3")),
+        "jobreport_last_success_timestamp_seconds": family(({}, str(time.time() + 1e9))),
+        "jobreport_last_failure_timestamp_seconds": family(({}, str(time.time() - 60))),
+    }
+    state = parse_held_group(group, grouping, "jobreport")
+    assert state is not None
+    assert state.runs_total == {"signal": 3}
+    assert state.last_success is None
+    assert state.last_failure is not None and state.last_failure < time.time()
