@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from jobreport.config import Config, load_config
 from jobreport.errors import NotConfiguredError, PushError
 from jobreport.names import DEFAULT_NAMESPACE
-from jobreport.records import GroupState, grouping_from_key
+from jobreport.records import GroupState, group_key, grouping_from_key
 from jobreport.sinks.base import (
     Delivered,
     DeliveryOutcome,
@@ -114,12 +114,13 @@ def _deliver_state(sink: Sink, state: GroupState, *, complete: bool, deadline: f
     land. Either way the sink is asked to record the failure (the Pushgateway's
     ``push_failure_time_seconds``, which ``JobreportPushFailing`` reads), and one warning
     names the families."""
-    from jobreport.sinks._families import faults, pointed_at, without
+    from jobreport.sinks._families import faults, listing, pointed_at, without
 
     def remaining() -> float:
         return max(0.0, deadline - time.monotonic())
 
-    bad = faults(state, namespace)
+    # (a push of chosen families only carries none of the job's own)
+    bad = faults(state, namespace) if state.only is None else {}
     sent = without(state, set(bad))
     outcome = sink.deliver(sent, complete=complete, budget=remaining())
     refused: tuple[str, ...] = ()
@@ -140,14 +141,16 @@ def _deliver_state(sink: Sink, state: GroupState, *, complete: bool, deadline: f
                         rejected)
     if not isinstance(outcome, Delivered) or not (bad or refused):
         return outcome, None
-    if bad:
+    from jobreport._shared import SHARED
+
+    if bad and SHARED.notice_once(f"left out {group_key(state.grouping)} {sorted(bad)}"):
+        # once per process (a start push, the heartbeats and the end push carry them all)
         log.warning("jobreport: left out the families of job %s that no push may carry, "
-                    "and pushed the rest: %s", state.job,
-                    "; ".join(f"{name} ({why})" for name, why in sorted(bad.items())))
+                    "and pushed the rest: %s", state.job, listing(bad))
     if isinstance(sink, RecordsFailure):
         sink.record_failure(state.grouping, budget=min(1.0, remaining()))
     left_out = tuple(sorted(set(bad) | set(refused)))
-    problem = "; ".join([*(f"left out {n}: {why}" for n, why in sorted(bad.items())),
+    problem = "; ".join([*([f"left out {listing(bad)}"] if bad else []),
                          *([f"left out {', '.join(refused)}: {rejected}"] if refused else [])])
     return Delivered(left_out=left_out), problem
 

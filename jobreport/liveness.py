@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["alive", "any_alive", "pid_namespace", "process_start"]
+__all__ = ["alive", "any_alive", "inherited_by_any", "pid_namespace", "process_start"]
 
 #: Two readings of one process's start time differ by less than this (clock ticks, or
 #: seconds from psutil): anything further apart is another process under a reused pid.
@@ -60,6 +60,26 @@ def any_alive(*processes: tuple[int | None, float | None]) -> bool:
     """Whether any of the (pid, start time) pairs still runs: a run lives as long as its
     wrapper or its command does."""
     return any(alive(pid, start) for pid, start in processes if pid is not None)
+
+
+def inherited_by_any(variable: str, value: str) -> bool:
+    """Whether a live process of this user has ``variable=value`` in its environment (from
+    /proc; False where there is none). The way to find a run's command whose pid nobody
+    wrote down: it inherited the run's ``JOBREPORT_RUN_ID``."""
+    entry = f"\0{variable}={value}\0".encode("utf-8", "surrogateescape")
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = b"\0" + f.read()
+        except OSError:  # gone, or another user's
+            continue
+        if entry in environ + b"\0" and process_start(int(pid)) is not None:  # not a zombie
+            return True
+    return False
 
 
 def pid_namespace() -> str | None:

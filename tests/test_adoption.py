@@ -142,3 +142,29 @@ def test_a_new_store_does_not_push_before_it_could_read_the_gateway(tmp_path: Pa
     assert sent == []
     assert not store.knows_delivery(group_key(grouping), "pushgateway")
     assert [p.job for p in store.pending()] == ["raced"]
+
+
+def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
+    """Counters that are negative, not finite or absurd, and timestamps far in the future,
+    are not taken over (they would lower or overflow the counts, or hold the last success
+    ahead so that the job is never overdue)."""
+    from jobreport.sinks.base import parse_held_group
+
+    def family(*values: tuple[dict[str, str], object]) -> dict[str, Any]:
+        return {"metrics": [{"labels": labels, "value": value} for labels, value in values]}
+
+    grouping = {"job": "j", "instance": "h1"}
+    group = {
+        "labels": grouping,
+        "jobreport_runs_total": family(({"outcome": "success"}, "-5"),
+                                       ({"outcome": "failure"}, "1e300"),
+                                       ({"outcome": "timeout"}, "NaN"),
+                                       ({"outcome": "signal"}, "3")),
+        "jobreport_last_success_timestamp_seconds": family(({}, str(time.time() + 1e9))),
+        "jobreport_last_failure_timestamp_seconds": family(({}, str(time.time() - 60))),
+    }
+    state = parse_held_group(group, grouping, "jobreport")
+    assert state is not None
+    assert state.runs_total == {"signal": 3}
+    assert state.last_success is None
+    assert state.last_failure is not None and state.last_failure < time.time()

@@ -305,3 +305,42 @@ def test_push_failing_fires_in_a_real_prometheus(
         assert "fine" not in jobs
     finally:
         prometheus.stop()
+
+
+def test_the_warning_stays_one_safe_line() -> None:
+    """Names that are not metric names are quoted (no newline or terminal control reaches
+    the warning), long reasons are cut, and past five families only their number is said."""
+    from jobreport.sinks._families import listing
+
+    text = listing({"evil\n\x1b[31mname": "x" * 5000, "fine_name": "bad"})
+    assert "\n" not in text and "\x1b" not in text
+    assert "fine_name (bad)" in text and len(text) < 800
+    many = listing({f"f{i}": "bad" for i in range(1000)})
+    assert many.endswith("; and 995 more") and many.count("(bad)") == 5
+    # the fault texts themselves quote what they show
+    found = faults(state_with(fam("ok", "gauge", ("ok", {"a\nb": "1"}, 1)),
+                              fam("s", "summary", ("s", {"quantile": "\x1b[2J"}, 1))),
+                   "jobreport")
+    assert all("\n" not in why and "\x1b" not in why for why in found.values()), found
+
+
+def test_jobreport_run_with_a_hostile_metrics_file(gateway: Gateway, tmp_path: Path) -> None:
+    """Through a real `jobreport run`: a summary with a bad quantile in the metrics file is
+    left out with one warning naming it; the command's exit code and output are intact, its
+    run and its good gauge land, and the gateway records the failure."""
+    from tests.faults import cli_env, run_cli
+
+    env = cli_env(JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=f"sqlite:///{tmp_path}/s.db",
+                  JOBREPORT_INSTANCE="h1")
+    script = ('printf \'# TYPE lat summary\\nlat{quantile="abc"} 1\\nlat_sum 1\\n'
+              'tables 42\\n\' >> "$JOBREPORT_METRICS_FILE"; echo out; exit 3')
+    ran = run_cli(["run", "--job", "mf", "--", "sh", "-c", script], env)
+    assert ran.returncode == 3 and ran.stdout == "out\n"
+    warned = [line for line in ran.stderr.splitlines() if "lat (" in line]
+    assert len(warned) == 1 and "quantile label 'abc' is not a number" in warned[0], \
+        ran.stderr
+    assert_no_traceback(ran.stderr)
+    s = gateway.samples("mf", instance="h1")
+    assert s["tables"] == 42 and s["jobreport_last_exit_code"] == 3
+    assert not any(k.startswith("lat") for k in s)
+    assert s["push_failure_time_seconds"] > s["push_time_seconds"]

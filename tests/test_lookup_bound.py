@@ -44,6 +44,9 @@ class HangingResolver:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         if host == "alias.jobreport.test":
             host = "127.0.0.1"
+        if host == "multi.jobreport.test":  # an address that refuses, then the gateway's
+            return [*self.real("127.0.0.2", port, *args, **kwargs),
+                    *self.real("127.0.0.1", port, *args, **kwargs)]
         return self.real(host, port, *args, **kwargs)
 
 
@@ -108,6 +111,15 @@ def test_a_name_that_resolves_still_reaches_the_gateway(resolver: HangingResolve
     config = config_for(f"http://alias.jobreport.test:{port}", tmp_path, budget="20s")
     Sender(config).push("named", {"instance": "h1"}, registry())
     assert gateway.samples("named", instance="h1")["jobreport_running"] == 1
+
+
+def test_each_address_of_a_name_is_tried(resolver: HangingResolver, gateway: Gateway,
+                                         tmp_path: Path) -> None:
+    """A name with two addresses, the first refusing: the push reaches the second."""
+    port = gateway.url.rsplit(":", 1)[1]
+    config = config_for(f"http://multi.jobreport.test:{port}", tmp_path, budget="20s")
+    Sender(config).push("multi", {"instance": "h1"}, registry())
+    assert gateway.samples("multi", instance="h1")["jobreport_running"] == 1
 
 
 def test_a_lookup_that_fails_fast_is_an_unknown_name(resolver: HangingResolver) -> None:

@@ -84,3 +84,25 @@ def test_a_wrapper_killed_right_after_the_start_leaves_an_abandoned_run(
     outcomes = [run["outcome"] for run in json.loads(history.stdout)]
     assert sorted(outcomes) == ["abandoned", "success"]
     assert markers() == []
+
+
+def test_a_command_nobody_named_is_found_by_its_run_id(isolated_env: Path) -> None:
+    """A marker with no command pid (the wrapper was killed in the instant after the start)
+    whose wrapper is gone is still alive while a process holds the run's JOBREPORT_RUN_ID,
+    and not once it has ended."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(60)
+    marker = RunMarker(uid="feedc0de12345678", job="j", grouping={"job": "j"},
+                       host=os.uname().nodename, started=time.time(), pid=dead.pid)
+    assert not marker.alive()
+    command = subprocess.Popen(["sleep", "30"],
+                               env={**os.environ, "JOBREPORT_RUN_ID": marker.uid})
+    try:
+        assert marker.alive()
+        other = RunMarker(uid="0000000000000000", job="j", grouping={"job": "j"},
+                          host=os.uname().nodename, started=time.time(), pid=dead.pid)
+        assert not other.alive()
+    finally:
+        command.kill()
+        command.wait(60)
+    assert not marker.alive()

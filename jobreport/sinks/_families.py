@@ -28,7 +28,7 @@ from jobreport.errors import InvalidNameError
 from jobreport.names import check_metric_name
 from jobreport.records import CustomFamily, GroupState
 
-__all__ = ["faults", "pointed_at", "without"]
+__all__ = ["faults", "listing", "pointed_at", "without"]
 
 # the sample names each type allows (prometheus_client's exposition writes them so)
 _SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -122,6 +122,23 @@ def faults(state: GroupState, namespace: str) -> dict[str, str]:
         if problem is not None:
             out.setdefault(family.name, problem)
     return out
+
+
+#: A warning names at most this many families (a collector can yield thousands).
+_SHOWN = 5
+_PLAIN_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,199}", re.ASCII)
+
+
+def listing(found: dict[str, str]) -> str:
+    """``found`` (family -> what is wrong) for one line of a warning: names that are not
+    plain metric names are quoted (no newline or terminal control reaches the line), and
+    past the first few only their number is said."""
+    def shown(name: str) -> str:
+        return name if _PLAIN_NAME.fullmatch(name) else ascii(name)[:200]
+
+    items = [f"{shown(name)} ({why[:300]})" for name, why in sorted(found.items())]
+    more = len(items) - _SHOWN
+    return "; ".join(items[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
 
 
 def without(state: GroupState, names: set[str] | frozenset[str] | tuple[str, ...]

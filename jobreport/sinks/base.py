@@ -17,6 +17,7 @@ Cheap to import: no network or metrics library here.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -179,12 +180,17 @@ def parse_held_group(group: Mapping[str, object], grouping: dict[str, str],
                 continue
         return out
 
+    # a counter is a whole number of runs: anything else (negative, NaN, 1e300) held by a
+    # gateway is not adopted, so that it can neither lower nor overflow the store's counts
     runs = {labels.get("outcome", ""): int(value)
-            for labels, value in samples(f"{namespace}_runs_total") if math.isfinite(value)}
+            for labels, value in samples(f"{namespace}_runs_total")
+            if math.isfinite(value) and 0 <= value < 2**53}
     state = GroupState(job=grouping["job"], grouping=grouping, runs_total=runs or None)
     for attr, name in (("last_success", "last_success_timestamp_seconds"),
                        ("last_failure", "last_failure_timestamp_seconds")):
-        found = [v for _, v in samples(f"{namespace}_{name}") if math.isfinite(v) and v > 0]
+        # (a time far ahead would hold the last success there for good: never overdue)
+        found = [v for _, v in samples(f"{namespace}_{name}")
+                 if math.isfinite(v) and 0 < v <= time.time() + 86400]
         setattr(state, attr, found[0] if found else None)
     if state.runs_total is None and state.last_success is None and state.last_failure is None:
         return None

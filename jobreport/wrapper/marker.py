@@ -107,21 +107,20 @@ class RunMarker:
                    grouping: Mapping[str, str] | None = None) -> RunMarker:
         """The marker once the command runs: its process, its command line and, once the
         settings are resolved, the run's grouping key."""
-        return RunMarker(uid=self.uid, job=self.job, grouping=grouping or self.grouping,
-                         labels=self.labels, host=self.host, started=self.started,
-                         pid=self.pid, pid_start=self.pid_start, pid_ns=self.pid_ns,
-                         command=command, child_pid=pid, child_pid_start=pid_start)
+        return self._with(child_pid=pid, child_pid_start=pid_start, command=command,
+                          grouping=grouping or self.grouping)
 
     def resolved(self, grouping_of: GroupingOf | None) -> RunMarker:
         """This marker with its grouping key (resolved by ``grouping_of`` when the wrapper
         was killed before it could write it)."""
         if self.grouping or grouping_of is None:
             return self
-        return RunMarker(uid=self.uid, job=self.job, grouping=grouping_of(self.job, self.labels),
-                         labels=self.labels, host=self.host, started=self.started,
-                         pid=self.pid, pid_start=self.pid_start, pid_ns=self.pid_ns,
-                         command=self.command, child_pid=self.child_pid,
-                         child_pid_start=self.child_pid_start)
+        return self._with(grouping=grouping_of(self.job, self.labels))
+
+    def _with(self, **changes: Any) -> RunMarker:
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return RunMarker(**fields)
 
     @property
     def key(self) -> str:
@@ -136,9 +135,13 @@ class RunMarker:
             pass
 
     def alive(self) -> bool:
-        """Whether its wrapper or its command still runs."""
-        return liveness.any_alive((self.pid, self.pid_start),
-                                  (self.child_pid, self.child_pid_start))
+        """Whether its wrapper or its command still runs. A wrapper killed in the instant
+        between starting the command and writing its pid here leaves a command nobody
+        named: it is found by the run id it inherited (``JOBREPORT_RUN_ID``)."""
+        if liveness.any_alive((self.pid, self.pid_start),
+                              (self.child_pid, self.child_pid_start)):
+            return True
+        return self.child_pid is None and liveness.inherited_by_any("JOBREPORT_RUN_ID", self.uid)
 
     def run_start(self) -> RunStart:
         from jobreport.store.store import RunStart

@@ -24,7 +24,7 @@ def own_children() -> set[int]:
         tasks = os.listdir("/proc/self/task")
         for tid in tasks:
             try:
-                with open(f"/proc/self/task/{tid}/children", encoding="ascii") as f:
+                with open(f"/proc/self/task/{tid}/children", "rb") as f:  # no codec to load
                     pids.update(int(p) for p in f.read().split())
             except FileNotFoundError:
                 continue  # the thread just ended
