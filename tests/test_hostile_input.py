@@ -99,13 +99,18 @@ def _close_stores() -> Iterator[None]:
     # The stores the other commands opened and dropped hold their descriptors until the
     # garbage collector frees them. A full collection per case cost more than the case
     # itself (~80 ms on the suite's heap): collect only once they pile up.
-    if len(os.listdir("/proc/self/fd")) > _FDS_BEFORE_COLLECT:
+    # (The count is against the first case's: the rest of the suite, in the same worker,
+    # may hold many descriptors of its own.)
+    fds = len(os.listdir("/proc/self/fd"))
+    first = _FDS_AT_FIRST_CASE.setdefault("fds", fds)
+    if fds > first + _DROPPED_FDS_BEFORE_COLLECT:
         gc.collect()
 
 
-#: Open descriptors above which the cases' dropped stores are collected (select() and
-#: some libraries fail above 1023; a case opens a few).
-_FDS_BEFORE_COLLECT = 200
+#: Descriptors of dropped stores that may pile up before they are collected (select() and
+#: some libraries fail above 1023; a case leaves a few).
+_DROPPED_FDS_BEFORE_COLLECT = 150
+_FDS_AT_FIRST_CASE: dict[str, int] = {}
 
 
 def invoke(args: list[str], env: dict[str, str]) -> Result:

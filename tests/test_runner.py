@@ -210,3 +210,18 @@ def test_metrics_file_is_private_and_removed() -> None:
     mode, path = reporter.finished[0]["tail"].split("\n")
     assert mode == "600"
     assert path.startswith("/") and not os.path.exists(path)
+
+
+def test_settings_that_fail_to_load_after_the_start_cost_the_job_nothing(
+        isolated_env: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The settings load once the command runs: if loading them raises, the command's exit
+    code is still the run's, the run is recorded with the defaults, and one line says so."""
+    def broken() -> Any:
+        raise RuntimeError("disk on fire")
+
+    reporter = FakeReporter()
+    code = run_job(RunRequest(argv=("sh", "-c", "exit 4"), job="cfg"), broken, reporter)
+    assert code == 4
+    assert [r["exit_code"] for r in reporter.finished] == [4]
+    assert "the settings could not be loaded (disk on fire); using the defaults" in (
+        caplog.text)

@@ -213,15 +213,15 @@ def _copy(pairs: list[tuple[int, int]], tee_fd: int) -> None:
                 data = b""
             if data:
                 delivered = write_all(out_fd, data)  # the job's output first, the tail after
-                frame = bytes((out_fd,)) + len(data).to_bytes(_HEADER - 1, "big") + data
-                if tee is not None and not write_all(tee, frame):
-                    os.close(tee)  # the wrapper is gone (or done): relay alone
+                if tee is not None and not write_all(
+                        tee, bytes((out_fd,)) + len(data).to_bytes(_HEADER - 1, "big") + data):
+                    _quietly(os.close, tee)  # the wrapper is gone (or done): relay alone
                     tee = None
                 if delivered:
                     continue
             poller.unregister(read_fd)
             del out_of[read_fd]
-            os.close(read_fd)
+            _quietly(os.close, read_fd)  # an error here must not end the other stream's relay
 
 
 def _close_all_but(keep: set[int]) -> None:

@@ -134,7 +134,14 @@ class _Settings:
         if self._config is None:
             source = self._source
             assert callable(source)
-            self._config = source()
+            try:
+                self._config = source()
+            except Exception as e:  # the command runs already: it must not pay for this
+                from jobreport.config import Config, default_db_url
+
+                log.warning("jobreport: the settings could not be loaded (%s); using the "
+                            "defaults", e)
+                self._config = Config(db=default_db_url())
         return self._config
 
 
