@@ -23,6 +23,7 @@ from jobreport.sinks.base import (
     HoldsState,
     RecordsFailure,
     Rejected,
+    RetryLater,
     Sink,
     judge_error,
 )
@@ -67,13 +68,21 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
         def held() -> GroupState | None:
             return holder.held_state(grouping_from_key(key), budget=min(1.0, budget))
 
-        try:
-            if store.adopt(key, sink.name, held):
-                known = None
-        except PushError as e:
-            # no answer: a push now could lower what the sink holds; the group stays
-            # pending and the next delivery asks again
-            return judge_error(e)
+        while True:
+            try:
+                if store.adopt(key, sink.name, held):
+                    known = None
+                break
+            except PushError as e:
+                # no answer: a push now could lower what the sink holds. A sink that is
+                # unwell (5xx) is asked again within the budget (each try holds the
+                # store's lock for at most a second); an unreachable one, or the budget
+                # spent, keeps the group pending and the next delivery asks again
+                judged = judge_error(e)
+                if (not isinstance(judged, RetryLater) or judged.unreachable
+                        or time.monotonic() + 0.2 >= deadline):
+                    return judged
+                time.sleep(0.1)
     outcome: DeliveryOutcome = Delivered()
     for _ in range(rounds):
         state, seq = known if known is not None else store.group_state(key)
