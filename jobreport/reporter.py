@@ -183,6 +183,8 @@ class Reporter:
         ``schedule`` (checked cron, see ``jobreport.schedule``) and ``expect_every`` exclude
         each other: the one given here replaces the other from the job's config section.
         """
+        from jobreport.schedule import local_zone_name
+
         settings = self.config.job(job)
         if expect_every is None and schedule is None:
             expect_every, schedule = settings.expect_every, settings.schedule
@@ -197,7 +199,7 @@ class Reporter:
             schedule=schedule or None,
             # the host's zone is the job's host's: recorded, so that a flush elsewhere (a
             # fleet-wide store) reads the schedule in the same zone
-            timezone=(timezone or settings.timezone or _host_zone()) if schedule else None,
+            timezone=(timezone or settings.timezone or local_zone_name()) if schedule else None,
             grace=grace if schedule else None,
             min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
             alert_after_failures=(alert_after_failures if alert_after_failures is not None
@@ -376,12 +378,6 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
 
         apply_deadlines(state, run.schedule, run.timezone, grace=run.grace, known=False)
     return state
-
-
-def _host_zone() -> str:
-    from jobreport.schedule import local_zone_name
-
-    return local_zone_name()
 
 
 def _host() -> str:

@@ -157,7 +157,7 @@ class _Wrapper:
         self.lock = lock
         self.run_: Any = None
         self.heartbeat: Heartbeat | None = None
-        self.uid = _run_token()
+        self.uid = os.urandom(8).hex()  # the run's id, before the store gives it one
         self.marker: RunMarker | None = None
         self.child_start: float | None = None
 
@@ -389,10 +389,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _run_token() -> str:
-    return os.urandom(8).hex()
 
 
 def _command_text(argv: tuple[str, ...]) -> str:
