@@ -135,6 +135,13 @@ def machine() -> dict[str, str]:
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without any jobreport setting (``JOBREPORT_*``,
+    ``PUSHGATEWAY_URL``): each benchmark sets the ones it measures."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("JOBREPORT_") and k != "PUSHGATEWAY_URL"}
+
+
 def header(title: str) -> None:
     m = machine()
     print(f"== {title}")

@@ -9,13 +9,22 @@ library call ``Store.history(job)`` alone.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from _common import JOBREPORT, cli_ready, header, interleave, measure, parser, verdict, write_json
+from _common import (
+    JOBREPORT,
+    clean_env,
+    cli_ready,
+    header,
+    interleave,
+    measure,
+    parser,
+    verdict,
+    write_json,
+)
 from populate import job_name, populate
 
 from jobreport.store.store import Store
@@ -46,7 +55,7 @@ def main() -> None:
         if not cli_ready("history"):
             print("   (jobreport history not available yet: CLI part not measured)")
         else:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("JOBREPORT_")}
+            env = clean_env()
 
             def cli(db: Path, *extra: str) -> object:
                 def run() -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import Stats, header, interleave, parser, write_json
+from _common import Stats, clean_env, header, interleave, parser, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,8 +75,7 @@ def main() -> None:
     header("jobreport run: the output relay (editable install)")
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("JOBREPORT_") and k != "PUSHGATEWAY_URL"}
+        env = clean_env()
         env.update({"JOBREPORT_DB": f"sqlite:///{tmp}/store.db", "PYTHONPATH": str(ROOT),
                     "XDG_CONFIG_HOME": f"{tmp}/config", "XDG_STATE_HOME": f"{tmp}/state"})
         blob = Path(tmp) / "blob"

@@ -18,7 +18,6 @@ Measurements alternate (A B C A B C ...) so that every side sees the same machin
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import textwrap
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from _common import (
     Stats,
+    clean_env,
     header,
     interleave,
     parser,
@@ -116,8 +116,7 @@ def main() -> None:
         python, jobreport = install(Path(tmp))
         script = Path(tmp) / "baseline.py"
         script.write_text(BASELINE)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("JOBREPORT_") and k != "PUSHGATEWAY_URL"}
+        env = clean_env()
         env.update({"JOBREPORT_GATEWAY": url, "JOBREPORT_DB": f"sqlite:///{tmp}/store.db",
                     "JOBREPORT_INSTANCE": "bench", "XDG_CONFIG_HOME": f"{tmp}/config"})
         stamp = Path(tmp) / "started"

@@ -15,11 +15,19 @@ Measurements alternate so that every side sees the same machine load.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
-from _common import Stats, header, interleave, parser, pushgateway, verdict, write_json
+from _common import (
+    Stats,
+    clean_env,
+    header,
+    interleave,
+    parser,
+    pushgateway,
+    verdict,
+    write_json,
+)
 from _install import install
 from bench_run import STAMP, StartTimer, runner
 
@@ -34,8 +42,7 @@ def main() -> None:
     verdicts = []
     with tempfile.TemporaryDirectory() as tmp, pushgateway(Path(tmp) / "pg") as url:
         _python, jobreport = install(Path(tmp))
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("JOBREPORT_") and k != "PUSHGATEWAY_URL"}
+        env = clean_env()
         env.update({"JOBREPORT_GATEWAY": url, "JOBREPORT_DB": f"sqlite:///{tmp}/store.db",
                     "JOBREPORT_INSTANCE": "bench", "XDG_CONFIG_HOME": f"{tmp}/config"})
         stamp = Path(tmp) / "started"

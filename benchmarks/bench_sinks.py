@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import Stats, header, interleave, parser, write_json
+from _common import header, interleave, parser, write_json
 from populate import populate
 
 from jobreport import load_config

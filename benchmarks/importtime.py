@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import tempfile
@@ -22,7 +21,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from _common import header, parser, write_json
+from _common import clean_env, header, parser, write_json
 from _install import install
 
 PATHS = {
@@ -118,7 +117,7 @@ def main() -> None:
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         python, _ = install(Path(tmp))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBREPORT_")}
+        env = clean_env()
         env.update({"JOBREPORT_DB": f"sqlite:///{tmp}/store.db",
                     "XDG_CONFIG_HOME": f"{tmp}/config", "XDG_STATE_HOME": f"{tmp}/state"})
         results["run"] = run_path(python, env, repeat, tmp)

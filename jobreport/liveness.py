@@ -74,10 +74,10 @@ def inherited_by_any(variable: str, value: str) -> bool:
     for pid in pids:
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = b"\0" + f.read()
+                environ = b"\0" + f.read() + b"\0"
         except OSError:  # gone, or another user's
             continue
-        if entry in environ + b"\0" and process_start(int(pid)) is not None:  # not a zombie
+        if entry in environ and process_start(int(pid)) is not None:  # not a zombie
             return True
     return False
 

@@ -145,15 +145,20 @@ def test_killed_wrapper_keeps_the_lock_and_its_run_alive(tmp_path: Path) -> None
     assert sorted(str(r.outcome) for r in runs("oom")) == ["abandoned", "skipped", "success"]
 
 
-def test_a_wrapper_killed_at_once_leaves_a_run_the_next_one_records(tmp_path: Path) -> None:
-    """A wrapper SIGKILLed moments after starting the command (before the store heard of
-    the run) leaves a marker that the next run of the group records as abandoned."""
+def _wrapper_killed_by_its_command(job: str, tmp_path: Path) -> None:
+    """`jobreport run --job JOB` whose command SIGKILLs the wrapper at once, then ends."""
     pidfile = tmp_path / "pid"
-    killed = jobreport("run", "--job", "fast", "--", "sh", "-c",
+    killed = jobreport("run", "--job", job, "--", "sh", "-c",
                        f"echo $$ > {pidfile}; kill -9 $PPID")
     assert killed.returncode == -signal.SIGKILL
     wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=WAIT)
     wait_until(lambda: pid_gone(int(pidfile.read_text())), timeout=WAIT)
+
+
+def test_a_wrapper_killed_at_once_leaves_a_run_the_next_one_records(tmp_path: Path) -> None:
+    """A wrapper SIGKILLed moments after starting the command (before the store heard of
+    the run) leaves a marker that the next run of the group records as abandoned."""
+    _wrapper_killed_by_its_command("fast", tmp_path)
     nxt = jobreport("run", "--job", "fast", "--", "true")
     assert nxt.returncode == 0, nxt.stderr
     assert b"recorded as abandoned" in nxt.stderr
@@ -185,12 +190,7 @@ def test_a_fifo_in_place_of_the_metrics_file_is_refused() -> None:
 def test_flush_records_a_run_only_a_marker_knows(tmp_path: Path, gateway: Gateway) -> None:
     """A wrapper killed at once, and no later run of its job: `jobreport flush` records the
     run as abandoned and delivers its group."""
-    pidfile = tmp_path / "pid"
-    killed = jobreport("run", "--job", "once", "--", "sh", "-c",
-                       f"echo $$ > {pidfile}; kill -9 $PPID")
-    assert killed.returncode == -signal.SIGKILL
-    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=WAIT)
-    wait_until(lambda: pid_gone(int(pidfile.read_text())), timeout=WAIT)
+    _wrapper_killed_by_its_command("once", tmp_path)
     flushed = jobreport("flush", JOBREPORT_GATEWAY=gateway.url)
     assert flushed.returncode == 0, flushed.stderr
     assert [r.outcome for r in runs("once")] == ["abandoned"]

@@ -177,11 +177,8 @@ def adopt(store: Store, key: str | None, host: str,
     knows and whose processes are gone, so that the store closes them as abandoned (see
     ``Store.open_run``); forget markers of runs the store already has. Judges only markers
     of this host and PID namespace. Returns how many runs were opened."""
-    namespace = liveness.pid_namespace()
     opened = 0
-    for marker in markers(key, grouping_of):
-        if marker.host != host or marker.pid_ns != namespace or marker.alive():
-            continue
+    for marker in _orphaned(markers(key, grouping_of), host):
         if store.get_run(marker.uid) is None:
             store.open_run(marker.run_start())
             opened += 1
@@ -195,11 +192,8 @@ def adopt_all(store: Store, host: str, grouping_of: GroupingOf | None = None) ->
     so that its group is pending and gets delivered. Returns how many were."""
     from dataclasses import replace
 
-    namespace = liveness.pid_namespace()
     closed = 0
-    for marker in markers(None, grouping_of):
-        if marker.host != host or marker.pid_ns != namespace or marker.alive():
-            continue
+    for marker in _orphaned(markers(None, grouping_of), host):
         if store.get_run(marker.uid) is None:
             store.open_run(marker.run_start())
             closed += 1
@@ -207,6 +201,14 @@ def adopt_all(store: Store, host: str, grouping_of: GroupingOf | None = None) ->
         store.close_abandoned(start, alive=liveness.alive)
         marker.remove()
     return closed
+
+
+def _orphaned(found: list[RunMarker], host: str) -> list[RunMarker]:
+    """Those of ``found`` that this jobreport may judge (its host and PID namespace) and
+    whose wrapper and command are both gone."""
+    namespace = liveness.pid_namespace()
+    return [marker for marker in found
+            if marker.host == host and marker.pid_ns == namespace and not marker.alive()]
 
 
 def _read(path: str) -> RunMarker | None:
