@@ -129,8 +129,6 @@ class Reporter:
             if self._sinks is None:
                 self._sinks = SHARED.sinks_for(self.config)
             # what the end push needs, loaded now rather than after the run
-            import prometheus_client.exposition  # noqa: F401
-
             import jobreport.delivery
             import jobreport.exposition  # noqa: F401
 

@@ -1,19 +1,19 @@
-"""One wall-clock deadline for a whole HTTP exchange: connect, send and read.
+"""One wall-clock deadline for a whole HTTP exchange: look up, connect, send and read.
 
-requests' ``timeout`` bounds each socket operation, not the exchange: a peer that drips
-one byte a second never trips it. ``stream=True`` would not help either, because the
-status line and headers are read before ``request()`` returns. So the deadline is kept at
-the socket: the connections of an exchange register their sockets with a ``Deadline``, and
-one watchdog thread per process shuts those sockets down (``shutdown(SHUT_RDWR)`` wakes a
-``recv`` blocked in another thread, where ``close`` would not) when the deadline passes.
-The exchange then fails at once, and the caller reports a timeout.
+A socket timeout bounds each socket operation, not the exchange: a peer that drips one byte
+a second never trips it. So the deadline is kept at the socket: the sockets of an exchange
+are registered with its ``Deadline``, and one watchdog thread per process shuts them down
+(``shutdown(SHUT_RDWR)`` wakes a ``recv`` blocked in another thread, where ``close`` would
+not) when the deadline passes. The exchange then fails at once, and the caller reports a
+timeout.
 
 The host name lookup (``getaddrinfo``, which cannot be interrupted) runs in a thread of its
 own that the exchange waits for only until the deadline; a lookup that does not finish by
 then fails the exchange as an unknown name would (the peer is unreachable), and later
-exchanges for the same name wait on that one lookup instead of starting more. The connect
-is bounded by the connect timeout, which the caller sets to the time left, and each address
-tried gets at most the time left.
+exchanges for the same name wait on that one lookup instead of starting more. Each address
+is then tried within the connect timeout and the time left (``open_socket``).
+
+Standard library only, and cheap to import: it is on the path of every push.
 """
 
 from __future__ import annotations
@@ -25,21 +25,13 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-__all__ = ["Deadline", "DeadlineAdapter", "deadline", "resolve"]
-
-_current = threading.local()
+__all__ = ["Deadline", "open_socket", "resolve"]
 
 
 class Deadline:
-    """The moment (``time.monotonic()``) by which an exchange must be over."""
+    """The moment (``time.monotonic()``) by which an exchange must be over; ``with`` it,
+    the sockets it watches are shut down at that moment."""
 
     def __init__(self, at: float) -> None:
         self.at = at
@@ -71,6 +63,13 @@ class Deadline:
         with self._lock:
             self.closed = True
             self._sockets = []
+
+    def __enter__(self) -> Deadline:
+        _watchdog.arm(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _shut(sock: socket.socket) -> None:
@@ -115,26 +114,6 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-@contextmanager
-def deadline(at: float) -> Iterator[Deadline]:
-    """Within this block, every connection the calling thread uses is shut down at ``at``."""
-    d = Deadline(at)
-    _watchdog.arm(d)
-    previous = getattr(_current, "deadline", None)
-    _current.deadline = d
-    try:
-        yield d
-    finally:
-        _current.deadline = previous
-        d.close()
-
-
-def _register(sock: socket.socket | None) -> None:
-    d: Deadline | None = getattr(_current, "deadline", None)
-    if d is not None:
-        d.watch(sock)
-
-
 class _Lookup:
     """One ``getaddrinfo`` in a daemon thread; whoever needs its answer waits for it only
     as long as their own deadline allows."""
@@ -147,11 +126,10 @@ class _Lookup:
         threading.Thread(target=self._run, name="jobreport-lookup", daemon=True).start()
 
     def _run(self) -> None:
-        from urllib3.util.connection import allowed_gai_family
-
+        # IPv6 addresses too where this host can use them (as urllib3 does)
+        family = socket.AF_UNSPEC if socket.has_ipv6 else socket.AF_INET
         try:
-            found = socket.getaddrinfo(self.key[0], self.key[1], allowed_gai_family(),
-                                       socket.SOCK_STREAM)
+            found = socket.getaddrinfo(self.key[0], self.key[1], family, socket.SOCK_STREAM)
             self.addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
         except OSError as e:
             self.error = e
@@ -196,84 +174,29 @@ def _numeric(host: str) -> bool:
     return True
 
 
-def _connect(conn: HTTPConnection, connect: Any) -> socket.socket:
-    """``connect()`` (urllib3's ``_new_conn``) with the name looked up within the calling
-    thread's deadline first, then each address tried within the time left."""
-    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-
-    d: Deadline | None = getattr(_current, "deadline", None)
-    name = conn._dns_host.strip("[]")
-    if d is None or _numeric(name):
-        sock: socket.socket = connect()
-        _register(sock)
+def open_socket(host: str, port: int, timeout: float, limit: Deadline) -> socket.socket:
+    """A TCP connection to ``host`` (a name or an address), watched by ``limit``: the name
+    is looked up within the deadline, then each address is tried for at most ``timeout``
+    seconds and the time left. Raises ``socket.gaierror`` for a name that cannot be looked
+    up, ``TimeoutError`` when no address answered in time, else the last address's
+    ``OSError`` (refused, no route...)."""
+    name = host.strip("[]")
+    addresses = [name] if _numeric(name) else resolve(name, port, limit.at)
+    error: OSError | None = None
+    for address in addresses:
+        left = limit.at - time.monotonic()
+        if left <= 0:
+            break
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        limit.watch(sock)
+        sock.settimeout(min(timeout, left))
+        try:
+            sock.connect((address, port))
+        except OSError as e:
+            sock.close()
+            error = e  # refused or timed out on this address: the next one may answer
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
-    try:
-        addresses = resolve(name, conn.port or 80, d.at)
-    except OSError as e:
-        gai = e if isinstance(e, socket.gaierror) else socket.gaierror(str(e))
-        raise NameResolutionError(conn.host, conn, gai) from e
-    original, timeout = conn._dns_host, conn.timeout
-    error: Exception | None = None
-    try:
-        for address in addresses:
-            left = d.at - time.monotonic()
-            if left <= 0:
-                break
-            # only the connect uses _dns_host; conn.host (TLS server name) is read after
-            # _new_conn returns, when the name is back
-            conn._dns_host = address
-            if not isinstance(timeout, int | float) or timeout > left:
-                conn.timeout = left
-            try:
-                sock = connect()
-            except NewConnectionError as e:
-                error = e  # refused on this address: the next one may answer
-                continue
-            _register(sock)
-            return sock
-    finally:
-        conn._dns_host, conn.timeout = original, timeout
-    raise error or ConnectTimeoutError(conn, f"Connection to {conn.host} timed out")
-
-
-class _Connection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        return _connect(self, super()._new_conn)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _register(self.sock)  # a kept-alive connection: no new socket this time
-        super().request(*args, **kwargs)
-
-
-class _TLSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        # registered before the TLS handshake, which a peer can drip too
-        return _connect(self, super()._new_conn)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _register(self.sock)
-        super().request(*args, **kwargs)
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _TLSConnection
-
-
-_POOLS = {"http": _Pool, "https": _TLSPool}
-
-
-class DeadlineAdapter(HTTPAdapter):
-    """A requests adapter whose connections honour the calling thread's ``deadline``."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOLS
-        return manager
+    raise error or TimeoutError(f"no connection to {host} in time")

@@ -1,111 +1,392 @@
-"""The HTTP side of the Pushgateway sink: the session (deadline-aware connections, auth,
-TLS, proxies) and what a failed request means (could it connect at all? in one line?)."""
+"""The HTTP side of every HTTP sink, on the standard library's ``http.client``: a ``Client``
+per peer (kept-alive connections, auth, TLS, the environment's proxies read once), each
+exchange bounded by one wall-clock deadline (``_deadline``), and what a failed exchange
+means to the user (``describe``).
+
+Not requests: its import (with urllib3, charset_normalizer and idna) cost about a third of
+the end of a short ``jobreport run``, while ``http.client`` is the one prometheus_client's
+own push uses. ``ssl`` is loaded only for an ``https://`` peer.
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import errno
+import http.client
 import logging
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from jobreport.config import Config
+from jobreport.sinks._deadline import Deadline, open_socket
 
 if TYPE_CHECKING:
-    import requests
+    import ssl
+    from email.message import Message
 
-__all__ = ["connection_reason", "could_not_connect", "first_line", "new_session"]
+__all__ = ["Client", "ExchangeError", "Response", "describe"]
 
 log = logging.getLogger("jobreport")
 
+#: The most of an answer read: no answer jobreport needs is near this; a peer that streams
+#: without end is cut off here rather than filling the memory.
+MAX_ANSWER_BYTES = 128 * 1024 * 1024
+_KEPT_ALIVE = 4  # idle connections kept per peer
 
-def new_session(cfg: Config, base: str, user_agent: str,
-                credentials_url: str | None = None) -> requests.Session:
-    """A requests session for the peer at ``base`` (every HTTP sink's): deadline-aware
-    connections, the configured auth and TLS, the environment's proxies read once. A
-    ``user:password@`` in ``credentials_url`` (default: the gateway URL) is basic auth
-    unless a username is configured."""
-    import requests
 
-    from jobreport.sinks._deadline import DeadlineAdapter
+class Response:
+    """A whole answer: its status, reason, headers and body."""
 
-    session = requests.Session()
-    for prefix in ("http://", "https://"):
-        session.mount(prefix, DeadlineAdapter())
-    # Read the proxy settings of the environment once, not on every request
-    # (requests looks them up per request, which costs more than the push itself).
-    session.proxies.update(requests.utils.get_environ_proxies(base))
-    session.trust_env = False
-    session.headers["User-Agent"] = user_agent
-    parts = urlsplit(cfg.gateway or "" if credentials_url is None else credentials_url)
-    if cfg.username:
-        session.auth = (cfg.username, cfg.password or "")
-    elif parts.username:
-        session.auth = (parts.username, parts.password or "")
-    if cfg.token:
-        session.headers["Authorization"] = f"Bearer {cfg.token}"
-    session.verify = cfg.ca_bundle or cfg.tls_verify
-    if not cfg.tls_verify and not cfg.ca_bundle:
-        _without_insecure_warning()
-    if cfg.client_cert:
-        session.cert = (cfg.client_cert, cfg.client_key) if cfg.client_key else cfg.client_cert
-    return session
+    __slots__ = ("content", "headers", "reason", "status_code")
+
+    def __init__(self, status: int, reason: str, headers: Message, content: bytes) -> None:
+        self.status_code = status
+        self.reason = reason
+        self.headers = headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.content)
+
+
+class ExchangeError(Exception):
+    """An exchange that got no whole answer. ``kind`` says how it failed:
+
+    - ``unconnected``: no connection at all (refused, unknown name, no route): the peer is
+      unreachable, and the next runs make one short attempt;
+    - ``connect-timeout``: no connection within the connect timeout (unreachable too);
+    - ``timeout``: connected, but no whole answer within the timeout;
+    - ``tls``: the TLS handshake or a certificate failed (not retried);
+    - ``broken``: the connection broke (reset, closed without an answer, not HTTP);
+    - ``unusable``: the request cannot be sent at all (not retried).
+
+    ``expired`` is whether the exchange's deadline had passed when it failed.
+    """
+
+    def __init__(self, kind: str, reason: str, *, expired: bool = False) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.expired = expired
+
+
+def describe(e: ExchangeError, where: str, timeout: float,
+             remaining: float) -> tuple[str, bool, bool]:
+    """(message, retryable, unreachable) of a failed exchange with ``where`` ("the
+    Pushgateway at URL"), the same for every sink."""
+    if e.kind == "unconnected":
+        return f"cannot reach {where}: {e.reason}", True, True
+    if e.kind == "connect-timeout":
+        return f"cannot reach {where}: no connection within {timeout:.3g}s", True, True
+    if e.expired:
+        return f"{where} did not answer within {remaining:.3g}s", True, False
+    if e.kind == "timeout":
+        return f"{where} did not answer within {timeout:.3g}s", True, False
+    if e.kind == "tls":
+        return (f"TLS error talking to {where}: {e.reason} "
+                "(set JOBREPORT_CA_BUNDLE for a private CA)", False, False)
+    if e.kind == "broken":
+        return f"cannot reach {where}: {e.reason}", True, False
+    return f"cannot talk to {where}: {e.reason}", False, False
+
+
+def _reason(e: BaseException) -> str:
+    """One short line for a socket or protocol error."""
+    if isinstance(e, socket.gaierror):
+        if e.errno == socket.EAI_AGAIN:
+            text = str(e)
+            return ("the host name lookup did not finish in time" if "in time" in text
+                    else "host name lookup failed")
+        return "unknown host name"
+    if isinstance(e, http.client.RemoteDisconnected | BrokenPipeError):
+        return "the connection closed without an answer"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, ConnectionResetError):
+        return "connection reset"
+    if isinstance(e, OSError) and e.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[e.errno]
+    if isinstance(e, http.client.IncompleteRead):
+        return "the connection closed in the middle of the answer"
+    if isinstance(e, http.client.HTTPException):
+        return f"the answer is not HTTP ({type(e).__name__})"
+    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line[:1].lower() + line[1:200]
+
+
+_ERRNO_REASONS = {errno.EHOSTUNREACH: "no route to host",
+                  errno.ENETUNREACH: "network unreachable"}
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection was closed by the peer (or has bytes nobody
+    asked for): it is not used again."""
+    import select
+
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class Client:
+    """Requests to one peer (``base``) with the configured auth and TLS and the proxy the
+    environment names for it. A ``user:password@`` in ``credentials_url`` (default: the
+    gateway URL) is basic auth unless a username is configured; basic auth wins over a
+    token, as it did with requests. Safe to use from several threads."""
+
+    def __init__(self, cfg: Config, base: str, user_agent: str,
+                 credentials_url: str | None = None) -> None:
+        self._cfg = cfg
+        self._headers = {"User-Agent": user_agent}
+        parts = urlsplit(cfg.gateway or "" if credentials_url is None else credentials_url)
+        if cfg.username:
+            self._headers["Authorization"] = _basic(cfg.username, cfg.password or "")
+        elif parts.username:
+            self._headers["Authorization"] = _basic(unquote(parts.username),
+                                                    unquote(parts.password or ""))
+        elif cfg.token:
+            self._headers["Authorization"] = f"Bearer {cfg.token}"
+        self._proxy = _proxy_for(base)  # read once: the environment does not change
+        self._tls: ssl.SSLContext | None = None
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        if not cfg.tls_verify and not cfg.ca_bundle and base.startswith("https:"):
+            _warn_insecure()
+
+    def request(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
+                timeout: float, within: float) -> Response:
+        """One request and its whole answer within ``within`` seconds of wall time, each
+        socket operation within ``timeout``; raises ``ExchangeError``."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        try:
+            host = parts.hostname or ""
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError as e:
+            raise ExchangeError("unusable", f"bad URL ({e})") from None
+        if scheme not in ("http", "https") or not host:
+            raise ExchangeError("unusable", f"not an http(s) URL: {scheme}://")
+        key = (scheme, host, port)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        sent = {**self._headers, **headers}
+        if self._proxy is not None and scheme == "http":
+            target = f"http://{parts.netloc.rpartition('@')[2]}{target}"  # absolute, to the proxy
+            if self._proxy[2]:
+                sent["Proxy-Authorization"] = self._proxy[2]
+        with Deadline(time.monotonic() + within) as limit:
+            conn = self._take(key)
+            phase = "connect"
+            try:
+                if conn is None:
+                    conn = self._connect(scheme, host, port, timeout, limit)
+                else:
+                    limit.watch(conn.sock)
+                    if conn.sock is not None:
+                        conn.sock.settimeout(timeout)
+                phase = "exchange"
+                conn.request(method, target, body=body or None, headers=sent)
+                answer = conn.getresponse()
+                content = answer.read(MAX_ANSWER_BYTES + 1)
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise ExchangeError("broken", "the answer is larger than "
+                                        f"{MAX_ANSWER_BYTES // 2**20} MiB")
+            except ExchangeError as e:
+                _close(conn)
+                e.expired = limit.expired and e.kind != "unconnected"
+                raise
+            except Exception as e:
+                _close(conn)
+                raise _failure(e, phase, limit) from None
+            if answer.will_close:
+                _close(conn)
+            else:
+                self._give(key, conn)
+            return Response(answer.status, answer.reason or "", answer.headers, content)
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _take(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key, [])
+            while idle:
+                conn = idle.pop()
+                if not _dropped(conn):
+                    return conn
+                _close(conn)
+        return None
+
+    def _give(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < _KEPT_ALIVE:
+                idle.append(conn)
+                return
+        _close(conn)
+
+    def _connect(self, scheme: str, host: str, port: int, timeout: float,
+                 limit: Deadline) -> http.client.HTTPConnection:
+        proxy = self._proxy
+        via = (proxy[0], proxy[1]) if proxy is not None else (host, port)
+        try:
+            sock: socket.socket = open_socket(via[0], via[1], timeout, limit)
+        except TimeoutError:
+            raise ExchangeError("connect-timeout", "no connection in time") from None
+        except OSError as e:
+            where = "" if proxy is None else f" (the proxy {via[0]}:{via[1]})"
+            raise ExchangeError("unconnected", _reason(e) + where) from None
+        if scheme == "https":
+            if proxy is not None:
+                _tunnel(sock, host, port, proxy[2])
+            sock = self._handshake(sock, host, limit)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, port, timeout=timeout, context=self._context())
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.sock = sock
+        return conn
+
+    def _context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            import ssl
+
+            cfg = self._cfg
+            try:
+                context = ssl.create_default_context(cafile=cfg.ca_bundle or None)
+                if not cfg.tls_verify and not cfg.ca_bundle:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                if cfg.client_cert:
+                    context.load_cert_chain(cfg.client_cert, cfg.client_key or None)
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+                raise ExchangeError("tls", f"cannot load the certificates: {_reason(e)}") \
+                    from None
+            self._tls = context
+        return self._tls
+
+    def _handshake(self, sock: socket.socket, host: str, limit: Deadline) -> socket.socket:
+        import ssl
+
+        context = self._context()
+        try:
+            tls = context.wrap_socket(sock, server_hostname=host,
+                                      do_handshake_on_connect=False)
+            limit.watch(tls)  # the handshake can be dripped too
+            tls.do_handshake()
+        except ssl.SSLError as e:
+            sock.close()
+            raise ExchangeError("tls", _tls_reason(e)) from None
+        except TimeoutError:
+            sock.close()
+            raise ExchangeError("timeout", "no TLS handshake in time") from None
+        except OSError as e:
+            sock.close()
+            raise ExchangeError("broken", _reason(e)) from None
+        return tls
+
+
+def _failure(e: Exception, phase: str, limit: Deadline) -> ExchangeError:
+    import ssl
+
+    if isinstance(e, ssl.SSLError):
+        return ExchangeError("tls", _tls_reason(e), expired=limit.expired)
+    if isinstance(e, TimeoutError):
+        kind = "connect-timeout" if phase == "connect" else "timeout"
+        return ExchangeError(kind, "timed out", expired=limit.expired)
+    if isinstance(e, OSError | http.client.HTTPException):
+        return ExchangeError("broken", _reason(e), expired=limit.expired)
+    # http.client refuses a header or method it cannot send (a newline in a value...)
+    return ExchangeError("unusable", _reason(e), expired=limit.expired)
+
+
+def _tls_reason(e: BaseException) -> str:
+    text = str(getattr(e, "verify_message", "") or "") or str(e)
+    line = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return line[:300]
+
+
+def _close(conn: http.client.HTTPConnection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.close()
+
+
+def _basic(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def _proxy_for(base: str) -> tuple[str, int, str] | None:
+    """(host, port, Proxy-Authorization value or "") of the proxy the environment names
+    for ``base`` (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, either case, unless
+    ``NO_PROXY`` covers the host), else None."""
+    import urllib.request
+
+    parts = urlsplit(base)
+    scheme = parts.scheme.lower()
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or not parts.hostname:
+        return None
+    netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if urllib.request.proxy_bypass_environment(netloc, proxies):  # type: ignore[attr-defined]
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    found = urlsplit(proxy)
+    try:
+        port = found.port or 80
+    except ValueError:
+        port = 80
+    auth = (_basic(unquote(found.username), unquote(found.password or ""))
+            if found.username else "")
+    return (found.hostname or "", port, auth)
+
+
+def _tunnel(sock: socket.socket, host: str, port: int, auth: str) -> None:
+    """Ask the proxy on ``sock`` for a tunnel to ``host:port`` (``CONNECT``)."""
+    lines = [f"CONNECT {host}:{port} HTTP/1.1", f"Host: {host}:{port}"]
+    if auth:
+        lines.append(f"Proxy-Authorization: {auth}")
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        answer = http.client.HTTPResponse(sock, method="CONNECT")
+        answer.begin()
+    except TimeoutError:
+        sock.close()
+        raise ExchangeError("timeout", "the proxy did not answer in time") from None
+    except (OSError, http.client.HTTPException) as e:
+        sock.close()
+        raise ExchangeError("broken", f"the proxy: {_reason(e)}") from None
+    if answer.status != 200:
+        sock.close()
+        raise ExchangeError("unconnected", f"the proxy answered {answer.status} "
+                            f"{answer.reason} to CONNECT {host}:{port}")
 
 
 _warned: set[str] = set()
 
 
-def _without_insecure_warning() -> None:
-    """Verification was turned off on purpose: say so once in our own words, and keep
-    urllib3's InsecureRequestWarning (one per request) out of the job's stderr."""
-    import warnings
-
-    from urllib3.exceptions import InsecureRequestWarning
-
-    # this category only, and only once verification is off: other warnings still show
-    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+def _warn_insecure() -> None:
+    """Verification was turned off on purpose: say so once."""
     if "insecure" not in _warned:
         _warned.add("insecure")
         log.warning("jobreport: TLS verification is off (JOBREPORT_TLS_VERIFY=false): "
                     "the Pushgateway's certificate is not checked")
-
-
-def could_not_connect(exc: BaseException) -> bool:
-    """Whether the request failed before a connection existed (refused, unknown name)."""
-    from urllib3.exceptions import NewConnectionError
-
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or item is None:
-            continue
-        seen.add(id(item))
-        if isinstance(item, NewConnectionError):
-            return True
-        if isinstance(item, BaseException):
-            stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None),
-                          *item.args])
-    return False
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def connection_reason(exc: BaseException) -> str:
-    text = str(exc)
-    for needle, reason in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "unknown host name"),
-        ("nodename nor servname", "unknown host name"),
-        ("Temporary failure in name resolution", "host name lookup failed"),
-        ("host name lookup did not finish in time",
-         "the host name lookup did not finish in time"),
-        ("No route to host", "no route to host"),
-        ("Network is unreachable", "network unreachable"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "the connection closed without an answer"),
-    ):
-        if needle in text:
-            return reason
-    return first_line(exc)[:200]

@@ -1,11 +1,12 @@
-"""Delivery to the Pushgateway: a requests session behind prometheus_client's push ``handler``.
+"""Delivery to the Pushgateway: the body in the text format (``jobreport.exposition``), the
+group's URL path (``group_path``), and one exchange at a time (``_http``) with bounded retries.
 
-prometheus_client builds the body and escapes the grouping key (``@base64`` for ``/``,
-spaces and empty values); ``group_path`` extends that escaping to every value a URL path
-would rewrite (``.``, ``..``, ``%``...), so that no input can make a push land in another
-group. This module sends each request with one wall-clock deadline for the whole exchange
-(``_deadline``) and retries within a total time budget (tenacity); a gateway that could not
-be reached moments ago gets one short attempt (``_peers``).
+``group_path`` escapes the grouping key the way prometheus_client does (``@base64`` for
+``/`` and empty values) and every value a URL path would rewrite (``.``, ``..``, ``%``...),
+so that no input can make a push land in another group. Each request has one wall-clock
+deadline for the whole exchange (``_deadline``) and retries go on within a total time
+budget (tenacity); a gateway that could not be reached moments ago gets one short attempt
+(``_peers``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from jobreport._version import __version__
 from jobreport.config import Config
 from jobreport.errors import NotConfiguredError, PushError
 from jobreport.secrets import config_secrets, mask, mask_url, remember
-from jobreport.sinks._http import connection_reason, could_not_connect, first_line, new_session
+from jobreport.sinks._http import Client, ExchangeError, Response, describe
 from jobreport.sinks.base import RETRY_STATUSES, DeliveryOutcome, judge_error, judge_status
 
 if TYPE_CHECKING:
-    import requests
     from prometheus_client.registry import Collector
     from tenacity import RetryCallState
 
@@ -40,6 +40,8 @@ log = logging.getLogger("jobreport")
 
 MAX_ATTEMPTS = 20
 USER_AGENT = f"jobreport/{__version__}"
+#: What a push says its body is (the text format 0.0.4, as prometheus_client's push sends).
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 #: The one attempt given to a gateway that could not be reached moments ago, in seconds.
 QUICK_ATTEMPT = 1.0
 
@@ -54,14 +56,12 @@ class UnreachableError(PushError):
 
 
 def _segment(name: str, value: str) -> str:
-    from prometheus_client.exposition import _escape_grouping_key
-
-    key, text = _escape_grouping_key(name, value)  # type: ignore[no-untyped-call]
-    if key.endswith("@base64") or (_PLAIN.fullmatch(value) and value not in (".", "..")):
-        return f"/{key}/{text}"
-    # prometheus_client leaves "." / ".." / "%" to the URL, where the path is cleaned or
-    # decoded once more: send them the way it sends "/", so the gateway sees them exactly
-    encoded = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii")
+    if _PLAIN.fullmatch(value) and value not in (".", ".."):
+        return f"/{name}/{value}"
+    # anything a URL path would clean, decode or split ("/", ".", "..", "%", "") goes
+    # @base64 (the empty value as "=", as prometheus_client sends it), which the gateway
+    # decodes back exactly
+    encoded = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii") or "="
     return f"/{name}@base64/{encoded}"
 
 
@@ -98,7 +98,6 @@ class Sender:
         self,
         config: Config,
         *,
-        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         peers: PeerMemory | None = None,
@@ -111,7 +110,7 @@ class Sender:
         self.gateway = mask_url(self._base)
         self._secrets = config_secrets(config)
         remember(config)
-        self._session = session
+        self._client: Client | None = None
         self._sleep = sleep
         self._clock = clock
         self._peers = peers
@@ -125,10 +124,10 @@ class Sender:
         return self._peers
 
     @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = new_session(self.config, self._base, USER_AGENT)
-        return self._session
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.config, self._base, USER_AGENT)
+        return self._client
 
     # --- the Sink protocol (jobreport.sinks.base) ---------------------------------------
 
@@ -139,11 +138,11 @@ class Sender:
                 budget: float | None = None) -> DeliveryOutcome:
         """Push ``state``: a PUT that replaces the group when it is ``complete``, else a POST
         that only adds to it."""
-        from jobreport.exposition import registry_for
+        from jobreport.exposition import text
 
         try:
-            self.push(state.job, state.grouping, registry_for(state, self.config.namespace),
-                      budget=budget, replace=complete)
+            self.push_text(state.job, state.grouping, text(state, self.config.namespace),
+                           budget=budget, replace=complete)
         except PushError as e:
             return judge_error(e)
         return judge_status(200)
@@ -189,7 +188,7 @@ class Sender:
         body = f"{self.config.namespace}_left_out_families 1 {stamp}\n".encode()
         with contextlib.suppress(PushError):  # the refusal is the point
             self._send("POST", group_path(grouping["job"], grouping),
-                       [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body,
+                       [("Content-Type", TEXT_FORMAT)], body,
                        budget, patient=False)
 
     # --- what callers use ----------------------------------------------------------------
@@ -210,44 +209,33 @@ class Sender:
         (default: the configured end-push budget) have passed; raises ``PushError``
         (``UnreachableError`` when the gateway could not be connected to).
         """
-        from prometheus_client.exposition import push_to_gateway, pushadd_to_gateway
+        from prometheus_client.exposition import generate_latest
 
-        send = push_to_gateway if replace else pushadd_to_gateway
-        send(self._base, job=job, registry=registry, grouping_key={},
-             timeout=self.config.timeout, handler=self._handler(job, grouping, budget))
+        self.push_text(job, grouping, generate_latest(registry), budget=budget,
+                       replace=replace)
+
+    def push_text(self, job: str, grouping: Mapping[str, str], body: bytes, *,
+                  budget: float | None = None, replace: bool = False) -> None:
+        """``push`` of a body already in the text format."""
+        self._send("PUT" if replace else "POST", group_path(job, grouping),
+                   [("Content-Type", TEXT_FORMAT)], body, budget)
 
     def delete(self, job: str, grouping: Mapping[str, str], *,
                budget: float | None = None, patient: bool = False) -> None:
         """Remove the group ``job`` + ``grouping`` from the gateway."""
-        from prometheus_client.exposition import delete_from_gateway
-
-        delete_from_gateway(self._base, job=job, grouping_key={},
-                            timeout=self.config.timeout,
-                            handler=self._handler(job, grouping, budget, patient=patient))
+        self._send("DELETE", group_path(job, grouping), [], b"", budget, patient=patient)
 
     def get(self, path: str, *, budget: float | None = None,
-            patient: bool = False) -> requests.Response:
+            patient: bool = False) -> Response:
         """GET ``path`` (e.g. ``/api/v1/metrics``) from the gateway, with the same retries;
         unless ``patient``, the first unreachable answer ends them (``status`` and ``check``
         answer a person, who should hear "refused" at once, not after the budget)."""
         return self._send("GET", path, [], b"", budget, patient=patient)
 
-    def _handler(self, job: str, grouping: Mapping[str, str], budget: float | None, *,
-                 patient: bool = True) -> Callable[..., Callable[[], None]]:
-        path = group_path(job, grouping)
-
-        def handler(url: str, method: str, timeout: float | None,
-                    headers: Sequence[tuple[str, str]], data: bytes) -> Callable[[], None]:
-            # prometheus_client made the body and headers; the path is group_path's
-            def send() -> None:
-                self._send(method, path, headers, data, budget, patient=patient)
-            return send
-        return handler
-
     # --- one exchange with bounded retries -----------------------------------------------
 
     def _send(self, method: str, path: str, headers: Sequence[tuple[str, str]], data: bytes,
-              budget: float | None, *, patient: bool = True) -> requests.Response:
+              budget: float | None, *, patient: bool = True) -> Response:
         from tenacity import Retrying, retry_if_exception, wait_exponential, wait_random
 
         budget = self.config.budget if budget is None else budget
@@ -273,7 +261,7 @@ class Sender:
             sleep=self._sleep,
             reraise=True,
         )
-        response: requests.Response | None = None
+        response: Response | None = None
         try:
             for attempt in retrying:
                 with attempt:
@@ -291,7 +279,7 @@ class Sender:
         return response
 
     def _attempt(self, method: str, url: str, headers: dict[str, str], data: bytes, *,
-                 timeout: float, remaining: float) -> requests.Response:
+                 timeout: float, remaining: float) -> Response:
         try:
             response = self._exchange(method, url, headers, data, timeout=timeout,
                                       remaining=remaining)
@@ -327,52 +315,16 @@ class Sender:
         )
 
     def _exchange(self, method: str, url: str, headers: dict[str, str], data: bytes, *,
-                  timeout: float, remaining: float) -> requests.Response:
+                  timeout: float, remaining: float) -> Response:
         """One request and its whole answer, within ``remaining`` seconds of wall time."""
-        import requests
-
-        from jobreport.sinks._deadline import deadline
-
-        shown = mask_url(url)
-        with deadline(time.monotonic() + remaining) as limit:
-            try:
-                response = self.session.request(
-                    method, url, headers=headers, data=data or None, timeout=timeout,
-                    allow_redirects=False,
-                )
-                response.content  # noqa: B018  (read the whole answer within the deadline)
-                return response
-            except requests.exceptions.SSLError as e:
-                if limit.expired:
-                    raise self._timeout(remaining, shown) from None
-                raise self._error(
-                    f"TLS error talking to the Pushgateway at {self.gateway}: "
-                    f"{first_line(e)} (set JOBREPORT_CA_BUNDLE for a private CA)",
-                    retryable=False, url=shown) from None
-            except requests.exceptions.ConnectTimeout:
-                raise self._error(
-                    f"cannot reach the Pushgateway at {self.gateway}: no connection within "
-                    f"{timeout:.3g}s", url=shown, unreachable=True) from None
-            except requests.exceptions.Timeout:
-                raise self._timeout(timeout, shown) from None
-            except requests.exceptions.RequestException as e:
-                if (limit.expired and not (isinstance(e, requests.exceptions.ConnectionError)
-                                           and could_not_connect(e))):
-                    # (no connection at all, e.g. a lookup that ran out of time, stays
-                    # "unreachable", so that the next runs make one short attempt)
-                    raise self._timeout(remaining, shown) from None
-                if isinstance(e, requests.exceptions.ConnectionError):
-                    raise self._error(
-                        f"cannot reach the Pushgateway at {self.gateway}: "
-                        f"{connection_reason(e)}", url=shown,
-                        unreachable=could_not_connect(e)) from None
-                raise self._error(f"cannot talk to the Pushgateway at {self.gateway}: "
-                                  f"{first_line(e)}", retryable=False, url=shown) from None
-
-    def _timeout(self, seconds: float, shown: str) -> PushError:
-        return self._error(
-            f"the Pushgateway at {self.gateway} did not answer within {seconds:.3g}s",
-            url=shown)
+        try:
+            return self.client.request(method, url, headers, data, timeout=timeout,
+                                       within=remaining)
+        except ExchangeError as e:
+            message, retryable, unreachable = describe(
+                e, f"the Pushgateway at {self.gateway}", timeout, remaining)
+            raise self._error(message, retryable=retryable, url=mask_url(url),
+                              unreachable=unreachable) from None
 
     def _error(self, message: str, *, status: int | None = None, retryable: bool = True,
                url: str | None = None, unreachable: bool = False) -> PushError:

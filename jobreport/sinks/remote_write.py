@@ -33,9 +33,9 @@ from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.records import GroupState
 
 if TYPE_CHECKING:
-    import requests
     from tenacity import RetryCallState
 
+    from jobreport.sinks._http import Client, Response
     from jobreport.sinks._peers import PeerMemory
     from jobreport.sinks.base import DeliveryOutcome
 
@@ -62,18 +62,18 @@ def series(state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> Iterator[tu
     group's labels (job, instance, grouping) come first and win over a sample's own label of
     the same name, as the Pushgateway's grouping key does.
     """
-    from jobreport.exposition import StateCollector
+    from jobreport.exposition import families
 
     group = {k: v for k, v in state.grouping.items()}
     group["job"] = state.job
-    for family in StateCollector(state, namespace).collect():
-        for sample in family.samples:
-            if sample.name.endswith("_created"):
+    for family in families(state, namespace):
+        for name, sample_labels, value in family.samples:
+            if name.endswith("_created"):
                 continue  # a creation time is not a value a rule reads
-            labels = dict(sample.labels)
+            labels = dict(sample_labels)
             labels.update(group)
-            labels["__name__"] = sample.name
-            yield tuple(sorted(labels.items())), float(sample.value)
+            labels["__name__"] = name
+            yield tuple(sorted(labels.items())), float(value)
 
 
 def write_request(items: Iterable[tuple[Labels, float]], timestamp_ms: int) -> bytes:
@@ -126,7 +126,6 @@ class RemoteWriter:
         config: Config,
         url: str | None = None,
         *,
-        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         peers: PeerMemory | None = None,
@@ -142,7 +141,7 @@ class RemoteWriter:
         self.shown = mask_url(url)
         self._secrets = (*config_secrets(config), *_url_secret(url))
         remember(config)
-        self._session = session
+        self._client: Client | None = None
         self._sleep = sleep
         self._clock = clock
         self._peers = peers
@@ -156,13 +155,12 @@ class RemoteWriter:
         return self._peers
 
     @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            from jobreport.sinks._http import new_session
+    def client(self) -> Client:
+        if self._client is None:
+            from jobreport.sinks._http import Client
 
-            self._session = new_session(self.config, self.url, USER_AGENT,
-                                        credentials_url=self.url)
-        return self._session
+            self._client = Client(self.config, self.url, USER_AGENT, credentials_url=self.url)
+        return self._client
 
     # --- the Sink seam -------------------------------------------------------------------
 
@@ -256,44 +254,17 @@ class RemoteWriter:
         raise self._error(f"{where} rejected the write ({what})", status=status,
                           retryable=False)
 
-    def _exchange(self, body: bytes, timeout: float, remaining: float) -> requests.Response:
+    def _exchange(self, body: bytes, timeout: float, remaining: float) -> Response:
         """One POST and its whole answer within ``remaining`` seconds of wall time."""
-        import requests
+        from jobreport.sinks._http import ExchangeError, describe
 
-        from jobreport.sinks._deadline import deadline
-        from jobreport.sinks._http import connection_reason, could_not_connect, first_line
-
-        where = f"the remote-write receiver at {self.shown}"
-        with deadline(time.monotonic() + remaining) as limit:
-            try:
-                response = self.session.post(self.url, data=body, headers=HEADERS,
-                                             timeout=timeout, allow_redirects=False)
-                response.content  # noqa: B018  (the whole answer, within the deadline)
-                return response
-            except requests.exceptions.SSLError as e:
-                if limit.expired:
-                    raise self._timeout(remaining) from None
-                raise self._error(f"TLS error talking to {where}: {first_line(e)} (set "
-                                  "JOBREPORT_CA_BUNDLE for a private CA)",
-                                  retryable=False) from None
-            except requests.exceptions.ConnectTimeout:
-                raise self._error(f"cannot reach {where}: no connection within "
-                                  f"{timeout:.3g}s", unreachable=True) from None
-            except requests.exceptions.Timeout:
-                raise self._timeout(timeout) from None
-            except requests.exceptions.RequestException as e:
-                if (limit.expired and not (isinstance(e, requests.exceptions.ConnectionError)
-                                           and could_not_connect(e))):
-                    raise self._timeout(remaining) from None
-                if isinstance(e, requests.exceptions.ConnectionError):
-                    raise self._error(f"cannot reach {where}: {connection_reason(e)}",
-                                      unreachable=could_not_connect(e)) from None
-                raise self._error(f"cannot talk to {where}: {first_line(e)}",
-                                  retryable=False) from None
-
-    def _timeout(self, seconds: float) -> PushError:
-        return self._error(f"the remote-write receiver at {self.shown} did not answer "
-                           f"within {seconds:.3g}s")
+        try:
+            return self.client.request("POST", self.url, dict(HEADERS), body,
+                                       timeout=timeout, within=remaining)
+        except ExchangeError as e:
+            message, retryable, unreachable = describe(
+                e, f"the remote-write receiver at {self.shown}", timeout, remaining)
+            raise self._error(message, retryable=retryable, unreachable=unreachable) from None
 
     def _error(self, message: str, *, status: int | None = None, retryable: bool = True,
                unreachable: bool = False) -> PushError:
