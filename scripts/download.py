@@ -32,8 +32,11 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import requests
-import urllib3
+try:
+    import requests
+    import urllib3
+except ImportError:  # jobreport itself does not need requests: this example does
+    sys.exit("download.py needs requests: pip install 'jobreport[examples]' (or requests)")
 
 from jobreport import job_metrics
 

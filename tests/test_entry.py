@@ -31,6 +31,7 @@ from jobreport.cli.option_table import (
 )
 from jobreport.cli.options import typed_labels, typed_settings
 from jobreport.cli.run import _one_of_interval_and_schedule
+from tests.conftest import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
@@ -217,6 +218,43 @@ def test_the_command_starts_before_click_and_the_heavy_packages(isolated_env: Pa
     proc, loaded = _probe("run", "--job", "probe", "--", "true", env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert loaded == []
+
+
+_END_PROBE = """
+import json, os, sys
+real_exit = os._exit
+wrapper = os.getpid()  # the output copier is a fork of it, and leaves by os._exit too
+def leave(status):
+    heavy = ["requests", "urllib3", "prometheus_client", "sqlalchemy", "click"]
+    if os.getpid() == wrapper:
+        sys.stderr.write("LOADED " + json.dumps([m for m in heavy if m in sys.modules]) + "\\n")
+    sys.stderr.flush()
+    real_exit(status)
+os._exit = leave
+sys.argv = ["jobreport", *sys.argv[1:]]
+from jobreport.cli import main
+main()
+"""
+
+
+def test_the_end_of_a_run_pushes_without_requests_or_prometheus_client(
+        isolated_env: Path, gateway: Gateway, tmp_path: Path) -> None:
+    """The whole of `jobreport run -- true` against a real Pushgateway loads neither
+    requests, urllib3 nor prometheus_client (nor click, nor SQLAlchemy once the SQLite
+    store exists: creating it is the one time SQLAlchemy loads): the push is written by
+    jobreport and sent over http.client (docs/architecture.md)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JOBREPORT_GATEWAY": gateway.url,
+           "JOBREPORT_DB": f"sqlite:///{tmp_path / 's.db'}"}
+    for expected in (["sqlalchemy"], []):
+        proc = subprocess.run([sys.executable, "-c", _END_PROBE, "run", "--job", "lean",
+                               "--instance", "h1", "--", "true"], capture_output=True,
+                              text=True, env=env, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("LOADED ")]
+        assert lines and json.loads(lines[0][len("LOADED "):]) == expected, proc.stderr
+    samples = gateway.samples("lean", instance="h1")
+    assert samples["jobreport_last_run_success"] == 1
+    assert samples['jobreport_runs_total{outcome="success"}'] == 2
 
 
 def test_a_misspelt_option_goes_to_click_and_runs_nothing(isolated_env: Path,

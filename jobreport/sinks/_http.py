@@ -204,8 +204,11 @@ class Client:
                 phase = "exchange"
                 conn.request(method, target, body=body or None, headers=sent)
                 answer = conn.getresponse()
-                content = answer.read(MAX_ANSWER_BYTES + 1)
-                if len(content) > MAX_ANSWER_BYTES:
+                if answer.length is not None and answer.length <= MAX_ANSWER_BYTES:
+                    content = answer.read()  # all of Content-Length, or IncompleteRead
+                else:
+                    content = answer.read(MAX_ANSWER_BYTES + 1)
+                if len(content) > MAX_ANSWER_BYTES or (answer.length or 0) > MAX_ANSWER_BYTES:
                     raise ExchangeError("broken", "the answer is larger than "
                                         f"{MAX_ANSWER_BYTES // 2**20} MiB")
             except ExchangeError as e:
@@ -312,8 +315,15 @@ def _failure(e: Exception, phase: str, limit: Deadline) -> ExchangeError:
         return ExchangeError(kind, "timed out", expired=limit.expired)
     if isinstance(e, OSError | http.client.HTTPException):
         return ExchangeError("broken", _reason(e), expired=limit.expired)
-    # http.client refuses a header or method it cannot send (a newline in a value...)
-    return ExchangeError("unusable", _reason(e), expired=limit.expired)
+    # http.client refuses what it cannot send; its text would quote the value (a token)
+    if isinstance(e, http.client.InvalidURL):
+        reason = "the URL holds characters a request line cannot carry (spaces, controls)"
+    elif isinstance(e, ValueError):
+        reason = ("a header cannot be sent as it is: a line break or a character outside "
+                  "Latin-1 in a setting (JOBREPORT_TOKEN, JOBREPORT_USERNAME...)")
+    else:
+        reason = type(e).__name__
+    return ExchangeError("unusable", reason, expired=limit.expired)
 
 
 def _tls_reason(e: BaseException) -> str:

@@ -1,0 +1,100 @@
+"""Mutual TLS against a real Pushgateway that requires a client certificate signed by the
+test CA: JOBREPORT_CLIENT_CERT / JOBREPORT_CLIENT_KEY get the push in; without them, or with
+files that cannot be read, the error is one clear line and no traceback."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobreport import PushError, load_config
+from jobreport.exposition import registry_for
+from jobreport.records import GroupState
+from jobreport.sinks.pushgateway import Sender
+from tests import servers
+from tests.test_security import openssl, pki  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def client_pki(pki: Path) -> Path:  # noqa: F811
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr",
+            "-subj", "/CN=jobreport client", cwd=pki)
+    (pki / "client.cnf").write_text("basicConstraints=CA:FALSE\n"
+                                    "keyUsage=critical,digitalSignature\n"
+                                    "extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "client.crt", "-days", "2", "-extfile", "client.cnf",
+            cwd=pki)
+    return pki
+
+
+@pytest.fixture(scope="module")
+def mtls_gateway(client_pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("mtls-pg")
+    config = work / "web.yml"
+    config.write_text(textwrap.dedent(f"""\
+        tls_server_config:
+          cert_file: {client_pki / 'server.crt'}
+          key_file: {client_pki / 'server.key'}
+          client_auth_type: RequireAndVerifyClientCert
+          client_ca_file: {client_pki / 'ca.crt'}
+    """))
+    server = servers.pushgateway(work, extra=[f"--web.config.file={config}"], scheme="https")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _sender(url: str, tmp_path: Path, **settings: str) -> Sender:
+    values = {"budget": "10s", "timeout": "5s", **settings}
+    config = load_config(env={}, gateway=url, db=f"sqlite:///{tmp_path / 's.db'}",
+                         instance="h1", **values)
+    return Sender(config, sleep=lambda _s: None)
+
+
+def _registry() -> object:
+    return registry_for(GroupState(job="m", grouping={"job": "m"}, running=1))
+
+
+def test_a_client_certificate_gets_the_push_in(mtls_gateway: str, client_pki: Path,
+                                               tmp_path: Path) -> None:
+    sender = _sender(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"),
+                     client_cert=str(client_pki / "client.crt"),
+                     client_key=str(client_pki / "client.key"))
+    sender.push("m", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+    groups = sender.get("/api/v1/metrics").json()["data"]
+    assert any(g["labels"].get("job") == "m" for g in groups)
+
+
+def test_without_a_client_certificate_the_gateway_refuses(mtls_gateway: str,
+                                                          client_pki: Path,
+                                                          tmp_path: Path) -> None:
+    sender = _sender(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"),
+                     budget="2s")
+    with pytest.raises(PushError) as raised:
+        sender.push("m", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+    assert "\n" not in str(raised.value)
+    assert mtls_gateway in str(raised.value), str(raised.value)
+
+
+def test_certificate_files_that_cannot_be_read_are_one_line(mtls_gateway: str,
+                                                            client_pki: Path,
+                                                            tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    for cert in (missing, garbage):
+        sender = _sender(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"),
+                         client_cert=str(cert))
+        with pytest.raises(PushError) as raised:
+            sender.push("m", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+        message = str(raised.value)
+        assert message.startswith("TLS error talking to the Pushgateway at"), message
+        assert "cannot load the certificates" in message and "\n" not in message
+        assert not raised.value.retryable
