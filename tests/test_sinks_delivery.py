@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import responses
 
 from jobreport.config import load_config
 from jobreport.delivery import deliver_group, flush
@@ -22,8 +21,9 @@ from jobreport.sinks.textfile import TextfileWriter
 from jobreport.store.store import Store
 from tests import servers
 from tests.faults import SilentServer
+from tests.scripted import Answer, ScriptedServer
 
-URL = "http://127.0.0.1:9/api/v1/write"
+WRITE = "/api/v1/write"
 
 
 def _state(outcome: str = "success", **more: float) -> GroupState:
@@ -42,19 +42,20 @@ def _config(tmp_path: Path, **env: str):  # type: ignore[no-untyped-def]
                             "JOBREPORT_INSTANCE": "h", **env})
 
 
-@responses.activate
 def test_remote_write_outcomes_follow_the_spec(tmp_path: Path) -> None:
     """2xx delivered, 429/5xx retry later, 400 rejected (kept pending by the caller)."""
-    writer = RemoteWriter(_config(tmp_path), URL, sleep=lambda _s: None,
-                          peers=PeerMemory(None))
-    responses.post(URL, status=204)
-    assert isinstance(writer.deliver(_state(), complete=True, budget=1.0), Delivered)
-    responses.replace(responses.POST, URL, status=503)
-    assert isinstance(writer.deliver(_state(), complete=True, budget=0.5), RetryLater)
-    responses.replace(responses.POST, URL, status=400, body="bad labels")
-    rejected = writer.deliver(_state(), complete=True, budget=1.0)
+    with ScriptedServer(default=503) as peer:
+        writer = RemoteWriter(_config(tmp_path), peer.url + WRITE, sleep=lambda _s: None,
+                              peers=PeerMemory(None))
+        peer.add(204)
+        assert isinstance(writer.deliver(_state(), complete=True, budget=1.0), Delivered)
+        assert isinstance(writer.deliver(_state(), complete=True, budget=0.5), RetryLater)
+        peer.default = Answer(400, body="bad labels")
+        rejected = writer.deliver(_state(), complete=True, budget=1.0)
     assert isinstance(rejected, Rejected) and rejected.status == 400
     assert "bad labels" in rejected.reason
+    assert {(r.method, r.path) for r in peer.requests} == {("POST", WRITE)}
+    assert peer.requests[-1].body  # the write request
 
 
 def test_unreachable_receiver_costs_the_next_delivery_one_short_attempt(
@@ -75,7 +76,6 @@ def test_unreachable_receiver_costs_the_next_delivery_one_short_attempt(
     assert waits == []  # one attempt, no retry
 
 
-@responses.activate
 def test_rejected_write_keeps_the_group_pending_for_that_sink_only(tmp_path: Path) -> None:
     """A 400 from the receiver leaves the group pending for remote write with the error
     recorded, while the textfile sink has it delivered."""
@@ -87,10 +87,12 @@ def test_rejected_write_keeps_the_group_pending_for_that_sink_only(tmp_path: Pat
     reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
                                             exit_code=0))
     key = group_key(config.grouping("backup"))
-    responses.post(URL, status=400, body="out of order sample")
-    writer = RemoteWriter(config, URL, sleep=lambda _s: None, peers=PeerMemory(None))
     textfile = TextfileWriter(tmp_path, config.namespace)
-    assert isinstance(deliver_group(store, writer, key, budget=1.0), Rejected)
+    with ScriptedServer(default=Answer(400, body="out of order sample")) as peer:
+        writer = RemoteWriter(config, peer.url + WRITE, sleep=lambda _s: None,
+                              peers=PeerMemory(None))
+        assert isinstance(deliver_group(store, writer, key, budget=1.0), Rejected)
+    assert len(peer.requests) == 1
     assert isinstance(deliver_group(store, textfile, key, budget=1.0), Delivered)
     [pending] = store.pending("remote-write")
     assert pending.key == key and "out of order sample" in (pending.last_error or "")

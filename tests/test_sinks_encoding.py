@@ -2,7 +2,8 @@
 
 The remote-write body is decoded with the same generated protobuf module and snappy; the
 receivers themselves are exercised in tests/test_sinks_e2e.py. Fault sequences (503, 429,
-400) come from `responses`, since a real receiver does not produce them on demand.
+400) come from a scripted loopback peer (``tests.scripted``), since a real receiver does not
+produce them on demand.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import cramjam
 import pytest
-import responses
 
 from jobreport.config import Config
 from jobreport.errors import PushError
@@ -24,8 +24,9 @@ from jobreport.records import CustomFamily, GroupState, RunResult
 from jobreport.sinks import remote_write
 from jobreport.sinks._prompb import prompb_pb2
 from jobreport.sinks.textfile import TextfileWriter, file_name
+from tests.scripted import Answer, ScriptedServer
 
-URL = "http://127.0.0.1:9/api/v1/write"
+WRITE = "/api/v1/write"
 NOW = 1_700_000_000.123
 
 
@@ -83,45 +84,44 @@ def test_group_label_wins_over_a_sample_label() -> None:
     assert labels["job"] == "backup"
 
 
-@responses.activate
 def test_5xx_and_429_are_retried_then_delivered() -> None:
     """503 and 429 are retried within the budget; the headers are the spec's."""
-    responses.post(URL, status=503)
-    responses.post(URL, status=429)
-    responses.post(URL, status=204)
     waits: list[float] = []
-    writer = remote_write.RemoteWriter(Config(), URL, sleep=waits.append)
-    writer.write(_state(), budget=10.0)
-    assert len(responses.calls) == 3
+    with ScriptedServer([503, 429, 204]) as peer:
+        writer = remote_write.RemoteWriter(Config(), peer.url + WRITE, sleep=waits.append)
+        writer.write(_state(), budget=10.0)
+    assert len(peer.requests) == 3
     assert len(waits) == 2
-    headers = responses.calls[-1].request.headers
+    last = peer.requests[-1]
+    assert (last.method, last.path) == ("POST", WRITE)
+    headers = last.headers
     assert headers["Content-Encoding"] == "snappy"
     assert headers["Content-Type"] == "application/x-protobuf"
     assert headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
     assert headers["User-Agent"].startswith("jobreport/")
+    assert any(s[0]["__name__"] == "backup_tables" for s in _decode(last.body))
 
 
-@responses.activate
 def test_other_4xx_is_not_retried_and_shows_the_receivers_text() -> None:
     """A 400 is permanent: one attempt, not retryable, the receiver's reason in the error."""
-    responses.post(URL, status=400, body="out of order sample")
-    writer = remote_write.RemoteWriter(Config(), URL, sleep=lambda _s: None)
-    with pytest.raises(PushError) as info:
-        writer.write(_state(), budget=10.0)
-    assert len(responses.calls) == 1
+    with ScriptedServer(default=Answer(400, body="out of order sample")) as peer:
+        writer = remote_write.RemoteWriter(Config(), peer.url + WRITE, sleep=lambda _s: None)
+        with pytest.raises(PushError) as info:
+            writer.write(_state(), budget=10.0)
+    assert len(peer.requests) == 1
     assert not info.value.retryable
     assert info.value.status == 400
     assert "out of order sample" in str(info.value)
 
 
-@responses.activate
 def test_auth_settings_apply_and_never_show() -> None:
     """The bearer token of the config goes out as Authorization, never into an error."""
-    responses.post(URL, status=401)
-    writer = remote_write.RemoteWriter(Config(token="s3cret"), URL, sleep=lambda _s: None)
-    with pytest.raises(PushError) as info:
-        writer.write(_state(), budget=1.0)
-    assert responses.calls[0].request.headers["Authorization"] == "Bearer s3cret"
+    with ScriptedServer(default=401) as peer:
+        writer = remote_write.RemoteWriter(Config(token="s3cret"), peer.url + WRITE,
+                                           sleep=lambda _s: None)
+        with pytest.raises(PushError) as info:
+            writer.write(_state(), budget=1.0)
+    assert peer.requests[0].headers["Authorization"] == "Bearer s3cret"
     assert "s3cret" not in str(info.value)
 
 
