@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.scripted import read_body
+
 __all__ = ["ForwardProxy", "Passed"]
 
 # headers of the hop between client and proxy, not to be forwarded (RFC 9110 7.6.1)
@@ -92,8 +94,7 @@ class ForwardProxy:
                 self.wfile.flush()
 
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = read_body(self.rfile, self.headers)
                 target = self.path
                 if self._refused_auth(target):
                     return
