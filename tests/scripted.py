@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
 from typing import Any
 
-__all__ = ["ANSWER", "CLOSE", "HANG", "RESET", "Answer", "Recorded", "ScriptedServer"]
+__all__ = ["ANSWER", "CLOSE", "HANG", "RESET", "Answer", "Recorded", "ScriptedServer",
+           "read_body"]
 
 ANSWER, CLOSE, RESET, HANG = "answer", "close", "reset", "hang"
 
@@ -99,8 +101,7 @@ class ScriptedServer:
                     super().finish()
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = read_body(self.rfile, self.headers)
                 seen = Recorded(self.command, self.path, self.headers, body, self.number)
                 with peer._arrived:
                     answer = peer.script.pop(0) if peer.script else peer.default
@@ -182,6 +183,23 @@ class ScriptedServer:
             if action != RESET:
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
+
+
+def read_body(rfile: BufferedIOBase, headers: Message) -> bytes:
+    """A request's body, by its Content-Length or chunk by chunk (a client may stream)."""
+    if "chunked" not in (headers.get("Transfer-Encoding") or "").lower():
+        length = int(headers.get("Content-Length") or 0)
+        return rfile.read(length) if length else b""
+    body = b""
+    for _ in range(100_000):  # bounded: a test body has far fewer chunks
+        size = int(rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while rfile.readline(1024).strip():  # trailers, up to the empty line
+                pass
+            return body
+        body += rfile.read(size)
+        rfile.readline(1024)  # the CRLF after the chunk
+    raise ValueError("too many chunks")
 
 
 def _answer(answer: Answer | int) -> Answer:
