@@ -3,7 +3,7 @@
 An editable install adds its import finder to every start (about 15 ms here), which a user's
 ``pip install jobreport`` does not have. The venv gets jobreport built from this checkout by
 pip (a wheel, as ``pip install .`` makes it) and no dependencies of its own: a ``.pth`` line
-appends the development venv's site-packages, so click, requests and prometheus_client come
+appends the development venv's site-packages, so click, prometheus_client and the rest come
 from there, after the installed jobreport.
 """
 

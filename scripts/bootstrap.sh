@@ -5,7 +5,7 @@
 # jobreport installed in editable mode. Safe to run again; it only does what is missing.
 #
 #   scripts/bootstrap.sh          # runtime only
-#   scripts/bootstrap.sh test     # plus the test tools (pytest, responses, mypy, ruff, ...)
+#   scripts/bootstrap.sh test     # plus the test tools (pytest, hypothesis, mypy, ruff, ...)
 #                                 # and PostgreSQL, VictoriaMetrics, node_exporter, stress-ng
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -160,3 +160,29 @@ def test_https_goes_through_a_connect_tunnel(secure_gateway: str, pki: Path,  # 
         {("CONNECT", host_port, 200)}
     assert group_value(secure_gateway, pki, "via_tunnel", "jobreport_last_exit_code") == 4
     assert [p.job for p in Store(env["JOBREPORT_DB"]).pending()] == []
+
+
+def test_https_proxy_credentials_go_on_the_connect(secure_gateway: str, pki: Path,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    """With HTTPS the proxy sees only the CONNECT: its credentials go there (the
+    gateway's own basic auth stays inside the tunnel). Wrong ones: one line naming the
+    proxy's settings, the job's exit code, the run kept."""
+    expected = "Basic " + base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+    with ForwardProxy((PROXY_USER, PROXY_PASSWORD)) as proxy:
+        env = without_proxies(secure_env(secure_gateway, pki, tmp_path))
+        env["HTTPS_PROXY"] = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        proc = run_cli(["run", "--job", "tunnel_authed", "--", "true"], env)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert {(p.method, p.status) for p in proxy.passed} == {("CONNECT", 200)}
+        assert {p.headers["Proxy-Authorization"] for p in proxy.passed} == {expected}
+        assert group_value(secure_gateway, pki, "tunnel_authed",
+                           "jobreport_last_exit_code") == 0
+        env["HTTPS_PROXY"] = f"http://{PROXY_USER}:wrong-{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        env.update(SHORT)
+        refused = run_cli(["run", "--job", "tunnel_refused", "--", "sh", "-c", "exit 5"], env)
+    assert refused.returncode == 5
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "refused its credentials (407" in refused.stderr
+    assert "HTTPS_PROXY" in refused.stderr and PROXY_PASSWORD not in refused.stderr
+    assert_no_traceback(refused.stderr)
+    assert [p.job for p in Store(env["JOBREPORT_DB"]).pending()] == ["tunnel_refused"]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import ssl
     from email.message import Message
 
-__all__ = ["Client", "ExchangeError", "Response", "describe"]
+__all__ = ["Client", "ExchangeError", "Response", "describe", "proxy_refused"]
 
 log = logging.getLogger("jobreport")
 
@@ -36,6 +36,8 @@ log = logging.getLogger("jobreport")
 #: without end is cut off here rather than filling the memory.
 MAX_ANSWER_BYTES = 128 * 1024 * 1024
 _KEPT_ALIVE = 4  # idle connections kept per peer
+_PROXY_AUTH = ("refused its credentials (407 Proxy Authentication Required): check the user "
+               "and password in HTTP_PROXY / HTTPS_PROXY")
 
 
 class Response:
@@ -98,6 +100,11 @@ def describe(e: ExchangeError, where: str, timeout: float,
     if e.kind == "broken":
         return f"cannot reach {where}: {e.reason}", True, False
     return f"cannot talk to {where}: {e.reason}", False, False
+
+
+def proxy_refused(where: str) -> str:
+    """The message of a 407 from the proxy in front of ``where``."""
+    return f"the proxy in front of {where} {_PROXY_AUTH}"
 
 
 def _reason(e: BaseException) -> str:
@@ -385,6 +392,9 @@ def _tunnel(sock: socket.socket, host: str, port: int, auth: str) -> None:
     except (OSError, http.client.HTTPException) as e:
         sock.close()
         raise ExchangeError("broken", f"the proxy: {_reason(e)}") from None
+    if answer.status == 407:
+        sock.close()
+        raise ExchangeError("unusable", f"the proxy {_PROXY_AUTH}")
     if answer.status != 200:
         sock.close()
         raise ExchangeError("unconnected", f"the proxy answered {answer.status} "

@@ -24,7 +24,7 @@ from jobreport._version import __version__
 from jobreport.config import Config
 from jobreport.errors import NotConfiguredError, PushError
 from jobreport.secrets import config_secrets, mask, mask_url, remember
-from jobreport.sinks._http import Client, ExchangeError, Response, describe
+from jobreport.sinks._http import Client, ExchangeError, Response, describe, proxy_refused
 from jobreport.sinks.base import RETRY_STATUSES, DeliveryOutcome, judge_error, judge_status
 
 if TYPE_CHECKING:
@@ -299,6 +299,9 @@ class Sender:
                 "JOBREPORT_USERNAME and JOBREPORT_PASSWORD(_FILE) or JOBREPORT_TOKEN(_FILE)",
                 status=status, retryable=False, url=shown,
             )
+        if status == 407:
+            raise self._error(proxy_refused(f"the Pushgateway at {self.gateway}"),
+                              status=status, retryable=False, url=shown)
         if status in RETRY_STATUSES:
             raise self._error(f"the Pushgateway at {self.gateway} answered {what}"
                               + (f": {text}" if text else ""), status=status, url=shown)

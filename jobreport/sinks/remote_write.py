@@ -249,6 +249,10 @@ class RemoteWriter:
             raise self._error(f"{where} refused the credentials ({what}); check "
                               "JOBREPORT_USERNAME and JOBREPORT_PASSWORD(_FILE) or "
                               "JOBREPORT_TOKEN(_FILE)", status=status, retryable=False)
+        if status == 407:
+            from jobreport.sinks._http import proxy_refused
+
+            raise self._error(proxy_refused(where), status=status, retryable=False)
         if status == 429 or status >= 500:  # the spec: retry these, and only these
             raise self._error(f"{where} answered {what}", status=status)
         raise self._error(f"{where} rejected the write ({what})", status=status,
