@@ -13,10 +13,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 __all__ = [
+    "PLAN_FIELDS",
     "RESULT_FIELDS",
     "RESULT_GAUGES",
     "CustomFamily",
     "GroupState",
+    "RunPlan",
     "RunRecord",
     "RunResult",
     "group_key",
@@ -134,6 +136,52 @@ RESULT_GAUGES = tuple((f.metadata["metric"], f.metadata["help"], f.name)
                       for f in RESULT_FIELDS if f.metadata["metric"] is not None)
 
 
+def _threshold(column: str) -> Any:
+    """A field of ``RunPlan`` and its store ``column`` type (``real``, ``int``, ``cron``,
+    ``zone``: see ``jobreport.store.schema``)."""
+    return field(default=None, metadata={"column": column})
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run is held to, fixed when it starts (its thresholds and schedule): made once
+    (``Reporter.start``), kept with the run in the store, and given to the group's state
+    by ``apply``. Like ``RunResult``, a new threshold is one field here (a nullable column
+    of ``jobreport_runs`` the store's migration adds) and one line in ``apply``."""
+
+    #: The job is overdue this long after its last success (expect_every + grace).
+    expected_interval: float | None = _threshold("real")
+    max_runtime: float | None = _threshold("real")
+    # schedules (jobreport.schedule): kept raw, the deadlines derive from them
+    schedule: str | None = _threshold("cron")
+    timezone: str | None = _threshold("zone")
+    grace: float | None = _threshold("real")
+    min_runtime: float | None = _threshold("real")
+    alert_after_failures: int | None = _threshold("int")
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunPlan:
+        """The plan a store row holds (a column per field)."""
+        values = {f.name: row[f.name] for f in PLAN_FIELDS}
+        if values["alert_after_failures"] is not None:
+            values["alert_after_failures"] = int(values["alert_after_failures"])
+        return cls(**values)
+
+    def apply(self, state: GroupState, *, known: bool = True) -> None:
+        """Give ``state`` this plan's thresholds and the deadlines its schedule sets after
+        the state's last start, end and success. ``known=False``: the state is one run's
+        alone (no store), see ``schedule.apply_deadlines``."""
+        state.expected_interval = self.expected_interval
+        state.max_runtime = self.max_runtime
+        state.min_runtime = self.min_runtime
+        if self.alert_after_failures is not None:
+            state.alert_after_failures = self.alert_after_failures
+        if self.schedule:
+            from jobreport.schedule import apply_deadlines
+
+            apply_deadlines(state, self.schedule, self.timezone, grace=self.grace, known=known)
+
+
 @dataclass
 class GroupState:
     """The whole known state of one group (job + grouping labels) at one moment.
@@ -174,6 +222,10 @@ class GroupState:
         mine = self.last.custom if self.last is not None else ()
         names = {f.name for f in mine}
         return tuple(f for f in self.pushed if f.name not in names) + mine
+
+
+#: The fields of ``RunPlan`` in their order (store columns).
+PLAN_FIELDS = tuple(fields(RunPlan))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from jobreport.liveness import alive as _alive
 from jobreport.liveness import pid_namespace
 from jobreport.liveness import process_start as _process_start
 from jobreport.outcomes import SKIPPED, SUCCESS
-from jobreport.records import GroupState, RunResult, group_key
+from jobreport.records import GroupState, RunPlan, RunResult, group_key
 from jobreport.sinks.base import Delivered, Sink
 
 if TYPE_CHECKING:
@@ -67,14 +67,8 @@ class Run:
     grouping: dict[str, str]
     started: float
     monotonic_start: float
-    expected_interval: float | None = None
-    max_runtime: float | None = None
-    # schedules (jobreport.schedule): kept raw, the store derives the deadlines
-    schedule: str | None = None
-    timezone: str | None = None
-    grace: float | None = None
-    min_runtime: float | None = None
-    alert_after_failures: int | None = None
+    #: What the run is held to: made once, here, and kept with it in the store.
+    plan: RunPlan = field(default_factory=RunPlan)
     pid: int | None = None
     command: str | None = None
     #: The command's process (``jobreport run``): the run lives while it or ``pid`` does.
@@ -192,16 +186,18 @@ class Reporter:
             grouping=self.config.grouping(job, labels),
             started=time.time(),
             monotonic_start=time.monotonic(),
-            expected_interval=None if schedule else expected_interval(expect_every, grace),
-            max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
-            schedule=schedule or None,
-            # the host's zone is the job's host's: recorded, so that a flush elsewhere (a
-            # fleet-wide store) reads the schedule in the same zone
-            timezone=(timezone or settings.timezone or local_zone_name()) if schedule else None,
-            grace=grace if schedule else None,
-            min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
-            alert_after_failures=(alert_after_failures if alert_after_failures is not None
-                                  else settings.alert_after_failures),
+            plan=RunPlan(
+                expected_interval=None if schedule else expected_interval(expect_every, grace),
+                max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
+                schedule=schedule or None,
+                # the host's zone is the job's host's: recorded, so that a flush elsewhere
+                # (a fleet-wide store) reads the schedule in the same zone
+                timezone=((timezone or settings.timezone or local_zone_name()) if schedule
+                          else None),
+                grace=grace if schedule else None,
+                min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
+                alert_after_failures=(alert_after_failures if alert_after_failures is not None
+                                      else settings.alert_after_failures)),
             pid=os.getpid(),
             command=command, child_pid=child_pid, child_pid_start=child_pid_start,
         )
@@ -241,11 +237,8 @@ class Reporter:
 
         return RunStart(
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
-            pid=run.pid, pid_start=_process_start(run.pid),
-            expected_interval=run.expected_interval, max_runtime=run.max_runtime,
-            command=run.command, uid=run.uid, schedule=run.schedule, timezone=run.timezone,
-            grace=run.grace, min_runtime=run.min_runtime,
-            alert_after_failures=run.alert_after_failures, pid_ns=pid_namespace(),
+            pid=run.pid, pid_start=_process_start(run.pid), plan=run.plan,
+            command=run.command, uid=run.uid, pid_ns=pid_namespace(),
             child_pid=run.child_pid, child_pid_start=run.child_pid_start,
         )
 
@@ -359,8 +352,6 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
     its values."""
     state = GroupState(
         job=run.job, grouping=run.grouping, running=0 if result else 1, last_start=run.started,
-        expected_interval=run.expected_interval, max_runtime=run.max_runtime,
-        min_runtime=run.min_runtime, alert_after_failures=run.alert_after_failures,
     )
     if result is not None and result.outcome != SKIPPED:
         state.last = result
@@ -370,11 +361,8 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
         else:
             state.last_failure = result.ended
             # without the history nobody can count: alert rather than stay silent
-            state.consecutive_failures = run.alert_after_failures or 1
-    if run.schedule:
-        from jobreport.schedule import apply_deadlines
-
-        apply_deadlines(state, run.schedule, run.timezone, grace=run.grace, known=False)
+            state.consecutive_failures = run.plan.alert_after_failures or 1
+    run.plan.apply(state, known=False)
     return state
 
 

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 # typing and logging stay unloaded: the checks run before `jobreport run` starts its command
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from datetime import tzinfo
-    from typing import Any
 
     from jobreport.records import GroupState
 
@@ -33,7 +31,6 @@ __all__ = [
     "Deadlines",
     "Schedule",
     "apply_deadlines",
-    "apply_schedule",
     "check_expression",
     "check_timezone",
     "deadlines",
@@ -323,16 +320,6 @@ def scheduled_deadlines(expression: str, timezone: str | None, *,
 
         logging.getLogger("jobreport").debug("jobreport: no deadlines: %s", e)
         return None
-
-
-def apply_schedule(state: GroupState, newest: Mapping[str, Any]) -> None:
-    """Give ``state`` (the store's) the thresholds of its newest run (a store row) and the
-    deadlines that run's schedule gives the group's history."""
-    state.min_runtime = newest["min_runtime"]
-    if newest["alert_after_failures"] is not None:
-        state.alert_after_failures = int(newest["alert_after_failures"])
-    if newest["schedule"]:
-        apply_deadlines(state, newest["schedule"], newest["timezone"], grace=newest["grace"])
 
 
 def apply_deadlines(state: GroupState, expression: str, timezone: str | None, *,

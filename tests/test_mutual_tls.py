@@ -4,7 +4,6 @@ files that cannot be read, the error is one clear line and no traceback."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +13,7 @@ from jobreport import PushError, load_config
 from jobreport.exposition import registry_for
 from jobreport.records import GroupState
 from jobreport.sinks.pushgateway import Sender
-from tests import servers
-from tests.test_security import openssl, pki  # noqa: F401 (fixture)
+from tests.test_security import openssl, pki, tls_gateway  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +32,11 @@ def client_pki(pki: Path) -> Path:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def mtls_gateway(client_pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("mtls-pg")
-    config = work / "web.yml"
-    config.write_text(textwrap.dedent(f"""\
-        tls_server_config:
-          cert_file: {client_pki / 'server.crt'}
-          key_file: {client_pki / 'server.key'}
-          client_auth_type: RequireAndVerifyClientCert
-          client_ca_file: {client_pki / 'ca.crt'}
-    """))
-    server = servers.pushgateway(work, extra=[f"--web.config.file={config}"], scheme="https")
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    """A real Pushgateway that requires a client certificate signed by the test CA."""
+    yield from tls_gateway(client_pki, tmp_path_factory.mktemp("mtls-pg"), tls=f"""\
+        client_auth_type: RequireAndVerifyClientCert
+        client_ca_file: {client_pki / 'ca.crt'}
+    """)
 
 
 def _sender(url: str, tmp_path: Path, **settings: str) -> Sender:

@@ -79,24 +79,31 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def secure_gateway(pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real Pushgateway with TLS and basic auth for the module; yields its https URL."""
-    work = tmp_path_factory.mktemp("secure-pg")
+def tls_gateway(pki: Path, work: Path, *, tls: str = "", rest: str = "") -> Iterator[str]:
+    """A real Pushgateway serving TLS with ``pki``'s server certificate; ``tls`` adds lines
+    to ``tls_server_config`` and ``rest`` top-level lines of its --web.config.file. Yields
+    its https URL, then stops it."""
     config = work / "web.yml"
     config.write_text(textwrap.dedent(f"""\
         tls_server_config:
           cert_file: {pki / 'server.crt'}
           key_file: {pki / 'server.key'}
-        basic_auth_users:
-          {USER}: '{bcrypt_hash(PASSWORD)}'
-    """))
+    """) + textwrap.indent(textwrap.dedent(tls), "  ") + textwrap.dedent(rest))
     server = servers.pushgateway(work, extra=[f"--web.config.file={config}"], scheme="https")
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def secure_gateway(pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Pushgateway with TLS and basic auth for the module; yields its https URL."""
+    yield from tls_gateway(pki, tmp_path_factory.mktemp("secure-pg"), rest=f"""\
+        basic_auth_users:
+          {USER}: '{bcrypt_hash(PASSWORD)}'
+    """)
 
 
 def gateway_groups(url: str, pki: Path) -> list[dict[str, object]]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobreport.records import (
     RESULT_FIELDS,
+    RunPlan,
     RunRecord,
     RunResult,
     dump_custom,
@@ -36,16 +37,10 @@ class RunStart:
     host: str
     pid: int | None = None
     pid_start: float | None = None
-    expected_interval: float | None = None
-    max_runtime: float | None = None
+    #: What the run is held to (thresholds, schedule).
+    plan: RunPlan = field(default_factory=RunPlan)
     command: str | None = None
     uid: str | None = None
-    # schedules (jobreport.schedule)
-    schedule: str | None = None
-    timezone: str | None = None
-    grace: float | None = None
-    min_runtime: float | None = None
-    alert_after_failures: int | None = None
     #: The PID namespace ``pid`` and ``child_pid`` belong to (jobreport.liveness).
     pid_ns: str | None = None
     #: The command's own process: the run lives on while it does, even without its wrapper.

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Column, Double, Index, Integer, MetaData, String, Table, Text
 
-from jobreport.records import RESULT_FIELDS
+from jobreport.records import PLAN_FIELDS, RESULT_FIELDS
 
 __all__ = ["counts", "deliveries", "groups", "meta", "metadata", "runs"]
 
@@ -21,6 +21,9 @@ metadata = MetaData()
 #: Store column types of RunResult's fields (records.RunResult: ``column`` metadata).
 _RESULT_TYPES: dict[str, Any] = {"real": Double, "int": Integer, "text": Text, "tail": Text,
                                  "families": Text}
+#: Store column types of RunPlan's fields (records.RunPlan: ``column`` metadata).
+_PLAN_TYPES: dict[str, Any] = {"real": Double, "int": Integer, "cron": String(256),
+                               "zone": String(64)}
 
 runs = Table(
     "jobreport_runs",
@@ -32,15 +35,9 @@ runs = Table(
     Column("pid", Integer),
     Column("pid_start", Double),
     Column("started", Double, nullable=False),
-    Column("expected_interval", Double),
-    Column("max_runtime", Double),
-    # schedules (schema 3): the run's --schedule, --timezone and --grace (the deadlines are
-    # derived from them and the group's history), --min-runtime, --alert-after-failures
-    Column("schedule", String(256)),
-    Column("timezone", String(64)),
-    Column("grace", Double),
-    Column("min_runtime", Double),
-    Column("alert_after_failures", Integer),
+    # what the run is held to: one column per field of RunPlan (the schedule columns came
+    # with schema 3; the deadlines derive from them and the group's history)
+    *(Column(f.name, _PLAN_TYPES[f.metadata["column"]]) for f in PLAN_FIELDS),
     Column("command", Text),
     # what the run reported at its end: one column per field of RunResult
     *(Column(f.name, _RESULT_TYPES[f.metadata["column"]]) for f in RESULT_FIELDS),

@@ -4,13 +4,12 @@ statements with ``:name`` parameters, in one place."""
 from __future__ import annotations
 
 from jobreport.outcomes import OUTCOMES, SKIPPED, SUCCESS
-from jobreport.records import RESULT_FIELDS
+from jobreport.records import PLAN_FIELDS, RESULT_FIELDS
 
-#: The thresholds of schedules a run starts with (jobreport.schedule).
-SCHEDULE_COLUMNS = ("schedule", "timezone", "grace", "min_runtime", "alert_after_failures")
-START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started",
-                 "expected_interval", "max_runtime", *SCHEDULE_COLUMNS, "command", "uid",
-                 "pid_ns", "child_pid", "child_pid_start")
+#: What a run is held to (thresholds, schedule): a column per field of ``RunPlan``.
+PLAN_COLUMNS = tuple(f.name for f in PLAN_FIELDS)
+START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started", *PLAN_COLUMNS,
+                 "command", "uid", "pid_ns", "child_pid", "child_pid_start")
 #: What a run reports at its end: a column per field of ``RunResult``, and the seq it made.
 END_COLUMNS = (*(f.name for f in RESULT_FIELDS), "closed_seq")
 NOT_SKIPPED = "(outcome IS NULL OR outcome <> 'skipped')"
@@ -40,7 +39,7 @@ GROUP = (
 # the newest run is the newest recorded (row id, closed_seq), never the latest clock
 # reading: a clock stepped back must not hide a failure
 NEWEST_START = (
-    f"SELECT started, outcome, expected_interval, max_runtime, {', '.join(SCHEDULE_COLUMNS)} "
+    f"SELECT started, outcome, {', '.join(PLAN_COLUMNS)} "
     f"FROM jobreport_runs WHERE group_key = :k AND {NOT_SKIPPED} ORDER BY id DESC LIMIT 1"
 )
 # unsuccessful runs recorded after the last success (in record order: closed_seq); skipped

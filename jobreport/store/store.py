@@ -27,6 +27,7 @@ from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
 from jobreport.records import (
     CustomFamily,
     GroupState,
+    RunPlan,
     RunRecord,
     RunResult,
     dump_custom,
@@ -34,7 +35,6 @@ from jobreport.records import (
     grouping_from_key,
     load_custom,
 )
-from jobreport.schedule import apply_schedule
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
 from jobreport.store.marks import DeliveryMarks
@@ -226,10 +226,9 @@ class Store(DeliveryMarks):
         return {
             "group_key": key, "job": start.job, "host": start.host, "pid": start.pid,
             "pid_start": start.pid_start, "started": start.started,
-            "expected_interval": start.expected_interval, "max_runtime": start.max_runtime,
             "command": start.command, "uid": start.uid, "pid_ns": start.pid_ns,
             "child_pid": start.child_pid, "child_pid_start": start.child_pid_start,
-            **{c: getattr(start, c) for c in sql.SCHEDULE_COLUMNS},
+            **{c: getattr(start.plan, c) for c in sql.PLAN_COLUMNS},
         }
 
     def set_heartbeat(self, grouping: Mapping[str, str], when: float, *,
@@ -292,8 +291,6 @@ class Store(DeliveryMarks):
         newest = tx.rows(sql.NEWEST_START, {"k": key})
         if newest:
             state.last_start = newest[0]["started"]
-            state.expected_interval = newest[0]["expected_interval"]
-            state.max_runtime = newest[0]["max_runtime"]
         last = tx.rows(sql.LAST_END, {"k": key})
         if last:
             result = run_result(last[0])
@@ -302,8 +299,8 @@ class Store(DeliveryMarks):
                 state.last = replace(result, size=g["last_size"], items=g["last_items"])
         state.consecutive_failures = int(
             tx.rows(sql.CONSECUTIVE_FAILURES, {"k": key})[0]["n"] or 0)
-        if newest:
-            apply_schedule(state, newest[0])
+        if newest:  # its thresholds, and the deadlines of its schedule
+            RunPlan.from_row(newest[0]).apply(state)
         return state, int(g["seq"])
 
     def group_keys(self, job: str | None = None, *, retired: bool = False) -> list[str]:
