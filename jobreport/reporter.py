@@ -175,12 +175,17 @@ class Reporter:
         ``schedule`` (checked cron, see ``jobreport.schedule``) and ``expect_every`` exclude
         each other: the one given here replaces the other from the job's config section.
         """
-        from jobreport.schedule import local_zone_name
-
         settings = self.config.job(job)
         if expect_every is None and schedule is None:
             expect_every, schedule = settings.expect_every, settings.schedule
         grace = grace if grace is not None else settings.grace
+        zone = None
+        if schedule:
+            from jobreport.schedule import local_zone_name
+
+            # the host's zone is the job's host's: recorded, so that a flush elsewhere (a
+            # fleet-wide store) reads the schedule in the same zone
+            zone = timezone or settings.timezone or local_zone_name()
         run = Run(
             job=job,
             grouping=self.config.grouping(job, labels),
@@ -189,11 +194,7 @@ class Reporter:
             plan=RunPlan(
                 expected_interval=None if schedule else expected_interval(expect_every, grace),
                 max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
-                schedule=schedule or None,
-                # the host's zone is the job's host's: recorded, so that a flush elsewhere
-                # (a fleet-wide store) reads the schedule in the same zone
-                timezone=((timezone or settings.timezone or local_zone_name()) if schedule
-                          else None),
+                schedule=schedule or None, timezone=zone,
                 grace=grace if schedule else None,
                 min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
                 alert_after_failures=(alert_after_failures if alert_after_failures is not None

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import http.client
 import logging
+import os
 import socket
 import threading
 import time
@@ -354,6 +355,8 @@ def _proxy_for(base: str) -> tuple[str, int, str] | None:
     """(host, port, Proxy-Authorization value or "") of the proxy the environment names
     for ``base`` (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, either case, unless
     ``NO_PROXY`` covers the host), else None."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None  # the common case, without loading urllib.request
     import urllib.request
 
     parts = urlsplit(base)
