@@ -240,3 +240,40 @@ def test_a_push_goes_through_the_proxy_to_the_real_gateway(
     auth = base64.b64encode(b"pu:pp!").decode()
     assert f"Proxy-Authorization: Basic {auth}".encode() in peer.requests[0]
     assert gateway.samples("proxied", instance="h1")["jobreport_running"] == 1
+
+
+def test_an_ipv6_gateway_url_reaches_the_real_gateway(tmp_path: Path) -> None:
+    """``http://[::1]:PORT``: the address is used as it is (no lookup), the Host header
+    carries the brackets, and the run lands."""
+    from tests import servers
+    from tests.faults import cli_env, run_cli
+
+    port = servers.free_port()
+    server = servers.pushgateway(tmp_path / "pg", port=port,
+                                 extra=[f"--web.listen-address=[::1]:{port}"]).start()
+    try:
+        env = cli_env(JOBREPORT_GATEWAY=f"http://[::1]:{port}", JOBREPORT_INSTANCE="h1",
+                      JOBREPORT_DB=f"sqlite:///{tmp_path / 's.db'}", JOBREPORT_BUDGET="30s")
+        proc = run_cli(["run", "--job", "six", "--", "sh", "-c", "exit 2"], env)
+        assert proc.returncode == 2 and proc.stderr == "", proc.stderr
+        assert Gateway(server).samples("six", instance="h1")["jobreport_last_exit_code"] == 2
+    finally:
+        server.stop()
+
+
+def test_a_tls_handshake_that_never_comes_is_cut_at_the_budget(tmp_path: Path) -> None:
+    """An https:// peer that accepts and never speaks: the handshake is inside the one
+    deadline of the exchange (generous ceiling; unbounded it would wait the 30 s timeout)."""
+    import time
+
+    from tests.faults import SilentServer
+
+    with SilentServer() as silent:
+        url = silent.url.replace("http://", "https://")
+        sender = _sender(_config(url, tmp_path, budget="1s", timeout="30s"), tmp_path)
+        start = time.monotonic()
+        with pytest.raises(PushError) as raised:
+            sender.push("b", {}, _registry())  # type: ignore[arg-type]
+    assert time.monotonic() - start <= 1 + 10
+    assert "did not answer within" in str(raised.value), str(raised.value)
+    assert raised.value.retryable
