@@ -18,7 +18,7 @@ from jobreport.config import Config, load_config
 from jobreport.errors import PushError
 from jobreport.exposition import registry_for
 from jobreport.records import GroupState
-from jobreport.sinks import _http
+from jobreport.sinks import _http, _proxy
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.pushgateway import Sender
 from tests.conftest import Gateway
@@ -139,10 +139,9 @@ def test_a_chunked_answer_is_read_whole(tmp_path: Path) -> None:
                                     b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n"])
 def test_an_answer_that_is_not_http_is_one_line_and_retried(answer: bytes,
                                                             tmp_path: Path) -> None:
-    with Peer(lambda _r: answer, close_after=True) as peer:
-        with pytest.raises(PushError) as raised:
-            _sender(_config(peer.url, tmp_path, budget="1s"), tmp_path).push(
-                "b", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+    with Peer(lambda _r: answer, close_after=True) as peer, pytest.raises(PushError) as raised:
+        _sender(_config(peer.url, tmp_path, budget="1s"), tmp_path).push(
+            "b", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
     message = str(raised.value)
     assert "\n" not in message and message.startswith("cannot reach the Pushgateway at")
     assert raised.value.retryable
@@ -152,9 +151,8 @@ def test_an_answer_that_is_not_http_is_one_line_and_retried(answer: bytes,
 def test_an_answer_without_end_is_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_http, "MAX_ANSWER_BYTES", 1000)
     big = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
-    with Peer(lambda _r: big) as peer:
-        with pytest.raises(PushError, match="larger than"):
-            _sender(_config(peer.url, tmp_path, budget="1s"), tmp_path).get("/x")
+    with Peer(lambda _r: big) as peer, pytest.raises(PushError, match="larger than"):
+        _sender(_config(peer.url, tmp_path, budget="1s"), tmp_path).get("/x")
 
 
 def test_a_token_http_cannot_carry_is_refused_without_showing_it(tmp_path: Path) -> None:
@@ -206,7 +204,7 @@ def test_the_proxy_the_environment_names(no_proxy_env: pytest.MonkeyPatch, env: 
                                          base: str, expected: object) -> None:
     for name, value in env.items():
         no_proxy_env.setenv(name, value)
-    assert _http._proxy_for(base) == expected
+    assert _proxy.proxy_for(base) == expected
 
 
 def test_a_push_goes_through_the_proxy_to_the_real_gateway(

@@ -10,12 +10,10 @@ own push uses. ``ssl`` is loaded only for an ``https://`` peer.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import http.client
 import logging
-import os
 import socket
 import threading
 import time
@@ -29,7 +27,7 @@ if TYPE_CHECKING:
     import ssl
     from email.message import Message
 
-__all__ = ["Client", "ExchangeError", "Response", "describe", "proxy_refused"]
+__all__ = ["Client", "ExchangeError", "Response", "describe", "short_reason"]
 
 log = logging.getLogger("jobreport")
 
@@ -37,10 +35,6 @@ log = logging.getLogger("jobreport")
 #: without end is cut off here rather than filling the memory.
 MAX_ANSWER_BYTES = 128 * 1024 * 1024
 _KEPT_ALIVE = 4  # idle connections kept per peer
-_PROXY_AUTH = ("refused its credentials (407 Proxy Authentication Required): check the user "
-               "and password in HTTP_PROXY / HTTPS_PROXY")
-
-
 class Response:
     """A whole answer: its status, reason, headers and body."""
 
@@ -103,12 +97,7 @@ def describe(e: ExchangeError, where: str, timeout: float,
     return f"cannot talk to {where}: {e.reason}", False, False
 
 
-def proxy_refused(where: str) -> str:
-    """The message of a 407 from the proxy in front of ``where``."""
-    return f"the proxy in front of {where} {_PROXY_AUTH}"
-
-
-def _reason(e: BaseException) -> str:
+def short_reason(e: BaseException) -> str:
     """One short line for a socket or protocol error."""
     if isinstance(e, socket.gaierror):
         if e.errno == socket.EAI_AGAIN:
@@ -162,15 +151,17 @@ class Client:
                  credentials_url: str | None = None) -> None:
         self._cfg = cfg
         self._headers = {"User-Agent": user_agent}
+        from jobreport.sinks._proxy import basic, proxy_for
+
         parts = urlsplit(cfg.gateway or "" if credentials_url is None else credentials_url)
         if cfg.username:
-            self._headers["Authorization"] = _basic(cfg.username, cfg.password or "")
+            self._headers["Authorization"] = basic(cfg.username, cfg.password or "")
         elif parts.username:
-            self._headers["Authorization"] = _basic(unquote(parts.username),
+            self._headers["Authorization"] = basic(unquote(parts.username),
                                                     unquote(parts.password or ""))
         elif cfg.token:
             self._headers["Authorization"] = f"Bearer {cfg.token}"
-        self._proxy = _proxy_for(base)  # read once: the environment does not change
+        self._proxy = proxy_for(base)  # read once: the environment does not change
         self._tls: ssl.SSLContext | None = None
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
@@ -262,10 +253,12 @@ class Client:
             raise ExchangeError("connect-timeout", "no connection in time") from None
         except OSError as e:
             where = "" if proxy is None else f" (the proxy {via[0]}:{via[1]})"
-            raise ExchangeError("unconnected", _reason(e) + where) from None
+            raise ExchangeError("unconnected", short_reason(e) + where) from None
         if scheme == "https":
             if proxy is not None:
-                _tunnel(sock, host, port, proxy[2])
+                from jobreport.sinks._proxy import tunnel
+
+                tunnel(sock, host, port, proxy[2])
             sock = self._handshake(sock, host, limit)
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 host, port, timeout=timeout, context=self._context())
@@ -287,7 +280,7 @@ class Client:
                 if cfg.client_cert:
                     context.load_cert_chain(cfg.client_cert, cfg.client_key or None)
             except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-                raise ExchangeError("tls", f"cannot load the certificates: {_reason(e)}") \
+                raise ExchangeError("tls", f"cannot load the certificates: {short_reason(e)}") \
                     from None
             self._tls = context
         return self._tls
@@ -309,7 +302,7 @@ class Client:
             raise ExchangeError("timeout", "no TLS handshake in time") from None
         except OSError as e:
             sock.close()
-            raise ExchangeError("broken", _reason(e)) from None
+            raise ExchangeError("broken", short_reason(e)) from None
         return tls
 
 
@@ -322,7 +315,7 @@ def _failure(e: Exception, phase: str, limit: Deadline) -> ExchangeError:
         kind = "connect-timeout" if phase == "connect" else "timeout"
         return ExchangeError(kind, "timed out", expired=limit.expired)
     if isinstance(e, OSError | http.client.HTTPException):
-        return ExchangeError("broken", _reason(e), expired=limit.expired)
+        return ExchangeError("broken", short_reason(e), expired=limit.expired)
     # http.client refuses what it cannot send; its text would quote the value (a token)
     if isinstance(e, http.client.InvalidURL):
         reason = "the URL holds characters a request line cannot carry (spaces, controls)"
@@ -344,64 +337,6 @@ def _close(conn: http.client.HTTPConnection | None) -> None:
     if conn is not None:
         with contextlib.suppress(OSError):
             conn.close()
-
-
-def _basic(user: str, password: str) -> str:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return f"Basic {token}"
-
-
-def _proxy_for(base: str) -> tuple[str, int, str] | None:
-    """(host, port, Proxy-Authorization value or "") of the proxy the environment names
-    for ``base`` (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, either case, unless
-    ``NO_PROXY`` covers the host), else None."""
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return None  # the common case, without loading urllib.request
-    import urllib.request
-
-    parts = urlsplit(base)
-    scheme = parts.scheme.lower()
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(scheme) or proxies.get("all")
-    if not proxy or not parts.hostname:
-        return None
-    netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if urllib.request.proxy_bypass_environment(netloc, proxies):  # type: ignore[attr-defined]
-        return None
-    if "://" not in proxy:
-        proxy = "http://" + proxy
-    found = urlsplit(proxy)
-    try:
-        port = found.port or 80
-    except ValueError:
-        port = 80
-    auth = (_basic(unquote(found.username), unquote(found.password or ""))
-            if found.username else "")
-    return (found.hostname or "", port, auth)
-
-
-def _tunnel(sock: socket.socket, host: str, port: int, auth: str) -> None:
-    """Ask the proxy on ``sock`` for a tunnel to ``host:port`` (``CONNECT``)."""
-    lines = [f"CONNECT {host}:{port} HTTP/1.1", f"Host: {host}:{port}"]
-    if auth:
-        lines.append(f"Proxy-Authorization: {auth}")
-    try:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-        answer = http.client.HTTPResponse(sock, method="CONNECT")
-        answer.begin()
-    except TimeoutError:
-        sock.close()
-        raise ExchangeError("timeout", "the proxy did not answer in time") from None
-    except (OSError, http.client.HTTPException) as e:
-        sock.close()
-        raise ExchangeError("broken", f"the proxy: {_reason(e)}") from None
-    if answer.status == 407:
-        sock.close()
-        raise ExchangeError("unusable", f"the proxy {_PROXY_AUTH}")
-    if answer.status != 200:
-        sock.close()
-        raise ExchangeError("unconnected", f"the proxy answered {answer.status} "
-                            f"{answer.reason} to CONNECT {host}:{port}")
 
 
 _warned: set[str] = set()

@@ -24,7 +24,8 @@ from jobreport._version import __version__
 from jobreport.config import Config
 from jobreport.errors import NotConfiguredError, PushError
 from jobreport.secrets import config_secrets, mask, mask_url, remember
-from jobreport.sinks._http import Client, ExchangeError, Response, describe, proxy_refused
+from jobreport.sinks._http import Client, ExchangeError, Response, describe
+from jobreport.sinks._proxy import proxy_refused
 from jobreport.sinks.base import RETRY_STATUSES, DeliveryOutcome, judge_error, judge_status
 
 if TYPE_CHECKING:

@@ -250,7 +250,7 @@ class RemoteWriter:
                               "JOBREPORT_USERNAME and JOBREPORT_PASSWORD(_FILE) or "
                               "JOBREPORT_TOKEN(_FILE)", status=status, retryable=False)
         if status == 407:
-            from jobreport.sinks._http import proxy_refused
+            from jobreport.sinks._proxy import proxy_refused
 
             raise self._error(proxy_refused(where), status=status, retryable=False)
         if status == 429 or status >= 500:  # the spec: retry these, and only these
