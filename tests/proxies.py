@@ -11,18 +11,15 @@ Every request is recorded, its headers looked up case-insensitively.
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import selectors
 import socket
 import threading
 from dataclasses import dataclass
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import urlsplit
 
-from tests.scripted import read_body
+from tests.scripted import LoopbackHTTP, QuietHandler, read_body
 
 __all__ = ["ForwardProxy", "Passed"]
 
@@ -54,20 +51,7 @@ class ForwardProxy:
         self._stop = threading.Event()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = 30
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def handle_one_request(self) -> None:
-                with contextlib.suppress(OSError):
-                    super().handle_one_request()
-
-            def finish(self) -> None:
-                with contextlib.suppress(OSError, ValueError):
-                    super().finish()
+        class Handler(QuietHandler):
 
             def _record(self, target: str, status: int) -> None:
                 with proxy._lock:
@@ -141,25 +125,16 @@ class ForwardProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.http = LoopbackHTTP(Handler)
+        self.port, self.url = self.http.port, self.http.url
 
     def __enter__(self) -> ForwardProxy:
-        self._thread.start()
+        self.http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(5)
+        self.http.stop()
 
     def _tunnel(self, client: socket.socket, upstream: socket.socket) -> None:
         """Copy bytes both ways until one side closes (or the proxy stops)."""

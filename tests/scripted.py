@@ -26,8 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
 from typing import Any
 
-__all__ = ["ANSWER", "CLOSE", "HANG", "RESET", "Answer", "Recorded", "ScriptedServer",
-           "read_body"]
+__all__ = ["ANSWER", "CLOSE", "HANG", "RESET", "Answer", "LoopbackHTTP", "QuietHandler",
+           "Recorded", "ScriptedServer", "read_body"]
 
 ANSWER, CLOSE, RESET, HANG = "answer", "close", "reset", "hang"
 
@@ -63,6 +63,46 @@ class Recorded:
         return self.headers.get(name)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive: several requests per connection), no log lines, and a client
+    or a fault that closes the connection is no error."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle keep-alive connection is not held for ever
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def handle_one_request(self) -> None:
+        with contextlib.suppress(OSError):
+            super().handle_one_request()
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # closed by a fault
+            super().finish()
+
+
+class LoopbackHTTP:
+    """A ``ThreadingHTTPServer`` of ``handler`` on 127.0.0.1 (a free port), serving in a
+    thread of its own between ``start()`` and ``stop()``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+
 class ScriptedServer:
     """The peer; a context manager. ``url`` is ``http://127.0.0.1:PORT``."""
 
@@ -78,27 +118,13 @@ class ScriptedServer:
         self._sockets: list[socket.socket] = []
         peer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive: several requests per connection
-            timeout = 30  # an idle keep-alive connection is not held for ever
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def setup(self) -> None:
                 super().setup()
                 with peer._lock:
                     peer.connections += 1
                     self.number = peer.connections
                     peer._sockets.append(self.connection)
-
-            def handle_one_request(self) -> None:
-                with contextlib.suppress(OSError):
-                    super().handle_one_request()
-
-            def finish(self) -> None:
-                with contextlib.suppress(OSError, ValueError):  # closed by a fault
-                    super().finish()
 
             def _handle(self) -> None:
                 body = read_body(self.rfile, self.headers)
@@ -130,25 +156,16 @@ class ScriptedServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.http = LoopbackHTTP(Handler)
+        self.port, self.url = self.http.port, self.http.url
 
     def __enter__(self) -> ScriptedServer:
-        self._thread.start()
+        self.http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(5)
+        self.http.stop()
         with self._lock:
             for sock in self._sockets:
                 with contextlib.suppress(OSError):
