@@ -182,6 +182,7 @@ def test_https_proxy_credentials_go_on_the_connect(secure_gateway: str, pki: Pat
         refused = run_cli(["run", "--job", "tunnel_refused", "--", "sh", "-c", "exit 5"], env)
     assert refused.returncode == 5
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "the proxy in front of the Pushgateway at" in refused.stderr
     assert "refused its credentials (407" in refused.stderr
     assert "HTTPS_PROXY" in refused.stderr and PROXY_PASSWORD not in refused.stderr
     assert_no_traceback(refused.stderr)

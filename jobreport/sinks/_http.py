@@ -65,6 +65,8 @@ class ExchangeError(Exception):
     - ``timeout``: connected, but no whole answer within the timeout;
     - ``tls``: the TLS handshake or a certificate failed (not retried);
     - ``broken``: the connection broke (reset, closed without an answer, not HTTP);
+    - ``proxy-auth``: the proxy refused its credentials (407 to the ``CONNECT``; not
+      retried);
     - ``unusable``: the request cannot be sent at all (not retried).
 
     ``expired`` is whether the exchange's deadline had passed when it failed.
@@ -89,6 +91,10 @@ def describe(e: ExchangeError, where: str, timeout: float,
         return f"{where} did not answer within {remaining:.3g}s", True, False
     if e.kind == "timeout":
         return f"{where} did not answer within {timeout:.3g}s", True, False
+    if e.kind == "proxy-auth":
+        from jobreport.sinks._proxy import proxy_refused
+
+        return proxy_refused(where), False, False
     if e.kind == "tls":
         return (f"TLS error talking to {where}: {e.reason} "
                 "(set JOBREPORT_CA_BUNDLE for a private CA)", False, False)

@@ -76,7 +76,7 @@ def tunnel(sock: socket.socket, host: str, port: int, auth: str) -> None:
         raise ExchangeError("broken", f"the proxy: {short_reason(e)}") from None
     if answer.status == 407:
         sock.close()
-        raise ExchangeError("unusable", f"the proxy {_PROXY_AUTH}")
+        raise ExchangeError("proxy-auth", "407 Proxy Authentication Required")
     if answer.status != 200:
         sock.close()
         raise ExchangeError("unconnected", f"the proxy answered {answer.status} "
