@@ -275,3 +275,18 @@ def test_a_tls_handshake_that_never_comes_is_cut_at_the_budget(tmp_path: Path) -
     assert time.monotonic() - start <= 1 + 10
     assert "did not answer within" in str(raised.value), str(raised.value)
     assert raised.value.retryable
+
+
+def test_failed_handshakes_leave_no_descriptor_open(tmp_path: Path) -> None:
+    """A peer that is not TLS, twenty times over: every socket of every failed handshake is
+    closed (the TLS socket owns the descriptor once wrapped)."""
+    import os
+
+    with Peer(lambda _r: b"not TLS at all\r\n\r\n", close_after=True) as peer:
+        url = peer.url.replace("http://", "https://")
+        sender = _sender(_config(url, tmp_path, budget="0.5s"), tmp_path)
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            with pytest.raises(PushError, match="TLS error|cannot reach|did not answer"):
+                sender.push("b", {}, _registry())  # type: ignore[arg-type]
+        assert len(os.listdir("/proc/self/fd")) <= before + 2

@@ -294,20 +294,24 @@ class Client:
     def _handshake(self, sock: socket.socket, host: str, limit: Deadline) -> socket.socket:
         import ssl
 
-        context = self._context()
         try:
+            context = self._context()
+        except ExchangeError:
+            sock.close()
+            raise
+        tls: ssl.SSLSocket | None = None
+        try:
+            # wrap_socket takes over sock's descriptor: on failure, tls is what to close
             tls = context.wrap_socket(sock, server_hostname=host,
                                       do_handshake_on_connect=False)
             limit.watch(tls)  # the handshake can be dripped too
             tls.do_handshake()
-        except ssl.SSLError as e:
-            sock.close()
-            raise ExchangeError("tls", _tls_reason(e)) from None
-        except TimeoutError:
-            sock.close()
-            raise ExchangeError("timeout", "no TLS handshake in time") from None
-        except OSError as e:
-            sock.close()
+        except (OSError, ValueError) as e:  # ssl.SSLError and TimeoutError are OSErrors
+            (tls or sock).close()
+            if isinstance(e, ssl.SSLError):
+                raise ExchangeError("tls", _tls_reason(e)) from None
+            if isinstance(e, TimeoutError):
+                raise ExchangeError("timeout", "no TLS handshake in time") from None
             raise ExchangeError("broken", short_reason(e)) from None
         return tls
 
