@@ -195,6 +195,8 @@ def open_socket(host: str, port: int, timeout: float, limit: Deadline) -> socket
             sock.connect((address, port))
         except OSError as e:
             sock.close()
+            if limit.expired:  # shut down by the deadline while connecting
+                raise TimeoutError(f"no connection to {host} in time") from None
             error = e  # refused or timed out on this address: the next one may answer
             continue
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
