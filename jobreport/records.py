@@ -174,8 +174,7 @@ class RunPlan:
         state.expected_interval = self.expected_interval
         state.max_runtime = self.max_runtime
         state.min_runtime = self.min_runtime
-        if self.alert_after_failures is not None:
-            state.alert_after_failures = self.alert_after_failures
+        state.alert_after_failures = self.alert_after_failures
         if self.schedule:
             from jobreport.schedule import apply_deadlines
 

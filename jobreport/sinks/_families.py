@@ -164,15 +164,13 @@ def pointed_at(state: GroupState, reason: str, namespace: str) -> tuple[str, ...
              if any(mentioned(n) for n in {f.name, _exposed(f), *(s[0] for s in f.samples)})}
     line = re.search(r"\bin line (\d+)\b", reason)
     if line is not None:
-        from prometheus_client.exposition import generate_latest
+        from jobreport.exposition import text
 
-        from jobreport.exposition import registry_for
-
-        body = generate_latest(registry_for(state, namespace))
+        body = text(state, namespace)  # the body the sink was sent, line for line
         family = None
-        for text in body.decode("utf-8", "replace").splitlines()[:int(line.group(1))]:
-            if text.startswith(("# HELP ", "# TYPE ")):
-                family = text.split(" ", 3)[2]
+        for row in body.decode("utf-8", "replace").splitlines()[:int(line.group(1))]:
+            if row.startswith(("# HELP ", "# TYPE ")):
+                family = row.split(" ", 3)[2]
         exposed = {_exposed(f): f.name for f in state.custom}
         if family in exposed:
             named.add(exposed[family])
