@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
+from jobreport.logger import notice_once, noticed
 
 if TYPE_CHECKING:
+    from jobreport.config.settings import SinkSettings
     from jobreport.sinks.base import Sink
     from jobreport.store.store import Store
 
@@ -54,9 +56,10 @@ class _Shared:
     def reset(self) -> None:
         with self._lock:
             self.stores: dict[str, Store] = {}
-            self.sinks: dict[tuple[object, ...], list[Sink]] = {}
+            self.sinks: dict[SinkSettings, list[Sink]] = {}
             self.starts = _StartQueue()
-            self.noticed: set[str] = set()
+            noticed.clear()
+            self.noticed = noticed
 
     def store(self, url: str) -> Store:
         from jobreport.store.store import Store
@@ -68,9 +71,9 @@ class _Shared:
             return store
 
     def sinks_for(self, config: Config) -> list[Sink]:
-        from jobreport.sinks.configured import configured_sinks, sinks_key
+        from jobreport.sinks.configured import configured_sinks
 
-        key = sinks_key(config)
+        key = config.sinks
         with self._lock:
             sinks = self.sinks.get(key)
             if sinks is None:
@@ -79,10 +82,7 @@ class _Shared:
 
     def notice_once(self, what: str) -> bool:
         """True the first time ``what`` is noticed in this process."""
-        with self._lock:
-            first = what not in self.noticed
-            self.noticed.add(what)
-            return first
+        return notice_once(what)
 
 
 #: The one process-wide instance.

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["load", "log", "on_load"]
+__all__ = ["load", "log", "notice_once", "noticed", "on_load", "unexpected"]
 
 _lock = _thread.allocate_lock()
 _pending: list[Callable[[], object]] = []
@@ -56,3 +56,27 @@ class _Log:
 
 #: The ``jobreport`` logger, loaded on first use.
 log: logging.Logger = _Log()  # type: ignore[assignment]
+
+
+def unexpected(message: str, *args: object) -> None:
+    """Log a bug in reporting as one warning line (never a traceback in a job's output);
+    the traceback goes to the debug level for whoever turns it on."""
+    import sys
+
+    exc = sys.exc_info()[1]
+    log.warning("jobreport: " + message + ": %s: %s (a bug: please report it)",
+                *args, type(exc).__name__, exc)
+    log.debug("jobreport: traceback", exc_info=True)
+
+
+#: What this process has said once already (``notice_once``); tests clear it.
+noticed: set[str] = set()
+_noticed_lock = _thread.allocate_lock()
+
+
+def notice_once(what: str) -> bool:
+    """True the first time ``what`` is noticed in this process."""
+    with _noticed_lock:
+        first = what not in noticed
+        noticed.add(what)
+        return first

@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport r
 if TYPE_CHECKING:
     import logging
 
-    from jobreport.config import Config
+    from jobreport.config import Config, SinkSettings
 
 __all__ = [
     "MASK",
@@ -105,7 +105,7 @@ def refuse_control_characters(value: str) -> str:
     return value
 
 
-def config_secrets(config: Config) -> tuple[str, ...]:
+def config_secrets(config: Config | SinkSettings) -> tuple[str, ...]:
     """The secret values ``config`` holds: password, token and the store URL's password
     (with the pieces of it between ``/``, ``@`` and ``:``)."""
     found = [config.password, config.token]
@@ -143,7 +143,7 @@ def _remembered() -> frozenset[str]:
         return frozenset(_known)
 
 
-def remember(config: Config) -> None:
+def remember(config: Config | SinkSettings) -> None:
     """Mask ``config``'s secrets in every later ``mask`` and in every message of the
     ``jobreport`` logger (installs ``SecretFilter`` on it once)."""
     import logging  # not at the top: it is off the path of `jobreport run` (see logger.py)

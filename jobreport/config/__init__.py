@@ -14,12 +14,13 @@ converter per setting), ``files`` (the TOML file and secret files), ``load`` (th
 from __future__ import annotations
 
 from jobreport.config.load import load_config
-from jobreport.config.settings import Config, JobSettings, default_db_url
+from jobreport.config.settings import Config, JobSettings, SinkSettings, default_db_url
 from jobreport.config.values import env_name, parse_labels
 
 __all__ = [
     "Config",
     "JobSettings",
+    "SinkSettings",
     "default_db_url",
     "env_name",
     "load_config",

@@ -1,11 +1,11 @@
-"""The resolved settings: a frozen ``Config`` and the per-job ``JobSettings``, plus the
-default store."""
+"""The resolved settings: a frozen ``Config``, the per-job ``JobSettings``, the
+``SinkSettings`` the sinks are made from, plus the default store."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.paths import state_dir
@@ -14,7 +14,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport r
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Config", "JobSettings", "default_db_url"]
+__all__ = ["Config", "JobSettings", "SinkSettings", "default_db_url"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,30 @@ class JobSettings:
     timezone: str | None = None
     min_runtime: float | None = None
     alert_after_failures: int | None = None
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """The settings that pick the sinks and shape each of them (``Config.sinks``):
+    ``jobreport.sinks.configured_sinks`` builds the sinks from these alone, and a process
+    keeps the sinks it built per distinct value, so a setting added here can never hand
+    back a stale sink. Each field is the ``Config`` field of the same name."""
+
+    gateway: str | None = None
+    remote_write_url: str | None = None
+    textfile_dir: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    #: Seconds each socket operation of an attempt may take (``JOBREPORT_TIMEOUT``).
+    timeout: float = 5.0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_verify: bool = True
+    #: The store's URL: the memory of unreachable peers lives beside an SQLite store.
+    db: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,11 @@ class Config:
     jobs: Mapping[str, JobSettings] = field(default_factory=dict)
     config_file: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def sinks(self) -> SinkSettings:
+        """The settings of the sinks, taken from the fields of the same names."""
+        return SinkSettings(**{f.name: getattr(self, f.name) for f in fields(SinkSettings)})
 
     def job(self, name: str) -> JobSettings:
         """The settings of job ``name`` from the config file (empty when it has none)."""
