@@ -13,7 +13,7 @@ from jobreport import load_config
 from jobreport.heartbeat import Heartbeat
 from jobreport.records import GroupState, RunResult, group_key
 from jobreport.reporter import Reporter
-from jobreport.sinks.base import Delivered, DeliveryOutcome
+from jobreport.sinks.base import Delivered, DeliveryResult
 from jobreport.store.store import RunStart, Store
 from jobreport.wrapper.wrapper import RunRequest, run_job
 
@@ -35,8 +35,7 @@ class HoldingSink:
         self.lock = threading.Lock()
         self._holding = False
 
-    def deliver(self, state: GroupState, *, complete: bool,
-                budget: float | None = None) -> DeliveryOutcome:
+    def deliver(self, state: GroupState, *, complete: bool, deadline: float) -> DeliveryResult:
         thread = threading.current_thread().name
         if thread == "jobreport-heartbeat":
             what = "heartbeat"
@@ -59,8 +58,7 @@ class HoldingSink:
             self.pushes.append("heartbeat-done")
         return Delivered()
 
-    def remove(self, grouping: Mapping[str, str], *,
-               budget: float | None = None) -> DeliveryOutcome:
+    def remove(self, grouping: Mapping[str, str], *, deadline: float) -> DeliveryResult:
         return Delivered()
 
 

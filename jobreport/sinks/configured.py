@@ -21,9 +21,8 @@ def configured_sinks(config: Config | SinkSettings) -> list[Sink]:
 
         sinks.append(PushgatewaySink(settings))
     if settings.remote_write_url:
-        from jobreport.sinks.remote_write import RemoteWriteSink, preload
+        from jobreport.sinks.remote_write import RemoteWriteSink
 
-        preload()  # protobuf and snappy, now rather than after the command
         sinks.append(RemoteWriteSink(settings))
     if settings.textfile_dir:
         from jobreport.sinks.textfile import TextfileSink

@@ -216,14 +216,14 @@ def _proxy_for(base: str) -> tuple[str, dict[str, str]] | NoAnswer | None:
     without one, or why the named proxy cannot be used."""
     if not any(name.lower().endswith("_proxy") for name in os.environ):
         return None  # the common case
-    from requests.utils import get_environ_proxies, prepend_scheme_if_needed, select_proxy
+    from requests.utils import get_environ_proxies, select_proxy
 
-    proxies = get_environ_proxies(base)
-    proxy = select_proxy(base, proxies)
+    proxy = select_proxy(base, get_environ_proxies(base))
     if not proxy:
         return None
     named = _variable_of(proxy)
-    proxy = prepend_scheme_if_needed(proxy, "http")
+    if "://" not in proxy:
+        proxy = "http://" + proxy  # as requests takes it
     parts = urlsplit(proxy)
     shown = mask_url(proxy)
     scheme = parts.scheme.lower()
@@ -235,13 +235,14 @@ def _proxy_for(base: str) -> tuple[str, dict[str, str]] | NoAnswer | None:
         return NoAnswer("unusable", f"the proxy {shown} ({named}) is not an http:// or "
                         f"https:// URL: fix {named}")
     try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if port == -1 or not parts.hostname:
+        usable = parts.port is not None or ":" not in parts.netloc.rpartition("@")[2] \
+            .rpartition("]")[2]
+    except ValueError:  # not a number, or out of range: never taken as port 80
+        usable = False
+    if not usable or not parts.hostname:
         return NoAnswer("unusable", f"the proxy {shown} ({named}) has no usable "
                         f"{'port' if parts.hostname else 'host'}: fix {named}")
-    return proxy, {k: prepend_scheme_if_needed(v, "http") for k, v in proxies.items()}
+    return proxy, {urlsplit(base).scheme.lower(): proxy}
 
 
 def _variable_of(proxy: str) -> str:
@@ -413,11 +414,12 @@ def _no_answer(e: Exception, deadline: Deadline, proxy: str | None) -> NoAnswer:
     chain = _chain(e)
 
     def found(*kinds: type[BaseException]) -> BaseException | None:
-        return next((c for c in chain if isinstance(c, kinds)), None)
+        # (requests' own errors are OSErrors too: the socket's is the one wanted)
+        return next((c for c in chain if isinstance(c, kinds)
+                     and not isinstance(c, rx.RequestException)), None)
 
     via = "" if proxy is None else f" (the proxy {mask_url(proxy)})"
-    tunnel = next((c for c in chain if isinstance(c, OSError)
-                   and str(c).startswith("Tunnel connection failed")), None)
+    tunnel = next((c for c in chain if str(c).startswith("Tunnel connection failed")), None)
     if tunnel is not None:
         if " 407" in str(tunnel):
             return NoAnswer("proxy-auth", "407 Proxy Authentication Required")
@@ -426,12 +428,10 @@ def _no_answer(e: Exception, deadline: Deadline, proxy: str | None) -> NoAnswer:
     lookup = found(socket.gaierror)
     if lookup is not None:
         return NoAnswer("unconnected", short_reason(lookup) + via)
+    if found(NewConnectionError) is not None:  # (a ConnectTimeoutError too, in urllib3 2)
+        return NoAnswer("unconnected", short_reason(found(OSError) or e) + via)
     if found(ConnectTimeoutError) is not None or isinstance(e, rx.ConnectTimeout):
         return NoAnswer("connect-timeout", "no connection in time" + via)
-    if found(NewConnectionError) is not None:
-        cause = next((c for c in chain if isinstance(c, OSError)
-                      and not isinstance(c, NewConnectionError)), None)
-        return NoAnswer("unconnected", short_reason(cause or e) + via)
     if deadline.expired:
         return NoAnswer("timeout", "timed out", expired=True)
     tls = found(ssl.SSLError)

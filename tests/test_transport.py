@@ -1,26 +1,28 @@
-"""The sinks' HTTP client (``jobreport.sinks._http``, on ``http.client``) at its edges: kept-
-alive connections and a peer that drops them, answers that are not HTTP, chunked or without
-end, settings HTTP cannot carry, credentials in URLs, and the proxy the environment names.
-A loopback peer that misbehaves on purpose; the real Pushgateway elsewhere."""
+"""The sinks' HTTP (``jobreport.sinks.transport``: requests with jobreport's deadline) at its
+edges: kept-alive connections and a peer that drops them, answers that are not HTTP,
+chunked or without end, settings HTTP cannot carry, credentials in URLs, IPv6, TLS
+handshakes that never come or fail. A loopback peer that misbehaves on purpose; the real
+Pushgateway elsewhere. (Proxies: tests/test_proxy.py.)"""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from jobreport.config import Config, load_config
-from jobreport.errors import PushError
-from jobreport.exposition import registry_for
+from jobreport.errors import DeliveryError
+from jobreport.exposition import text
 from jobreport.records import GroupState
-from jobreport.sinks import _http, _proxy
+from jobreport.sinks import transport
 from jobreport.sinks._peers import PeerMemory
-from jobreport.sinks.pushgateway import Sender
+from jobreport.sinks.pushgateway import PushgatewaySink
 from tests.conftest import Gateway
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -96,19 +98,28 @@ def _config(url: str, tmp_path: Path, **settings: str) -> Config:
                        instance="h1", **values)
 
 
-def _sender(config: Config, tmp_path: Path) -> Sender:
-    return Sender(config, sleep=lambda _s: None, peers=PeerMemory(tmp_path / "peers"))
+def _sink(config: Config, tmp_path: Path) -> PushgatewaySink:
+    return PushgatewaySink(config, sleep=lambda _s: None, peers=PeerMemory(tmp_path / "peers"))
 
 
-def _registry() -> object:
-    return registry_for(GroupState(job="b", grouping={"job": "b"}, running=1))
+BODY = text(GroupState(job="b", grouping={"job": "b"}, running=1))
+
+
+def _push(sink: PushgatewaySink, budget: float = 5.0, job: str = "b",
+          grouping: dict[str, str] | None = None) -> None:
+    sink.push_text(job, {"instance": "h1"} if grouping is None else grouping, BODY,
+                   deadline=time.monotonic() + budget)
+
+
+def _get(sink: PushgatewaySink, path: str, budget: float = 5.0) -> transport.Answer:
+    return sink.send("GET", sink.url + path, deadline=time.monotonic() + budget)
 
 
 def test_pushes_share_one_kept_alive_connection(tmp_path: Path) -> None:
     with Peer(lambda _r: OK) as peer:
-        sender = _sender(_config(peer.url, tmp_path), tmp_path)
+        sink = _sink(_config(peer.url, tmp_path), tmp_path)
         for _ in range(3):
-            sender.push("b", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+            _push(sink)
     assert len(peer.requests) == 3
     assert peer.connections == 1
 
@@ -117,10 +128,10 @@ def test_a_connection_the_peer_closed_while_idle_is_not_reused(tmp_path: Path) -
     """The peer closes after each answer without saying so: the next push sees the idle
     connection is gone and opens a new one, with no failed attempt."""
     with Peer(lambda _r: OK, close_after=True) as peer:
-        sender = _sender(_config(peer.url, tmp_path), tmp_path)
-        sender.push("b", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+        sink = _sink(_config(peer.url, tmp_path), tmp_path)
+        _push(sink)
         assert peer.closed.wait(10)
-        sender.push("b", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+        _push(sink)
     assert len(peer.requests) == 2
     assert peer.connections == 2
 
@@ -130,8 +141,10 @@ def test_a_chunked_answer_is_read_whole(tmp_path: Path) -> None:
     chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
     with Peer(lambda _r: chunked) as peer:
-        response = _sender(_config(peer.url, tmp_path), tmp_path).get("/api/v1/metrics")
-    assert response.json() == {"status": "success", "data": []}
+        sink = _sink(_config(peer.url, tmp_path), tmp_path)
+        answer = _get(sink, "/api/v1/metrics")
+        assert sink.groups(deadline=time.monotonic() + 5) == []
+    assert answer.content == body
 
 
 @pytest.mark.parametrize("answer", [b"garbage\r\n\r\n", b"HTTP/1.1 abc OK\r\n\r\n",
@@ -139,30 +152,38 @@ def test_a_chunked_answer_is_read_whole(tmp_path: Path) -> None:
                                     b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n"])
 def test_an_answer_that_is_not_http_is_one_line_and_retried(answer: bytes,
                                                             tmp_path: Path) -> None:
-    with Peer(lambda _r: answer, close_after=True) as peer, pytest.raises(PushError) as raised:
-        _sender(_config(peer.url, tmp_path, budget="1s"), tmp_path).push(
-            "b", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+    with Peer(lambda _r: answer, close_after=True) as peer, \
+            pytest.raises(DeliveryError) as raised:
+        _push(_sink(_config(peer.url, tmp_path), tmp_path), budget=1.0)
     message = str(raised.value)
     assert "\n" not in message and message.startswith("cannot reach the Pushgateway at")
     assert raised.value.retryable
     assert len(peer.requests) >= 2  # retried within the budget
 
 
-def test_an_answer_without_end_is_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_http, "MAX_ANSWER_BYTES", 1000)
-    big = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
-    with Peer(lambda _r: big) as peer, pytest.raises(PushError, match="larger than"):
-        _sender(_config(peer.url, tmp_path, budget="1s"), tmp_path).get("/x")
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_an_answer_without_end_is_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      framing: str) -> None:
+    """An answer larger than jobreport reads (said in advance or not) is cut, not read to
+    its end."""
+    monkeypatch.setattr(transport, "MAX_ANSWER_BYTES", 1000)
+    if framing == "length":
+        big = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
+    else:
+        big = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"400\r\n" + b"x" * 1024 + b"\r\n") * 5 + b"0\r\n\r\n"
+    with Peer(lambda _r: big) as peer, pytest.raises(DeliveryError, match="larger than"):
+        _get(_sink(_config(peer.url, tmp_path), tmp_path), "/x", budget=1.0)
 
 
 def test_a_token_http_cannot_carry_is_refused_without_showing_it(tmp_path: Path) -> None:
     with Peer(lambda _r: OK) as peer:
-        config = _config(peer.url, tmp_path)
-        config = Config(**{**config.__dict__, "token": "s3cret\r\nX-Evil: 1"})
-        with pytest.raises(PushError) as raised:
-            _sender(config, tmp_path).push("b", {}, _registry())  # type: ignore[arg-type]
+        config = replace(_config(peer.url, tmp_path), token="s3cret\r\nX-Evil: 1")
+        with pytest.raises(DeliveryError) as raised:
+            _push(_sink(config, tmp_path), grouping={})
     assert "s3cret" not in str(raised.value) and "Evil" not in str(raised.value)
     assert "a header cannot be sent" in str(raised.value)
+    assert "JOBREPORT_TOKEN" in str(raised.value)
     assert not raised.value.retryable
     assert peer.requests == []  # nothing injected reached the peer
 
@@ -170,74 +191,11 @@ def test_a_token_http_cannot_carry_is_refused_without_showing_it(tmp_path: Path)
 def test_credentials_in_the_url_are_basic_auth_decoded(tmp_path: Path) -> None:
     with Peer(lambda _r: OK) as peer:
         url = peer.url.replace("http://", "http://us%40er:p%3Ass%2F@")
-        _sender(_config(url, tmp_path), tmp_path).push(
-            "b", {}, _registry())  # type: ignore[arg-type]
+        _push(_sink(_config(url, tmp_path), tmp_path), grouping={})
     head = peer.requests[0].split(b"\r\n\r\n")[0].decode()
     token = base64.b64encode(b"us@er:p:ss/").decode()
     assert f"Authorization: Basic {token}" in head
     assert "us%40er" not in head.split("\r\n")[0]  # not in the request line
-
-
-@pytest.fixture
-def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    yield monkeypatch
-
-
-@pytest.mark.parametrize(("env", "base", "expected"), [
-    ({}, "http://gw:9091", None),
-    ({"HTTP_PROXY": "http://p:3128"}, "http://gw:9091", ("p", 3128, "")),
-    ({"http_proxy": "p:8080"}, "http://gw:9091", ("p", 8080, "")),
-    ({"HTTPS_PROXY": "http://p:3128"}, "http://gw:9091", None),
-    ({"HTTPS_PROXY": "http://p:3128"}, "https://gw", ("p", 3128, "")),
-    ({"ALL_PROXY": "http://p:3128"}, "https://gw", ("p", 3128, "")),
-    ({"HTTP_PROXY": "http://p:3128", "NO_PROXY": "gw"}, "http://gw:9091", None),
-    ({"HTTP_PROXY": "http://p:3128", "no_proxy": ".example.org"}, "http://gw.example.org",
-     None),
-    ({"HTTP_PROXY": "http://p:3128", "NO_PROXY": "*"}, "http://gw", None),
-    ({"HTTP_PROXY": "http://u:p%40ss@p:3128"}, "http://gw",
-     ("p", 3128, "Basic " + base64.b64encode(b"u:p@ss").decode())),
-])
-def test_the_proxy_the_environment_names(no_proxy_env: pytest.MonkeyPatch, env: dict[str, str],
-                                         base: str, expected: object) -> None:
-    for name, value in env.items():
-        no_proxy_env.setenv(name, value)
-    assert _proxy.proxy_for(base) == expected
-
-
-def test_a_push_goes_through_the_proxy_to_the_real_gateway(
-        no_proxy_env: pytest.MonkeyPatch, gateway: Gateway, tmp_path: Path) -> None:
-    """An http:// gateway behind HTTP_PROXY: the request line is the absolute URL, the
-    proxy's credentials go as Proxy-Authorization, and the push lands."""
-    import http.client
-    from urllib.parse import urlsplit
-
-    def forward(head: bytes) -> bytes:
-        line = head.split(b"\r\n")[0].decode()
-        method, url, _ = line.split(" ")
-        parts = urlsplit(url)
-        body = peer.requests[-1].split(b"\r\n\r\n", 1)[1]
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-        with contextlib.closing(conn):
-            conn.request(method, parts.path, body=body,
-                         headers={"Content-Type": "text/plain; version=0.0.4"})
-            answer = conn.getresponse()
-            data = answer.read()
-        return (f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
-                f"Content-Length: {len(data)}\r\n\r\n").encode() + data
-
-    with Peer(forward) as peer:
-        no_proxy_env.setenv("HTTP_PROXY", peer.url.replace("http://", "http://pu:pp%21@"))
-        _sender(_config(gateway.url, tmp_path), tmp_path).push(
-            "proxied", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
-    line = peer.requests[0].split(b"\r\n")[0].decode()
-    assert line.startswith(f"PUT {gateway.url}/metrics/job/proxied/instance/h1 ") or \
-        line.startswith(f"POST {gateway.url}/metrics/job/proxied/instance/h1 ")
-    auth = base64.b64encode(b"pu:pp!").decode()
-    assert f"Proxy-Authorization: Basic {auth}".encode() in peer.requests[0]
-    assert gateway.samples("proxied", instance="h1")["jobreport_running"] == 1
 
 
 def test_an_ipv6_gateway_url_reaches_the_real_gateway(tmp_path: Path) -> None:
@@ -262,16 +220,14 @@ def test_an_ipv6_gateway_url_reaches_the_real_gateway(tmp_path: Path) -> None:
 def test_a_tls_handshake_that_never_comes_is_cut_at_the_budget(tmp_path: Path) -> None:
     """An https:// peer that accepts and never speaks: the handshake is inside the one
     deadline of the exchange (generous ceiling; unbounded it would wait the 30 s timeout)."""
-    import time
-
     from tests.faults import SilentServer
 
     with SilentServer() as silent:
         url = silent.url.replace("http://", "https://")
-        sender = _sender(_config(url, tmp_path, budget="1s", timeout="30s"), tmp_path)
+        sink = _sink(_config(url, tmp_path, timeout="30s"), tmp_path)
         start = time.monotonic()
-        with pytest.raises(PushError) as raised:
-            sender.push("b", {}, _registry())  # type: ignore[arg-type]
+        with pytest.raises(DeliveryError) as raised:
+            _push(sink, budget=1.0, grouping={})
     assert time.monotonic() - start <= 1 + 10
     assert "did not answer within" in str(raised.value), str(raised.value)
     assert raised.value.retryable
@@ -284,9 +240,85 @@ def test_failed_handshakes_leave_no_descriptor_open(tmp_path: Path) -> None:
 
     with Peer(lambda _r: b"not TLS at all\r\n\r\n", close_after=True) as peer:
         url = peer.url.replace("http://", "https://")
-        sender = _sender(_config(url, tmp_path, budget="0.5s"), tmp_path)
+        sink = _sink(_config(url, tmp_path), tmp_path)
+        _push_or_fail(sink)  # the first one loads what TLS needs once
         before = len(os.listdir("/proc/self/fd"))
         for _ in range(20):
-            with pytest.raises(PushError, match="TLS error|cannot reach|did not answer"):
-                sender.push("b", {}, _registry())  # type: ignore[arg-type]
+            _push_or_fail(sink)
         assert len(os.listdir("/proc/self/fd")) <= before + 2
+
+
+def _push_or_fail(sink: PushgatewaySink) -> None:
+    with pytest.raises(DeliveryError, match="TLS error|cannot reach|did not answer"):
+        _push(sink, budget=0.5, grouping={})
+
+
+def test_a_closed_deadline_never_shuts_a_later_exchanges_socket() -> None:
+    """A deadline whose exchange is over holds nothing: when its time comes, the socket it
+    watched (now another exchange's, on a kept-alive connection) is left alone; a deadline
+    that passes during its exchange shuts the socket down at once."""
+    from jobreport.sinks import _deadline
+
+    a, b = socket.socketpair()
+    with a, b:
+        with _deadline.Deadline(time.monotonic() + 0.05) as first:
+            first.watch(a)
+        assert first.closed and not first.expired
+        # the watchdog reaches the first deadline's time (and drops it, closed)
+        bound = time.monotonic() + 30
+        while any(d is first for *_, d in _deadline._watchdog._heap):
+            assert time.monotonic() < bound, "the watchdog never reached the deadline"
+            threading.Event().wait(0.01)
+        assert not first.expired
+        b.sendall(b"x")
+        a.settimeout(5)
+        assert a.recv(1) == b"x", "the socket still works"
+        with _deadline.Deadline(time.monotonic() + 0.1) as second:
+            second.watch(a)
+            assert a.recv(1) == b"", "shut down by the deadline while waiting"
+        assert second.expired
+
+
+def test_a_kept_alive_connection_is_watched_by_each_exchange(tmp_path: Path) -> None:
+    """The second push reuses the first one's connection; its own (short) deadline still
+    cuts it when the peer does not answer, and the first one's has no hold on it."""
+    answered = threading.Event()
+
+    def answer(_request: bytes) -> bytes:
+        if answered.is_set():
+            threading.Event().wait(10)  # the second request: no answer in time
+        answered.set()
+        return OK
+
+    with Peer(answer) as peer:
+        sink = _sink(_config(peer.url, tmp_path, timeout="30s"), tmp_path)
+        _push(sink, budget=0.5)
+        start = time.monotonic()
+        with pytest.raises(DeliveryError, match="did not answer within"):
+            _push(sink, budget=1.0)
+        took = time.monotonic() - start
+    assert peer.connections == 1 and len(peer.requests) == 2  # one kept-alive connection
+    assert took <= 1.0 + 5  # generous ceiling: unwatched, it would wait the peer's 10 s
+
+
+def test_a_forked_child_does_not_use_its_parents_connections(tmp_path: Path) -> None:
+    """A child forked after a push (a job forking workers) opens its own connection, and
+    the parent's kept-alive one goes on working."""
+    import os
+
+    with Peer(lambda _r: OK) as peer:
+        sink = _sink(_config(peer.url, tmp_path), tmp_path)
+        _push(sink)
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                _push(sink)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        _push(sink)
+    assert len(peer.requests) == 3
+    assert peer.connections == 2  # the parent's (twice) and the child's own
