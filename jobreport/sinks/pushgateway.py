@@ -28,11 +28,11 @@ from jobreport.sinks.base import (
     SaysWhatItHolds,
 )
 from jobreport.sinks.http import HttpSink, settings_of
-from jobreport.sinks.pushgateway_api import GatewayGroup, held_state, parse_groups, parse_version
 
 if TYPE_CHECKING:
     from jobreport.records import GroupState
     from jobreport.sinks._peers import PeerMemory
+    from jobreport.sinks.pushgateway_api import GatewayGroup
 
 __all__ = ["TEXT_FORMAT", "PushgatewaySink", "group_path"]
 
@@ -100,6 +100,9 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
     def groups(self, *, deadline: float) -> list[GatewayGroup]:
         """Every group the gateway holds; raises ``DeliveryError`` (at once when the
         gateway is unreachable: a person or a run is waiting)."""
+        # (the API's reading loads here: a run's own push never needs it)
+        from jobreport.sinks.pushgateway_api import parse_groups
+
         answer = self.send("GET", self.url + "/api/v1/metrics", deadline=deadline,
                            patient=False)
         try:
@@ -114,6 +117,8 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
         """The counters and last success/failure the gateway holds for the group (a store
         that has just been created adopts them, so its first push does not lower them);
         raises ``DeliveryError`` when the gateway cannot say."""
+        from jobreport.sinks.pushgateway_api import held_state
+
         for group in self.groups(deadline=deadline):
             if group.is_grouping(grouping):
                 return held_state(group, self.settings.namespace)
@@ -133,6 +138,8 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
 
     def probe(self, *, deadline: float) -> str:
         """``Pushgateway VERSION at URL`` (the credentials accepted), or ``DeliveryError``."""
+        from jobreport.sinks.pushgateway_api import parse_version
+
         answer = self.send("GET", self.url + "/api/v1/status", deadline=deadline,
                            patient=False)
         version = parse_version(answer.content)
