@@ -4,7 +4,8 @@ the bounded host-name lookup plugged into urllib3's connection class.
 requests brings what users' networks rely on: proxies from ``HTTP_PROXY``/``HTTPS_PROXY``/
 ``ALL_PROXY`` (either case; http:// and https:// proxies, a ``CONNECT`` tunnel with IPv6
 literals bracketed), ``NO_PROXY`` with host suffixes and CIDR ranges, TLS, kept-alive
-connections. Two things it does not have are plugged in (``_deadline``):
+connections. Two things it does not have are plugged in (``_deadline``, through the
+adapter and connection classes of ``_adapter``):
 
 - every socket of an exchange is watched by the exchange's ``Deadline``, which shuts it
   down when the deadline passes: a peer that drips one byte a second, or never answers
@@ -29,27 +30,23 @@ import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import requests
 import requests.exceptions as rx
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from jobreport.config import SinkSettings
 from jobreport.logger import log, notice_once
 from jobreport.secrets import mask_url
-from jobreport.sinks._deadline import Deadline, open_socket
+from jobreport.sinks._adapter import current, new_session
+from jobreport.sinks._deadline import Deadline
 
 __all__ = ["MAX_ANSWER_BYTES", "Answer", "NoAnswer", "Transport", "basic"]
 
 #: The most of an answer read: no answer jobreport needs is near this; a peer that streams
 #: without end is cut off here rather than filling the memory.
 MAX_ANSWER_BYTES = 128 * 1024 * 1024
-_KEPT_ALIVE = 4  # idle connections kept per peer
 
 
 @dataclass(frozen=True)
@@ -125,7 +122,7 @@ class Transport:
         raises ``ssl.SSLError`` or ``OSError`` when the certificates cannot be loaded."""
         with self._lock:
             if self._session is None or self._pid != os.getpid():
-                self._session = _new_session(self._settings, self._https,
+                self._session = new_session(self._settings, self._https,
                                              (self.proxy or "").lower().startswith("https:"))
                 self._pid = os.getpid()
             return self._session
@@ -141,18 +138,22 @@ class Transport:
         except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
             return NoAnswer("tls", f"cannot load the certificates: {short_reason(e)}")
         with Deadline(deadline) as watch:
-            _current.deadline = watch
+            current.deadline = watch
             try:
                 response = session.request(
                     method, url, data=body or None, headers={**self.headers, **headers},
                     timeout=timeout, allow_redirects=False, stream=True,
                     proxies=self.proxies, verify=self._settings.tls_verify
                     or bool(self._settings.ca_bundle))
-                content = _read(response)
+                try:
+                    content = _read(response)
+                finally:
+                    # read to its end: the connection goes back to the pool; else closed
+                    response.close()
             except Exception as e:  # whatever requests raises: one line, never a traceback
                 return _no_answer(e, watch, self.proxy)
             finally:
-                _current.deadline = None
+                current.deadline = None
         if content is None:
             return NoAnswer("broken", f"the answer is larger than "
                             f"{MAX_ANSWER_BYTES // 2**20} MiB")
@@ -160,21 +161,17 @@ class Transport:
 
 
 def _read(response: requests.Response) -> bytes | None:
-    """The whole body (None: more than ``MAX_ANSWER_BYTES``); the connection goes back to
-    the pool once it is read to its end."""
+    """The whole body (None: more than ``MAX_ANSWER_BYTES``, left unread)."""
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
-        response.close()
         return None
     chunks: list[bytes] = []
     total = 0
     for chunk in response.iter_content(65536):
         total += len(chunk)
         if total > MAX_ANSWER_BYTES:
-            response.close()
             return None
         chunks.append(chunk)
-    response.close()
     return b"".join(chunks)
 
 
@@ -251,144 +248,6 @@ def _variable_of(proxy: str) -> str:
         if name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value == proxy:
             return name
     return "the proxy variables"
-
-
-# --- requests and urllib3 with the deadline plugged in -------------------------------------
-
-
-class _Current(threading.local):
-    """The deadline of the exchange this thread is in."""
-
-    deadline: Deadline | None = None
-
-
-_current = _Current()
-
-
-class _Watched:
-    """What jobreport adds to urllib3's connections: the socket of a new connection comes
-    from ``open_socket`` (the name looked up within the exchange's deadline, each address
-    tried within the timeout and the time left) and is watched by the deadline; a
-    kept-alive connection is watched anew by each exchange that uses it. Failures are the
-    errors urllib3's own ``_new_conn`` raises."""
-
-    host: str
-    port: int
-    timeout: Any
-    sock: socket.socket | None
-    _dns_host: str
-    watched_by: Deadline | None = None
-
-    def _new_conn(self) -> socket.socket:
-        deadline = _current.deadline
-        if deadline is None:  # only ever used inside Transport.exchange
-            raise NewConnectionError(cast(HTTPConnection, self), "no exchange in progress")
-        timeout = self.timeout if isinstance(self.timeout, int | float) else None
-        try:
-            sock = open_socket(self._dns_host, self.port, timeout, deadline)
-        except socket.gaierror as e:
-            raise NameResolutionError(self.host, cast(HTTPConnection, self), e) from e
-        except TimeoutError as e:
-            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from e
-        except OSError as e:
-            raise NewConnectionError(cast(HTTPConnection, self),
-                                     f"Failed to establish a new connection: {e}") from e
-        self.watched_by = deadline
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        deadline = _current.deadline
-        if deadline is not None and self.sock is not None and self.watched_by is not deadline:
-            deadline.watch(self.sock)
-            self.watched_by = deadline
-        super().request(*args, **kwargs)  # type: ignore[misc]
-
-
-class _Connection(_Watched, HTTPConnection):
-    pass
-
-
-class _TLSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _TLSConnection
-
-    def _validate_conn(self, conn: Any) -> None:
-        # as urllib3's, without its warning per request when verification is off: that is
-        # a setting (JOBREPORT_TLS_VERIFY=false), said once, and it must not fill the job's
-        # stderr
-        if conn.is_closed:
-            conn.connect()
-
-
-_POOLS = {"http": _Pool, "https": _TLSPool}
-
-
-class _Adapter(HTTPAdapter):
-    """requests' adapter with jobreport's pools, and TLS from one context that holds the
-    CA, the verification setting and the client certificate (loaded once, so that a file
-    that cannot be read is said before any connection)."""
-
-    def __init__(self, context: ssl.SSLContext | None,
-                 proxy_context: ssl.SSLContext | None) -> None:
-        self._context = context
-        self._proxy_context = proxy_context
-        super().__init__(pool_connections=4, pool_maxsize=_KEPT_ALIVE, max_retries=0)
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
-                         **pool_kwargs: Any) -> None:
-        super().init_poolmanager(connections, maxsize, block, ssl_context=self._context,
-                                 **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        fresh = proxy not in self.proxy_manager
-        manager = super().proxy_manager_for(proxy, ssl_context=self._context,
-                                            proxy_ssl_context=self._proxy_context,
-                                            **proxy_kwargs)
-        if fresh:
-            manager.pool_classes_by_scheme = _POOLS
-        return manager
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        """Nothing to set per connection: the context carries it all."""
-
-    def build_connection_pool_key_attributes(
-            self, request: Any, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        return super().build_connection_pool_key_attributes(request, verify, None)
-
-
-def _new_session(settings: SinkSettings, https: bool, https_proxy: bool) -> requests.Session:
-    session = requests.Session()
-    # the proxies are read (as requests reads them) by the transport; the rest of what
-    # requests takes from the environment (~/.netrc, REQUESTS_CA_BUNDLE) is not a setting
-    # of jobreport's and stays out
-    session.trust_env = False
-    adapter = _Adapter(_tls(settings, client=True) if https else None,
-                       _tls(settings, client=False) if https_proxy else None)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _tls(settings: SinkSettings, *, client: bool) -> ssl.SSLContext:
-    """The TLS context of the peer (``client``: with the client certificate) or of an
-    https:// proxy: the system's CAs or ``ca_bundle``; verification off only when
-    ``tls_verify`` is false and no bundle is given."""
-    context = ssl.create_default_context(cafile=settings.ca_bundle or None)
-    if not settings.tls_verify and not settings.ca_bundle:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if client and settings.client_cert:
-        context.load_cert_chain(settings.client_cert, settings.client_key or None)
-    return context
 
 
 # --- what a failed exchange was --------------------------------------------------------------
