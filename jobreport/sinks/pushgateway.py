@@ -100,17 +100,7 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
     def groups(self, *, deadline: float) -> list[GatewayGroup]:
         """Every group the gateway holds; raises ``DeliveryError`` (at once when the
         gateway is unreachable: a person or a run is waiting)."""
-        # (the API's reading loads here: a run's own push never needs it)
-        from jobreport.sinks.pushgateway_api import parse_groups
-
-        answer = self.send("GET", self.url + "/api/v1/metrics", deadline=deadline,
-                           patient=False)
-        try:
-            return parse_groups(answer.content)
-        except ValueError:
-            raise self.error(f"{self.shown}/api/v1/metrics did not answer with the "
-                             "Pushgateway's JSON; is this a Pushgateway?",
-                             retryable=False) from None
+        return self._groups(deadline, None)
 
     def held_state(self, grouping: Mapping[str, str], *,
                    deadline: float) -> GroupState | None:
@@ -119,10 +109,22 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
         raises ``DeliveryError`` when the gateway cannot say."""
         from jobreport.sinks.pushgateway_api import held_state
 
-        for group in self.groups(deadline=deadline):
-            if group.is_grouping(grouping):
-                return held_state(group, self.settings.namespace)
+        for group in self._groups(deadline, grouping):
+            return held_state(group, self.settings.namespace)
         return None
+
+    def _groups(self, deadline: float, only: Mapping[str, str] | None) -> list[GatewayGroup]:
+        # (the API's reading loads here: a run's own push never needs it)
+        from jobreport.sinks.pushgateway_api import parse_groups
+
+        answer = self.send("GET", self.url + "/api/v1/metrics", deadline=deadline,
+                           patient=False)
+        try:
+            return parse_groups(answer.content, only)
+        except ValueError:
+            raise self.error(f"{self.shown}/api/v1/metrics did not answer with the "
+                             "Pushgateway's JSON; is this a Pushgateway?",
+                             retryable=False) from None
 
     def record_failure(self, grouping: Mapping[str, str], *, deadline: float) -> None:
         """Have the gateway record a failed push for the group (``push_failure_time_seconds``,

@@ -75,18 +75,24 @@ def _data(payload: bytes | str | object) -> object:
     return payload["data"]
 
 
-def parse_groups(payload: bytes | str | object) -> list[GatewayGroup]:
-    """The groups of an ``/api/v1/metrics`` answer (its body, or the JSON already read);
-    raises ``ValueError`` when it is not the Pushgateway's answer."""
+def parse_groups(payload: bytes | str | object,
+                 only: Mapping[str, str] | None = None) -> list[GatewayGroup]:
+    """The groups of an ``/api/v1/metrics`` answer (its body, or the JSON already read),
+    or with ``only`` just the group of that grouping (every group's labels are still
+    checked; only that one's samples are read); raises ``ValueError`` when it is not the
+    Pushgateway's answer."""
     data = _data(payload)
     if not isinstance(data, list):
         raise _nonsense("data is not a list of groups")
+    wanted = None if only is None else dict(only)
     groups = []
     for item in data:
         labels = item.get("labels") if isinstance(item, dict) else None
         if not isinstance(labels, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
             raise _nonsense("a group without its labels")
+        if wanted is not None and labels != wanted:
+            continue
         families = {}
         for name, family in item.items():
             if name != "labels" and isinstance(family, dict):
