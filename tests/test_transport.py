@@ -322,3 +322,29 @@ def test_a_forked_child_does_not_use_its_parents_connections(tmp_path: Path) -> 
         _push(sink)
     assert len(peer.requests) == 3
     assert peer.connections == 2  # the parent's (twice) and the child's own
+
+
+def test_kept_alive_connections_survive_many_open_descriptors(tmp_path: Path) -> None:
+    """With more than 1024 descriptors open in the process (select() cannot watch those),
+    a kept-alive connection is still checked and reused, not dropped each time."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held: list[int] = []
+    try:
+        while len(held) < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        with Peer(lambda _r: OK) as peer:
+            sink = _sink(_config(peer.url, tmp_path), tmp_path)
+            for _ in range(3):
+                _push(sink)
+        assert len(peer.requests) == 3
+        assert peer.connections == 1
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -23,7 +23,7 @@ from jobreport._version import __version__
 from jobreport.config import Config, SinkSettings
 from jobreport.errors import DeliveryError
 from jobreport.secrets import config_secrets, mask, mask_url, remember
-from jobreport.sinks.base import DeliveryResult, failed
+from jobreport.sinks.base import Delivered, DeliveryResult, failed
 from jobreport.sinks.retry import MAX_ATTEMPTS, retrying
 from jobreport.sinks.transport import Answer, NoAnswer, Transport
 
@@ -116,8 +116,6 @@ class HttpSink:
 
     def result(self, call: Callable[[], object]) -> DeliveryResult:
         """What ``call`` (a raising exchange) comes to as a delivery result."""
-        from jobreport.sinks.base import Delivered
-
         try:
             call()
         except DeliveryError as e:
