@@ -68,12 +68,13 @@ def prometheus_test_config(
     return write_yaml(path, config)
 
 
-def alertmanager_test_config(path: Path, *, webhook_url: str, wait: str = "1s") -> Path:
-    """Write the shipped alertmanager.yml with every webhook pointed at ``webhook_url`` +
-    ``/<receiver name>``, the email and Slack placeholders removed (nothing may leave the
-    machine) and the grouping waits shortened to ``wait``; routes and inhibitions as
-    shipped."""
-    config = load_yaml(MONITORING / "alertmanager.yml")
+def alertmanager_test_config(path: Path, *, webhook_url: str, wait: str = "1s",
+                             source: Path = MONITORING / "alertmanager.yml") -> Path:
+    """Write the shipped alertmanager.yml (or ``source``, an exported one) with every
+    webhook pointed at ``webhook_url`` + ``/<receiver name>``, the email and Slack
+    placeholders removed (nothing may leave the machine) and the grouping waits shortened to
+    ``wait``; routes and inhibitions as shipped."""
+    config = load_yaml(source)
     for receiver in config["receivers"]:
         receiver.pop("email_configs", None)
         receiver.pop("slack_configs", None)
