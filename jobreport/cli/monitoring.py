@@ -165,31 +165,23 @@ _FLAGS = {"sink": "--sink", "lookback": "--lookback", "runbook_url": "--runbook-
 def _remembered_options(ctx: click.Context, params: dict[str, Any],
                         directory: Path) -> dict[str, Any]:
     """Fill ``params`` with the options the last export into ``directory`` was given and
-    this one is not (unless --reset-options); return the options to remember now (JSON)."""
-    from jobreport.monitoring.export import MANIFEST, REMEMBERED, check_options, read_manifest
+    this one is not (unless --reset-options), saying which; return those to remember."""
+    from jobreport.monitoring.export import MANIFEST, REMEMBERED, remembered_options
 
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-
-    remembered = {} if params["reset_options"] else read_manifest(directory).options
+    given = {name: params[name] for name in REMEMBERED
+             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
     try:
-        remembered = check_options(
-            {k: v for k, v in remembered.items() if k in REMEMBERED and not given(k)})
+        kept, remember = remembered_options(directory, given, reset=params["reset_options"])
     except ValueError as e:
         raise click.UsageError(
             f"{directory / MANIFEST} remembers a bad option ({e}): give it again, or pass "
             "--reset-options") from None
-    params.update(remembered)
-    if remembered:
-        kept = ", ".join(_shown(_FLAGS[k], v) for k, v in remembered.items())
-        click.echo(f"jobreport: kept from the last export into {directory}: {kept} "
+    params.update(kept)
+    if kept:
+        shown = ", ".join(_shown(_FLAGS[k], v) for k, v in kept.items())
+        click.echo(f"jobreport: kept from the last export into {directory}: {shown} "
                    "(--reset-options forgets them)", err=True)
-    out: dict[str, Any] = {}
-    for name in REMEMBERED:
-        if given(name) or name in remembered:
-            value = params[name]
-            out[name] = list(value) if isinstance(value, tuple) else value
-    return out
+    return remember
 
 
 def _shown(flag: str, value: object) -> str:

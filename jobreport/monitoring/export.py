@@ -53,7 +53,7 @@ from jobreport.names import check_job, check_namespace
 __all__ = [
     "ABSENT_FILE", "DASHBOARD", "MANIFEST", "REMEMBERED", "SINKS", "ExportResult",
     "ExportWriteError", "Manifest", "check_label_names", "check_options", "export_files",
-    "read_manifest",
+    "read_manifest", "remembered_options",
     "write_export",
 ]
 
@@ -224,6 +224,19 @@ def check_options(options: Mapping[str, object]) -> dict[str, Any]:
         except (ValueError, TypeError, JobReportError) as e:
             raise ValueError(f"{name}: {e}") from None
     return checked
+
+
+def remembered_options(directory: Path, given: Mapping[str, Any], *,
+                       reset: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(kept, remember)``: the options the last export into ``directory`` was given that
+    ``given`` (the options given now, of ``REMEMBERED``) lacks, checked as the command line
+    checks them (ValueError naming a bad one; none when ``reset``), and what this export
+    records in its manifest: ``given`` and ``kept``, as JSON."""
+    before = {} if reset else read_manifest(directory).options
+    kept = check_options({k: v for k, v in before.items() if k in REMEMBERED and k not in given})
+    remember = {name: list(value) if isinstance(value, tuple) else value
+                for name, value in {**given, **kept}.items()}
+    return kept, {name: remember[name] for name in REMEMBERED if name in remember}
 
 
 def check_label_names(names: Iterable[str]) -> tuple[str, ...]:
