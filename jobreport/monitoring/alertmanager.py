@@ -62,7 +62,8 @@ _ROUTE_HEADER = """\
 # 1. The route: under route.routes:, before any route that would catch the jobreport
 #    alerts first. It matches alertname=~"Jobreport.*" (every jobreport alert) and routes
 #    by severity.
-# 2. The inhibition: under inhibit_rules: ({what_inhibits}).
+# 2. The inhibition: under inhibit_rules:
+#    ({what_inhibits}).
 # 3. The receivers: under receivers: (or point the route at receivers you have), with
 #    their REPLACE placeholders filled in. Each stands alone: drop the ones you do not use,
 #    and the routes to them.
