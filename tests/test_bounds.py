@@ -16,8 +16,8 @@ import pytest
 from jobreport.config import Config, load_config
 from jobreport.delivery import flush
 from jobreport.errors import PushError
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
+from tests.registry import registry_for
+from jobreport.state import GroupState
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.pushgateway import QUICK_ATTEMPT, Sender, UnreachableError
 from jobreport.store.store import Store

@@ -16,8 +16,8 @@ import pytest
 
 from jobreport.config import Config, load_config
 from jobreport.errors import PushError
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
+from tests.registry import registry_for
+from jobreport.state import GroupState
 from jobreport.sinks import _http, _proxy
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.pushgateway import Sender

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from jobreport.config import Config, load_config
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
+from tests.registry import registry_for
+from jobreport.state import GroupState
 from jobreport.sinks import _deadline
 from jobreport.errors import PushError
 from jobreport.sinks.pushgateway import Sender, UnreachableError

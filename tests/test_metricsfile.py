@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from jobreport.wrapper.metricsfile import MAX_BYTES, parse_assignments, parse_text, read_file
 from jobreport.names import RESERVED_METRICS
-from jobreport.records import CustomFamily
+from jobreport.result import CustomFamily
 
 
 def by_name(families: list[CustomFamily]) -> dict[str, CustomFamily]:

@@ -11,8 +11,8 @@ import pytest
 
 from jobreport.config import load_config
 from jobreport.errors import PushError
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
+from tests.registry import registry_for
+from jobreport.state import GroupState
 from jobreport.sinks.pushgateway import USER_AGENT, Sender
 from tests import servers
 from tests.scripted import HANG, Answer, Recorded, ScriptedServer
