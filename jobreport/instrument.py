@@ -40,15 +40,12 @@ class JobMetrics:
     handle inside the block. Made with ``job_metrics(...)``.
 
     ``with job_metrics("backup", expect_every="24h") as job: ...`` or, as a decorator,
-    ``@job_metrics("nightly")``. The keywords other than ``config`` and ``gateway`` are the
-    job's spec (``jobreport.spec.FIELDS``, each with its range): ``expect_every`` (plus
-    ``grace``, 10% by default) and ``max_runtime`` are pushed as thresholds for the generic
-    alerts; or ``schedule`` (cron, with ``timezone``: the deadlines of the next start and
-    success, see ``jobreport.schedule``) instead of ``expect_every``; ``min_runtime`` (a
-    shorter success is suspicious) and ``alert_after_failures`` (the failed alert waits for
-    that many failures in a row) too; ``labels`` are extra grouping labels; ``heartbeat``
-    pushes a liveness timestamp that often while the body runs. What the keywords leave out
-    comes from the job's section of the config file (or ``config``).
+    ``@job_metrics("nightly")``. The keywords other than ``config`` and ``gateway`` make the
+    job's spec: ``labels`` (extra grouping labels) and the fields of
+    ``jobreport.spec.FIELDS`` that are keywords (thresholds pushed for the generic alerts,
+    a schedule and its zone, a heartbeat pushed that often while the body runs), each held
+    to its range (docs/python-api.md). What they leave out comes from the job's section of
+    the config file (or ``config``).
 
     Names and arguments are checked here and raise ``InvalidNameError`` / ``ConfigError``
     (a value out of its range, or two that contradict each other) before the body runs;

@@ -388,7 +388,8 @@ class JobSpec:
         """This spec laid over ``lower`` (the job's config section): what this one gives
         wins, the rest comes from ``lower``. ``expect_every`` and ``schedule`` go as a
         pair: giving one here drops both from ``lower``. Where the two levels contradict
-        each other, ``lower``'s side is dropped; the problems are returned (to warn)."""
+        each other, ``lower``'s side is dropped; the problems are returned (to warn), each
+        naming what was dropped."""
         values = {name: getattr(lower, name) for name in lower.given}
         if self.given & {"expect_every", "schedule"}:
             values.pop("expect_every", None)
@@ -399,12 +400,12 @@ class JobSpec:
             problem = contradiction(values)
             if problem is None:
                 break
-            dropped.append(problem)
-            for name in problem.names:
-                if name not in self.given:
-                    values.pop(name, None)
-            if all(name in self.given for name in problem.names):  # pragma: no cover
-                break  # checked at its own door: cannot happen
+            lowers = tuple(name for name in problem.names if name not in self.given)
+            if not lowers:  # pragma: no cover - each level was checked at its own door
+                break
+            for name in lowers:
+                values.pop(name, None)
+            dropped.append(SpecError(lowers[0], problem.problem, lowers))
         return JobSpec(self.job, {**lower.labels, **self.labels}, **values), dropped
 
     # --- what the rooms read ------------------------------------------------------------

@@ -158,7 +158,8 @@ def anchors(text: str) -> set[str]:
 
 MESSAGE_CALLS = {"warning", "error", "PushError", "StoreError", "BadParameter", "UsageError",
                  "fail", "LockBusy"}
-PROBLEM_CALLS = {"ConfigError": 2, "InvalidNameError": 2}  # index of the message argument
+PROBLEM_CALLS = {"ConfigError": 2, "InvalidNameError": 2,  # index of the message argument
+                 "SpecError": 1}
 
 
 def fragments(node: ast.expr) -> Iterator[str]:
@@ -190,7 +191,8 @@ def messages() -> Iterator[tuple[str, str]]:
                     args = list(node.args[:2] if name == "fail" else node.args[:1])
                 elif name in PROBLEM_CALLS and len(node.args) > PROBLEM_CALLS[name]:
                     args = [node.args[PROBLEM_CALLS[name]]]
-                elif name == "ValueError" and path.name in ("values.py", "durations.py",
+                elif name == "ValueError" and path.name in (
+                        "values.py", "durations.py", "spec.py", "cron.py",
                                                             "metricsfile.py", "commands.py"):
                     args = list(node.args[:1])
             elif (isinstance(node, ast.Return) and path.name == "exit_status.py"

@@ -168,7 +168,7 @@ class Recorder:
         spec, dropped = spec.over(self.config.job(spec.job))
         for problem in dropped:
             log.warning("jobreport: ignoring [jobs.%s] %s in the config file: %s", spec.job,
-                        " and ".join(problem.names[1:] or problem.names), problem.problem)
+                        " and ".join(problem.names), problem.problem)
         if spec.schedule and spec.timezone is None:
             from jobreport.schedule import local_zone_name
 
