@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from jobreport.cron import check_expression, check_timezone
 from jobreport.durations import MAX_SECONDS, duration_seconds, format_duration
-from jobreport.names import check_labels
 
 # not typing's: this module is on the path of `jobreport run` before its command starts
 TYPE_CHECKING = False
@@ -152,10 +150,14 @@ class Field:
             if not isinstance(value, str):
                 raise ValueError(f"{value!r} is not a schedule (write e.g. \"0 3 * * 1-5\" "
                                  "or @daily)")
+            from jobreport.cron import check_expression  # (only for a schedule)
+
             return check_expression(value)
         if self.kind == ZONE:
             if not isinstance(value, str):
                 raise ValueError(f"{value!r} is not an IANA time zone name (e.g. UTC)")
+            from jobreport.cron import check_timezone
+
             return check_timezone(value)
         if self.kind == FLAG:
             return value if isinstance(value, bool) else parse_flag(str(value))
@@ -209,6 +211,7 @@ def parse_labels(value: object) -> dict[str, str]:
     else:
         raise ValueError(f"{value!r} is not a set of labels (write k=v,k2=v2)")
     from jobreport.errors import InvalidNameError
+    from jobreport.names import check_labels
 
     try:
         return check_labels(pairs)
