@@ -30,9 +30,9 @@ from _common import Stats, header, parser, write_json
 
 from jobreport.monitoring.variants import rules_for
 from jobreport.result import RunResult
+from jobreport.sinks.remote_write import series
 from jobreport.spec import JobSpec
 from jobreport.state import GroupState
-from jobreport.sinks.remote_write import series
 
 PROMTOOL = "promtool"
 DAY = 86400

@@ -22,9 +22,9 @@ from jobreport.config import Config
 from jobreport.delivery import flush
 from jobreport.exposition import StateCollector
 from jobreport.result import CustomFamily, RunResult
-from jobreport.state import GroupState
 from jobreport.sinks import _families
 from jobreport.sinks._families import faults, pointed_at
+from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway

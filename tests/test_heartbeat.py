@@ -12,10 +12,10 @@ from pathlib import Path
 from jobreport import load_config
 from jobreport.heartbeat import Heartbeat
 from jobreport.result import RunResult
-from jobreport.state import GroupState, group_key
 from jobreport.runs import Recorder
-from jobreport.spec import JobSpec
 from jobreport.sinks.base import Delivered, DeliveryOutcome
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState, group_key
 from jobreport.store.store import RunStart, Store
 from jobreport.wrapper.wrapper import run_job
 

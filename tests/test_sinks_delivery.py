@@ -13,13 +13,13 @@ from jobreport.config import load_config
 from jobreport.delivery import deliver_group, flush
 from jobreport.gateway import delete_group
 from jobreport.result import RunResult
-from jobreport.state import GroupState, group_key
 from jobreport.runs import Recorder
-from jobreport.spec import JobSpec
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.base import Delivered, Rejected, RetryLater
 from jobreport.sinks.remote_write import RemoteWriter
 from jobreport.sinks.textfile import TextfileWriter
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState, group_key
 from jobreport.store.store import Store
 from tests import servers
 from tests.faults import SilentServer

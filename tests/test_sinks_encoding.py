@@ -21,11 +21,11 @@ import pytest
 from jobreport.config import Config
 from jobreport.errors import PushError
 from jobreport.result import CustomFamily, RunResult
-from jobreport.spec import JobSpec
-from jobreport.state import GroupState
 from jobreport.sinks import remote_write
 from jobreport.sinks._prompb import prompb_pb2
 from jobreport.sinks.textfile import TextfileWriter, file_name
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState
 from tests.scripted import Answer, ScriptedServer
 
 WRITE = "/api/v1/write"

@@ -283,3 +283,35 @@ def test_unknown_names_are_refused_at_their_door() -> None:
         job_metrics("j", timeout="1h")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
         job_metrics("j", nonsense=1)  # type: ignore[call-arg]
+
+
+def test_run_keeps_going_over_a_bad_section_and_check_names_it(tmp_path: Path) -> None:
+    """A typo in the config file must not stop a backup: `run` leaves the bad value out with
+    one warning line and runs the command; where its flag contradicts the section, the
+    flag wins; `jobreport check` names the bad value and fails."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "jobreport.toml"
+    config.write_text('[jobs.j]\nalert_after_failures = 0\nmax_runtime = "1h"\n')
+    env = {**os.environ, "JOBREPORT_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+    marker = tmp_path / "ran"
+    out = subprocess.run([sys.executable, "-m", "jobreport", "run", "--job", "j",
+                          "--min-runtime", "2h", "--", "touch", str(marker)], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and marker.exists(), out.stderr
+    assert "jobs.j.alert_after_failures" in out.stderr and "1 to 10000" in out.stderr
+    assert "ignoring [jobs.j] max_runtime in the config file" in out.stderr
+    assert "Traceback" not in out.stderr
+    history = subprocess.run([sys.executable, "-m", "jobreport", "history", "--json"],
+                             env={**env, "JOBREPORT_CONFIG": ""}, capture_output=True,
+                             text=True, timeout=120, check=True)
+    [row] = json.loads(history.stdout)
+    assert (row["min_runtime"], row["max_runtime"], row["alert_after_failures"]) == (
+        7200.0, None, None)
+    check = subprocess.run([sys.executable, "-m", "jobreport", "check"], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert check.returncode == 1
+    assert "jobs.j.alert_after_failures" in check.stdout + check.stderr

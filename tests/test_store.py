@@ -14,8 +14,8 @@ import pytest
 
 from jobreport import job_metrics
 from jobreport.errors import StoreError
-from jobreport.state import group_key
 from jobreport.result import RunResult
+from jobreport.state import group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
 
