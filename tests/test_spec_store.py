@@ -67,3 +67,83 @@ def test_the_store_keeps_the_spec_and_both_states_agree(spec: JobSpec, outcome: 
         assert with_store.start_deadline is not None and with_store.start_deadline > now
     [row] = store.history("p")
     assert row.spec == spec
+
+
+# A store as jobreport wrote it before the spec (schema 4): a run held to an interval kept
+# its sum (expected_interval), and jobreport_groups a NOT NULL delivered_seq.
+_V4 = [
+    "CREATE TABLE jobreport_counts ( group_key VARCHAR(2048) NOT NULL, outcome VARCHAR(32) "
+    "NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (group_key, outcome) )",
+    "CREATE TABLE jobreport_deliveries ( group_key VARCHAR(2048) NOT NULL, sink VARCHAR(255) "
+    "NOT NULL, delivered_seq INTEGER NOT NULL, last_error TEXT, last_attempt DOUBLE, left_out "
+    "TEXT, PRIMARY KEY (group_key, sink) )",
+    "CREATE TABLE jobreport_groups ( group_key VARCHAR(2048) NOT NULL, job VARCHAR(1024) NOT "
+    "NULL, seq INTEGER NOT NULL, delivered_seq INTEGER NOT NULL, last_heartbeat DOUBLE, "
+    "last_success DOUBLE, last_failure DOUBLE, last_size DOUBLE, last_size_at DOUBLE, "
+    "last_items DOUBLE, last_items_at DOUBLE, last_error TEXT, last_attempt DOUBLE, retired "
+    "DOUBLE, pushed TEXT, PRIMARY KEY (group_key) )",
+    'CREATE TABLE jobreport_meta ( "key" VARCHAR(64) NOT NULL, value TEXT, PRIMARY KEY ("key") )',
+    "CREATE TABLE jobreport_runs ( id INTEGER NOT NULL, group_key VARCHAR(2048) NOT NULL, job "
+    "VARCHAR(1024) NOT NULL, host VARCHAR(255) NOT NULL, pid INTEGER, pid_start DOUBLE, "
+    "started DOUBLE NOT NULL, expected_interval DOUBLE, max_runtime DOUBLE, schedule "
+    "VARCHAR(256), timezone VARCHAR(64), grace DOUBLE, min_runtime DOUBLE, "
+    "alert_after_failures INTEGER, command TEXT, ended DOUBLE, duration DOUBLE, outcome TEXT, "
+    "exit_code INTEGER, size DOUBLE, items DOUBLE, cpu_seconds DOUBLE, max_rss_bytes DOUBLE, "
+    "tail TEXT, custom TEXT, closed_seq INTEGER, uid VARCHAR(32), pid_ns VARCHAR(64), "
+    "child_pid INTEGER, child_pid_start DOUBLE, PRIMARY KEY (id) )",
+    "INSERT INTO jobreport_meta VALUES ('schema_version', '4'), ('adopts', '1')",
+    "INSERT INTO jobreport_groups (group_key, job, seq, delivered_seq, last_success) "
+    """VALUES ('{"instance":"h1","job":"b"}', 'b', 1, 0, 100.0)""",
+    "INSERT INTO jobreport_counts VALUES ('{\"instance\":\"h1\",\"job\":\"b\"}', 'success', 1)",
+    "INSERT INTO jobreport_runs (group_key, job, host, started, expected_interval, "
+    "max_runtime, min_runtime, alert_after_failures, ended, duration, outcome, exit_code, "
+    """closed_seq) VALUES ('{"instance":"h1","job":"b"}', 'b', 'h1', 99.0, 3960.0, 600.0, """
+    "5.0, 2, 100.0, 1.0, 'success', 0, 1)",
+]
+
+
+def test_a_schema_4_store_keeps_what_its_runs_were_held_to(tmp_path: Path) -> None:
+    """Migrated, a run held to an interval pushes the same interval (its sum reads back as
+    expect_every with no grace) and the same thresholds; the store keeps working, also for
+    a group it has never seen (its groups table has the old NOT NULL column)."""
+    import sqlite3
+
+    from jobreport.exposition import families
+    from jobreport.state import group_key
+    from jobreport.store.migrations import SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for statement in _V4:
+            conn.execute(statement)
+    store = Store(f"sqlite:///{path}")
+    assert store.schema_version() == SCHEMA_VERSION == 5
+    state, _ = store.group_state(group_key({"job": "b", "instance": "h1"}))
+    assert state.spec == JobSpec("b", expect_every=3960.0, grace=0.0, max_runtime=600.0,
+                                 min_runtime=5.0, alert_after_failures=2)
+    gauges = {f.name: f.samples[0][2] for f in families(state)}
+    assert gauges["jobreport_expected_interval_seconds"] == 3960.0
+    assert gauges["jobreport_alert_after_failures"] == 2.0
+    now = time.time()
+    _, fresh, _ = store.record_run(
+        RunStart("new", {"job": "new", "instance": "h1"}, now - 1, "h1",
+                 spec=JobSpec("new", expect_every=60.0)),
+        RunResult(ended=now, duration=1.0, outcome="success", exit_code=0))
+    assert fresh.spec is not None and fresh.spec.expected_interval == 66.0
+    with sqlite3.connect(path) as conn:
+        [(delivered,)] = conn.execute("SELECT delivered_seq FROM jobreport_groups "
+                                      "WHERE job = 'new'").fetchall()
+    assert delivered == 0
+
+
+def test_a_new_store_has_no_unused_group_columns(tmp_path: Path) -> None:
+    """delivered_seq, last_error and last_attempt of jobreport_groups went per sink (into
+    jobreport_deliveries) in schema 2: a new store does not create them."""
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    Store(f"sqlite:///{path}").ensure_schema()
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobreport_groups)")}
+    assert not columns & {"delivered_seq", "last_error", "last_attempt"}
+    assert {"group_key", "job", "seq"} <= columns
