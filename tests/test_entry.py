@@ -213,12 +213,18 @@ def _probe(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess
     return proc, json.loads(lines[0][len("LOADED "):]) if lines else None
 
 
-def test_the_command_starts_before_click_and_the_heavy_packages(isolated_env: Path) -> None:
+@pytest.mark.parametrize("options", [
+    [], ["--schedule", "@daily", "--timezone", "UTC", "--label", "db=main", "--min-runtime",
+         "1s", "--max-runtime", "1h", "--alert-after-failures", "3", "--tail", "5"],
+], ids=["plain", "every threshold"])
+def test_the_command_starts_before_click_and_the_heavy_packages(isolated_env: Path,
+                                                                options: list[str]) -> None:
     """`jobreport run` starts its command with none of click, SQLAlchemy, requests,
     prometheus_client, psutil or tenacity loaded, nor the standard library's dataclasses,
     subprocess, pathlib, threading, typing or logging, nor the settings (see
-    docs/architecture.md, the cold path)."""
-    proc, loaded = _probe("run", "--job", "probe", "--", "true", env=dict(os.environ))
+    docs/architecture.md, the cold path): also when its spec holds every threshold."""
+    proc, loaded = _probe("run", "--job", "probe", *options, "--", "true",
+                          env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert loaded == []
 
