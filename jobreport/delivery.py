@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from jobreport.config import Config, load_config
 from jobreport.errors import NotConfiguredError, PushError
 from jobreport.names import DEFAULT_NAMESPACE
-from jobreport.records import GroupState, group_key, grouping_from_key
 from jobreport.sinks.base import (
     Delivered,
     DeliveryOutcome,
@@ -27,6 +26,7 @@ from jobreport.sinks.base import (
     Sink,
     judge_error,
 )
+from jobreport.state import GroupState, group_key, grouping_from_key
 from jobreport.store.store import PendingGroup, Store
 
 __all__ = ["FlushResult", "deliver_each", "deliver_group", "deliver_state", "flush",
@@ -150,9 +150,9 @@ def _deliver_state(sink: Sink, state: GroupState, *, complete: bool, deadline: f
                         rejected)
     if not isinstance(outcome, Delivered) or not (bad or refused):
         return outcome, None
-    from jobreport._shared import SHARED
+    from jobreport.logger import notice_once
 
-    if bad and SHARED.notice_once(f"left out {group_key(state.grouping)} {sorted(bad)}"):
+    if bad and notice_once(f"left out {group_key(state.grouping)} {sorted(bad)}"):
         # once per process (a start push, the heartbeats and the end push carry them all)
         log.warning("jobreport: left out the families of job %s that no push may carry, "
                     "and pushed the rest: %s", state.job, listing(bad))
@@ -224,7 +224,7 @@ def _adopt_markers(store: Store, config: Config) -> None:
     markers) are recorded as abandoned first, so that this flush delivers them."""
     import socket
 
-    from jobreport.wrapper.marker import adopt_all
+    from jobreport.marker import adopt_all
 
     adopt_all(store, socket.gethostname(), config.grouping)
 
@@ -242,7 +242,7 @@ def deliver_each(sinks: list[Sink], deliver: Callable[[Sink], bool], budget: flo
         try:
             results[i] = deliver(sink)
         except Exception:  # never let reporting break the job
-            from jobreport.reporter import unexpected
+            from jobreport.logger import unexpected
 
             unexpected("the delivery to the %s failed", sink.name)
 
@@ -272,9 +272,9 @@ def warn_undelivered(what: str, job: str, sink: str, outcome: DeliveryOutcome, *
 
 def notice_no_sink(stored: bool) -> None:
     """Once per process: no sink is configured, and where the runs are kept."""
-    from jobreport._shared import SHARED
+    from jobreport.logger import notice_once
 
-    if not SHARED.notice_once(f"no sink, stored={stored}"):
+    if not notice_once(f"no sink, stored={stored}"):
         return
     if stored:
         log.warning("jobreport: no Pushgateway configured (set JOBREPORT_GATEWAY); runs are "

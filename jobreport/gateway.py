@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from jobreport.config import Config
 from jobreport.errors import GroupNotFoundError, PushError, StoreError
 from jobreport.outcomes import SKIPPED, SUCCESS
-from jobreport.records import CustomFamily, group_key
+from jobreport.result import CustomFamily
+from jobreport.state import group_key
 
 if TYPE_CHECKING:
     from jobreport.sinks.pushgateway import Sender

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
 from jobreport.errors import StoreError
-from jobreport.records import group_key
+from jobreport.state import group_key
 
 if TYPE_CHECKING:
     from jobreport.sinks.pushgateway import Sender

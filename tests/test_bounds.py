@@ -16,14 +16,14 @@ import pytest
 from jobreport.config import Config, load_config
 from jobreport.delivery import flush
 from jobreport.errors import PushError
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.pushgateway import QUICK_ATTEMPT, Sender, UnreachableError
+from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import stubs
 from tests.conftest import Gateway
 from tests.faults import assert_no_traceback, cli_env, run_cli
+from tests.registry import registry_for
 from tests.servers import free_port
 
 SLACK = 5.0  # a generous ceiling on this noisy 2-core machine

@@ -28,7 +28,7 @@ from jobreport.config import Config
 from jobreport.delivery import flush
 from jobreport.errors import PushError
 from jobreport.gateway import delete_group, gateway_status
-from jobreport.records import group_key
+from jobreport.state import group_key
 from jobreport.store.store import Store
 from tests import servers, stubs
 from tests.conftest import Gateway

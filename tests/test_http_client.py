@@ -16,12 +16,12 @@ import pytest
 
 from jobreport.config import Config, load_config
 from jobreport.errors import PushError
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
 from jobreport.sinks import _http, _proxy
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.pushgateway import Sender
+from jobreport.state import GroupState
 from tests.conftest import Gateway
+from tests.registry import registry_for
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 

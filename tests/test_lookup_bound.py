@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from jobreport.config import Config, load_config
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
-from jobreport.sinks import _deadline
 from jobreport.errors import PushError
+from jobreport.sinks import _deadline
 from jobreport.sinks.pushgateway import Sender, UnreachableError
 from jobreport.sinks.remote_write import RemoteWriter
+from jobreport.state import GroupState
 from tests.conftest import Gateway
+from tests.registry import registry_for
 from tests.test_security import PASSWORD, USER, pki, secure_gateway  # noqa: F401 (fixtures)
 
 SLACK = 5.0  # a generous ceiling on this noisy 2-core machine

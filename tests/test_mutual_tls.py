@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from jobreport import PushError, load_config
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
 from jobreport.sinks.pushgateway import Sender
+from jobreport.state import GroupState
+from tests.registry import registry_for
 from tests.test_security import openssl, pki, tls_gateway  # noqa: F401 (fixture)
 
 

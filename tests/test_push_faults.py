@@ -11,10 +11,10 @@ import pytest
 
 from jobreport.config import load_config
 from jobreport.errors import PushError
-from jobreport.exposition import registry_for
-from jobreport.records import GroupState
 from jobreport.sinks.pushgateway import USER_AGENT, Sender
+from jobreport.state import GroupState
 from tests import servers
+from tests.registry import registry_for
 from tests.scripted import HANG, Answer, Recorded, ScriptedServer
 
 PATH = "/metrics/job/backup/instance/h1"

@@ -20,7 +20,7 @@ import requests
 
 from jobreport import PushError, job_metrics, load_config
 from jobreport.sinks.pushgateway import Sender
-from jobreport.records import GroupState
+from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import servers
 from tests.faults import SilentServer, assert_no_traceback, cli_env, run_cli
@@ -171,7 +171,7 @@ def test_library_wrong_password_error(secure_gateway: str, pki: Path) -> None:
                          username=USER, ca_bundle=str(pki / "ca.crt"), budget="60s",
                          timeout="10s")  # a 401 is not retried: the budget is a ceiling
     state = GroupState(job="lib", grouping={"job": "lib"}, running=0)
-    from jobreport.exposition import registry_for
+    from tests.registry import registry_for
 
     with pytest.raises(PushError) as raised:
         Sender(config).push("lib", {}, registry_for(state))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from jobreport.errors import NotConfiguredError, PushError
 
 if TYPE_CHECKING:
-    from jobreport.records import GroupState
+    from jobreport.state import GroupState
 
 __all__ = [
     "RETRY_STATUSES",
@@ -168,7 +168,7 @@ def parse_held_group(group: Mapping[str, object], grouping: dict[str, str],
                namespace: str) -> GroupState | None:
     """The counters and last success/failure of one group of the Pushgateway's
     ``/api/v1/metrics`` answer, as a ``GroupState`` (None when it holds none of them)."""
-    from jobreport.records import GroupState
+    from jobreport.state import GroupState
 
     def samples(name: str) -> list[tuple[dict[str, str], float]]:
         family = group.get(name)

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from prometheus_client.registry import Collector
     from tenacity import RetryCallState
 
-    from jobreport.records import GroupState
     from jobreport.sinks._peers import PeerMemory
+    from jobreport.state import GroupState
 
 __all__ = ["QUICK_ATTEMPT", "Sender", "UnreachableError", "group_path"]
 

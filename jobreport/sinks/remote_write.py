@@ -30,7 +30,7 @@ from jobreport._version import __version__
 from jobreport.config import Config
 from jobreport.errors import PushError
 from jobreport.names import DEFAULT_NAMESPACE
-from jobreport.records import GroupState
+from jobreport.state import GroupState
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from jobreport.errors import PushError
 from jobreport.names import DEFAULT_NAMESPACE
-from jobreport.records import GroupState, group_key
+from jobreport.state import GroupState, group_key
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric

@@ -1,6 +1,5 @@
-"""What one process shares between its runs (``SHARED``): the stores and sinks it opened, the
-one thread that opens runs and pushes their starts, and the notices given once per process.
-Tests call ``SHARED.reset()``."""
+"""What one process shares between its runs (``SHARED``): the stores and sinks it opened and
+the one thread that opens runs and pushes their starts. Tests call ``SHARED.reset()``."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
+from jobreport.logger import forget_notices
 
 if TYPE_CHECKING:
     from jobreport.sinks.base import Sink
@@ -39,13 +39,13 @@ class _StartQueue:
     def _loop(self) -> None:
         while True:
             func, args = self._queue.get()
-            func(*args)  # _start_worker never raises
+            func(*args)  # Recorder._start_worker never raises
 
 
 class _Shared:
     """What one process shares between its runs: the stores and sinks it opened (a warm
-    process does not set up its engine and HTTP session again for every run), the start
-    thread, and the notices given once per process. ``reset()`` forgets it all (tests)."""
+    process does not set up its engine and HTTP session again for every run) and the start
+    thread. ``reset()`` forgets it all, and the notices given once per process (tests)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -56,7 +56,7 @@ class _Shared:
             self.stores: dict[str, Store] = {}
             self.sinks: dict[tuple[object, ...], list[Sink]] = {}
             self.starts = _StartQueue()
-            self.noticed: set[str] = set()
+        forget_notices()
 
     def store(self, url: str) -> Store:
         from jobreport.store.store import Store
@@ -76,13 +76,6 @@ class _Shared:
             if sinks is None:
                 sinks = self.sinks[key] = configured_sinks(config)
             return sinks
-
-    def notice_once(self, what: str) -> bool:
-        """True the first time ``what`` is noticed in this process."""
-        with self._lock:
-            first = what not in self.noticed
-            self.noticed.add(what)
-            return first
 
 
 #: The one process-wide instance.
