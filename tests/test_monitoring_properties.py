@@ -15,7 +15,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from jobreport.config import Config, JobSettings
+from jobreport.config import Config
+from jobreport.spec import JobSpec
 from jobreport.errors import InvalidNameError
 from jobreport.monitoring.export import SINKS, export_files
 from jobreport.monitoring.quoting import template_text
@@ -126,7 +127,7 @@ def test_hostile_values_give_exports_the_tools_accept(
     except ValueError:  # what the command line refuses is refused there (exit 2)
         assume(False)
     config = Config(labels=labels,
-                    jobs={job: JobSettings(labels=job_labels) for job, job_labels in jobs.items()})
+                    jobs={job: JobSpec(job, job_labels) for job, job_labels in jobs.items()})
     with tempfile.TemporaryDirectory(prefix="jobreport-hostile-") as tmp:
         root = Path(tmp)
         out = exported(config, url, namespace, root)
