@@ -103,7 +103,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith("JOBREPORT_") or key == "PUSHGATEWAY_URL":
             monkeypatch.delenv(key)
-    report = sys.modules.get("jobreport.reporter")
+    report = sys.modules.get("jobreport.runs.shared")
     if report is not None:
         report.SHARED.reset()  # per process: the "no gateway" notice, stores, sinks
     state = tmp_path / "state"

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from jobreport import job_metrics, load_config
-from jobreport._shared import SHARED
 from jobreport.config import Config
 from jobreport.delivery import deliver_group
 from jobreport.errors import DeliveryError
-from jobreport.records import GroupState, RunResult, group_key
+from jobreport.result import RunResult
+from jobreport.runs import SHARED
 from jobreport.sinks.base import Delivered, RetryLater
 from jobreport.sinks.pushgateway import PushgatewaySink
 from jobreport.sinks.pushgateway_api import held_state, parse_groups
+from jobreport.state import GroupState, group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
 from tests.servers import free_port

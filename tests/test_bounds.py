@@ -17,10 +17,10 @@ from jobreport.config import Config, load_config
 from jobreport.delivery import flush
 from jobreport.errors import DeliveryError
 from jobreport.exposition import text
-from jobreport.records import GroupState
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.http import QUICK_ATTEMPT
 from jobreport.sinks.pushgateway import PushgatewaySink
+from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import stubs
 from tests.conftest import Gateway

@@ -37,14 +37,14 @@ def invoke(*args: str, **env: str) -> Result:
 
 @pytest.fixture(autouse=True)
 def _keep_once_per_process_notices() -> Iterator[None]:
-    """The reporter says "no Pushgateway configured" once per process; runs recorded here
+    """The recorder says "no Pushgateway configured" once per process; runs recorded here
     must not use that up for tests that check the notice."""
-    from jobreport.reporter import SHARED
+    from jobreport import logger
 
-    saved = set(SHARED.noticed)
+    saved = set(logger._noticed)
     yield
-    SHARED.noticed.clear()
-    SHARED.noticed.update(saved)
+    logger._noticed.clear()
+    logger._noticed.update(saved)
 
 
 @pytest.fixture

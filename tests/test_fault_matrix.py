@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 
 from jobreport import job_metrics, load_config
+from jobreport.commands.delete import delete_group
+from jobreport.commands.status import gateway_status
 from jobreport.config import Config
 from jobreport.delivery import flush
 from jobreport.errors import DeliveryError
-from jobreport.commands.delete import delete_group
-from jobreport.commands.status import gateway_status
-from jobreport.records import group_key
+from jobreport.state import group_key
 from jobreport.store.store import Store
 from tests import servers, stubs
 from tests.conftest import Gateway

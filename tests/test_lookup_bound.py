@@ -17,11 +17,11 @@ import pytest
 from jobreport.config import Config, load_config
 from jobreport.errors import DeliveryError
 from jobreport.exposition import text
-from jobreport.records import GroupState
 from jobreport.sinks import _deadline
 from jobreport.sinks.base import RetryLater
 from jobreport.sinks.pushgateway import PushgatewaySink
 from jobreport.sinks.remote_write import RemoteWriteSink
+from jobreport.state import GroupState
 from tests.conftest import Gateway
 from tests.test_security import PASSWORD, USER, pki, secure_gateway  # noqa: F401 (fixtures)
 

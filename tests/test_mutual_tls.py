@@ -12,8 +12,8 @@ import pytest
 
 from jobreport import DeliveryError, load_config
 from jobreport.exposition import text
-from jobreport.records import GroupState
 from jobreport.sinks.pushgateway import PushgatewaySink
+from jobreport.state import GroupState
 from tests.test_security import openssl, pki, tls_gateway  # noqa: F401 (fixture)
 
 

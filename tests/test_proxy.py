@@ -21,8 +21,8 @@ import pytest
 from jobreport.config import load_config
 from jobreport.errors import DeliveryError
 from jobreport.exposition import text
-from jobreport.records import GroupState
 from jobreport.sinks.pushgateway import PushgatewaySink
+from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway

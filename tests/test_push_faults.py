@@ -14,9 +14,9 @@ import responses
 from jobreport.config import load_config
 from jobreport.errors import DeliveryError
 from jobreport.exposition import text
-from jobreport.records import GroupState
 from jobreport.sinks.http import USER_AGENT
 from jobreport.sinks.pushgateway import PushgatewaySink
+from jobreport.state import GroupState
 from tests import servers
 from tests.scripted import HANG, Answer, Recorded, ScriptedServer
 

@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from jobreport import DeliveryError, job_metrics, load_config
-from jobreport.records import GroupState
 from jobreport.sinks.pushgateway import PushgatewaySink
+from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import servers
 from tests.faults import SilentServer, assert_no_traceback, cli_env, run_cli

@@ -13,12 +13,14 @@ import pytest
 from jobreport.commands.delete import delete_group
 from jobreport.config import load_config
 from jobreport.delivery import deliver_group, flush
-from jobreport.records import GroupState, RunResult, group_key
-from jobreport.reporter import Reporter
+from jobreport.result import RunResult
+from jobreport.runs import Recorder
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.base import Delivered, Rejected, RetryLater
 from jobreport.sinks.remote_write import RemoteWriteSink
 from jobreport.sinks.textfile import TextfileSink
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState, group_key
 from jobreport.store.store import Store
 from tests import servers
 from tests.faults import SilentServer
@@ -89,8 +91,8 @@ def test_rejected_write_keeps_the_group_pending_for_that_sink_only(tmp_path: Pat
     config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
     store = Store(config.db)
     store.ensure_schema()
-    reporter = Reporter(config, store=store, sinks=[])
-    run = reporter.start("backup", wait=0, delay=0)
+    reporter = Recorder(config, store=store, sinks=[])
+    run = reporter.start(JobSpec("backup"), wait=0, delay=0)
     reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
                                             exit_code=0))
     key = group_key(config.grouping("backup"))
@@ -118,9 +120,9 @@ def test_one_sink_down_delays_only_that_sink(tmp_path: Path) -> None:
                "JOBREPORT_TEXTFILE_DIR": str(textfiles), "JOBREPORT_BUDGET": "1",
                "JOBREPORT_TIMEOUT": "1"}
         config = _config(tmp_path, **env)
-        reporter = Reporter(config)
+        reporter = Recorder(config)
         t0 = time.monotonic()
-        run = reporter.start("backup", wait=0, delay=0)
+        run = reporter.start(JobSpec("backup"), wait=0, delay=0)
         delivered = reporter.finish(run, RunResult.measured(
             run.monotonic_start, outcome="success", exit_code=0))
         elapsed = time.monotonic() - t0
@@ -159,8 +161,8 @@ def test_textfile_without_store_keeps_what_the_file_knew(tmp_path: Path) -> None
 def test_delete_removes_the_textfile_without_a_gateway(tmp_path: Path) -> None:
     """`jobreport delete` retires the group and removes its file; no Pushgateway needed."""
     config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
-    reporter = Reporter(config)
-    run = reporter.start("backup", wait=0, delay=0)
+    reporter = Recorder(config)
+    run = reporter.start(JobSpec("backup"), wait=0, delay=0)
     assert reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
                                                    exit_code=0))
     path = TextfileSink(tmp_path).path(config.grouping("backup"))
@@ -199,8 +201,8 @@ def test_deleting_another_hosts_group_leaves_this_hosts_textfile(tmp_path: Path)
     """`jobreport delete --instance old-host` of the same job removes nothing here: the
     file name includes the instance in its hash."""
     config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
-    reporter = Reporter(config)
-    run = reporter.start("backup", wait=0, delay=0)
+    reporter = Recorder(config)
+    run = reporter.start(JobSpec("backup"), wait=0, delay=0)
     assert reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
                                                    exit_code=0))
     mine = TextfileSink(tmp_path).path(config.grouping("backup"))
@@ -216,7 +218,7 @@ def test_push_reaches_the_textfile_without_a_gateway(tmp_path: Path) -> None:
     """`jobreport push` values land in the group's textfile (no Pushgateway needed), and
     the group is not left pending for that sink."""
     from jobreport.commands.push import push_values
-    from jobreport.records import CustomFamily
+    from jobreport.result import CustomFamily
 
     config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
     push_values(config, "backup", [CustomFamily.gauge("backup_tables", 7.0, "tables")])
@@ -262,8 +264,8 @@ def test_the_sinks_of_a_process_are_kept_per_sink_settings(tmp_path: Path) -> No
     budgets) keeps them."""
     import dataclasses
 
-    from jobreport._shared import SHARED
     from jobreport.config import Config, SinkSettings
+    from jobreport.runs import SHARED
 
     config = _config(tmp_path, JOBREPORT_GATEWAY="http://127.0.0.1:9")
     config_fields = {f.name: f.default for f in dataclasses.fields(Config)}

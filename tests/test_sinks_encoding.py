@@ -21,10 +21,12 @@ import pytest
 
 from jobreport.config import Config
 from jobreport.errors import DeliveryError
-from jobreport.records import CustomFamily, GroupState, RunResult
+from jobreport.result import CustomFamily, RunResult
 from jobreport.sinks import remote_write
 from jobreport.sinks._prompb import prompb_pb2
 from jobreport.sinks.textfile import TextfileSink, file_name
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState
 from tests.scripted import Answer, ScriptedServer
 
 WRITE = "/api/v1/write"
@@ -37,7 +39,8 @@ def _state(**labels: str) -> GroupState:
         job="backup", grouping=grouping, last_start=NOW - 10, last_success=NOW,
         last=RunResult(ended=NOW, duration=10.0, outcome="success", exit_code=0,
                        custom=(CustomFamily.gauge("backup_tables", 7.0, "tables"),)),
-        runs_total={"success": 3, "failure": 1}, expected_interval=90000.0,
+        runs_total={"success": 3, "failure": 1},
+        spec=JobSpec("backup", expect_every=90000.0, grace=0.0),
     )
 
 

@@ -19,10 +19,10 @@ import pytest
 from jobreport.config import Config, load_config
 from jobreport.errors import DeliveryError
 from jobreport.exposition import text
-from jobreport.records import GroupState
 from jobreport.sinks import transport
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.pushgateway import PushgatewaySink
+from jobreport.state import GroupState
 from tests.conftest import Gateway
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from jobreport._version import __version__
-from jobreport.cli.entry import exit_now
+from jobreport.cli.exit import exit_now
 from jobreport.cli.stderr import log_to_stderr
 from jobreport.errors import (
     ConfigError,

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from jobreport.config import Config
 from jobreport.errors import DeliveryError, GroupNotFoundError, NotConfiguredError, StoreError
 from jobreport.logger import log
-from jobreport.records import group_key
 from jobreport.sinks.base import Delivered, HoldsLocally, ListsGroups, RetryLater, Sink
+from jobreport.state import group_key
 from jobreport.store.store import Store
 
 __all__ = ["delete_group", "remove_everywhere"]

@@ -20,8 +20,8 @@ from jobreport.commands.status import listing_sinks
 from jobreport.config import Config
 from jobreport.errors import NotConfiguredError, StoreError
 from jobreport.logger import log
-from jobreport.records import group_key
 from jobreport.sinks.base import Sink
+from jobreport.state import group_key
 from jobreport.store.store import Store
 
 __all__ = ["StaleGroup", "prune_groups", "stale_groups"]

@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from jobreport.config import Config
 from jobreport.errors import DeliveryError, NotConfiguredError, StoreError
 from jobreport.logger import log
-from jobreport.records import CustomFamily, group_key
+from jobreport.result import CustomFamily
 from jobreport.sinks.base import Delivered, RetryLater, Sink
+from jobreport.state import group_key
 from jobreport.store.store import Store
 
 __all__ = ["push_values"]

@@ -1,35 +1,18 @@
-"""The resolved settings: a frozen ``Config``, the per-job ``JobSettings``, the
-``SinkSettings`` the sinks are made from, plus the default store."""
+"""The resolved settings: a frozen ``Config`` (with the jobs' sections of the config file,
+each a ``JobSpec``), the ``SinkSettings`` the sinks are made from, plus the default store."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.paths import state_dir
+from jobreport.spec import JobSpec
 
-TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
-if TYPE_CHECKING:
-    from typing import Any
-
-__all__ = ["Config", "JobSettings", "SinkSettings", "default_db_url"]
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    """Per-job settings from a ``[jobs.NAME]`` section of the config file."""
-
-    expect_every: float | None = None
-    max_runtime: float | None = None
-    grace: float | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    # schedules (jobreport.schedule)
-    schedule: str | None = None
-    timezone: str | None = None
-    min_runtime: float | None = None
-    alert_after_failures: int | None = None
+__all__ = ["Config", "SinkSettings", "default_db_url"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +62,9 @@ class Config:
     remote_write_url: str | None = None
     #: node_exporter textfile collector directory (``JOBREPORT_TEXTFILE_DIR``).
     textfile_dir: str | None = None
-    jobs: Mapping[str, JobSettings] = field(default_factory=dict)
+    #: The ``[jobs.NAME]`` sections of the config file: what a run of the job is held to
+    #: where its flags or ``job_metrics`` keywords say nothing (``JobSpec.over``).
+    jobs: Mapping[str, JobSpec] = field(default_factory=dict)
     config_file: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -88,9 +73,9 @@ class Config:
         """The settings of the sinks, taken from the fields of the same names."""
         return SinkSettings(**{f.name: getattr(self, f.name) for f in fields(SinkSettings)})
 
-    def job(self, name: str) -> JobSettings:
-        """The settings of job ``name`` from the config file (empty when it has none)."""
-        return self.jobs.get(name, JobSettings())
+    def job(self, name: str) -> JobSpec:
+        """The section of job ``name`` in the config file (an empty spec when it has none)."""
+        return self.jobs.get(name) or JobSpec(name)
 
     def grouping(self, job: str, labels: Mapping[str, str] | None = None) -> dict[str, str]:
         """The grouping key of ``job``'s group: job, instance, then the extra labels."""
@@ -98,7 +83,9 @@ class Config:
         if self.instance is not None:
             key["instance"] = self.instance
         key.update(self.labels)
-        key.update(self.job(job).labels)
+        section = self.jobs.get(job)
+        if section is not None:
+            key.update(section.labels)
         key.update(labels or {})
         return key
 

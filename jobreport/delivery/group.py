@@ -10,7 +10,6 @@ from collections.abc import Callable
 from jobreport.errors import DeliveryError
 from jobreport.logger import log, notice_once, unexpected
 from jobreport.names import DEFAULT_NAMESPACE
-from jobreport.records import GroupState, group_key, grouping_from_key
 from jobreport.sinks.base import (
     Delivered,
     DeliveryResult,
@@ -20,6 +19,7 @@ from jobreport.sinks.base import (
     Sink,
     failed,
 )
+from jobreport.state import GroupState, group_key, grouping_from_key
 from jobreport.store.store import Store
 
 __all__ = ["deliver_each", "deliver_group", "deliver_state"]

@@ -8,8 +8,8 @@ from jobreport.config import Config, load_config
 from jobreport.delivery.group import deliver_group
 from jobreport.errors import NotConfiguredError
 from jobreport.logger import log
-from jobreport.records import grouping_from_key
 from jobreport.sinks.base import Delivered, RetryLater, Sink
+from jobreport.state import grouping_from_key
 from jobreport.store.store import PendingGroup, Store
 
 __all__ = ["FlushResult", "flush"]
@@ -93,6 +93,6 @@ def _adopt_markers(store: Store, config: Config) -> None:
     markers) are recorded as abandoned first, so that this flush delivers them."""
     import socket
 
-    from jobreport.wrapper.marker import adopt_all
+    from jobreport.marker import adopt_all
 
     adopt_all(store, socket.gethostname(), config.grouping)

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from jobreport.errors import DeliveryError
 
 if TYPE_CHECKING:
-    from jobreport.records import GroupState
     from jobreport.sinks.pushgateway_api import GatewayGroup
+    from jobreport.state import GroupState
 
 __all__ = [
     "Delivered",

@@ -12,7 +12,7 @@ __all__ = ["configured_sinks"]
 
 def configured_sinks(config: Config | SinkSettings) -> list[Sink]:
     """One sink per destination configured (none: runs stay in the store). HTTP sinks set
-    up their transport here, so a reporter calling this while a job's command runs has
+    up their transport here, so a run's recorder calling this while its command runs has
     requests loaded by the time the run ends."""
     settings = config.sinks if isinstance(config, Config) else config
     sinks: list[Sink] = []

@@ -30,9 +30,9 @@ from jobreport.sinks.base import (
 from jobreport.sinks.http import HttpSink, settings_of
 
 if TYPE_CHECKING:
-    from jobreport.records import GroupState
     from jobreport.sinks._peers import PeerMemory
     from jobreport.sinks.pushgateway_api import GatewayGroup
+    from jobreport.state import GroupState
 
 __all__ = ["TEXT_FORMAT", "PushgatewaySink", "group_path"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from jobreport.records import GroupState
+    from jobreport.state import GroupState
 
 __all__ = ["GatewayGroup", "Sample", "held_state", "parse_groups", "parse_version"]
 
@@ -137,7 +137,7 @@ def held_state(group: GatewayGroup, namespace: str) -> GroupState | None:
     adopted, so that it can neither lower nor overflow the store's counts; a time far ahead
     would hold the last success there for good (never overdue) and is not adopted either.
     """
-    from jobreport.records import GroupState
+    from jobreport.state import GroupState
 
     runs = {s.labels.get("outcome", ""): int(s.value)
             for s in group.samples(f"{namespace}_runs_total")

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 from jobreport.config import Config, SinkSettings
 from jobreport.errors import DeliveryError, NotConfiguredError
 from jobreport.names import DEFAULT_NAMESPACE
-from jobreport.records import GroupState
 from jobreport.sinks.base import Delivered, DeliveryResult, Probes
 from jobreport.sinks.http import HttpSink, settings_of
+from jobreport.state import GroupState
 
 if TYPE_CHECKING:
     from jobreport.sinks._peers import PeerMemory
@@ -114,7 +114,7 @@ def encode(state: GroupState, namespace: str = DEFAULT_NAMESPACE, *,
 
 def preload() -> None:
     """Import what encoding a delivery needs (protobuf, the generated module, cramjam):
-    the reporter calls it while the job's command runs, not after. Never raises: without
+    a run's recorder calls it while the command runs, not after. Never raises: without
     the extra, each delivery says so."""
     with contextlib.suppress(DeliveryError):
         _codec()

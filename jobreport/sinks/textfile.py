@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from jobreport.errors import DeliveryError
 from jobreport.names import DEFAULT_NAMESPACE
-from jobreport.records import GroupState, group_key
 from jobreport.sinks.base import Delivered, DeliveryResult, HoldsLocally, Probes, Rejected
+from jobreport.state import GroupState, group_key
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric

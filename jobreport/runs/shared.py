@@ -1,6 +1,5 @@
-"""What one process shares between its runs (``SHARED``): the stores and sinks it opened, the
-one thread that opens runs and pushes their starts, and the notices given once per process.
-Tests call ``SHARED.reset()``."""
+"""What one process shares between its runs (``SHARED``): the stores and sinks it opened and
+the one thread that opens runs and pushes their starts. Tests call ``SHARED.reset()``."""
 
 from __future__ import annotations
 
@@ -10,10 +9,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
-from jobreport.logger import notice_once, noticed
+from jobreport.logger import forget_notices
 
 if TYPE_CHECKING:
-    from jobreport.config.settings import SinkSettings
+    from jobreport.config import SinkSettings
     from jobreport.sinks.base import Sink
     from jobreport.store.store import Store
 
@@ -41,13 +40,13 @@ class _StartQueue:
     def _loop(self) -> None:
         while True:
             func, args = self._queue.get()
-            func(*args)  # _start_worker never raises
+            func(*args)  # Recorder._start_worker never raises
 
 
 class _Shared:
     """What one process shares between its runs: the stores and sinks it opened (a warm
-    process does not set up its engine and HTTP session again for every run), the start
-    thread, and the notices given once per process. ``reset()`` forgets it all (tests)."""
+    process does not set up its engine and HTTP session again for every run) and the start
+    thread. ``reset()`` forgets it all, and the notices given once per process (tests)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -58,8 +57,7 @@ class _Shared:
             self.stores: dict[str, Store] = {}
             self.sinks: dict[SinkSettings, list[Sink]] = {}
             self.starts = _StartQueue()
-            noticed.clear()
-            self.noticed = noticed
+        forget_notices()
 
     def store(self, url: str) -> Store:
         from jobreport.store.store import Store
@@ -73,16 +71,12 @@ class _Shared:
     def sinks_for(self, config: Config) -> list[Sink]:
         from jobreport.sinks.configured import configured_sinks
 
-        key = config.sinks
+        key = config.sinks  # every setting that picks or shapes a sink
         with self._lock:
             sinks = self.sinks.get(key)
             if sinks is None:
                 sinks = self.sinks[key] = configured_sinks(config)
             return sinks
-
-    def notice_once(self, what: str) -> bool:
-        """True the first time ``what`` is noticed in this process."""
-        return notice_once(what)
 
 
 #: The one process-wide instance.
