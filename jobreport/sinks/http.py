@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from jobreport._version import __version__
 from jobreport.config import Config, SinkSettings
 from jobreport.errors import DeliveryError
-from jobreport.secrets import config_secrets, mask, mask_url, remember
+from jobreport.secrets import config_secrets, mask, mask_url, remember, url_secrets
 from jobreport.sinks.base import Delivered, DeliveryResult, failed
 from jobreport.sinks.retry import MAX_ATTEMPTS, retrying
 from jobreport.sinks.transport import Answer, NoAnswer, Transport
@@ -93,11 +93,12 @@ class HttpSink:
         self.url = without_userinfo(url)
         #: The peer as every message shows it.
         self.shown = mask_url(self.url)
-        password = urlsplit(url).password
         remember(settings)
         self.transport = Transport(settings, self.url, USER_AGENT, url)
-        self._secrets = tuple(s for s in (*config_secrets(settings), password,
-                                          self.transport.proxy_password) if s)
+        # the URL's credentials and the proxy's travel as basic auth: a peer may echo them
+        self._secrets = tuple(dict.fromkeys(s for s in (
+            *config_secrets(settings), *url_secrets(url),
+            *url_secrets(self.transport.proxy or "")) if s))
         self._sleep = sleep
         self._clock = clock
         self._peers = peers
@@ -190,7 +191,9 @@ class HttpSink:
         where = self.where
         status = answer.status
         what = f"{status} {answer.reason}".strip()
-        text = " ".join(answer.text.split())[:500]
+        # masked before it is squeezed and cut: a secret cut in half, or one holding
+        # spaces, would no longer be found
+        text = " ".join(mask(answer.text, self._secrets).split())[:500]
         if status in (401, 403):
             return (f"{where} refused the credentials ({what}); check JOBREPORT_USERNAME "
                     "and JOBREPORT_PASSWORD(_FILE) or JOBREPORT_TOKEN(_FILE)")
