@@ -46,9 +46,10 @@ EXIT_GATEWAY = DeliveryError.exit_code
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_CODES_HELP = """\b
-Exit codes: 0 success; 1 a problem was found (check, status --check); 2
-usage or configuration error; 3 the Pushgateway failed or refused (flush: a
-group was not delivered); 4 the store failed.
+Exit codes: 0 success; 1 a problem was found (check); 2 usage or
+configuration error; 3 the Pushgateway failed or refused (flush: a group was
+not delivered); 4 the store failed. status --check: 0 OK, 1 WARNING, 2
+CRITICAL, 3 UNKNOWN.
 `jobreport run` exits with the command's own code: 124 timeout, 126 not
 executable, 127 not found, 128+N killed by signal N, 75 skipped (--lock).
 """

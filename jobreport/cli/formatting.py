@@ -167,7 +167,7 @@ def status_table(groups: Sequence[GroupStatus]) -> str:
         [g.job, g.instance or "-", labels_text({"job": g.job, **g.labels}),
          g.last_outcome or "-", age(g.success_age),
          "running" if g.running else "idle", _deadline_text(g),
-         "; ".join(g.problems) or "ok"]
+         printable("; ".join(str(f) for f in g.findings)) or "ok"]
         for g in groups
     ]
     return table(["JOB", "INSTANCE", "LABELS", "LAST OUTCOME", "LAST SUCCESS", "NOW",
@@ -175,8 +175,9 @@ def status_table(groups: Sequence[GroupStatus]) -> str:
 
 
 def _deadline_text(g: GroupStatus) -> str:
-    """A scheduled job's next deadline (the earlier of start and success), and whether it
-    has passed; "-" for a job without a schedule."""
+    """The next deadline the group pushed (a schedule's start or success deadline, or when
+    an --expect-every job is overdue), and whether it has passed; "-" for a job with
+    neither."""
     deadline = g.next_deadline
     if deadline is None:
         return "-"

@@ -4,7 +4,6 @@ and every configured sink, in one report."""
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ from jobreport.durations import format_duration
 from jobreport.errors import ConfigError, DeliveryError, StoreError
 from jobreport.paths import sqlite_path
 from jobreport.secrets import config_secrets, mask, mask_url, remember
-from jobreport.sinks.base import ListsGroups, Probes, Sink
+from jobreport.sinks.base import ListsGroups, Probes, Sink, deadline_after
 
 if TYPE_CHECKING:
     from jobreport.store.store import Store
@@ -168,7 +167,7 @@ def _sink_checks(report: CheckReport, config: Config, sinks: list[Sink] | None) 
             continue
         try:
             answered = sink.probe(
-                deadline=time.monotonic() + min(config.timeout, PROBE_TIME))
+                deadline=deadline_after(min(config.timeout, PROBE_TIME)))
         except DeliveryError as e:
             if e.status in (401, 403):
                 report.add(sink.name, "reachable", OK, "answers")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 from jobreport.config import Config
 from jobreport.errors import DeliveryError, GroupNotFoundError, NotConfiguredError, StoreError
 from jobreport.logger import log
-from jobreport.sinks.base import Delivered, HoldsLocally, ListsGroups, RetryLater, Sink
+from jobreport.sinks.base import (
+    Delivered,
+    HoldsLocally,
+    ListsGroups,
+    RetryLater,
+    Sink,
+    deadline_after,
+)
 from jobreport.state import group_key
 from jobreport.store.store import Store
 
@@ -27,7 +33,7 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
     sinks = configured_sinks(config) if sinks is None else sinks
     if not sinks:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
-    deadline = time.monotonic() + config.budget
+    deadline = deadline_after(config.budget)
     try:
         store = store or Store(config.db)
         # retired before the removal, so that no flush brings it back, even one running

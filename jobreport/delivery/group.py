@@ -17,6 +17,7 @@ from jobreport.sinks.base import (
     Rejected,
     SaysWhatItHolds,
     Sink,
+    deadline_after,
     failed,
 )
 from jobreport.state import GroupState, group_key, grouping_from_key
@@ -40,7 +41,7 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     ``sink`` within ``budget`` seconds; repeat while another run changed it meanwhile, so
     that the delivery that lands last carries the newest state. The result is recorded in
     the store."""
-    deadline = time.monotonic() + budget
+    deadline = deadline_after(budget)
     if (isinstance(sink, SaysWhatItHolds) and store.fresh
             and not store.knows_delivery(key, sink.name)):
         try:
@@ -94,7 +95,7 @@ def deliver_state(sink: Sink, state: GroupState, *, complete: bool, budget: floa
     """Deliver ``state`` as it is (no store: ``complete=False``) within ``budget`` seconds,
     leaving out the families no push should carry or the sink refuses, as
     ``deliver_group`` does."""
-    return _deliver(sink, state, complete=complete, deadline=time.monotonic() + budget,
+    return _deliver(sink, state, complete=complete, deadline=deadline_after(budget),
                     namespace=namespace)[0]
 
 

@@ -23,7 +23,7 @@ from jobreport._version import __version__
 from jobreport.config import Config, SinkSettings
 from jobreport.errors import DeliveryError
 from jobreport.secrets import config_secrets, mask, mask_url, remember, url_secrets
-from jobreport.sinks.base import Delivered, DeliveryResult, failed
+from jobreport.sinks.base import Delivered, DeliveryResult, budget_of, failed
 from jobreport.sinks.retry import MAX_ATTEMPTS, retrying
 from jobreport.sinks.transport import Answer, NoAnswer, Transport
 
@@ -135,10 +135,13 @@ class HttpSink:
         if recent is not None:
             # down moments ago: one short attempt, not the whole deadline again
             deadline, attempts = min(deadline, self._clock() + QUICK_ATTEMPT), 1
+        # the whole time given, for messages: an attempt cut short by the deadline did not
+        # get an answer within this (not within what was left of it)
+        given = budget_of(deadline) or max(0.0, deadline - self._clock())
         try:
             answer: Answer = retrying(deadline, attempts=attempts, patient=patient,
                                       sleep=self._sleep, clock=self._clock)(
-                self._attempt, method, url, body, dict(headers or {}), deadline)
+                self._attempt, method, url, body, dict(headers or {}), deadline, given=given)
         except DeliveryError as e:
             if recent is None or not e.unreachable:
                 raise
@@ -148,16 +151,20 @@ class HttpSink:
         return answer
 
     def _attempt(self, method: str, url: str, body: bytes, headers: dict[str, str],
-                 deadline: float) -> Answer:
+                 deadline: float, *, given: float) -> Answer:
         now = self._clock()
         # this attempt: the per-attempt timeout and the deadline, whichever comes first,
         # on the real clock (the exchange's sockets are watched in real time)
         length = max(_LEAST, min(self.settings.timeout, deadline - now))
+        # the limit a message names: the timeout when it cut the attempt, else all the
+        # time the exchange was given
+        limit = self.settings.timeout if length >= self.settings.timeout \
+            else max(given, length)
         answer = self.transport.exchange(method, url, headers, body,
                                          timeout=self.settings.timeout,
                                          deadline=time.monotonic() + length)
         if isinstance(answer, NoAnswer) and answer.kind in ("unconnected", "connect-timeout"):
-            error = self.error(self._no_answer(answer, length), unreachable=True)
+            error = self.error(self._no_answer(answer, limit), unreachable=True)
             self.peers.unreachable(self.url, str(error))
             raise error
         self.peers.reachable(self.url)
@@ -166,18 +173,18 @@ class HttpSink:
             assert isinstance(answer, Answer)
             return answer
         if isinstance(answer, NoAnswer):
-            raise self.error(self._no_answer(answer, length), retryable=verdict == RETRY)
+            raise self.error(self._no_answer(answer, limit), retryable=verdict == RETRY)
         raise self.error(self._refusal(method, answer), status=answer.status,
                          retryable=verdict == RETRY)
 
-    def _no_answer(self, failure: NoAnswer, length: float) -> str:
+    def _no_answer(self, failure: NoAnswer, limit: float) -> str:
         where = self.where
         if failure.kind == "unconnected":
             return f"cannot reach {where}: {failure.reason}"
         if failure.kind == "connect-timeout":
-            return f"cannot reach {where}: no connection within {length:.3g}s"
+            return f"cannot reach {where}: no connection within {_seconds(limit)}"
         if failure.expired or failure.kind == "timeout":
-            return f"{where} did not answer within {length:.3g}s"
+            return f"{where} did not answer within {_seconds(limit)}"
         if failure.kind == "proxy-auth":
             return proxy_refused(where)
         if failure.kind == "tls":
@@ -220,6 +227,12 @@ def proxy_refused(where: str) -> str:
     return (f"the proxy in front of {where} refused its credentials (407 Proxy "
             "Authentication Required): check the user and password in HTTP_PROXY / "
             "HTTPS_PROXY")
+
+
+def _seconds(limit: float) -> str:
+    """A time limit as the settings write it: ``5s``, ``10s``, ``0.5s`` (the deadline of
+    an exchange is set a few milliseconds before its first attempt: ``9.997`` is 10s)."""
+    return f"{float(f'{limit:.2g}') if limit < 10 else round(limit):g}s"
 
 
 def _ago(seconds: float) -> str:
