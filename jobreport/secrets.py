@@ -166,9 +166,10 @@ def _any_form(value: str) -> str:
     return "".join(_char(c) for c in value)
 
 
-#: A run of characters that may be base64 (either alphabet; "+" and "/" perhaps
-#: percent-encoded or JSON-escaped) or hex: the encodings that hide a secret's letters.
-_ENCODED = re.compile(r"(?:[A-Za-z0-9+/_\-]|%2[BbFf]|\\/)+")
+#: A run of characters that may be base64 (either alphabet; "+", "/" and the padding
+#: perhaps percent-encoded or JSON-escaped) or hex: the encodings that hide a secret's
+#: letters.
+_ENCODED = re.compile(r"(?:[A-Za-z0-9+/_\-]|%2[BbFf]|\\/)+(?:=|%3[Dd]){0,2}")
 _HEX = re.compile(r"[0-9A-Fa-f]{6,}")
 
 
@@ -223,7 +224,7 @@ def _decodings(run: str) -> Iterable[bytes]:
         for offset in (0, 1):
             part = digits[offset:]
             yield bytes.fromhex(part[:len(part) // 2 * 2])
-    text = re.sub(r"%2[Bb]", "+", re.sub(r"%2[Ff]|\\/", "/", run))
+    text = re.sub(r"%2[Bb]", "+", re.sub(r"%2[Ff]|\\/", "/", re.sub(r"=|%3[Dd]", "", run)))
     text = text.translate(_URLSAFE)
     for offset in range(4):
         part = text[offset:]

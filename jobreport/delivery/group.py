@@ -58,7 +58,7 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
         result, problem = _deliver(sink, state, complete=True, deadline=deadline,
                                    namespace=namespace)
         if not isinstance(result, Delivered):
-            store.mark_failed(key, result.reason, sink=sink.name)
+            store.mark_failed(key, result.reason, sink=sink.name, seq=seq)
             return result
         if result.left_out:
             # delivered without some families: the group stays pending, the error recorded

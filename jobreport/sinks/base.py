@@ -172,6 +172,12 @@ class RecordsFailure(Protocol):
 class Probes(Protocol):
     """A sink that can be tried without delivering anything (``jobreport check``)."""
 
+    @property
+    def where(self) -> str:
+        """What and where it is, as every message shows it (``the Pushgateway at URL``,
+        credentials masked; ``the textfile directory DIR``)."""
+        ...
+
     def probe(self, *, deadline: float) -> str:
         """What answered (e.g. ``Pushgateway 1.5.1``) when the sink would take a
         delivery; raises ``DeliveryError`` saying why not."""

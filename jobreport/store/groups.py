@@ -109,10 +109,18 @@ def start_values(start: RunStart, key: str) -> dict[str, Any]:
     }
 
 
-def delivery_row(tx: Tx, key: str, sink: str) -> None:
-    """Make sure group ``key`` has its delivered mark for ``sink``."""
+def delivery_row(tx: Tx, key: str, sink: str, attempted: int | None = None) -> None:
+    """Make sure group ``key`` has its delivered mark for ``sink``. A new mark made for a
+    delivery of state ``attempted`` that failed starts where the other sinks got with the
+    group, short of that state (what ``sql.PENDING`` assumes of a sink without a mark)."""
+    base = 0
+    if attempted is not None:
+        rows = tx.rows(sql.DELIVERED_ELSEWHERE, {"k": key, "sink": sink})
+        elsewhere = rows[0]["s"] if rows and rows[0]["s"] is not None else 0
+        base = max(0, min(int(elsewhere), attempted - 1))
     insert, conflict = tx.insert_missing
-    tx.run(sql.NEW_DELIVERY.format(insert=insert, conflict=conflict), {"k": key, "sink": sink})
+    tx.run(sql.NEW_DELIVERY.format(insert=insert, conflict=conflict),
+           {"k": key, "sink": sink, "base": base})
 
 
 def read_state(tx: Tx, key: str) -> tuple[GroupState, int]:

@@ -27,7 +27,7 @@ def _to_v2(tx: Tx) -> None:
     insert, conflict = tx.insert_missing
     for row in tx.rows("SELECT group_key, delivered_seq, last_error, last_attempt "
                        "FROM jobreport_groups"):
-        params = {"k": row["group_key"], "sink": "pushgateway"}
+        params = {"k": row["group_key"], "sink": "pushgateway", "base": 0}
         tx.run(sql.NEW_DELIVERY.format(insert=insert, conflict=conflict), params)
         tx.run("UPDATE jobreport_deliveries SET delivered_seq = :s, last_error = :e, "
                "last_attempt = :a WHERE group_key = :k AND sink = :sink",

@@ -255,10 +255,12 @@ class Store:
             rows = tx.rows(sql.SEQ, {"k": key})
             return int(rows[0]["seq"]) if rows else 0
 
-    def mark_failed(self, key: str, error: str, *, sink: str = DEFAULT_SINK) -> None:
-        """``sink`` did not take group ``key``'s state: keep it pending, error recorded."""
+    def mark_failed(self, key: str, error: str, *, sink: str = DEFAULT_SINK,
+                    seq: int | None = None) -> None:
+        """``sink`` did not take group ``key``'s state (``seq``, when known): keep it
+        pending, error recorded."""
         with self._write() as tx:
-            delivery_row(tx, key, sink)
+            delivery_row(tx, key, sink, seq)
             tx.run(sql.FAILED_DELIVERY, {"e": error[:2000], "now": time.time(), "k": key,
                                          "sink": sink})
 
