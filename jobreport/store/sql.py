@@ -72,7 +72,9 @@ ABANDON = ("UPDATE jobreport_runs SET ended = :ended, duration = :duration, "
 HEARTBEAT = "UPDATE jobreport_groups SET last_heartbeat = :t WHERE group_key = :k"
 PUSHED = "UPDATE jobreport_groups SET pushed = :p WHERE group_key = :k"
 PUSHED_OF = "SELECT pushed FROM jobreport_groups WHERE group_key = :k"
-RETIRE = "UPDATE jobreport_groups SET retired = :now WHERE group_key = :k"
+RETIRE = ("UPDATE jobreport_groups SET retired = COALESCE(retired, :now) "
+          "WHERE group_key = :k")
+RETIRED = "SELECT retired FROM jobreport_groups WHERE group_key = :k"
 RETIRE_DELIVERIES = "UPDATE jobreport_deliveries SET last_error = NULL WHERE group_key = :k"
 
 # --- per sink delivery marks ---------------------------------------------------------------

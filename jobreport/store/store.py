@@ -184,13 +184,22 @@ class Store:
 
     def retire_group(self, key: str) -> bool:
         """Retire a deleted group: no flush brings it back, and what ``jobreport push`` gave
-        it is forgotten; a new run of the job revives it. False when the store never had it."""
+        it is forgotten; a new run of the job revives it. False when the store never had it.
+        A group retired already keeps the time it was first retired (``retired_at``)."""
         with self._write() as tx:
             found = tx.run(sql.RETIRE, {"k": key, "now": time.time()}) > 0
             if found:
                 tx.run(sql.PUSHED, {"p": None, "k": key})
                 tx.run(sql.RETIRE_DELIVERIES, {"k": key})
             return found
+
+    def retired_at(self, key: str) -> float | None:
+        """When group ``key`` was retired (deleted); None while it lives, or when the store
+        never had it."""
+        with self._read() as tx:
+            rows = tx.rows(sql.RETIRED, {"k": key})
+            return float(rows[0]["retired"]) if rows and rows[0]["retired"] is not None \
+                else None
 
     # --- reading ------------------------------------------------------------------------
 
