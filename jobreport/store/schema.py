@@ -60,6 +60,10 @@ Index("ix_jobreport_runs_group_ended", runs.c.group_key, runs.c.ended)
 Index("ix_jobreport_runs_group_closed", runs.c.group_key, runs.c.closed_seq)
 Index("ix_jobreport_runs_job_started", runs.c.job, runs.c.started)
 Index("ix_jobreport_runs_started", runs.c.started)
+# schema 6: `history --outcome timeout` reads the runs of that outcome (of that job), newest
+# first, from these indexes (the row id orders the entries of each key), not the whole table
+Index("ix_jobreport_runs_outcome", runs.c.outcome)
+Index("ix_jobreport_runs_job_outcome", runs.c.job, runs.c.outcome)
 
 groups = Table(
     "jobreport_groups",

@@ -223,18 +223,23 @@ class Store:
     def history(self, job: str | None = None, *, limit: int | None = 20,
                 since: float | None = None, outcomes: Sequence[str] = ()) -> list[RunRecord]:
         """Runs, newest (last recorded) first."""
-        names = [f"o{i}" for i in range(len(outcomes))]
-        params: dict[str, Any] = {"job": job, "since": since, "limit": limit,
-                                  **dict(zip(names, outcomes, strict=True))}
+        params: dict[str, Any] = {"job": job, "since": since, "limit": limit}
         where = [clause for clause, used in (
             ("job = :job", job is not None), ("started >= :since", since is not None),
-            (f"outcome IN ({', '.join(':' + n for n in names)})", bool(outcomes))) if used]
+            ("outcome = :outcome", bool(outcomes))) if used]
         query = "SELECT * FROM jobreport_runs"
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY id DESC" + (" LIMIT :limit" if limit is not None else "")
         with self._read() as tx:
-            return [run_record(row) for row in tx.rows(query, params)]
+            if not outcomes:
+                return [run_record(row) for row in tx.rows(query, params)]
+            # one outcome at a time: each is read newest first from the outcome index and
+            # stops at the limit (an IN list would sort every run of those outcomes)
+            rows = [row for outcome in dict.fromkeys(outcomes)
+                    for row in tx.rows(query, {**params, "outcome": outcome})]
+        rows.sort(key=lambda row: -int(row["id"]))
+        return [run_record(row) for row in rows[:limit]]
 
     def get_run(self, run_id: int | str) -> RunRecord | None:
         """One run, by its store id or by the ``$JOBREPORT_RUN_ID`` its process was given."""
