@@ -93,8 +93,9 @@ class JobMetrics:
         self.size = _number("size", size_bytes)
 
     def add_items(self, n: float = 1) -> None:
-        """Add ``n`` to the items the run processed (``jobreport_last_items``)."""
-        self.items = (self.items or 0.0) + _number("items", n)
+        """Add ``n`` to the items the run processed (``jobreport_last_items``); a negative
+        ``n`` corrects an earlier count, but the total stays from 0 to 2^63."""
+        self.items = _number("items", (self.items or 0.0) + _number("items increment", n))
 
     def gauge(self, name: str, value: float, help: str = "") -> None:
         """Push a gauge of your own named ``name`` (not in jobreport's namespace) at the end."""
@@ -255,12 +256,22 @@ _SETTINGS = frozenset({"job", "spec", "_config", "_gateway"})
 
 
 def _number(name: str, value: Any) -> float:
+    """``value`` of a figure (``size``, ``items``: held to their range) or of a gauge (any
+    64-bit float, NaN and the infinities included); ``InvalidNameError`` says why not."""
+    from jobreport.numbers import figure, shown
+
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidNameError("value of", name, f"{value!r} is not a number")
-    number = float(value)
-    if math.isnan(number) and name in ("size", "items"):
-        raise InvalidNameError("value of", name, "must not be NaN")
-    return number
+    try:
+        number = figure(name, value) if name in ("size", "items") else float(value)
+        if name == "items increment" and not math.isfinite(number):
+            raise ValueError(f"{shown(value)} is not a finite number")
+        return number
+    except OverflowError:
+        raise InvalidNameError("value of", name, f"{shown(value)} is out of range: a gauge "
+                               "is a 64-bit float, at most 1.8e308") from None
+    except ValueError as e:
+        raise InvalidNameError("value of", name, str(e)) from None
 
 
 #: ``job_metrics(...)`` is how the API is written: the class is its own factory.

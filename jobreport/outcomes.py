@@ -39,8 +39,8 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
     """Outcome and exit code of a ``with job_metrics(...)`` body that raised ``exc``.
 
     ``SystemExit(0)``/``SystemExit(None)`` is a success, ``SystemExit(n)`` a failure with
-    code n (1 when n is not an int), ``KeyboardInterrupt`` is interrupted (130), any other
-    exception a failure with code 1.
+    code n (1 when n is not an int, 255 when it is beyond 32 bits), ``KeyboardInterrupt`` is
+    interrupted (130), any other exception a failure with code 1.
     """
     if exc is None:
         return SUCCESS, 0
@@ -48,7 +48,11 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
         code = exc.code
         if code is None or code == 0:
             return SUCCESS, 0
-        return FAILURE, code if isinstance(code, int) and not isinstance(code, bool) else 1
+        if isinstance(code, int) and not isinstance(code, bool):
+            from jobreport.numbers import exit_code
+
+            return FAILURE, exit_code(code)
+        return FAILURE, 1
     if isinstance(exc, KeyboardInterrupt):
         return INTERRUPTED, EXIT_INTERRUPTED
     return FAILURE, 1

@@ -141,12 +141,20 @@ def test_nan_size_and_items_are_refused(config: Config) -> None:
 
 
 def test_huge_and_negative_size(config: Config, gateway: Gateway) -> None:
+    """A size or item count out of its range (0 to 2^63) is refused at the call, naming
+    the range; a negative increment may correct a count, not take it below 0 (issue 24)."""
     with job_metrics("values", config=config) as job:
-        job.set_size(2**80)
-        job.add_items(-3)
+        for bad in (2**80, -1, math.inf, 10**400):
+            with pytest.raises(InvalidNameError, match=r"0 to 2\^63"):
+                job.set_size(bad)
+        job.add_items(5)
+        job.add_items(-2)
+        with pytest.raises(InvalidNameError, match=r"0 to 2\^63"):
+            job.add_items(-4)
+        job.set_size(2**40)
     s = gateway.samples("values", instance="h1")
-    assert s["jobreport_last_size_bytes"] == float(2**80)
-    assert s["jobreport_last_items"] == -3
+    assert s["jobreport_last_size_bytes"] == float(2**40)
+    assert s["jobreport_last_items"] == 3
 
 
 # --- durations and URLs -------------------------------------------------------------------

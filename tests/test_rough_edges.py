@@ -135,3 +135,88 @@ def test_a_last_line_longer_than_the_tail_keeps_its_end(tmp_path: Path) -> None:
         tail = runs[0]["tail"]
         assert tail.endswith("xxEND"), (job, tail[-20:] if tail else tail)
         assert len(tail.encode()) <= TAIL_MAX_BYTES
+
+
+def test_history_by_outcome_reads_an_index_and_keeps_the_order(tmp_path: Path) -> None:
+    """`history --outcome timeout` without a job reads the runs of that outcome from an
+    index (not the whole table), in a new store and in one migrated from schema 5; several
+    outcomes come back newest first, within the limit."""
+    import sqlite3
+
+    from jobreport.result import RunResult
+    from jobreport.store.rows import RunStart
+    from jobreport.store.store import Store
+
+    path = tmp_path / "s.db"
+    store = Store(f"sqlite:///{path}")
+    outcomes = ["success", "timeout", "failure", "success", "timeout", "failure", "success"]
+    for i, outcome in enumerate(outcomes):
+        grouping = {"job": f"j{i % 3}", "instance": "h"}
+        store.record_run(RunStart(grouping["job"], grouping, 1000.0 + i, "h"),
+                         RunResult(ended=1001.0 + i, duration=1.0, outcome=outcome,
+                                   exit_code=0 if outcome == "success" else 1))
+    found = store.history(outcomes=["failure", "timeout"], limit=3)
+    assert [r.outcome for r in found] == ["failure", "timeout", "failure"]
+    assert [r.id for r in found] == sorted((r.id for r in found), reverse=True)
+    assert [(r.job, r.outcome) for r in store.history("j1", outcomes=["success", "timeout"])] \
+        == [("j1", "timeout"), ("j1", "timeout")]
+    store.close()
+
+    def plan(db: Path) -> str:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("EXPLAIN QUERY PLAN SELECT * FROM jobreport_runs "
+                                "WHERE outcome = 'timeout' ORDER BY id DESC LIMIT 20")
+            return " ".join(str(r[-1]) for r in rows)
+
+    assert "USING INDEX ix_jobreport_runs_outcome" in plan(path), plan(path)
+    with sqlite3.connect(path) as conn:  # as a schema 5 store was
+        conn.execute("DROP INDEX ix_jobreport_runs_outcome")
+        conn.execute("DROP INDEX ix_jobreport_runs_job_outcome")
+        conn.execute("UPDATE jobreport_meta SET value = '5' WHERE key = 'schema_version'")
+    assert "SCAN" in plan(path)
+    Store(f"sqlite:///{path}").ensure_schema()
+    assert "USING INDEX ix_jobreport_runs_outcome" in plan(path), plan(path)
+
+
+def test_a_gateway_url_pointed_at_prometheus(tmp_path: Path) -> None:
+    """JOBREPORT_GATEWAY naming a real Prometheus (docs/troubleshooting.md): the job keeps
+    its exit code, every command says the URL is not a Pushgateway's, and `status --check`
+    is UNKNOWN."""
+    from tests import servers
+
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\n")
+    prometheus = servers.prometheus(tmp_path / "prometheus", config).start()
+    try:
+        env = cli_env(JOBREPORT_GATEWAY=prometheus.url, JOBREPORT_DB=str(tmp_path / "s.db"))
+        run = run_cli(["run", "--job", "misdirected", "--", "sh", "-c", "exit 4"], env)
+        status = run_cli(["status"], env)
+        check = run_cli(["status", "--check"], env)
+    finally:
+        prometheus.stop()
+    assert run.returncode == 4
+    for said in (run.stderr, status.stderr, check.stdout):
+        assert "404 Not Found" in said and "is this a Pushgateway?" in said, said
+    assert status.returncode == 3 and check.returncode == 3
+
+
+def test_counters_after_a_corrupt_store(gateway: Gateway, tmp_path: Path) -> None:
+    """A damaged store stays damaged (each run warns and is pushed without being counted);
+    moved aside, the new store takes over the gateway's counters: they go on, they do not
+    start again (docs/troubleshooting.md)."""
+    db = tmp_path / "s.db"
+    env = cli_env(JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=str(db), JOBREPORT_INSTANCE="h")
+    for _ in range(3):
+        run_cli(["run", "--job", "counted", "--", "true"], env)
+    for path in tmp_path.glob("s.db*"):
+        path.unlink()
+    db.write_bytes(b"not a database " * 100)
+    damaged = run_cli(["run", "--job", "counted", "--", "true"], env)
+    assert damaged.returncode == 0 and "store unavailable" in damaged.stderr
+    assert gateway.samples("counted", instance="h")[
+        'jobreport_runs_total{outcome="success"}'] == 3
+    db.rename(tmp_path / "s.db.bad")
+    run_cli(["run", "--job", "counted", "--", "true"], env)
+    assert gateway.samples("counted", instance="h")[
+        'jobreport_runs_total{outcome="success"}'] == 4
+    assert len(json.loads(run_cli(["history", "--json"], env).stdout)) == 1

@@ -54,14 +54,20 @@ def group_text(grouping: dict[str, str]) -> str:
 def parse_since(text: str) -> float:
     try:
         return time.time() - parse_duration(text)
-    except ValueError:
-        pass
+    except ValueError as e:
+        too_long = "too long" in str(e)
     try:
-        return _dt.datetime.fromisoformat(text).timestamp()
+        moment = _dt.datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(
+            f"{text!r} is out of range: a duration from 0s to 100y" if too_long else
             f"{text!r} is neither a duration (24h, 7d) nor a date (2024-05-01)",
             param_hint="--since") from None
+    try:
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):  # before the epoch or the year 9999 local
+        raise click.BadParameter(f"{text!r} is out of range for a date on this host",
+                                 param_hint="--since") from None
 
 
 def when(ts: float | None) -> str:

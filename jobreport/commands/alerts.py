@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from jobreport.outcomes import SKIPPED
 
-if TYPE_CHECKING:
-    from jobreport.commands.status import GroupStatus
-
-__all__ = ["CRITICAL", "HEARTBEAT_LOST_AFTER", "KINDS", "OK", "STATE_NAMES", "UNKNOWN",
-           "WARNING", "Finding", "Kind", "findings", "worst"]
+__all__ = ["CRITICAL", "HEARTBEAT_LOST_AFTER", "KINDS", "NOT_JUDGED", "OK", "SEVERITIES",
+           "STATE_NAMES", "UNKNOWN", "WARNING", "Finding", "Kind", "Readings", "findings",
+           "worst"]
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -65,6 +63,46 @@ KINDS: dict[str, Kind] = {k.label: k for k in (
 NOT_JUDGED = frozenset({"JobreportPushgatewayDown", "JobreportPushgatewayNotScraped"})
 
 
+class Readings(Protocol):
+    """What a group holds that the rules read (``jobreport.commands.status.GroupStatus``,
+    named by its shape): each None when the group does not hold it."""
+
+    @property
+    def now(self) -> float: ...
+    @property
+    def last_outcome(self) -> str | None: ...
+    @property
+    def last_success(self) -> float | None: ...
+    @property
+    def last_start(self) -> float | None: ...
+    @property
+    def running(self) -> int: ...
+    @property
+    def expected_interval(self) -> float | None: ...
+    @property
+    def max_runtime(self) -> float | None: ...
+    @property
+    def last_push(self) -> float | None: ...
+    @property
+    def last_push_failure(self) -> float | None: ...
+    @property
+    def success_deadline(self) -> float | None: ...
+    @property
+    def start_deadline(self) -> float | None: ...
+    @property
+    def min_runtime(self) -> float | None: ...
+    @property
+    def last_duration(self) -> float | None: ...
+    @property
+    def last_run_success(self) -> float | None: ...
+    @property
+    def consecutive_failures(self) -> float | None: ...
+    @property
+    def alert_after_failures(self) -> float | None: ...
+    @property
+    def last_heartbeat(self) -> float | None: ...
+
+
 @dataclass(frozen=True)
 class Finding:
     """One problem of a group (or of a sink): its kind and how ``status`` says it."""
@@ -88,7 +126,7 @@ def worst(states: Iterable[int]) -> int:
     return max(states, key=order.index, default=OK)
 
 
-def findings(s: GroupStatus) -> list[Finding]:
+def findings(s: Readings) -> list[Finding]:
     """What the shipped rules would fire for group ``s`` at ``s.now``, each rule as its
     expression says (a threshold the group does not push keeps its rule silent)."""
     out: list[Finding] = []
@@ -130,7 +168,7 @@ def findings(s: GroupStatus) -> list[Finding]:
     return out
 
 
-def _failed(s: GroupStatus) -> list[Finding]:
+def _failed(s: Readings) -> list[Finding]:
     """JobreportJobFailed: the last finished run did not succeed (not a skip), and that makes
     as many unsuccessful runs in a row as the job's alert_after_failures (1 when it pushes
     none); a group without the failure count alerts on its last run, one without

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobreport.durations import parse_duration
+from jobreport.durations import parse_duration, setting_seconds
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_namespace
 from jobreport.secrets import mask_url
@@ -71,11 +71,13 @@ def seconds(value: object) -> float:
     raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
 
 
-def _positive_seconds(value: object) -> float:
-    result = seconds(value)
-    if result <= 0:
-        raise ValueError(f"{value!r}: must be more than zero")
-    return result
+def _setting(name: str) -> Callable[[object], float]:
+    """The converter of duration setting ``name``, held to its documented range."""
+    def convert(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
+        return setting_seconds(name, value)
+    return convert
 
 
 def _bool(value: object) -> bool:
@@ -116,9 +118,9 @@ CONVERTERS: dict[str, Callable[[object], Any]] = {
     "instance": _text,
     "no_instance": _bool,
     "labels": parse_labels,
-    "timeout": _positive_seconds,
-    "budget": seconds,
-    "start_budget": seconds,
+    "timeout": _setting("timeout"),
+    "budget": _setting("budget"),
+    "start_budget": _setting("start_budget"),
     "username": _text,
     "password_file": _path,
     "token_file": _path,

@@ -83,6 +83,8 @@ class HttpSink:
 
     what = "the peer"
     setting = "the URL"
+    #: What a 404 or 405 most likely means: the URL names another server or path.
+    not_there = ""
     retry_statuses = RETRY_STATUSES
 
     def __init__(self, settings: SinkSettings, url: str, *,
@@ -213,7 +215,10 @@ class HttpSink:
             return (f"{where} answered {what}"
                     + (f" to {mask_url(location)}" if location else "")
                     + f": set {self.setting} to the URL it redirects to")
-        return f"{where} rejected the {method} ({what})" + (f": {text}" if text else "")
+        refused = f"{where} rejected the {method} ({what})" + (f": {text}" if text else "")
+        if status in (404, 405) and self.not_there:
+            refused += f"; {self.not_there}"
+        return refused
 
     def error(self, message: str, *, status: int | None = None, retryable: bool = True,
               unreachable: bool = False) -> DeliveryError:
