@@ -78,6 +78,13 @@ groups = Table(
     Column("last_size_at", Double),
     Column("last_items", Double),
     Column("last_items_at", Double),
+    # schema 6: unsuccessful runs since the last success, and the sizes and durations of
+    # the last successful runs (JSON lists, oldest first, at most TYPICAL_RUNS): kept with
+    # the group, so that neither a push nor the retention that trims old runs depends on
+    # how much history the runs table still holds
+    Column("failure_streak", Integer),
+    Column("recent_sizes", Text),
+    Column("recent_durations", Text),
     # set by `jobreport delete`: no flush brings the group back; a new run clears it
     Column("retired", Double),
     # families `jobreport push` gave the group, kept as JSON until it is deleted

@@ -48,12 +48,22 @@ NEWEST_START = (
     f"FROM jobreport_runs WHERE group_key = :k AND {NOT_SKIPPED} ORDER BY id DESC LIMIT 1"
 )
 # unsuccessful runs recorded after the last success (in record order: closed_seq); skipped
-# runs are neither
+# runs are neither. Kept in jobreport_groups.failure_streak since schema 6: this fills it in
+# an older store
 CONSECUTIVE_FAILURES = (
     "SELECT count(*) AS n FROM jobreport_runs "
     f"WHERE group_key = :k AND outcome IN {FAILED} AND closed_seq > COALESCE(("
     "SELECT max(closed_seq) FROM jobreport_runs "
     "WHERE group_key = :k AND outcome = 'success'), 0)"
+)
+#: The last successful runs of a group, newest first (an older store's typical values).
+RECENT_SUCCESSES = (
+    "SELECT size, duration FROM jobreport_runs WHERE group_key = :k AND outcome = 'success' "
+    "ORDER BY closed_seq DESC LIMIT :n"
+)
+RECENT_SIZES = (
+    "SELECT size FROM jobreport_runs WHERE group_key = :k AND outcome = 'success' "
+    "AND size IS NOT NULL ORDER BY closed_seq DESC LIMIT :n"
 )
 LAST_END = (
     "SELECT * FROM jobreport_runs "

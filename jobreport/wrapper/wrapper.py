@@ -236,16 +236,21 @@ class _Wrapper:
                 for problem in parsed.problems:
                     log.warning("jobreport: metrics file, %s (skipped)", problem)
             # --size-path, when given, is what the user asked to be measured
-            size = None
+            size, updated = None, None
             if self.spec.size_paths:
-                from jobreport.wrapper.size import path_size
+                from jobreport.outcomes import SUCCESS
+                from jobreport.wrapper.size import measure
 
-                size = path_size(self.spec.size_paths)
+                found = measure(self.spec.size_paths)
+                size = found.size
+                updated = int(result.outcome != SUCCESS
+                              or found.written_since(result.started_at))
             self._start()
             self._finish_quietly(RunResult(
                 ended=result.ended_at, duration=result.duration, outcome=result.outcome,
                 exit_code=result.exit_code,
                 size=size if size is not None else parsed.size, items=parsed.items,
+                output_updated=updated,
                 cpu_seconds=result.cpu_seconds, max_rss_bytes=result.max_rss_bytes,
                 tail=mask_secrets(result.tail, self.config), custom=tuple(parsed.families),
             ))
