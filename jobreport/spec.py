@@ -41,6 +41,7 @@ __all__ = [
     "FIELDS",
     "FLAG",
     "GAUGED",
+    "METRICS_FILE",
     "PATHS",
     "PYTHON",
     "RATIO",
@@ -67,11 +68,16 @@ SIZE = "size"
 RATIO = "ratio"
 
 #: The doors a value comes through: ``jobreport run``'s option (and its environment
-#: variable), a ``[jobs.NAME]`` key of the config file, a ``job_metrics(...)`` keyword.
+#: variable), a ``[jobs.NAME]`` key of the config file, a ``job_metrics(...)`` keyword; and
+#: for what judges a run's output, a line of ``$JOBREPORT_METRICS_FILE`` named after its
+#: gauge (``jobreport_min_size_bytes 1e6``), which ``job_metrics`` inside ``jobreport run``
+#: writes too.
 CLI = "cli"
 CONFIG = "config"
 PYTHON = "python"
+METRICS_FILE = "metrics file"
 _EVERY_DOOR = (CLI, CONFIG, PYTHON)
+_OUTPUT_DOORS = (CLI, CONFIG, PYTHON, METRICS_FILE)
 
 #: The output tail a run keeps (and the store stores) is at most this many last bytes.
 TAIL_MAX_BYTES = 64 * 1024
@@ -278,19 +284,22 @@ FIELDS: tuple[Field, ...] = (
     Field("min_size", SIZE,
           "A successful run that produced fewer bytes than this is wrong (the output-too-"
           "small alert): bytes, or 10MB (10^6 bytes), 1GiB (2^30 bytes).",
-          flag="--min-size", env="JOBREPORT_MIN_SIZE", low=1, high=1e18, column="real",
+          flag="--min-size", env="JOBREPORT_MIN_SIZE", low=1, high=1e18,
+          doors=_OUTPUT_DOORS, column="real",
           gauge=("min_size_bytes",
                  "A successful run that produced fewer bytes than this is wrong.")),
     Field("min_items", COUNT,
           "A successful run that processed fewer items than this is wrong (the output-too-"
           "small alert).",
-          flag="--min-items", env="JOBREPORT_MIN_ITEMS", low=1, high=10**12, column="int",
+          flag="--min-items", env="JOBREPORT_MIN_ITEMS", low=1, high=10**12,
+          doors=_OUTPUT_DOORS, column="int",
           gauge=("min_items",
                  "A successful run that processed fewer items than this is wrong.")),
     Field("max_shrink", RATIO,
           "A successful run smaller than its typical size (the median of the last 10) by "
           "more than this share is wrong, e.g. 50% (or 0.5).",
-          flag="--max-shrink", env="JOBREPORT_MAX_SHRINK", low=0, high=1, column="real",
+          flag="--max-shrink", env="JOBREPORT_MAX_SHRINK", low=0, high=1,
+          doors=_OUTPUT_DOORS, column="real",
           gauge=("max_shrink_ratio",
                  "A successful run smaller than (1 - this) times the typical size is wrong.")),
     Field("heartbeat", DURATION,
@@ -469,6 +478,14 @@ class JobSpec:
         return (self.min_runtime is not None and outcome == "success"
                 and duration is not None and duration < self.min_runtime)
 
+    def too_small(self, outcome: str | None, size: float | None,
+                  items: float | None) -> bool:
+        """A success whose size is below ``min_size`` or whose items are fewer than
+        ``min_items`` (``max_shrink`` needs the group's typical size: the rules judge it)."""
+        return outcome == "success" and (
+            (self.min_size is not None and size is not None and size < self.min_size)
+            or (self.min_items is not None and items is not None and items < self.min_items))
+
     def gauges(self) -> Iterator[tuple[str, str, float]]:
         """(metric without namespace, help, value) of each field a push carries and that
         is set."""
@@ -479,6 +496,13 @@ class JobSpec:
             value = getattr(self, attribute)
             if value is not None:
                 yield metric, doc, float(value)
+
+    def output_gauges(self) -> Iterator[tuple[str, float]]:
+        """(metric without namespace, value) of the given thresholds that a metrics file may
+        carry (``METRICS_FILE``: what judges the output)."""
+        for f in GAUGED:
+            if METRICS_FILE in f.doors and f.name in self.given and f.gauge is not None:
+                yield f.gauge[0], float(getattr(self, f.name))
 
     def columns(self) -> dict[str, Any]:
         """The values the store keeps with the run, by column (``STORED``)."""

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
 from jobreport.errors import StoreError
@@ -230,10 +230,14 @@ class Recorder:
         budget = min(self.config.timeout, self.config.budget)
         self._deliver(run, budget=budget, what="heartbeat", partial=partial)
 
-    def finish(self, run: Run, result: RunResult) -> bool:
+    def finish(self, run: Run, result: RunResult, *,
+               held_to: Mapping[str, Any] | None = None) -> bool:
         """Close ``run`` with ``result`` and deliver its group's whole state. Returns True
         when every sink has it; logs a one-line warning (and keeps the group pending for the
-        next run or ``jobreport flush``) otherwise."""
+        next run or ``jobreport flush``) otherwise. ``held_to``: values of the run's spec
+        that its end gave (the metrics file's thresholds), laid over what it was held to."""
+        if held_to:
+            run.spec = run.spec.replace(**held_to)
         with run._lock:
             run.ended = True
             opening = run._opening
@@ -247,7 +251,8 @@ class Recorder:
         if store is not None:
             try:
                 if run.id is not None:
-                    known = store.close_run(run.id, result)
+                    known = store.close_run(run.id, result,
+                                            spec=run.spec if held_to else None)
                 else:
                     _record_marker_runs(store, run.key, self.config.grouping)
                     run.id, state, seq = store.record_run(self._run_start(run), result,

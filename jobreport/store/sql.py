@@ -24,6 +24,10 @@ END_RUN = (
     f"UPDATE jobreport_runs SET {', '.join(f'{c} = :{c}' for c in END_COLUMNS)} "
     "WHERE id = :id"
 )
+SPEC_OF_RUN = (
+    f"UPDATE jobreport_runs SET {', '.join(f'{c} = :{c}' for c in SPEC_COLUMNS)} "
+    "WHERE id = :id"
+)
 # a change to a group revives a retired one (a new run of a deleted job)
 BUMP = "UPDATE jobreport_groups SET seq = seq + 1, retired = NULL WHERE group_key = :k"
 SEQ = "SELECT seq FROM jobreport_groups WHERE group_key = :k"

@@ -24,6 +24,7 @@ from typing import Any
 
 from jobreport.errors import StoreError
 from jobreport.result import CustomFamily, RunResult, dump_custom, load_custom
+from jobreport.spec import JobSpec
 from jobreport.state import GroupState, group_key, grouping_from_key
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
@@ -126,9 +127,11 @@ class Store:
         with self._write() as tx:
             close_abandoned(tx, group_key(start.grouping), start, alive, self._new_group)
 
-    def close_run(self, run_id: int, result: RunResult) -> tuple[GroupState, int]:
-        """Record how a run that ``open_run`` started ended; return its group's new state
-        and the ``seq`` that state reflects (read in the same transaction)."""
+    def close_run(self, run_id: int, result: RunResult, *,
+                  spec: JobSpec | None = None) -> tuple[GroupState, int]:
+        """Record how a run that ``open_run`` started ended (``spec``: what it is held to
+        after all, when its end added to it); return its group's new state and the ``seq``
+        that state reflects (read in the same transaction)."""
         with self._write() as tx:
             rows = tx.rows(sql.RUN_GROUP, {"id": run_id})
             if not rows:
@@ -138,6 +141,8 @@ class Store:
                 seq = bump(tx, key, job, self._new_group)
                 values = end_values(result, seq)
                 tx.run(sql.END_RUN, {**values, "id": run_id})
+                if spec is not None:
+                    tx.run(sql.SPEC_OF_RUN, {**spec.columns(), "id": run_id})
                 count_end(tx, key, values)
             return read_state(tx, key)
 
