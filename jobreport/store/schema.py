@@ -60,6 +60,11 @@ Index("ix_jobreport_runs_group_ended", runs.c.group_key, runs.c.ended)
 Index("ix_jobreport_runs_group_closed", runs.c.group_key, runs.c.closed_seq)
 Index("ix_jobreport_runs_job_started", runs.c.job, runs.c.started)
 Index("ix_jobreport_runs_started", runs.c.started)
+# schema 6: a group's newest runs, and those beyond what it keeps (jobreport.store.retention);
+# and the runs that still hold an output tail (partial where the database has them)
+Index("ix_jobreport_runs_group_id", runs.c.group_key, runs.c.id)
+Index("ix_jobreport_runs_group_tail", runs.c.group_key, runs.c.id,
+      sqlite_where=runs.c.tail.isnot(None), postgresql_where=runs.c.tail.isnot(None))
 
 groups = Table(
     "jobreport_groups",

@@ -124,3 +124,10 @@ VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"
 META = "SELECT key, value FROM jobreport_meta"
 #: Lock the group's row until the transaction ends (PostgreSQL; SQLite writes are serial).
 LOCK_GROUP = "UPDATE jobreport_groups SET seq = seq WHERE group_key = :k"
+#: What the store's tables take on PostgreSQL, indexes and TOAST included.
+PG_SIZE = (
+    "SELECT sum(pg_total_relation_size(c.oid)) AS n FROM pg_class c "
+    "JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.relkind = 'r' "
+    "AND c.relname IN ('jobreport_runs', 'jobreport_groups', 'jobreport_deliveries', "
+    "'jobreport_counts', 'jobreport_meta') AND s.nspname = ANY (current_schemas(false))"
+)
