@@ -69,23 +69,13 @@ class Retention:
     keep_runs: int = 10_000
     keep_tails: int = TAILS_KEPT
 
-    @property
-    def keeps_everything(self) -> bool:
-        return not self.keep_days and not self.keep_runs and not self.keep_tails
-
-    def describe(self) -> str:
-        """One line, as ``jobreport check`` shows it."""
-        days = f"{self.keep_days} days" if self.keep_days else "no age limit"
-        runs = f"the newest {self.keep_runs} runs" if self.keep_runs else "every run"
-        return (f"{runs} of each group, {days}; output tails of the newest "
-                f"{self.keep_tails} runs")
-
 
 def trim_batch(tx: Tx, key: str, retention: Retention, sinks: Sequence[str], *,
-               now: float, batch: int = BATCH) -> int:
+               now: float, batch: int | None = None) -> int:
     """One batch of trimming group ``key``: delete at most ``batch`` runs beyond the
     retention and empty at most ``batch`` old output tails. Returns how many rows it
     changed (``batch`` or more: there may be more to do)."""
+    batch = BATCH if batch is None else batch
     params: dict[str, Any] = {"k": key, "b": batch}
     newest_any = tx.rows(_NEWEST_ANY, params)
     if not newest_any:
