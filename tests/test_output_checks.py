@@ -290,3 +290,25 @@ def test_history_marks_a_success_that_is_too_small_or_not_updated(
     assert out.returncode == 0, out.stderr
     table = jobreport("history", "small", env=env).stdout
     assert "success (too small; output not updated)" in table
+
+
+def test_a_new_store_judges_its_first_run_against_the_gateway(gateway: Gateway,
+                                                              tmp_path: Path) -> None:
+    """A run from a new, empty store (a container) reads the typical size back from the
+    gateway and counts it as one run more: a tenth of the usual size is still below the
+    shrink limit; a hostile typical value is not adopted."""
+    def run(store: str, size: float) -> dict[str, float]:
+        config = load_config(env={}, gateway=gateway.url, instance="pod",
+                             db=f"sqlite:///{tmp_path / store}")
+        with job_metrics("podjob", max_shrink="50%", config=config) as job:
+            job.set_size(size)
+        return gateway.samples("podjob")
+
+    for _ in range(3):
+        first = run("one.db", 1000.0)
+    assert first["jobreport_typical_size_bytes"] == 1000.0
+    second = run("two.db", 100.0)  # a new pod: a new store
+    assert second["jobreport_typical_size_bytes"] == 550.0  # median of 1000 (read back), 100
+    assert second["jobreport_last_size_bytes"] < 0.5 * second["jobreport_typical_size_bytes"]
+    assert second['jobreport_runs_total{outcome="success"}'] == 4
+    assert second["jobreport_typical_duration_seconds"] >= 0

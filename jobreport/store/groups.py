@@ -24,7 +24,7 @@ from jobreport.store import sql
 from jobreport.store.backends import Tx
 from jobreport.store.rows import RunStart, run_result
 
-__all__ = ["TYPICAL_RUNS", "bump", "close_abandoned", "count_end", "delivery_row",
+__all__ = ["TYPICAL_RUNS", "adopt_typical", "bump", "close_abandoned", "count_end", "delivery_row",
            "load_recent", "read_state", "start_values", "typical"]
 
 #: The typical size and duration of a group are the medians of its last this many
@@ -95,6 +95,24 @@ def _recent(kept: str | None, value: float | None) -> str | None:
     if value is not None:
         values = [*values, float(value)][-TYPICAL_RUNS:]
     return json.dumps(values) if values else None
+
+
+def adopt_typical(tx: Tx, key: str, size: float | None, duration: float | None) -> None:
+    """A new store takes over the typical size and duration a sink holds for group ``key``
+    as one more (the oldest) of its last successes, until it has ``TYPICAL_RUNS`` of its
+    own: its first runs are judged against the group's past, not against themselves."""
+    g = tx.rows("SELECT recent_sizes, recent_durations FROM jobreport_groups "
+                "WHERE group_key = :k", {"k": key})
+    if not g:
+        return
+    values = {}
+    for column, value in (("recent_sizes", size), ("recent_durations", duration)):
+        kept = load_recent(g[0][column])
+        if value is not None and len(kept) < TYPICAL_RUNS:
+            values[column] = json.dumps([float(value), *kept])
+    if values:
+        sets = ", ".join(f"{c} = :{c}" for c in values)  # fixed column names only
+        tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k", {**values, "k": key})
 
 
 def load_recent(kept: str | None) -> list[float]:

@@ -34,6 +34,7 @@ from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
 from jobreport.store.groups import (
     Alive,
+    adopt_typical,
     bump,
     close_abandoned,
     count_end,
@@ -314,6 +315,7 @@ class Store:
                 if getattr(state, column) is not None:
                     tx.run(sql.LATER.format(column=column),
                            {"k": key, "v": getattr(state, column)})
+            adopt_typical(tx, key, state.typical_size, state.typical_duration)
             return True
 
     def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:
