@@ -312,3 +312,29 @@ def test_a_new_store_judges_its_first_run_against_the_gateway(gateway: Gateway,
     assert second["jobreport_last_size_bytes"] < 0.5 * second["jobreport_typical_size_bytes"]
     assert second['jobreport_runs_total{outcome="success"}'] == 4
     assert second["jobreport_typical_duration_seconds"] >= 0
+
+
+def test_status_names_outputs_that_are_wrong() -> None:
+    """`jobreport status` judges what the rules judge: too small (min size, min items, the
+    shrink limit against the typical size) and output not updated, for a success only."""
+    from jobreport.commands.status import gateway_status
+    from tests.test_cli import FakeGateway, family
+
+    def success(job: str, **gauges: float) -> dict[str, object]:
+        return {"labels": {"job": job, "instance": "a"},
+                "jobreport_last_outcome": {"metrics": [
+                    {"labels": {"outcome": "success"}, "value": "1"}]},
+                **{f"jobreport_{k}": family(v) for k, v in gauges.items()}}
+
+    groups = [
+        success("empty", last_size_bytes=0, min_size_bytes=1000),
+        success("shrunk", last_size_bytes=10, typical_size_bytes=100, max_shrink_ratio=0.5),
+        success("few", last_items=3, min_items=5),
+        success("stale", last_output_updated=0),
+        success("fine", last_size_bytes=90, typical_size_bytes=100, max_shrink_ratio=0.5,
+                min_size_bytes=50, last_output_updated=1),
+    ]
+    result = gateway_status(load_config(), sinks=[FakeGateway(groups)])  # type: ignore[list-item]
+    assert {g.job: g.problems for g in result} == {
+        "empty": ("too small",), "shrunk": ("too small",), "few": ("too small",),
+        "stale": ("output not updated",), "fine": ()}
