@@ -5,7 +5,10 @@ trimming never changes what a push carries; nothing of it reaches the job."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from jobreport.state import group_key
 from jobreport.store import retention as retention_module
 from jobreport.store.retention import Retention
 from jobreport.store.store import RunStart, Store
+from tests.conftest import Gateway
 from tests.test_store_postgres import postgres_url  # noqa: F401 - a fixture
 
 DAY = 86400.0
@@ -276,3 +280,50 @@ def test_on_postgresql(postgres_url: str) -> None:  # noqa: F811
     assert store.sweep(Retention(), deadline=far()) in (True, None)
     size = store.size()
     assert size is not None and size > 100_000
+
+
+def test_a_store_filled_past_its_retention(tmp_path: Path, gateway: Gateway) -> None:
+    """A store holding 11,000 runs of a job (500 of them older than 400 days) and 1,000
+    old runs of a job that no longer runs: one `jobreport run` of the first job trims its
+    group to its newest 10,000 and sweeps the other down to its newest run; the counters it
+    pushes still count every run; `jobreport check` shows the limits."""
+    db = tmp_path / "full.db"
+    now = time.time()
+    fill(db, "busy", [now - 600 * DAY + i for i in range(500)]
+         + [now - 3000 * 60 + i * 0.1 for i in range(10_500)])
+    fill(db, "gone", [now - 900 * DAY + i for i in range(1000)])
+    env = {**os.environ, "JOBREPORT_DB": f"sqlite:///{db}", "JOBREPORT_GATEWAY": gateway.url,
+           "JOBREPORT_INSTANCE": "h"}
+    out = subprocess.run([sys.executable, "-m", "jobreport", "run", "--job", "busy", "--",
+                          "true"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    store = Store(f"sqlite:///{db}")
+    busy = store.history("busy", limit=None)
+    assert len(busy) == 10_000 and min(r.started for r in busy) > now - 400 * DAY
+    assert len(store.history("gone", limit=None)) == 1
+    s = gateway.samples("busy")
+    assert s['jobreport_runs_total{outcome="success"}'] == 11_001
+    check = subprocess.run([sys.executable, "-m", "jobreport", "check"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert "its newest 10000 runs [default]" in check.stdout, check.stdout
+
+
+def fill(db: Path, job: str, starts: list[float]) -> None:
+    """Successful runs of ``job`` (group job + instance h) started at ``starts``, counted
+    and delivered as the store would have them, bulk-inserted."""
+    Store(f"sqlite:///{db}").ensure_schema()
+    key = group_key({"job": job, "instance": "h"})
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO jobreport_runs (group_key, job, host, started, ended, duration, outcome,"
+        " exit_code, closed_seq, tail) VALUES (?, ?, 'h', ?, ?, 1.0, 'success', 0, ?, 'out')",
+        [(key, job, t, t + 1, i + 1) for i, t in enumerate(starts)])
+    conn.execute("INSERT INTO jobreport_groups (group_key, job, seq, last_success, "
+                 "failure_streak) VALUES (?, ?, ?, ?, 0)", (key, job, len(starts),
+                                                            max(starts) + 1))
+    conn.execute("INSERT INTO jobreport_counts VALUES (?, 'success', ?)", (key, len(starts)))
+    conn.execute("INSERT INTO jobreport_deliveries (group_key, sink, delivered_seq) "
+                 "VALUES (?, 'pushgateway', ?)", (key, len(starts)))
+    conn.execute("COMMIT")
+    conn.close()
