@@ -17,7 +17,7 @@ __all__ = ["format_ratio", "format_size", "share", "size_bytes"]
 
 _DECIMAL = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5,
             "e": 1000**6}
-_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*([kmgtpe]?)(i?)(b?)",
+_SIZE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:[eE]([+-]?\d+))?\s*([kmgtpe]?)(i?)(b?)",
                    re.IGNORECASE)
 _HINT = "write bytes or a unit, e.g. 500000, 10MB (10^6 bytes) or 1GiB (2^30 bytes)"
 
@@ -43,7 +43,8 @@ def size_bytes(value: object) -> float:
         raise ValueError(f"{value!r} is not a size ({_HINT})")
     base = 1024 ** "kmgtpe".index(prefix.lower()) * 1024 if binary else _DECIMAL[
         prefix.lower()]
-    return float(number) * 10.0 ** int(exponent or 0) * base
+    # (through float's own parsing: 1e400 is infinite, which no range holds, not an error)
+    return float(f"{number}e{exponent or 0}") * base
 
 
 def format_size(size: float) -> str:

@@ -6,6 +6,7 @@ keyword, metrics file), and what a push carries."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import sqlite3
 import subprocess
@@ -338,3 +339,38 @@ def test_status_names_outputs_that_are_wrong() -> None:
     assert {g.job: g.problems for g in result} == {
         "empty": ("too small",), "shrunk": ("too small",), "few": ("too small",),
         "stale": ("output not updated",), "fine": ()}
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("500000", 5e5), ("1e6", 1e6), ("10MB", 1e7), ("10 mb", 1e7), ("1GiB", 2**30),
+    ("1.5GB", 1.5e9), (".5KiB", 512), ("1kB", 1000), ("1KB", 1000), ("2TiB", 2 * 2**40),
+    ("1EB", 1e18), (2048, 2048), (1.6, 2)])
+def test_sizes_are_bytes_or_a_unit(text: object, size: float) -> None:
+    """Decimal units count in 1000s, binary ones in 1024s, whole bytes."""
+    assert JobSpec.checked("j", {"min_size": text}).min_size == size
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("10M", "write 10MB (powers of 1000) or 10MiB"), ("1Gi", "write 1GiB"),
+    ("ten", "is not a size"), ("0", "1B to 1EB"), ("-5", "1B to 1EB"),
+    ("1e400", "1B to 1EB"), ("2EB", "1B to 1EB"), (float("nan"), "1B to 1EB"),
+    (True, "is not a size"), ("1iB", "is not a size")])
+def test_a_size_that_is_not_one(text: object, said: str) -> None:
+    from jobreport.spec import SpecError
+
+    with pytest.raises(SpecError, match=re.escape(said)):
+        JobSpec.checked("j", {"min_size": text})
+
+
+@pytest.mark.parametrize(("text", "share"), [
+    ("50%", 0.5), ("0.5", 0.5), (0.25, 0.25), (" 12.5 % ", 0.125), ("99.9%", 0.999)])
+def test_shares_are_percentages_or_fractions(text: object, share: float) -> None:
+    assert JobSpec.checked("j", {"max_shrink": text}).max_shrink == pytest.approx(share)
+
+
+@pytest.mark.parametrize("text", ["0", "0%", "100%", "1", "50", "-5%", "nan", "inf%", "x", True])
+def test_a_share_out_of_range_is_refused(text: object) -> None:
+    from jobreport.spec import SpecError
+
+    with pytest.raises(SpecError):
+        JobSpec.checked("j", {"max_shrink": text})
