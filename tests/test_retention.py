@@ -327,3 +327,27 @@ def fill(db: Path, job: str, starts: list[float]) -> None:
                  "VALUES (?, 'pushgateway', ?)", (key, len(starts)))
     conn.execute("COMMIT")
     conn.close()
+
+
+def test_a_run_counts_its_group_against_keep_runs_every_thousandth_of_it(
+        tmp_path: Path) -> None:
+    """After a run, a group of 5,003 runs under keep_runs 5000 is counted on every 5th run
+    it recorded (5,003 is not one: nothing goes); the sweep's trim is exact."""
+    db = tmp_path / "store.db"
+    now = time.time()
+    fill(db, "many", [now - 60 * i for i in range(5003)][::-1])
+    store = Store(f"sqlite:///{db}")
+    key = group_key({"job": "many", "instance": "h"})
+    keep = Retention(keep_days=0, keep_runs=5000)
+    assert store.trim(key, keep, deadline=far(), exact=False)
+    assert len(ids(store, "many")) == 5003
+    for _ in range(2):  # 5,005 recorded: due
+        store.record_run(RunStart("many", {"job": "many", "instance": "h"}, now, "h"),
+                         RunResult(ended=now + 1, duration=1.0, outcome="success",
+                                   exit_code=0))
+    assert store.trim(key, keep, deadline=far(), exact=False)
+    assert len(store.history("many", limit=None)) == 5000
+    store.record_run(RunStart("many", {"job": "many", "instance": "h"}, now, "h"),
+                     RunResult(ended=now + 1, duration=1.0, outcome="success", exit_code=0))
+    assert store.trim(key, keep, deadline=far())  # exact
+    assert len(store.history("many", limit=None)) == 5000

@@ -282,7 +282,7 @@ class Recorder:
         retention = Retention(self.config.keep_days, self.config.keep_runs)
         sinks = [sink.name for sink in self.sinks]
         try:
-            if store.trim(run.key, retention, sinks=sinks, deadline=deadline):
+            if store.trim(run.key, retention, sinks=sinks, deadline=deadline, exact=False):
                 store.sweep(retention, sinks=sinks, deadline=deadline)
         except StoreError as e:  # busy (another process writes) or unwell: next time
             log.debug("jobreport: the store was not trimmed: %s", e)

@@ -50,6 +50,7 @@ _NEWEST_ANY = "SELECT id FROM jobreport_runs WHERE group_key = :k ORDER BY id DE
 _BEYOND = ("SELECT id FROM jobreport_runs WHERE group_key = :k ORDER BY id DESC "
            "LIMIT 1 OFFSET :n")
 _DELIVERED = "SELECT sink, delivered_seq FROM jobreport_deliveries WHERE group_key = :k"
+_RECORDED = "SELECT sum(n) AS n FROM jobreport_counts WHERE group_key = :k"
 # the candidates, oldest first, by the group's index on id or on start; the protection
 # (open, undelivered, the newest two) is a filter on those few rows
 _BY_COUNT = ("group_key = :k AND id <= :cut", "id")
@@ -71,10 +72,17 @@ class Retention:
 
 
 def trim_batch(tx: Tx, key: str, retention: Retention, sinks: Sequence[str], *,
-               now: float, batch: int | None = None) -> int:
+               now: float, batch: int | None = None, exact: bool = True) -> int:
     """One batch of trimming group ``key``: delete at most ``batch`` runs beyond the
     retention and empty at most ``batch`` old output tails. Returns how many rows it
-    changed (``batch`` or more: there may be more to do)."""
+    changed (``batch`` or more: there may be more to do).
+
+    Finding the runs beyond ``keep_runs`` walks the group's newest ``keep_runs`` index
+    entries (half a millisecond for 10,000): not ``exact`` (a run trimming its own group),
+    that is done on every ``keep_runs / 1000``-th run of the group only, so that a run
+    costs the same on a store within its limits whatever they are; a group is then at
+    most 0.1% over ``keep_runs`` (ten runs at the default) until its next check or the
+    hourly sweep."""
     batch = BATCH if batch is None else batch
     params: dict[str, Any] = {"k": key, "b": batch}
     newest_any = tx.rows(_NEWEST_ANY, params)
@@ -89,7 +97,7 @@ def trim_batch(tx: Tx, key: str, retention: Retention, sinks: Sequence[str], *,
         keep += " AND closed_seq <= :floor"
         params["floor"] = floor
     changed = 0
-    if retention.keep_runs:
+    if retention.keep_runs and (exact or _count_due(tx, key, retention.keep_runs)):
         cut = tx.rows(_BEYOND, {**params, "n": retention.keep_runs})
         if cut:
             changed += _delete(tx, _BY_COUNT, keep, {**params, "cut": cut[0]["id"]})
@@ -108,6 +116,16 @@ def _delete(tx: Tx, candidates: tuple[str, str], keep: str, params: dict[str, An
     where, order = candidates  # fixed clauses of this module only
     return tx.run(f"DELETE FROM jobreport_runs WHERE id IN (SELECT id FROM jobreport_runs "  # noqa: S608
                   f"WHERE {where} AND {keep} ORDER BY {order} LIMIT :b)", params)
+
+
+def _count_due(tx: Tx, key: str, keep_runs: int) -> bool:
+    """Whether the group's runs are due to be counted against ``keep_runs`` now: on every
+    ``keep_runs // 1000``-th run it recorded (its counters count each once)."""
+    every = keep_runs // 1000
+    if every <= 1:
+        return True
+    total = tx.rows(_RECORDED, {"k": key})[0]["n"]
+    return int(total or 0) % every == 0
 
 
 def _delivered_floor(tx: Tx, key: str, sinks: Sequence[str]) -> int | None:
@@ -140,14 +158,14 @@ def _left(deadline: float) -> float:
 
 
 def trim_group(db: Backend, key: str, retention: Retention, sinks: Sequence[str], *,
-               deadline: float, now: float | None = None) -> bool:
+               deadline: float, now: float | None = None, exact: bool = True) -> bool:
     """Trim group ``key`` batch by batch until nothing is left to trim (True) or
     ``deadline`` (a ``time.monotonic()`` reading) has come (False). A transaction waits for
-    another process's lock only until the deadline."""
+    another process's lock only until the deadline. ``exact``: see ``trim_batch``."""
     now = time.time() if now is None else now
     while _left(deadline) > 0:
         with db.write(wait=_left(deadline)) as tx:
-            changed = trim_batch(tx, key, retention, sinks, now=now)
+            changed = trim_batch(tx, key, retention, sinks, now=now, exact=exact)
         if changed < BATCH:
             return True
     return False

@@ -346,12 +346,15 @@ class Store:
     # --- a bounded store ----------------------------------------------------------------
 
     def trim(self, key: str, retention: Retention, *, sinks: Sequence[str] = (),
-             deadline: float) -> bool:
+             deadline: float, exact: bool = True) -> bool:
         """Remove group ``key``'s runs beyond ``retention`` (and its old output tails), never
         its newest, an open one or one not yet delivered to ``sinks``; in batches until
-        ``deadline`` (``time.monotonic()``). True when nothing is left to trim."""
+        ``deadline`` (``time.monotonic()``). True when nothing is left to trim. Not
+        ``exact`` (after each run of the group): ``keep_runs`` is held to within 0.1%
+        (``jobreport.store.retention.trim_batch``)."""
         self.ensure_schema()
-        return retention_.trim_group(self._db, key, retention, sinks, deadline=deadline)
+        return retention_.trim_group(self._db, key, retention, sinks, deadline=deadline,
+                                     exact=exact)
 
     def sweep(self, retention: Retention, *, sinks: Sequence[str] = (),
               deadline: float) -> bool | None:
