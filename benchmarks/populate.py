@@ -47,7 +47,7 @@ def populate(path: Path, runs: int, groups: int, *, pending: bool, instance: str
         def rows(job: str = job, key: str = key, first: int = g * per_group) -> object:
             for i in range(per_group):
                 started = now - (per_group - i) * 60.0
-                failed = i % 10 == 9
+                failed = i % 10 == 8
                 outcome = ("timeout" if (first + i) % 50_000 == 49_999 else "failure") \
                     if failed else "success"
                 yield (key, job, host, 1000 + i % 30000, started, started + 5.0, 5.0,
@@ -100,6 +100,9 @@ def _summaries(conn: sqlite3.Connection) -> None:
             " jobreport_groups.group_key AND r.outcome = 'success'),"
             " last_failure = (SELECT MAX(ended) FROM jobreport_runs r WHERE r.group_key ="
             " jobreport_groups.group_key AND r.outcome != 'success')")
+    if "failure_streak" in columns:  # schema 6: every 10th run fails, the last succeeded
+        conn.execute("UPDATE jobreport_groups SET failure_streak = 0, "
+                     "recent_durations = '[5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]'")
 
 
 def main() -> None:

@@ -82,6 +82,14 @@ CHOICES: dict[str, tuple[float | None, ...]] = {
     "consecutive_failures": (None, 0.0, 1.0, 3.0),
     "alert_after_failures": (None, 1.0, 3.0),
     "last_heartbeat_timestamp_seconds": (None, NOW - 1000, NOW - 10, NOW - 9000),
+    "last_end_timestamp_seconds": (None, NOW - 15),
+    "last_size_bytes": (None, 100.0, 5000.0),
+    "min_size_bytes": (None, 1000.0),
+    "max_shrink_ratio": (None, 0.5),
+    "typical_size_bytes": (None, 4000.0, 20000.0),
+    "last_items": (None, 2.0, 50.0),
+    "min_items": (None, 10.0),
+    "last_output_updated": (None, 0.0, 1.0),
 }
 OUTCOMES = (None, "success", "failure", "timeout", "skipped")
 PUSHES = (None, (NOW - 50, None), (NOW - 50, NOW - 10), (NOW - 10, NOW - 50))
@@ -110,10 +118,10 @@ def _group(job: str, scenario: dict[str, Any]) -> GatewayGroup:
 
 
 def test_status_fires_what_the_rules_fire(tmp_path: Path) -> None:
-    """For 150 random combinations of what a group holds, the rules `status` says would fire
+    """For 300 random combinations of what a group holds, the rules `status` says would fire
     are exactly those promtool fires from the shipped rules (annotations aside), with the
     rules' labels."""
-    scenarios = _scenarios(150)
+    scenarios = _scenarios(300)
     groups = [_group(f"s{i}", s) for i, s in enumerate(scenarios)]
     judged = {g.job: g for g in statuses(groups, "jobreport", now=NOW)}
     rules = load_yaml(ALERTS)
@@ -140,6 +148,8 @@ def test_status_fires_what_the_rules_fire(tmp_path: Path) -> None:
             if rule == "JobreportJobFailed" and status.last_run_success is not None \
                     and status.last_outcome is not None:
                 labels["outcome"] = status.last_outcome
+            if rule == "JobreportJobOutputTooSmall":  # the threshold that fired
+                labels["threshold"] = str(finding).split("(")[1].rstrip(")")
             expected[rule].append({"exp_labels": labels})
     test = {"rule_files": [str(rules_file)], "evaluation_interval": "1d",
             "tests": [{"interval": "1d", "input_series": series,

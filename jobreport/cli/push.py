@@ -49,6 +49,10 @@ def push(**params: Any) -> None:
                         "are a run's own figures: a run reports its size and items itself "
                         "(--size-path, its metrics file, job.set_size); push metrics of your "
                         "own (e.g. backup_tables=42)")
+    if parsed.spec:
+        problems.append(f"{', '.join(sorted(parsed.spec))}: thresholds of a run (give them "
+                        "to `jobreport run`, the job's config section or its metrics file), "
+                        "not values to push")
     if problems:
         raise click.UsageError("; ".join(problems))
     grouping = push_values(config, params["job"], parsed.families, typed_labels(params))

@@ -47,6 +47,8 @@ KINDS: dict[str, Kind] = {k.label: k for k in (
     Kind("failed", "JobreportJobFailed", WARNING),
     Kind("missed start", "JobreportJobMissedStart", WARNING),
     Kind("too short", "JobreportJobTooShort", WARNING),
+    Kind("too small", "JobreportJobOutputTooSmall", CRITICAL),
+    Kind("output not updated", "JobreportJobOutputNotUpdated", CRITICAL),
     Kind("running too long", "JobreportJobRunningTooLong", WARNING),
     Kind("heartbeat lost", "JobreportJobHeartbeatLost", WARNING),
     Kind("pushes failing", "JobreportPushFailing", WARNING),
@@ -101,6 +103,22 @@ class Readings(Protocol):
     def alert_after_failures(self) -> float | None: ...
     @property
     def last_heartbeat(self) -> float | None: ...
+    @property
+    def last_end(self) -> float | None: ...
+    @property
+    def last_size(self) -> float | None: ...
+    @property
+    def last_items(self) -> float | None: ...
+    @property
+    def min_size(self) -> float | None: ...
+    @property
+    def min_items(self) -> float | None: ...
+    @property
+    def max_shrink(self) -> float | None: ...
+    @property
+    def typical_size(self) -> float | None: ...
+    @property
+    def output_updated(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -152,6 +170,14 @@ def findings(s: Readings) -> list[Finding]:
     if (s.min_runtime is not None and s.last_duration is not None
             and s.last_duration < s.min_runtime and s.last_run_success != 0):
         out.append(_found("too short", "too short"))
+    # JobreportJobOutputTooSmall: below its minimum size or items, or shrunk by more than
+    # max_shrink from its typical size, unless the run is known to have failed
+    threshold = _too_small(s)
+    if threshold is not None and s.last_run_success != 0:
+        out.append(_found("too small", f"too small ({threshold})"))
+    # JobreportJobOutputNotUpdated: a finished run that left its --size-path untouched
+    if s.last_end is not None and s.output_updated == 0 and s.last_run_success != 0:
+        out.append(_found("output not updated", "output not updated"))
     # JobreportJobRunningTooLong
     if (s.running and s.max_runtime is not None and s.last_start is not None
             and now - s.last_start > s.max_runtime):
@@ -166,6 +192,20 @@ def findings(s: Readings) -> list[Finding]:
             and s.last_push_failure > s.last_push):
         out.append(_found("pushes failing", "pushes failing"))
     return out
+
+
+def _too_small(s: Readings) -> str | None:
+    """The threshold JobreportJobOutputTooSmall fires on (its ``threshold`` label: the first
+    of min_size, max_shrink, min_items that holds), or None."""
+    size, items = s.last_size, s.last_items
+    if size is not None and s.min_size is not None and size < s.min_size:
+        return "min_size"
+    if (size is not None and s.max_shrink is not None and s.typical_size is not None
+            and size < (1 - s.max_shrink) * s.typical_size):
+        return "max_shrink"
+    if items is not None and s.min_items is not None and items < s.min_items:
+        return "min_items"
+    return None
 
 
 def _failed(s: Readings) -> list[Finding]:

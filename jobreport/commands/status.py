@@ -53,6 +53,14 @@ class GroupStatus:
     consecutive_failures: float | None = None
     alert_after_failures: float | None = None
     last_heartbeat: float | None = None
+    # what judges the output (--min-size, --min-items, --max-shrink, --size-path)
+    last_size: float | None = None
+    last_items: float | None = None
+    min_size: float | None = None
+    min_items: float | None = None
+    max_shrink: float | None = None
+    typical_size: float | None = None
+    output_updated: float | None = None
     findings: tuple[Finding, ...] = field(default=())
     now: float = 0.0
 
@@ -202,6 +210,11 @@ def _group_status(group: GatewayGroup, ns: str, now: float) -> GroupStatus:
         consecutive_failures=value(f"{ns}_consecutive_failures"),
         alert_after_failures=value(f"{ns}_alert_after_failures"),
         last_heartbeat=value(f"{ns}_last_heartbeat_timestamp_seconds"),
+        last_size=value(f"{ns}_last_size_bytes"), last_items=value(f"{ns}_last_items"),
+        min_size=value(f"{ns}_min_size_bytes"), min_items=value(f"{ns}_min_items"),
+        max_shrink=value(f"{ns}_max_shrink_ratio"),
+        typical_size=value(f"{ns}_typical_size_bytes"),
+        output_updated=value(f"{ns}_last_output_updated"),
         now=now,
     )
     found = findings(status)
