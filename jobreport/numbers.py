@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["INT_COLUMN", "MAX_FIGURE", "column_int", "column_real", "exit_code", "figure",
-           "sample_value", "shown"]
+__all__ = ["INT_COLUMN", "MAX_FIGURE", "SETTING_LIMITS", "column_int", "column_real",
+           "exit_code", "figure", "sample_value", "setting_whole", "shown"]
 
 #: The largest size (bytes) or item count a run may report: what a file system's offsets
 #: hold (2^63). Larger ones are surely a unit mistake.
@@ -85,3 +85,25 @@ def column_real(value: object) -> object:
         except OverflowError:
             return math.inf if value > 0 else -math.inf
     return value
+
+
+#: The whole-number settings (what each group of the store keeps, issue 23) and their most:
+#: 100 years; a billion runs of a group. 0 keeps everything.
+SETTING_LIMITS: dict[str, tuple[int, str]] = {
+    "keep_days": (36500, "days"),
+    "keep_runs": (1_000_000_000, "runs"),
+}
+
+
+def setting_whole(name: str, value: object) -> int:
+    """Setting ``name`` (``keep_days``, ``keep_runs``): a whole number from 0 (no limit) to
+    its most; ``ValueError`` names the range."""
+    high, what = SETTING_LIMITS[name]
+    text = str(value).strip()
+    if isinstance(value, bool) or not (isinstance(value, int) or (
+            text.isascii() and text.isdigit())):
+        raise ValueError(f"{value!r} is not a whole number of {what} (0 keeps them all)")
+    number = int(text)
+    if not 0 <= number <= high:
+        raise ValueError(f"{value!r} is out of range: 0 to {high} (0 keeps them all)")
+    return number

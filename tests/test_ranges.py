@@ -45,6 +45,9 @@ def _strict_json(text: str) -> object:
     ([], {"JOBREPORT_TIMEOUT": "2h"}, "at most 1h"),
     ([], {"JOBREPORT_BUDGET": "1e400"}, "JOBREPORT_BUDGET"),
     ([], {"JOBREPORT_START_BUDGET": "5m"}, "0s to 1m"),
+    ([], {"JOBREPORT_KEEP_RUNS": DIGITS_25}, "JOBREPORT_KEEP_RUNS: '1234567890123456789012345'"
+                                             " is out of range: 0 to 1000000000"),
+    ([], {"JOBREPORT_KEEP_DAYS": "-1"}, "JOBREPORT_KEEP_DAYS"),
     (["--timezone", "leapseconds"], {}, "not a time zone"),
     (["--timezone", "zone1970.tab"], {}, "IANA"),
     (["--schedule", "0 0 30 2 *"], {}, "never"),

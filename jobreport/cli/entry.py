@@ -26,6 +26,7 @@ from jobreport.cli.option_table import (
     convert,
 )
 from jobreport.durations import SETTING_RANGES, setting_seconds
+from jobreport.numbers import SETTING_LIMITS, setting_whole
 from jobreport.spec import BY_NAME, CLI, FIELDS, JobSpec, parse_labels
 
 # not typing's: this module is on the path of `jobreport run` before its command starts
@@ -81,14 +82,18 @@ def run_spec(values: Mapping[str, Any], labels: Mapping[str, str]) -> JobSpec:
 
 def check_numeric_settings(environ: Mapping[str, str]) -> None:
     """The numeric settings in the environment (``JOBREPORT_TIMEOUT``, ``JOBREPORT_BUDGET``,
-    ``JOBREPORT_START_BUDGET``) held to their ranges before a command starts: ``ValueError``
-    naming the variable and the range. (Any other bad setting only warns: the job runs.)"""
-    for name in SETTING_RANGES:
+    ``JOBREPORT_START_BUDGET``, ``JOBREPORT_KEEP_DAYS``, ``JOBREPORT_KEEP_RUNS``) held to
+    their ranges before a command starts: ``ValueError`` naming the variable and the range.
+    (Any other bad setting only warns: the job runs.)"""
+    for name in (*SETTING_RANGES, *SETTING_LIMITS):
         variable = f"JOBREPORT_{name.upper()}"
         raw = environ.get(variable, "")
         if raw.strip():
             try:
-                setting_seconds(name, raw)
+                if name in SETTING_RANGES:
+                    setting_seconds(name, raw)
+                else:
+                    setting_whole(name, raw)
             except ValueError as e:
                 raise ValueError(f"{variable}: {e}") from None
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from jobreport.durations import parse_duration, setting_seconds
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_namespace
+from jobreport.numbers import setting_whole
 from jobreport.secrets import mask_url
 from jobreport.spec import parse_labels
 
@@ -110,25 +111,10 @@ def _path(value: object) -> str | None:
     return os.path.expanduser(text) if text else None
 
 
-#: The largest retention limits (100 years; a billion runs of a group).
-KEEP_DAYS_MAX = 36500
-KEEP_RUNS_MAX = 1_000_000_000
-
-
-def _limit(high: int, what: str) -> Callable[[object], int]:
-    """A retention limit: a whole number from 0 (no limit) to ``high``."""
-
-    def convert(value: object) -> int:
-        text = str(value).strip()
-        if isinstance(value, bool) or not (isinstance(value, int) or (
-                text.isascii() and text.isdigit())):
-            raise ValueError(f"{value!r} is not a whole number of {what} (0 keeps them all)")
-        number = int(text)
-        if number > high:
-            raise ValueError(f"{value!r} is out of range: 0 to {high} (0 keeps them all)")
-        return number
-
-    return convert
+def _limit(name: str) -> Callable[[object], int]:
+    """A retention limit: a whole number from 0 (no limit) to its most
+    (``jobreport.numbers.SETTING_LIMITS``)."""
+    return lambda value: setting_whole(name, value)
 
 
 #: Every setting a flag, ``JOBREPORT_<NAME>`` or the config file can give, and its converter.
@@ -153,8 +139,8 @@ CONVERTERS: dict[str, Callable[[object], Any]] = {
     "remote_write_url": _remote_write_url,
     "textfile_dir": _path,
     # a bounded store (issue 23): what each group keeps of its runs
-    "keep_days": _limit(KEEP_DAYS_MAX, "days"),
-    "keep_runs": _limit(KEEP_RUNS_MAX, "runs"),
+    "keep_days": _limit("keep_days"),
+    "keep_runs": _limit("keep_runs"),
 }
 #: The two secrets: only from the environment (or a ``*_file`` setting), never a flag.
 ENV_ONLY = {"password": "JOBREPORT_PASSWORD", "token": "JOBREPORT_TOKEN"}
