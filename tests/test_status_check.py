@@ -144,12 +144,8 @@ def test_status_fires_what_the_rules_fire(tmp_path: Path) -> None:
             rule = finding.kind.rule
             if rule is None or finding.state == OK:
                 continue
-            labels = {"job": job, "instance": "h", "severity": severities[rule]}
-            if rule == "JobreportJobFailed" and status.last_run_success is not None \
-                    and status.last_outcome is not None:
-                labels["outcome"] = status.last_outcome
-            if rule == "JobreportJobOutputTooSmall":  # the threshold that fired
-                labels["threshold"] = str(finding).split("(")[1].rstrip(")")
+            labels = {"job": job, "instance": "h", "severity": severities[rule],
+                      **dict(finding.labels)}
             expected[rule].append({"exp_labels": labels})
     test = {"rule_files": [str(rules_file)], "evaluation_interval": "1d",
             "tests": [{"interval": "1d", "input_series": series,

@@ -123,10 +123,12 @@ class Readings(Protocol):
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem of a group (or of a sink): its kind and how ``status`` says it."""
+    """One problem of a group (or of a sink): its kind, how ``status`` says it, and the
+    labels the alert would carry beside the group's (``threshold``, ``outcome``)."""
 
     kind: Kind
     text: str
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def state(self) -> int:
@@ -174,7 +176,7 @@ def findings(s: Readings) -> list[Finding]:
     # max_shrink from its typical size, unless the run is known to have failed
     threshold = _too_small(s)
     if threshold is not None and s.last_run_success != 0:
-        out.append(_found("too small", f"too small ({threshold})"))
+        out.append(Finding(KINDS["too small"], "too small", (("threshold", threshold),)))
     # JobreportJobOutputNotUpdated: a finished run that left its --size-path untouched
     if s.last_end is not None and s.output_updated == 0 and s.last_run_success != 0:
         out.append(_found("output not updated", "output not updated"))
@@ -223,7 +225,10 @@ def _failed(s: Readings) -> list[Finding]:
     outcome = s.last_outcome or "not successful"
     if fires:
         row = f" ({int(streak)} in a row)" if streak is not None and streak > 1 else ""
-        return [_found("failed", f"last run: {outcome}{row}")]
+        # the rule takes the outcome label from the state set, when the group pushes both
+        labels = (("outcome", s.last_outcome),) if (
+            s.last_outcome is not None and s.last_run_success is not None) else ()
+        return [Finding(KINDS["failed"], f"last run: {outcome}{row}", labels)]
     if last_failed and streak is not None and wanted is not None:
         return [_found("failing", f"last run: {outcome} ({int(streak)} of {int(wanted)} "
                                   "in a row before the failed alert)")]

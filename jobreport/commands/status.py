@@ -126,8 +126,8 @@ class GroupStatus:
             "consecutive_failures": self.consecutive_failures,
             "alert_after_failures": self.alert_after_failures,
             "problems": list(self.problems),
-            "alerts": sorted({f.kind.rule for f in self.findings
-                              if f.kind.rule and f.state != OK}),
+            "alerts": [{"alert": f.kind.rule, **dict(f.labels)} for f in self.findings
+                       if f.kind.rule and f.state != OK],
             "state": self.state,
             "ok": not self.problems,
         }
