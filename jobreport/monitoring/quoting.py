@@ -35,6 +35,21 @@ def _literal(dumper: yaml.SafeDumper, value: Literal) -> yaml.Node:
 
 _Dumper.add_representer(Literal, _literal)
 
+#: What a YAML 1.1 reader (Prometheus' and Alertmanager's, in Go) takes as a line break
+#: inside any scalar but a double-quoted one, where it is written as an escape (\N \L \P).
+_BREAKS = frozenset("\x85\u2028\u2029")
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    if _BREAKS.intersection(value):
+        # PyYAML would write them raw in a single-quoted scalar, which a Go reader folds
+        # into a space: a job named "a\x85" would alert as "a "
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _text)
+
 
 def dump_yaml(data: Any) -> str:
     """``data`` as YAML, by the safe dumper: every string quoted and escaped as it needs,
