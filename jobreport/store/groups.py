@@ -17,13 +17,13 @@ from jobreport.errors import StoreError
 from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
 from jobreport.result import load_custom
 from jobreport.spec import JobSpec
-from jobreport.state import GroupState, grouping_from_key
+from jobreport.state import GroupState, HeldGroup, grouping_from_key
 from jobreport.store import sql
 from jobreport.store.backends import Tx
 from jobreport.store.rows import RunStart, run_result
 
 __all__ = ["bump", "close_abandoned", "count_end", "delivery_row", "read_state",
-           "start_values"]
+           "start_values", "take_over"]
 
 log = logging.getLogger("jobreport")
 
@@ -60,12 +60,14 @@ def count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
     if outcome == SKIPPED:
         return
     ended = end["ended"]
-    g = tx.rows("SELECT last_success, last_failure, last_size_at, last_items_at "
-                "FROM jobreport_groups WHERE group_key = :k", {"k": key})[0]
+    g = tx.rows("SELECT last_success, last_failure, last_size_at, last_items_at, "
+                "failure_streak FROM jobreport_groups WHERE group_key = :k", {"k": key})[0]
     values: dict[str, Any] = {}
     column = "last_success" if outcome == SUCCESS else "last_failure"
     if g[column] is None or g[column] < ended:
         values[column] = ended
+    # in the order runs are recorded (this transaction holds the group's row)
+    values["failure_streak"] = 0 if outcome == SUCCESS else int(g["failure_streak"] or 0) + 1
     for name in ("size", "items"):
         at = g[f"last_{name}_at"]
         if end.get(name) is not None and (at is None or at <= ended):
@@ -73,6 +75,42 @@ def count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
             values[f"last_{name}_at"] = ended
     if values:
         sets = ", ".join(f"{c} = :{c}" for c in values)  # fixed column names only
+        tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k", {**values, "k": key})
+
+
+def take_over(tx: Tx, key: str, held: HeldGroup, new_group: str = sql.NEW_GROUP) -> None:
+    """Add what a sink holds for group ``key`` (read back by a new store) to what the store
+    counted: the counters of every outcome, the last success and failure (forward only),
+    the failure streak (carried on while the store has no success of its own), and the
+    last size and items (unless a run of the store reported them)."""
+    runs = held.runs()
+    g = tx.rows("SELECT last_size_at, last_items_at FROM jobreport_groups "
+                "WHERE group_key = :k", {"k": key})
+    successes = tx.rows("SELECT n FROM jobreport_counts WHERE group_key = :k AND "
+                        "outcome = :o", {"k": key, "o": SUCCESS})
+    bump(tx, key, held.grouping.get("job", ""), new_group)
+    insert, conflict = tx.insert_missing
+    for outcome, n in runs.items():
+        tx.run(sql.NEW_COUNT.format(insert=insert, conflict=conflict), {"k": key, "o": outcome})
+        tx.run(sql.ADD_COUNT, {"k": key, "o": outcome, "n": n})
+    for column, name in (("last_success", "last_success_timestamp_seconds"),
+                         ("last_failure", "last_failure_timestamp_seconds")):
+        value = held.timestamp(name)
+        if value is not None:
+            tx.run(sql.LATER.format(column=column), {"k": key, "v": value})
+    values: dict[str, Any] = {}
+    streak = held.count("consecutive_failures")
+    if streak and not (successes and successes[0]["n"]):
+        # the failures this store recorded follow the ones the sink counted
+        values["failure_streak"] = streak
+    for name, metric in (("size", "last_size_bytes"), ("items", "last_items")):
+        value = held.amount(metric)
+        if value is not None and g and g[0][f"last_{name}_at"] is None:
+            values[f"last_{name}"], values[f"last_{name}_at"] = value, 0.0
+    if values:
+        sets = ", ".join(  # fixed column names only
+            f"{c} = COALESCE({c}, 0) + :{c}" if c == "failure_streak" else f"{c} = :{c}"
+            for c in values)
         tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k", {**values, "k": key})
 
 
@@ -137,8 +175,7 @@ def read_state(tx: Tx, key: str) -> tuple[GroupState, int]:
         if result is not None:
             # size and items are the newest ever reported, not only the last run's
             state.last = replace(result, size=g["last_size"], items=g["last_items"])
-    state.consecutive_failures = int(
-        tx.rows(sql.CONSECUTIVE_FAILURES, {"k": key})[0]["n"] or 0)
+    state.consecutive_failures = int(g["failure_streak"] or 0)
     if newest:  # what the newest run is held to, and the deadlines of its schedule
         state.hold_to(JobSpec.from_columns(state.job, newest[0]))
     return state, int(g["seq"])

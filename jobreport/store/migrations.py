@@ -19,7 +19,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: Bump with every change to the tables (jobreport.store.schema) and add its data step to
 #: ``_STEPS``; a store newer than this jobreport is refused.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _to_v2(tx: Tx) -> None:
@@ -57,8 +57,18 @@ def _to_v5(tx: Tx) -> None:
     tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('groups_delivered_seq', '1')")
 
 
+def _to_v6(tx: Tx) -> None:
+    # a group keeps its failure streak (a new store takes over the gateway's): fill it in
+    # from the history, once
+    for g in tx.rows("SELECT group_key FROM jobreport_groups"):
+        streak = tx.rows(sql.CONSECUTIVE_FAILURES, {"k": g["group_key"]})[0]["n"]
+        tx.run("UPDATE jobreport_groups SET failure_streak = :f WHERE group_key = :k",
+               {"k": g["group_key"], "f": int(streak or 0)})
+
+
 #: The data step that brings a store of version N-1 to version N.
-_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
+_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5,
+                                           6: _to_v6}
 
 
 def ensure_schema(db: Backend) -> tuple[bool, dict[str, str]]:

@@ -78,6 +78,10 @@ groups = Table(
     Column("last_size_at", Double),
     Column("last_items", Double),
     Column("last_items_at", Double),
+    # schema 6: unsuccessful runs since the last success, kept with the group, so that a
+    # push does not depend on how much history the runs table still holds, and so that a
+    # new store can take over the streak the gateway holds (Store.adopt)
+    Column("failure_streak", Integer),
     # set by `jobreport delete`: no flush brings the group back; a new run clears it
     Column("retired", Double),
     # families `jobreport push` gave the group, kept as JSON until it is deleted

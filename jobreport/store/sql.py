@@ -48,7 +48,8 @@ NEWEST_START = (
     f"FROM jobreport_runs WHERE group_key = :k AND {NOT_SKIPPED} ORDER BY id DESC LIMIT 1"
 )
 # unsuccessful runs recorded after the last success (in record order: closed_seq); skipped
-# runs are neither
+# runs are neither. Kept in jobreport_groups.failure_streak since schema 6: this fills it in
+# an older store
 CONSECUTIVE_FAILURES = (
     "SELECT count(*) AS n FROM jobreport_runs "
     f"WHERE group_key = :k AND outcome IN {FAILED} AND closed_seq > COALESCE(("

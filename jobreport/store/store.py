@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from jobreport.errors import StoreError
 from jobreport.result import CustomFamily, RunResult, dump_custom, load_custom
-from jobreport.state import GroupState, group_key, grouping_from_key
+from jobreport.state import GroupState, HeldGroup, group_key, grouping_from_key
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
 from jobreport.store.groups import (
@@ -35,6 +35,7 @@ from jobreport.store.groups import (
     delivery_row,
     read_state,
     start_values,
+    take_over,
 )
 from jobreport.store.migrations import SCHEMA_VERSION, ensure_schema
 from jobreport.store.rows import (
@@ -267,43 +268,29 @@ class Store:
         with self._read() as tx:
             return bool(tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}))
 
-    def adopt(self, key: str, sink: str, held: Callable[[], GroupState | None]) -> bool:
-        """Before the first delivery of group ``key`` to ``sink`` from this new store, take
-        over what the sink holds (``held()``: its counters, last success and failure), so
-        that the store's first complete push does not lower them. Done once per group and
-        sink, exactly: ``held()`` is asked under the store's write lock and the group's row
-        lock, and every delivery of the group waits for it (the delivery mark it leaves),
-        so no push of this store can reach the sink between the reading and the adoption,
-        and no two processes adopt the same counters. Returns whether it read the sink.
+    def adopt(self, key: str, sink: str, held: HeldGroup | None) -> bool:
+        """Take over what ``sink`` holds for group ``key`` (``held``, read from it before
+        this store's first delivery of the group there: its counters, last success and
+        failure, failure streak, last size and items), so that the store's first complete
+        push lowers nothing and later runs build on it. Returns whether it took it over:
+        only when the group has no delivery mark for ``sink`` yet, and it leaves one.
 
-        ``held()`` raising a retryable ``DeliveryError`` (no answer, 5xx) adopts nothing,
-        leaves no mark and raises it: the caller must not push now, and the next delivery
-        asks again. A permanent one (the sink will not say) counts as nothing held."""
-        from jobreport.errors import DeliveryError
-
+        ``held`` is read without the store's lock (a gateway may take seconds to answer,
+        and every other run of the store would wait for it); it is taken over under the
+        write lock and the group's row lock, and only while the group has no delivery mark.
+        That is exact, also with several processes of one new store: every push of the
+        group from this store follows the mark, so a reading made before the mark existed
+        holds none of this store's runs; a process that read the sink too, but finds the
+        mark when it gets the lock (another one adopted meanwhile, and may have pushed),
+        takes nothing over. Runs the store recorded before the mark are added to what is
+        taken over, never counted in it."""
         with self._write() as tx:
             tx.run(sql.LOCK_GROUP, {"k": key})
             if tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}):
                 return False  # adopted or delivered already (another process, meanwhile)
-            try:
-                state = held()
-            except DeliveryError as e:
-                if e.retryable:
-                    raise
-                state = None
             delivery_row(tx, key, sink)
-            if state is None:
-                return True
-            bump(tx, key, state.job, self._new_group)
-            insert, conflict = tx.insert_missing
-            for outcome, n in (state.runs_total or {}).items():
-                tx.run(sql.NEW_COUNT.format(insert=insert, conflict=conflict),
-                       {"k": key, "o": outcome})
-                tx.run(sql.ADD_COUNT, {"k": key, "o": outcome, "n": n})
-            for column in ("last_success", "last_failure"):
-                if getattr(state, column) is not None:
-                    tx.run(sql.LATER.format(column=column),
-                           {"k": key, "v": getattr(state, column)})
+            if held is not None:
+                take_over(tx, key, held, self._new_group)
             return True
 
     def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:
