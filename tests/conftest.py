@@ -101,7 +101,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     import os
 
     for key in list(os.environ):
-        if key.startswith("JOBREPORT_") or key == "PUSHGATEWAY_URL":
+        if key.startswith("JOBREPORT_") or key in ("PUSHGATEWAY_URL",
+                                                   "KUBERNETES_SERVICE_HOST"):
             monkeypatch.delenv(key)
     report = sys.modules.get("jobreport.runs.shared")
     if report is not None:
