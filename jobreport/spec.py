@@ -255,6 +255,14 @@ FIELDS: tuple[Field, ...] = (
           high=10000, column="int",
           gauge=("alert_after_failures",
                  "The failed-run alert waits for this many failures in a row.")),
+    Field("retire_after", DURATION,
+          "The group stops alerting once its last start is this old while another instance "
+          "of the job started later (a host that is gone); longer than the job's interval.",
+          flag="--retire-after", env="JOBREPORT_RETIRE_AFTER", above=True,
+          why="every group but the newest would be retired at once", column="real",
+          gauge=("retire_after_seconds",
+                 "The group's alerts stop when its last start is this old and another "
+                 "instance of the job started later.")),
     Field("heartbeat", DURATION,
           "Push a liveness timestamp this often while the command runs.",
           flag="--heartbeat", env="JOBREPORT_HEARTBEAT", above=True,
@@ -332,6 +340,7 @@ class JobSpec:
     timezone: str | None
     min_runtime: float | None
     alert_after_failures: int | None
+    retire_after: float | None
     heartbeat: float | None
     timeout: float | None
     kill_after: float
@@ -477,5 +486,6 @@ if TYPE_CHECKING:
         timezone: str | None
         min_runtime: str | float | None
         alert_after_failures: int | None
+        retire_after: str | float | None
         heartbeat: str | float | None
 
