@@ -15,6 +15,7 @@ from jobreport.sinks.base import (
     DeliveryResult,
     RecordsFailure,
     Rejected,
+    RetryLater,
     SaysWhatItHolds,
     Sink,
     failed,
@@ -36,9 +37,21 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
                   namespace: str = DEFAULT_NAMESPACE) -> DeliveryResult:
     """Deliver group ``key``'s complete state (``known``: state and seq just read) to
     ``sink`` within ``budget`` seconds; repeat while another run changed it meanwhile, so
-    that the delivery that lands last carries the newest state. The result is recorded in
-    the store."""
+    that the delivery that lands last carries the newest state. A store many hosts share
+    lets one delivery of the group run at a time (``Store.delivering``). The result is
+    recorded in the store."""
     deadline = time.monotonic() + budget
+    with store.delivering(key, sink.name, deadline) as held:
+        if not held:
+            # another host delivers the group now: its next round carries our change
+            return RetryLater(f"another process was delivering job "
+                              f"{grouping_from_key(key)['job']} to the {sink.name} for the "
+                              "whole budget")
+        return _deliver_rounds(store, sink, key, deadline, known=known, namespace=namespace)
+
+
+def _deliver_rounds(store: Store, sink: Sink, key: str, deadline: float, *,
+                    known: tuple[GroupState, int] | None, namespace: str) -> DeliveryResult:
     if (isinstance(sink, SaysWhatItHolds) and store.fresh
             and not store.knows_delivery(key, sink.name)):
         known = None  # what the group holds after the adoption (here or elsewhere)

@@ -312,6 +312,15 @@ class SQLAlchemyBackend:
 
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # many hosts that share a new store create its tables at once: one at a
+                    # time (CREATE TABLE IF NOT EXISTS alone races in PostgreSQL's catalog)
+                    from sqlalchemy import text
+
+                    from jobreport.store.locks import lock_key
+
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                 {"k": lock_key("schema", "")})
                 for table in metadata.sorted_tables:
                     conn.execute(CreateTable(table, if_not_exists=True))
                     for index in table.indexes:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from jobreport.errors import StoreError
@@ -64,6 +64,7 @@ class Store:
         #: This process created the store (a new install, or one whose file was removed).
         self.created = False
         self._meta: dict[str, str] = {}
+        self.__shared: bool | None = None
 
     @property
     def display_url(self) -> str:
@@ -240,6 +241,31 @@ class Store:
             return run_record(rows[0]) if rows else None
 
     # --- per group and sink: how far delivery got ---------------------------------------
+
+    @contextmanager
+    def delivering(self, key: str, sink: str, deadline: float) -> Iterator[bool]:
+        """Hold group ``key``'s delivery to ``sink`` to this process until the block ends
+        (yields True), waiting for it until ``deadline``: a store that many hosts share
+        (PostgreSQL) lets one delivery of a group to a sink run at a time, so that the one
+        that reaches the sink last carries the newest state. Yields False when another
+        process still delivers the group at the deadline. A store of one host (SQLite)
+        holds nothing and yields True: its deliveries repeat while the group changed."""
+        if not self._shared:
+            yield True
+            return
+        from jobreport.store.locks import DeliveryLock
+
+        engine = getattr(self._db, "engine", None)
+        with DeliveryLock(engine, f"{key}\n{sink}", deadline) as lock:
+            yield lock.held
+
+    @property
+    def _shared(self) -> bool:
+        if self.__shared is None:
+            from jobreport.store.locks import supported
+
+            self.__shared = not self.is_sqlite and supported(self.url)
+        return self.__shared
 
     def mark_delivered(self, key: str, seq: int, *, sink: str = DEFAULT_SINK,
                        problem: str | None = None, left_out: Sequence[str] = ()) -> int:

@@ -1,0 +1,200 @@
+"""One PostgreSQL store shared by many hosts and pods (a real cluster, real Pushgateway,
+concurrent ``jobreport run`` processes from simulated hosts: ``unshare --uts`` with a host
+name each, a new HOME each): no run is lost or counted twice, the gateway ends with what
+the store counted, and ``--lock`` holds across hosts (a PostgreSQL advisory lock held by
+the wrapper's own connection)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+from jobreport.state import group_key
+from jobreport.store.store import Store
+from tests.conftest import Gateway
+from tests.faults import assert_no_traceback
+from tests.pods import Pods
+
+WAIT = 120.0  # a generous ceiling on this busy 2-core machine
+
+
+def wait_for(path: Path, timeout: float = WAIT) -> None:
+    """Until ``path`` exists (polled, bounded)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def gateway_samples(gateway: Gateway, job: str) -> dict[str, float]:
+    return {k.replace('{instance=""}', "").replace('instance="",', ""): v
+            for k, v in gateway.samples(job).items()}
+
+
+def test_pods_of_several_hosts_writing_one_store_at_once_lose_no_run(
+        postgres_url: str, gateway: Gateway, tmp_path: Path) -> None:
+    """Twelve runs of one job from four hosts (three pods each, all started at once, one
+    group: no instance in a pod) into one PostgreSQL store: the store holds every run and
+    counts each once; the gateway ends with the store's counters, failure streak and newest
+    state, and nothing stays pending."""
+    pods = Pods(tmp_path / "pods", JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=postgres_url,
+                JOBREPORT_BUDGET="60s")
+    codes = [0, 1, 0, 2, 0, 0, 3, 0, 1, 0, 0, 4]
+    started = [pods.start(["run", "--job", "fleet", "--", "sh", "-c", f"exit {code}"],
+                          host=f"host{i % 4}-pod{i}") for i, code in enumerate(codes)]
+    for proc, code in zip(started, codes, strict=True):
+        out, err = proc.communicate(timeout=WAIT)
+        assert proc.returncode == code, err
+        assert_no_traceback(out, err)
+        assert err == "", err
+    store = Store(postgres_url)
+    runs = store.history("fleet", limit=None)
+    assert len(runs) == 12
+    assert {r.host for r in runs} == {f"host{i % 4}-pod{i}" for i in range(12)}
+    state, _ = store.group_state(group_key({"job": "fleet"}))
+    assert state.runs_total == {"success": 7, "failure": 5}
+    held = gateway_samples(gateway, "fleet")
+    assert held['jobreport_runs_total{outcome="success"}'] == 7
+    assert held['jobreport_runs_total{outcome="failure"}'] == 5
+    assert held["jobreport_consecutive_failures"] == state.consecutive_failures
+    assert held["jobreport_last_success_timestamp_seconds"] == state.last_success
+    assert store.pending() == []
+
+
+def test_lock_holds_across_hosts(postgres_url: str, gateway: Gateway, tmp_path: Path) -> None:
+    """A run with --lock on one host (pod) holds the job's lock in the shared store: a run
+    of the same job on another host, with its own HOME (so its own local lock file), does
+    not start (exit 75, outcome skipped); once the first is over, the next one runs."""
+    pods = Pods(tmp_path / "pods", JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=postgres_url)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    first = pods.start(["run", "--job", "locked", "--lock", "--", "sh", "-c",
+                        f'touch {flags}/started; i=0; while [ ! -e {flags}/go ] && '
+                        f'[ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done'], host="host-a")
+    try:
+        wait_for(flags / "started")
+        second = pods.run(["run", "--job", "locked", "--lock", "--", "touch",
+                           str(flags / "second-ran")], host="host-b")
+        assert second.returncode == 75, second.stderr
+        assert "already running on a host that shares the store" in second.stderr
+        assert not (flags / "second-ran").exists()
+    finally:
+        (flags / "go").touch()
+        out, err = first.communicate(timeout=WAIT)
+    assert first.returncode == 0, err
+    third = pods.run(["run", "--job", "locked", "--lock", "--", "true"], host="host-c")
+    assert third.returncode == 0, third.stderr
+    outcomes = sorted(r.outcome or "" for r in Store(postgres_url).history("locked"))
+    assert outcomes == ["skipped", "success", "success"]
+    held = gateway_samples(gateway, "locked")
+    assert held['jobreport_runs_total{outcome="skipped"}'] == 1
+    assert held['jobreport_runs_total{outcome="success"}'] == 2
+
+
+def test_concurrent_pods_never_both_run_under_lock(
+        postgres_url: str, gateway: Gateway, tmp_path: Path) -> None:
+    """Eight pods of one job on eight hosts start at once with --lock: the commands never
+    overlap (each one makes a directory that only one can hold at a time), every pod that
+    did not run exits 75 and records a skipped run, and the gateway and the store agree."""
+    pods = Pods(tmp_path / "pods", JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=postgres_url,
+                JOBREPORT_BUDGET="60s")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    command = (f'mkdir {shared}/inside || touch {shared}/overlap; touch {shared}/ran-$$; '
+               f'sleep 0.5; rmdir {shared}/inside')
+    started = [pods.start(["run", "--job", "exclusive", "--lock", "--", "sh", "-c", command],
+                          host=f"node{i}") for i in range(8)]
+    codes = []
+    for proc in started:
+        out, err = proc.communicate(timeout=WAIT)
+        assert_no_traceback(out, err)
+        codes.append(proc.returncode)
+    assert not (shared / "overlap").exists()
+    ran = len(list(shared.glob("ran-*")))
+    assert ran >= 1
+    assert sorted(codes) == [0] * ran + [75] * (8 - ran)
+    store = Store(postgres_url)
+    outcomes = [r.outcome for r in store.history("exclusive", limit=None)]
+    assert sorted(outcomes) == sorted(["success"] * ran + ["skipped"] * (8 - ran))
+    held = gateway_samples(gateway, "exclusive")
+    assert held['jobreport_runs_total{outcome="success"}'] == ran
+    assert held.get('jobreport_runs_total{outcome="skipped"}', 0) == 8 - ran
+    assert store.pending() == []
+
+
+def test_a_killed_wrapper_releases_the_lock_of_the_store(
+        postgres_url: str, gateway: Gateway, tmp_path: Path) -> None:
+    """The store's lock is held by the wrapper's own connection, which the command does not
+    inherit: when the wrapper is killed (SIGKILL, as the OOM killer does), PostgreSQL
+    releases the lock with the connection, and a run on another host starts although the
+    first command still runs (on its own host the local flock, which the command inherits,
+    still holds; docs/containers.md says so)."""
+    pods = Pods(tmp_path / "pods", JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=postgres_url)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    first = pods.start(["run", "--job", "orphan", "--lock", "--", "sh", "-c",
+                        f'touch {flags}/started; i=0; while [ ! -e {flags}/go ] && '
+                        f'[ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done'], host="host-a")
+    try:
+        wait_for(flags / "started")
+        wrapper = psutil.Process(first.pid)  # (unshare and sh exec it: the same process)
+        assert "jobreport" in " ".join(wrapper.cmdline()[:2])
+        command = [c for c in wrapper.children() if c.name() == "sh"]
+        assert command, "the command is not running"
+        os.kill(wrapper.pid, signal.SIGKILL)
+        first.wait(WAIT)
+        assert command[0].is_running()
+        deadline = time.monotonic() + WAIT
+        while True:  # PostgreSQL ends the killed wrapper's session: the lock goes with it
+            second = pods.run(["run", "--job", "orphan", "--lock", "--", "true"],
+                              host="host-b")
+            if second.returncode != 75 or time.monotonic() > deadline:
+                break
+        assert second.returncode == 0, second.stderr
+    finally:
+        (flags / "go").touch()
+
+
+def test_without_postgresql_lock_holds_on_the_host(tmp_path: Path) -> None:
+    """With an SQLite store, --lock is the local flock alone (nothing else is loaded before
+    the command starts), as before."""
+    pods = Pods(tmp_path / "pods", kubernetes=False)
+    done = pods.run(["run", "--job", "solo", "--lock", "--", "true"])
+    assert done.returncode == 0, done.stderr
+    assert "lock" not in done.stderr
+
+
+def test_only_postgresql_stores_hold_a_lock_for_a_fleet() -> None:
+    """A store that is neither SQLite nor PostgreSQL (MySQL...) has no fleet lock: --lock is
+    the local flock there."""
+    from jobreport.store.locks import supported
+
+    assert supported("postgresql+psycopg://jr@127.0.0.1:5/x")
+    assert supported("postgresql://jr@h/x")
+    assert not supported("mysql+pymysql://u@127.0.0.1:1/x")
+    assert not supported("sqlite:////tmp/x.db")
+
+
+def test_one_delivery_of_a_group_at_a_time_from_a_shared_store(postgres_url: str) -> None:
+    """A PostgreSQL store lets one process deliver a group to a sink at a time (so that
+    the push that lands last carries the newest state): a second store connection waits
+    for the lock until its deadline and is told it did not get it; another sink, or
+    another group, is not held up; once released, the next one gets it."""
+    one, two = Store(postgres_url), Store(postgres_url)
+    key = group_key({"job": "delivered"})
+    with one.delivering(key, "pushgateway", time.monotonic() + 5) as held:
+        assert held
+        began = time.monotonic()
+        with two.delivering(key, "pushgateway", time.monotonic() + 0.5) as second:
+            assert not second
+        assert time.monotonic() - began >= 0.4
+        with two.delivering(key, "remote-write", time.monotonic() + 5) as other_sink:
+            assert other_sink
+        with two.delivering(group_key({"job": "other"}), "pushgateway",
+                            time.monotonic() + 5) as other_group:
+            assert other_group
+    with two.delivering(key, "pushgateway", time.monotonic() + 5) as after:
+        assert after
