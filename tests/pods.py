@@ -29,12 +29,16 @@ class Pods:
         self.made = 0
 
     def env(self, home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """A pod's environment: its own HOME and XDG directories, the settings, and
-        KUBERNETES_SERVICE_HOST (unless ``kubernetes`` is off)."""
+        """A pod's environment: the settings, its own HOME, XDG and temporary directories,
+        and KUBERNETES_SERVICE_HOST (unless ``kubernetes`` is off)."""
         env = cli_env(**self.settings, **(extra or {}))
         env["HOME"] = str(home)
         env["XDG_STATE_HOME"] = str(home / ".local" / "state")
         env["XDG_CONFIG_HOME"] = str(home / ".config")
+        # (the directories a pod has of its own, as the manifest's emptyDir, win over any
+        # path the settings name)
+        (home / "tmp").mkdir(exist_ok=True)
+        env["TMPDIR"] = str(home / "tmp")
         env.pop("KUBERNETES_SERVICE_HOST", None)
         if self.kubernetes:
             env["KUBERNETES_SERVICE_HOST"] = "10.96.0.1"

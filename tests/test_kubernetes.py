@@ -7,7 +7,9 @@ and ``--retire-after`` for pods that each push an instance of their own."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import yaml
 from jobreport.cron import check_expression, check_timezone
 from jobreport.durations import parse_duration
 from tests import servers
+from tests.conftest import Gateway
 from tests.faults import assert_no_traceback
 from tests.monitoring_helpers import prom_get, prom_query, prometheus_test_config, wait_for
 from tests.pods import Pods
@@ -225,3 +228,61 @@ def test_pods_with_an_instance_each_retire_after_they_are_gone(
         a["alertname"] == "JobreportJobFailed" and a.get("instance") == "pod-b"
         for a in watched.firing("fleet")), timeout=WAIT)
     assert overdue("alone", "pod-z"), watched.firing("alone")
+
+
+def doc_block(start: str) -> str:
+    """The shell block of docs/containers.md that starts with ``start``, its continued lines
+    joined."""
+    text = (ROOT / "docs" / "containers.md").read_text()
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        if block.startswith(start):
+            return str(block.replace("\\\n", " ").strip())
+    raise AssertionError(f"no block starting with {start!r} in docs/containers.md")
+
+
+def test_the_docker_run_line_keeps_one_group_per_docker_host(
+        gateway: Gateway, tmp_path: Path) -> None:
+    """The documented `docker run` line, run as Docker would run it twice on one host (a new
+    container each time: a new HOME, the container's id as its host name, no Kubernetes):
+    one group, the Docker host's name as its instance, the counters counting on."""
+    argv = shlex.split(doc_block("docker run"))
+    assert argv[:3] == ["docker", "run", "--rm"]
+    env: dict[str, str] = {}
+    i = 3
+    while argv[i] == "-e":
+        name, _, value = argv[i + 1].partition("=")
+        env[name] = value
+        i += 2
+    image, command = argv[i], argv[i + 1:]
+    assert "/" in image and command[:2] == ["jobreport", "run"]
+    assert env.pop("JOBREPORT_GATEWAY").startswith("http")
+    assert env["JOBREPORT_INSTANCE"] == "$(hostname)"  # the shell expands it on the host
+    env["JOBREPORT_INSTANCE"] = os.uname().nodename
+    containers = Pods(tmp_path / "containers", kubernetes=False,
+                      JOBREPORT_GATEWAY=gateway.url)
+    job = command[command.index("--job") + 1]
+    runnable = [*command[2:command.index("--") + 1], "true"]
+    for _ in range(2):
+        done = containers.run(["run", *runnable], extra=env, host=os.urandom(6).hex())
+        assert done.returncode == 0, done.stderr
+    assert [g["labels"] for g in gateway.groups()] == [
+        {"job": job, "instance": os.uname().nodename}]
+    assert gateway.samples(job)['jobreport_runs_total{outcome="success"}'] == 2
+
+
+def test_the_ci_line_keeps_one_group_whichever_runner_runs_it(
+        gateway: Gateway, tmp_path: Path) -> None:
+    """The documented CI line, run on three runners (a fresh workspace and host name each):
+    one group without an instance, the counters and the failure streak counting on."""
+    argv = shlex.split(doc_block("jobreport run --job nightly-export"))
+    runners = Pods(tmp_path / "runners", kubernetes=False, JOBREPORT_GATEWAY=gateway.url)
+    job = argv[argv.index("--job") + 1]
+    for n, code in enumerate((0, 1, 1)):
+        ran = [*argv[1:argv.index("--") + 1], "sh", "-c", f"exit {code}"]
+        done = runners.run(ran, host=f"runner-{n}")
+        assert done.returncode == code, done.stderr
+    assert [g["labels"] for g in gateway.groups()] == [{"job": job}]
+    held = {k.replace('instance="",', "").replace('{instance=""}', ""): v
+            for k, v in gateway.samples(job).items()}
+    assert held['jobreport_runs_total{outcome="failure"}'] == 2
+    assert held["jobreport_consecutive_failures"] == 2

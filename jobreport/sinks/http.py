@@ -152,10 +152,11 @@ class HttpSink:
                  deadline: float, *, reader: Reader | None = None) -> Answer:
         now = self._clock()
         # this attempt: the per-attempt timeout and the deadline, whichever comes first,
-        # on the real clock (the exchange's sockets are watched in real time); an answer
-        # read as it streams in grows with what the peer holds, and may take until the
-        # deadline (each socket operation still within the timeout)
-        length = max(_LEAST, deadline - now if reader is not None
+        # on the real clock (the exchange's sockets are watched in real time); a reading
+        # (a GET) grows with what the peer holds (a Pushgateway of 10,000 groups takes
+        # seconds to say them all), and may take until the deadline: each socket operation
+        # is still held to the timeout, and a cut-off reading would only start again
+        length = max(_LEAST, deadline - now if reader is not None or method == "GET"
                      else min(self.settings.timeout, deadline - now))
         answer = self.transport.exchange(method, url, headers, body,
                                          timeout=self.settings.timeout,
