@@ -198,3 +198,36 @@ def test_one_delivery_of_a_group_at_a_time_from_a_shared_store(postgres_url: str
             assert other_group
     with two.delivering(key, "pushgateway", time.monotonic() + 5) as after:
         assert after
+
+
+def test_a_pod_that_vanished_mid_run_is_abandoned_by_the_next_locked_run(
+        postgres_url: str, gateway: Gateway, tmp_path: Path) -> None:
+    """A pod killed outright in the middle of a run (its node lost: the wrapper and the
+    command gone at once) leaves its run open in the shared store, on a host that never
+    comes back. The next run of the job under --lock holds the group's lock for every
+    host, so no other run of the group can be going: it records the vanished pod's run as
+    abandoned, and the gateway no longer says the job is running."""
+    pods = Pods(tmp_path / "pods", JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=postgres_url)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    first = pods.start(["run", "--job", "vanish", "--lock", "--", "sh", "-c",
+                        f'touch {flags}/started; i=0; while [ $i -lt 2400 ]; do sleep 0.05; '
+                        'i=$((i+1)); done'], host="node-lost")
+    wait_for(flags / "started")
+    key = group_key({"job": "vanish"})
+    deadline = time.monotonic() + WAIT
+    while Store(postgres_url).group_state(key)[0].running != 1:  # the run is opened
+        assert time.monotonic() < deadline, "the run was never opened in the store"
+        time.sleep(0.05)
+    wrapper = psutil.Process(first.pid)
+    for process in [*wrapper.children(recursive=True), wrapper]:
+        process.kill()
+    first.wait(WAIT)
+    second = pods.run(["run", "--job", "vanish", "--lock", "--", "true"], host="node-new")
+    assert second.returncode == 0, second.stderr
+    assert "on node-lost) was left open by a process that is gone" in second.stderr
+    outcomes = sorted(r.outcome or "" for r in Store(postgres_url).history("vanish"))
+    assert outcomes == ["abandoned", "success"]
+    held = gateway_samples(gateway, "vanish")
+    assert held["jobreport_running"] == 0
+    assert held['jobreport_runs_total{outcome="abandoned"}'] == 1

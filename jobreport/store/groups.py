@@ -117,16 +117,24 @@ def take_over(tx: Tx, key: str, held: HeldGroup, new_group: str = sql.NEW_GROUP)
 def close_abandoned(tx: Tx, key: str, start: RunStart, alive: Alive | None,
                     new_group: str = sql.NEW_GROUP) -> None:
     """Close as abandoned the runs of group ``key`` left open on ``start``'s host (and PID
-    namespace) by processes that are gone."""
+    namespace) by processes that are gone; with ``start.exclusive`` (the run holds the
+    group's lock for every host), every run of the group left open anywhere."""
     if alive is None:
         return
-    for row in tx.rows(sql.OPEN_ON_HOST, {"k": key, "host": start.host, "ns": start.pid_ns}):
-        if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
-            continue
-        if row["child_pid"] is not None and alive(row["child_pid"], row["child_pid_start"]):
-            continue  # its wrapper is gone (the OOM killer) but its command still runs
-        log.warning("jobreport: a run of job %s (pid %s) was left open by a process that "
-                    "is gone; recorded as abandoned", start.job, row["pid"])
+    if start.exclusive:
+        rows = tx.rows(sql.OPEN_IN_GROUP, {"k": key})
+    else:
+        rows = tx.rows(sql.OPEN_ON_HOST, {"k": key, "host": start.host, "ns": start.pid_ns})
+    for row in rows:
+        if not start.exclusive:
+            if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
+                continue
+            if row["child_pid"] is not None and alive(row["child_pid"],
+                                                      row["child_pid_start"]):
+                continue  # its wrapper is gone (the OOM killer) but its command still runs
+        where = "" if row["host"] == start.host else f" on {row['host']}"
+        log.warning("jobreport: a run of job %s (pid %s%s) was left open by a process that "
+                    "is gone; recorded as abandoned", start.job, row["pid"], where)
         # it ended at some point before this run started, never after it
         ended = max(row["started"], min(time.time(), start.started))
         seq = bump(tx, key, start.job, new_group)

@@ -222,7 +222,8 @@ class _Wrapper:
         try:
             self.run_ = self.reporter.start(
                 self.spec, command=_command_text(self.argv), wait=0.0, uid=self.uid,
-                child_pid=child[0], child_pid_start=child[1])
+                child_pid=child[0], child_pid_start=child[1],
+                exclusive=self.lock is not None and self.lock.fleet is not None)
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)
 
