@@ -2,7 +2,8 @@
 28 series, with the gateway's default consistency check and with
 ``--push.disable-consistency-check``.
 
-For each: the gateway's resident memory, the time of one push (jobreport's PUT of one
+For each: the gateway's resident memory (loaded, and after answering the readings below:
+the Go runtime keeps what rendering its answers took), the time of one push (jobreport's PUT of one
 group's state, as the end of a run makes it), and the time of ``jobreport status`` and
 ``jobreport prune --older-than 30d --dry-run`` as whole commands (each reads every group
 the gateway holds). Figures for docs/containers.md ("Fleet sizing").
@@ -61,6 +62,7 @@ def main() -> None:
                                        deadline=time.monotonic() + 60)
 
                     push()
+                    idle = rss_mib(pid)
                     pushes = Stats(f"push, {groups} groups, {what}",
                                    [_timed(push) for _ in range(repeat * 4)])
                     status = Stats(f"jobreport status, {groups} groups, {what}",
@@ -73,10 +75,11 @@ def main() -> None:
                     for s in (pushes, status, prune):
                         print(s.line())
                     print(f"{'gateway RSS, ' + str(groups) + ' groups, ' + what:<44} "
-                          f"{memory:9.1f} MiB")
+                          f"{idle:9.1f} MiB loaded, {memory:.1f} MiB after the readings")
                     results[f"{groups}_{'check' if check else 'nocheck'}"] = {
                         "push": pushes.to_json(), "status": status.to_json(),
-                        "prune_dry_run": prune.to_json(), "gateway_rss_mib": round(memory, 1)}
+                        "prune_dry_run": prune.to_json(), "gateway_rss_mib": round(idle, 1),
+                        "gateway_rss_after_readings_mib": round(memory, 1)}
     write_json(opts.json, "bench_fleet.py", results)
 
 
