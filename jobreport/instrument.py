@@ -167,6 +167,9 @@ class JobMetrics:
                                                self.size))
         if self.items is not None:
             families.append(CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_last_items", self.items))
+        # what the output is held to (min_size=...): the wrapper's flags still win
+        families += [CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_{metric}", value)
+                     for metric, value in self.spec.output_gauges()]
         try:
             with open(path, "ab") as f:
                 f.write(families_text(families))

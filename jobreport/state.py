@@ -44,6 +44,10 @@ class GroupState:
     start_deadline: float | None = None
     #: Unsuccessful runs since the last success (skipped runs do not count).
     consecutive_failures: int | None = None
+    #: Medians of the last 10 successful runs' sizes (of those that reported one) and
+    #: durations: what ``max_shrink`` compares a run's size with, and the dashboard shows.
+    typical_size: float | None = None
+    typical_duration: float | None = None
     #: What ``jobreport push`` gave the group (kept in the store).
     pushed: tuple[CustomFamily, ...] = ()
     #: Only these families go out (used for start and heartbeat pushes); None: all known.
@@ -80,6 +84,8 @@ class GroupState:
 
 #: The most runs a counter read back from a sink may hold (beyond, a float is not whole).
 _MOST_RUNS = 2**53
+#: Beyond any real size or duration (NaN and infinities are not below it either).
+_MOST_AMOUNT = 1e18
 #: How far ahead of this host's clock a timestamp read back may be (clocks differ a little;
 #: a time far ahead would hold a last success there for good: never overdue).
 _AHEAD = 86400.0
@@ -112,9 +118,10 @@ class HeldGroup:
         return int(value) if value is not None and _whole(value) else None
 
     def amount(self, name: str) -> float | None:
-        """Gauge ``name`` when it is finite and not negative (a size), or None."""
+        """Gauge ``name`` as an amount (a size, a duration): not negative and short of any
+        real one (below 10^18), or None."""
         value = self.gauges.get(name)
-        return value if value is not None and math.isfinite(value) and value >= 0 else None
+        return value if value is not None and 0 <= value < _MOST_AMOUNT else None
 
     def timestamp(self, name: str) -> float | None:
         """Gauge ``name`` as a Unix time that has passed (give or take a day), or None."""

@@ -158,6 +158,8 @@ def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
         f'jobreport_last_success_timestamp_seconds{{instance="h1",job="j"}} {future}\n'
         f'jobreport_last_failure_timestamp_seconds{{instance="h1",job="j"}} {time.time() - 60}\n'
         'jobreport_consecutive_failures{instance="h1",job="j"} -1\n'
+        'jobreport_typical_size_bytes{instance="h1",job="j"} -1\n'
+        'jobreport_typical_duration_seconds{instance="h1",job="j"} 12.5\n'
     ).encode()
     held = read_held([text], grouping, "jobreport")
     assert held is not None
@@ -166,3 +168,9 @@ def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
     failure = held.timestamp("last_failure_timestamp_seconds")
     assert failure is not None and failure < time.time()
     assert held.count("consecutive_failures") is None
+    assert held.amount("typical_size_bytes") is None
+    assert held.amount("typical_duration_seconds") == 12.5
+    for hostile in ("NaN", "+Inf", "1e300"):
+        line = f'jobreport_typical_size_bytes{{instance="h1",job="j"}} {hostile}\n'.encode()
+        again = read_held([line], grouping, "jobreport")
+        assert again is not None and again.amount("typical_size_bytes") is None

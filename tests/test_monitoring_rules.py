@@ -45,7 +45,7 @@ def contract_metric_names() -> set[str]:
     """Every series name jobreport pushes, from the exposition of a group with every field
     known (the code is the contract's mirror)."""
     last = RunResult(ended=2.0, duration=1.0, outcome="success", exit_code=0, size=1.0,
-                     items=1.0, cpu_seconds=1.0, max_rss_bytes=1.0,
+                     items=1.0, output_updated=1, cpu_seconds=1.0, max_rss_bytes=1.0,
                      custom=(CustomFamily.gauge("x", 1.0),))
     state = GroupState(
         job="j", grouping={"job": "j"}, running=1, last_start=1.0, last_success=2.0,
@@ -53,6 +53,7 @@ def contract_metric_names() -> set[str]:
         # every threshold a push can carry (spec.GAUGED), whatever fields come
         spec=JobSpec("j", **{f.name: 1 for f in GAUGED}),
         last_heartbeat=1.0, success_deadline=3.0, start_deadline=3.0, consecutive_failures=0,
+        typical_size=1.0, typical_duration=1.0,
     )
     names = {s.name for fam in StateCollector(state).collect() for s in fam.samples}
     return {n for n in names if n.startswith("jobreport_")}
@@ -108,8 +109,9 @@ def test_alerts_have_severity_annotations_and_runbook_sections() -> None:
         assert labels["severity"] in ("critical", "warning"), name
         assert "$labels.job" in annotations["summary"], name
         assert "$labels.job" in annotations["description"], name
-        if "$value" in annotations["description"]:
-            assert "humanizeDuration" in annotations["description"], name
+        if "$value" in annotations["description"]:  # shown as a person reads it
+            assert "$value }}" not in annotations["description"], name
+            assert "$value | humanize" in annotations["description"], name
         assert annotations["runbook_url"] == f"docs/runbook.md#{name.lower()}", name
         assert name.lower() in headings, f"docs/runbook.md has no section {name}"
 

@@ -134,9 +134,10 @@ def test_cli_interval_sets_every_group(tmp_path: Path) -> None:
 #: The clause that retires the groups of a host that is gone (--retire-after), as every
 #: per-job alert of the base rules ends with it.
 RETIRED = re.compile(
-    r"unless(?: ignoring\(outcome\))?\s*\(\s*\(\s*time\(\) - jobreport_last_start_timestamp_"
-    r"seconds\s*> jobreport_retire_after_seconds\s*\)\s*and\s*\(\s*jobreport_last_start_"
-    r"timestamp_seconds\s*< ignoring\(instance\) group_left\(\)\s*max without\(instance\) "
+    r"unless(?: ignoring\((?:outcome|threshold)\))?\s*\(\s*\(\s*time\(\) - "
+    r"jobreport_last_start_timestamp_seconds\s*> jobreport_retire_after_seconds\s*\)\s*"
+    r"and\s*\(\s*jobreport_last_start_timestamp_seconds\s*< ignoring\(instance\) "
+    r"group_left\(\)\s*max without\(instance\) "
     r"\(jobreport_last_start_timestamp_seconds\)\s*\)\s*\)\s*$")
 
 
@@ -146,7 +147,7 @@ def test_every_job_alert_honours_retire_after() -> None:
     it would keep paging for hosts that are gone."""
     base = _alerts(base_rules()["jobreport-alerts.yml"])
     job_alerts = {a: e for a, e in base.items() if "jobreport_" in e}
-    assert len(job_alerts) >= 7
+    assert len(job_alerts) >= 9
     for name, expr in job_alerts.items():
         assert RETIRED.search(expr), name
         assert expr.lstrip().startswith("("), name
@@ -166,3 +167,19 @@ def test_retire_after_unit_tests_pass_against_every_variant(tmp_path: Path, sink
     done = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+@pytest.mark.parametrize("sink", SINKS)
+def test_every_variant_passes_the_unit_tests_of_the_job_alerts(tmp_path: Path, sink: str) -> None:
+    """The promtool unit tests of the output alerts (dense synthetic series, as a scrape or
+    one delivery per minute writes them) pass against each sink's variant unchanged."""
+    files = rules_for(sink, lookback="8d")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "jobreport-alerts.yml").write_text(files["jobreport-alerts.yml"])
+    (tmp_path / "tests").mkdir()
+    source = Path(__file__).resolve().parents[1] / "monitoring" / "tests"
+    test = tmp_path / "tests" / "jobreport-outputs.test.yml"
+    shutil.copy(source / "jobreport-outputs.test.yml", test)
+    result = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if sink == "remote-write":
+        assert "last_over_time(jobreport_min_size_bytes[8d])" in files["jobreport-alerts.yml"]

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
 from jobreport.errors import StoreError
@@ -46,6 +46,10 @@ log = logging.getLogger("jobreport")
 START_DELAY = 0.05
 #: How long to wait for the store when another process holds its lock.
 STORE_WAIT = 15.0
+#: At most this long after a run's end is delivered goes to trimming the store (and never
+#: past the end's budget): seconds of catching up on a store that is far over its limits;
+#: a store within them takes a few milliseconds.
+RETENTION_TIME = 0.5
 
 
 @dataclass
@@ -236,10 +240,14 @@ class Recorder:
         budget = min(self.config.timeout, self.config.budget)
         self._deliver(run, budget=budget, what="heartbeat", partial=partial)
 
-    def finish(self, run: Run, result: RunResult) -> bool:
+    def finish(self, run: Run, result: RunResult, *,
+               held_to: Mapping[str, Any] | None = None) -> bool:
         """Close ``run`` with ``result`` and deliver its group's whole state. Returns True
         when every sink has it; logs a one-line warning (and keeps the group pending for the
-        next run or ``jobreport flush``) otherwise."""
+        next run or ``jobreport flush``) otherwise. ``held_to``: values of the run's spec
+        that its end gave (the metrics file's thresholds), laid over what it was held to."""
+        if held_to:
+            run.spec = run.spec.replace(**held_to)
         with run._lock:
             run.ended = True
             opening = run._opening
@@ -253,7 +261,8 @@ class Recorder:
         if store is not None:
             try:
                 if run.id is not None:
-                    known = store.close_run(run.id, result)
+                    known = store.close_run(run.id, result,
+                                            spec=run.spec if held_to else None)
                 else:
                     _record_marker_runs(store, run.key, self.config.grouping)
                     run.id, state, seq = store.record_run(self._run_start(run), result,
@@ -262,8 +271,29 @@ class Recorder:
             except StoreError as e:
                 self._drop_store(e)
         partial = None if self._store is not None else _state_without_store(run, result)
-        return self._deliver(run, budget=self.config.budget, what="end", partial=partial,
-                             known=known)
+        budget_end = time.monotonic() + self.config.budget
+        delivered = self._deliver(run, budget=self.config.budget, what="end",
+                                  partial=partial, known=known)
+        self._retain(run, min(budget_end, time.monotonic() + RETENTION_TIME))
+        return delivered
+
+    def _retain(self, run: Run, deadline: float) -> None:
+        """Once the end is delivered: trim the run's group, and sweep the store when that
+        is due (at most hourly), until ``deadline``; never raises, never waits longer."""
+        store = self._store
+        if store is None or run.id is None or time.monotonic() >= deadline:
+            return
+        from jobreport.store.retention import Retention
+
+        retention = Retention(self.config.keep_days, self.config.keep_runs)
+        sinks = [sink.name for sink in self.sinks]
+        try:
+            if store.trim(run.key, retention, sinks=sinks, deadline=deadline, exact=False):
+                store.sweep(retention, sinks=sinks, deadline=deadline)
+        except StoreError as e:  # busy (another process writes) or unwell: next time
+            log.debug("jobreport: the store was not trimmed: %s", e)
+        except Exception:  # never let the retention reach the job
+            unexpected("the store was not trimmed after a run of %s", run.job)
 
     def record_skipped(self, spec: JobSpec, *, command: str | None = None) -> Run:
         """Record (and push) a run that did not start because another one holds the lock."""

@@ -58,12 +58,24 @@ def _to_v5(tx: Tx) -> None:
 
 
 def _to_v6(tx: Tx) -> None:
-    # a group keeps its failure streak (a new store takes over the gateway's): fill it in
-    # from the history, once
+    # a group keeps its failure streak and the sizes and durations of its last successful
+    # runs (what a push carries no longer depends on the runs the retention leaves): fill
+    # them in from the history, once
+    import json
+
+    from jobreport.store.groups import TYPICAL_RUNS
+
     for g in tx.rows("SELECT group_key FROM jobreport_groups"):
-        streak = tx.rows(sql.CONSECUTIVE_FAILURES, {"k": g["group_key"]})[0]["n"]
-        tx.run("UPDATE jobreport_groups SET failure_streak = :f WHERE group_key = :k",
-               {"k": g["group_key"], "f": int(streak or 0)})
+        key = {"k": g["group_key"], "n": TYPICAL_RUNS}
+        streak = tx.rows(sql.CONSECUTIVE_FAILURES, key)[0]["n"]
+        durations = [r["duration"] for r in tx.rows(sql.RECENT_SUCCESSES, key)
+                     if r["duration"] is not None][::-1]
+        sizes = [r["size"] for r in tx.rows(sql.RECENT_SIZES, key)][::-1]
+        tx.run("UPDATE jobreport_groups SET failure_streak = :f, recent_sizes = :s, "
+               "recent_durations = :d WHERE group_key = :k",
+               {"k": g["group_key"], "f": int(streak or 0),
+                "s": json.dumps(sizes) if sizes else None,
+                "d": json.dumps(durations) if durations else None})
 
 
 #: The data step that brings a store of version N-1 to version N.
