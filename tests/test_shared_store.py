@@ -231,3 +231,32 @@ def test_a_pod_that_vanished_mid_run_is_abandoned_by_the_next_locked_run(
     held = gateway_samples(gateway, "vanish")
     assert held["jobreport_running"] == 0
     assert held['jobreport_runs_total{outcome="abandoned"}'] == 1
+
+
+def test_many_hosts_make_a_new_shared_store_at_once(postgres_url: str, tmp_path: Path) -> None:
+    """Eight processes open one new PostgreSQL store (no tables yet) at the same moment: each
+    finds it made and records its run; none falls back to pushing without history."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine, text
+
+    url = postgres_url.rsplit("/", 1)[0] + "/newstore"
+    admin = create_engine(postgres_url.rsplit("/", 1)[0] + "/postgres",
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE newstore"))
+    admin.dispose()
+    code = ("import sys, time\n"
+            "from jobreport.result import RunResult\n"
+            "from jobreport.store.store import RunStart, Store\n"
+            "s = Store(sys.argv[1]); now = time.time()\n"
+            "s.record_run(RunStart('made', {'job': 'made'}, now, sys.argv[2]),\n"
+            "             RunResult(ended=now, duration=0.0, outcome='success', exit_code=0))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, f"h{i}"], text=True,
+                              stderr=subprocess.PIPE) for i in range(8)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=WAIT)
+        assert proc.returncode == 0, err
+    state, _ = Store(url).group_state(group_key({"job": "made"}))
+    assert state.runs_total == {"success": 8}
