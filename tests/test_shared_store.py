@@ -260,3 +260,30 @@ def test_many_hosts_make_a_new_shared_store_at_once(postgres_url: str, tmp_path:
         assert proc.returncode == 0, err
     state, _ = Store(url).group_state(group_key({"job": "made"}))
     assert state.runs_total == {"success": 8}
+
+
+def test_locked_pods_against_a_slow_gateway_are_all_delivered(
+        postgres_url: str, gateway: Gateway, tmp_path: Path) -> None:
+    """Five pods of one job start at once with --lock on a shared store, against a gateway
+    whose every answer takes 2 s, with the default budget (10 s): one runs, four record a
+    skipped run, and every one of them is delivered (one delivery of the group at a time:
+    a pod that waited finds its run carried by the delivery before it)."""
+    from tests.faults import FaultProxy
+
+    with FaultProxy(gateway.url, delay=2.0) as slow:
+        pods = Pods(tmp_path / "pods", JOBREPORT_GATEWAY=slow.url, JOBREPORT_DB=postgres_url)
+        started = [pods.start(["run", "--job", "slowlock", "--lock", "--", "sh", "-c",
+                               "sleep 1"], host=f"node{i}") for i in range(5)]
+        codes = []
+        for proc in started:
+            out, err = proc.communicate(timeout=WAIT)
+            assert_no_traceback(out, err)
+            assert "kept in the store" not in err, err
+            codes.append(proc.returncode)
+    ran = codes.count(0)
+    assert ran >= 1 and sorted(codes) == [0] * ran + [75] * (5 - ran)
+    store = Store(postgres_url)
+    assert store.pending() == []
+    held = gateway_samples(gateway, "slowlock")
+    assert held['jobreport_runs_total{outcome="success"}'] == ran
+    assert held.get('jobreport_runs_total{outcome="skipped"}', 0) == 5 - ran

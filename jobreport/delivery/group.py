@@ -47,6 +47,9 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
             return RetryLater(f"another process was delivering job "
                               f"{grouping_from_key(key)['job']} to the {sink.name} for the "
                               "whole budget")
+        if known is not None and (store.delivered_seq(key, sink.name) or 0) >= known[1]:
+            # another process delivered the group, this change with it, while we waited
+            return Delivered()
         return _deliver_rounds(store, sink, key, deadline, known=known, namespace=namespace)
 
 

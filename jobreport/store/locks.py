@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from jobreport.errors import StoreError
 from jobreport.paths import sqlite_path
 from jobreport.secrets import mask_url
 
-__all__ = ["DeliveryLock", "RunLock", "lock_key", "supported"]
+__all__ = ["DeliveryLock", "RunLock", "delivery_lock", "lock_key", "supported"]
 
 #: How often a lock that another connection holds is tried again while waiting for it.
 _RETRY = 0.05
@@ -139,17 +140,26 @@ class RunLock(_AdvisoryLock):
             self._engine = None
 
 
+def delivery_lock(url: str, backend: object, name: str,
+                  deadline: float) -> AbstractContextManager[bool]:
+    """What holds the delivery ``name`` (a group and a sink) of the store at ``url`` (its
+    ``backend``): a ``DeliveryLock`` for a store many hosts share, else nothing (True)."""
+    if not supported(url):
+        return nullcontext(True)
+    return DeliveryLock(getattr(backend, "engine", None), name, deadline)
+
+
 class DeliveryLock(_AdvisoryLock):
     """One delivery of a group at a time from a shared store: a ``with`` block that waits
-    for the lock until ``deadline`` (``time.monotonic()``); ``held`` says whether it got
-    it. The connection comes from the store's own pool and goes back to it."""
+    for the lock until ``deadline`` (``time.monotonic()``) and gives whether it got it. The
+    connection comes from the store's own pool and goes back to it."""
 
     def __init__(self, engine: Any, group: str, deadline: float) -> None:
         super().__init__(lock_key("delivery", group))
         self._engine = engine
         self._deadline = deadline
 
-    def __enter__(self) -> DeliveryLock:
+    def __enter__(self) -> bool:
         from sqlalchemy.exc import SQLAlchemyError
 
         conn = None
@@ -162,7 +172,7 @@ class DeliveryLock(_AdvisoryLock):
                 conn.close()
             raise StoreError(f"cannot take the delivery lock of the store: {_reason(e)}") \
                 from None
-        return self
+        return self.held
 
     def __exit__(self, *exc: object) -> None:
         self._unlock()

@@ -117,6 +117,8 @@ UNDELIVERED = (
     "ORDER BY g.group_key, d.sink"
 )
 HAS_DELIVERY = "SELECT 1 AS x FROM jobreport_deliveries WHERE group_key = :k AND sink = :sink"
+DELIVERED_SEQ = ("SELECT delivered_seq FROM jobreport_deliveries "
+                 "WHERE group_key = :k AND sink = :sink")
 ADD_COUNT = "UPDATE jobreport_counts SET n = n + :n WHERE group_key = :k AND outcome = :o"
 #: Move a forward-only timestamp (fixed column names only) to :v if that is later.
 LATER = ("UPDATE jobreport_groups SET {column} = :v WHERE group_key = :k "

@@ -20,8 +20,8 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from jobreport.errors import StoreError
@@ -70,7 +70,6 @@ class Store:
         #: This process created the store (a new install, or one whose file was removed).
         self.created = False
         self._meta: dict[str, str] = {}
-        self.__shared: bool | None = None
 
     @property
     def display_url(self) -> str:
@@ -252,30 +251,16 @@ class Store:
 
     # --- per group and sink: how far delivery got ---------------------------------------
 
-    @contextmanager
-    def delivering(self, key: str, sink: str, deadline: float) -> Iterator[bool]:
-        """Hold group ``key``'s delivery to ``sink`` to this process until the block ends
-        (yields True), waiting for it until ``deadline``: a store that many hosts share
-        (PostgreSQL) lets one delivery of a group to a sink run at a time, so that the one
-        that reaches the sink last carries the newest state. Yields False when another
-        process still delivers the group at the deadline. A store of one host (SQLite)
-        holds nothing and yields True: its deliveries repeat while the group changed."""
-        if not self._shared:
-            yield True
-            return
-        from jobreport.store.locks import DeliveryLock
+    def delivering(self, key: str, sink: str, deadline: float) -> AbstractContextManager[bool]:
+        """Hold group ``key``'s delivery to ``sink`` to this process while the block runs
+        (it yields True), waiting for it until ``deadline`` (False: another process still
+        delivers the group then). Only a store many hosts share (PostgreSQL) holds a lock:
+        one delivery of a group to a sink at a time, so that the one that reaches the sink
+        last carries the newest state (``store.locks.DeliveryLock``). A store of one host
+        yields True at once: its deliveries repeat while the group changed."""
+        from jobreport.store.locks import delivery_lock
 
-        engine = getattr(self._db, "engine", None)
-        with DeliveryLock(engine, f"{key}\n{sink}", deadline) as lock:
-            yield lock.held
-
-    @property
-    def _shared(self) -> bool:
-        if self.__shared is None:
-            from jobreport.store.locks import supported
-
-            self.__shared = not self.is_sqlite and supported(self.url)
-        return self.__shared
+        return delivery_lock(self.url, self._db, f"{key}\n{sink}", deadline)
 
     def mark_delivered(self, key: str, seq: int, *, sink: str = DEFAULT_SINK,
                        problem: str | None = None, left_out: Sequence[str] = ()) -> int:
@@ -301,8 +286,13 @@ class Store:
 
     def knows_delivery(self, key: str, sink: str) -> bool:
         """Whether ``sink`` was ever given group ``key`` from this store."""
+        return self.delivered_seq(key, sink) is not None
+
+    def delivered_seq(self, key: str, sink: str) -> int | None:
+        """The ``seq`` of group ``key`` that ``sink`` took last (None: no delivery mark)."""
         with self._read() as tx:
-            return bool(tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}))
+            rows = tx.rows(sql.DELIVERED_SEQ, {"k": key, "sink": sink})
+            return int(rows[0]["delivered_seq"]) if rows else None
 
     def adopt(self, key: str, sink: str, held: HeldGroup | None) -> bool:
         """Take over what ``sink`` holds for group ``key`` (``held``, read from it before
