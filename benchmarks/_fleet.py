@@ -2,11 +2,11 @@
 and of what a gateway costs at 1,000 and 10,000 groups (no benchmark here).
 
 Each group is what a successful run of ``jobreport run --expect-every 1d`` leaves
-(jobreport's own exposition): 28 series, and the 2 the gateway adds. Filling pushes through ``--push.disable-
-consistency-check`` and a persistence file, then the gateway is restarted as configured
-(by default with the check, as users run it), loading what it held: a default gateway takes
-ever longer for each push as it grows (the check compares every push with all it holds),
-which would make filling 10,000 groups take an hour.
+(jobreport's own exposition): 28 series, and the 2 the gateway adds. Filling pushes through
+``--push.disable-consistency-check`` and a persistence file, then the gateway is restarted
+as configured (by default with the check, as users run it), loading what it held: a default
+gateway takes ever longer for each push as it grows (the check compares every push with all
+it holds), which would make filling 10,000 groups take an hour.
 """
 
 from __future__ import annotations

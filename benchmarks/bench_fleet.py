@@ -57,8 +57,9 @@ def main() -> None:
                     sink = PushgatewaySink(config)
                     one = grouping(groups // 2)
 
-                    def push(one: dict[str, str] = one) -> None:
-                        sink.push_text(one["job"], one, body(groups // 2), replace=True,
+                    def push(one: dict[str, str] = one, sink: PushgatewaySink = sink,
+                             text: bytes = body(groups // 2)) -> None:
+                        sink.push_text(one["job"], one, text, replace=True,
                                        deadline=time.monotonic() + 60)
 
                     push()
