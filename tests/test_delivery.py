@@ -336,6 +336,7 @@ def test_a_schema_1_store_is_migrated_in_place(gateway: Gateway, tmp_path: Path)
 # --- seen by a real Prometheus ----------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_prometheus_never_sees_the_group_vanish_or_go_back(tmp_path: Path) -> None:
     """A real Prometheus scrapes the gateway every second while runs (with start pushes and
     heartbeats) come and go: in every successful scrape the group is there, its last

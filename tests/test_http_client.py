@@ -23,6 +23,8 @@ from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.pushgateway import Sender
 from tests.conftest import Gateway
 
+pytestmark = pytest.mark.integration  # starts servers itself
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 

@@ -69,6 +69,7 @@ def registry() -> Any:
     return registry_for(GroupState(job="b", grouping={"job": "b"}, running=1))
 
 
+@pytest.mark.integration  # waits out a budget of seconds
 def test_a_hanging_lookup_is_cut_at_the_budget(resolver: HangingResolver,
                                                tmp_path: Path) -> None:
     """A push to a gateway whose name never resolves ends within its budget (plus a
@@ -89,6 +90,7 @@ def test_a_hanging_lookup_is_cut_at_the_budget(resolver: HangingResolver,
     assert resolver.calls == 1, "one lookup in flight, not one per attempt"
 
 
+@pytest.mark.integration  # waits out a budget of seconds
 def test_a_hanging_lookup_is_cut_for_remote_write(resolver: HangingResolver,
                                                   tmp_path: Path) -> None:
     """The remote-write sink shares the bound (same connections)."""

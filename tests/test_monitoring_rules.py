@@ -71,6 +71,7 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration  # long child processes
 def test_promtool_rule_unit_tests() -> None:
     """The promtool unit tests in monitoring/tests/ pass."""
     assert RULE_TESTS

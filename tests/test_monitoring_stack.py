@@ -12,8 +12,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests import servers
 from tests.monitoring_helpers import MONITORING, ROOT, load_yaml, prom_get, prom_query, wait_for
+
+pytestmark = pytest.mark.integration  # starts servers itself
 
 STACK = ROOT / "scripts" / "stack.sh"
 

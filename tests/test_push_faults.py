@@ -107,6 +107,7 @@ def test_401_names_the_settings_to_check(peer: ScriptedServer) -> None:
     assert len(pushes(peer)) == 1
 
 
+@pytest.mark.integration
 def test_timeouts_are_retried_within_the_budget() -> None:
     """A gateway that never answers costs at most the budget, then a clear error."""
     clock = FakeClock()

@@ -8,6 +8,9 @@ import subprocess
 from pathlib import Path
 
 import psutil
+import pytest
+
+pytestmark = pytest.mark.integration  # starts servers itself
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -245,6 +245,7 @@ _SCAN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_secrets_in_no_process_argv_output_or_file(tmp_path: Path) -> None:
     """With a password, a token and a gateway URL with user:password, against a gateway
     that never answers: no process's argv, nothing jobreport printed (run, flush, history,
