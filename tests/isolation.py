@@ -24,6 +24,7 @@ import itertools
 import os
 import pwd
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -240,6 +241,25 @@ class SentinelUser:
                 if not k.startswith(("XDG_", *_DROPPED_PREFIXES)) and k not in _DROPPED}
         return {**base, "HOME": str(self.home), "TMPDIR": str(self.tmp),
                 "XDG_RUNTIME_DIR": str(self.run)}
+
+    def fill(self, gateway: str, dead_gateway: str) -> None:
+        """What a user of jobreport has: a config file naming their ``gateway``, and a
+        state directory with a store, a lock file, a run still pending for
+        ``dead_gateway`` and the memory that it was unreachable (jobreport's own CLI makes
+        them, as in real use)."""
+        self.config_dir.mkdir(parents=True)
+        (self.config_dir / "jobreport.toml").write_text(
+            f'gateway = "{gateway}"\n\n[jobs.nightly]\nexpect_every = "24h"\n')
+        for extra in ([], ["--gateway", dead_gateway]):
+            ran = subprocess.run(
+                [sys.executable, "-m", "jobreport", "run", "--job", "nightly", "--lock",
+                 *extra, "--", "true"], env={**self.env, "JOBREPORT_BUDGET": "2s"},
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                check=False)
+            assert ran.returncode == 0, ran.stderr
+        made = {p.name for p in self.state_dir.iterdir()}
+        assert {"jobreport.db", "locks"} <= made, made
+        assert any(n.startswith("unreachable-") for n in made), made
 
     def watched(self) -> dict[str, dict[str, tuple[object, ...]]]:
         """Snapshots of what no test may touch: the user's HOME and runtime directory."""
