@@ -112,12 +112,15 @@ def test_every_block_is_valid(page: str) -> None:
 
 def test_not_run_markers_give_a_reason() -> None:
     """Every not-run marker sits right before a block and says what the block needs."""
+    seen = 0
     for page in PAGES:
         text = (ROOT / page).read_text(encoding="utf-8")
         for m in NOT_RUN.finditer(text):
             assert len(m.group(1)) > 10, f"{page}: give a real reason: {m.group(0)}"
             after = text[m.end():].lstrip("\n")
             assert after.startswith("```"), f"{page}: {m.group(0)} is not followed by a block"
+            seen += 1
+    assert seen >= 1, "no not-run marker found: is NOT_RUN right?"
 
 
 def scratch(tmp_path: Path) -> Path:

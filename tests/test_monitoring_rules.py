@@ -99,7 +99,9 @@ def test_alerts_have_severity_annotations_and_runbook_sections() -> None:
     runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
     headings = {m.group(1).strip().lower()
                 for m in re.finditer(r"^#+\s+(.*)$", runbook, flags=re.M)}
-    for rule in alert_rules():
+    rules = alert_rules()
+    assert {"JobreportJobOverdue", "JobreportJobFailed"} <= {r["alert"] for r in rules}
+    for rule in rules:
         name = str(rule["alert"])
         labels = rule["labels"]
         annotations = rule["annotations"]
