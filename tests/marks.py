@@ -3,7 +3,9 @@ work (CI runs everything).
 
 A test is marked ``unit`` at collection unless it uses a fixture of :data:`SERVER_FIXTURES`
 (directly or through another fixture) or carries the ``integration`` mark (set on the modules
-and tests that start servers or long children themselves). A mis-marked test is caught
+and tests that start servers or long children themselves) or the ``exhaustive`` mark (the
+cases of a large table beyond one per row, which the quick subset can do without). A
+mis-marked test is caught
 whenever it runs, not only under ``-m unit``: inside a test marked ``unit``, starting a real
 server program, a loopback server (a listening socket in this process), scripts/stack.sh or
 scripts/demo.sh fails at once, naming the test and what it started.
@@ -43,7 +45,8 @@ def mark(items: list[pytest.Item]) -> None:
     """Mark every collected test that is a unit test ``unit``."""
     for item in items:
         uses = set(getattr(item, "fixturenames", ()))
-        if item.get_closest_marker("integration") is None and not uses & SERVER_FIXTURES:
+        marked = any(item.get_closest_marker(m) for m in ("integration", "exhaustive"))
+        if not marked and not uses & SERVER_FIXTURES:
             item.add_marker(pytest.mark.unit)
 
 
