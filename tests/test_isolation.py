@@ -34,7 +34,11 @@ SUBSET = [
     "tests/test_bounds.py",  # the memory of an unreachable gateway
     "tests/test_reliability_cli.py::test_gateway_refusing_then_flush",  # peer memory + flush
     "tests/test_flush.py",  # flush
-    "tests/test_monitoring_stack.py",  # stop and status of the stack launcher
+    # stop and status of the stack launcher without a directory: the two that stopped the
+    # user's stack, and the one about the default directory
+    "tests/test_monitoring_stack.py::test_stop_finds_a_stack_started_in_any_directory",
+    "tests/test_monitoring_stack.py::test_stop_names_the_stacks_when_several_run",
+    "tests/test_monitoring_stack.py::test_a_named_directory_is_all_that_stop_and_status_touch",
     "tests/test_scripts_demo.py",  # the demo
     "tests/test_process.py::test_environment_is_given_to_the_child",  # env= of their own
     "tests/test_metricsfile.py::test_read_file_written_by_a_shell",
