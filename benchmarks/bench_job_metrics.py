@@ -28,8 +28,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, pushgateway(Path(tmp) / "pg") as url:
         from prometheus_client.exposition import pushadd_to_gateway
 
-        from jobreport.exposition import registry_for
         from jobreport.store.store import Store
+        from tests.registry import registry_for
 
         config = load_config(env={}, gateway=url, db=f"sqlite:///{tmp}/store.db",
                              instance="bench")

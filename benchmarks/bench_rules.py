@@ -29,8 +29,10 @@ import yaml
 from _common import Stats, header, parser, write_json
 
 from jobreport.monitoring.variants import rules_for
-from jobreport.records import GroupState, RunResult
+from jobreport.result import RunResult
 from jobreport.sinks.remote_write import series
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState
 
 PROMTOOL = "promtool"
 DAY = 86400
@@ -49,7 +51,7 @@ def states(groups: int, now: float) -> list[GroupState]:
             last_failure=now - 600 if failed else now - 5 * DAY,
             last=RunResult(ended=now - 600, duration=30.0, exit_code=1 if failed else 0,
                            outcome="failure" if failed else "success"),
-            expected_interval=DAY + 8640, max_runtime=3600.0,
+            spec=JobSpec(job, expect_every=DAY, grace=8640.0, max_runtime=3600.0),
         ))
     return out
 

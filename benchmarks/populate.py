@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobreport.records import group_key
+from jobreport.state import group_key
 from jobreport.store.store import Store
 
 

@@ -5,19 +5,11 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["MAX_SECONDS", "POSITIVE", "format_duration", "parse_duration"]
+__all__ = ["MAX_SECONDS", "duration_seconds", "format_duration", "parse_duration"]
 
 #: The longest duration accepted: 100 years. Longer ones are surely a typo, and would
 #: overflow the timers that wait for them (threading's limit is about 292 years).
 MAX_SECONDS = 100 * 31536000.0
-
-#: The settings for which zero makes no sense, with what zero would do.
-POSITIVE = {
-    "expect_every": "the job would be overdue right after every success",
-    "max_runtime": "every run would count as stuck at once",
-    "heartbeat": "it would push without pause",
-    "timeout": "the command would be stopped as soon as it starts",
-}
 
 _UNITS = {
     "ms": 0.001,
@@ -32,28 +24,30 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def parse_duration(value: str | float | int, setting: str | None = None) -> float:
+def parse_duration(value: str | float | int) -> float:
     """Return ``value`` in seconds; raise ``ValueError`` with a hint when it is not a duration.
 
     Accepts a number of seconds (``30``, ``2.5``) or units in descending order as Prometheus
-    writes them (``90s``, ``26h``, ``1h30m``, ``500ms``, ``2d``), up to ``MAX_SECONDS``.
-    When ``setting`` is one of ``POSITIVE``, zero is refused too, with the reason.
+    writes them (``90s``, ``26h``, ``1h30m``, ``500ms``, ``2d``), from 0 up to
+    ``MAX_SECONDS``. (A job's settings have their own ranges: ``jobreport.spec``.)
     """
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = value.strip()
-        seconds = float(text) if _NUMBER.fullmatch(text) else _parse_units(text)
+    seconds = duration_seconds(value)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{value!r} is not a duration: it must be finite and not negative")
     if seconds > MAX_SECONDS:
         raise ValueError(f"{value!r} is too long for a duration (at most 100y)")
-    if setting in POSITIVE and seconds <= 0:
-        raise ValueError(f"{value!r} is too short: it must be more than 0s "
-                         f"({POSITIVE[setting]})")
     return seconds
+
+
+def duration_seconds(value: str | float | int) -> float:
+    """``value`` in seconds, whatever its size (``parse_duration`` holds it to a range);
+    ``ValueError`` when it is not written as a duration."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = value.strip()
+    return float(text) if _NUMBER.fullmatch(text) else _parse_units(text)
 
 
 def _parse_units(text: str) -> float:

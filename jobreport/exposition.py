@@ -1,12 +1,14 @@
 """The metric families of one push of a ``GroupState``, and the body in the text format.
 
 ``families`` derives them as plain data (``CustomFamily`` records: name, help, type,
-samples); every sink reads that one derivation. ``text`` writes the Pushgateway's body
-itself, byte for byte what prometheus_client's ``generate_latest`` writes (a test holds
-the two equal), so that the end of a run does not import prometheus_client (about a
+samples); every sink reads that one derivation. The group's own values are listed here
+(``_GAUGES``), the last run's figures come from ``RunResult``'s fields and the thresholds
+from the newest run's ``JobSpec`` (its fields' gauges). ``text`` writes the Pushgateway's
+body itself, byte for byte what prometheus_client's ``generate_latest`` writes (a test
+holds the two equal), so that the end of a run does not import prometheus_client (about a
 quarter of the end of a short ``jobreport run``); the families a job added are still
-written by prometheus_client, which is then loaded. ``StateCollector`` and
-``registry_for`` give the same families to prometheus_client's own API.
+written by prometheus_client, which is then loaded. ``StateCollector`` gives the same
+families to prometheus_client's own API.
 """
 
 from __future__ import annotations
@@ -18,26 +20,21 @@ from typing import TYPE_CHECKING
 from jobreport._version import __version__
 from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.outcomes import OUTCOMES, SUCCESS
-from jobreport.records import RESULT_GAUGES, CustomFamily, GroupState
+from jobreport.result import RESULT_GAUGES, CustomFamily
+from jobreport.state import GroupState
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
-    from prometheus_client.registry import CollectorRegistry
 
-__all__ = ["StateCollector", "families", "families_text", "registry_for", "text"]
+__all__ = ["StateCollector", "families", "families_text", "text"]
 
-# name (without namespace), help text, attribute of GroupState; the figures of the last run
-# come from RunResult's fields (records.RESULT_GAUGES)
+# name (without namespace), help text, attribute of GroupState: the group's own values
 _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("running", "Runs of this group in progress now.", "running"),
     ("last_start_timestamp_seconds", "Unix time the last run started.", "last_start"),
     ("last_success_timestamp_seconds", "Unix time of the last successful end.", "last_success"),
     ("last_failure_timestamp_seconds", "Unix time of the last unsuccessful end.",
      "last_failure"),
-    ("expected_interval_seconds",
-     "The job is overdue this long after its last success (expect_every + grace).",
-     "expected_interval"),
-    ("max_runtime_seconds", "A run is stuck after this long.", "max_runtime"),
     ("last_heartbeat_timestamp_seconds", "Unix time of the last heartbeat of a running job.",
      "last_heartbeat"),
     # schedules (jobreport.schedule)
@@ -47,10 +44,6 @@ _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("start_deadline_timestamp_seconds",
      "The next run must have started by then (--schedule: next fire time + grace).",
      "start_deadline"),
-    ("min_runtime_seconds", "A successful run shorter than this is suspicious.",
-     "min_runtime"),
-    ("alert_after_failures", "The failed-run alert waits for this many failures in a row.",
-     "alert_after_failures"),
     ("consecutive_failures", "Unsuccessful runs since the last success.",
      "consecutive_failures"),
 )
@@ -78,6 +71,10 @@ def _own(s: GroupState, ns: str) -> Iterator[CustomFamily]:
         value = getattr(s, attr)
         if value is not None and wanted(name):
             yield gauge(name, doc, float(value))
+    if s.spec is not None:  # what the newest run is held to
+        for name, doc, value in s.spec.gauges():
+            if wanted(name):
+                yield gauge(name, doc, value)
     last = s.last
     if last is not None:
         for name, doc, attr in RESULT_GAUGES:
@@ -146,7 +143,8 @@ def _go_float(value: float) -> str:
 
 
 class StateCollector:
-    """A prometheus_client collector of ``families(state, namespace)``."""
+    """A prometheus_client collector of ``families(state, namespace)`` (the textfile sink
+    writes through it)."""
 
     def __init__(self, state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.state = state
@@ -178,12 +176,3 @@ def families_text(fams: Iterable[CustomFamily]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families())
     return generate_latest(registry)
-
-
-def registry_for(state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> CollectorRegistry:
-    """A fresh registry (never the global default) holding ``state``'s families."""
-    from prometheus_client.registry import CollectorRegistry
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(state, namespace))
-    return registry

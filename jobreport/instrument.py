@@ -6,24 +6,26 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from jobreport.config import Config, load_config
-from jobreport.config.values import failure_count, schedule_expression, time_zone
-from jobreport.durations import parse_duration
 from jobreport.errors import ConfigError, InvalidNameError, JobReportError
 from jobreport.heartbeat import STOP_GRACE, Heartbeat
+from jobreport.logger import unexpected as _unexpected
 from jobreport.names import DEFAULT_NAMESPACE, check_job, check_labels, check_metric_name
 from jobreport.outcomes import from_exception
-from jobreport.records import CustomFamily, RunResult
-from jobreport.reporter import Reporter, Run
-from jobreport.reporter import unexpected as _unexpected
+from jobreport.result import CustomFamily, RunResult
+from jobreport.runs import Recorder, Run
+from jobreport.spec import JobSpec, SpecError
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
+    from typing_extensions import Unpack
+
+    from jobreport.spec import SpecKeywords
 
 __all__ = ["JobMetrics", "current_job", "job_metrics"]
 
@@ -33,75 +35,34 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-def _duration(name: str, value: str | float | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value, name)  # zero refused where it makes no sense
-    except ValueError as e:
-        raise ConfigError(name, "argument", str(e)) from None
-
-
-def _checked(name: str, value: Any, check: Callable[[object], T]) -> T | None:
-    if value is None:
-        return None
-    try:
-        return check(value)
-    except ValueError as e:
-        raise ConfigError(name, "argument", str(e)) from None
-
-
 class JobMetrics:
     """Report one run of ``job`` to the Pushgateway: a context manager, a decorator, and the
     handle inside the block. Made with ``job_metrics(...)``.
 
     ``with job_metrics("backup", expect_every="24h") as job: ...`` or, as a decorator,
-    ``@job_metrics("nightly")``. ``expect_every`` (plus ``grace``, 10% by default) and
-    ``max_runtime`` are pushed as thresholds for the generic alerts; or ``schedule`` (cron,
-    with ``timezone``: the deadlines of the next start and success, see
-    ``jobreport.schedule``) instead of ``expect_every``; ``min_runtime`` (a shorter success is
-    suspicious) and ``alert_after_failures`` (the failed alert waits for that many failures
-    in a row) too; ``labels`` are extra
-    grouping labels; ``heartbeat`` pushes a liveness timestamp that often while the body
-    runs. Settings not given come from the environment and the config file (or ``config``).
+    ``@job_metrics("nightly")``. The keywords other than ``config`` and ``gateway`` make the
+    job's spec: ``labels`` (extra grouping labels) and the fields of
+    ``jobreport.spec.FIELDS`` that are keywords (thresholds pushed for the generic alerts,
+    a schedule and its zone, a heartbeat pushed that often while the body runs), each held
+    to its range (docs/python-api.md). What they leave out comes from the job's section of
+    the config file (or ``config``).
 
     Names and arguments are checked here and raise ``InvalidNameError`` / ``ConfigError``
-    before the body runs; nothing that happens to the store or the gateway ever reaches the
-    body or its caller.
+    (a value out of its range, or two that contradict each other) before the body runs;
+    nothing that happens to the store or the gateway ever reaches the body or its caller.
     """
 
-    def __init__(
-        self,
-        job: str,
-        *,
-        expect_every: str | float | None = None,
-        max_runtime: str | float | None = None,
-        grace: str | float | None = None,
-        labels: Mapping[str, str] | None = None,
-        heartbeat: str | float | None = None,
-        config: Config | None = None,
-        gateway: str | None = None,
-        schedule: str | None = None,
-        timezone: str | None = None,
-        min_runtime: str | float | None = None,
-        alert_after_failures: int | None = None,
-    ) -> None:
+    def __init__(self, job: str, *, config: Config | None = None, gateway: str | None = None,
+                 **spec: Unpack[SpecKeywords]) -> None:
         self.job = check_job(job)
-        self.labels = check_labels(labels)
-        self.expect_every = _duration("expect_every", expect_every)
-        self.max_runtime = _duration("max_runtime", max_runtime)
-        self.grace = _duration("grace", grace)
-        self.schedule = _checked("schedule", schedule, schedule_expression)
-        self.timezone = _checked("timezone", timezone, time_zone)
-        if self.expect_every is not None and self.schedule is not None:
-            raise ConfigError("schedule", "argument",
-                              "expect_every and schedule exclude each other; give one")
-        self.min_runtime = _duration("min_runtime", min_runtime)
-        self.alert_after_failures = _checked("alert_after_failures", alert_after_failures,
-                                             failure_count)
-        self.heartbeat_every = _duration("heartbeat", heartbeat)
-        if self.heartbeat_every is not None and self.heartbeat_every <= 0:
-            raise ConfigError("heartbeat", "argument", "must be more than zero")
+        values: dict[str, Any] = dict(spec)
+        labels = check_labels(values.pop("labels", None))
+        try:
+            self.spec = JobSpec.checked(self.job, values, labels=labels)
+        except SpecError as e:
+            raise ConfigError(e.name, "argument", e.problem) from None
+        except TypeError as e:  # a keyword no field has: as a function would say it
+            raise TypeError(f"job_metrics() got an {e}") from None
         self._config = config
         self._gateway = gateway
         self._reset()
@@ -112,7 +73,7 @@ class JobMetrics:
         self._gauges: dict[str, CustomFamily] = {}
         self._collectors: list[Collector] = []
         self._run: Run | None = None
-        self._reporter: Reporter | None = None
+        self._reporter: Recorder | None = None
         self._wrapper_file: str | None = None
         self._token: Token[JobMetrics | None] | None = None
         self._heartbeat: Heartbeat | None = None
@@ -157,17 +118,12 @@ class JobMetrics:
         try:
             config = self._config or load_config(strict=False, gateway=self._gateway)
             self._config = config
-            self._reporter = Reporter(config)
-            self._run = self._reporter.start(
-                self.job, labels=self.labels, expect_every=self.expect_every,
-                max_runtime=self.max_runtime, grace=self.grace, wait=0.0,
-                schedule=self.schedule, timezone=self.timezone, min_runtime=self.min_runtime,
-                alert_after_failures=self.alert_after_failures,
-            )
-            if self.heartbeat_every:
+            self._reporter = Recorder(config)
+            self._run = self._reporter.start(self.spec, wait=0.0)
+            if self.spec.heartbeat:
                 reporter, run = self._reporter, self._run
                 self._heartbeat = Heartbeat(lambda: reporter.heartbeat(run),
-                                            self.heartbeat_every, self.job).start()
+                                            self.spec.heartbeat, self.job).start()
         except Exception:  # reporting must never stop the job from running
             _unexpected("cannot report job %s", self.job)
             self._run = None
@@ -295,9 +251,7 @@ def _wrapper_metrics_file(job: str) -> str | None:
     return os.environ.get("JOBREPORT_METRICS_FILE") or None
 
 
-_SETTINGS = frozenset({"job", "labels", "expect_every", "max_runtime", "grace", "schedule",
-                       "timezone", "min_runtime", "alert_after_failures",
-                       "heartbeat_every", "_config", "_gateway"})
+_SETTINGS = frozenset({"job", "spec", "_config", "_gateway"})
 
 
 def _number(name: str, value: Any) -> float:

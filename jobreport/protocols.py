@@ -1,38 +1,33 @@
 """The seams between jobreport's rooms, as Protocols: what a collaborator must do, so that
 each can be replaced by a fake in tests (no ``type: ignore``) or by another implementation.
 
-The sink seam (``Sink``) lives with the delivery outcomes in ``jobreport.sinks.base`` and is
+The sink seam (``Sink``) lives with the delivery results in ``jobreport.sinks.base`` and is
 re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jobreport.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from jobreport.records import RunResult
+    from jobreport.result import RunResult
+    from jobreport.spec import JobSpec
 
 __all__ = ["RunReporter", "Sink"]
 
 
 class RunReporter(Protocol):
-    """What the wrapper (``jobreport run``) asks of a reporter; ``jobreport.reporter.Reporter``
+    """What the wrapper (``jobreport run``) asks of a reporter; ``jobreport.runs.Recorder``
     is the real one. The run handle ``start`` returns is opaque to the caller: it is only
     handed back to ``heartbeat`` and ``finish``."""
 
-    def start(self, job: str, *, labels: Mapping[str, str] | None = ...,
-              expect_every: float | None = ..., max_runtime: float | None = ...,
-              grace: float | None = ..., command: str | None = ...,
-              wait: float | None = ..., uid: str | None = ...,
-              child_pid: int | None = ..., child_pid_start: float | None = ...,
-              schedule: str | None = ..., timezone: str | None = ...,
-              min_runtime: float | None = ...,
-              alert_after_failures: int | None = ...) -> Any:
-        """Open a run of ``job`` and push its start in the background; never raises for
-        trouble with the store or a sink."""
+    def start(self, spec: JobSpec, *, command: str | None = ..., wait: float | None = ...,
+              uid: str | None = ..., child_pid: int | None = ...,
+              child_pid_start: float | None = ...) -> Any:
+        """Open a run held to ``spec`` and push its start in the background; never raises
+        for trouble with the store or a sink."""
         ...
 
     def heartbeat(self, run: Any) -> None:
@@ -43,7 +38,6 @@ class RunReporter(Protocol):
         """Close ``run`` with ``result`` and deliver its group; True when every sink has it."""
         ...
 
-    def record_skipped(self, job: str, *, labels: Mapping[str, str] | None = ...,
-                       command: str | None = ...) -> Any:
+    def record_skipped(self, spec: JobSpec, *, command: str | None = ...) -> Any:
         """Record a run that did not start because another one holds the lock."""
         ...

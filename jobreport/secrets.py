@@ -12,17 +12,16 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, quote_plus, unquote
 
-TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
     import logging
-
-    from jobreport.config import Config
 
 __all__ = [
     "MASK",
     "MIN_MASKED_LENGTH",
+    "HoldsSecrets",
     "SecretFilter",
     "config_secrets",
     "mask",
@@ -32,6 +31,21 @@ __all__ = [
 ]
 
 MASK = "***"
+
+
+class HoldsSecrets(Protocol):
+    """What holds the secrets to mask: ``jobreport.config.Config`` (named by its shape, so
+    that this small room does not import the settings, which import it)."""
+
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def db(self) -> str: ...
+    @property
+    def gateway(self) -> str | None: ...
+
 #: Secret values shorter than this are masked inside URLs only: replacing every ``ab`` in a
 #: message would make it unreadable and tell a reader which letters the secret holds.
 MIN_MASKED_LENGTH = 4
@@ -105,7 +119,7 @@ def refuse_control_characters(value: str) -> str:
     return value
 
 
-def config_secrets(config: Config) -> tuple[str, ...]:
+def config_secrets(config: HoldsSecrets) -> tuple[str, ...]:
     """The secret values ``config`` holds: password, token and the store URL's password
     (with the pieces of it between ``/``, ``@`` and ``:``)."""
     found = [config.password, config.token]
@@ -143,7 +157,7 @@ def _remembered() -> frozenset[str]:
         return frozenset(_known)
 
 
-def remember(config: Config) -> None:
+def remember(config: HoldsSecrets) -> None:
     """Mask ``config``'s secrets in every later ``mask`` and in every message of the
     ``jobreport`` logger (installs ``SecretFilter`` on it once)."""
     import logging  # not at the top: it is off the path of `jobreport run` (see logger.py)

@@ -165,7 +165,7 @@ def isolated_env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     state = tmp_path / "state"
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    report = sys.modules.get("jobreport.reporter")
+    report = sys.modules.get("jobreport.runs.shared")
     if report is not None:
         report.SHARED.reset()  # per process: the "no gateway" notice, stores, sinks
     return state

@@ -68,12 +68,13 @@ def prometheus_test_config(
     return write_yaml(path, config)
 
 
-def alertmanager_test_config(path: Path, *, webhook_url: str, wait: str = "1s") -> Path:
-    """Write the shipped alertmanager.yml with every webhook pointed at ``webhook_url`` +
-    ``/<receiver name>``, the email and Slack placeholders removed (nothing may leave the
-    machine) and the grouping waits shortened to ``wait``; routes and inhibitions as
-    shipped."""
-    config = load_yaml(MONITORING / "alertmanager.yml")
+def alertmanager_test_config(path: Path, *, webhook_url: str, wait: str = "1s",
+                             source: Path = MONITORING / "alertmanager.yml") -> Path:
+    """Write the shipped alertmanager.yml (or ``source``, an exported one) with every
+    webhook pointed at ``webhook_url`` + ``/<receiver name>``, the email and Slack
+    placeholders removed (nothing may leave the machine) and the grouping waits shortened to
+    ``wait``; routes and inhibitions as shipped."""
+    config = load_yaml(source)
     for receiver in config["receivers"]:
         receiver.pop("email_configs", None)
         receiver.pop("slack_configs", None)
@@ -189,3 +190,52 @@ class WebhookReceiver:
                     alert["labels"].get(k) == v for k, v in labels.items()):
                 return n, alert
         return None
+
+
+# --- promtool unit tests written by a test ----------------------------------------------
+
+
+@dataclass
+class ExpectedAlert:
+    """One alert a promtool unit test expects to fire: its name, labels and annotations
+    (as Prometheus holds them, templates expanded)."""
+
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+def alert_unit_test(path: Path, rule_files: list[Path], alerts: list[ExpectedAlert],
+                    eval_time: str = "11m") -> Path:
+    """Write a promtool unit test: no input series at all, and at ``eval_time`` exactly
+    ``alerts`` firing, per alert name."""
+    by_name: dict[str, list[ExpectedAlert]] = {}
+    for alert in alerts:
+        by_name.setdefault(alert.name, []).append(alert)
+    checks = [{"eval_time": eval_time, "alertname": name,
+               "exp_alerts": [{"exp_labels": a.labels, "exp_annotations": a.annotations}
+                              for a in expected]}
+              for name, expected in by_name.items()]
+    return write_yaml(path, {"rule_files": [str(p) for p in rule_files],
+                             "evaluation_interval": "1m",
+                             "tests": [{"interval": "1m", "input_series": [],
+                                        "alert_rule_test": checks}]})
+
+
+def expand_labels(template: str, labels: dict[str, str]) -> str:
+    """``template`` as Prometheus expands it, for templates that use nothing but
+    ``{{ $labels.NAME }}`` (the shipped summaries and descriptions); AssertionError for
+    anything else."""
+    import re
+
+    expanded = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""),
+                      template)
+    assert "{{" not in re.sub(r"\{\{ \$labels\.(\w+) \}\}", "", template), template
+    return expanded
+
+
+def rule_alerts(path: Path) -> dict[str, dict[str, Any]]:
+    """alert name -> rule, of every alerting rule in the rules file ``path`` (the last one
+    of a name)."""
+    return {rule["alert"]: rule for group in load_yaml(path)["groups"]
+            for rule in group["rules"] if "alert" in rule}

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from jobreport import job_metrics, load_config
 from jobreport.config import Config
 from jobreport.delivery import flush
-from jobreport.records import RunResult
+from jobreport.result import RunResult
 from jobreport.store.migrations import SCHEMA_VERSION
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway

@@ -104,13 +104,17 @@ def pushed_metrics() -> set[str]:
     """Every family name a push can hold (from a real state with every field set)."""
     from dataclasses import fields
 
-    from jobreport.exposition import registry_for
-    from jobreport.records import RESULT_FIELDS, GroupState, RunResult
+    from jobreport.result import RESULT_FIELDS, RunResult
+    from jobreport.spec import FIELDS, JobSpec
+    from jobreport.state import GroupState
+    from tests.registry import registry_for
 
     state = GroupState(job="x", grouping={"job": "x"})
     for field in fields(state):
         if field.type in ("float | None", "int", "int | None"):
             setattr(state, field.name, 1.0)
+    # every field of the spec that a push can carry
+    state.spec = JobSpec("x", **{f.name: 1 for f in FIELDS if f.gauge is not None})
     state.last = RunResult(**{f.name: 1.0 for f in RESULT_FIELDS if f.metadata["column"]
                               in ("real", "int")}, outcome="success")
     state.runs_total = {"success": 1}
@@ -158,9 +162,10 @@ def anchors(text: str) -> set[str]:
 
 # --- every message a user can meet -------------------------------------------------------
 
-MESSAGE_CALLS = {"warning", "error", "PushError", "StoreError", "BadParameter", "UsageError",
-                 "fail", "LockBusy"}
-PROBLEM_CALLS = {"ConfigError": 2, "InvalidNameError": 2}  # index of the message argument
+MESSAGE_CALLS = {"warning", "error", "DeliveryError", "NotConfiguredError", "StoreError",
+                 "BadParameter", "UsageError", "fail", "LockBusy"}
+PROBLEM_CALLS = {"ConfigError": 2, "InvalidNameError": 2,  # index of the message argument
+                 "SpecError": 1, "NoAnswer": 1}
 
 
 def fragments(node: ast.expr) -> Iterator[str]:
@@ -192,7 +197,8 @@ def messages() -> Iterator[tuple[str, str]]:
                     args = list(node.args[:2] if name == "fail" else node.args[:1])
                 elif name in PROBLEM_CALLS and len(node.args) > PROBLEM_CALLS[name]:
                     args = [node.args[PROBLEM_CALLS[name]]]
-                elif name == "ValueError" and path.name in ("values.py", "durations.py",
+                elif name == "ValueError" and path.name in (
+                        "values.py", "durations.py", "spec.py", "cron.py",
                                                             "metricsfile.py", "commands.py"):
                     args = list(node.args[:1])
             elif (isinstance(node, ast.Return) and path.name == "exit_status.py"

@@ -16,15 +16,14 @@ import click
 import pytest
 
 from jobreport.cli import main
-from jobreport.cli.entry import FastRun, parse_run
+from jobreport.cli.entry import FastRun, parse_run, run_spec
 from jobreport.cli.option_table import (
     COUNT,
+    CRON,
     DURATION,
-    FAILURES,
     FLAG,
     PATHS,
     RUN_OPTIONS,
-    SCHEDULE,
     SETTINGS_OPTIONS,
     ZONE,
     OptionSpec,
@@ -39,13 +38,12 @@ SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
 #: Values of each kind, good and bad, as they might be typed or set.
 SAMPLES = {
     DURATION: ["90s", "1h30m", "0", "0.5", "300y", "soon", "-5", " 5 ", "1e3", "", "100y"],
-    COUNT: ["0", "20", "-1", "x", " 7", "3.5", ""],
+    COUNT: ["0", "1", "20", "10000", "10001", "-1", "x", " 7", "3.5", ""],
     FLAG: ["1", "true", "no", "OFF", "maybe", "", " on "],
     PATHS: ["/a:/b", "a::b", "x", ""],
     "text": ["x", "", "a b", "job/x", "k=v", "no-equals", "job=x"],
-    SCHEDULE: ["0 3 * * 1-5", "@daily", "61 * * * *", "", "@sometimes"],
-    ZONE: ["Europe/Berlin", "UTC", "Mars/Olympus", "", "../etc"],
-    FAILURES: ["1", "3", "0", "-1", "x", ""],
+    CRON: ["0 3 * * 1-5", "@daily", "61 * * * *", "", "@sometimes"],
+    ZONE: ["Europe/Berlin", "UTC", "Mars/Olympus", "", "../etc", "leapseconds"],
 }
 
 
@@ -77,7 +75,11 @@ def click_parse(args: list[str], env: dict[str, str]) -> FastRun | None:
             check_job(params["job"])
         except Exception:
             return None
-    return FastRun(params, labels, settings)
+    try:
+        spec = run_spec(params, labels)  # as `run` makes it: contradictions are usage errors
+    except ValueError:
+        return None
+    return FastRun(params, labels, settings, spec)
 
 
 def cases() -> Iterator[tuple[str, list[str], dict[str, str]]]:
@@ -122,6 +124,7 @@ def _compare(argv: list[str], env: dict[str, str]) -> None:
     assert tuple(fast.values["command"]) == tuple(slow.values["command"])
     assert fast.labels == slow.labels
     assert fast.overrides == slow.overrides
+    assert fast.spec == slow.spec
 
 
 @pytest.mark.parametrize(("argv", "env"), [(c[1], c[2]) for c in cases()],
@@ -210,12 +213,18 @@ def _probe(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess
     return proc, json.loads(lines[0][len("LOADED "):]) if lines else None
 
 
-def test_the_command_starts_before_click_and_the_heavy_packages(isolated_env: Path) -> None:
+@pytest.mark.parametrize("options", [
+    [], ["--schedule", "@daily", "--timezone", "UTC", "--label", "db=main", "--min-runtime",
+         "1s", "--max-runtime", "1h", "--alert-after-failures", "3", "--tail", "5"],
+], ids=["plain", "every threshold"])
+def test_the_command_starts_before_click_and_the_heavy_packages(isolated_env: Path,
+                                                                options: list[str]) -> None:
     """`jobreport run` starts its command with none of click, SQLAlchemy, requests,
     prometheus_client, psutil or tenacity loaded, nor the standard library's dataclasses,
     subprocess, pathlib, threading, typing or logging, nor the settings (see
-    docs/architecture.md, the cold path)."""
-    proc, loaded = _probe("run", "--job", "probe", "--", "true", env=dict(os.environ))
+    docs/architecture.md, the cold path): also when its spec holds every threshold."""
+    proc, loaded = _probe("run", "--job", "probe", *options, "--", "true",
+                          env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert loaded == []
 
@@ -237,15 +246,15 @@ main()
 """
 
 
-def test_the_end_of_a_run_pushes_without_requests_or_prometheus_client(
+def test_the_end_of_a_run_pushes_with_requests_without_prometheus_client(
         isolated_env: Path, gateway: Gateway, tmp_path: Path) -> None:
-    """The whole of `jobreport run -- true` against a real Pushgateway loads neither
-    requests, urllib3 nor prometheus_client (nor click, nor SQLAlchemy once the SQLite
-    store exists: creating it is the one time SQLAlchemy loads): the push is written by
-    jobreport and sent over http.client (docs/architecture.md)."""
+    """The whole of `jobreport run -- true` against a real Pushgateway sends its push with
+    requests (loaded after the command started: the test above) and loads neither
+    prometheus_client nor click (nor SQLAlchemy once the SQLite store exists: creating it is
+    the one time SQLAlchemy loads): the body is written by jobreport (docs/architecture.md)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "JOBREPORT_GATEWAY": gateway.url,
            "JOBREPORT_DB": f"sqlite:///{tmp_path / 's.db'}"}
-    for expected in (["sqlalchemy"], []):
+    for expected in (["requests", "urllib3", "sqlalchemy"], ["requests", "urllib3"]):
         proc = subprocess.run([sys.executable, "-c", _END_PROBE, "run", "--job", "lean",
                                "--instance", "h1", "--", "true"], capture_output=True,
                               text=True, env=env, timeout=60, check=False)

@@ -11,9 +11,13 @@ from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobreport.exposition import _go_float, families, registry_for, text
+from jobreport.durations import MAX_SECONDS
+from jobreport.exposition import _go_float, families, text
 from jobreport.outcomes import OUTCOMES
-from jobreport.records import CustomFamily, GroupState, RunResult
+from jobreport.result import CustomFamily, RunResult
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState
+from tests.registry import registry_for
 
 # every kind of float prometheus_client writes in its own way: Go's exponent form, NaN, Inf
 floats = st.one_of(
@@ -22,7 +26,10 @@ floats = st.one_of(
     st.integers(min_value=-(2**53), max_value=2**53).map(float),
 )
 maybe = st.none() | floats
-names = st.sampled_from(["running", "last_start_timestamp_seconds", "runs", "info",
+# what a spec may hold: its ranges (jobreport.spec), with Go's exponent form among them
+durations = st.none() | st.sampled_from([0.001, 0.5, 1234567.0, 12345678.9]) | st.floats(
+    min_value=0.0, max_value=MAX_SECONDS)
+names = st.sampled_from(["running", "max_runtime_seconds", "expected_interval_seconds", "last_start_timestamp_seconds", "runs", "info",
                          "last_outcome", "last_run_success", "last_duration_seconds",
                          "consecutive_failures", "last_exit_code"])
 
@@ -37,6 +44,13 @@ def results(draw: st.DrawFn) -> RunResult:
 
 
 @st.composite
+def specs(draw: st.DrawFn) -> JobSpec:
+    return JobSpec("j", expect_every=draw(durations), grace=draw(durations),
+                   max_runtime=draw(durations), min_runtime=draw(durations),
+                   alert_after_failures=draw(st.none() | st.integers(1, 10000)))
+
+
+@st.composite
 def states(draw: st.DrawFn) -> GroupState:
     runs = draw(st.none() | st.dictionaries(st.sampled_from(OUTCOMES),
                                             st.integers(0, 10**12)))
@@ -44,10 +58,9 @@ def states(draw: st.DrawFn) -> GroupState:
         job="j", grouping={"job": "j", "instance": "h"},
         running=draw(st.integers(0, 3)), last_start=draw(maybe), last_success=draw(maybe),
         last_failure=draw(maybe), last=draw(st.none() | results()), runs_total=runs,
-        expected_interval=draw(maybe), max_runtime=draw(maybe),
+        spec=draw(st.none() | specs()),
         last_heartbeat=draw(maybe), success_deadline=draw(maybe),
-        start_deadline=draw(maybe), min_runtime=draw(maybe),
-        alert_after_failures=draw(st.none() | st.integers(0, 100)),
+        start_deadline=draw(maybe),
         consecutive_failures=draw(st.none() | st.integers(0, 10**6)),
         only=draw(st.none() | st.frozensets(names)),
     )

@@ -21,9 +21,10 @@ from jobreport import job_metrics, load_config
 from jobreport.config import Config
 from jobreport.delivery import flush
 from jobreport.exposition import StateCollector
-from jobreport.records import CustomFamily, GroupState, RunResult
+from jobreport.result import CustomFamily, RunResult
 from jobreport.sinks import _families
 from jobreport.sinks._families import faults, pointed_at
+from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway

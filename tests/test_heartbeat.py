@@ -13,11 +13,13 @@ import pytest
 
 from jobreport import load_config
 from jobreport.heartbeat import Heartbeat
-from jobreport.records import GroupState, RunResult, group_key
-from jobreport.reporter import Reporter
-from jobreport.sinks.base import Delivered, DeliveryOutcome
+from jobreport.result import RunResult
+from jobreport.runs import Recorder
+from jobreport.sinks.base import Delivered, DeliveryResult
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState, group_key
 from jobreport.store.store import RunStart, Store
-from jobreport.wrapper.wrapper import RunRequest, run_job
+from jobreport.wrapper.wrapper import run_job
 
 DEADLINE = 30.0  # generous: a loaded machine may be slow, a correct one never waits this long
 
@@ -39,8 +41,7 @@ class HoldingSink:
         self.lock = threading.Lock()
         self._holding = False
 
-    def deliver(self, state: GroupState, *, complete: bool,
-                budget: float | None = None) -> DeliveryOutcome:
+    def deliver(self, state: GroupState, *, complete: bool, deadline: float) -> DeliveryResult:
         thread = threading.current_thread().name
         if thread == "jobreport-heartbeat":
             what = "heartbeat"
@@ -64,8 +65,7 @@ class HoldingSink:
             self.pushes.append("heartbeat-done")
         return Delivered()
 
-    def remove(self, grouping: Mapping[str, str], *,
-               budget: float | None = None) -> DeliveryOutcome:
+    def remove(self, grouping: Mapping[str, str], *, deadline: float) -> DeliveryResult:
         return Delivered()
 
 
@@ -116,7 +116,7 @@ def test_a_heartbeat_held_when_the_run_ends_comes_before_the_end(
                                           db=f"sqlite:///{tmp_path / 's.db'}")
     sender = HoldingSink()
     store = Store(config.db)
-    reporter = Reporter(config, store=store, sinks=[sender])
+    reporter = Recorder(config, store=store, sinks=[sender])
     flag = tmp_path / "held"
     # Whether the heartbeat was still going when the wrapper's stop() returned: a stop
     # that did not wait for it lets the end go out beside it.
@@ -143,8 +143,7 @@ def test_a_heartbeat_held_when_the_run_ends_comes_before_the_end(
     releaser = threading.Thread(target=release_when_the_wrapper_ends_the_run)
     releaser.start()
     script = f"i=0; while [ ! -e {flag} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
-    code = run_job(RunRequest(argv=("sh", "-c", script), job="hb", heartbeat=0.05),
-                   config, reporter)
+    code = run_job(("sh", "-c", script), JobSpec("hb", heartbeat=0.05), config, reporter)
     releaser.join(DEADLINE)
     assert code == 0
     assert still_beating == [False], "stop() returned while the heartbeat was still going"
@@ -176,8 +175,8 @@ def test_reporter_sends_no_heartbeat_for_an_ended_run(tmp_path: Path) -> None:
                                           db=f"sqlite:///{tmp_path / 's.db'}")
     sender = HoldingSink()
     sender.caught.set()  # hold nothing
-    reporter = Reporter(config, store=Store(config.db), sinks=[sender])
-    run = reporter.start("late", wait=None)
+    reporter = Recorder(config, store=Store(config.db), sinks=[sender])
+    run = reporter.start(JobSpec("late"), wait=None)
     reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
                                             exit_code=0))
     pushes = list(sender.pushes)

@@ -102,7 +102,7 @@ def _close_stores() -> Iterator[None]:
     """The runs of these in-process commands open stores that the process keeps for its
     next run; close them, or two thousand cases run the test process out of descriptors."""
     yield
-    from jobreport._shared import SHARED
+    from jobreport.runs import SHARED
 
     for store in list(SHARED.stores.values()):
         store.close()

@@ -325,12 +325,12 @@ def test_unexpected_errors_are_one_line_warnings(
     """A bug inside reporting never prints a traceback into the job's output."""
     import logging
 
-    from jobreport import reporter as report
+    from jobreport.runs import Recorder
 
     def broken(*args: object, **kwargs: object) -> bool:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(report.Reporter, "finish", broken)
+    monkeypatch.setattr(Recorder, "finish", broken)
     logger = logging.getLogger("jobreport")
     monkeypatch.setattr(logger, "propagate", False)  # fall back to logging's last resort
     with job_metrics("buggy") as job:

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from jobreport.config import load_config
-from jobreport.records import group_key
-from jobreport.wrapper.marker import RunMarker, markers, new_marker
+from jobreport.marker import RunMarker, markers, new_marker
+from jobreport.state import group_key
 
 JOBREPORT = [sys.executable, "-m", "jobreport"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobreport.wrapper.metricsfile import MAX_BYTES, parse_assignments, parse_text, read_file
 from jobreport.names import RESERVED_METRICS
-from jobreport.records import CustomFamily
+from jobreport.result import CustomFamily
+from jobreport.wrapper.metricsfile import MAX_BYTES, parse_assignments, parse_text, read_file
 from tests.isolation import own_dirs
 
 

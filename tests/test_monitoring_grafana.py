@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from jobreport import job_metrics, load_config
-from jobreport.records import RunResult
-from jobreport.reporter import Reporter
+from jobreport.result import RunResult
+from jobreport.runs import Recorder
+from jobreport.spec import JobSpec
 from tests import servers
 from tests.monitoring_helpers import (
     MONITORING,
@@ -108,12 +109,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with pytest.raises(RuntimeError), job_metrics("dash_failing", expect_every="1h",
                                                       config=config):
             raise RuntimeError("boom")
-        reporter = Reporter(config)
-        run = reporter.start("dash_resources", max_runtime=600, wait=None)
+        reporter = Recorder(config)
+        run = reporter.start(JobSpec("dash_resources", max_runtime=600.0), wait=None)
         assert reporter.finish(run, RunResult.measured(
             run.monotonic_start, outcome="success", exit_code=0, cpu_seconds=1.5,
             max_rss_bytes=2e6))
-        running = Reporter(config).start("dash_running", max_runtime=600, wait=None)
+        running = Recorder(config).start(JobSpec("dash_running", max_runtime=600.0), wait=None)
         assert running.job == "dash_running"
         with job_metrics("dash_scheduled", schedule="*/5 * * * *", timezone="UTC",
                          config=config):

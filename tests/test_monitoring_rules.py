@@ -14,7 +14,9 @@ import yaml
 
 from jobreport.exposition import StateCollector
 from jobreport.outcomes import OUTCOMES
-from jobreport.records import CustomFamily, GroupState, RunResult
+from jobreport.result import CustomFamily, RunResult
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState
 from tests.monitoring_helpers import (
     AMTOOL,
     MONITORING,
@@ -48,9 +50,9 @@ def contract_metric_names() -> set[str]:
     state = GroupState(
         job="j", grouping={"job": "j"}, running=1, last_start=1.0, last_success=2.0,
         last_failure=1.0, last=last, runs_total=dict.fromkeys(OUTCOMES, 1),
-        expected_interval=1.0, max_runtime=1.0, last_heartbeat=1.0,
-        success_deadline=3.0, start_deadline=3.0, min_runtime=1.0, alert_after_failures=2,
-        consecutive_failures=0,
+        spec=JobSpec("j", expect_every=1.0, max_runtime=1.0, min_runtime=0.5,
+                     alert_after_failures=2),
+        last_heartbeat=1.0, success_deadline=3.0, start_deadline=3.0, consecutive_failures=0,
     )
     names = {s.name for fam in StateCollector(state).collect() for s in fam.samples}
     return {n for n in names if n.startswith("jobreport_")}
@@ -216,7 +218,6 @@ def test_alerting_doc_threshold_example_is_a_valid_config(tmp_path: Path) -> Non
     """The jobreport.toml example in docs/alerting.md loads, and its grace lands in the
     expected interval the overdue rule compares with."""
     from jobreport import load_config
-    from jobreport.reporter import expected_interval
 
     doc = (ROOT / "docs" / "alerting.md").read_text(encoding="utf-8")
     [block] = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
@@ -224,7 +225,7 @@ def test_alerting_doc_threshold_example_is_a_valid_config(tmp_path: Path) -> Non
     path.write_text(block)
     config = load_config(env={}, config_file=str(path))
     hourly = config.job("import")
-    assert expected_interval(hourly.expect_every, hourly.grace) == 5400  # 1h + 30m
+    assert hourly.expected_interval == 5400  # 1h + 30m
     daily = config.job("backup")
-    assert expected_interval(daily.expect_every, daily.grace) == 95040  # 24h + 10%
+    assert daily.expected_interval == 95040  # 24h + 10%
     assert daily.max_runtime == 7200

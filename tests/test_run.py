@@ -424,18 +424,34 @@ def test_bad_setting_does_not_stop_the_job(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("variable", "value"), [
-    ("JOBREPORT_RUN_TIMEOUT", "soon"), ("JOBREPORT_EXPECT_EVERY", "-1h"),
-    ("JOBREPORT_TAIL", "lots"), ("JOBREPORT_LOCK", "maybe"), ("JOBREPORT_QUIET", "2"),
-    ("JOBREPORT_KILL_AFTER", "x"), ("JOBREPORT_NO_INSTANCE", "perhaps"),
+    ("JOBREPORT_QUIET", "2"), ("JOBREPORT_NO_INSTANCE", "perhaps"),
     ("JOBREPORT_LABELS", "nonsense"),
 ])
-def test_bad_run_variable_is_a_warning(tmp_path: Path, variable: str, value: str) -> None:
-    """A bad value of one of run's variables is ignored with a warning: the job runs."""
+def test_bad_setting_variable_is_a_warning(tmp_path: Path, variable: str, value: str) -> None:
+    """A bad value of a setting's variable (what the config reads) is ignored with a
+    warning: the job runs."""
     marker = tmp_path / "ran"
     out = jobreport("run", "--job", "x", "--", "sh", "-c", f"touch {marker}; exit 5",
                     **{variable: value})
     assert out.returncode == 5, out.stderr
     assert marker.exists()
+    assert variable.encode() in out.stderr and b"Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("JOBREPORT_RUN_TIMEOUT", "soon"), ("JOBREPORT_EXPECT_EVERY", "-1h"),
+    ("JOBREPORT_TAIL", "lots"), ("JOBREPORT_LOCK", "maybe"), ("JOBREPORT_KILL_AFTER", "x"),
+    ("JOBREPORT_ALERT_AFTER_FAILURES", "0"), ("JOBREPORT_TIMEZONE", "leapseconds"),
+])
+def test_bad_spec_variable_is_a_usage_error(tmp_path: Path, variable: str, value: str) -> None:
+    """A bad value of a variable of the run's spec (its thresholds, schedule and limits) is
+    what a bad flag is: a usage error (2) naming the variable, and the command never runs
+    (docs/cli.md)."""
+    marker = tmp_path / "ran"
+    out = jobreport("run", "--job", "x", "--", "sh", "-c", f"touch {marker}; exit 5",
+                    **{variable: value})
+    assert out.returncode == 2, out.stderr
+    assert not marker.exists()
     assert variable.encode() in out.stderr and b"Traceback" not in out.stderr
 
 

@@ -10,15 +10,18 @@ from typing import Any
 import pytest
 
 from jobreport import load_config, outcomes
-from jobreport.records import RunResult
+from jobreport.cli.entry import command_job
+from jobreport.result import RunResult
+from jobreport.spec import JobSpec
 from jobreport.wrapper.lock import JobLock, LockBusy, lock_path
 from jobreport.wrapper.size import path_size
-from jobreport.wrapper.wrapper import EXIT_SKIPPED, RunRequest, run_job
+from jobreport.wrapper.wrapper import EXIT_SKIPPED, run_job
 
 
 class FakeRun:
-    def __init__(self, job: str, kwargs: dict[str, Any]) -> None:
-        self.job = job
+    def __init__(self, spec: JobSpec, kwargs: dict[str, Any]) -> None:
+        self.job = spec.job
+        self.spec = spec
         self.kwargs = kwargs
 
 
@@ -33,10 +36,10 @@ class FakeReporter:
         self.heartbeats = 0
         self.lock = threading.Lock()
 
-    def start(self, job: str, **kwargs: Any) -> FakeRun:
+    def start(self, spec: JobSpec, **kwargs: Any) -> FakeRun:
         if self.fail:
             raise RuntimeError("store on fire")
-        run = FakeRun(job, kwargs)
+        run = FakeRun(spec, kwargs)
         self.started.append(run)
         return run
 
@@ -50,27 +53,28 @@ class FakeReporter:
         self.finished.append(vars(result))
         return True
 
-    def record_skipped(self, job: str, **kwargs: Any) -> None:
-        self.skipped.append((job, kwargs))
+    def record_skipped(self, spec: JobSpec, **kwargs: Any) -> None:
+        self.skipped.append((spec.job, {"labels": spec.labels, **kwargs}))
 
 
-def run(request: RunRequest, reporter: FakeReporter | None = None) -> tuple[int, FakeReporter]:
+def run(argv: tuple[str, ...], spec: JobSpec | None = None,
+        reporter: FakeReporter | None = None) -> tuple[int, FakeReporter]:
     reporter = reporter or FakeReporter()
-    code = run_job(request, load_config(), reporter)
+    code = run_job(argv, spec or JobSpec(command_job(argv)), load_config(), reporter)
     return code, reporter
 
 
 def test_exit_code_and_what_is_reported(tmp_path: Path) -> None:
     """The runner returns the child's code and finishes the run with outcome, exit code,
     duration, resources and the output tail."""
-    request = RunRequest(argv=("sh", "-c", "echo out; exit 3"), job="backup",
-                         labels={"db": "main"}, expect_every=3600.0, max_runtime=60.0)
-    code, reporter = run(request)
+    spec = JobSpec("backup", {"db": "main"}, expect_every=3600.0, max_runtime=60.0)
+    code, reporter = run(("sh", "-c", "echo out; exit 3"), spec)
     assert code == 3
     (started,) = reporter.started
     assert started.job == "backup"
-    assert started.kwargs["labels"] == {"db": "main"}
-    assert started.kwargs["expect_every"] == 3600.0 and started.kwargs["max_runtime"] == 60.0
+    assert started.spec is spec  # carried whole, as the command line made it
+    assert started.spec.labels == {"db": "main"}
+    assert started.spec.expect_every == 3600.0 and started.spec.max_runtime == 60.0
     assert started.kwargs["command"] == "sh -c 'echo out; exit 3'"
     (end,) = reporter.finished
     assert (end["outcome"], end["exit_code"]) == (outcomes.FAILURE, 3)
@@ -82,7 +86,7 @@ def test_exit_code_and_what_is_reported(tmp_path: Path) -> None:
 
 def test_not_found_is_started_and_finished() -> None:
     """A command that cannot start is still one run: opened and closed as not_found."""
-    code, reporter = run(RunRequest(argv=("jobreport-missing-xyz",)))
+    code, reporter = run(("jobreport-missing-xyz",))
     assert code == 127
     assert reporter.started[0].job == "jobreport-missing-xyz"
     assert reporter.finished[0]["outcome"] == outcomes.NOT_FOUND
@@ -90,7 +94,7 @@ def test_not_found_is_started_and_finished() -> None:
 
 def test_reporting_failures_never_change_the_exit_code() -> None:
     """A reporter that raises on start and finish leaves the child's exit code intact."""
-    code, _ = run(RunRequest(argv=("sh", "-c", "exit 7"), job="x"), FakeReporter(fail=True))
+    code, _ = run(("sh", "-c", "exit 7"), JobSpec("x"), FakeReporter(fail=True))
     assert code == 7
 
 
@@ -99,7 +103,7 @@ def test_metrics_file_and_handed_over_size_and_items() -> None:
     jobreport_last_items (what job_metrics hands over) become size and items."""
     script = ('printf "tables 4\\njobreport_last_size_bytes 2048\\njobreport_last_items 9\\n"'
               ' >> "$JOBREPORT_METRICS_FILE"')
-    code, reporter = run(RunRequest(argv=("sh", "-c", script), job="j"))
+    code, reporter = run(("sh", "-c", script), JobSpec("j"))
     assert code == 0
     end = reporter.finished[0]
     assert (end["size"], end["items"]) == (2048.0, 9.0)
@@ -111,8 +115,7 @@ def test_size_path_wins_over_the_metrics_file(tmp_path: Path) -> None:
     target = tmp_path / "out.bin"
     script = (f'head -c 100 /dev/zero > {target}; '
               'echo "jobreport_last_size_bytes 5" >> "$JOBREPORT_METRICS_FILE"')
-    _, reporter = run(RunRequest(argv=("sh", "-c", script), job="j",
-                                 size_paths=(str(target),)))
+    _, reporter = run(("sh", "-c", script), JobSpec("j", size_paths=(str(target),)))
     assert reporter.finished[0]["size"] == 100.0
 
 
@@ -129,8 +132,7 @@ def test_heartbeats_while_running(tmp_path: Path) -> None:
 
     # the command runs until three heartbeats came (or 60 s: a generous deadline)
     script = f"i=0; while [ ! -e {flag} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
-    code, reporter = run(RunRequest(argv=("sh", "-c", script), job="hb", heartbeat=0.02),
-                         Beating())
+    code, reporter = run(("sh", "-c", script), JobSpec("hb", heartbeat=0.02), Beating())
     assert code == 0
     beats = reporter.heartbeats
     assert beats >= 3
@@ -145,14 +147,14 @@ def test_lock_busy_records_skipped_and_returns_75(tmp_path: Path) -> None:
     holder = JobLock(lock_path(config.grouping("locked")))
     holder.acquire()
     try:
-        code, reporter = run(RunRequest(argv=("touch", str(marker)), job="locked", lock=True))
+        code, reporter = run(("touch", str(marker)), JobSpec("locked", lock=True))
     finally:
         holder.release()
     assert code == EXIT_SKIPPED == 75
     assert not marker.exists()
     assert reporter.skipped == [("locked", {"labels": {}, "command": f"touch {marker}"})]
     assert reporter.started == [] and reporter.finished == []
-    code, reporter = run(RunRequest(argv=("touch", str(marker)), job="locked", lock=True))
+    code, reporter = run(("touch", str(marker)), JobSpec("locked", lock=True))
     assert code == 0 and marker.exists()
 
 
@@ -197,15 +199,18 @@ def test_path_size(tmp_path: Path) -> None:
 
 def test_job_name_defaults_to_the_base_name() -> None:
     """The job is the command's base name unless given."""
-    assert RunRequest(argv=("/usr/bin/pg_dump", "db")).job_name == "pg_dump"
-    assert RunRequest(argv=("./backup.sh",)).job_name == "backup.sh"
-    assert RunRequest(argv=("x",), job="nightly").job_name == "nightly"
+    assert command_job(("/usr/bin/pg_dump", "db")) == "pg_dump"
+    assert command_job(("./backup.sh",)) == "backup.sh"
+    from jobreport.cli.entry import parse_run
+
+    parsed = parse_run(["--job", "nightly", "x"], {})
+    assert parsed is not None and parsed.spec.job == "nightly"
 
 
 def test_metrics_file_is_private_and_removed() -> None:
     """The metrics file exists (mode 0600) while the child runs and is removed after."""
     script = 'stat -c %a "$JOBREPORT_METRICS_FILE"; echo "$JOBREPORT_METRICS_FILE"'
-    code, reporter = run(RunRequest(argv=("sh", "-c", script), job="m"))
+    code, reporter = run(("sh", "-c", script), JobSpec("m"))
     assert code == 0
     mode, path = reporter.finished[0]["tail"].split("\n")
     assert mode == "600"
@@ -220,7 +225,7 @@ def test_settings_that_fail_to_load_after_the_start_cost_the_job_nothing(
         raise RuntimeError("disk on fire")
 
     reporter = FakeReporter()
-    code = run_job(RunRequest(argv=("sh", "-c", "exit 4"), job="cfg"), broken, reporter)
+    code = run_job(("sh", "-c", "exit 4"), JobSpec("cfg"), broken, reporter)
     assert code == 4
     assert [r["exit_code"] for r in reporter.finished] == [4]
     assert "the settings could not be loaded (disk on fire); using the defaults" in (

@@ -4,6 +4,7 @@ months, and the deadlines a scheduled job pushes."""
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -11,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobreport.schedule import Schedule, check_expression, check_timezone, deadlines
+from jobreport.cron import TZPATH, check_expression, check_timezone
+from jobreport.schedule import Schedule, deadlines
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -70,6 +72,11 @@ def test_a_bad_time_zone_is_refused() -> None:
     for name in ("../../etc/passwd", "", "Europe Berlin"):
         with pytest.raises(ValueError, match="not an IANA time zone name"):
             check_timezone(name)
+    # files beside the zones that are no zone data: zoneinfo cannot convert with them
+    for name in ("leapseconds", "zone.tab", "tzdata.zi"):
+        if any(os.path.isfile(os.path.join(d, name)) for d in TZPATH):
+            with pytest.raises(ValueError, match="not a time zone|not an IANA time zone"):
+                check_timezone(name)
 
 
 def test_weekday_job_over_a_weekend() -> None:
@@ -191,7 +198,7 @@ def test_host_zone_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_checking_loads_neither_cronsim_nor_zoneinfo() -> None:
     """What runs before the command starts stays cheap: cronsim loads only for fire times."""
-    code = ("import sys; from jobreport.schedule import check_expression, check_timezone; "
+    code = ("import sys; from jobreport.cron import check_expression, check_timezone; "
             "check_expression('0 3 * * 1-5'); check_timezone('Europe/Berlin'); "
             "print('cronsim' in sys.modules, 'zoneinfo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

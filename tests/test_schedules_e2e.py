@@ -2,11 +2,12 @@
 real Pushgateway, a real Prometheus evaluates the shipped rules every second, and the alerts
 reach a webhook through a real Alertmanager.
 
-Time is compressed, honestly and only here: cron has minute resolution, so the runs set
-``JOBREPORT_TEST_TIME_SCALE=REAL:VIRTUAL:30``, which makes the calendar run 30 times faster
-than the clock (a cron minute lasts 2 s; ``*/5 * * * *`` fires every 10 s). cronsim still
-computes every fire time; the deadlines pushed are real Unix times, and Prometheus,
-Alertmanager and the webhook run on the real clock. The virtual calendar starts a second
+Time is compressed, honestly and only here: cron has minute resolution, so the runs start
+through tests/fast_calendar.py, which puts a calendar 30 times faster than the clock into
+the ``jobreport run`` process (``jobreport.schedule.fire_times``, the one seam for time: a
+cron minute lasts 2 s; ``*/5 * * * *`` fires every 10 s). cronsim still computes every
+fire time; the deadlines pushed are real Unix times, and Prometheus, Alertmanager and the
+webhook run on the real clock. The virtual calendar starts a second
 after midnight, so that an ``@hourly`` job is next due two real minutes later.
 
 Prints the measured time from each deadline to the webhook (``pytest -s``)."""
@@ -16,28 +17,33 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from tests.fast_calendar import launcher
 from tests.monitoring_helpers import prom_get, prom_query, wait_for
 from tests.test_monitoring_e2e import Stack, alerting, arrival, gateway_value, stack, summary
 
 __all__ = ["alerting", "stack"]  # the fixtures, shared with test_monitoring_e2e
 
-JOBREPORT = [sys.executable, "-m", "jobreport"]
+REPO = Path(__file__).resolve().parent.parent
 SCALE = 30.0
+#: The calendar's time when the test starts: 2026-11-30 00:00:01 UTC (a Monday)
+VIRTUAL = 1795996801.0
 WAIT = 90.0  # seconds for any one alert to reach the webhook (a ceiling for a busy machine)
 # The jobs that must stay silent run @daily: their next deadline is 48 real minutes away,
 # whatever the machine's speed (@hourly's, 2 real minutes, a slow run of this test reaches).
 
 
-def run(stack: Stack, env: dict[str, str], *args: str) -> int:
-    proc = subprocess.run([*JOBREPORT, "run", "--timezone", "UTC", *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+def run(stack: Stack, env: dict[str, str], real: float, *args: str) -> int:
+    """``jobreport run ARGS`` on the calendar that was at VIRTUAL when the clock read
+    ``real``, and SCALE times as fast."""
+    proc = subprocess.run([*launcher(real, VIRTUAL, SCALE), "run", "--timezone", "UTC", *args],
+                          env={**env, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=60, check=False)
     print(f"$ jobreport run {' '.join(args)}\n{proc.stdout}{proc.stderr}-> {proc.returncode}")
     return proc.returncode
 
@@ -61,19 +67,18 @@ def test_schedule_alerts_reach_the_webhook(stack: Stack, tmp_path: Path) -> None
     deadline; a too-short success raises TooShort; with --alert-after-failures 3 two
     failures stay silent and the third raises Failed; a fresh scheduled job raises
     nothing. No alert arrives before its deadline."""
-    real = time.time()
+    real = time.time()  # the calendar's VIRTUAL
     env = {**os.environ, "JOBREPORT_GATEWAY": stack.gateway.url,
-           "JOBREPORT_DB": f"sqlite:///{tmp_path / 'store.db'}",
-           # the calendar: 2026-11-30 00:00:01 UTC (a Monday) at `real`, 30x as fast
-           "JOBREPORT_TEST_TIME_SCALE": f"{real}:{1795996801.0}:{SCALE}"}
+           "JOBREPORT_DB": f"sqlite:///{tmp_path / 'store.db'}"}
 
-    assert run(stack, env, "--job", "e2e_fresh", "--schedule", "@daily", "--", "true") == 0
-    assert run(stack, env, "--job", "e2e_missed", "--schedule", "*/5 * * * *",
+    assert run(stack, env, real, "--job", "e2e_fresh", "--schedule", "@daily", "--",
+               "true") == 0
+    assert run(stack, env, real, "--job", "e2e_missed", "--schedule", "*/5 * * * *",
                "--max-runtime", "4s", "--", "true") == 0
-    assert run(stack, env, "--job", "e2e_short", "--schedule", "@daily",
+    assert run(stack, env, real, "--job", "e2e_short", "--schedule", "@daily",
                "--min-runtime", "30s", "--", "true") == 0
     for _ in range(2):
-        assert run(stack, env, "--job", "e2e_flaky", "--schedule", "@daily",
+        assert run(stack, env, real, "--job", "e2e_flaky", "--schedule", "@daily",
                    "--alert-after-failures", "3", "--", "false") == 1
 
     # two failures in a row, threshold 3: Prometheus sees the count and stays silent
@@ -85,7 +90,7 @@ def test_schedule_alerts_reach_the_webhook(stack: Stack, tmp_path: Path) -> None
     wait_for("a rule evaluation after that", lambda: evaluated_since(stack, seen + 1),
              timeout=WAIT)
     assert "JobreportJobFailed" not in firing_in_prometheus(stack, "e2e_flaky")
-    assert run(stack, env, "--job", "e2e_flaky", "--schedule", "@daily",
+    assert run(stack, env, real, "--job", "e2e_flaky", "--schedule", "@daily",
                "--alert-after-failures", "3", "--", "false") == 1
 
     expected = [("JobreportJobMissedStart", "e2e_missed"), ("JobreportJobOverdue", "e2e_missed"),

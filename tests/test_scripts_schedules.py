@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from jobreport.cron import check_expression
 from jobreport.durations import parse_duration
-from jobreport.schedule import Schedule, check_expression, deadlines
+from jobreport.schedule import Schedule, deadlines
 from tests.conftest import Gateway
 from tests.test_scripts_download import SHA, FileServer
 

@@ -14,8 +14,8 @@ import pytest
 
 from jobreport import job_metrics
 from jobreport.errors import StoreError
-from jobreport.records import group_key
-from jobreport.records import RunResult
+from jobreport.result import RunResult
+from jobreport.state import group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
 
@@ -222,7 +222,7 @@ def test_existing_sqlite_store_needs_no_sqlalchemy(tmp_path: Path) -> None:
         f"""
         import sys, time
         from jobreport.store.store import Store, RunStart
-        from jobreport.records import RunResult
+        from jobreport.result import RunResult
         s = Store("sqlite:///{db}")
         s.record_run(RunStart("j", {{"job": "j"}}, time.time(), "h"),
                      RunResult(time.time(), 1.0, "success", 0))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from jobreport import flush, job_metrics, load_config
-from jobreport.records import group_key
+from jobreport.state import group_key
 from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway
@@ -129,7 +129,7 @@ def test_a_schema_1_postgresql_store_is_migrated(postgres_url: str) -> None:
     assert run.outcome == "success" and run.ended == 100.0
     store.mark_delivered(group_key({"job": "b", "instance": "h1"}), 2)
     assert store.pending() == []
-    from jobreport.records import RunResult
+    from jobreport.result import RunResult
     from jobreport.store.store import RunStart
 
     _, state, _ = store.record_run(RunStart("b", {"job": "b", "instance": "h1"}, 200.0, "h1"),

@@ -4,10 +4,11 @@ A cron job pays for every millisecond before its command starts, and importing c
 more than the interpreter's own start. So ``jobreport run`` with options that parse cleanly
 starts its command without loading click: a small parser reads the same declarations
 (``option_table``) that click's ``run`` command is built from. Anything it is not sure of
-(``--help``, an unknown or misspelt option, a bad value, a bad environment variable) goes to
-click, which says what is wrong exactly as it always does. Both ways end in ``launch``.
+(``--help``, an unknown or misspelt option, a bad value, a bad environment variable,
+values that contradict each other) goes to click, which says what is wrong exactly as it
+always does. Both ways make the run's ``JobSpec`` with ``run_spec`` and end in ``launch``.
 
-This module imports only the standard library.
+This module imports only the standard library and the spec.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
+from jobreport.cli.exit import exit_now
 from jobreport.cli.option_table import (
     FLAG,
     PATHS,
@@ -23,7 +25,9 @@ from jobreport.cli.option_table import (
     OptionSpec,
     convert,
 )
+from jobreport.spec import BY_NAME, CLI, FIELDS, JobSpec, parse_labels
 
+# not typing's: this module is on the path of `jobreport run` before its command starts
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -33,7 +37,7 @@ if TYPE_CHECKING:
 
     from jobreport.config import Config
 
-__all__ = ["Entry", "FastRun", "exit_now", "launch", "parse_run"]
+__all__ = ["Entry", "FastRun", "command_job", "launch", "parse_run", "run_spec"]
 
 _SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
 _SETTING_NAMES = frozenset(s.name for s in SETTINGS_OPTIONS)
@@ -41,15 +45,36 @@ _SETTING_NAMES = frozenset(s.name for s in SETTINGS_OPTIONS)
 
 class FastRun:
     """``jobreport run``'s parameters as click would pass them (``values``), the grouping
-    labels typed on the command line, and the settings typed as flags (``overrides``)."""
+    labels typed on the command line, the settings typed as flags (``overrides``) and the
+    run's spec."""
 
-    __slots__ = ("labels", "overrides", "values")
+    __slots__ = ("labels", "overrides", "spec", "values")
 
     def __init__(self, values: dict[str, Any], labels: dict[str, str],
-                 overrides: dict[str, Any]) -> None:
+                 overrides: dict[str, Any], spec: JobSpec) -> None:
         self.values = values
         self.labels = labels
         self.overrides = overrides
+        self.spec = spec
+
+
+def command_job(argv: Sequence[str]) -> str:
+    """The job a command runs as when ``--job`` names none: its base name (``pg_dump`` for
+    ``/usr/bin/pg_dump``)."""
+    return os.path.basename(argv[0].rstrip("/")) or argv[0]
+
+
+def _flag_of(name: str) -> str:
+    return BY_NAME[name].flag
+
+
+def run_spec(values: Mapping[str, Any], labels: Mapping[str, str]) -> JobSpec:
+    """The spec of ``jobreport run`` from its options' values (as click passes them) and the
+    labels typed; ``SpecError`` (a ``ValueError``) when values contradict each other."""
+    command = tuple(values["command"])
+    job = values["job"] or command_job(command)
+    given = {f.name: values[f.name] for f in FIELDS if CLI in f.doors}
+    return JobSpec.checked(job, given, labels=labels, door=CLI, call=_flag_of)
 
 
 def parse_run(argv: Sequence[str], environ: Mapping[str, str]) -> FastRun | None:
@@ -100,11 +125,8 @@ def _resolve(typed: dict[str, Any], command: list[str],
     for spec in RUN_OPTIONS:
         values[spec.name] = _value(spec, typed, environ)
     labels: dict[str, str] = {}
-    if typed.get("labels"):
-        from jobreport.config import parse_labels
-
-        for text in typed["labels"]:
-            labels.update(parse_labels(text))
+    for text in typed.get("labels") or ():
+        labels.update(parse_labels(text))
     if values["job"] is not None:
         from jobreport.errors import InvalidNameError
         from jobreport.names import check_job
@@ -115,13 +137,14 @@ def _resolve(typed: dict[str, Any], command: list[str],
             raise ValueError(str(e)) from None
     if values["expect_every"] is not None and values["schedule"] is not None:
         # one of them typed beats the other from the environment; otherwise click decides
+        # (both typed: the spec refuses them; both from the environment: a warning)
         for name, other in (("expect_every", "schedule"), ("schedule", "expect_every")):
             if name in typed and other not in typed:
                 values[other] = None
         if values["expect_every"] is not None and values["schedule"] is not None:
-            raise ValueError("--expect-every and --schedule exclude each other")
+            raise ValueError("click decides")
     overrides = {name: value for name, value in typed.items() if name in _SETTING_NAMES}
-    return FastRun(values, labels, overrides)
+    return FastRun(values, labels, overrides, run_spec(values, labels))
 
 
 def _value(spec: OptionSpec, typed: dict[str, Any], environ: Mapping[str, str]) -> Any:
@@ -147,20 +170,11 @@ def _value(spec: OptionSpec, typed: dict[str, Any], environ: Mapping[str, str]) 
     return None if spec.default is None else convert(spec, str(spec.default))
 
 
-def launch(values: Mapping[str, Any], labels: Mapping[str, str],
-           overrides: Mapping[str, Any]) -> int:
-    """Run the command of ``jobreport run`` and return the exit code to exit with."""
-    from jobreport.wrapper.wrapper import RunRequest, run_job
+def launch(argv: Sequence[str], spec: JobSpec, overrides: Mapping[str, Any]) -> int:
+    """Run ``argv`` as one run held to ``spec`` and return the exit code to exit with;
+    ``overrides`` are the settings typed as flags."""
+    from jobreport.wrapper.wrapper import run_job
 
-    request = RunRequest(
-        argv=tuple(values["command"]), job=values["job"], labels=dict(labels),
-        expect_every=values["expect_every"], max_runtime=values["max_runtime"],
-        grace=values["grace"], heartbeat=values["heartbeat"], timeout=values["timeout"],
-        kill_after=values["kill_after"], size_paths=tuple(values["size_paths"]),
-        lock=values["lock"], tail_lines=values["tail_lines"],
-        schedule=values["schedule"], timezone=values["timezone"],
-        min_runtime=values["min_runtime"], alert_after_failures=values["alert_after_failures"],
-    )
     settings = {k: v for k, v in overrides.items() if v not in (None, False)}
 
     def config() -> Config:
@@ -170,32 +184,7 @@ def launch(values: Mapping[str, Any], labels: Mapping[str, str],
 
         return load_config(strict=False, **settings)
 
-    return run_job(request, config)
-
-
-# --- output and exit ----------------------------------------------------------------------
-
-
-def exit_now(code: object) -> NoReturn:
-    """Flush the output and leave the process at once with ``code``: tearing down SQLAlchemy
-    and requests at interpreter exit would add a tenth of a second to every run of a cron
-    job, for nothing (every write is committed, every push answered)."""
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:
-        print(code, file=sys.stderr)
-        status = 1
-    try:
-        if "logging" in sys.modules:  # not loaded when nothing was logged
-            sys.modules["logging"].shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:  # None: started with it closed (`>&-`), nothing to flush
-                stream.flush()
-    except Exception:  # a closed stdout must not change the exit code
-        status = status or 1
-    os._exit(status)
+    return run_job(argv, spec, config)
 
 
 def _fast_run(parsed: FastRun) -> NoReturn:
@@ -210,7 +199,7 @@ def _fast_run(parsed: FastRun) -> NoReturn:
 
     logger.on_load(setup)
     try:
-        code: object = launch(parsed.values, parsed.labels, parsed.overrides)
+        code: object = launch(parsed.values["command"], parsed.spec, parsed.overrides)
     except (EOFError, KeyboardInterrupt):  # as click's standalone mode does
         print("\nAborted!", file=sys.stderr)
         code = 1

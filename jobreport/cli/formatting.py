@@ -15,8 +15,8 @@ import click
 from jobreport.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:
-    from jobreport.gateway import GroupStatus
-    from jobreport.records import RunRecord
+    from jobreport.commands.status import GroupStatus
+    from jobreport.store.rows import RunRecord
 
 __all__ = ["group_text", "history_table", "parse_since", "printable", "run_details",
            "status_table", "table", "when"]
@@ -131,8 +131,8 @@ def history_table(records: Sequence[RunRecord]) -> str:
 
 def _outcome_text(r: RunRecord) -> str:
     """The outcome; a success shorter than the run's --min-runtime is marked."""
-    if r.too_short and r.min_runtime is not None:
-        return f"{r.outcome} (too short: < {seconds_text(r.min_runtime)})"
+    if r.too_short and r.spec is not None and r.spec.min_runtime is not None:
+        return f"{r.outcome} (too short: < {seconds_text(r.spec.min_runtime)})"
     return r.outcome or "running"
 
 

@@ -2,50 +2,56 @@
 
 click's commands are built from these declarations (``jobreport.cli.options``), and so is the
 fast parser that starts ``jobreport run``'s command without loading click
-(``jobreport.cli.entry``). This module imports only the standard library, and little of it:
-it is on the path of every ``jobreport run`` before the command starts.
+(``jobreport.cli.entry``). The options that set a field of the run's spec are made from
+that field (``jobreport.spec.FIELDS``: flag, variable, help, kind and range). This module
+imports only the standard library and the spec, and little of them: it is on the path of
+every ``jobreport run`` before the command starts.
 """
 
 from __future__ import annotations
 
+from jobreport.durations import format_duration
+from jobreport.spec import (
+    CLI,
+    COUNT,
+    CRON,
+    DURATION,
+    FIELDS,
+    FLAG,
+    PATHS,
+    ZONE,
+    Field,
+    parse_flag,
+)
+
+# not typing's: this module is on the path of `jobreport run` before its command starts
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
-    "COUNT", "DURATION", "FAILURES", "FLAG", "PATHS", "RUN_OPTIONS", "SCHEDULE",
-    "SETTINGS_OPTIONS", "TEXT", "ZONE", "OptionSpec", "convert", "parse_flag",
+    "COUNT", "CRON", "DURATION", "FLAG", "PATHS", "RUN_OPTIONS", "SETTINGS_OPTIONS", "TEXT",
+    "ZONE", "OptionSpec", "convert", "parse_flag",
 ]
 
-#: Kinds of value: text, an on/off flag, a duration, a count (integer >= 0), file paths
-#: (repeatable; ``:``-separated in the environment).
+#: Kinds of value: text, and those of the spec's fields (an on/off flag, a duration, a
+#: count, file paths (repeatable; ``:``-separated in the environment), a cron expression,
+#: a time zone).
 TEXT = "text"
-FLAG = "flag"
-DURATION = "duration"
-COUNT = "count"
-PATHS = "paths"
-#: Schedules (jobreport.schedule, which checks them without loading cronsim): a cron
-#: expression, an IANA time zone, a number of failures in a row (1 or more).
-SCHEDULE = "schedule"
-ZONE = "zone"
-FAILURES = "failures"
-
-_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
-_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 
 
 class OptionSpec:
     """One option: its flags, the parameter name, the environment variable(s), the kind of
-    value, the help text; ``setting`` names the duration rule of ``durations.POSITIVE``
-    (zero refused) and is the name the value has in ``RunRequest``."""
+    value, the help text; ``field`` is the spec's field it sets (which converts the value
+    and holds it to its range)."""
 
-    __slots__ = ("default", "envvars", "flags", "help", "kind", "metavar", "multiple",
-                 "name", "setting", "show_default")
+    __slots__ = ("default", "envvars", "field", "flags", "help", "kind", "metavar", "multiple",
+                 "name", "show_default")
 
     def __init__(self, flags: tuple[str, ...], name: str, envvars: tuple[str, ...],
                  help: str, *, kind: str = TEXT, metavar: str | None = None,
                  default: str | int | None = None, multiple: bool = False,
-                 show_default: bool = False, setting: str | None = None) -> None:
+                 show_default: bool = False, field: Field | None = None) -> None:
         self.flags = flags
         self.name = name
         self.envvars = envvars
@@ -55,7 +61,7 @@ class OptionSpec:
         self.default = default
         self.multiple = multiple or kind == PATHS
         self.show_default = show_default
-        self.setting = setting
+        self.field = field
 
     def __repr__(self) -> str:
         return f"OptionSpec({self.flags[0]})"
@@ -70,34 +76,12 @@ class OptionSpec:
         return None
 
 
-def parse_flag(text: str) -> bool:
-    """An on/off value as click reads it (``1``/``true``/``yes``/``on``...); ValueError if
-    it is neither."""
-    word = text.strip().lower()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise ValueError(f"{text!r} is not a valid boolean")
-
-
 def convert(spec: OptionSpec, text: str) -> object:
     """The value of ``spec`` for ``text``; ValueError with the reason when it is not one."""
-    if spec.kind == DURATION:
-        from jobreport.durations import parse_duration
-
-        return parse_duration(text, spec.setting)
-    if spec.kind == COUNT:
-        if not (text.isascii() and text.strip().isdigit()):
-            raise ValueError(f"{text!r} is not a whole number of 0 or more")
-        return int(text)
+    if spec.field is not None and spec.kind != PATHS:  # (a path is itself: no range)
+        return spec.field.convert(text)
     if spec.kind == FLAG:
         return parse_flag(text)
-    if spec.kind in (SCHEDULE, ZONE, FAILURES):
-        from jobreport.config.values import failure_count, schedule_expression, time_zone
-
-        return {SCHEDULE: schedule_expression, ZONE: time_zone,
-                FAILURES: failure_count}[spec.kind](text)
     return text
 
 
@@ -107,58 +91,28 @@ def _spec(*flags: str, name: str, envvar: str | tuple[str, ...], help: str,
     return OptionSpec(flags, name, envvars, help, **kwargs)  # type: ignore[arg-type]
 
 
+def _field_option(field: Field) -> OptionSpec:
+    """The option of a field of the spec: its flag, variable, help (with its range)."""
+    default: str | int | None = None
+    if field.kind == DURATION and field.default is not None:
+        default = format_duration(field.default)
+    elif field.kind == COUNT and field.default is not None:
+        default = field.default
+    shown = field.help
+    if field.kind in (DURATION, COUNT):
+        shown = f"{field.help.rstrip('.')} [{field.range}]."
+    return OptionSpec((field.flag,), field.name, (field.env,), shown, kind=field.kind,
+                      metavar=field.metavar, default=default,
+                      show_default=default is not None, field=field)
+
+
 #: The options of ``jobreport run`` that are its own (the settings options follow them).
 RUN_OPTIONS: tuple[OptionSpec, ...] = (
     _spec("--job", name="job", envvar="JOBREPORT_RUN_JOB", metavar="NAME",
           help="Job name [default: the command's base name]."),
     _spec("--label", name="labels", envvar="JOBREPORT_LABELS", multiple=True, metavar="K=V",
           help="Extra grouping label (repeatable)."),
-    _spec("--expect-every", name="expect_every", envvar="JOBREPORT_EXPECT_EVERY",
-          kind=DURATION, metavar="DURATION", setting="expect_every",
-          help="The job should succeed this often, e.g. 24h (overdue after this plus "
-               "--grace)."),
-    _spec("--grace", name="grace", envvar="JOBREPORT_GRACE", kind=DURATION,
-          metavar="DURATION",
-          help="Slack after --expect-every before the job is overdue [default: 10% of it]; "
-               "with --schedule, after each fire time [default: 10% of the gap]."),
-    _spec("--max-runtime", name="max_runtime", envvar="JOBREPORT_MAX_RUNTIME", kind=DURATION,
-          metavar="DURATION", setting="max_runtime",
-          help="A run is stuck after this long (pushed for the alert; nothing is killed)."),
-    _spec("--schedule", name="schedule", envvar="JOBREPORT_SCHEDULE", kind=SCHEDULE,
-          metavar="CRON",
-          help='When the job runs: five cron fields ("0 3 * * 1-5") or @hourly, @daily, '
-               "@weekly, @monthly; pushes start and success deadlines instead of an "
-               "interval (not with --expect-every)."),
-    _spec("--timezone", name="timezone", envvar="JOBREPORT_TIMEZONE", kind=ZONE,
-          metavar="ZONE",
-          help="IANA time zone of --schedule, e.g. Europe/Berlin [default: the host's]."),
-    _spec("--min-runtime", name="min_runtime", envvar="JOBREPORT_MIN_RUNTIME", kind=DURATION,
-          metavar="DURATION",
-          help="A successful run shorter than this is suspicious (the too-short alert)."),
-    _spec("--alert-after-failures", name="alert_after_failures",
-          envvar="JOBREPORT_ALERT_AFTER_FAILURES", kind=FAILURES, metavar="N",
-          help="The failed alert waits for N unsuccessful runs in a row [default: 1]."),
-    _spec("--heartbeat", name="heartbeat", envvar="JOBREPORT_HEARTBEAT", kind=DURATION,
-          metavar="DURATION", setting="heartbeat",
-          help="Push a liveness timestamp this often while the command runs."),
-    _spec("--timeout", name="timeout", envvar="JOBREPORT_RUN_TIMEOUT", kind=DURATION,
-          metavar="DURATION", setting="timeout",
-          help="Stop the command's whole process tree after this long (exit code 124)."),
-    _spec("--kill-after", name="kill_after", envvar="JOBREPORT_KILL_AFTER", kind=DURATION,
-          metavar="DURATION", default="10s", show_default=True,
-          help="After the timeout's SIGTERM, SIGKILL whatever still runs after this long."),
-    _spec("--size-path", name="size_paths", envvar="JOBREPORT_SIZE_PATH", kind=PATHS,
-          metavar="PATH",
-          help="Report the bytes of this file or directory tree after the run as "
-               "jobreport_last_size_bytes (repeatable; in the environment, separate with "
-               "':')."),
-    _spec("--lock", name="lock", envvar="JOBREPORT_LOCK", kind=FLAG,
-          help="Do not start while another run of this job (same group) runs on this host: "
-               "record outcome skipped and exit 75."),
-    _spec("--tail", name="tail_lines", envvar="JOBREPORT_TAIL", kind=COUNT, metavar="N",
-          default=20, show_default=True,
-          help="Keep this many last lines of output in the history (only when the output is "
-               "not a terminal; 0: none)."),
+    *(_field_option(f) for f in FIELDS if CLI in f.doors),
     _spec("--quiet", "-q", name="quiet", envvar="JOBREPORT_QUIET", kind=FLAG,
           help="Print no warnings of jobreport's own (errors still show)."),
 )

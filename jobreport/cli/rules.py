@@ -15,8 +15,20 @@ __all__ = ["rules"]
 USE = ("config_file",)
 
 
+def _job_names(ctx: click.Context, param: click.Parameter,
+               value: tuple[str, ...]) -> tuple[str, ...]:
+    from jobreport.errors import InvalidNameError
+    from jobreport.names import check_job
+
+    try:
+        return tuple(check_job(job) for job in value)
+    except InvalidNameError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
+     callback=_job_names,
      help="Write a guard for this job (repeatable) [default: every job of the config file].")
 @opt("--sink", type=click.Choice(["pushgateway", "remote-write", "textfile"]),
      envvar="JOBREPORT_RULES_SINK", default=None,
@@ -48,23 +60,24 @@ def rules(**params: Any) -> None:
       jobreport rules --sink remote-write --lookback 8d > jobreport.yml
     """
     setup_logging()
-    from jobreport.monitoring.rules import absent_rules
+    from jobreport.monitoring.rules import absent_rules, guard_group
 
     config = config_from(params)
     jobs = list(params["jobs"]) or None
     if jobs is None and not config.jobs:
         click.echo("jobreport: no [jobs.NAME] sections in the config file "
-                   f"({config.config_file or 'none found'}); the rules file is empty",
-                   err=True)
-    guards = absent_rules(config, jobs)
-    if params["sink"] is None:
-        click.echo(guards, nl=False)
-        return
-    from jobreport.monitoring.variants import rule_set
-
+                   f"({config.config_file or 'none found'}): no absent() guards "
+                   "(--job NAME writes one)", err=True)
+    sink, lookback = params["sink"], params["lookback"]
     try:
-        click.echo(rule_set(params["sink"], guards, lookback=params["lookback"],
-                            interval=params["interval"]), nl=False)
+        if sink is None:
+            click.echo(absent_rules(config, jobs), nl=False)
+            return
+        from jobreport.monitoring.variants import rule_set
+
+        guards = guard_group(config, jobs, sink=sink, lookback=lookback)
+        click.echo(rule_set(sink, guards, lookback=lookback, interval=params["interval"]),
+                   nl=False)
     except ValueError as e:
         hint = "--interval" if str(e).startswith("interval") else "--lookback"
         raise click.BadParameter(str(e), param_hint=hint) from None

@@ -10,9 +10,10 @@ import click
 from click.core import ParameterSource
 
 from jobreport.cli.app import EXIT_CODES_HELP, cli, setup_logging
-from jobreport.cli.entry import launch
+from jobreport.cli.entry import launch, run_spec
 from jobreport.cli.option_table import RUN_OPTIONS
 from jobreport.cli.options import (
+    EnvOption,
     LenientOption,
     settings_options,
     spec_option,
@@ -20,6 +21,7 @@ from jobreport.cli.options import (
     typed_settings,
 )
 from jobreport.errors import InvalidNameError
+from jobreport.spec import SpecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,8 +29,10 @@ __all__ = ["run"]
 
 
 def _run_options(func: F) -> F:
+    # a bad value of the spec's (a flag or its variable) is a usage error that runs nothing;
+    # --quiet and --label's variable (a setting the config reads) only warn
     for spec in reversed(RUN_OPTIONS):
-        func = spec_option(spec, LenientOption)(func)
+        func = spec_option(spec, LenientOption if spec.field is None else EnvOption)(func)
     return func
 
 
@@ -60,20 +64,24 @@ def run(**params: Any) -> NoReturn:
             check_job(job)
         except InvalidNameError as e:
             raise click.BadParameter(str(e), param_hint="--job") from None
-    sys.exit(launch(params, typed_labels(params), typed_settings(params)))
+    try:
+        spec = run_spec(params, typed_labels(params))
+    except SpecError as e:
+        raise click.UsageError(e.problem) from None
+    sys.exit(launch(params["command"], spec, typed_settings(params)))
 
 
 def _one_of_interval_and_schedule(params: dict[str, Any]) -> None:
-    """--expect-every and --schedule exclude each other: both typed is a usage error, one
-    typed beats the other from the environment, both from the environment is a warning."""
+    """--expect-every and --schedule exclude each other: one typed beats the other from the
+    environment, both from the environment is a warning (the schedule is used); both typed
+    is left to the spec, which refuses it."""
     if params["expect_every"] is None or params["schedule"] is None:
         return
     ctx = click.get_current_context()
     typed = {name for name in ("expect_every", "schedule")
              if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
     if len(typed) == 2:
-        raise click.UsageError("--expect-every and --schedule exclude each other: a job has "
-                               "an interval or a schedule, not both")
+        return
     if not typed:
         click.echo("jobreport: JOBREPORT_EXPECT_EVERY and JOBREPORT_SCHEDULE are both set; "
                    "using the schedule", err=True)

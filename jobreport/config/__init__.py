@@ -6,20 +6,20 @@ fallback for the gateway) > TOML file (``JOBREPORT_CONFIG``, else
 defaults. Nothing is read at import time. Secrets (password, token) come from the environment
 or from a file, never from a flag, and never appear in ``repr(config)``.
 
-The rooms: ``settings`` (the ``Config`` and ``JobSettings`` dataclasses), ``values`` (one
-converter per setting), ``files`` (the TOML file and secret files), ``load`` (the steps of
-``load_config``).
+The rooms: ``settings`` (the ``Config`` dataclass; a job's section is a
+``jobreport.spec.JobSpec``), ``values`` (one converter per setting), ``files`` (the TOML
+file, its ``[jobs.NAME]`` sections, secret files), ``load`` (the steps of ``load_config``).
 """
 
 from __future__ import annotations
 
 from jobreport.config.load import load_config
-from jobreport.config.settings import Config, JobSettings, default_db_url
+from jobreport.config.settings import Config, SinkSettings, default_db_url
 from jobreport.config.values import env_name, parse_labels
 
 __all__ = [
     "Config",
-    "JobSettings",
+    "SinkSettings",
     "default_db_url",
     "env_name",
     "load_config",

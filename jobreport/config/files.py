@@ -1,40 +1,24 @@
-"""Where settings come from on disk: the config file (TOML, with ``[jobs.NAME]`` sections)
-and secret files."""
+"""Where settings come from on disk: the config file (TOML, with ``[jobs.NAME]`` sections,
+each a job's ``JobSpec``) and secret files."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from jobreport.config.settings import JobSettings
-from jobreport.config.values import (
-    CONVERTERS,
-    env_name,
-    failure_count,
-    parse_labels,
-    schedule_expression,
-    seconds,
-    time_zone,
-)
+from jobreport.config.values import CONVERTERS, env_name
 from jobreport.errors import ConfigError, InvalidNameError
 from jobreport.names import check_job
-
-TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
-if TYPE_CHECKING:
-    from typing import Any
+from jobreport.spec import CONFIG, FIELDS, JobSpec, SpecError, parse_labels
 
 __all__ = ["FILE_KEYS", "JOB_KEYS", "find_config_file", "read_jobs", "read_secret", "read_toml"]
 
 FILE_KEYS = frozenset(CONVERTERS) | {"jobs"}
-#: How each key of a ``[jobs.NAME]`` section is read (a duration unless named here).
-_JOB_CONVERTERS: dict[str, Any] = {
-    "labels": parse_labels, "schedule": schedule_expression, "timezone": time_zone,
-    "alert_after_failures": failure_count,
-}
-JOB_KEYS = frozenset({"expect_every", "max_runtime", "grace", "labels", "schedule", "timezone",
-                      "min_runtime", "alert_after_failures"})
+#: The keys of a ``[jobs.NAME]`` section: its labels, and the spec's fields with that door.
+JOB_KEYS = frozenset({"labels", *(f.name for f in FIELDS if CONFIG in f.doors)})
 
 
 def find_config_file(flag: object, env: Mapping[str, str]) -> tuple[Path | None, str]:
@@ -89,36 +73,48 @@ def read_toml(path: Path, source: str) -> dict[str, Any]:
     return data
 
 
-def read_jobs(section: object, source: str) -> dict[str, JobSettings]:
-    """The ``[jobs.NAME]`` sections, checked."""
+def _raise(error: ConfigError) -> None:
+    raise error
+
+
+def read_jobs(section: object, source: str,
+              fail: Callable[[ConfigError], None] = _raise) -> dict[str, JobSpec]:
+    """The ``[jobs.NAME]`` sections, each a ``JobSpec`` held to the ranges and checked for
+    contradictions. ``fail`` gets each problem: by default it raises it; given one that
+    returns (``load_config(strict=False)``), the bad value (or the section) is left out."""
     if not isinstance(section, Mapping):
-        raise ConfigError("jobs", source, "must be a table of [jobs.NAME] sections")
+        fail(ConfigError("jobs", source, "must be a table of [jobs.NAME] sections"))
+        return {}
     jobs = {}
     for name, settings in section.items():
         where = f"jobs.{name}"
         try:
             check_job(name)
         except InvalidNameError as e:
-            raise ConfigError(where, source, str(e)) from None
+            fail(ConfigError(where, source, str(e)))
+            continue
         if not isinstance(settings, Mapping):
-            raise ConfigError(where, source, "must be a table")
-        unknown = set(settings) - JOB_KEYS
-        if unknown:
-            raise ConfigError(
-                f"{where}.{sorted(unknown)[0]}", source,
-                f"unknown setting; known: {', '.join(sorted(JOB_KEYS))}",
-            )
-        values: dict[str, Any] = {}
-        for key, value in settings.items():
+            fail(ConfigError(where, source, "must be a table"))
+            continue
+        for key in sorted(set(settings) - JOB_KEYS):
+            fail(ConfigError(f"{where}.{key}", source,
+                             f"unknown setting; known: {', '.join(sorted(JOB_KEYS))}"))
+        labels: dict[str, str] = {}
+        if "labels" in settings:
             try:
-                convert = _JOB_CONVERTERS.get(key)
-                values[key] = convert(value) if convert else seconds(value, key)
+                labels = parse_labels(settings["labels"])
             except ValueError as e:
-                raise ConfigError(f"{where}.{key}", source, str(e)) from None
-        if "expect_every" in values and "schedule" in values:
-            raise ConfigError(f"{where}.schedule", source,
-                              "expect_every and schedule exclude each other; keep one")
-        jobs[name] = JobSettings(**values)
+                fail(ConfigError(f"{where}.labels", source, str(e)))
+        values: dict[str, Any] = {key: value for key, value in settings.items()
+                                  if key in JOB_KEYS and key != "labels"}
+        spec = None
+        while spec is None:  # each round leaves out one more bad value: bounded by the keys
+            try:
+                spec = JobSpec.checked(name, values, labels=labels, door=CONFIG)
+            except SpecError as e:
+                fail(ConfigError(f"{where}.{e.name}", source, e.problem))
+                values.pop(e.name)
+        jobs[name] = spec
     return jobs
 
 

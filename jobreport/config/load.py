@@ -10,18 +10,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from jobreport.config.files import find_config_file, read_jobs, read_secret, read_toml
-from jobreport.config.settings import Config, JobSettings, default_db_url
+from jobreport.config.settings import Config, default_db_url
 from jobreport.config.values import CONVERTERS, env_name
 from jobreport.errors import ConfigError
 from jobreport.logger import log
 from jobreport.secrets import refuse_control_characters
-
-TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
-if TYPE_CHECKING:
-    from typing import Any
+from jobreport.spec import JobSpec
 
 __all__ = ["load_config"]
 
@@ -71,7 +69,7 @@ class _Resolution:
     file_values: dict[str, Any] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
-    jobs: dict[str, JobSettings] = field(default_factory=dict)
+    jobs: dict[str, JobSpec] = field(default_factory=dict)
 
     def fail(self, error: ConfigError) -> None:
         """Raise ``error`` (strict), or warn and go on with the default."""
@@ -158,12 +156,11 @@ class _Resolution:
                     self.fail(ConfigError(secret, self.sources.pop(secret), str(e)))
 
     def read_jobs(self) -> None:
-        """Step 6: the per-job sections of the config file."""
+        """Step 6: the per-job sections of the config file (a bad value there fails, or is
+        left out with a warning)."""
         if "jobs" in self.file_values:
-            try:
-                self.jobs = read_jobs(self.file_values["jobs"], f"file {self.file_path}")
-            except ConfigError as e:
-                self.fail(e)
+            self.jobs = read_jobs(self.file_values["jobs"], f"file {self.file_path}",
+                                  self.fail)
 
     def config(self) -> Config:
         """Step 7: the instance, the defaults, and the frozen ``Config``."""

@@ -1,35 +1,42 @@
-"""The resolved settings: a frozen ``Config`` and the per-job ``JobSettings``, plus the
-default store."""
+"""The resolved settings: a frozen ``Config`` (with the jobs' sections of the config file,
+each a ``JobSpec``), the ``SinkSettings`` the sinks are made from, plus the default store."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.paths import state_dir
+from jobreport.spec import JobSpec
 
-TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
-if TYPE_CHECKING:
-    from typing import Any
-
-__all__ = ["Config", "JobSettings", "default_db_url"]
+__all__ = ["Config", "SinkSettings", "default_db_url"]
 
 
 @dataclass(frozen=True)
-class JobSettings:
-    """Per-job settings from a ``[jobs.NAME]`` section of the config file."""
+class SinkSettings:
+    """The settings that pick the sinks and shape each of them (``Config.sinks``):
+    ``jobreport.sinks.configured_sinks`` builds the sinks from these alone, and a process
+    keeps the sinks it built per distinct value, so a setting added here can never hand
+    back a stale sink. Each field is the ``Config`` field of the same name."""
 
-    expect_every: float | None = None
-    max_runtime: float | None = None
-    grace: float | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    # schedules (jobreport.schedule)
-    schedule: str | None = None
-    timezone: str | None = None
-    min_runtime: float | None = None
-    alert_after_failures: int | None = None
+    gateway: str | None = None
+    remote_write_url: str | None = None
+    textfile_dir: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    #: Seconds each socket operation of an attempt may take (``JOBREPORT_TIMEOUT``).
+    timeout: float = 5.0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_verify: bool = True
+    #: The store's URL: the memory of unreachable peers lives beside an SQLite store.
+    db: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,13 +62,20 @@ class Config:
     remote_write_url: str | None = None
     #: node_exporter textfile collector directory (``JOBREPORT_TEXTFILE_DIR``).
     textfile_dir: str | None = None
-    jobs: Mapping[str, JobSettings] = field(default_factory=dict)
+    #: The ``[jobs.NAME]`` sections of the config file: what a run of the job is held to
+    #: where its flags or ``job_metrics`` keywords say nothing (``JobSpec.over``).
+    jobs: Mapping[str, JobSpec] = field(default_factory=dict)
     config_file: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    def job(self, name: str) -> JobSettings:
-        """The settings of job ``name`` from the config file (empty when it has none)."""
-        return self.jobs.get(name, JobSettings())
+    @property
+    def sinks(self) -> SinkSettings:
+        """The settings of the sinks, taken from the fields of the same names."""
+        return SinkSettings(**{f.name: getattr(self, f.name) for f in fields(SinkSettings)})
+
+    def job(self, name: str) -> JobSpec:
+        """The section of job ``name`` in the config file (an empty spec when it has none)."""
+        return self.jobs.get(name) or JobSpec(name)
 
     def grouping(self, job: str, labels: Mapping[str, str] | None = None) -> dict[str, str]:
         """The grouping key of ``job``'s group: job, instance, then the extra labels."""
@@ -69,7 +83,9 @@ class Config:
         if self.instance is not None:
             key["instance"] = self.instance
         key.update(self.labels)
-        key.update(self.job(job).labels)
+        section = self.jobs.get(job)
+        if section is not None:
+            key.update(section.labels)
         key.update(labels or {})
         return key
 

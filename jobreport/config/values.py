@@ -8,17 +8,15 @@ variable follows from its name (``env_name``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from jobreport.durations import parse_duration
 from jobreport.errors import InvalidNameError
-from jobreport.names import check_labels, check_namespace
+from jobreport.names import check_namespace
 from jobreport.secrets import mask_url
-
-TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
-if TYPE_CHECKING:
-    from typing import Any
+from jobreport.spec import parse_labels
 
 __all__ = ["CONVERTERS", "ENV_ONLY", "env_name", "parse_labels", "seconds"]
 
@@ -66,11 +64,10 @@ def _db(value: object) -> str:
     return text
 
 
-def seconds(value: object, setting: str | None = None) -> float:
-    """A duration (``90s``, ``26h``, ``1h30m`` or a number of seconds) in seconds; zero is
-    refused for the settings of ``durations.POSITIVE``."""
+def seconds(value: object) -> float:
+    """A duration (``90s``, ``26h``, ``1h30m`` or a number of seconds) in seconds."""
     if isinstance(value, str | int | float):
-        return parse_duration(value, setting)
+        return parse_duration(value)
     raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
 
 
@@ -90,51 +87,6 @@ def _bool(value: object) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ValueError(f"{value!r} is not a boolean (use true or false)")
-
-
-def parse_labels(value: object) -> dict[str, str]:
-    """Labels from a mapping or from ``k=v,k2=v2`` text, checked; ValueError says why not."""
-    if isinstance(value, Mapping):
-        pairs = {str(k): v for k, v in value.items()}
-    elif isinstance(value, str):
-        pairs = {}
-        for item in filter(None, (p.strip() for p in value.split(","))):
-            name, sep, val = item.partition("=")
-            if not sep:
-                raise ValueError(f"{item!r} is not k=v (write labels as k=v,k2=v2)")
-            pairs[name.strip()] = val
-    else:
-        raise ValueError(f"{value!r} is not a set of labels (write k=v,k2=v2)")
-    try:
-        return check_labels(pairs)
-    except InvalidNameError as e:
-        raise ValueError(str(e)) from None
-
-
-def schedule_expression(value: object) -> str:
-    """A cron schedule, checked cheaply (jobreport.schedule; cronsim is not loaded)."""
-    from jobreport.schedule import check_expression
-
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a schedule (write e.g. \"0 3 * * 1-5\" or @daily)")
-    return check_expression(value)
-
-
-def time_zone(value: object) -> str:
-    """An IANA time zone name that this host knows."""
-    from jobreport.schedule import check_timezone
-
-    return check_timezone(str(value))
-
-
-def failure_count(value: object) -> int:
-    """A number of failures in a row: a whole number, 1 or more."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{value!r} is not a number of failures (write e.g. 3)")
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{value!r}: must be a whole number, 1 or more")
-    return int(text)
 
 
 def _namespace(value: object) -> str:

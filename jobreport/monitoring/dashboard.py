@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from jobreport.config import Config
+from jobreport.names import DEFAULT_NAMESPACE
 
 __all__ = ["for_sink", "grouping_labels", "with_label_variables"]
 
@@ -33,9 +34,11 @@ def grouping_labels(config: Config, jobs: Iterable[str] | None = None) -> list[s
     return sorted(found - _OWN)
 
 
-def with_label_variables(text: str, labels: Iterable[str]) -> str:
-    """The dashboard JSON ``text`` with a variable per label of ``labels`` (after
-    ``instance``) and each query narrowed by it; ``text`` unchanged for no labels."""
+def with_label_variables(text: str, labels: Iterable[str],
+                         namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The dashboard JSON ``text`` (its metrics in ``namespace``) with a variable per label
+    of ``labels`` (after ``instance``) and each query narrowed by it; ``text`` unchanged for
+    no labels."""
     wanted = [name for name in labels if name not in _OWN]
     if not wanted:
         return text
@@ -56,7 +59,7 @@ def with_label_variables(text: str, labels: Iterable[str]) -> str:
         # or on one that depends on it)
         before = "".join(f', {other}=~"${other}"' for other in wanted[:offset])
         variables.insert(at + offset, _variable(
-            name, f'jobreport_last_start_timestamp_seconds{{job=~"$job", {_ANCHOR}{before}}}'))
+            name, f'{namespace}_last_start_timestamp_seconds{{job=~"$job", {_ANCHOR}{before}}}'))
     return json.dumps(board, indent=2, ensure_ascii=False) + "\n"
 
 

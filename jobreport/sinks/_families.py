@@ -26,7 +26,8 @@ from dataclasses import replace
 
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_metric_name
-from jobreport.records import CustomFamily, GroupState
+from jobreport.result import CustomFamily
+from jobreport.state import GroupState
 
 __all__ = ["faults", "listing", "pointed_at", "without"]
 

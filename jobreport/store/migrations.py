@@ -19,7 +19,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: Bump with every change to the tables (jobreport.store.schema) and add its data step to
 #: ``_STEPS``; a store newer than this jobreport is refused.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _to_v2(tx: Tx) -> None:
@@ -46,16 +46,28 @@ def _to_v4(tx: Tx) -> None:
     pass
 
 
+def _to_v5(tx: Tx) -> None:
+    # a run keeps its spec as one column per stored field (jobreport.spec): expect_every and
+    # grace as given, where expected_interval held their sum. The sum reads back as
+    # expect_every with no grace, which pushes the same jobreport_expected_interval_seconds
+    tx.run("UPDATE jobreport_runs SET expect_every = expected_interval, grace = 0 "
+           "WHERE expected_interval IS NOT NULL AND schedule IS NULL")
+    # new stores have no jobreport_groups.delivered_seq (unused since 2); this one has it,
+    # NOT NULL without a default: its new groups fill it (sql.NEW_GROUP_V4)
+    tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('groups_delivered_seq', '1')")
+
+
 #: The data step that brings a store of version N-1 to version N.
-_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
+_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
 
 
-def ensure_schema(db: Backend) -> bool:
+def ensure_schema(db: Backend) -> tuple[bool, dict[str, str]]:
     """Create the tables of a new store, or migrate an older one; refuse a newer one.
-    Returns True when this call created the store."""
-    version = _version(db)
+    Returns whether this call created the store, and the store's own keys (``sql.META``)."""
+    meta = _meta(db)
+    version = int(meta["schema_version"]) if meta is not None else None
     if version == SCHEMA_VERSION:
-        return False
+        return False, meta or {}
     if version is not None and version > SCHEMA_VERSION:
         raise StoreError(
             f"the store {db.display_url} has schema {version}, newer than this "
@@ -70,30 +82,34 @@ def ensure_schema(db: Backend) -> bool:
             tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('schema_version', :v)",
                    {"v": str(SCHEMA_VERSION)})
             # every process using this new store (not only this one) adopts what a sink
-            # holds for a group before its first push of the group (DeliveryMarks.adopt)
+            # holds for a group before its first push of the group (Store.adopt)
             tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('adopts', '1')")
-            return True
-        current = int(rows[0]["value"])
-        if current >= SCHEMA_VERSION:
-            return False
-        _add_missing_columns(tx, db.is_sqlite)
-        for step in range(current + 1, SCHEMA_VERSION + 1):
-            _STEPS[step](tx)
-        tx.run("UPDATE jobreport_meta SET value = :v WHERE key = 'schema_version'",
-               {"v": str(SCHEMA_VERSION)})
-    return False
+            created = True
+        else:
+            current = int(rows[0]["value"])
+            if current < SCHEMA_VERSION:
+                _add_missing_columns(tx, db.is_sqlite)
+                for step in range(current + 1, SCHEMA_VERSION + 1):
+                    _STEPS[step](tx)
+                tx.run("UPDATE jobreport_meta SET value = :v WHERE key = 'schema_version'",
+                       {"v": str(SCHEMA_VERSION)})
+            created = False
+        found = {str(r["key"]): str(r["value"]) for r in tx.rows(sql.META)}
+    return created, found
 
 
-def _version(db: Backend) -> int | None:
+def _meta(db: Backend) -> dict[str, str] | None:
+    """The store's own keys, None when it has none yet (a new store)."""
     try:
         with db.read() as tx:
-            rows = tx.rows(sql.VERSION)
+            rows = tx.rows(sql.META)
     except StoreError as e:
         if "no such table" in str(e) or "does not exist" in str(e) or (
                 "doesn't exist" in str(e)):
             return None
         raise
-    return int(rows[0]["value"]) if rows else None
+    found = {str(r["key"]): str(r["value"]) for r in rows}
+    return found if "schema_version" in found else None
 
 
 def _add_missing_columns(tx: Tx, is_sqlite: bool) -> None:

@@ -1,27 +1,21 @@
-"""The store's rows as Python values: what a run start holds, where a group stands with a
-sink, and how a ``RunResult`` maps to its columns and back (one converter per kind of
-field, so that a new figure needs no edit here)."""
+"""The store's rows as Python values: what a run start holds, a run as the store keeps it,
+where a group stands with a sink, and how a ``RunResult`` maps to its columns and back
+(one converter per kind of field, so that a new figure needs no edit here; a run's
+``JobSpec`` maps itself: ``JobSpec.columns``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from jobreport.records import (
-    RESULT_FIELDS,
-    RunPlan,
-    RunRecord,
-    RunResult,
-    dump_custom,
-    grouping_from_key,
-    load_custom,
-)
-from jobreport.wrapper.streams import TAIL_MAX_BYTES
+from jobreport.result import RESULT_FIELDS, RunResult, dump_custom, load_custom
+from jobreport.spec import TAIL_MAX_BYTES, JobSpec
+from jobreport.state import grouping_from_key
 
-__all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "PendingGroup", "RunStart", "Undelivered",
-           "bound_tail", "end_values", "run_record", "run_result"]
+__all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "PendingGroup", "RunRecord", "RunStart",
+           "Undelivered", "bound_tail", "end_values", "run_record", "run_result"]
 
 #: The sink whose marks ``pending()`` and friends read unless told otherwise.
 DEFAULT_SINK = "pushgateway"
@@ -37,8 +31,9 @@ class RunStart:
     host: str
     pid: int | None = None
     pid_start: float | None = None
-    #: What the run is held to (thresholds, schedule).
-    plan: RunPlan = field(default_factory=RunPlan)
+    #: What the run is held to (thresholds, schedule); None: not known (a run that only a
+    #: marker knew of).
+    spec: JobSpec | None = None
     command: str | None = None
     uid: str | None = None
     #: The PID namespace ``pid`` and ``child_pid`` belong to (jobreport.liveness).
@@ -46,6 +41,65 @@ class RunStart:
     #: The command's own process: the run lives on while it does, even without its wrapper.
     child_pid: int | None = None
     child_pid_start: float | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the store keeps it: how it started and, once it ended, its result."""
+
+    id: int
+    job: str
+    grouping: dict[str, str]
+    host: str
+    pid: int | None
+    started: float
+    result: RunResult | None = None
+    command: str | None = None
+    uid: str | None = None
+    #: What the run was held to (``history`` marks a success shorter than its minimum).
+    spec: JobSpec | None = None
+
+    @property
+    def too_short(self) -> bool:
+        """A success shorter than the run's minimum runtime."""
+        return self.spec is not None and self.spec.too_short(self.outcome, self.duration)
+
+    @property
+    def ended(self) -> float | None:
+        return self.result.ended if self.result is not None else None
+
+    @property
+    def outcome(self) -> str | None:
+        return self.result.outcome if self.result is not None else None
+
+    @property
+    def duration(self) -> float | None:
+        return self.result.duration if self.result is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.result.exit_code if self.result is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``jobreport history --json``): the run, its result and what it
+        was held to (a key per stored field of its spec)."""
+        result = (self.result.to_json() if self.result is not None else
+                  {f.metadata["json"] or f.name: [] if f.metadata["column"] == "families"
+                   else None for f in RESULT_FIELDS})
+        spec = self.spec if self.spec is not None else JobSpec(self.job)
+        return {
+            "id": self.id,
+            "uid": self.uid,
+            "job": self.job,
+            "labels": {k: v for k, v in self.grouping.items() if k != "job"},
+            "host": self.host,
+            "pid": self.pid,
+            "started": self.started,
+            "command": self.command,
+            **result,
+            **spec.columns(),
+            "too_short": self.too_short,
+        }
 
 
 @dataclass(frozen=True)
@@ -71,7 +125,6 @@ class Undelivered:
     #: When the oldest undelivered run ended (None: only a start or pushed values wait).
     since: float | None
     last_error: str | None
-    last_attempt: float | None
 
     def describe(self) -> str:
         """One line: ``delivery of group job=... to pushgateway: pending since ..., last
@@ -131,5 +184,5 @@ def run_record(row: Mapping[str, Any]) -> RunRecord:
     return RunRecord(
         id=row["id"], job=row["job"], grouping=grouping_from_key(row["group_key"]),
         host=row["host"], pid=row["pid"], started=row["started"], result=run_result(row),
-        command=row["command"], uid=row["uid"], min_runtime=row["min_runtime"],
+        command=row["command"], uid=row["uid"], spec=JobSpec.from_columns(row["job"], row),
     )

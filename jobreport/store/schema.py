@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Column, Double, Index, Integer, MetaData, String, Table, Text
 
-from jobreport.records import PLAN_FIELDS, RESULT_FIELDS
+from jobreport.result import RESULT_FIELDS
+from jobreport.spec import STORED
 
 __all__ = ["counts", "deliveries", "groups", "meta", "metadata", "runs"]
 
@@ -18,11 +19,11 @@ __all__ = ["counts", "deliveries", "groups", "meta", "metadata", "runs"]
 
 metadata = MetaData()
 
-#: Store column types of RunResult's fields (records.RunResult: ``column`` metadata).
+#: Store column types of RunResult's fields (result.RunResult: ``column`` metadata).
 _RESULT_TYPES: dict[str, Any] = {"real": Double, "int": Integer, "text": Text, "tail": Text,
                                  "families": Text}
-#: Store column types of RunPlan's fields (records.RunPlan: ``column`` metadata).
-_PLAN_TYPES: dict[str, Any] = {"real": Double, "int": Integer, "cron": String(256),
+#: Store column types of a spec's stored fields (spec.Field.column).
+_SPEC_TYPES: dict[str, Any] = {"real": Double, "int": Integer, "cron": String(256),
                                "zone": String(64)}
 
 runs = Table(
@@ -35,9 +36,10 @@ runs = Table(
     Column("pid", Integer),
     Column("pid_start", Double),
     Column("started", Double, nullable=False),
-    # what the run is held to: one column per field of RunPlan (the schedule columns came
-    # with schema 3; the deadlines derive from them and the group's history)
-    *(Column(f.name, _PLAN_TYPES[f.metadata["column"]]) for f in PLAN_FIELDS),
+    # what the run is held to: one column per stored field of its JobSpec (jobreport.spec;
+    # the schedule columns came with schema 3, expect_every with 5, when it replaced
+    # expected_interval; the deadlines derive from them and the group's history)
+    *(Column(f.name, _SPEC_TYPES[f.column]) for f in STORED if f.column is not None),
     Column("command", Text),
     # what the run reported at its end: one column per field of RunResult
     *(Column(f.name, _RESULT_TYPES[f.metadata["column"]]) for f in RESULT_FIELDS),
@@ -65,7 +67,8 @@ groups = Table(
     Column("group_key", String(2048), primary_key=True),
     Column("job", String(1024), nullable=False),
     Column("seq", Integer, nullable=False, default=0),
-    Column("delivered_seq", Integer, nullable=False, default=0),
+    # (stores made before schema 5 also have delivered_seq, last_error and last_attempt
+    # here: per sink since schema 2, in jobreport_deliveries)
     Column("last_heartbeat", Double),
     # kept up to date in the transaction that closes a run, so that reading a group's state
     # never scans its history: each only ever moves forward
@@ -75,9 +78,6 @@ groups = Table(
     Column("last_size_at", Double),
     Column("last_items", Double),
     Column("last_items_at", Double),
-    # unused since schema 2 (per sink in jobreport_deliveries); kept for older jobreports
-    Column("last_error", Text),
-    Column("last_attempt", Double),
     # set by `jobreport delete`: no flush brings the group back; a new run clears it
     Column("retired", Double),
     # families `jobreport push` gave the group, kept as JSON until it is deleted

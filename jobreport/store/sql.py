@@ -4,11 +4,12 @@ statements with ``:name`` parameters, in one place."""
 from __future__ import annotations
 
 from jobreport.outcomes import OUTCOMES, SKIPPED, SUCCESS
-from jobreport.records import PLAN_FIELDS, RESULT_FIELDS
+from jobreport.result import RESULT_FIELDS
+from jobreport.spec import STORED
 
-#: What a run is held to (thresholds, schedule): a column per field of ``RunPlan``.
-PLAN_COLUMNS = tuple(f.name for f in PLAN_FIELDS)
-START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started", *PLAN_COLUMNS,
+#: What a run is held to (thresholds, schedule): a column per stored field of its spec.
+SPEC_COLUMNS = tuple(f.name for f in STORED)
+START_COLUMNS = ("group_key", "job", "host", "pid", "pid_start", "started", *SPEC_COLUMNS,
                  "command", "uid", "pid_ns", "child_pid", "child_pid_start")
 #: What a run reports at its end: a column per field of ``RunResult``, and the seq it made.
 END_COLUMNS = (*(f.name for f in RESULT_FIELDS), "closed_seq")
@@ -26,8 +27,12 @@ END_RUN = (
 # a change to a group revives a retired one (a new run of a deleted job)
 BUMP = "UPDATE jobreport_groups SET seq = seq + 1, retired = NULL WHERE group_key = :k"
 SEQ = "SELECT seq FROM jobreport_groups WHERE group_key = :k"
-NEW_GROUP = ("{insert} INTO jobreport_groups (group_key, job, seq, delivered_seq) "
-             "VALUES (:k, :job, 0, 0) {conflict}")
+NEW_GROUP = ("{insert} INTO jobreport_groups (group_key, job, seq) "
+             "VALUES (:k, :job, 0) {conflict}")
+#: The same in a store made before schema 5: its groups.delivered_seq (per sink since
+#: schema 2, in jobreport_deliveries) is NOT NULL without a default.
+NEW_GROUP_V4 = ("{insert} INTO jobreport_groups (group_key, job, seq, delivered_seq) "
+                "VALUES (:k, :job, 0, 0) {conflict}")
 COUNT = "UPDATE jobreport_counts SET n = n + 1 WHERE group_key = :k AND outcome = :o"
 NEW_COUNT = "{insert} INTO jobreport_counts (group_key, outcome, n) VALUES (:k, :o, 0) {conflict}"
 COUNTS = "SELECT outcome, n FROM jobreport_counts WHERE group_key = :k"
@@ -39,7 +44,7 @@ GROUP = (
 # the newest run is the newest recorded (row id, closed_seq), never the latest clock
 # reading: a clock stepped back must not hide a failure
 NEWEST_START = (
-    f"SELECT started, outcome, {', '.join(PLAN_COLUMNS)} "
+    f"SELECT started, outcome, {', '.join(SPEC_COLUMNS)} "
     f"FROM jobreport_runs WHERE group_key = :k AND {NOT_SKIPPED} ORDER BY id DESC LIMIT 1"
 )
 # unsuccessful runs recorded after the last success (in record order: closed_seq); skipped
@@ -80,7 +85,7 @@ FAILED_DELIVERY = ("UPDATE jobreport_deliveries SET last_error = :e, last_attemp
                    "WHERE group_key = :k AND sink = :sink")
 PENDING = (
     "SELECT g.group_key, g.job, COALESCE(d.delivered_seq, 0) AS delivered_seq, "
-    "d.last_error, d.last_attempt FROM jobreport_groups g "
+    "d.last_error FROM jobreport_groups g "
     "LEFT JOIN jobreport_deliveries d ON d.group_key = g.group_key AND d.sink = :sink "
     "WHERE g.retired IS NULL AND g.seq > COALESCE(d.delivered_seq, 0) ORDER BY g.group_key"
 )
@@ -88,7 +93,7 @@ PENDING_RUNS = ("SELECT count(*) AS n, min(ended) AS since FROM jobreport_runs "
                 "WHERE group_key = :k AND closed_seq > :d")
 UNDELIVERED = (
     "SELECT g.group_key, g.job, d.sink, COALESCE(d.delivered_seq, 0) AS delivered_seq, "
-    "d.last_error, d.last_attempt FROM jobreport_groups g "
+    "d.last_error FROM jobreport_groups g "
     "LEFT JOIN jobreport_deliveries d ON d.group_key = g.group_key "
     "WHERE g.retired IS NULL AND g.seq > COALESCE(d.delivered_seq, 0) "
     "ORDER BY g.group_key, d.sink"
@@ -99,7 +104,9 @@ ADD_COUNT = "UPDATE jobreport_counts SET n = n + :n WHERE group_key = :k AND out
 LATER = ("UPDATE jobreport_groups SET {column} = :v WHERE group_key = :k "
          "AND ({column} IS NULL OR {column} < :v)")
 VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"
-#: Set in a store created new: its groups adopt what a sink holds before their first push.
-ADOPTS = "SELECT value FROM jobreport_meta WHERE key = 'adopts'"
+#: Every key of the store's own: ``schema_version``; ``adopts`` in a store created new (its
+#: groups adopt what a sink holds before their first push); ``groups_delivered_seq`` in one
+#: made before schema 5 (``NEW_GROUP_V4``).
+META = "SELECT key, value FROM jobreport_meta"
 #: Lock the group's row until the transaction ends (PostgreSQL; SQLite writes are serial).
 LOCK_GROUP = "UPDATE jobreport_groups SET seq = seq WHERE group_key = :k"

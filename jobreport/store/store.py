@@ -9,54 +9,51 @@ by ``jobreport.store.migrations``.
 
 Every change to a group (a run opened, closed or abandoned; a heartbeat; pushed values)
 bumps the group's ``seq``; a delivery records, per sink, the ``seq`` it carried as that
-sink's ``delivered_seq``. A group is pending for a sink while ``seq > delivered_seq`` and it
-is not retired (``jobreport delete``).
+sink's ``delivered_seq`` (with the error of a failed attempt). A group is pending for a sink
+while ``seq > delivered_seq`` and it is not retired (``jobreport delete``). What one
+transaction does to a group is in ``jobreport.store.groups``.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from typing import Any
 
 from jobreport.errors import StoreError
-from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
-from jobreport.records import (
-    CustomFamily,
-    GroupState,
-    RunPlan,
-    RunRecord,
-    RunResult,
-    dump_custom,
-    group_key,
-    grouping_from_key,
-    load_custom,
-)
+from jobreport.result import CustomFamily, RunResult, dump_custom, load_custom
+from jobreport.state import GroupState, group_key, grouping_from_key
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
-from jobreport.store.marks import DeliveryMarks
+from jobreport.store.groups import (
+    Alive,
+    bump,
+    close_abandoned,
+    count_end,
+    delivery_row,
+    read_state,
+    start_values,
+)
 from jobreport.store.migrations import SCHEMA_VERSION, ensure_schema
 from jobreport.store.rows import (
+    DEFAULT_SINK,
     TAIL_MAX_BYTES,
     PendingGroup,
+    RunRecord,
     RunStart,
     Undelivered,
     end_values,
     run_record,
-    run_result,
 )
 
 __all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "PendingGroup", "RunStart", "Store",
            "Undelivered"]
 
-log = logging.getLogger("jobreport")
 
-
-class Store(DeliveryMarks):
-    """The run history and delivery state of one database."""
+class Store:
+    """The run history and delivery marks of one database."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -65,7 +62,7 @@ class Store(DeliveryMarks):
         self._schema_ready = False
         #: This process created the store (a new install, or one whose file was removed).
         self.created = False
-        self._adopts: bool | None = None
+        self._meta: dict[str, str] = {}
 
     @property
     def display_url(self) -> str:
@@ -87,9 +84,14 @@ class Store(DeliveryMarks):
         processes do it at once). An up-to-date store is only read here."""
         if not self._schema_ready or self._db.replaced:
             self._db.replaced = False
-            self.created = ensure_schema(self._db) or self.created
-            self._adopts = None
+            created, self._meta = ensure_schema(self._db)
+            self.created = created or self.created
             self._schema_ready = True
+
+    @property
+    def _new_group(self) -> str:
+        # a store made before schema 5 has a NOT NULL groups.delivered_seq to fill
+        return sql.NEW_GROUP_V4 if self._meta.get("groups_delivered_seq") else sql.NEW_GROUP
 
     @property
     def fresh(self) -> bool:
@@ -97,10 +99,7 @@ class Store(DeliveryMarks):
         process or another: a group's first delivery to a sink adopts what the sink holds
         (``adopt``), so that the store's first complete push lowers nothing."""
         self.ensure_schema()
-        if self._adopts is None:
-            with self._db.read() as tx:
-                self._adopts = bool(tx.rows(sql.ADOPTS))
-        return self.created or self._adopts
+        return self.created or bool(self._meta.get("adopts"))
 
     def schema_version(self) -> int:
         self.ensure_schema()
@@ -108,88 +107,24 @@ class Store(DeliveryMarks):
             rows = tx.rows(sql.VERSION)
         return int(rows[0]["value"]) if rows else 0
 
-    # --- writing ------------------------------------------------------------------------
+    # --- runs ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _bump(tx: Tx, key: str, job: str) -> int:
-        """Increment the group's seq (creating the group) and return the new value.
-
-        The UPDATE locks the group's row until the transaction ends (PostgreSQL), so that
-        changes to one group are serialized; a group two processes create at once is
-        inserted by one of them, and the other one's UPDATE then waits for it."""
-        for _ in range(2):
-            if tx.returning:
-                rows = tx.rows(sql.BUMP + " RETURNING seq", {"k": key})
-                if rows:
-                    return int(rows[0]["seq"])
-            elif tx.run(sql.BUMP, {"k": key}):
-                return int(tx.rows(sql.SEQ, {"k": key})[0]["seq"])
-            insert, conflict = tx.insert_missing
-            tx.run(sql.NEW_GROUP.format(insert=insert, conflict=conflict),
-                   {"k": key, "job": job})
-        raise StoreError(f"cannot create the group {key} in the store")
-
-    @staticmethod
-    def _count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
-        """Fold a closed run into its group's counters and forward-only summaries."""
-        outcome = end["outcome"]
-        if tx.run(sql.COUNT, {"k": key, "o": outcome}) == 0:
-            insert, conflict = tx.insert_missing
-            tx.run(sql.NEW_COUNT.format(insert=insert, conflict=conflict),
-                   {"k": key, "o": outcome})
-            tx.run(sql.COUNT, {"k": key, "o": outcome})
-        if outcome == SKIPPED:
-            return
-        ended = end["ended"]
-        g = tx.rows("SELECT last_success, last_failure, last_size_at, last_items_at "
-                    "FROM jobreport_groups WHERE group_key = :k", {"k": key})[0]
-        values: dict[str, Any] = {}
-        column = "last_success" if outcome == SUCCESS else "last_failure"
-        if g[column] is None or g[column] < ended:
-            values[column] = ended
-        for name in ("size", "items"):
-            at = g[f"last_{name}_at"]
-            if end.get(name) is not None and (at is None or at <= ended):
-                values[f"last_{name}"] = end[name]
-                values[f"last_{name}_at"] = ended
-        if values:
-            sets = ", ".join(f"{c} = :{c}" for c in values)  # fixed column names only
-            tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k",
-                   {**values, "k": key})
-
-    def open_run(self, start: RunStart, *, alive: Any = None) -> int:
+    def open_run(self, start: RunStart, *, alive: Alive | None = None) -> int:
         """Record a run as started; close runs of its group that were left open on this host
         by processes that are gone (``abandoned``). ``alive(pid, pid_start) -> bool`` decides
         whether a process still runs. Returns the run's id."""
         key = group_key(start.grouping)
         with self._write() as tx:
-            self._close_abandoned(tx, key, start, alive)
-            self._bump(tx, key, start.job)
-            return tx.insert(sql.INSERT_RUN, {**self._start_values(start, key),
+            close_abandoned(tx, key, start, alive, self._new_group)
+            bump(tx, key, start.job, self._new_group)
+            return tx.insert(sql.INSERT_RUN, {**start_values(start, key),
                                               **dict.fromkeys(sql.END_COLUMNS)})
 
-    def close_abandoned(self, start: RunStart, *, alive: Any) -> None:
+    def close_abandoned(self, start: RunStart, *, alive: Alive) -> None:
         """Close as abandoned the runs of ``start``'s group left open on its host (and PID
         namespace) by processes that are gone, without opening a run (``jobreport flush``)."""
         with self._write() as tx:
-            self._close_abandoned(tx, group_key(start.grouping), start, alive)
-
-    def _close_abandoned(self, tx: Tx, key: str, start: RunStart, alive: Any) -> None:
-        if alive is None:
-            return
-        for row in tx.rows(sql.OPEN_ON_HOST, {"k": key, "host": start.host, "ns": start.pid_ns}):
-            if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
-                continue
-            if row["child_pid"] is not None and alive(row["child_pid"], row["child_pid_start"]):
-                continue  # its wrapper is gone (the OOM killer) but its command still runs
-            log.warning("jobreport: a run of job %s (pid %s) was left open by a process that "
-                        "is gone; recorded as abandoned", start.job, row["pid"])
-            # it ended at some point before this run started, never after it
-            ended = max(row["started"], min(time.time(), start.started))
-            seq = self._bump(tx, key, start.job)
-            end = {"ended": ended, "duration": ended - row["started"], "outcome": ABANDONED}
-            tx.run(sql.ABANDON, {**end, "seq": seq, "id": row["id"]})
-            self._count_end(tx, key, end)
+            close_abandoned(tx, group_key(start.grouping), start, alive, self._new_group)
 
     def close_run(self, run_id: int, result: RunResult) -> tuple[GroupState, int]:
         """Record how a run that ``open_run`` started ended; return its group's new state
@@ -200,36 +135,26 @@ class Store(DeliveryMarks):
                 raise StoreError(f"run {run_id} is not in the store {self.display_url}")
             key, job = rows[0]["group_key"], rows[0]["job"]
             if rows[0]["ended"] is None:  # not closed meanwhile (as abandoned, elsewhere)
-                seq = self._bump(tx, key, job)
+                seq = bump(tx, key, job, self._new_group)
                 values = end_values(result, seq)
                 tx.run(sql.END_RUN, {**values, "id": run_id})
-                self._count_end(tx, key, values)
-            return self._state(tx, key)
+                count_end(tx, key, values)
+            return read_state(tx, key)
 
     def record_run(self, start: RunStart, result: RunResult, *,
-                   alive: Any = None) -> tuple[int, GroupState, int]:
+                   alive: Alive | None = None) -> tuple[int, GroupState, int]:
         """Record a whole run at once (a skipped run, or one too short to be opened first),
         closing abandoned runs as ``open_run`` does; return its id, its group's new state and
         the ``seq`` of that state."""
         key = group_key(start.grouping)
         with self._write() as tx:
-            self._close_abandoned(tx, key, start, alive)
-            seq = self._bump(tx, key, start.job)
+            close_abandoned(tx, key, start, alive, self._new_group)
+            seq = bump(tx, key, start.job, self._new_group)
             values = end_values(result, seq)
-            run_id = tx.insert(sql.INSERT_RUN, {**self._start_values(start, key), **values})
-            self._count_end(tx, key, values)
-            state, seq = self._state(tx, key)
+            run_id = tx.insert(sql.INSERT_RUN, {**start_values(start, key), **values})
+            count_end(tx, key, values)
+            state, seq = read_state(tx, key)
             return run_id, state, seq
-
-    @staticmethod
-    def _start_values(start: RunStart, key: str) -> dict[str, Any]:
-        return {
-            "group_key": key, "job": start.job, "host": start.host, "pid": start.pid,
-            "pid_start": start.pid_start, "started": start.started,
-            "command": start.command, "uid": start.uid, "pid_ns": start.pid_ns,
-            "child_pid": start.child_pid, "child_pid_start": start.child_pid_start,
-            **{c: getattr(start.plan, c) for c in sql.PLAN_COLUMNS},
-        }
 
     def set_heartbeat(self, grouping: Mapping[str, str], when: float, *,
                       uid: str | None = None) -> int | None:
@@ -240,7 +165,7 @@ class Store(DeliveryMarks):
         with self._write() as tx:
             if uid is not None and not tx.rows(sql.OPEN_RUN, {"u": uid, "k": key}):
                 return None
-            seq = self._bump(tx, key, grouping["job"])
+            seq = bump(tx, key, grouping["job"], self._new_group)
             tx.run(sql.HEARTBEAT, {"t": when, "k": key})
             return seq
 
@@ -250,7 +175,7 @@ class Store(DeliveryMarks):
         replaces the older one), so that every later complete push carries them."""
         key = group_key(grouping)
         with self._write() as tx:
-            seq = self._bump(tx, key, grouping["job"])
+            seq = bump(tx, key, grouping["job"], self._new_group)
             rows = tx.rows(sql.PUSHED_OF, {"k": key})
             kept = {f.name: f for f in load_custom(rows[0]["pushed"] if rows else None)}
             kept.update((f.name, f) for f in families)
@@ -272,36 +197,7 @@ class Store(DeliveryMarks):
     def group_state(self, key: str) -> tuple[GroupState, int]:
         """The whole known state of group ``key`` and the ``seq`` it reflects."""
         with self._read() as tx:
-            return self._state(tx, key)
-
-    @staticmethod
-    def _state(tx: Tx, key: str) -> tuple[GroupState, int]:
-        grouping = grouping_from_key(key)
-        state = GroupState(job=grouping["job"], grouping=grouping, runs_total={})
-        found = tx.rows(sql.GROUP, {"k": key})
-        if not found:
-            return state, 0
-        g = found[0]
-        state.last_heartbeat = g["last_heartbeat"]
-        state.last_success, state.last_failure = g["last_success"], g["last_failure"]
-        state.running = int(g["running"] or 0)
-        state.runs_total = {str(r["outcome"]): int(r["n"])
-                            for r in tx.rows(sql.COUNTS, {"k": key})}
-        state.pushed = load_custom(g["pushed"])
-        newest = tx.rows(sql.NEWEST_START, {"k": key})
-        if newest:
-            state.last_start = newest[0]["started"]
-        last = tx.rows(sql.LAST_END, {"k": key})
-        if last:
-            result = run_result(last[0])
-            if result is not None:
-                # size and items are the newest ever reported, not only the last run's
-                state.last = replace(result, size=g["last_size"], items=g["last_items"])
-        state.consecutive_failures = int(
-            tx.rows(sql.CONSECUTIVE_FAILURES, {"k": key})[0]["n"] or 0)
-        if newest:  # its thresholds, and the deadlines of its schedule
-            RunPlan.from_row(newest[0]).apply(state)
-        return state, int(g["seq"])
+            return read_state(tx, key)
 
     def group_keys(self, job: str | None = None, *, retired: bool = False) -> list[str]:
         """The groups the store knows (``retired``: the deleted ones too)."""
@@ -341,6 +237,99 @@ class Store(DeliveryMarks):
         with self._read() as tx:
             rows = tx.rows(query, params)
             return run_record(rows[0]) if rows else None
+
+    # --- per group and sink: how far delivery got ---------------------------------------
+
+    def mark_delivered(self, key: str, seq: int, *, sink: str = DEFAULT_SINK,
+                       problem: str | None = None, left_out: Sequence[str] = ()) -> int:
+        """``sink`` accepted the state ``seq`` of group ``key`` (``problem``: it did so only
+        with ``left_out`` families removed, which keeps the group pending). Returns the
+        group's current seq: larger means it changed during the delivery."""
+        with self._write() as tx:
+            delivery_row(tx, key, sink)
+            tx.run(sql.DELIVERED, {
+                "k": key, "sink": sink, "s": seq - 1 if problem else seq, "now": time.time(),
+                "e": problem[:2000] if problem else None,
+                "left": json.dumps(list(left_out)) if left_out else None,
+            })
+            rows = tx.rows(sql.SEQ, {"k": key})
+            return int(rows[0]["seq"]) if rows else 0
+
+    def mark_failed(self, key: str, error: str, *, sink: str = DEFAULT_SINK) -> None:
+        """``sink`` did not take group ``key``'s state: keep it pending, error recorded."""
+        with self._write() as tx:
+            delivery_row(tx, key, sink)
+            tx.run(sql.FAILED_DELIVERY, {"e": error[:2000], "now": time.time(), "k": key,
+                                         "sink": sink})
+
+    def knows_delivery(self, key: str, sink: str) -> bool:
+        """Whether ``sink`` was ever given group ``key`` from this store."""
+        with self._read() as tx:
+            return bool(tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}))
+
+    def adopt(self, key: str, sink: str, held: Callable[[], GroupState | None]) -> bool:
+        """Before the first delivery of group ``key`` to ``sink`` from this new store, take
+        over what the sink holds (``held()``: its counters, last success and failure), so
+        that the store's first complete push does not lower them. Done once per group and
+        sink, exactly: ``held()`` is asked under the store's write lock and the group's row
+        lock, and every delivery of the group waits for it (the delivery mark it leaves),
+        so no push of this store can reach the sink between the reading and the adoption,
+        and no two processes adopt the same counters. Returns whether it read the sink.
+
+        ``held()`` raising a retryable ``DeliveryError`` (no answer, 5xx) adopts nothing,
+        leaves no mark and raises it: the caller must not push now, and the next delivery
+        asks again. A permanent one (the sink will not say) counts as nothing held."""
+        from jobreport.errors import DeliveryError
+
+        with self._write() as tx:
+            tx.run(sql.LOCK_GROUP, {"k": key})
+            if tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}):
+                return False  # adopted or delivered already (another process, meanwhile)
+            try:
+                state = held()
+            except DeliveryError as e:
+                if e.retryable:
+                    raise
+                state = None
+            delivery_row(tx, key, sink)
+            if state is None:
+                return True
+            bump(tx, key, state.job, self._new_group)
+            insert, conflict = tx.insert_missing
+            for outcome, n in (state.runs_total or {}).items():
+                tx.run(sql.NEW_COUNT.format(insert=insert, conflict=conflict),
+                       {"k": key, "o": outcome})
+                tx.run(sql.ADD_COUNT, {"k": key, "o": outcome, "n": n})
+            for column in ("last_success", "last_failure"):
+                if getattr(state, column) is not None:
+                    tx.run(sql.LATER.format(column=column),
+                           {"k": key, "v": getattr(state, column)})
+            return True
+
+    def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:
+        """Every group (not retired) whose newest state has not reached ``sink``."""
+        with self._read() as tx:
+            out = []
+            for g in tx.rows(sql.PENDING, {"sink": sink}):
+                n = tx.rows(sql.PENDING_RUNS, {"k": g["group_key"], "d": g["delivered_seq"]})
+                out.append(PendingGroup(g["group_key"], g["job"],
+                                        grouping_from_key(g["group_key"]), int(n[0]["n"]),
+                                        since=n[0]["since"], last_error=g["last_error"]))
+            return out
+
+    def undelivered(self, job: str | None = None) -> list[Undelivered]:
+        """Every group (not retired) that a sink has not taken the newest state of, with
+        the error of the last attempt: what ``check``, ``status`` and ``history`` show."""
+        with self._read() as tx:
+            out = []
+            for d in tx.rows(sql.UNDELIVERED):
+                if job is not None and d["job"] != job:
+                    continue
+                since = tx.rows(sql.PENDING_RUNS, {"k": d["group_key"],
+                                                   "d": d["delivered_seq"]})[0]["since"]
+                out.append(Undelivered(str(d["group_key"]), str(d["job"]), d["sink"], since,
+                                       d["last_error"]))
+            return out
 
     def close(self) -> None:
         self._db.close()

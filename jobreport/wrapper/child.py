@@ -282,7 +282,6 @@ class _Runner:
             error=None,
             pid=pid,
             timed_out=self.timed_out,
-            received_signals=tuple(forwarder.received),
         )
 
     def _wait(self, waiter: Waiter, pid: int, t0: float) -> None:

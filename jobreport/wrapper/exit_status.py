@@ -46,8 +46,6 @@ class ProcessResult:
     """Why the command could not be started (126/127), else None."""
     pid: int | None
     timed_out: bool = False
-    received_signals: tuple[int, ...] = ()
-    """Signals jobreport received during the run and passed on to the child."""
 
 
 def classify(status: int | None, timed_out: bool) -> tuple[int, str, int | None]:

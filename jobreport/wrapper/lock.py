@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jobreport.paths import private_dir, state_dir
-from jobreport.records import group_key
+from jobreport.state import group_key
 
 __all__ = ["JobLock", "LockBusy", "lock_path"]
 

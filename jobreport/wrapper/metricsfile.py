@@ -26,7 +26,7 @@ from pathlib import Path
 
 from jobreport.errors import InvalidNameError
 from jobreport.names import DEFAULT_NAMESPACE, RESERVED_LABELS, check_metric_name
-from jobreport.records import CustomFamily
+from jobreport.result import CustomFamily
 
 __all__ = ["MAX_BYTES", "READ_TIMEOUT", "ParsedMetrics", "parse_assignments", "parse_text",
            "read_file"]

@@ -4,7 +4,7 @@ passed on to the child (``Forwarder``), a thread blocks in wait4() for it (``Wai
 
 from __future__ import annotations
 
-import _thread
+import _thread  # not threading (and its imports): loaded before the command starts
 import os
 import signal
 
@@ -57,7 +57,6 @@ class Forwarder:
 
     def __init__(self, foreground: bool) -> None:
         self.foreground = foreground
-        self.received: list[int] = []
         self.pending: list[int] = []
         self.pid: int | None = None
         self.own_group = False
@@ -76,7 +75,6 @@ class Forwarder:
             self.pid = None
 
     def handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.received.append(signum)
         if self.pid is None:
             self.pending.append(signum)
             return

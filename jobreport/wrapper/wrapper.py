@@ -1,9 +1,11 @@
 """The wrapper core of ``jobreport run``: run one command as one run of a job, report it, and
 return the command's own exit code.
 
-The child starts before anything heavy is loaded: the reporter opens the run in the store
-and loads SQLAlchemy, requests and prometheus_client in a background thread while the child
-runs. Whatever happens to the store or the gateway, the exit code is the child's.
+The child starts before anything heavy is loaded: the run's recorder (``jobreport.runs``)
+opens the run in the store and loads what reporting needs in a background thread while the
+child runs. Whatever happens to the store or the gateway, the exit code is the child's.
+What the run is held to and limited by is its ``JobSpec``, made by the command line and
+carried whole.
 """
 
 from __future__ import annotations
@@ -15,24 +17,26 @@ import time
 from jobreport import logger
 from jobreport.liveness import process_start
 from jobreport.logger import log
+from jobreport.marker import RunMarker, new_marker
 from jobreport.outcomes import INTERRUPTED, SIGNAL
 from jobreport.wrapper import child as process
 from jobreport.wrapper import streams
-from jobreport.wrapper.marker import RunMarker, new_marker
 
-TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+# not typing's: this module is on the path of `jobreport run` before its command starts
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any, Literal
 
     from jobreport.config import Config
     from jobreport.heartbeat import Heartbeat
     from jobreport.protocols import RunReporter
-    from jobreport.records import RunResult
+    from jobreport.result import RunResult
+    from jobreport.spec import JobSpec
     from jobreport.wrapper.exit_status import ProcessResult
     from jobreport.wrapper.lock import JobLock
 
-__all__ = ["EXIT_SKIPPED", "SECRET_VARIABLES", "RunRequest", "child_environment",
+__all__ = ["EXIT_SKIPPED", "SECRET_VARIABLES", "child_environment", "command_job",
            "mask_secrets", "run_job"]
 
 #: jobreport's secrets: never passed on to the command. (Their ``*_FILE`` variants name a
@@ -45,75 +49,32 @@ SECRET_VARIABLES = frozenset({"JOBREPORT_PASSWORD", "JOBREPORT_TOKEN"})
 EXIT_SKIPPED = 75
 
 
-class RunRequest:
-    """What ``jobreport run`` was asked to do (durations in seconds); read-only once made.
-
-    A plain class, not a dataclass: it is made before the command starts, and
-    ``dataclasses`` (with the ``inspect`` it loads) would cost every run about 10 ms there.
-    """
-
-    __slots__ = ("alert_after_failures", "argv", "expect_every", "grace", "heartbeat", "job",
-                 "kill_after", "labels", "lock", "max_runtime", "min_runtime", "schedule",
-                 "size_paths", "tail_lines", "timeout", "timezone")
-
-    def __init__(self, argv: tuple[str, ...], job: str | None = None,
-                 labels: Mapping[str, str] | None = None, *,
-                 expect_every: float | None = None, max_runtime: float | None = None,
-                 grace: float | None = None, heartbeat: float | None = None,
-                 timeout: float | None = None, kill_after: float = process.DEFAULT_KILL_AFTER,
-                 size_paths: tuple[str, ...] = (), lock: bool = False,
-                 tail_lines: int = process.DEFAULT_TAIL_LINES, schedule: str | None = None,
-                 timezone: str | None = None, min_runtime: float | None = None,
-                 alert_after_failures: int | None = None) -> None:
-        self.argv = tuple(argv)
-        self.job = job
-        self.labels: Mapping[str, str] = dict(labels or {})
-        self.expect_every = expect_every
-        self.max_runtime = max_runtime
-        self.grace = grace
-        self.heartbeat = heartbeat
-        self.timeout = timeout
-        self.kill_after = kill_after
-        self.size_paths = tuple(size_paths)
-        self.lock = lock
-        self.tail_lines = tail_lines
-        # schedules (jobreport.schedule; checked, the deadlines are the reporter's business)
-        self.schedule = schedule
-        self.timezone = timezone
-        self.min_runtime = min_runtime
-        self.alert_after_failures = alert_after_failures
-
-    def __repr__(self) -> str:
-        return f"RunRequest(argv={self.argv!r}, job={self.job!r})"
-
-    @property
-    def job_name(self) -> str:
-        """``job``, by default the command's base name (``pg_dump`` for ``/usr/bin/pg_dump``)."""
-        if self.job:
-            return self.job
-        return os.path.basename(self.argv[0].rstrip("/")) or self.argv[0]
+def command_job(argv: Sequence[str]) -> str:
+    """The job a command runs as when none is named: its base name (``pg_dump`` for
+    ``/usr/bin/pg_dump``)."""
+    return os.path.basename(argv[0].rstrip("/")) or argv[0]
 
 
-def run_job(request: RunRequest, config: Config | Callable[[], Config],
+def run_job(argv: Sequence[str], spec: JobSpec, config: Config | Callable[[], Config],
             reporter: RunReporter | None = None) -> int:
-    """Run ``request.argv`` as one run of its job and return the exit code to exit with:
-    the child's own (124 timeout, 126/127 not started, 128+N signal N), or
-    ``EXIT_SKIPPED`` when ``--lock`` found another run in progress.
+    """Run ``argv`` as one run held to ``spec`` and return the exit code to exit with: the
+    child's own (124 timeout, 126/127 not started, 128+N signal N), or ``EXIT_SKIPPED``
+    when ``spec.lock`` found another run in progress.
 
     ``config`` may be a function that resolves the settings: it is then called once the
     command runs (``jobreport run`` does so: the settings and what they import are not worth
     delaying the command for), or before, when ``--lock`` needs the group."""
-    if not request.argv:
+    argv = tuple(argv)
+    if not argv:
         raise ValueError("no command given")
     streams.plug_closed_streams()
     settings = _Settings(config)
-    job = request.job_name
-    lock = _take_lock(request, settings, job)
+    lock = _take_lock(spec, settings)
     if lock is False:
-        _report_skipped(reporter or _new_reporter(settings.get()), request, job)
+        _report_skipped(reporter or _new_reporter(settings.get()), argv, spec)
         return EXIT_SKIPPED
     try:
-        return _Wrapper(request, settings, reporter, job, lock).run()
+        return _Wrapper(argv, spec, settings, reporter, lock).run()
     finally:
         if lock is not None:
             lock.release()
@@ -148,12 +109,13 @@ class _Settings:
 class _Wrapper:
     """One wrapped run: start, supervise, gather, finish."""
 
-    def __init__(self, request: RunRequest, settings: _Settings, reporter: RunReporter | None,
-                 job: str, lock: JobLock | None) -> None:
-        self.request = request
+    def __init__(self, argv: tuple[str, ...], spec: JobSpec, settings: _Settings,
+                 reporter: RunReporter | None, lock: JobLock | None) -> None:
+        self.argv = argv
+        self.spec = spec
         self.settings = settings
         self._reporter = reporter
-        self.job = job
+        self.job = spec.job
         self.lock = lock
         self.run_: Any = None
         self.heartbeat: Heartbeat | None = None
@@ -182,23 +144,22 @@ class _Wrapper:
                 sig = received[0]
                 outcome = INTERRUPTED if sig == signal.SIGINT else SIGNAL
                 self._start()
-                from jobreport.records import RunResult
+                from jobreport.result import RunResult
 
                 self._finish_quietly(RunResult(ended=time.time(), duration=0.0,
                                                outcome=outcome, exit_code=128 + sig))
                 return 128 + sig
             # durable before the command starts: a wrapper killed from here on leaves a
             # trace that the next run of the group records as abandoned
-            self.marker = new_marker(self.uid, self.job, self._grouping(),
-                                     self.request.labels)
+            self.marker = new_marker(self.uid, self.job, self._grouping(), self.spec.labels)
             if not self.marker.write():
                 self.marker = None
             if self.lock is not None:
                 self.lock.share_with_child(True)
             try:
                 result = process.run(
-                    self.request.argv, env=env, timeout=self.request.timeout,
-                    kill_after=self.request.kill_after, tail_lines=self.request.tail_lines,
+                    self.argv, env=env, timeout=self.spec.timeout,
+                    kill_after=self.spec.kill_after, tail_lines=self.spec.tail_lines,
                     on_spawned=self._on_spawned, on_started=self._on_started, subreaper=True,
                 )
             finally:
@@ -214,7 +175,7 @@ class _Wrapper:
             else:
                 from jobreport.wrapper.exit_status import say_outcome
 
-                say_outcome(self.job, result, self.request.timeout)
+                say_outcome(self.job, result, self.spec.timeout)
             self._report(result, metrics_path)
             if self.marker is not None:
                 self.marker.remove()
@@ -236,15 +197,15 @@ class _Wrapper:
         if self.marker is not None:
             # its command line and, once the settings are resolved, its group
             self.marker = self.marker.with_child(
-                pid, child_start, _command_text(self.request.argv),
-                self.config.grouping(self.job, self.request.labels))
+                pid, child_start, _command_text(self.argv),
+                self.config.grouping(self.job, self.spec.labels))
             self.marker.write()
         self._start(child=(pid, child_start))
-        if self.request.heartbeat and self.run_ is not None:
+        if self.spec.heartbeat and self.run_ is not None:
             from jobreport.heartbeat import Heartbeat
 
             reporter, run = self.reporter, self.run_
-            self.heartbeat = Heartbeat(lambda: reporter.heartbeat(run), self.request.heartbeat,
+            self.heartbeat = Heartbeat(lambda: reporter.heartbeat(run), self.spec.heartbeat,
                                        self.job).start()
 
     def _grouping(self) -> dict[str, str] | None:
@@ -252,27 +213,21 @@ class _Wrapper:
         before the command starts does not wait for them: it records the run's labels)."""
         if not self.settings.resolved:
             return None
-        return self.config.grouping(self.job, self.request.labels)
+        return self.config.grouping(self.job, self.spec.labels)
 
     def _start(self, child: tuple[int | None, float | None] = (None, None)) -> None:
         if self.run_ is not None:
             return
         try:
             self.run_ = self.reporter.start(
-                self.job, labels=self.request.labels, expect_every=self.request.expect_every,
-                max_runtime=self.request.max_runtime, grace=self.request.grace,
-                command=_command_text(self.request.argv), wait=0.0, uid=self.uid,
-                schedule=self.request.schedule, timezone=self.request.timezone,
-                min_runtime=self.request.min_runtime,
-                alert_after_failures=self.request.alert_after_failures,
-                child_pid=child[0], child_pid_start=child[1],
-            )
+                self.spec, command=_command_text(self.argv), wait=0.0, uid=self.uid,
+                child_pid=child[0], child_pid_start=child[1])
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)
 
     def _report(self, result: ProcessResult, metrics_path: str | None) -> None:
         try:
-            from jobreport.records import RunResult  # only needed once the command is over
+            from jobreport.result import RunResult  # only needed once the command is over
             from jobreport.wrapper import metricsfile
 
             parsed = metricsfile.ParsedMetrics()
@@ -282,10 +237,10 @@ class _Wrapper:
                     log.warning("jobreport: metrics file, %s (skipped)", problem)
             # --size-path, when given, is what the user asked to be measured
             size = None
-            if self.request.size_paths:
+            if self.spec.size_paths:
                 from jobreport.wrapper.size import path_size
 
-                size = path_size(self.request.size_paths)
+                size = path_size(self.spec.size_paths)
             self._start()
             self._finish_quietly(RunResult(
                 ended=result.ended_at, duration=result.duration, outcome=result.outcome,
@@ -332,20 +287,20 @@ def mask_secrets(text: str | None, config: Config) -> str | None:
 
 
 def _new_reporter(config: Config) -> RunReporter:
-    logger.load()  # before the reporter's modules, which log through logging directly
-    from jobreport.reporter import Reporter
+    logger.load()  # before the recorder's modules, which log through logging directly
+    from jobreport.runs import Recorder
 
-    return Reporter(config)
+    return Recorder(config)
 
 
-def _take_lock(request: RunRequest, settings: _Settings,
-               job: str) -> JobLock | Literal[False] | None:
+def _take_lock(spec: JobSpec, settings: _Settings) -> JobLock | Literal[False] | None:
     """The held lock, None when no lock is wanted or possible, False when it is busy."""
-    if not request.lock:
+    if not spec.lock:
         return None
     from jobreport.wrapper.lock import JobLock, LockBusy, lock_path
 
-    lock = JobLock(lock_path(settings.get().grouping(job, request.labels)))
+    job = spec.job
+    lock = JobLock(lock_path(settings.get().grouping(job, spec.labels)))
     try:
         lock.acquire()
     except LockBusy as e:
@@ -358,12 +313,11 @@ def _take_lock(request: RunRequest, settings: _Settings,
     return lock
 
 
-def _report_skipped(reporter: RunReporter, request: RunRequest, job: str) -> None:
+def _report_skipped(reporter: RunReporter, argv: tuple[str, ...], spec: JobSpec) -> None:
     try:
-        reporter.record_skipped(job, labels=request.labels,
-                                command=_command_text(request.argv))
+        reporter.record_skipped(spec, command=_command_text(argv))
     except Exception as e:
-        log.warning("jobreport: the skipped run of job %s was not reported: %s", job, e)
+        log.warning("jobreport: the skipped run of job %s was not reported: %s", spec.job, e)
 
 
 def _new_metrics_file() -> str | None:

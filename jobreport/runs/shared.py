@@ -1,6 +1,5 @@
-"""What one process shares between its runs (``SHARED``): the stores and sinks it opened, the
-one thread that opens runs and pushes their starts, and the notices given once per process.
-Tests call ``SHARED.reset()``."""
+"""What one process shares between its runs (``SHARED``): the stores and sinks it opened and
+the one thread that opens runs and pushes their starts. Tests call ``SHARED.reset()``."""
 
 from __future__ import annotations
 
@@ -10,8 +9,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
+from jobreport.logger import forget_notices
 
 if TYPE_CHECKING:
+    from jobreport.config import SinkSettings
     from jobreport.sinks.base import Sink
     from jobreport.store.store import Store
 
@@ -39,13 +40,13 @@ class _StartQueue:
     def _loop(self) -> None:
         while True:
             func, args = self._queue.get()
-            func(*args)  # _start_worker never raises
+            func(*args)  # Recorder._start_worker never raises
 
 
 class _Shared:
     """What one process shares between its runs: the stores and sinks it opened (a warm
-    process does not set up its engine and HTTP session again for every run), the start
-    thread, and the notices given once per process. ``reset()`` forgets it all (tests)."""
+    process does not set up its engine and HTTP session again for every run) and the start
+    thread. ``reset()`` forgets it all, and the notices given once per process (tests)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -54,9 +55,9 @@ class _Shared:
     def reset(self) -> None:
         with self._lock:
             self.stores: dict[str, Store] = {}
-            self.sinks: dict[tuple[object, ...], list[Sink]] = {}
+            self.sinks: dict[SinkSettings, list[Sink]] = {}
             self.starts = _StartQueue()
-            self.noticed: set[str] = set()
+        forget_notices()
 
     def store(self, url: str) -> Store:
         from jobreport.store.store import Store
@@ -68,21 +69,14 @@ class _Shared:
             return store
 
     def sinks_for(self, config: Config) -> list[Sink]:
-        from jobreport.sinks.configured import configured_sinks, sinks_key
+        from jobreport.sinks.configured import configured_sinks
 
-        key = sinks_key(config)
+        key = config.sinks  # every setting that picks or shapes a sink
         with self._lock:
             sinks = self.sinks.get(key)
             if sinks is None:
                 sinks = self.sinks[key] = configured_sinks(config)
             return sinks
-
-    def notice_once(self, what: str) -> bool:
-        """True the first time ``what`` is noticed in this process."""
-        with self._lock:
-            first = what not in self.noticed
-            self.noticed.add(what)
-            return first
 
 
 #: The one process-wide instance.

@@ -21,12 +21,14 @@ from jobreport import liveness
 from jobreport.logger import log
 from jobreport.paths import private_dir, state_dir
 
-TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
+# not typing's: the wrapper writes the marker before its command starts
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
-    from jobreport.store.store import RunStart, Store
+    from jobreport.store.rows import RunStart
+    from jobreport.store.store import Store
 
     #: (job, the run's own labels) -> the grouping key: ``Config.grouping``
     GroupingOf = Callable[[str, Mapping[str, str]], dict[str, str]]
@@ -124,7 +126,7 @@ class RunMarker:
 
     @property
     def key(self) -> str:
-        from jobreport.records import group_key
+        from jobreport.state import group_key
 
         return group_key(self.grouping)
 
@@ -144,7 +146,7 @@ class RunMarker:
         return self.child_pid is None and liveness.inherited_by_any("JOBREPORT_RUN_ID", self.uid)
 
     def run_start(self) -> RunStart:
-        from jobreport.store.store import RunStart
+        from jobreport.store.rows import RunStart
 
         return RunStart(job=self.job, grouping=dict(self.grouping),
                         started=self.started, host=self.host, pid=self.pid,

@@ -1,8 +1,12 @@
-"""The reporter both ways in share: open a run, push its start, close it, push the group's
-whole state, and never let any of that change or block the job beyond a small budget.
+"""The ``Recorder`` both ways in share: open a run, push its start, close it, push the
+group's whole state, and never let any of that change or block the job beyond a small
+budget.
 
-The store and the HTTP session are opened lazily (``prepare()``), so that a wrapper can start
-its child first and load SQLAlchemy and requests while the child runs.
+A run starts from its ``JobSpec`` (made at the door: the command line or ``job_metrics``),
+laid over the job's config section here, once, and then carried whole: into the store
+with the run, and into the group's state. The store and the sinks are opened lazily
+(``prepare()``), so that a wrapper can start its child first and load them while the child
+runs.
 """
 
 from __future__ import annotations
@@ -10,28 +14,29 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from jobreport._shared import SHARED
 from jobreport.config import Config
 from jobreport.errors import StoreError
 from jobreport.liveness import alive as _alive
 from jobreport.liveness import pid_namespace
 from jobreport.liveness import process_start as _process_start
+from jobreport.logger import unexpected
 from jobreport.outcomes import SKIPPED, SUCCESS
-from jobreport.records import GroupState, RunPlan, RunResult, group_key
+from jobreport.result import RunResult
+from jobreport.runs.shared import SHARED
 from jobreport.sinks.base import Delivered, Sink
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState, group_key
 
 if TYPE_CHECKING:
     from jobreport.store.store import RunStart, Store
-    from jobreport.wrapper.marker import GroupingOf
 
-__all__ = ["SHARED", "Reporter", "Run", "expected_interval"]
+__all__ = ["Recorder", "Run"]
 
 
 log = logging.getLogger("jobreport")
@@ -43,22 +48,6 @@ START_DELAY = 0.05
 STORE_WAIT = 15.0
 
 
-def unexpected(message: str, *args: object) -> None:
-    """Log a bug in reporting as one warning line (never a traceback in a job's output);
-    the traceback goes to the debug level for whoever turns it on."""
-    exc = sys.exc_info()[1]
-    log.warning("jobreport: " + message + ": %s: %s (a bug: please report it)",
-                *args, type(exc).__name__, exc)
-    log.debug("jobreport: traceback", exc_info=True)
-
-
-def expected_interval(expect_every: float | None, grace: float | None) -> float | None:
-    """``expect_every`` + ``grace``; the grace defaults to 10% of ``expect_every``."""
-    if expect_every is None:
-        return None
-    return expect_every + (grace if grace is not None else expect_every * 0.1)
-
-
 @dataclass
 class Run:
     """One run in progress."""
@@ -67,8 +56,9 @@ class Run:
     grouping: dict[str, str]
     started: float
     monotonic_start: float
-    #: What the run is held to: made once, here, and kept with it in the store.
-    plan: RunPlan = field(default_factory=RunPlan)
+    #: What the run is held to: laid over the job's config section once, at its start,
+    #: and kept with it in the store.
+    spec: JobSpec
     pid: int | None = None
     command: str | None = None
     #: The command's process (``jobreport run``): the run lives while it or ``pid`` does.
@@ -90,7 +80,7 @@ class Run:
         return group_key(self.grouping)
 
 
-class Reporter:
+class Recorder:
     """Records runs in the store and delivers each group's state to every configured sink.
 
     Collaborators can be injected (tests); by default they are shared per process
@@ -147,60 +137,23 @@ class Reporter:
 
     # --- a run --------------------------------------------------------------------------
 
-    def start(
-        self,
-        job: str,
-        *,
-        labels: Mapping[str, str] | None = None,
-        expect_every: float | None = None,
-        max_runtime: float | None = None,
-        grace: float | None = None,
-        command: str | None = None,
-        wait: float | None = 0.0,
-        delay: float = START_DELAY,
-        uid: str | None = None,
-        schedule: str | None = None,
-        timezone: str | None = None,
-        min_runtime: float | None = None,
-        alert_after_failures: int | None = None,
-        child_pid: int | None = None,
-        child_pid_start: float | None = None,
-    ) -> Run:
-        """Open a run of ``job`` and push its start, in the background.
+    def start(self, spec: JobSpec, *, command: str | None = None, wait: float | None = 0.0,
+              delay: float = START_DELAY, uid: str | None = None,
+              child_pid: int | None = None, child_pid_start: float | None = None) -> Run:
+        """Open a run held to ``spec`` and push its start, in the background.
 
-        The worker waits ``delay`` seconds first: a run that is over by then is recorded
-        whole at its end, with one push instead of two. ``wait`` is how long to wait for the
-        start push (``None``: the configured start budget); it is best effort, never raises.
-
-        ``schedule`` (checked cron, see ``jobreport.schedule``) and ``expect_every`` exclude
-        each other: the one given here replaces the other from the job's config section.
-        """
-        settings = self.config.job(job)
-        if expect_every is None and schedule is None:
-            expect_every, schedule = settings.expect_every, settings.schedule
-        grace = grace if grace is not None else settings.grace
-        zone = None
-        if schedule:
-            from jobreport.schedule import local_zone_name
-
-            # the host's zone is the job's host's: recorded, so that a flush elsewhere (a
-            # fleet-wide store) reads the schedule in the same zone
-            zone = timezone or settings.timezone or local_zone_name()
+        ``spec`` is laid over the job's config section (``JobSpec.over``: what it gives
+        wins; a contradiction between the two drops the section's side, with a warning),
+        and a schedule without a zone gets the host's. The worker waits ``delay`` seconds
+        first: a run that is over by then is recorded whole at its end, with one push
+        instead of two. ``wait`` is how long to wait for the start push (``None``: the
+        configured start budget); it is best effort, never raises."""
+        spec = self._complete(spec)
         run = Run(
-            job=job,
-            grouping=self.config.grouping(job, labels),
-            started=time.time(),
-            monotonic_start=time.monotonic(),
-            plan=RunPlan(
-                expected_interval=None if schedule else expected_interval(expect_every, grace),
-                max_runtime=max_runtime if max_runtime is not None else settings.max_runtime,
-                schedule=schedule or None, timezone=zone,
-                grace=grace if schedule else None,
-                min_runtime=min_runtime if min_runtime is not None else settings.min_runtime,
-                alert_after_failures=(alert_after_failures if alert_after_failures is not None
-                                      else settings.alert_after_failures)),
-            pid=os.getpid(),
-            command=command, child_pid=child_pid, child_pid_start=child_pid_start,
+            job=spec.job, grouping=self.config.grouping(spec.job, spec.labels),
+            started=time.time(), monotonic_start=time.monotonic(), spec=spec,
+            pid=os.getpid(), command=command, child_pid=child_pid,
+            child_pid_start=child_pid_start,
         )
         if uid is not None:
             run.uid = uid
@@ -209,6 +162,20 @@ class Reporter:
         if timeout > 0:
             run._ready.wait(timeout)
         return run
+
+    def _complete(self, spec: JobSpec) -> JobSpec:
+        """``spec`` over the job's config section, its schedule's zone named."""
+        spec, dropped = spec.over(self.config.job(spec.job))
+        for problem in dropped:
+            log.warning("jobreport: ignoring [jobs.%s] %s in the config file: %s", spec.job,
+                        " and ".join(problem.names), problem.problem)
+        if spec.schedule and spec.timezone is None:
+            from jobreport.schedule import local_zone_name
+
+            # the host's zone is the job's host's: recorded, so that a flush elsewhere (a
+            # fleet-wide store) reads the schedule in the same zone
+            spec = spec.replace(timezone=local_zone_name())
+        return spec
 
     def _start_worker(self, run: Run, delay: float) -> None:
         try:
@@ -222,7 +189,7 @@ class Reporter:
             store = self._store
             if store is not None:
                 try:
-                    _adopt_markers(store, run.key, self.config.grouping)
+                    _record_marker_runs(store, run.key, self.config.grouping)
                     run.id = store.open_run(self._run_start(run), alive=_alive)
                 except StoreError as e:
                     self._drop_store(e)
@@ -238,7 +205,7 @@ class Reporter:
 
         return RunStart(
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
-            pid=run.pid, pid_start=_process_start(run.pid), plan=run.plan,
+            pid=run.pid, pid_start=_process_start(run.pid), spec=run.spec,
             command=run.command, uid=run.uid, pid_ns=pid_namespace(),
             child_pid=run.child_pid, child_pid_start=run.child_pid_start,
         )
@@ -282,7 +249,7 @@ class Reporter:
                 if run.id is not None:
                     known = store.close_run(run.id, result)
                 else:
-                    _adopt_markers(store, run.key, self.config.grouping)
+                    _record_marker_runs(store, run.key, self.config.grouping)
                     run.id, state, seq = store.record_run(self._run_start(run), result,
                                                           alive=_alive)
                     known = (state, seq)
@@ -292,10 +259,9 @@ class Reporter:
         return self._deliver(run, budget=self.config.budget, what="end", partial=partial,
                              known=known)
 
-    def record_skipped(self, job: str, *, labels: Mapping[str, str] | None = None,
-                       command: str | None = None) -> Run:
+    def record_skipped(self, spec: JobSpec, *, command: str | None = None) -> Run:
         """Record (and push) a run that did not start because another one holds the lock."""
-        run = self.start(job, labels=labels, command=command, delay=STORE_WAIT)
+        run = self.start(spec, command=command, delay=STORE_WAIT)
         self.finish(run, RunResult(ended=time.time(), duration=0.0, outcome=SKIPPED,
                                    exit_code=0))
         return run
@@ -362,8 +328,8 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
         else:
             state.last_failure = result.ended
             # without the history nobody can count: alert rather than stay silent
-            state.consecutive_failures = run.plan.alert_after_failures or 1
-    run.plan.apply(state, known=False)
+            state.consecutive_failures = run.spec.alert_after_failures or 1
+    state.hold_to(run.spec, known=False)
     return state
 
 
@@ -371,11 +337,13 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def _adopt_markers(store: Store, key: str, grouping_of: GroupingOf) -> None:
+def _record_marker_runs(store: Store, key: str,
+                       grouping_of: Callable[[str, Mapping[str, str]], dict[str, str]]
+                       ) -> None:
     """Runs of the group that only a ``jobreport run`` marker knows (its wrapper was killed
     before the store heard of the run) become open runs, closed as abandoned by the
     ``open_run``/``record_run`` that follows."""
-    from jobreport.wrapper.marker import adopt
+    from jobreport.marker import adopt
 
     try:
         adopt(store, key, _host(), grouping_of)

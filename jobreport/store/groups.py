@@ -1,0 +1,144 @@
+"""What one transaction of the store does to a group: bump its ``seq``, fold a closed run
+into its counters, close the runs its gone processes left open, and read its whole state.
+
+Functions of a transaction (``Tx``), so that ``Store`` (``jobreport.store.store``) keeps
+to its public methods, each one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from jobreport.errors import StoreError
+from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
+from jobreport.result import load_custom
+from jobreport.spec import JobSpec
+from jobreport.state import GroupState, grouping_from_key
+from jobreport.store import sql
+from jobreport.store.backends import Tx
+from jobreport.store.rows import RunStart, run_result
+
+__all__ = ["bump", "close_abandoned", "count_end", "delivery_row", "read_state",
+           "start_values"]
+
+log = logging.getLogger("jobreport")
+
+#: ``alive(pid, pid_start) -> bool``: whether a process still runs (jobreport.liveness).
+Alive = Callable[[int, Any], bool]
+
+
+def bump(tx: Tx, key: str, job: str, new_group: str = sql.NEW_GROUP) -> int:
+    """Increment the group's seq (creating the group) and return the new value.
+
+    The UPDATE locks the group's row until the transaction ends (PostgreSQL), so that
+    changes to one group are serialized; a group two processes create at once is inserted
+    by one of them, and the other one's UPDATE then waits for it. ``new_group`` is the
+    INSERT of a new group (stores made before schema 5 need ``sql.NEW_GROUP_V4``)."""
+    for _ in range(2):
+        if tx.returning:
+            rows = tx.rows(sql.BUMP + " RETURNING seq", {"k": key})
+            if rows:
+                return int(rows[0]["seq"])
+        elif tx.run(sql.BUMP, {"k": key}):
+            return int(tx.rows(sql.SEQ, {"k": key})[0]["seq"])
+        insert, conflict = tx.insert_missing
+        tx.run(new_group.format(insert=insert, conflict=conflict), {"k": key, "job": job})
+    raise StoreError(f"cannot create the group {key} in the store")
+
+
+def count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
+    """Fold a closed run into its group's counters and forward-only summaries."""
+    outcome = end["outcome"]
+    if tx.run(sql.COUNT, {"k": key, "o": outcome}) == 0:
+        insert, conflict = tx.insert_missing
+        tx.run(sql.NEW_COUNT.format(insert=insert, conflict=conflict), {"k": key, "o": outcome})
+        tx.run(sql.COUNT, {"k": key, "o": outcome})
+    if outcome == SKIPPED:
+        return
+    ended = end["ended"]
+    g = tx.rows("SELECT last_success, last_failure, last_size_at, last_items_at "
+                "FROM jobreport_groups WHERE group_key = :k", {"k": key})[0]
+    values: dict[str, Any] = {}
+    column = "last_success" if outcome == SUCCESS else "last_failure"
+    if g[column] is None or g[column] < ended:
+        values[column] = ended
+    for name in ("size", "items"):
+        at = g[f"last_{name}_at"]
+        if end.get(name) is not None and (at is None or at <= ended):
+            values[f"last_{name}"] = end[name]
+            values[f"last_{name}_at"] = ended
+    if values:
+        sets = ", ".join(f"{c} = :{c}" for c in values)  # fixed column names only
+        tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k", {**values, "k": key})
+
+
+def close_abandoned(tx: Tx, key: str, start: RunStart, alive: Alive | None,
+                    new_group: str = sql.NEW_GROUP) -> None:
+    """Close as abandoned the runs of group ``key`` left open on ``start``'s host (and PID
+    namespace) by processes that are gone."""
+    if alive is None:
+        return
+    for row in tx.rows(sql.OPEN_ON_HOST, {"k": key, "host": start.host, "ns": start.pid_ns}):
+        if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
+            continue
+        if row["child_pid"] is not None and alive(row["child_pid"], row["child_pid_start"]):
+            continue  # its wrapper is gone (the OOM killer) but its command still runs
+        log.warning("jobreport: a run of job %s (pid %s) was left open by a process that "
+                    "is gone; recorded as abandoned", start.job, row["pid"])
+        # it ended at some point before this run started, never after it
+        ended = max(row["started"], min(time.time(), start.started))
+        seq = bump(tx, key, start.job, new_group)
+        end = {"ended": ended, "duration": ended - row["started"], "outcome": ABANDONED}
+        tx.run(sql.ABANDON, {**end, "seq": seq, "id": row["id"]})
+        count_end(tx, key, end)
+
+
+def start_values(start: RunStart, key: str) -> dict[str, Any]:
+    """The columns of a run's start: where it ran, and what it is held to."""
+    spec = start.spec if start.spec is not None else JobSpec(start.job)
+    return {
+        "group_key": key, "job": start.job, "host": start.host, "pid": start.pid,
+        "pid_start": start.pid_start, "started": start.started,
+        "command": start.command, "uid": start.uid, "pid_ns": start.pid_ns,
+        "child_pid": start.child_pid, "child_pid_start": start.child_pid_start,
+        **spec.columns(),
+    }
+
+
+def delivery_row(tx: Tx, key: str, sink: str) -> None:
+    """Make sure group ``key`` has its delivered mark for ``sink``."""
+    insert, conflict = tx.insert_missing
+    tx.run(sql.NEW_DELIVERY.format(insert=insert, conflict=conflict), {"k": key, "sink": sink})
+
+
+def read_state(tx: Tx, key: str) -> tuple[GroupState, int]:
+    """The whole known state of group ``key`` and the ``seq`` it reflects."""
+    grouping = grouping_from_key(key)
+    state = GroupState(job=grouping["job"], grouping=grouping, runs_total={})
+    found = tx.rows(sql.GROUP, {"k": key})
+    if not found:
+        return state, 0
+    g = found[0]
+    state.last_heartbeat = g["last_heartbeat"]
+    state.last_success, state.last_failure = g["last_success"], g["last_failure"]
+    state.running = int(g["running"] or 0)
+    state.runs_total = {str(r["outcome"]): int(r["n"]) for r in tx.rows(sql.COUNTS, {"k": key})}
+    state.pushed = load_custom(g["pushed"])
+    newest = tx.rows(sql.NEWEST_START, {"k": key})
+    if newest:
+        state.last_start = newest[0]["started"]
+    last = tx.rows(sql.LAST_END, {"k": key})
+    if last:
+        result = run_result(last[0])
+        if result is not None:
+            # size and items are the newest ever reported, not only the last run's
+            state.last = replace(result, size=g["last_size"], items=g["last_items"])
+    state.consecutive_failures = int(
+        tx.rows(sql.CONSECUTIVE_FAILURES, {"k": key})[0]["n"] or 0)
+    if newest:  # what the newest run is held to, and the deadlines of its schedule
+        state.hold_to(JobSpec.from_columns(state.job, newest[0]))
+    return state, int(g["seq"])
