@@ -3,7 +3,8 @@ work (CI runs everything).
 
 A test is marked ``unit`` at collection unless it uses a fixture of :data:`SERVER_FIXTURES`
 (directly or through another fixture) or carries the ``integration`` mark (set on the modules
-and tests that start servers or long children themselves) or the ``exhaustive`` mark (the
+and tests that start servers or long children themselves, or run ``jobreport`` end to end as
+a process) or the ``exhaustive`` mark (the
 cases of a large table beyond one per row, which the quick subset can do without). A
 mis-marked test is caught
 whenever it runs, not only under ``-m unit``: inside a test marked ``unit``, starting a real

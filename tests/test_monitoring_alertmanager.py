@@ -27,6 +27,8 @@ from tests.monitoring_helpers import (
     wait_for,
 )
 
+pytestmark = pytest.mark.integration  # runs amtool on each export
+
 #: Debian's /etc/prometheus/alertmanager.yml as prometheus-alertmanager 0.25.0-1 installs it
 #: (a copy: the machine's own may have been edited).
 DEBIAN = Path(__file__).resolve().parent / "data" / "debian-alertmanager.yml"

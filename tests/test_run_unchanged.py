@@ -18,6 +18,8 @@ from jobreport.store.store import Store
 from tests.conftest import Gateway
 from tests.test_run import PY, jobreport, jobreport_argv, jobreport_env, wait_until
 
+pytestmark = pytest.mark.integration  # runs `jobreport run` as a process, end to end
+
 #: Generous deadline for a condition on a loaded machine (a correct run meets it in moments).
 WAIT = 90.0
 

@@ -28,6 +28,8 @@ from jobreport.store.store import Store
 from tests import servers
 from tests.faults import SilentServer, assert_no_traceback, cli_env, run_cli
 
+pytestmark = pytest.mark.integration  # runs `jobreport` as a process against a TLS gateway
+
 USER = "alice"
 PASSWORD = "S3cr3t-Pa55word-7f1e"  # noqa: S105 - a test secret to hunt for
 TOKEN = "tok-9c2d5b8e1a7f-SECRET"  # noqa: S105
