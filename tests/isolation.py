@@ -26,6 +26,7 @@ import pwd
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,9 @@ def isolated_env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     # HOME, TMPDIR and the rest live beside tmp_path, not in it (tests list tmp_path)
     root = tmp_path_factory.getbasetemp() / "env" / str(next(_numbers))
     _isolate(monkeypatch, root)
+    # this process's own temporary files too (tempfile read TMPDIR once, at its first use);
+    # module fixtures keep the session's (the PostgreSQL cluster must be outside basetemp)
+    monkeypatch.setattr(tempfile, "tempdir", str(root / "tmp"))
     state = tmp_path / "state"
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
