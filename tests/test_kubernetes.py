@@ -155,6 +155,7 @@ def manifest_run(pods: Pods, code: int) -> None:
     assert "kept in the store" not in done.stderr, done.stderr
 
 
+@pytest.mark.integration
 def test_the_manifest_runs_as_pods_would(watched: Watched, tmp_path: Path) -> None:
     """The CronJob's command, run as four pods (success, failure, failure, success): one
     group for the job; Prometheus sees the counters and the failure streak count on across
@@ -195,6 +196,7 @@ def test_the_manifest_runs_as_pods_would(watched: Watched, tmp_path: Path) -> No
     assert pods.made == 4
 
 
+@pytest.mark.integration
 def test_pods_with_an_instance_each_retire_after_they_are_gone(
         watched: Watched, tmp_path: Path) -> None:
     """Pods that push an instance of their own (JOBREPORT_INSTANCE set to the pod's name)

@@ -74,6 +74,7 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration  # long child processes
 def test_promtool_rule_unit_tests() -> None:
     """The promtool unit tests in monitoring/tests/ pass."""
     assert RULE_TESTS
@@ -101,7 +102,9 @@ def test_alerts_have_severity_annotations_and_runbook_sections() -> None:
     runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
     headings = {m.group(1).strip().lower()
                 for m in re.finditer(r"^#+\s+(.*)$", runbook, flags=re.M)}
-    for rule in alert_rules():
+    rules = alert_rules()
+    assert {"JobreportJobOverdue", "JobreportJobFailed"} <= {r["alert"] for r in rules}
+    for rule in rules:
         name = str(rule["alert"])
         labels = rule["labels"]
         annotations = rule["annotations"]

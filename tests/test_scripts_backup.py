@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import Gateway
 
+pytestmark = pytest.mark.integration  # runs the example scripts as processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "backup_db.py"
 

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
+
 from jobreport.state import group_key
 from jobreport.store.store import Store
 from tests.conftest import Gateway
@@ -158,6 +160,7 @@ def test_a_killed_wrapper_releases_the_lock_of_the_store(
         (flags / "go").touch()
 
 
+@pytest.mark.integration
 def test_without_postgresql_lock_holds_on_the_host(tmp_path: Path) -> None:
     """With an SQLite store, --lock is the local flock alone (nothing else is loaded before
     the command starts), as before."""
