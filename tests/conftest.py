@@ -1,9 +1,15 @@
-"""Shared fixtures: a real Pushgateway per test, an isolated environment and store."""
+"""Shared fixtures: a real Pushgateway per test; every test's own HOME, XDG directories,
+TMPDIR and store (tests/isolation.py); the ``unit`` mark and its guard (tests/marks.py); a
+throwaway PostgreSQL cluster per test module that asks for one (``postgres_url``)."""
 
 from __future__ import annotations
 
+import glob
 import json
-import sys
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -13,7 +19,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests import servers
+from tests import marks, servers
+from tests.isolation import _session_isolation, isolated_env  # noqa: F401 (fixtures)
+from tests.marks import pytest_runtest_protocol  # noqa: F401 (hook)
 
 # Hypothesis times each example (200 ms by default) and checks that generating data is not
 # "too slow": both are speed assumptions that a busy machine breaks at random. Properties
@@ -95,18 +103,42 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         server.stop()
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test sees the developer's jobreport settings; the store lives in tmp_path."""
-    import os
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    marks.mark(items)
 
-    for key in list(os.environ):
-        if key.startswith("JOBREPORT_") or key == "PUSHGATEWAY_URL":
-            monkeypatch.delenv(key)
-    report = sys.modules.get("jobreport.runs.shared")
-    if report is not None:
-        report.SHARED.reset()  # per process: the "no gateway" notice, stores, sinks
-    state = tmp_path / "state"
-    monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return state
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    assert found, f"{name} not found: install Debian's postgresql (scripts/bootstrap.sh test)"
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL cluster of our own on a free loopback port, trust auth, removed after."""
+    # not under pytest's tmp dir: that is private to root, and the server runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="jobreport-pg-"))
+    data = root / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "jr",
+                    "--no-sync"], check=True, capture_output=True)
+    port = servers.free_port()
+    log = root / "pg.log"
+    subprocess.run(
+        [*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+         "-o", f"-h 127.0.0.1 -p {port} -k {root} -F", "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [*as_user, _pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "jr",
+             "jobreport"], check=True, capture_output=True,
+        )
+        yield f"postgresql+psycopg://jr@127.0.0.1:{port}/jobreport"
+    finally:
+        subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -30,6 +30,8 @@ import pytest
 from tests import servers
 from tests.monitoring_helpers import WebhookReceiver, prom_get, prom_query, wait_for, write_yaml
 
+pytestmark = pytest.mark.integration  # starts servers itself
+
 JOBREPORT = [sys.executable, "-m", "jobreport"]
 #: Ceiling of a wait for data to arrive in a receiver (seconds when quiet).
 WAIT = 120.0

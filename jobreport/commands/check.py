@@ -99,7 +99,7 @@ def _show(name: str, value: object) -> str:
     if name in _SECRETS:
         return "set (hidden)" if value else "not set"
     if value is None:
-        return "not set"
+        return "none (no instance label)" if name == "instance" else "not set"
     if name in ("db", "gateway", "remote_write_url"):
         return mask_url(str(value))
     if isinstance(value, dict) or hasattr(value, "items"):

@@ -68,6 +68,8 @@ class Run:
     #: The command's process (``jobreport run``): the run lives while it or ``pid`` does.
     child_pid: int | None = None
     child_pid_start: float | None = None
+    #: The run holds its group's lock in a store many hosts share (``RunStart.exclusive``).
+    exclusive: bool = False
     #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
     uid: str = field(default_factory=lambda: os.urandom(8).hex())
     id: int | None = None
@@ -143,7 +145,8 @@ class Recorder:
 
     def start(self, spec: JobSpec, *, command: str | None = None, wait: float | None = 0.0,
               delay: float = START_DELAY, uid: str | None = None,
-              child_pid: int | None = None, child_pid_start: float | None = None) -> Run:
+              child_pid: int | None = None, child_pid_start: float | None = None,
+              exclusive: bool = False) -> Run:
         """Open a run held to ``spec`` and push its start, in the background.
 
         ``spec`` is laid over the job's config section (``JobSpec.over``: what it gives
@@ -151,13 +154,15 @@ class Recorder:
         and a schedule without a zone gets the host's. The worker waits ``delay`` seconds
         first: a run that is over by then is recorded whole at its end, with one push
         instead of two. ``wait`` is how long to wait for the start push (``None``: the
-        configured start budget); it is best effort, never raises."""
+        configured start budget); it is best effort, never raises. ``exclusive``: the run
+        holds its group's lock in a store many hosts share (``--lock`` with PostgreSQL), so
+        the runs of the group left open anywhere are abandoned."""
         spec = self._complete(spec)
         run = Run(
             job=spec.job, grouping=self.config.grouping(spec.job, spec.labels),
             started=time.time(), monotonic_start=time.monotonic(), spec=spec,
             pid=os.getpid(), command=command, child_pid=child_pid,
-            child_pid_start=child_pid_start,
+            child_pid_start=child_pid_start, exclusive=exclusive,
         )
         if uid is not None:
             run.uid = uid
@@ -215,6 +220,7 @@ class Recorder:
             pid=run.pid, pid_start=_process_start(run.pid), spec=run.spec,
             command=command, uid=run.uid, pid_ns=pid_namespace(),
             child_pid=run.child_pid, child_pid_start=run.child_pid_start,
+            exclusive=run.exclusive,
         )
 
     def heartbeat(self, run: Run) -> None:
