@@ -16,6 +16,8 @@ from jobreport.spec import JobSpec
 from tests.conftest import Gateway
 from tests.faults import assert_no_traceback, cli_env, run_cli
 
+pytestmark = pytest.mark.integration  # jobreport end to end as a process
+
 DIGITS_25 = "1234567890123456789012345"
 
 

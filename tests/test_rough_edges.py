@@ -20,6 +20,8 @@ from jobreport.wrapper.child import DRAIN_TIMEOUT, run
 from tests.conftest import Gateway
 from tests.faults import SilentServer, assert_no_traceback, cli_env, run_cli
 
+pytestmark = pytest.mark.integration  # jobreport end to end, gateways, Prometheus
+
 
 def test_status_shows_when_an_expect_every_job_is_overdue(gateway: Gateway,
                                                            tmp_path: Path) -> None:

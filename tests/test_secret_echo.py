@@ -19,6 +19,8 @@ import pytest
 from tests.faults import assert_no_traceback, cli_env, run_cli
 from tests.scripted import LoopbackHTTP, QuietHandler, read_body
 
+pytestmark = pytest.mark.integration  # an echoing peer on loopback, jobreport end to end
+
 USER = "ops"
 PASSWORD = "Pä:ss@w0rd-42/x"  # noqa: S105 - non-ASCII, ":", "@", "/": a test secret
 SHORT = "pw"  # too short to mask alone: its basic-auth pair is masked

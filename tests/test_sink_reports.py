@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Gateway
 from tests.faults import assert_no_traceback, cli_env, run_cli
 from tests.scripted import Answer, ScriptedServer
+
+pytestmark = pytest.mark.integration  # jobreport end to end, loopback receivers
 
 
 def _sections(output: str) -> list[str]:

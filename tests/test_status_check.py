@@ -168,6 +168,7 @@ def _check(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]
     return done
 
 
+@pytest.mark.integration
 def test_the_states_of_real_runs(gateway: Gateway, tmp_path: Path) -> None:
     """OK for fine jobs; one failure of a job that alerts after 3 is still OK; a failure
     or a too-short success is a WARNING; an overdue job is CRITICAL. One status line first,
@@ -196,6 +197,7 @@ def test_the_states_of_real_runs(gateway: Gateway, tmp_path: Path) -> None:
     assert done.stdout.startswith("JOBREPORT CRITICAL - 1 overdue, 1 failed, 1 too short |")
 
 
+@pytest.mark.integration
 def test_undelivered_runs_on_any_sink_are_a_warning(tmp_path: Path) -> None:
     """A host whose only sink is a missing textfile directory, or a receiver that refuses:
     its runs wait in the store, and the check says WARNING, naming the sink."""
@@ -214,6 +216,7 @@ def test_undelivered_runs_on_any_sink_are_a_warning(tmp_path: Path) -> None:
     assert done.stdout.startswith("JOBREPORT WARNING - remote-write: 1 group(s)"), done.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("body", [
     '{"status":"success","data":[1,"x",null]}',
     '{"status":"success","data":{"groups":[]}}',
@@ -230,6 +233,7 @@ def test_a_gateway_holding_nonsense_is_unknown(body: str, tmp_path: Path) -> Non
     assert done.stdout.startswith("JOBREPORT UNKNOWN - "), done.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("status", [401, 404, 500, 503])
 def test_a_gateway_that_refuses_is_unknown(status: int, tmp_path: Path) -> None:
     """A refusal or a failing gateway: the state of the jobs is unknown (3)."""
@@ -240,6 +244,7 @@ def test_a_gateway_that_refuses_is_unknown(status: int, tmp_path: Path) -> None:
     assert done.stdout.startswith("JOBREPORT UNKNOWN - cannot read the Pushgateway")
 
 
+@pytest.mark.integration
 def test_an_unreachable_or_hanging_gateway_is_unknown_within_ten_seconds(
         tmp_path: Path) -> None:
     """A refused connection is UNKNOWN at once; a gateway that accepts and never answers
@@ -257,6 +262,7 @@ def test_an_unreachable_or_hanging_gateway_is_unknown_within_ten_seconds(
     assert took < 9.5, took
 
 
+@pytest.mark.integration
 def test_usage_and_configuration_errors_are_unknown(tmp_path: Path) -> None:
     """A typo in the check's command line or a bad setting is UNKNOWN (3), not CRITICAL;
     without --check a usage error stays exit 2."""
@@ -270,6 +276,7 @@ def test_usage_and_configuration_errors_are_unknown(tmp_path: Path) -> None:
     assert run_cli(["status", "--no-such-option"], env).returncode == 2
 
 
+@pytest.mark.integration
 def test_a_hostile_job_name_stays_on_its_line(gateway: Gateway, tmp_path: Path) -> None:
     """A job name holding a newline, a "|" or an escape cannot add a status line, start
     the perfdata early or move the terminal."""
