@@ -34,6 +34,7 @@ from jobreport.spec import JobSpec
 from jobreport.state import GroupState, group_key
 
 if TYPE_CHECKING:
+    from jobreport.runs.background import Turn
     from jobreport.store.store import RunStart, Store
 
 __all__ = ["Recorder", "Run"]
@@ -78,6 +79,16 @@ class Run:
     @property
     def key(self) -> str:
         return group_key(self.grouping)
+
+    def stop(self) -> bool:
+        """The run is over: no start push or heartbeat begins after this (its end may be
+        recorded later, by another thread). True when the start worker is already opening
+        the run, whose end must then wait for it."""
+        with self._lock:
+            self.ended = True
+            opening = self._opening
+        self._ended.set()
+        return opening
 
 
 class Recorder:
@@ -230,34 +241,44 @@ class Recorder:
         budget = min(self.config.timeout, self.config.budget)
         self._deliver(run, budget=budget, what="heartbeat", partial=partial)
 
-    def finish(self, run: Run, result: RunResult) -> bool:
+    def finish(self, run: Run, result: RunResult, *, turn: Turn | None = None) -> bool:
         """Close ``run`` with ``result`` and deliver its group's whole state. Returns True
         when every sink has it; logs a one-line warning (and keeps the group pending for the
-        next run or ``jobreport flush``) otherwise."""
-        with run._lock:
-            run.ended = True
-            opening = run._opening
-        run._ended.set()
-        if opening:
-            # the start worker is opening the run or pushing its start: let it finish first,
-            # so that the start push can never land after the end push
-            run._ready.wait(self.config.start_budget + STORE_WAIT)
-        store = self.store
-        known: tuple[GroupState, int] | None = None
-        if store is not None:
-            try:
-                if run.id is not None:
-                    known = store.close_run(run.id, result)
-                else:
-                    _record_marker_runs(store, run.key, self.config.grouping)
-                    run.id, state, seq = store.record_run(self._run_start(run), result,
-                                                          alive=_alive)
-                    known = (state, seq)
-            except StoreError as e:
-                self._drop_store(e)
+        next run or ``jobreport flush``) otherwise.
+
+        ``turn`` is the run's place in its group's order (``background.Ends.turn``): the
+        run is written to the store after the end handed over before it, whichever thread
+        gets there first."""
+        try:
+            if run.stop():
+                # the start worker is opening the run or pushing its start: let it finish
+                # first, so that the start push can never land after the end push
+                run._ready.wait(self.config.start_budget + STORE_WAIT)
+            if turn is not None:
+                turn.wait()
+            known = self._close(run, result)
+        finally:
+            if turn is not None:
+                turn.done()
         partial = None if self._store is not None else _state_without_store(run, result)
         return self._deliver(run, budget=self.config.budget, what="end", partial=partial,
                              known=known)
+
+    def _close(self, run: Run, result: RunResult) -> tuple[GroupState, int] | None:
+        """Write ``run``'s end to the store; the group's state and seq it made (None
+        without a store)."""
+        store = self.store
+        if store is None:
+            return None
+        try:
+            if run.id is not None:
+                return store.close_run(run.id, result)
+            _record_marker_runs(store, run.key, self.config.grouping)
+            run.id, state, seq = store.record_run(self._run_start(run), result, alive=_alive)
+            return state, seq
+        except StoreError as e:
+            self._drop_store(e)
+            return None
 
     def record_skipped(self, spec: JobSpec, *, command: str | None = None) -> Run:
         """Record (and push) a run that did not start because another one holds the lock."""

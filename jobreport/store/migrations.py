@@ -19,7 +19,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: Bump with every change to the tables (jobreport.store.schema) and add its data step to
 #: ``_STEPS``; a store newer than this jobreport is refused.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _to_v2(tx: Tx) -> None:
@@ -57,8 +57,15 @@ def _to_v5(tx: Tx) -> None:
     tx.run("INSERT INTO jobreport_meta (key, value) VALUES ('groups_delivered_seq', '1')")
 
 
+def _to_v6(tx: Tx) -> None:
+    # runs.error (added as a missing column): the error that failed a Python block; older
+    # runs have none recorded
+    pass
+
+
 #: The data step that brings a store of version N-1 to version N.
-_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
+_STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5,
+                                               6: _to_v6}
 
 
 def ensure_schema(db: Backend) -> tuple[bool, dict[str, str]]:

@@ -1,11 +1,21 @@
-"""``job_metrics``: report a block of Python code, or a function, as one run of a job."""
+"""``JobMetrics``: one run of a job around a block of Python code (``with``, ``async with``)
+or a call of a decorated function, and the handle the body reports its figures through.
+
+Every form goes through the same steps: ``_begin`` (open the run: the start is pushed by a
+thread, nothing here waits), ``_end`` / ``_end_async`` (decide the outcome and the error
+now, then close the run in the store and deliver it: in this thread, or off it when an
+event loop runs here -- ``jobreport.runs.background``). ``current_job()`` reads a context
+variable, so it follows the run into the tasks the body starts and never leaks into a
+generator's consumer.
+"""
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -14,11 +24,15 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 from jobreport.config import Config, load_config
 from jobreport.errors import ConfigError, InvalidNameError, JobReportError
 from jobreport.heartbeat import STOP_GRACE, Heartbeat
+from jobreport.instrument.decorate import decorate
+from jobreport.instrument.failure import error_text
 from jobreport.logger import unexpected as _unexpected
 from jobreport.names import DEFAULT_NAMESPACE, check_job, check_labels, check_metric_name
-from jobreport.outcomes import from_exception
+from jobreport.outcomes import SUCCESS, from_exception
 from jobreport.result import CustomFamily, RunResult
 from jobreport.runs import Recorder, Run
+from jobreport.runs.background import DRAIN_MARGIN, ENDS
+from jobreport.secrets import config_secrets
 from jobreport.spec import JobSpec, SpecError
 
 if TYPE_CHECKING:
@@ -32,7 +46,6 @@ __all__ = ["JobMetrics", "current_job", "job_metrics"]
 log = logging.getLogger("jobreport")
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 
 
 class JobMetrics:
@@ -80,6 +93,9 @@ class JobMetrics:
         #: How the run ended (after the block): an outcome name and an exit code.
         self.outcome: str | None = None
         self.exit_code: int | None = None
+        #: The error kept with an unsuccessful run: ``"ValueError: boom"`` (type and first
+        #: line of the message, secrets masked, bounded); None after a success.
+        self.error: str | None = None
 
     @property
     def run_id(self) -> int | None:
@@ -107,14 +123,15 @@ class JobMetrics:
         self._collectors.append(collector)
         return collector
 
-    # --- context manager ----------------------------------------------------------------
+    # --- the run's life: every form goes through these ----------------------------------
 
-    def __enter__(self) -> JobMetrics:
+    def _begin(self) -> None:
+        """Open the run. Quick in any thread, an event loop's too: the store and the start
+        push are a thread's work (``Recorder.start`` with ``wait=0``)."""
         self._reset()
-        self._token = _current.set(self)
         self._wrapper_file = _wrapper_metrics_file(self.job)
         if self._wrapper_file is not None:
-            return self  # `jobreport run` reports this run; we only add our figures to it
+            return  # `jobreport run` reports this run; we only add our figures to it
         try:
             config = self._config or load_config(strict=False, gateway=self._gateway)
             self._config = config
@@ -127,6 +144,96 @@ class JobMetrics:
         except Exception:  # reporting must never stop the job from running
             _unexpected("cannot report job %s", self.job)
             self._run = None
+
+    def _activate(self) -> Token[JobMetrics | None]:
+        """Make this run ``current_job()`` in the running context."""
+        return _current.set(self)
+
+    @staticmethod
+    def _deactivate(token: Token[JobMetrics | None]) -> None:
+        _current.reset(token)
+
+    def _conclude(self, exc: BaseException | None) -> Callable[[], None] | None:
+        """Decide how the run ended (``outcome``, ``exit_code``, ``error``) and measure it,
+        now; returns the rest of its end (close it in the store, deliver it), which may
+        take up to the budget, for the caller to run here or hand to a thread. None when
+        nothing is left to do."""
+        self.outcome, self.exit_code = from_exception(exc)
+        if exc is not None and self.outcome != SUCCESS:
+            secrets = config_secrets(self._config) if self._config is not None else ()
+            self.error = error_text(exc, secrets)
+        if self._wrapper_file is not None:
+            self._hand_to_wrapper(self._wrapper_file)
+            return None
+        run, reporter, heartbeat = self._run, self._reporter, self._heartbeat
+        if run is None or reporter is None:
+            return None
+        try:
+            run.stop()  # no start push begins from now on
+            if heartbeat is not None:
+                heartbeat.stop(timeout=0)  # no heartbeat begins either
+            result = RunResult.measured(
+                run.monotonic_start, outcome=self.outcome, exit_code=self.exit_code,
+                size=self.size, items=self.items, error=self.error,
+                custom=(*self._gauges.values(), *self._custom_families()),
+            )
+            turn = ENDS.turn(run.key)  # the group's ends are recorded in this order
+        except Exception:
+            _unexpected("the end of job %s was not reported", self.job)
+            return None
+        job, budget = self.job, reporter.config.budget
+
+        def rest() -> None:
+            try:
+                if heartbeat is not None:
+                    # joined before the end is recorded: no heartbeat follows the end push
+                    heartbeat.stop(timeout=budget + STOP_GRACE)
+                reporter.finish(run, result, turn=turn)
+            except Exception:
+                _unexpected("the end of job %s was not reported", job)
+            finally:
+                turn.done()  # (finish says so too; a second time is harmless)
+
+        return rest
+
+    def _within(self) -> float:
+        """How long the program waits at its exit for this run's end, at most."""
+        config = self._reporter.config if self._reporter is not None else None
+        if config is None:
+            return DRAIN_MARGIN
+        return config.start_budget + config.budget + DRAIN_MARGIN
+
+    def _end(self, exc: BaseException | None) -> None:
+        """End the run from synchronous code: here, or off this thread when an event loop
+        runs in it (the loop must not wait for a store or a gateway); then the program
+        waits for it at its exit."""
+        rest = self._conclude(exc)
+        if rest is None:
+            return
+        if _loop_running():
+            ENDS.submit(rest, within=self._within())
+        else:
+            rest()
+
+    async def _end_async(self, exc: BaseException | None) -> None:
+        """End the run from a coroutine: off the loop, always. A run that ended normally or
+        with an exception is awaited (its end is recorded and delivered when this returns,
+        as with ``with``); a cancelled or interrupted one is not, so that the cancellation
+        goes on at once (the program waits for its end at exit)."""
+        rest = self._conclude(exc)
+        if rest is None:
+            return
+        future = ENDS.submit(rest, within=self._within())
+        if exc is None or isinstance(exc, Exception):
+            import asyncio
+
+            await asyncio.shield(asyncio.wrap_future(future))
+
+    # --- context manager: with and async with ---------------------------------------------
+
+    def __enter__(self) -> JobMetrics:
+        self._begin()
+        self._token = self._activate()
         return self
 
     def __exit__(
@@ -135,27 +242,29 @@ class JobMetrics:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        self.outcome, self.exit_code = from_exception(exc)
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
-        if self._wrapper_file is not None:
-            self._hand_to_wrapper(self._wrapper_file)
-            return False
-        if self._run is None or self._reporter is None:
-            return False
-        try:
-            if self._heartbeat is not None:
-                # joined before the end is recorded: no heartbeat follows the end push
-                self._heartbeat.stop(timeout=self._reporter.config.budget + STOP_GRACE)
-            self._reporter.finish(self._run, RunResult.measured(
-                self._run.monotonic_start, outcome=self.outcome, exit_code=self.exit_code,
-                size=self.size, items=self.items,
-                custom=(*self._gauges.values(), *self._custom_families()),
-            ))
-        except Exception:
-            _unexpected("the end of job %s was not reported", self.job)
+        self._leave()
+        self._end(exc)
         return False  # the body's exception, if any, goes on unchanged
+
+    async def __aenter__(self) -> JobMetrics:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        self._leave()
+        await self._end_async(exc)
+        return False  # the body's exception, if any, goes on unchanged
+
+    def _leave(self) -> None:
+        if self._token is not None:
+            token, self._token = self._token, None
+            # left in another context than entered (a misuse): forget it
+            with contextlib.suppress(ValueError):
+                self._deactivate(token)
 
     def _hand_to_wrapper(self, path: str) -> None:
         """Append this block's figures to the wrapping ``jobreport run``'s metrics file."""
@@ -201,14 +310,12 @@ class JobMetrics:
     # --- decorator ----------------------------------------------------------------------
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Report every call of ``func`` as one run, each with its own fresh state."""
+        """Report every call of ``func`` as one run, each with its own fresh state.
 
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with self._fresh():
-                return func(*args, **kwargs)
-
-        return wrapper
+        A coroutine function's run covers the awaited body; a generator's or an async
+        generator's covers its iteration (docs/python-api.md says what a generator closed
+        early, or never iterated, records). The signature is kept, for mypy too."""
+        return decorate(func, self._fresh)
 
     def _fresh(self) -> JobMetrics:
         fresh = JobMetrics.__new__(JobMetrics)
@@ -252,6 +359,13 @@ def _wrapper_metrics_file(job: str) -> str | None:
 
 
 _SETTINGS = frozenset({"job", "spec", "_config", "_gateway"})
+
+
+def _loop_running() -> bool:
+    """Whether an asyncio event loop runs in this thread (without loading asyncio: no loop
+    runs where it was never imported)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and asyncio._get_running_loop() is not None
 
 
 def _number(name: str, value: Any) -> float:
