@@ -41,13 +41,15 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
     """Outcome and exit code of a ``with job_metrics(...)`` body that raised ``exc``.
 
     ``SystemExit(0)``/``SystemExit(None)`` is a success, ``SystemExit(n)`` a failure with
-    code n (1 when n is not an int), ``KeyboardInterrupt`` is interrupted (130), and so is
+    code n (1 when n is not an int); ``GeneratorExit`` (a generator closed before its end by
+    its consumer: a ``break``) is a success; ``KeyboardInterrupt`` is interrupted (130), and
+    so is
     ``asyncio.CancelledError``: the run was stopped from outside before its end (a task
     cancelled, a caller's ``asyncio.timeout`` or ``wait_for`` expiring, Ctrl-C under
     ``asyncio.run``, which cancels the main task); any other exception is a failure with
     code 1.
     """
-    if exc is None:
+    if exc is None or isinstance(exc, GeneratorExit):
         return SUCCESS, 0
     if isinstance(exc, SystemExit):
         code = exc.code

@@ -227,6 +227,39 @@ def test_async_with_is_with(env: Gateway, tmp_path: Path) -> None:
     assert [r.outcome for r in runs(tmp_path, "sync-db")] == ["success", "failure"]
 
 
+def test_one_job_metrics_object_entered_by_concurrent_blocks(
+        env: Gateway, tmp_path: Path) -> None:
+    """One job_metrics(...) object used by `async with` in concurrent tasks and by `with` in
+    a thread pool: each block is its own run with its own figures (`as job` is its handle,
+    and current_job() too)."""
+    shared = job_metrics("shared")
+
+    async def task(n: int) -> None:
+        async with shared as job:
+            assert current_job() is job
+            job.add_items(n)
+            await asyncio.sleep(0.05)
+            assert current_job() is job
+
+    def in_thread(n: int) -> None:
+        with shared as job:
+            job.add_items(n)
+            time.sleep(0.05)
+            assert current_job() is job
+
+    async def main() -> None:
+        await asyncio.gather(*(task(n) for n in (1, 2, 3)))
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(in_thread, (10, 20, 30)))
+
+    asyncio.run(main())
+    assert sorted(r.result.items for r in runs(tmp_path, "shared") if r.result is not None) == [
+        1, 2, 3, 10, 20, 30]
+    with shared as again:  # free again: the object is its own handle
+        pass
+    assert again is shared and shared.outcome == "success"
+
+
 @pytest.mark.parametrize(("exc", "outcome", "code"), [
     (SystemExit(0), "success", 0),
     (SystemExit(3), "failure", 3),

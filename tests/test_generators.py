@@ -322,3 +322,45 @@ def test_an_async_generator_cancelled_mid_iteration(env: Gateway, tmp_path: Path
     [run] = runs(tmp_path, "ticks")
     assert (run.outcome, run.exit_code) == ("interrupted", 130)
     assert outcome(env, "ticks") == "interrupted"
+
+
+def test_a_with_block_inside_a_generator_closed_early(env: Gateway, tmp_path: Path) -> None:
+    """A `with job_metrics(...)` around a generator's yields sees GeneratorExit when the
+    consumer stops early: the same rule, a success."""
+
+    def numbers() -> Iterator[int]:
+        with job_metrics("with-in-gen") as job:
+            for n in range(10):
+                job.add_items(1)
+                yield n
+
+    for n in numbers():
+        if n == 1:
+            break
+    [run] = runs(tmp_path, "with-in-gen")
+    assert (run.outcome, run.exit_code) == ("success", 0)
+    assert run.result is not None and run.result.items == 2
+
+
+def test_a_generator_suspended_when_the_program_ends(gateway: Gateway, tmp_path: Path) -> None:
+    """A decorated generator still suspended at exit (never closed, never collected before
+    the interpreter tears down) has its run ended at exit, as closed early."""
+    import subprocess
+    import sys
+
+    program = tmp_path / "job.py"
+    program.write_text(
+        "from jobreport import job_metrics\n"
+        "@job_metrics('left-open')\n"
+        "def lines():\n"
+        "    while True:\n"
+        "        yield 'x'\n"
+        "kept = lines()\n"
+        "next(kept)\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "JOBREPORT_GATEWAY": gateway.url, "JOBREPORT_DB": f"sqlite:///{tmp_path}/s.db"}
+    proc = subprocess.run([sys.executable, str(program)], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert gateway.samples("left-open")["jobreport_last_run_success"] == 1

@@ -19,8 +19,11 @@ code between them.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
+import threading
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextvars import Token
 from types import TracebackType
@@ -50,6 +53,30 @@ class Scope(Protocol):
     def _deactivate(self, token: Token[Any]) -> None: ...
     def _end(self, exc: BaseException | None) -> None: ...
     async def _end_async(self, exc: BaseException | None) -> None: ...
+
+
+#: The runs of generators begun and not ended: a generator left suspended when the program
+#: ends is closed by the interpreter only as it tears itself down (if ever), too late to
+#: record anything, so its run is ended at exit, as closed early.
+_suspended: weakref.WeakSet[Any] = weakref.WeakSet()
+_hooked: list[bool] = []
+_lock = threading.Lock()
+
+
+def _track(scope: Scope) -> None:
+    with _lock:
+        _suspended.add(scope)
+        if not _hooked:
+            atexit.register(_end_suspended)
+            _hooked.append(True)
+
+
+def _end_suspended() -> None:
+    with _lock:
+        scopes = list(_suspended)
+        _suspended.clear()
+    for scope in scopes:
+        scope._end(None)  # a second end, when the generator is closed later, is no-op
 
 
 def decorate(func: Callable[P, R], fresh: Callable[[], Scope]) -> Callable[P, R]:
@@ -94,6 +121,7 @@ def _generator(func: Callable[..., Generator[Any, Any, Any]],
     def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         scope = fresh()
         scope._begin()  # at the first next(): a generator never iterated is no run
+        _track(scope)
         try:
             token = scope._activate()
             try:
@@ -138,6 +166,7 @@ def _async_generator(func: Callable[..., AsyncGenerator[Any, Any]],
     async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         scope = fresh()
         scope._begin()  # at the first step: an async generator never iterated is no run
+        _track(scope)
         sent: Any = None
         thrown: BaseException | None = None
         try:

@@ -12,20 +12,24 @@ generator's consumer.
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
-import os
 import sys
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from jobreport.config import Config, load_config
-from jobreport.errors import ConfigError, InvalidNameError, JobReportError
+from jobreport.errors import ConfigError, JobReportError
 from jobreport.heartbeat import STOP_GRACE, Heartbeat
 from jobreport.instrument.decorate import decorate
 from jobreport.instrument.failure import error_text
+from jobreport.instrument.figures import (
+    collected_families,
+    hand_to_wrapper,
+    number,
+    wrapper_metrics_file,
+)
 from jobreport.logger import unexpected as _unexpected
 from jobreport.names import DEFAULT_NAMESPACE, check_job, check_labels, check_metric_name
 from jobreport.outcomes import SUCCESS, from_exception
@@ -43,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["JobMetrics", "current_job", "job_metrics"]
 
-log = logging.getLogger("jobreport")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -78,6 +81,7 @@ class JobMetrics:
             raise TypeError(f"job_metrics() got an {e}") from None
         self._config = config
         self._gateway = gateway
+        self._busy = False
         self._reset()
 
     def _reset(self) -> None:
@@ -90,6 +94,7 @@ class JobMetrics:
         self._wrapper_file: str | None = None
         self._token: Token[JobMetrics | None] | None = None
         self._heartbeat: Heartbeat | None = None
+        self._concluded = False
         #: How the run ended (after the block): an outcome name and an exit code.
         self.outcome: str | None = None
         self.exit_code: int | None = None
@@ -106,17 +111,17 @@ class JobMetrics:
 
     def set_size(self, size_bytes: float) -> None:
         """Bytes the run produced (``jobreport_last_size_bytes``); a later call replaces it."""
-        self.size = _number("size", size_bytes)
+        self.size = number("size", size_bytes)
 
     def add_items(self, n: float = 1) -> None:
         """Add ``n`` to the items the run processed (``jobreport_last_items``)."""
-        self.items = (self.items or 0.0) + _number("items", n)
+        self.items = (self.items or 0.0) + number("items", n)
 
     def gauge(self, name: str, value: float, help: str = "") -> None:
         """Push a gauge of your own named ``name`` (not in jobreport's namespace) at the end."""
         namespace = self._config.namespace if self._config else DEFAULT_NAMESPACE
         check_metric_name(name, namespace)
-        self._gauges[name] = CustomFamily.gauge(name, _number(name, value), help)
+        self._gauges[name] = CustomFamily.gauge(name, number(name, value), help)
 
     def register(self, collector: Collector) -> Collector:
         """Add any prometheus_client metric (or collector) to the end push; returns it."""
@@ -129,7 +134,7 @@ class JobMetrics:
         """Open the run. Quick in any thread, an event loop's too: the store and the start
         push are a thread's work (``Recorder.start`` with ``wait=0``)."""
         self._reset()
-        self._wrapper_file = _wrapper_metrics_file(self.job)
+        self._wrapper_file = wrapper_metrics_file(self.job)
         if self._wrapper_file is not None:
             return  # `jobreport run` reports this run; we only add our figures to it
         try:
@@ -158,6 +163,9 @@ class JobMetrics:
         now; returns the rest of its end (close it in the store, deliver it), which may
         take up to the budget, for the caller to run here or hand to a thread. None when
         nothing is left to do."""
+        if self._concluded:
+            return None  # ended already (a generator still suspended at exit, later closed)
+        self._concluded = True
         self.outcome, self.exit_code = from_exception(exc)
         if exc is not None and self.outcome != SUCCESS:
             secrets = config_secrets(self._config) if self._config is not None else ()
@@ -230,11 +238,17 @@ class JobMetrics:
             await asyncio.shield(asyncio.wrap_future(future))
 
     # --- context manager: with and async with ---------------------------------------------
+    # One job_metrics(...) object may be entered by several blocks at once (tasks of a
+    # gather, threads of a pool): the first gets the object itself, each other one a fresh
+    # handle of the same settings (``as job`` gives it), and every exit ends the handle its
+    # own context entered.
 
     def __enter__(self) -> JobMetrics:
-        self._begin()
-        self._token = self._activate()
-        return self
+        handle = self._claim()
+        handle._begin()
+        handle._token = handle._activate()
+        _blocks.set((*_blocks.get(), (self, handle)))
+        return handle
 
     def __exit__(
         self,
@@ -242,8 +256,9 @@ class JobMetrics:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        self._leave()
-        self._end(exc)
+        handle = self._release()
+        handle._leave()
+        handle._end(exc)
         return False  # the body's exception, if any, goes on unchanged
 
     async def __aenter__(self) -> JobMetrics:
@@ -255,9 +270,32 @@ class JobMetrics:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        self._leave()
-        await self._end_async(exc)
+        handle = self._release()
+        handle._leave()
+        await handle._end_async(exc)
         return False  # the body's exception, if any, goes on unchanged
+
+    def _claim(self) -> JobMetrics:
+        with _claims:
+            if self._busy:
+                return self._fresh()
+            self._busy = True
+            return self
+
+    def _release(self) -> JobMetrics:
+        """The handle this context's block of ``self`` entered with (the innermost)."""
+        blocks = _blocks.get()
+        for i in range(len(blocks) - 1, -1, -1):
+            owner, handle = blocks[i]
+            if owner is self:
+                _blocks.set(blocks[:i] + blocks[i + 1:])
+                break
+        else:
+            handle = self  # an exit without its enter here (a misuse): end what self holds
+        if handle is self:
+            with _claims:
+                self._busy = False
+        return handle
 
     def _leave(self) -> None:
         if self._token is not None:
@@ -268,44 +306,12 @@ class JobMetrics:
 
     def _hand_to_wrapper(self, path: str) -> None:
         """Append this block's figures to the wrapping ``jobreport run``'s metrics file."""
-        from jobreport.exposition import families_text
-
-        families = [*self._gauges.values(), *self._custom_families()]
-        if self.size is not None:
-            families.append(CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_last_size_bytes",
-                                               self.size))
-        if self.items is not None:
-            families.append(CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_last_items", self.items))
-        try:
-            with open(path, "ab") as f:
-                f.write(families_text(families))
-        except OSError as e:
-            log.warning("jobreport: cannot add figures to %s: %s", path, e.strerror)
+        hand_to_wrapper(path, [*self._gauges.values(), *self._custom_families()],
+                        size=self.size, items=self.items)
 
     def _custom_families(self) -> list[CustomFamily]:
         namespace = self._config.namespace if self._config else DEFAULT_NAMESPACE
-        out = []
-        for collector in self._collectors:
-            try:
-                metrics = list(collector.collect())
-            except Exception as e:  # a broken collector costs its own families, not the run
-                log.warning("jobreport: a collector given to register() failed (%s: %s); "
-                            "its metrics are left out", type(e).__name__, e)
-                continue
-            for metric in metrics:
-                try:
-                    check_metric_name(metric.name, namespace)
-                except InvalidNameError as e:
-                    log.warning("jobreport: not pushing %s", e)
-                    continue
-                out.append(CustomFamily(
-                    name=metric.name, help=metric.documentation, type=metric.type,
-                    samples=tuple(
-                        (s.name, tuple(sorted(s.labels.items())), float(s.value))
-                        for s in metric.samples
-                    ),
-                ))
-        return out
+        return collected_families(self._collectors, namespace)
 
     # --- decorator ----------------------------------------------------------------------
 
@@ -321,11 +327,16 @@ class JobMetrics:
         fresh = JobMetrics.__new__(JobMetrics)
         fresh.__dict__.update({k: v for k, v in self.__dict__.items()
                                if k in _SETTINGS})
+        fresh._busy = False
         fresh._reset()
         return fresh
 
 
 _current: ContextVar[JobMetrics | None] = ContextVar("jobreport_current_job", default=None)
+#: The blocks entered in this context and not left yet: (the object entered, its handle).
+_blocks: ContextVar[tuple[tuple[JobMetrics, JobMetrics], ...]] = ContextVar(
+    "jobreport_blocks", default=())
+_claims = threading.Lock()
 
 
 def current_job() -> JobMetrics:
@@ -346,18 +357,6 @@ def current_job() -> JobMetrics:
     return job
 
 
-def _wrapper_metrics_file(job: str) -> str | None:
-    """The metrics file of a ``jobreport run --job <job>`` that started this process, if any.
-
-    A script that reports itself with ``job_metrics`` and is also wrapped by ``jobreport
-    run`` for the same job (for ``--timeout``, ``--lock``, resources) must not record two
-    runs: its block then adds its figures to the wrapper's run instead.
-    """
-    if os.environ.get("JOBREPORT_JOB") != job:
-        return None
-    return os.environ.get("JOBREPORT_METRICS_FILE") or None
-
-
 _SETTINGS = frozenset({"job", "spec", "_config", "_gateway"})
 
 
@@ -366,15 +365,6 @@ def _loop_running() -> bool:
     runs where it was never imported)."""
     asyncio = sys.modules.get("asyncio")
     return asyncio is not None and asyncio._get_running_loop() is not None
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidNameError("value of", name, f"{value!r} is not a number")
-    number = float(value)
-    if math.isnan(number) and name in ("size", "items"):
-        raise InvalidNameError("value of", name, "must not be NaN")
-    return number
 
 
 #: ``job_metrics(...)`` is how the API is written: the class is its own factory.
