@@ -7,8 +7,9 @@ threads take the ends in the order they were handed over. Two guarantees:
 
 - **Order per group.** The ends of one group are written to the store in the order they
   were handed over (``turn``), however the threads are scheduled, so that the newest run
-  of a group stays the one that ended last. Their deliveries may overlap: each pushes the
-  group's newest state.
+  of a group stays the one that ended last. With a store, an end whose group has a later
+  end handed over already leaves the delivery to that one (it pushes the group's newest
+  state, this run included): the tasks of a ``gather`` cost one push or two, not one each.
 - **Nothing lost at exit.** The process waits for the ends still in progress when the
   program ends (an ``atexit`` hook), at most until the latest end's own deadline (its
   start budget, its budget and a margin after it was handed over): a program that ends
@@ -59,10 +60,11 @@ class Turn:
             self._after.wait(timeout)
             self._after = None
 
-    def done(self) -> None:
-        """This end is written: the next end of the group may go."""
+    def done(self) -> bool:
+        """This end is written: the next end of the group may go. True when a later end of
+        the group was handed over meanwhile (its delivery carries this one's too)."""
         self._done.set()
-        self._owner._forget(self._key, self._done)
+        return self._owner._forget(self._key, self._done)
 
 
 class Ends:
@@ -92,10 +94,12 @@ class Ends:
             self._tails[key] = turn._done
             return turn
 
-    def _forget(self, key: str, done: threading.Event) -> None:
+    def _forget(self, key: str, done: threading.Event) -> bool:
         with self._lock:
-            if self._tails.get(key) is done:
+            newest = self._tails.get(key)
+            if newest is done:
                 del self._tails[key]
+            return newest is not None and newest is not done
 
     def submit(self, work: Callable[[], None], *, within: float) -> Future[None]:
         """Run ``work`` (which never raises) in one of the threads; the process waits for

@@ -248,7 +248,9 @@ class Recorder:
 
         ``turn`` is the run's place in its group's order (``background.Ends.turn``): the
         run is written to the store after the end handed over before it, whichever thread
-        gets there first."""
+        gets there first; when a later end of the group was handed over meanwhile, the
+        delivery is left to it (with a store, it pushes the group's whole newest state)."""
+        later = False
         try:
             if run.stop():
                 # the start worker is opening the run or pushing its start: let it finish
@@ -259,7 +261,9 @@ class Recorder:
             known = self._close(run, result)
         finally:
             if turn is not None:
-                turn.done()
+                later = turn.done()
+        if later and self._store is not None and known is not None:
+            return True  # the later end delivers this run with its own
         partial = None if self._store is not None else _state_without_store(run, result)
         return self._deliver(run, budget=self.config.budget, what="end", partial=partial,
                              known=known)
