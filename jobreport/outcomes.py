@@ -43,11 +43,10 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
     ``SystemExit(0)``/``SystemExit(None)`` is a success, ``SystemExit(n)`` a failure with
     code n (1 when n is not an int); ``GeneratorExit`` (a generator closed before its end by
     its consumer: a ``break``) is a success; ``KeyboardInterrupt`` is interrupted (130), and
-    so is
-    ``asyncio.CancelledError``: the run was stopped from outside before its end (a task
-    cancelled, a caller's ``asyncio.timeout`` or ``wait_for`` expiring, Ctrl-C under
-    ``asyncio.run``, which cancels the main task); any other exception is a failure with
-    code 1.
+    so is every other exception that is not an ``Exception``, which is how a cancellation
+    stops code from outside: ``asyncio.CancelledError`` (a task cancelled, a caller's
+    ``asyncio.timeout`` or ``wait_for`` expiring, Ctrl-C under ``asyncio.run``, which cancels
+    the main task), trio's ``Cancelled``; any other exception is a failure with code 1.
     """
     if exc is None or isinstance(exc, GeneratorExit):
         return SUCCESS, 0
@@ -56,7 +55,7 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
         if code is None or code == 0:
             return SUCCESS, 0
         return FAILURE, code if isinstance(code, int) and not isinstance(code, bool) else 1
-    if isinstance(exc, KeyboardInterrupt) or cancelled(exc):
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, a cancellation
         return INTERRUPTED, EXIT_INTERRUPTED
     return FAILURE, 1
 

@@ -232,7 +232,9 @@ class JobMetrics:
         if rest is None:
             return
         future = ENDS.submit(rest, within=self._within())
-        if exc is None or isinstance(exc, Exception):
+        # another event loop than asyncio's (trio) cannot await the thread's future: there
+        # the end is only handed over, as for a plain `with` in a loop
+        if (exc is None or isinstance(exc, Exception)) and _loop_running():
             import asyncio
 
             await asyncio.shield(asyncio.wrap_future(future))
