@@ -18,16 +18,17 @@ from _common import PYTHON, ROOT
 __all__ = ["install"]
 
 
-def install(where: Path) -> tuple[str, str]:
-    """(python, jobreport) of a fresh venv in ``where`` with this checkout installed."""
+def install(where: Path, source: Path = ROOT) -> tuple[str, str]:
+    """(python, jobreport) of a fresh venv in ``where`` with this checkout (or the one at
+    ``source``) installed."""
     venv = where / "venv"
     subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
-                           "--disable-pip-version-check", str(ROOT)],
+                           "--disable-pip-version-check", str(source)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemExit(f"pip install of {ROOT} failed:\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"pip install of {source} failed:\n{proc.stderr[-2000:]}")
     dev = subprocess.run([PYTHON, "-c", "import click, os; print(os.path.dirname("
                           "os.path.dirname(click.__file__)))"],
                          capture_output=True, text=True, check=True).stdout.strip()

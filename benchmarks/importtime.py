@@ -27,7 +27,7 @@ from _install import install
 PATHS = {
     "the end of a run (loaded while the child runs)": [
         "jobreport.runs", "jobreport.store.store", "jobreport.sinks.pushgateway",
-        "jobreport.exposition", "jobreport.sinks._http", "tenacity"],
+        "jobreport.exposition", "jobreport.sinks.transport", "tenacity"],
     "jobreport history": ["jobreport.cli.app", "jobreport.cli.history",
                           "jobreport.store.store"],
     "baseline: prometheus_client push script": [

@@ -9,11 +9,11 @@ from __future__ import annotations
 from jobreport._version import __version__
 from jobreport.errors import (
     ConfigError,
+    DeliveryError,
     GroupNotFoundError,
     InvalidNameError,
     JobReportError,
     NotConfiguredError,
-    PushError,
     StoreError,
 )
 
@@ -29,13 +29,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Config",
     "ConfigError",
+    "DeliveryError",
     "FlushResult",
     "GroupNotFoundError",
     "InvalidNameError",
     "JobMetrics",
     "JobReportError",
     "NotConfiguredError",
-    "PushError",
     "StoreError",
     "__version__",
     "current_job",
@@ -56,6 +56,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "PushError":  # the name DeliveryError had before there were other sinks
+        import warnings
+
+        warnings.warn("jobreport.PushError is deprecated: use jobreport.DeliveryError",
+                      DeprecationWarning, stacklevel=2)
+        return DeliveryError
     # keep `import jobreport` cheap: the store and HTTP stack load only when used
     module = _LAZY.get(name)
     if module is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DeliveryError",
     "GroupNotFoundError",
     "InvalidNameError",
     "JobReportError",
@@ -50,20 +51,30 @@ class InvalidNameError(JobReportError, ValueError):
         super().__init__(f"invalid {kind} {name!r}: {problem}")
 
 
-class PushError(JobReportError):
-    """The Pushgateway could not be reached or refused a push."""
+class DeliveryError(JobReportError):
+    """An exchange with a sink failed: it could not be reached, did not answer in time, or
+    refused the request. ``status`` is the HTTP status of its answer (None: no answer);
+    ``retryable``: the same request may well succeed later (no answer, 408, 429, 5xx);
+    ``unreachable``: not even a connection (refused, unknown name, connect timeout), so
+    the next attempts to that sink would fail the same way."""
 
     exit_code = 3
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = True,
-                 url: str | None = None) -> None:
+                 url: str | None = None, unreachable: bool = False) -> None:
         self.status = status
         self.retryable = retryable
         self.url = url
+        self.unreachable = unreachable
         super().__init__(message)
 
 
-class NotConfiguredError(PushError):
+#: The name ``DeliveryError`` had before sinks other than the Pushgateway existed; kept so
+#: that ``except jobreport.PushError`` goes on working (deprecated: use DeliveryError).
+PushError = DeliveryError
+
+
+class NotConfiguredError(DeliveryError):
     """No sink is configured for what was asked (no Pushgateway for ``status``, ``delete``,
     ``push``, ``flush``); ``setting`` names what to set."""
 

@@ -1,7 +1,7 @@
 """The seams between jobreport's rooms, as Protocols: what a collaborator must do, so that
 each can be replaced by a fake in tests (no ``type: ignore``) or by another implementation.
 
-The sink seam (``Sink``) lives with the delivery outcomes in ``jobreport.sinks.base`` and is
+The sink seam (``Sink``) lives with the delivery results in ``jobreport.sinks.base`` and is
 re-exported here.
 """
 

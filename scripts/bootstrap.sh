@@ -4,8 +4,9 @@
 # when we can: as root, or with passwordless sudo) and a virtual environment in .venv with
 # jobreport installed in editable mode. Safe to run again; it only does what is missing.
 #
-#   scripts/bootstrap.sh          # runtime only
-#   scripts/bootstrap.sh test     # plus the test tools (pytest, hypothesis, mypy, ruff, ...)
+#   scripts/bootstrap.sh          # what the demo needs: jobreport and the example jobs' extra
+#   scripts/bootstrap.sh test     # plus the remote-write extra (protobuf, cramjam), the test
+#                                 # tools (pytest, responses, hypothesis, mypy, ruff, ...)
 #                                 # and PostgreSQL, VictoriaMetrics, node_exporter, stress-ng
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +52,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 if [[ $extra == test ]]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,examples]'
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,examples,remote-write]'
 else
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[examples]'
 fi

@@ -5,7 +5,9 @@ absolute-URI request (``PUT http://127.0.0.1:9091/metrics/... HTTP/1.1``), forwa
 target and answered with the target's answer, and ``CONNECT host:port``, answered with a
 tunnel whose bytes it copies both ways (TLS goes through it untouched). With
 ``credentials`` set it answers 407 to any request without that ``Proxy-Authorization``.
-Every request is recorded, its headers looked up case-insensitively.
+With ``tls`` (a certificate and its key) it is an https:// proxy: a client must speak TLS to
+it before anything else (a plaintext request is never read, so never recorded). Every
+request is recorded, its headers looked up case-insensitively.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import base64
 import http.client
 import selectors
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from email.message import Message
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.scripted import LoopbackHTTP, QuietHandler, read_body
@@ -40,10 +44,11 @@ class Passed:
 
 
 class ForwardProxy:
-    """The proxy; a context manager. ``url`` is ``http://127.0.0.1:PORT`` (add
-    ``user:password@`` yourself for ``credentials``)."""
+    """The proxy; a context manager. ``url`` is ``http://127.0.0.1:PORT`` (``https://``
+    with ``tls``; add ``user:password@`` yourself for ``credentials``)."""
 
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, credentials: tuple[str, str] | None = None, *,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.passed: list[Passed] = []
         self._expected = None if credentials is None else "Basic " + base64.b64encode(
             f"{credentials[0]}:{credentials[1]}".encode()).decode()
@@ -127,6 +132,13 @@ class ForwardProxy:
 
         self.http = LoopbackHTTP(Handler)
         self.port, self.url = self.http.port, self.http.url
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            # the handshake happens in the handler's thread, on its first read
+            self.http.server.socket = context.wrap_socket(
+                self.http.server.socket, server_side=True, do_handshake_on_connect=False)
+            self.url = self.url.replace("http://", "https://")
 
     def __enter__(self) -> ForwardProxy:
         self.http.start()

@@ -14,11 +14,12 @@ from typing import Any
 from jobreport import job_metrics, load_config
 from jobreport.config import Config
 from jobreport.delivery import deliver_group
-from jobreport.errors import PushError
+from jobreport.errors import DeliveryError
 from jobreport.result import RunResult
 from jobreport.runs import SHARED
 from jobreport.sinks.base import Delivered, RetryLater
-from jobreport.sinks.pushgateway import Sender
+from jobreport.sinks.pushgateway import PushgatewaySink
+from jobreport.sinks.pushgateway_api import held_state, parse_groups
 from jobreport.state import GroupState, group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
@@ -32,9 +33,9 @@ def config_for(url: str, tmp_path: Path) -> Config:
                        start_budget="5s", db=f"sqlite:///{tmp_path / 'store.db'}")
 
 
-class HeldSender(Sender):
-    """A Sender whose read of what the gateway holds stops (after reading it) until
-    ``go`` is set, saying so with ``reading``."""
+class HeldSink(PushgatewaySink):
+    """A Pushgateway sink whose read of what the gateway holds stops (after reading it)
+    until ``go`` is set, saying so with ``reading``."""
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -42,8 +43,8 @@ class HeldSender(Sender):
         self.go = threading.Event()
 
     def held_state(self, grouping: Mapping[str, str], *,
-                   budget: float | None = None) -> GroupState | None:
-        held = super().held_state(grouping, budget=budget)
+                   deadline: float) -> GroupState | None:
+        held = super().held_state(grouping, deadline=deadline)
         self.reading.set()
         assert self.go.wait(WAIT), "the test never let the adoption go on"
         return held
@@ -76,7 +77,7 @@ def test_two_deliveries_of_a_new_store_count_every_run_once(
     record_success(second, grouping)
     assert second.fresh and not second.created  # the other process knows it is new too
 
-    held = HeldSender(config)
+    held = HeldSink(config)
     outcomes: dict[str, Any] = {}
     adopting = threading.Event()  # the second delivery reached the adoption (and waits)
     original = second.adopt
@@ -87,13 +88,13 @@ def test_two_deliveries_of_a_new_store_count_every_run_once(
 
     second.adopt = second_adopt  # type: ignore[method-assign]
 
-    def deliver(name: str, store: Store, sink: Sender) -> None:
+    def deliver(name: str, store: Store, sink: PushgatewaySink) -> None:
         outcomes[name] = deliver_group(store, sink, key, budget=30.0)
 
     one = threading.Thread(target=deliver, args=("first", first, held), daemon=True)
     one.start()
     assert held.reading.wait(WAIT), "the first delivery never read the gateway"
-    two = threading.Thread(target=deliver, args=("second", second, Sender(config)),
+    two = threading.Thread(target=deliver, args=("second", second, PushgatewaySink(config)),
                            daemon=True)
     two.start()
     # the second one either delivers on its own (a store without the lock) or waits at the
@@ -128,13 +129,12 @@ def test_a_new_store_does_not_push_before_it_could_read_the_gateway(tmp_path: Pa
     record_success(store, grouping)
     sent: list[GroupState] = []
 
-    class Refused(Sender):
+    class Refused(PushgatewaySink):
         def held_state(self, grouping: Mapping[str, str], *,
-                       budget: float | None = None) -> GroupState | None:
-            raise PushError("refused", retryable=True)
+                       deadline: float) -> GroupState | None:
+            raise DeliveryError("refused", retryable=True, unreachable=True)
 
-        def deliver(self, state: GroupState, *, complete: bool,
-                    budget: float | None = None) -> Any:
+        def deliver(self, state: GroupState, *, complete: bool, deadline: float) -> Any:
             sent.append(state)
             return Delivered()
 
@@ -149,7 +149,6 @@ def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
     """Counters that are negative, not finite or absurd, and timestamps far in the future,
     are not taken over (they would lower or overflow the counts, or hold the last success
     ahead so that the job is never overdue)."""
-    from jobreport.sinks.base import parse_held_group
 
     def family(*values: tuple[dict[str, str], object]) -> dict[str, Any]:
         return {"metrics": [{"labels": labels, "value": value} for labels, value in values]}
@@ -164,7 +163,8 @@ def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
         "jobreport_last_success_timestamp_seconds": family(({}, str(time.time() + 1e9))),
         "jobreport_last_failure_timestamp_seconds": family(({}, str(time.time() - 60))),
     }
-    state = parse_held_group(group, grouping, "jobreport")
+    [parsed] = parse_groups({"status": "success", "data": [group]})
+    state = held_state(parsed, "jobreport")
     assert state is not None
     assert state.runs_total == {"signal": 3}
     assert state.last_success is None

@@ -15,15 +15,16 @@ import pytest
 
 from jobreport.config import Config, load_config
 from jobreport.delivery import flush
-from jobreport.errors import PushError
+from jobreport.errors import DeliveryError
+from jobreport.exposition import text
 from jobreport.sinks._peers import PeerMemory
-from jobreport.sinks.pushgateway import QUICK_ATTEMPT, Sender, UnreachableError
+from jobreport.sinks.http import QUICK_ATTEMPT
+from jobreport.sinks.pushgateway import PushgatewaySink
 from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import stubs
 from tests.conftest import Gateway
 from tests.faults import assert_no_traceback, cli_env, run_cli
-from tests.registry import registry_for
 from tests.servers import free_port
 
 SLACK = 5.0  # a generous ceiling on this noisy 2-core machine
@@ -32,8 +33,12 @@ SLACK = 5.0  # a generous ceiling on this noisy 2-core machine
 PROCESS_SLACK = 30.0
 
 
-def registry() -> object:
-    return registry_for(GroupState(job="b", grouping={"job": "b"}, running=1))
+BODY = text(GroupState(job="b", grouping={"job": "b"}, running=1))
+
+
+def push(sink: PushgatewaySink, budget: float) -> None:
+    """A push of ``BODY`` within ``budget`` seconds; raises ``DeliveryError``."""
+    sink.push_text("b", {"instance": "h1"}, BODY, deadline=time.monotonic() + budget)
 
 
 def config_for(url: str, tmp_path: Path, **settings: str) -> Config:
@@ -46,10 +51,10 @@ def test_a_dripping_or_silent_answer_is_cut_at_the_budget(mode: str, tmp_path: P
     """A peer that answers one byte at a time (each byte well within the per-read timeout)
     or not at all is cut off when the budget is spent, with a clear timeout error."""
     with stubs.Stub(mode=mode, drip_every=0.2) as stub:
-        sender = Sender(config_for(stub.url, tmp_path, budget="1.5s", timeout="5s"))
+        sink = PushgatewaySink(config_for(stub.url, tmp_path, timeout="5s"))
         start = time.monotonic()
-        with pytest.raises(PushError) as raised:
-            sender.push("b", {"instance": "h1"}, registry())  # type: ignore[arg-type]
+        with pytest.raises(DeliveryError) as raised:
+            push(sink, budget=1.5)
         took = time.monotonic() - start
     assert "did not answer within" in str(raised.value)
     assert raised.value.retryable
@@ -81,20 +86,22 @@ def test_a_refused_gateway_is_remembered(tmp_path: Path) -> None:
     """After a refused connection, the next exchange (another process would read the same
     file) makes one attempt of about a second, with no retries; the memory says why."""
     url = f"http://127.0.0.1:{free_port()}"
-    config = config_for(url, tmp_path, budget="2s")
+    config = config_for(url, tmp_path)
     slept: list[float] = []
-    first = Sender(config, sleep=slept.append)
-    with pytest.raises(UnreachableError):
-        first.push("b", {"instance": "h1"}, registry())  # type: ignore[arg-type]
+    first = PushgatewaySink(config, sleep=slept.append)
+    with pytest.raises(DeliveryError) as refused:
+        push(first, budget=2.0)
+    assert refused.value.unreachable
     assert slept, "the first run retries within its budget"
     files = list(tmp_path.glob("unreachable-*.json"))
     assert len(files) == 1 and "127.0.0.1" not in files[0].name
 
     again: list[float] = []
-    second = Sender(config, sleep=again.append)
-    with pytest.raises(UnreachableError) as raised:
-        second.push("b", {"instance": "h1"}, registry())  # type: ignore[arg-type]
+    second = PushgatewaySink(config, sleep=again.append)
+    with pytest.raises(DeliveryError) as raised:
+        push(second, budget=2.0)
     assert again == [], "one attempt only"
+    assert raised.value.unreachable
     assert "one short attempt" in str(raised.value)
 
 
@@ -105,7 +112,7 @@ def test_the_memory_ends_with_a_success_or_after_a_while(gateway: Gateway,
     memory = PeerMemory(tmp_path)
     memory.unreachable(gateway.url, "connection refused")
     assert memory.unreachable_since(gateway.url) is not None
-    Sender(config, peers=memory).push("b", {"instance": "h1"}, registry())  # type: ignore[arg-type]
+    push(PushgatewaySink(config, peers=memory), budget=60.0)
     assert memory.unreachable_since(gateway.url) is None
     assert PeerMemory(tmp_path).unreachable_since(gateway.url) is None
 
@@ -176,14 +183,15 @@ def test_a_second_run_after_a_refused_one_is_quick(tmp_path: Path) -> None:
 
 def test_a_dripping_remote_write_receiver_is_cut_at_the_budget(tmp_path: Path) -> None:
     """The remote-write sink keeps the same wall-clock deadline per exchange."""
-    from jobreport.sinks.remote_write import RemoteWriter
+    from jobreport.sinks.remote_write import RemoteWriteSink
 
     with stubs.Stub(mode=stubs.DRIP, drip_every=0.2) as stub:
-        config = config_for(stub.url, tmp_path, budget="1.5s", timeout="1s")
-        writer = RemoteWriter(config, stub.url + "/api/v1/write")
+        config = config_for(stub.url, tmp_path, timeout="1s")
+        writer = RemoteWriteSink(config, stub.url + "/api/v1/write")
         start = time.monotonic()
-        with pytest.raises(PushError) as raised:
-            writer.write(GroupState(job="b", grouping={"job": "b"}, running=1))
+        with pytest.raises(DeliveryError) as raised:
+            writer.write(GroupState(job="b", grouping={"job": "b"}, running=1),
+                         deadline=time.monotonic() + 1.5)
         took = time.monotonic() - start
     assert "did not answer within" in str(raised.value)
     assert took <= 1.5 + SLACK

@@ -18,9 +18,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from jobreport import job_metrics, load_config
-from jobreport.checks import FAIL, OK, WARN, mask_url, run_checks
 from jobreport.cli import main
+from jobreport.commands.check import FAIL, OK, WARN, mask_url, run_checks
 from jobreport.monitoring.rules import absent_rules, selector
+from jobreport.sinks.pushgateway_api import GatewayGroup, parse_groups
 from tests.conftest import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
@@ -254,23 +255,16 @@ def test_status_of_an_empty_gateway(gw: Gateway) -> None:
     assert result.exit_code == 0 and "holds no groups" in result.output
 
 
-class FakeResponse:
-    def __init__(self, data: Any) -> None:
+class FakeGateway:
+    """A sink that lists the groups of a Pushgateway's ``/api/v1/metrics`` data."""
+
+    name = "fake"
+
+    def __init__(self, data: list[dict[str, Any]]) -> None:
         self.data = data
 
-    def json(self) -> Any:
-        return self.data
-
-
-class FakeSender:
-    gateway = "http://fake"
-
-    def __init__(self, groups: list[dict[str, Any]]) -> None:
-        self.groups = groups
-
-    def get(self, path: str, *, budget: float | None = None) -> FakeResponse:
-        assert path == "/api/v1/metrics"
-        return FakeResponse({"status": "success", "data": self.groups})
+    def groups(self, *, deadline: float) -> list[GatewayGroup]:
+        return parse_groups({"status": "success", "data": self.data})
 
 
 def family(value: float, **labels: str) -> dict[str, Any]:
@@ -279,7 +273,7 @@ def family(value: float, **labels: str) -> dict[str, Any]:
 
 def test_status_problem_rules() -> None:
     """Overdue, never succeeded, running too long and failing pushes are problems."""
-    from jobreport.gateway import gateway_status
+    from jobreport.commands.status import gateway_status
 
     now = 100_000.0
     groups = [
@@ -304,7 +298,8 @@ def test_status_problem_rules() -> None:
          "jobreport_expected_interval_seconds": family(3600),
          "push_time_seconds": family(now - 10), "push_failure_time_seconds": family(0)},
     ]
-    result = gateway_status(load_config(), sender=FakeSender(groups), now=now)  # type: ignore[arg-type]
+    result = gateway_status(load_config(), sinks=[FakeGateway(groups)],  # type: ignore[list-item]
+                            now=now)
     problems = {g.job: g.problems for g in result}
     assert problems == {
         "overdue": ("overdue",),
@@ -439,7 +434,7 @@ def test_check_reports_unreachable_gateway_and_pending_runs() -> None:
         pass
     report = run_checks(config)
     by_name = {(c.section, c.name): c for c in report.checks}
-    assert by_name[("gateway", "reachable")].status == FAIL
+    assert by_name[("pushgateway", "reachable")].status == FAIL
     assert by_name[("store", "pending")].status == WARN
     assert "jobreport flush" in by_name[("store", "pending")].detail
     assert by_name[("store", "writable")].status == OK

@@ -156,10 +156,10 @@ def anchors(text: str) -> set[str]:
 
 # --- every message a user can meet -------------------------------------------------------
 
-MESSAGE_CALLS = {"warning", "error", "PushError", "StoreError", "BadParameter", "UsageError",
-                 "fail", "LockBusy"}
+MESSAGE_CALLS = {"warning", "error", "DeliveryError", "NotConfiguredError", "StoreError",
+                 "BadParameter", "UsageError", "fail", "LockBusy"}
 PROBLEM_CALLS = {"ConfigError": 2, "InvalidNameError": 2,  # index of the message argument
-                 "SpecError": 1}
+                 "SpecError": 1, "NoAnswer": 1}
 
 
 def fragments(node: ast.expr) -> Iterator[str]:

@@ -246,15 +246,15 @@ main()
 """
 
 
-def test_the_end_of_a_run_pushes_without_requests_or_prometheus_client(
+def test_the_end_of_a_run_pushes_with_requests_without_prometheus_client(
         isolated_env: Path, gateway: Gateway, tmp_path: Path) -> None:
-    """The whole of `jobreport run -- true` against a real Pushgateway loads neither
-    requests, urllib3 nor prometheus_client (nor click, nor SQLAlchemy once the SQLite
-    store exists: creating it is the one time SQLAlchemy loads): the push is written by
-    jobreport and sent over http.client (docs/architecture.md)."""
+    """The whole of `jobreport run -- true` against a real Pushgateway sends its push with
+    requests (loaded after the command started: the test above) and loads neither
+    prometheus_client nor click (nor SQLAlchemy once the SQLite store exists: creating it is
+    the one time SQLAlchemy loads): the body is written by jobreport (docs/architecture.md)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "JOBREPORT_GATEWAY": gateway.url,
            "JOBREPORT_DB": f"sqlite:///{tmp_path / 's.db'}"}
-    for expected in (["sqlalchemy"], []):
+    for expected in (["requests", "urllib3", "sqlalchemy"], ["requests", "urllib3"]):
         proc = subprocess.run([sys.executable, "-c", _END_PROBE, "run", "--job", "lean",
                                "--instance", "h1", "--", "true"], capture_output=True,
                               text=True, env=env, timeout=60, check=False)

@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 
 from jobreport import job_metrics, load_config
+from jobreport.commands.delete import delete_group
+from jobreport.commands.status import gateway_status
 from jobreport.config import Config
 from jobreport.delivery import flush
-from jobreport.errors import PushError
-from jobreport.gateway import delete_group, gateway_status
+from jobreport.errors import DeliveryError
 from jobreport.state import group_key
 from jobreport.store.store import Store
 from tests import servers, stubs
@@ -243,7 +244,7 @@ def _status(cell: Cell) -> None:
     if delivers(cell.peer.answer, "status"):
         assert any(g.job == cell.job for g in gateway_status(cell.config))
     else:
-        with pytest.raises(PushError) as raised:
+        with pytest.raises(DeliveryError) as raised:
             gateway_status(cell.config)
         assert "\n" not in str(raised.value)
     assert cell.out() == "body output\n"
@@ -263,7 +264,7 @@ def _delete(cell: Cell) -> None:
         # the Pushgateway applies a DELETE after answering it (202)
         wait_for(lambda: not in_gateway(cell.gateway, cell.job), "the DELETE applied")
     else:
-        with pytest.raises(PushError) as raised:
+        with pytest.raises(DeliveryError) as raised:
             delete_group(cell.config, cell.job)
         assert "\n" not in str(raised.value)
         assert in_gateway(cell.gateway, cell.job), "a failed delete leaves the group"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobreport import flush, job_metrics, load_config
-from jobreport.errors import PushError
+from jobreport.errors import DeliveryError
 from jobreport.store.store import Store
 from tests import servers
 from tests.conftest import Gateway
@@ -119,7 +119,7 @@ def test_no_gateway_configured_records_and_says_so(
     with job_metrics("later"):
         pass
     assert any("no Pushgateway configured" in r.getMessage() for r in caplog.records)
-    with pytest.raises(PushError, match="JOBREPORT_GATEWAY"):
+    with pytest.raises(DeliveryError, match="JOBREPORT_GATEWAY"):
         flush()
     result = flush(load_config(gateway=gateway.url))
     assert result.groups == 1

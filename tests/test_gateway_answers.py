@@ -1,6 +1,6 @@
-"""Odd things a gateway can hold or say: NaN and infinite values in `jobreport status`, and
-TLS verification turned off (the HTTP library's own warnings stay out of the job's
-stderr)."""
+"""Odd things a gateway can hold or say: NaN and infinite values in `jobreport status`, an
+answer that is not the Pushgateway's, and TLS verification turned off (the HTTP library's
+own warnings stay out of the job's stderr)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from jobreport.config import load_config
-from jobreport.gateway import gateway_status
+from jobreport.commands.status import gateway_status
 from tests.conftest import Gateway
 from tests.faults import assert_no_traceback, cli_env, run_cli
 from tests.test_security import pki, secure_env, secure_gateway  # noqa: F401 (fixtures)
@@ -69,3 +69,34 @@ def test_tls_verification_off_keeps_library_warnings_out_of_the_job_stderr(
     others = [line for line in lines if line != "from-the-job" and line not in ours]
     assert not [line for line in others if "Warning" in line or "warning" in line], others
     assert_no_traceback(proc.stderr)
+
+
+def test_a_gateway_answer_of_nonsense_is_not_an_empty_gateway(tmp_path: Path) -> None:
+    """``{"status":"success","data":[1,"x",null]}`` from /api/v1/metrics is not "no
+    groups": `jobreport status` exits 3 asking whether this is a Pushgateway."""
+    from tests.scripted import Answer, ScriptedServer
+
+    nonsense = Answer(200, body='{"status":"success","data":[1,"x",null]}',
+                      headers={"Content-Type": "application/json"})
+    with ScriptedServer(default=nonsense) as peer:
+        env = cli_env(JOBREPORT_GATEWAY=peer.url, JOBREPORT_DB=f"sqlite:///{tmp_path}/s.db")
+        proc = run_cli(["status"], env)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "holds no groups" not in proc.stdout
+    assert "is this a Pushgateway?" in proc.stderr
+    assert_no_traceback(proc.stderr)
+
+
+def test_push_error_is_the_deprecated_name_of_delivery_error() -> None:
+    """``jobreport.PushError`` still catches what a sink raises, with a deprecation
+    warning pointing at ``DeliveryError``."""
+    import warnings
+
+    import jobreport
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        alias = jobreport.PushError
+    assert alias is jobreport.DeliveryError
+    assert [w.category for w in caught] == [DeprecationWarning]
+    assert "DeliveryError" in str(caught[0].message)

@@ -13,7 +13,7 @@ from jobreport import load_config
 from jobreport.heartbeat import Heartbeat
 from jobreport.result import RunResult
 from jobreport.runs import Recorder
-from jobreport.sinks.base import Delivered, DeliveryOutcome
+from jobreport.sinks.base import Delivered, DeliveryResult
 from jobreport.spec import JobSpec
 from jobreport.state import GroupState, group_key
 from jobreport.store.store import RunStart, Store
@@ -37,8 +37,7 @@ class HoldingSink:
         self.lock = threading.Lock()
         self._holding = False
 
-    def deliver(self, state: GroupState, *, complete: bool,
-                budget: float | None = None) -> DeliveryOutcome:
+    def deliver(self, state: GroupState, *, complete: bool, deadline: float) -> DeliveryResult:
         thread = threading.current_thread().name
         if thread == "jobreport-heartbeat":
             what = "heartbeat"
@@ -61,8 +60,7 @@ class HoldingSink:
             self.pushes.append("heartbeat-done")
         return Delivered()
 
-    def remove(self, grouping: Mapping[str, str], *,
-               budget: float | None = None) -> DeliveryOutcome:
+    def remove(self, grouping: Mapping[str, str], *, deadline: float) -> DeliveryResult:
         return Delivered()
 
 

@@ -21,8 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # the command line, and the package's lazy public API
     ("jobreport.cli", "jobreport.__main__", "jobreport"),
     # what the command line calls
-    ("jobreport.instrument", "jobreport.wrapper", "jobreport.commands", "jobreport.gateway",
-     "jobreport.prune", "jobreport.checks", "jobreport.monitoring"),
+    ("jobreport.instrument", "jobreport.wrapper", "jobreport.commands",
+     "jobreport.monitoring"),
     # a run's life, the same both ways in
     ("jobreport.runs",),
     # store -> sinks
@@ -37,12 +37,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "jobreport.liveness", "jobreport.threads", "jobreport._version"),
 )
 
-#: Cycles known on the other side of this round (sets of modules): the delivery helper's
-#: branch replaces sinks/_http.py and sinks/_proxy.py with requests (issue 20, item 3);
-#: the lead removes this exception when that branch is merged.
-KNOWN_CYCLES: list[frozenset[str]] = [
-    frozenset({"jobreport.sinks._http", "jobreport.sinks._proxy"}),
-]
+#: Cycles known on the other side of this round (sets of modules): none left.
+KNOWN_CYCLES: list[frozenset[str]] = []
 
 
 def modules() -> dict[str, Path]:

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 
 from jobreport.config import Config, load_config
-from jobreport.errors import PushError
+from jobreport.errors import DeliveryError
+from jobreport.exposition import text
 from jobreport.sinks import _deadline
-from jobreport.sinks.pushgateway import Sender, UnreachableError
-from jobreport.sinks.remote_write import RemoteWriter
+from jobreport.sinks.base import RetryLater
+from jobreport.sinks.pushgateway import PushgatewaySink
+from jobreport.sinks.remote_write import RemoteWriteSink
 from jobreport.state import GroupState
 from tests.conftest import Gateway
-from tests.registry import registry_for
 from tests.test_security import PASSWORD, USER, pki, secure_gateway  # noqa: F401 (fixtures)
 
 SLACK = 5.0  # a generous ceiling on this noisy 2-core machine
@@ -65,8 +66,11 @@ def config_for(url: str, tmp_path: Path, **settings: str) -> Config:
                        instance="h1", **settings)
 
 
-def registry() -> Any:
-    return registry_for(GroupState(job="b", grouping={"job": "b"}, running=1))
+def push(config: Config, job: str, budget: float) -> None:
+    """Push a running state of ``job`` within ``budget`` seconds; raises ``DeliveryError``."""
+    PushgatewaySink(config).push_text(
+        job, {"instance": "h1"}, text(GroupState(job=job, grouping={"job": job}, running=1)),
+        deadline=time.monotonic() + budget)
 
 
 def test_a_hanging_lookup_is_cut_at_the_budget(resolver: HangingResolver,
@@ -74,16 +78,17 @@ def test_a_hanging_lookup_is_cut_at_the_budget(resolver: HangingResolver,
     """A push to a gateway whose name never resolves ends within its budget (plus a
     generous ceiling) as unreachable, saying the lookup did not finish; the next push makes
     one short attempt, and waits on the same lookup instead of starting another."""
-    config = config_for(f"http://{HANGING}:9091", tmp_path, budget="2s", timeout="30s")
+    config = config_for(f"http://{HANGING}:9091", tmp_path, timeout="30s")
     start = time.monotonic()
-    with pytest.raises(UnreachableError) as raised:
-        Sender(config).push("b", {"instance": "h1"}, registry())
+    with pytest.raises(DeliveryError) as raised:
+        push(config, "b", budget=2.0)
     assert time.monotonic() - start <= 2 + SLACK  # unbounded, it would wait 120 s
+    assert raised.value.unreachable
     assert "the host name lookup did not finish in time" in str(raised.value)
     assert HANGING in str(raised.value)
     start = time.monotonic()
-    with pytest.raises(UnreachableError) as again:
-        Sender(config).push("b", {"instance": "h1"}, registry())
+    with pytest.raises(DeliveryError) as again:
+        push(config, "b", budget=2.0)
     assert time.monotonic() - start <= 1 + SLACK
     assert "one short attempt" in str(again.value)
     assert resolver.calls == 1, "one lookup in flight, not one per attempt"
@@ -93,14 +98,14 @@ def test_a_hanging_lookup_is_cut_for_remote_write(resolver: HangingResolver,
                                                   tmp_path: Path) -> None:
     """The remote-write sink shares the bound (same connections)."""
     config = load_config(env={}, remote_write_url=f"http://{HANGING}:8428/api/v1/write",
-                         db=f"sqlite:///{tmp_path / 's.db'}", instance="h1", budget="2s",
-                         timeout="30s")
-    sink = RemoteWriter(config)
+                         db=f"sqlite:///{tmp_path / 's.db'}", instance="h1", timeout="30s")
+    sink = RemoteWriteSink(config)
     start = time.monotonic()
-    outcome = sink.deliver(GroupState(job="b", grouping={"job": "b", "instance": "h1"}),
-                           complete=True, budget=2.0)
+    result = sink.deliver(GroupState(job="b", grouping={"job": "b", "instance": "h1"}),
+                          complete=True, deadline=time.monotonic() + 2.0)
     assert time.monotonic() - start <= 2 + SLACK
-    assert "the host name lookup did not finish in time" in getattr(outcome, "reason", "")
+    assert isinstance(result, RetryLater) and result.unreachable
+    assert "the host name lookup did not finish in time" in result.reason
 
 
 def test_a_name_that_resolves_still_reaches_the_gateway(resolver: HangingResolver,
@@ -108,8 +113,7 @@ def test_a_name_that_resolves_still_reaches_the_gateway(resolver: HangingResolve
                                                         tmp_path: Path) -> None:
     """A name (not an address) goes through the bounded lookup and the push lands."""
     port = gateway.url.rsplit(":", 1)[1]
-    config = config_for(f"http://alias.jobreport.test:{port}", tmp_path, budget="20s")
-    Sender(config).push("named", {"instance": "h1"}, registry())
+    push(config_for(f"http://alias.jobreport.test:{port}", tmp_path), "named", budget=20.0)
     assert gateway.samples("named", instance="h1")["jobreport_running"] == 1
 
 
@@ -117,8 +121,7 @@ def test_each_address_of_a_name_is_tried(resolver: HangingResolver, gateway: Gat
                                          tmp_path: Path) -> None:
     """A name with two addresses, the first refusing: the push reaches the second."""
     port = gateway.url.rsplit(":", 1)[1]
-    config = config_for(f"http://multi.jobreport.test:{port}", tmp_path, budget="20s")
-    Sender(config).push("multi", {"instance": "h1"}, registry())
+    push(config_for(f"http://multi.jobreport.test:{port}", tmp_path), "multi", budget=20.0)
     assert gateway.samples("multi", instance="h1")["jobreport_running"] == 1
 
 
@@ -149,10 +152,10 @@ def test_tls_still_checks_the_name_not_the_address(
         return load_config(env={"JOBREPORT_PASSWORD": PASSWORD},
                            gateway=f"https://{host}:{port}", instance="h1",
                            db=f"sqlite:///{tmp_path / 's.db'}", username=USER,
-                           ca_bundle=str(pki / "ca.crt"), budget="30s", timeout="10s")
+                           ca_bundle=str(pki / "ca.crt"), timeout="10s")
 
-    Sender(secure("localhost")).push("tls", {"instance": "h1"}, registry())
-    with pytest.raises(PushError) as raised:
-        Sender(secure("alias.jobreport.test")).push("tls", {"instance": "h1"}, registry())
+    push(secure("localhost"), "tls", budget=30.0)
+    with pytest.raises(DeliveryError) as raised:
+        push(secure("alias.jobreport.test"), "tls", budget=30.0)
     assert "TLS error" in str(raised.value)
     assert "alias.jobreport.test" in str(raised.value)

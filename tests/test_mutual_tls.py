@@ -4,15 +4,16 @@ files that cannot be read, the error is one clear line and no traceback."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jobreport import PushError, load_config
-from jobreport.sinks.pushgateway import Sender
+from jobreport import DeliveryError, load_config
+from jobreport.exposition import text
+from jobreport.sinks.pushgateway import PushgatewaySink
 from jobreport.state import GroupState
-from tests.registry import registry_for
 from tests.test_security import openssl, pki, tls_gateway  # noqa: F401 (fixture)
 
 
@@ -39,34 +40,34 @@ def mtls_gateway(client_pki: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """)
 
 
-def _sender(url: str, tmp_path: Path, **settings: str) -> Sender:
-    values = {"budget": "10s", "timeout": "5s", **settings}
+def _sink(url: str, tmp_path: Path, **settings: str) -> PushgatewaySink:
     config = load_config(env={}, gateway=url, db=f"sqlite:///{tmp_path / 's.db'}",
-                         instance="h1", **values)
-    return Sender(config, sleep=lambda _s: None)
+                         instance="h1", timeout="5s", **settings)
+    return PushgatewaySink(config, sleep=lambda _s: None)
 
 
-def _registry() -> object:
-    return registry_for(GroupState(job="m", grouping={"job": "m"}, running=1))
+def _push(sink: PushgatewaySink, budget: float = 10.0) -> None:
+    sink.push_text("m", {"instance": "h1"},
+                   text(GroupState(job="m", grouping={"job": "m"}, running=1)),
+                   deadline=time.monotonic() + budget)
 
 
 def test_a_client_certificate_gets_the_push_in(mtls_gateway: str, client_pki: Path,
                                                tmp_path: Path) -> None:
-    sender = _sender(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"),
-                     client_cert=str(client_pki / "client.crt"),
-                     client_key=str(client_pki / "client.key"))
-    sender.push("m", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
-    groups = sender.get("/api/v1/metrics").json()["data"]
-    assert any(g["labels"].get("job") == "m" for g in groups)
+    sink = _sink(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"),
+                 client_cert=str(client_pki / "client.crt"),
+                 client_key=str(client_pki / "client.key"))
+    _push(sink)
+    groups = sink.groups(deadline=time.monotonic() + 10)
+    assert any(g.job == "m" for g in groups)
 
 
 def test_without_a_client_certificate_the_gateway_refuses(mtls_gateway: str,
                                                           client_pki: Path,
                                                           tmp_path: Path) -> None:
-    sender = _sender(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"),
-                     budget="2s")
-    with pytest.raises(PushError) as raised:
-        sender.push("m", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+    sink = _sink(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"))
+    with pytest.raises(DeliveryError) as raised:
+        _push(sink, budget=2.0)
     assert "\n" not in str(raised.value)
     assert mtls_gateway in str(raised.value), str(raised.value)
 
@@ -78,10 +79,10 @@ def test_certificate_files_that_cannot_be_read_are_one_line(mtls_gateway: str,
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
     for cert in (missing, garbage):
-        sender = _sender(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"),
-                         client_cert=str(cert))
-        with pytest.raises(PushError) as raised:
-            sender.push("m", {"instance": "h1"}, _registry())  # type: ignore[arg-type]
+        sink = _sink(mtls_gateway, tmp_path, ca_bundle=str(client_pki / "ca.crt"),
+                     client_cert=str(cert))
+        with pytest.raises(DeliveryError) as raised:
+            _push(sink)
         message = str(raised.value)
         assert message.startswith("TLS error talking to the Pushgateway at"), message
         assert "cannot load the certificates" in message and "\n" not in message

@@ -8,6 +8,7 @@ up its group, so the test stays within seconds.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from jobreport import job_metrics, load_config
 from jobreport.config import Config
-from jobreport.sinks.pushgateway import Sender
+from jobreport.sinks.pushgateway import PushgatewaySink
 from tests import servers
 from tests.conftest import Gateway
 
@@ -98,7 +99,8 @@ def test_any_job_name_round_trips_and_can_be_deleted(shared_gateway: Gateway, co
     labels = group["labels"]
     assert isinstance(labels, dict)
     assert labels["job"] == job
-    Sender(config).delete(job, {"instance": "prop"})
+    PushgatewaySink(config).delete({"job": job, "instance": "prop"},
+                                   deadline=time.monotonic() + 60)
     assert shared_gateway.groups_once(lambda groups: groups == []) == []
 
 

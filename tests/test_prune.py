@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from jobreport.config import load_config
-from jobreport.prune import stale_groups
+from jobreport.commands.prune import stale_groups
 from tests.conftest import Gateway
 
 JOBREPORT = [sys.executable, "-m", "jobreport"]

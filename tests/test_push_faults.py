@@ -1,6 +1,7 @@
-"""Fault sequences the real Pushgateway cannot produce on demand, answered by a scripted
-loopback peer (``tests.scripted``), with injected sleep and clock so that no test waits
-for a retry."""
+"""Fault sequences the real Pushgateway cannot produce on demand: status sequences answered
+by ``responses`` (requests' own stub: 503, 503, 200; a 400 with a body; 401), and what needs a
+real socket (a peer that never answers, nothing listening) by a loopback peer
+(``tests.scripted``). Injected sleep and clock: no test waits for a retry."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import base64
 from collections.abc import Iterator
 
 import pytest
+import responses
 
 from jobreport.config import load_config
-from jobreport.errors import PushError
-from jobreport.sinks.pushgateway import USER_AGENT, Sender
+from jobreport.errors import DeliveryError
+from jobreport.exposition import text
+from jobreport.sinks.http import USER_AGENT
+from jobreport.sinks.pushgateway import PushgatewaySink
 from jobreport.state import GroupState
 from tests import servers
-from tests.registry import registry_for
 from tests.scripted import HANG, Answer, Recorded, ScriptedServer
 
+GATEWAY = "http://gateway.test:9091"
 PATH = "/metrics/job/backup/instance/h1"
+BODY = text(GroupState(job="backup", grouping={"job": "backup"}, running=1))
 
 
 class FakeClock:
@@ -36,75 +41,126 @@ class FakeClock:
 
 
 @pytest.fixture
-def peer() -> Iterator[ScriptedServer]:
-    """The gateway's stand-in; a test queues its answers (200 once they run out)."""
-    with ScriptedServer() as server:
-        yield server
+def stub() -> Iterator[responses.RequestsMock]:
+    """requests answered from a queue per URL (the last answer repeats)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
 
 
-def make_sender(clock: FakeClock, gateway: str, **settings: object) -> Sender:
-    config = load_config(env={}, gateway=gateway, instance="h1", **settings)
-    return Sender(config, sleep=clock.sleep, clock=clock)
+def make_sink(clock: FakeClock, gateway: str = GATEWAY, env: dict[str, str] | None = None,
+              **settings: object) -> PushgatewaySink:
+    config = load_config(env=env or {}, gateway=gateway, instance="h1", **settings)
+    return PushgatewaySink(config, sleep=clock.sleep, clock=clock)
 
 
-def registry() -> object:
-    return registry_for(GroupState(job="backup", grouping={"job": "backup"}, running=1))
+def push(sink: PushgatewaySink, clock: FakeClock, budget: float = 10.0) -> None:
+    sink.push_text("backup", {"instance": "h1"}, BODY, deadline=clock() + budget)
 
 
-def pushes(peer: ScriptedServer) -> list[Recorded]:
-    """The requests the peer saw, each checked to be a push to the group."""
-    assert all((r.method, r.path) == ("POST", PATH) for r in peer.requests), peer.requests
-    return peer.requests
+def answers(stub: responses.RequestsMock, *statuses: int, body: str = "") -> None:
+    for status in statuses:
+        stub.add(responses.POST, GATEWAY + PATH, status=status, body=body)
 
 
-def test_503_twice_then_200_is_retried(peer: ScriptedServer) -> None:
+def test_503_twice_then_200_is_retried(stub: responses.RequestsMock) -> None:
     """408/429/5xx are retried with growing waits until the gateway takes the push."""
     clock = FakeClock()
-    peer.add(503, 503, 200)
-    make_sender(clock, peer.url).push(
-        "backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
-    assert len(pushes(peer)) == 3
+    answers(stub, 503, 503, 200)
+    push(make_sink(clock), clock)
+    assert len(stub.calls) == 3
     assert len(clock.sleeps) == 2
     assert all(0 < s <= 2.2 for s in clock.sleeps)
-    request = peer.requests[0]
-    assert request.method == "POST"
+    request = stub.calls[0].request
+    assert request.method == "POST" and request.url == GATEWAY + PATH
     assert request.headers["User-Agent"] == USER_AGENT
-    assert b"jobreport_running 1.0" in request.body
+    assert request.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert request.body == BODY
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 504])
-def test_retryable_statuses(peer: ScriptedServer, status: int) -> None:
+def test_retryable_statuses(stub: responses.RequestsMock, status: int) -> None:
     """Each retryable status is retried once before the 200."""
     clock = FakeClock()
-    peer.add(status, 200)
-    make_sender(clock, peer.url).push(
-        "backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
-    assert len(pushes(peer)) == 2
+    answers(stub, status, 200)
+    push(make_sink(clock), clock)
+    assert len(stub.calls) == 2
 
 
-def test_400_is_not_retried_and_shows_the_gateway_text(peer: ScriptedServer) -> None:
+def test_400_is_not_retried_and_shows_the_gateway_text(stub: responses.RequestsMock) -> None:
     """Any other 4xx stops at once; the gateway's own error text reaches the user."""
     clock = FakeClock()
-    peer.add(Answer(400, body="pushed metrics are invalid or inconsistent"))
-    with pytest.raises(PushError) as raised:
-        make_sender(clock, peer.url).push(
-            "backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
-    assert len(pushes(peer)) == 1
+    answers(stub, 400, body="pushed metrics are invalid or inconsistent")
+    with pytest.raises(DeliveryError) as raised:
+        push(make_sink(clock), clock)
+    assert len(stub.calls) == 1
     assert clock.sleeps == []
     assert raised.value.status == 400 and not raised.value.retryable
     assert "pushed metrics are invalid or inconsistent" in str(raised.value)
     assert "400" in str(raised.value)
 
 
-def test_401_names_the_settings_to_check(peer: ScriptedServer) -> None:
+def test_401_names_the_settings_to_check(stub: responses.RequestsMock) -> None:
     """Refused credentials are not retried and say which settings to check."""
     clock = FakeClock()
-    peer.add(401)
-    with pytest.raises(PushError) as raised:
-        make_sender(clock, peer.url).push(
-            "backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
+    answers(stub, 401)
+    with pytest.raises(DeliveryError) as raised:
+        push(make_sink(clock), clock)
     assert "JOBREPORT_PASSWORD" in str(raised.value)
-    assert len(pushes(peer)) == 1
+    assert len(stub.calls) == 1
+
+
+def test_a_redirect_is_not_followed_and_names_the_setting(stub: responses.RequestsMock) -> None:
+    """A 301 is not followed with the body: one line naming where it points and the
+    setting to change."""
+    clock = FakeClock()
+    stub.add(responses.POST, GATEWAY + PATH, status=301,
+             headers={"Location": "https://gateway.test/"})
+    with pytest.raises(DeliveryError) as raised:
+        push(make_sink(clock), clock)
+    assert len(stub.calls) == 1
+    assert "to https://gateway.test/" in str(raised.value)
+    assert "set JOBREPORT_GATEWAY" in str(raised.value)
+
+
+def test_zero_budget_tries_once(stub: responses.RequestsMock) -> None:
+    """A budget of zero means one attempt and no waiting."""
+    clock = FakeClock()
+    answers(stub, 503)
+    with pytest.raises(DeliveryError):
+        push(make_sink(clock), clock, budget=0)
+    assert len(stub.calls) == 1 and clock.sleeps == []
+
+
+def test_auth_headers_and_secret_not_in_errors(stub: responses.RequestsMock) -> None:
+    """Basic auth and bearer tokens are sent; the secret never appears in an error."""
+    clock = FakeClock()
+    answers(stub, 500)
+    env = {"JOBREPORT_PASSWORD": "hunter2-secret", "JOBREPORT_USERNAME": "ops"}
+    with pytest.raises(DeliveryError) as raised:
+        push(make_sink(clock, env=env), clock, budget=0)
+    assert stub.calls[0].request.headers["Authorization"] == \
+        "Basic " + base64.b64encode(b"ops:hunter2-secret").decode()
+    assert "hunter2" not in str(raised.value)
+
+    stub.replace(responses.POST, GATEWAY + PATH, status=200)
+    push(make_sink(clock, env={"JOBREPORT_TOKEN": "tok-123"}), clock)
+    assert stub.calls[-1].request.headers["Authorization"] == "Bearer tok-123"
+
+
+def test_credentials_in_the_url_are_never_shown(stub: responses.RequestsMock) -> None:
+    """user:password@ in the gateway URL becomes basic auth and is masked in messages."""
+    clock = FakeClock()
+    answers(stub, 400, body="bad")
+    with pytest.raises(DeliveryError) as raised:
+        push(make_sink(clock, gateway="http://ops:pa55word@gateway.test:9091"), clock)
+    assert "pa55word" not in str(raised.value)
+    request = stub.calls[0].request
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(
+        b"ops:pa55word").decode()
+    assert request.url == GATEWAY + PATH
+
+
+# --- what needs a real socket -------------------------------------------------------------
 
 
 def test_timeouts_are_retried_within_the_budget() -> None:
@@ -115,70 +171,25 @@ def test_timeouts_are_retried_within_the_budget() -> None:
         clock.now += 0.3  # each attempt uses its whole timeout (on the fake clock too)
 
     with ScriptedServer(default=Answer(action=HANG, on_request=whole_timeout)) as peer:
-        sender = make_sender(clock, peer.url, timeout="0.3s", budget="1.5s")
+        sink = make_sink(clock, peer.url, timeout="0.3s")
         start = clock.now
-        with pytest.raises(PushError) as raised:
-            sender.push("backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
+        with pytest.raises(DeliveryError) as raised:
+            push(sink, clock, budget=1.5)
         assert "did not answer" in str(raised.value)
         assert clock.now - start <= 1.5 + 0.3
-        assert 2 <= len(pushes(peer)) <= 6
+        assert 2 <= len(peer.requests) <= 6
+        assert all((r.method, r.path) == ("POST", PATH) for r in peer.requests)
 
 
 def test_connection_errors_are_retried_then_reported() -> None:
     """Connection errors are retried; the final error is one line naming the gateway."""
     clock = FakeClock()
     closed = f"http://127.0.0.1:{servers.free_port()}"  # nothing listens there
-    with pytest.raises(PushError) as raised:
-        make_sender(clock, closed, budget="3s").push(
-            "backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
+    with pytest.raises(DeliveryError) as raised:
+        push(make_sink(clock, closed), clock, budget=3)
     assert len(clock.sleeps) >= 1  # retried: a wait between attempts
     assert "\n" not in str(raised.value)
     assert "connection refused" in str(raised.value)
     assert closed in str(raised.value)
+    assert raised.value.unreachable
     assert sum(clock.sleeps) <= 3.0
-
-
-def test_zero_budget_tries_once(peer: ScriptedServer) -> None:
-    """A budget of zero means one attempt and no waiting."""
-    clock = FakeClock()
-    peer.add(503)
-    with pytest.raises(PushError):
-        make_sender(clock, peer.url).push(
-            "backup", {"instance": "h1"}, registry(), budget=0)  # type: ignore[arg-type]
-    assert len(pushes(peer)) == 1 and clock.sleeps == []
-
-
-def test_auth_headers_and_secret_not_in_errors(peer: ScriptedServer) -> None:
-    """Basic auth and bearer tokens are sent; the secret never appears in an error."""
-    clock = FakeClock()
-    peer.add(Answer(500, body="oops"))
-    env = {"JOBREPORT_PASSWORD": "hunter2-secret", "JOBREPORT_USERNAME": "ops"}
-    config = load_config(env=env, gateway=peer.url, instance="h1", budget="0")
-    with pytest.raises(PushError) as raised:
-        Sender(config, sleep=clock.sleep, clock=clock).push(
-            "backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
-    assert peer.requests[0].headers["Authorization"].startswith("Basic ")
-    assert "hunter2" not in str(raised.value)
-    assert "hunter2" not in repr(config)
-
-    peer.add(200)
-    config = load_config(env={"JOBREPORT_TOKEN": "tok-123"}, gateway=peer.url, instance="h1")
-    Sender(config, sleep=clock.sleep, clock=clock).push(
-        "backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
-    assert peer.requests[-1].headers["Authorization"] == "Bearer tok-123"
-    assert len(pushes(peer)) == 2
-
-
-def test_credentials_in_the_url_are_never_shown(peer: ScriptedServer) -> None:
-    """user:password@ in the gateway URL becomes basic auth and is masked in messages."""
-    clock = FakeClock()
-    peer.add(Answer(400, body="bad"))
-    config = load_config(env={}, gateway=f"http://ops:pa55word@127.0.0.1:{peer.port}",
-                         instance="h1")
-    with pytest.raises(PushError) as raised:
-        Sender(config, sleep=clock.sleep, clock=clock).push(
-            "backup", {"instance": "h1"}, registry())  # type: ignore[arg-type]
-    assert "pa55word" not in str(raised.value)
-    auth = peer.requests[0].headers["Authorization"]
-    assert auth == "Basic " + base64.b64encode(b"ops:pa55word").decode()
-    assert "pa55word" not in peer.requests[0].path

@@ -145,7 +145,7 @@ def test_a_malformed_gateway_url_is_refused_masked(gateway: str) -> None:
 def test_check_masks_a_database_password_with_slash_or_at(password: str) -> None:
     """`jobreport check` shows a PostgreSQL URL whose password holds `/` or `@` (which
     URL parsers split in the wrong place) without any part of the password."""
-    from jobreport.checks import run_checks
+    from jobreport.commands.check import run_checks
 
     config = load_config(env={"JOBREPORT_DB": f"postgresql://ops:{password}@127.0.0.1:1/x"})
     report = run_checks(config)

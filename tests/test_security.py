@@ -12,14 +12,15 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from jobreport import PushError, job_metrics, load_config
-from jobreport.sinks.pushgateway import Sender
+from jobreport import DeliveryError, job_metrics, load_config
+from jobreport.sinks.pushgateway import PushgatewaySink
 from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import servers
@@ -166,15 +167,16 @@ def test_wrong_password_is_a_clear_error_and_the_run_waits(
 
 
 def test_library_wrong_password_error(secure_gateway: str, pki: Path) -> None:
-    """The library's PushError for refused credentials is clear and carries no secret."""
+    """The library's DeliveryError for refused credentials is clear and carries no
+    secret."""
     config = load_config(env={"JOBREPORT_PASSWORD": "nope-a1b2c3"}, gateway=secure_gateway,
-                         username=USER, ca_bundle=str(pki / "ca.crt"), budget="60s",
-                         timeout="10s")  # a 401 is not retried: the budget is a ceiling
+                         username=USER, ca_bundle=str(pki / "ca.crt"), timeout="10s")
     state = GroupState(job="lib", grouping={"job": "lib"}, running=0)
-    from tests.registry import registry_for
+    from jobreport.exposition import text
 
-    with pytest.raises(PushError) as raised:
-        Sender(config).push("lib", {}, registry_for(state))
+    with pytest.raises(DeliveryError) as raised:  # a 401 is not retried: 60 s is a ceiling
+        PushgatewaySink(config).push_text("lib", {}, text(state),
+                                          deadline=time.monotonic() + 60)
     assert raised.value.status == 401 and not raised.value.retryable
     assert "nope-a1b2c3" not in str(raised.value)
     assert "JOBREPORT_PASSWORD" in str(raised.value)

@@ -4,20 +4,21 @@ down delaying only that sink, and a retired group's file removed."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
+from jobreport.commands.delete import delete_group
 from jobreport.config import load_config
 from jobreport.delivery import deliver_group, flush
-from jobreport.gateway import delete_group
 from jobreport.result import RunResult
 from jobreport.runs import Recorder
 from jobreport.sinks._peers import PeerMemory
 from jobreport.sinks.base import Delivered, Rejected, RetryLater
-from jobreport.sinks.remote_write import RemoteWriter
-from jobreport.sinks.textfile import TextfileWriter
+from jobreport.sinks.remote_write import RemoteWriteSink
+from jobreport.sinks.textfile import TextfileSink
 from jobreport.spec import JobSpec
 from jobreport.state import GroupState, group_key
 from jobreport.store.store import Store
@@ -26,6 +27,11 @@ from tests.faults import SilentServer
 from tests.scripted import Answer, ScriptedServer
 
 WRITE = "/api/v1/write"
+
+
+def soon(seconds: float) -> float:
+    """The deadline ``seconds`` from now."""
+    return time.monotonic() + seconds
 
 
 def _state(outcome: str = "success", **more: float) -> GroupState:
@@ -47,13 +53,14 @@ def _config(tmp_path: Path, **env: str):  # type: ignore[no-untyped-def]
 def test_remote_write_outcomes_follow_the_spec(tmp_path: Path) -> None:
     """2xx delivered, 429/5xx retry later, 400 rejected (kept pending by the caller)."""
     with ScriptedServer(default=503) as peer:
-        writer = RemoteWriter(_config(tmp_path), peer.url + WRITE, sleep=lambda _s: None,
+        writer = RemoteWriteSink(_config(tmp_path), peer.url + WRITE, sleep=lambda _s: None,
                               peers=PeerMemory(None))
         peer.add(204)
-        assert isinstance(writer.deliver(_state(), complete=True, budget=1.0), Delivered)
-        assert isinstance(writer.deliver(_state(), complete=True, budget=0.5), RetryLater)
+        assert isinstance(writer.deliver(_state(), complete=True, deadline=soon(1)), Delivered)
+        assert isinstance(writer.deliver(_state(), complete=True, deadline=soon(0.5)),
+                          RetryLater)
         peer.default = Answer(400, body="bad labels")
-        rejected = writer.deliver(_state(), complete=True, budget=1.0)
+        rejected = writer.deliver(_state(), complete=True, deadline=soon(1.0))
     assert isinstance(rejected, Rejected) and rejected.status == 400
     assert "bad labels" in rejected.reason
     assert {(r.method, r.path) for r in peer.requests} == {("POST", WRITE)}
@@ -67,14 +74,14 @@ def test_unreachable_receiver_costs_the_next_delivery_one_short_attempt(
     url = f"http://127.0.0.1:{port}/api/v1/write"
     peers = PeerMemory(tmp_path)
     waits: list[float] = []
-    writer = RemoteWriter(_config(tmp_path), url, sleep=waits.append, peers=peers)
-    first = writer.deliver(_state(), complete=True, budget=2.0)
+    writer = RemoteWriteSink(_config(tmp_path), url, sleep=waits.append, peers=peers)
+    first = writer.deliver(_state(), complete=True, deadline=soon(2.0))
     assert isinstance(first, RetryLater) and first.unreachable
     assert waits  # retried within the budget the first time
     assert peers.unreachable_since(url) is not None
     waits.clear()
-    again = RemoteWriter(_config(tmp_path), url, sleep=waits.append, peers=PeerMemory(tmp_path))
-    assert isinstance(again.deliver(_state(), complete=True, budget=10.0), RetryLater)
+    again = RemoteWriteSink(_config(tmp_path), url, sleep=waits.append, peers=PeerMemory(tmp_path))
+    assert isinstance(again.deliver(_state(), complete=True, deadline=soon(10.0)), RetryLater)
     assert waits == []  # one attempt, no retry
 
 
@@ -89,9 +96,9 @@ def test_rejected_write_keeps_the_group_pending_for_that_sink_only(tmp_path: Pat
     reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
                                             exit_code=0))
     key = group_key(config.grouping("backup"))
-    textfile = TextfileWriter(tmp_path, config.namespace)
+    textfile = TextfileSink(tmp_path, config.namespace)
     with ScriptedServer(default=Answer(400, body="out of order sample")) as peer:
-        writer = RemoteWriter(config, peer.url + WRITE, sleep=lambda _s: None,
+        writer = RemoteWriteSink(config, peer.url + WRITE, sleep=lambda _s: None,
                               peers=PeerMemory(None))
         assert isinstance(deliver_group(store, writer, key, budget=1.0), Rejected)
     assert len(peer.requests) == 1
@@ -139,13 +146,13 @@ def test_one_sink_down_delays_only_that_sink(tmp_path: Path) -> None:
 def test_textfile_without_store_keeps_what_the_file_knew(tmp_path: Path) -> None:
     """A delivery of a partial state (no store) must not drop the last success the file
     holds: the families it lacks are kept."""
-    writer = TextfileWriter(tmp_path)
-    assert isinstance(writer.deliver(_state(), complete=True), Delivered)
+    writer = TextfileSink(tmp_path)
+    assert isinstance(writer.deliver(_state(), complete=True, deadline=soon(1)), Delivered)
     partial = GroupState(job="backup", grouping={"job": "backup", "instance": "h"},
                          last_failure=time.time(),
                          last=RunResult(ended=time.time(), duration=1.0, outcome="failure",
                                         exit_code=1))
-    assert isinstance(writer.deliver(partial, complete=False), Delivered)
+    assert isinstance(writer.deliver(partial, complete=False, deadline=soon(1)), Delivered)
     text = writer.path(partial.grouping).read_text()
     assert "jobreport_last_success_timestamp_seconds{" in text
     assert 'jobreport_last_run_success{job="backup"} 0.0' in text
@@ -158,7 +165,7 @@ def test_delete_removes_the_textfile_without_a_gateway(tmp_path: Path) -> None:
     run = reporter.start(JobSpec("backup"), wait=0, delay=0)
     assert reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
                                                    exit_code=0))
-    path = TextfileWriter(tmp_path).path(config.grouping("backup"))
+    path = TextfileSink(tmp_path).path(config.grouping("backup"))
     assert path.exists()
     delete_group(config, "backup")
     assert not path.exists()
@@ -167,9 +174,10 @@ def test_delete_removes_the_textfile_without_a_gateway(tmp_path: Path) -> None:
 
 def test_a_textfile_directory_that_is_gone_is_rejected_sink_wide(tmp_path: Path) -> None:
     """A missing directory is a rejection about the sink itself (flush stops there)."""
-    outcome = TextfileWriter(tmp_path / "gone").deliver(_state(), complete=True)
-    assert isinstance(outcome, Rejected) and outcome.sink_wide
-    assert "JOBREPORT_TEXTFILE_DIR" in outcome.reason
+    result = TextfileSink(tmp_path / "gone").deliver(_state(), complete=True,
+                                                      deadline=soon(1))
+    assert isinstance(result, Rejected) and result.sink_wide
+    assert "JOBREPORT_TEXTFILE_DIR" in result.reason
 
 
 @pytest.mark.parametrize("setting", ["JOBREPORT_REMOTE_WRITE_URL", "JOBREPORT_TEXTFILE_DIR"])
@@ -197,23 +205,135 @@ def test_deleting_another_hosts_group_leaves_this_hosts_textfile(tmp_path: Path)
     run = reporter.start(JobSpec("backup"), wait=0, delay=0)
     assert reporter.finish(run, RunResult.measured(run.monotonic_start, outcome="success",
                                                    exit_code=0))
-    mine = TextfileWriter(tmp_path).path(config.grouping("backup"))
+    mine = TextfileSink(tmp_path).path(config.grouping("backup"))
     other = config.with_overrides(instance="old-host")
-    TextfileWriter(tmp_path).write(GroupState(
+    TextfileSink(tmp_path).write(GroupState(
         job="backup", grouping=other.grouping("backup"), last_success=time.time()))
     delete_group(other, "backup")
     assert mine.exists()
-    assert not TextfileWriter(tmp_path).path(other.grouping("backup")).exists()
+    assert not TextfileSink(tmp_path).path(other.grouping("backup")).exists()
 
 
 def test_push_reaches_the_textfile_without_a_gateway(tmp_path: Path) -> None:
     """`jobreport push` values land in the group's textfile (no Pushgateway needed), and
     the group is not left pending for that sink."""
-    from jobreport.gateway import push_values
+    from jobreport.commands.push import push_values
     from jobreport.result import CustomFamily
 
     config = _config(tmp_path, JOBREPORT_TEXTFILE_DIR=str(tmp_path))
     push_values(config, "backup", [CustomFamily.gauge("backup_tables", 7.0, "tables")])
-    text = TextfileWriter(tmp_path).path(config.grouping("backup")).read_text()
+    text = TextfileSink(tmp_path).path(config.grouping("backup")).read_text()
     assert 'backup_tables{job="backup"} 7.0' in text
     assert Store(config.db).pending("textfile") == []
+
+
+def test_each_sink_declares_what_it_can_do(tmp_path: Path) -> None:
+    """The commands ask for capabilities, never for a sink by name: each sink states its
+    own (what the Pushgateway alone can do stays with it)."""
+    from jobreport.sinks.base import (
+        HoldsLocally,
+        ListsGroups,
+        Probes,
+        RecordsFailure,
+        SaysWhatItHolds,
+        Sink,
+    )
+    from jobreport.sinks.pushgateway import PushgatewaySink
+
+    capabilities = (SaysWhatItHolds, ListsGroups, RecordsFailure, Probes, HoldsLocally)
+    config = _config(tmp_path, JOBREPORT_GATEWAY="http://127.0.0.1:9",
+                     JOBREPORT_REMOTE_WRITE_URL="http://127.0.0.1:9/api/v1/write",
+                     JOBREPORT_TEXTFILE_DIR=str(tmp_path))
+    declared = {type(sink).__name__: {c.__name__ for c in capabilities if isinstance(sink, c)}
+                for sink in (PushgatewaySink(config), RemoteWriteSink(config),
+                             TextfileSink(tmp_path))}
+    assert declared == {
+        "PushgatewaySink": {"SaysWhatItHolds", "ListsGroups", "RecordsFailure", "Probes"},
+        "RemoteWriteSink": {"Probes"},
+        "TextfileSink": {"Probes", "HoldsLocally"},
+    }
+    for cls in (PushgatewaySink, RemoteWriteSink, TextfileSink):  # stated, not just shaped
+        assert {c.__name__ for c in capabilities if c in cls.__mro__} == \
+            declared[cls.__name__]
+    assert all(isinstance(s, Sink) for s in (PushgatewaySink(config), TextfileSink(tmp_path)))
+
+
+def test_the_sinks_of_a_process_are_kept_per_sink_settings(tmp_path: Path) -> None:
+    """A process keeps its sinks per ``Config.sinks``: every field of it is the Config field
+    of that name, a change to any of them makes new sinks, and a change elsewhere (labels,
+    budgets) keeps them."""
+    import dataclasses
+
+    from jobreport.config import Config, SinkSettings
+    from jobreport.runs import SHARED
+
+    config = _config(tmp_path, JOBREPORT_GATEWAY="http://127.0.0.1:9")
+    config_fields = {f.name: f.default for f in dataclasses.fields(Config)}
+    for f in dataclasses.fields(SinkSettings):
+        assert f.name in config_fields and config_fields[f.name] == f.default, f.name
+    sinks = SHARED.sinks_for(config)
+    assert SHARED.sinks_for(config.with_overrides(labels={"team": "x"}, budget=99.0)) is sinks
+    changes = {"gateway": "http://127.0.0.1:8", "remote_write_url": "http://127.0.0.1:7/w",
+               "textfile_dir": str(tmp_path), "namespace": "other", "timeout": 1.0,
+               "username": "u", "password": "p", "token": "t", "ca_bundle": "/x",
+               "client_cert": "/y", "client_key": "/z", "tls_verify": False,
+               "db": f"sqlite:///{tmp_path / 'other.db'}"}
+    assert set(changes) == {f.name for f in dataclasses.fields(SinkSettings)}
+    for name, value in changes.items():
+        assert SHARED.sinks_for(config.with_overrides(**{name: value})) is not sinks, name
+
+
+_BLOCKER = """
+import importlib.abc, sys
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("google", "cramjam"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Blocker())
+sys.argv = ["jobreport", *sys.argv[1:]]
+from jobreport.cli import main
+main()
+"""
+
+
+def test_remote_write_without_its_extra_is_one_line(tmp_path: Path) -> None:
+    """Remote write configured where protobuf and cramjam cannot be imported (a plain
+    install, a pinned protobuf): the command's exit code and output are its own, one line
+    names the extra, the group stays pending for remote write and the other sink has it."""
+    import subprocess
+    import sys
+
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBREPORT_")}
+    env.update(JOBREPORT_REMOTE_WRITE_URL="http://127.0.0.1:9/api/v1/write",
+               JOBREPORT_TEXTFILE_DIR=str(textfiles), JOBREPORT_INSTANCE="h",
+               JOBREPORT_DB=f"sqlite:///{tmp_path / 's.db'}", JOBREPORT_BUDGET="2s",
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    proc = subprocess.run([sys.executable, "-c", _BLOCKER, "run", "--job", "plain", "--",
+                           "sh", "-c", "echo out; echo err >&2; exit 7"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 7
+    assert proc.stdout == "out\n"
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "err" and len(lines) == 2, proc.stderr
+    assert "pip install 'jobreport[remote-write]'" in lines[1], lines[1]
+    assert "Traceback" not in proc.stderr
+    store = Store(env["JOBREPORT_DB"])
+    assert [p.job for p in store.pending("remote-write")] == ["plain"]
+    assert store.pending("textfile") == []
+
+
+def test_a_plain_install_does_not_need_protobuf() -> None:
+    """protobuf and cramjam are the remote-write extra (a plain `pip install jobreport`
+    installs neither); requests is what the sinks speak HTTP with."""
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    required = setup["options"]["install_requires"]
+    assert "protobuf" not in required and "cramjam" not in required
+    assert "requests" in required
+    extra = setup["options.extras_require"]["remote-write"]
+    assert "protobuf" in extra and "cramjam" in extra

@@ -13,17 +13,18 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import cramjam
 import pytest
 
 from jobreport.config import Config
-from jobreport.errors import PushError
+from jobreport.errors import DeliveryError
 from jobreport.result import CustomFamily, RunResult
 from jobreport.sinks import remote_write
 from jobreport.sinks._prompb import prompb_pb2
-from jobreport.sinks.textfile import TextfileWriter, file_name
+from jobreport.sinks.textfile import TextfileSink, file_name
 from jobreport.spec import JobSpec
 from jobreport.state import GroupState
 from tests.scripted import Answer, ScriptedServer
@@ -91,8 +92,8 @@ def test_5xx_and_429_are_retried_then_delivered() -> None:
     """503 and 429 are retried within the budget; the headers are the spec's."""
     waits: list[float] = []
     with ScriptedServer([503, 429, 204]) as peer:
-        writer = remote_write.RemoteWriter(Config(), peer.url + WRITE, sleep=waits.append)
-        writer.write(_state(), budget=10.0)
+        writer = remote_write.RemoteWriteSink(Config(), peer.url + WRITE, sleep=waits.append)
+        writer.write(_state(), deadline=time.monotonic() + 10.0)
     assert len(peer.requests) == 3
     assert len(waits) == 2
     last = peer.requests[-1]
@@ -108,22 +109,33 @@ def test_5xx_and_429_are_retried_then_delivered() -> None:
 def test_other_4xx_is_not_retried_and_shows_the_receivers_text() -> None:
     """A 400 is permanent: one attempt, not retryable, the receiver's reason in the error."""
     with ScriptedServer(default=Answer(400, body="out of order sample")) as peer:
-        writer = remote_write.RemoteWriter(Config(), peer.url + WRITE, sleep=lambda _s: None)
-        with pytest.raises(PushError) as info:
-            writer.write(_state(), budget=10.0)
+        writer = remote_write.RemoteWriteSink(Config(), peer.url + WRITE, sleep=lambda _s: None)
+        with pytest.raises(DeliveryError) as info:
+            writer.write(_state(), deadline=time.monotonic() + 10.0)
     assert len(peer.requests) == 1
     assert not info.value.retryable
     assert info.value.status == 400
     assert "out of order sample" in str(info.value)
 
 
+def test_408_is_not_retried_as_the_spec_says() -> None:
+    """The remote-write spec retries 429 and 5xx only: a 408 is one attempt, rejected (the
+    Pushgateway sink retries it)."""
+    with ScriptedServer(default=408) as peer:
+        writer = remote_write.RemoteWriteSink(Config(), peer.url + WRITE, sleep=lambda _s: None)
+        with pytest.raises(DeliveryError) as info:
+            writer.write(_state(), deadline=time.monotonic() + 10.0)
+    assert len(peer.requests) == 1
+    assert info.value.status == 408 and not info.value.retryable
+
+
 def test_auth_settings_apply_and_never_show() -> None:
     """The bearer token of the config goes out as Authorization, never into an error."""
     with ScriptedServer(default=401) as peer:
-        writer = remote_write.RemoteWriter(Config(token="s3cret"), peer.url + WRITE,
+        writer = remote_write.RemoteWriteSink(Config(token="s3cret"), peer.url + WRITE,
                                            sleep=lambda _s: None)
-        with pytest.raises(PushError) as info:
-            writer.write(_state(), budget=1.0)
+        with pytest.raises(DeliveryError) as info:
+            writer.write(_state(), deadline=time.monotonic() + 1.0)
     assert peer.requests[0].headers["Authorization"] == "Bearer s3cret"
     assert "s3cret" not in str(info.value)
 
@@ -131,7 +143,7 @@ def test_auth_settings_apply_and_never_show() -> None:
 def test_textfile_is_valid_has_no_instance_and_mode_0644(tmp_path: Path) -> None:
     """The file passes promtool check metrics, carries job and the grouping labels but no
     instance, is world-readable and leaves no temporary file behind."""
-    writer = TextfileWriter(tmp_path)
+    writer = TextfileSink(tmp_path)
     path = writer.write(_state(team="db"))
     text = path.read_text()
     assert 'jobreport_last_success_timestamp_seconds{job="backup",team="db"}' in text
@@ -163,7 +175,7 @@ def test_textfile_names_differ_per_group() -> None:
 
 def test_textfile_rewrite_replaces_and_remove_deletes(tmp_path: Path) -> None:
     """A new state replaces the file whole; a retired group's file is removed."""
-    writer = TextfileWriter(tmp_path)
+    writer = TextfileSink(tmp_path)
     state = _state()
     path = writer.write(state)
     assert state.last is not None
@@ -177,7 +189,7 @@ def test_textfile_rewrite_replaces_and_remove_deletes(tmp_path: Path) -> None:
 
 
 def test_textfile_missing_directory_is_one_clear_error(tmp_path: Path) -> None:
-    """A directory that does not exist is a PushError naming the setting."""
-    writer = TextfileWriter(tmp_path / "missing")
-    with pytest.raises(PushError, match="JOBREPORT_TEXTFILE_DIR"):
+    """A directory that does not exist is a DeliveryError naming the setting."""
+    writer = TextfileSink(tmp_path / "missing")
+    with pytest.raises(DeliveryError, match="JOBREPORT_TEXTFILE_DIR"):
         writer.write(_state())

@@ -21,10 +21,10 @@ from jobreport.cli.exit import exit_now
 from jobreport.cli.stderr import log_to_stderr
 from jobreport.errors import (
     ConfigError,
+    DeliveryError,
     InvalidNameError,
     JobReportError,
     NotConfiguredError,
-    PushError,
     StoreError,
 )
 
@@ -41,7 +41,7 @@ COMMAND_MODULES = ("run", "push", "flush", "history", "status", "delete", "check
 
 #: Exit codes of the commands other than ``run`` (which exits with the command's own code).
 EXIT_PROBLEM = 1
-EXIT_GATEWAY = PushError.exit_code
+EXIT_GATEWAY = DeliveryError.exit_code
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -70,7 +70,7 @@ def _hint(error: JobReportError) -> str | None:
         return "`jobreport check` shows every setting and where its value came from"
     if isinstance(error, InvalidNameError):
         return "see `jobreport COMMAND --help` for what each option takes"
-    if isinstance(error, PushError):
+    if isinstance(error, DeliveryError):
         if isinstance(error, NotConfiguredError):
             return "set JOBREPORT_GATEWAY=http://HOST:9091 or pass --gateway"
         if error.status in (401, 403):

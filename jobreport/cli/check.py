@@ -20,7 +20,7 @@ __all__ = ["check"]
 @cli.command(epilog=EXIT_CODES_HELP)
 @settings_options()
 def check(**params: Any) -> None:
-    """Check the settings (with where each value came from), the store and the gateway.
+    """Check the settings (with where each value came from), the store and every sink.
 
     Secrets are never shown. Exits 1 when anything is wrong.
 
@@ -29,7 +29,7 @@ def check(**params: Any) -> None:
       JOBREPORT_GATEWAY=http://127.0.0.1:9091 jobreport check
     """
     setup_logging()
-    from jobreport.checks import FAIL, WARN, run_checks
+    from jobreport.commands.check import FAIL, WARN, run_checks
 
     errors: list[ConfigError] = []
     try:

@@ -20,7 +20,7 @@ __all__ = ["delete"]
 @settings_options()
 @library_errors
 def delete(**params: Any) -> None:
-    """Remove one group (a retired job or host) from the Pushgateway.
+    """Remove one group (a retired job or host) from the Pushgateway and the other sinks.
 
     The group is the job with this host's instance (or --instance/--no-instance) and the
     labels. It is also marked delivered in the store, so `jobreport flush` does not bring
@@ -31,7 +31,7 @@ def delete(**params: Any) -> None:
       jobreport delete --job backup --instance old-db-host
     """
     setup_logging()
-    from jobreport.gateway import delete_group
+    from jobreport.commands.delete import delete_group
 
     grouping = delete_group(config_from(params), params["job"], typed_labels(params))
     click.echo(f"deleted {group_text(grouping)}")

@@ -15,7 +15,7 @@ import click
 from jobreport.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:
-    from jobreport.gateway import GroupStatus
+    from jobreport.commands.status import GroupStatus
     from jobreport.store.rows import RunRecord
 
 __all__ = ["group_text", "history_table", "parse_since", "printable", "run_details",

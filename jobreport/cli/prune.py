@@ -36,7 +36,7 @@ def prune(**params: Any) -> None:
       jobreport prune --older-than 30d
     """
     setup_logging()
-    from jobreport.prune import prune_groups, stale_groups
+    from jobreport.commands.prune import prune_groups, stale_groups
 
     config = config_from(params)
     older_than = params["older_than"]

@@ -31,7 +31,7 @@ def push(**params: Any) -> None:
       jobreport push --job backup backup_tables=42 'rows{table="users"}=1200'
     """
     setup_logging()
-    from jobreport.gateway import push_values
+    from jobreport.commands.push import push_values
     from jobreport.wrapper.metricsfile import parse_assignments
 
     config = config_from(params)

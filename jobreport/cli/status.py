@@ -49,14 +49,18 @@ def status(**params: Any) -> None:
       jobreport status --gateway http://127.0.0.1:9091
     """
     setup_logging()
-    from jobreport.gateway import gateway_status
+    from jobreport.commands.status import gateway_status, listing_sinks
+    from jobreport.sinks.configured import configured_sinks
 
     config = config_from(params)
-    if not config.gateway and (config.remote_write_url or config.textfile_dir):
+    sinks = configured_sinks(config)
+    listing = listing_sinks(config, sinks)
+    unlisted = len(sinks) > len(listing)  # sinks that cannot say what they hold
+    if unlisted and not listing:
         # nothing to read back from remote write or a textfile: what the store knows
         _backlogs(config)
         return
-    groups = gateway_status(config)
+    groups = gateway_status(config, sinks=sinks)
     if params["as_json"]:
         click.echo(to_json([g.to_json() for g in groups]))
     else:
@@ -66,7 +70,7 @@ def status(**params: Any) -> None:
             click.echo(status_table(groups))
         for line in _undelivered(config.db):
             click.echo(line)
-        if config.remote_write_url or config.textfile_dir:
+        if unlisted:
             _backlogs(config)
     troubled = [g for g in groups if g.problems]
     if params["as_check"] and troubled:
@@ -94,8 +98,8 @@ def _undelivered(db: str) -> list[str]:
 
 def _backlogs(config: Config) -> None:
     """One line per configured sink: what it has not received yet (from the store)."""
+    from jobreport.commands.backlogs import sink_backlogs
     from jobreport.errors import StoreError
-    from jobreport.sinks.report import sink_backlogs
 
     try:
         backlogs = sink_backlogs(config)

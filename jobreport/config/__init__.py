@@ -14,11 +14,12 @@ file, its ``[jobs.NAME]`` sections, secret files), ``load`` (the steps of ``load
 from __future__ import annotations
 
 from jobreport.config.load import load_config
-from jobreport.config.settings import Config, default_db_url
+from jobreport.config.settings import Config, SinkSettings, default_db_url
 from jobreport.config.values import env_name, parse_labels
 
 __all__ = [
     "Config",
+    "SinkSettings",
     "default_db_url",
     "env_name",
     "load_config",

@@ -1,18 +1,42 @@
 """The resolved settings: a frozen ``Config`` (with the jobs' sections of the config file,
-each a ``JobSpec``), plus the default store."""
+each a ``JobSpec``), the ``SinkSettings`` the sinks are made from, plus the default store."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.paths import state_dir
 from jobreport.spec import JobSpec
 
-__all__ = ["Config", "default_db_url"]
+__all__ = ["Config", "SinkSettings", "default_db_url"]
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """The settings that pick the sinks and shape each of them (``Config.sinks``):
+    ``jobreport.sinks.configured_sinks`` builds the sinks from these alone, and a process
+    keeps the sinks it built per distinct value, so a setting added here can never hand
+    back a stale sink. Each field is the ``Config`` field of the same name."""
+
+    gateway: str | None = None
+    remote_write_url: str | None = None
+    textfile_dir: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    #: Seconds each socket operation of an attempt may take (``JOBREPORT_TIMEOUT``).
+    timeout: float = 5.0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_verify: bool = True
+    #: The store's URL: the memory of unreachable peers lives beside an SQLite store.
+    db: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,11 @@ class Config:
     jobs: Mapping[str, JobSpec] = field(default_factory=dict)
     config_file: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def sinks(self) -> SinkSettings:
+        """The settings of the sinks, taken from the fields of the same names."""
+        return SinkSettings(**{f.name: getattr(self, f.name) for f in fields(SinkSettings)})
 
     def job(self, name: str) -> JobSpec:
         """The section of job ``name`` in the config file (an empty spec when it has none)."""

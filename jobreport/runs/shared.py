@@ -14,6 +14,7 @@ from jobreport.logger import forget_notices
 from jobreport.threads import start_soon
 
 if TYPE_CHECKING:
+    from jobreport.config import SinkSettings
     from jobreport.sinks.base import Sink
     from jobreport.store.store import Store
 
@@ -59,7 +60,7 @@ class _Shared:
     def reset(self) -> None:
         with self._lock:
             self.stores: dict[str, Store] = {}
-            self.sinks: dict[tuple[object, ...], list[Sink]] = {}
+            self.sinks: dict[SinkSettings, list[Sink]] = {}
             self.starts = _StartQueue()
         forget_notices()
 
@@ -73,9 +74,9 @@ class _Shared:
             return store
 
     def sinks_for(self, config: Config) -> list[Sink]:
-        from jobreport.sinks.configured import configured_sinks, sinks_key
+        from jobreport.sinks.configured import configured_sinks
 
-        key = sinks_key(config)
+        key = config.sinks  # every setting that picks or shapes a sink
         with self._lock:
             sinks = self.sinks.get(key)
             if sinks is None:

@@ -13,7 +13,8 @@ then fails the exchange as an unknown name would (the peer is unreachable), and 
 exchanges for the same name wait on that one lookup instead of starting more. Each address
 is then tried within the connect timeout and the time left (``open_socket``).
 
-Standard library only, and cheap to import: it is on the path of every push.
+Standard library only; ``jobreport.sinks.transport`` plugs it into requests (urllib3's
+connection class).
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ __all__ = ["Deadline", "open_socket", "resolve"]
 
 class Deadline:
     """The moment (``time.monotonic()``) by which an exchange must be over; ``with`` it,
-    the sockets it watches are shut down at that moment."""
+    the sockets it watches are shut down at that moment.
+
+    It watches a duplicate of each socket's descriptor, so that shutting it down needs no
+    other thread's socket object (a TLS socket takes the descriptor over from the plain one
+    it wraps), and closes the duplicates when the exchange is over: a deadline that has
+    closed holds nothing that could reach a later exchange's socket (a kept-alive
+    connection is watched anew by each exchange that uses it).
+    """
 
     def __init__(self, at: float) -> None:
         self.at = at
@@ -45,24 +53,30 @@ class Deadline:
         if sock is None:
             return
         with self._lock:
-            if not self.expired:
-                self._sockets.append(sock)
+            if self.closed:
                 return
-        _shut(sock)
+            if self.expired:
+                _shut(sock)
+                return
+            try:
+                self._sockets.append(socket.socket(fileno=os.dup(sock.fileno())))
+            except (OSError, ValueError):  # closed meanwhile: nothing left to watch
+                return
 
     def expire(self) -> None:
         with self._lock:
             if self.closed:
                 return
             self.expired = True
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _shut(sock)
+            for sock in self._sockets:  # under the lock: close() cannot interleave
+                _shut(sock)
 
     def close(self) -> None:
         with self._lock:
             self.closed = True
-            self._sockets = []
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()  # a duplicate: the connection itself stays with its owner
 
     def __enter__(self) -> Deadline:
         _watchdog.arm(self)
@@ -174,28 +188,29 @@ def _numeric(host: str) -> bool:
     return True
 
 
-def open_socket(host: str, port: int, timeout: float, limit: Deadline) -> socket.socket:
-    """A TCP connection to ``host`` (a name or an address), watched by ``limit``: the name
-    is looked up within the deadline, then each address is tried for at most ``timeout``
-    seconds and the time left. Raises ``socket.gaierror`` for a name that cannot be looked
-    up, ``TimeoutError`` when no address answered in time, else the last address's
-    ``OSError`` (refused, no route...)."""
+def open_socket(host: str, port: int, timeout: float | None,
+                deadline: Deadline) -> socket.socket:
+    """A TCP connection to ``host`` (a name or an address), watched by ``deadline``: the
+    name is looked up by then, and each address is tried for at most ``timeout`` seconds
+    and the time left. Raises ``socket.gaierror`` for a name that cannot be looked up,
+    ``TimeoutError`` when no address answered in time, else the last address's ``OSError``
+    (refused, no route...)."""
     name = host.strip("[]")
-    addresses = [name] if _numeric(name) else resolve(name, port, limit.at)
+    addresses = [name] if _numeric(name) else resolve(name, port, deadline.at)
     error: OSError | None = None
     for address in addresses:
-        left = limit.at - time.monotonic()
+        left = deadline.at - time.monotonic()
         if left <= 0:
             break
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        limit.watch(sock)
-        sock.settimeout(min(timeout, left))
+        deadline.watch(sock)
+        sock.settimeout(left if timeout is None else min(timeout, left))
         try:
             sock.connect((address, port))
         except OSError as e:
             sock.close()
-            if limit.expired:  # shut down by the deadline while connecting
+            if deadline.expired:  # shut down by the deadline while connecting
                 raise TimeoutError(f"no connection to {host} in time") from None
             error = e  # refused or timed out on this address: the next one may answer
             continue

@@ -1,48 +1,58 @@
-"""What every sink is, and what a delivery can come to, decided in one place.
+"""What every sink is, what else a sink may be able to do, and what a delivery comes to.
 
 A sink receives a group's state (``deliver``) and can remove a group (``remove``); its
 ``name`` keys its delivered-up-to mark in the store, so that one sink being down delays only
-that sink. A delivery comes to one of three outcomes:
+that sink. Every method that talks to a sink takes the ``deadline`` (``time.monotonic()``)
+by which it must be over.
+
+Beyond that, a sink declares what it can do by the capabilities it subclasses, and the
+commands ask for a capability, never for a sink by name:
+
+- ``SaysWhatItHolds``: what it holds for a group (a new store adopts it);
+- ``ListsGroups``: every group it holds (``status``, ``prune``, ``delete``);
+- ``RecordsFailure``: a record of a failed delivery that the alerts read;
+- ``Probes``: whether it would take a delivery, without delivering (``check``);
+- ``HoldsLocally``: whether it holds a group, asked on this host (``delete``).
+
+A delivery comes to one of three results:
 
 - ``Delivered``: the sink holds the state; the store marks it delivered to that sink.
-- ``RetryLater``: the peer could not take it now (connection refused or reset, a timeout,
-  408, 429, 5xx); the group stays pending and the next run or ``flush`` tries again.
-- ``Rejected``: the peer will not take it as it is (any other 4xx, a 3xx, TLS trouble,
-  credentials). It is never dropped for that: the group stays pending with the error
-  recorded, so that once the cause is fixed the next run or ``flush`` delivers it.
+- ``RetryLater``: the sink could not take it now (no connection, no answer in time, 408,
+  429, 5xx); the group stays pending and the next run or ``flush`` tries again.
+- ``Rejected``: the sink will not take it as it is (another 4xx, a 3xx, TLS trouble,
+  credentials, a setting it cannot use). It is never dropped for that: the group stays
+  pending with the error recorded, so that once the cause is fixed the next run or
+  ``flush`` delivers it.
 
 Cheap to import: no network or metrics library here.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from jobreport.errors import NotConfiguredError, PushError
+from jobreport.errors import DeliveryError
 
 if TYPE_CHECKING:
+    from jobreport.sinks.pushgateway_api import GatewayGroup
     from jobreport.state import GroupState
 
 __all__ = [
-    "RETRY_STATUSES",
     "Delivered",
-    "DeliveryOutcome",
-    "HoldsState",
-    "NotConfiguredError",
+    "DeliveryResult",
+    "HoldsLocally",
+    "ListsGroups",
+    "Probes",
     "RecordsFailure",
     "Rejected",
     "RetryLater",
+    "SaysWhatItHolds",
     "Sink",
-    "judge_error",
-    "judge_status",
+    "failed",
 ]
 
-#: Answers that mean "not now": the request may well succeed later unchanged.
-RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 #: Answers about the sink itself rather than one group's state: every other group would get
 #: the same one, so a ``flush`` stops at the first.
 _SINK_WIDE_STATUSES = frozenset({401, 403, 407})
@@ -58,18 +68,16 @@ class Delivered:
 
 @dataclass(frozen=True)
 class RetryLater:
-    """The sink could not take the state now; the group stays pending and is retried."""
+    """The sink could not take the state now; the group stays pending and is retried.
+
+    It comes only after the delivery's retries were spent, or at once when the sink could
+    not be reached at all: either way the next group would fare the same now, so a
+    ``flush`` stops there for this sink."""
 
     reason: str
     status: int | None = None
-    #: No answer at all (refused, reset, timeout, unknown host): the sink is unreachable.
+    #: No connection at all (refused, unknown host name, connect timeout).
     unreachable: bool = False
-
-    @property
-    def sink_wide(self) -> bool:
-        """Every other group would fare the same (stop a flush here): the sink is
-        unreachable, or was unwell for a whole budget."""
-        return True
 
 
 @dataclass(frozen=True)
@@ -81,52 +89,35 @@ class Rejected:
 
     @property
     def sink_wide(self) -> bool:
-        """Credentials, TLS or no answer code at all: not about this group's state."""
+        """Credentials, TLS, a setting, or no answer code at all: not about this group's
+        state, so every other group would be rejected the same way."""
         return self.status is None or self.status in _SINK_WIDE_STATUSES
 
 
-DeliveryOutcome = Delivered | RetryLater | Rejected
+#: What a delivery (or a removal) comes to.
+DeliveryResult = Delivered | RetryLater | Rejected
 
 
-def judge_status(status: int | None, reason: str = "") -> DeliveryOutcome:
-    """The outcome of an answer with HTTP ``status`` (None: no answer at all).
-
-    2xx is delivered; 408, 429, 5xx and no answer are retried later; every other answer
-    (3xx: a proxy or an http→https redirect we must not follow with the body; 4xx: a wrong
-    path, a rejected family, credentials) is a rejection that keeps the group pending.
-    """
-    if status is None:
-        return RetryLater(reason, None, unreachable=True)
-    if 200 <= status < 300:
-        return Delivered()
-    if status in RETRY_STATUSES:
-        return RetryLater(reason, status)
-    return Rejected(reason, status)
-
-
-def judge_error(error: PushError) -> RetryLater | Rejected:
-    """The outcome of a failed exchange, from the ``PushError`` that says how it failed."""
-    if error.status is not None:
-        judged = judge_status(error.status, str(error))
-        assert not isinstance(judged, Delivered)
-        return judged
+def failed(error: DeliveryError) -> RetryLater | Rejected:
+    """The result of a delivery that ended with ``error``: retried later when the sink may
+    well take it unchanged later, else rejected (kept pending with the error)."""
     if error.retryable:
-        return RetryLater(str(error), None, unreachable=True)
-    return Rejected(str(error), None)  # TLS, a malformed request, no sink configured
+        return RetryLater(str(error), error.status, unreachable=error.unreachable)
+    return Rejected(str(error), error.status)
 
 
 @runtime_checkable
 class Sink(Protocol):
-    """A destination of group states (the Pushgateway; remote write; a textfile dir)."""
+    """A destination of group states (the Pushgateway, a remote-write receiver, a textfile
+    directory)."""
 
     @property
     def name(self) -> str:
         """Stable and unique per configured sink: it keys the delivered mark in the store."""
         ...
 
-    def deliver(self, state: GroupState, *, complete: bool,
-                budget: float | None = None) -> DeliveryOutcome:
-        """Hand the group's ``state`` to the sink within ``budget`` seconds.
+    def deliver(self, state: GroupState, *, complete: bool, deadline: float) -> DeliveryResult:
+        """Hand the group's ``state`` to the sink by ``deadline``.
 
         ``complete``: ``state`` is the group's whole state (from a healthy store), so the
         sink may replace what it holds; otherwise it must only add to it and never lower
@@ -134,64 +125,58 @@ class Sink(Protocol):
         """
         ...
 
-    def remove(self, grouping: Mapping[str, str], *,
-               budget: float | None = None) -> DeliveryOutcome:
-        """Remove the group from the sink (``jobreport delete``)."""
+    def remove(self, grouping: Mapping[str, str], *, deadline: float) -> DeliveryResult:
+        """Remove the group from the sink (``jobreport delete``, ``prune``)."""
         ...
 
 
 @runtime_checkable
-class HoldsState(Protocol):
+class SaysWhatItHolds(Protocol):
     """A sink that can say what it holds for a group (the Pushgateway can; a remote-write
     receiver or a textfile directory cannot be asked)."""
 
     def held_state(self, grouping: Mapping[str, str], *,
-             budget: float | None = None) -> GroupState | None:
+                   deadline: float) -> GroupState | None:
         """The counters and timestamps the sink holds for the group (None: nothing);
-        raises ``PushError`` when it cannot say (retryable: not now)."""
+        raises ``DeliveryError`` when it cannot say (retryable: not now)."""
+        ...
+
+
+@runtime_checkable
+class ListsGroups(Protocol):
+    """A sink that can list every group it holds, with their samples."""
+
+    def groups(self, *, deadline: float) -> list[GatewayGroup]:
+        """Every group the sink holds; raises ``DeliveryError`` when it cannot say."""
         ...
 
 
 @runtime_checkable
 class RecordsFailure(Protocol):
-    """A sink that keeps a record of failed pushes per group (the Pushgateway's
+    """A sink that keeps a record of failed deliveries per group (the Pushgateway's
     ``push_failure_time_seconds``), which the alerts read."""
 
-    def record_failure(self, grouping: Mapping[str, str], *,
-                       budget: float | None = None) -> None:
-        """Have the sink record a failed push for the group without changing what it
-        holds (a delivery left families out)."""
+    def record_failure(self, grouping: Mapping[str, str], *, deadline: float) -> None:
+        """Have the sink record a failed delivery for the group without changing what it
+        holds (a delivery left families out). Never raises."""
         ...
 
 
-def parse_held_group(group: Mapping[str, object], grouping: dict[str, str],
-               namespace: str) -> GroupState | None:
-    """The counters and last success/failure of one group of the Pushgateway's
-    ``/api/v1/metrics`` answer, as a ``GroupState`` (None when it holds none of them)."""
-    from jobreport.state import GroupState
+@runtime_checkable
+class Probes(Protocol):
+    """A sink that can be tried without delivering anything (``jobreport check``)."""
 
-    def samples(name: str) -> list[tuple[dict[str, str], float]]:
-        family = group.get(name)
-        out = []
-        for metric in family.get("metrics", []) if isinstance(family, dict) else []:
-            try:
-                out.append((dict(metric.get("labels", {})), float(metric["value"])))
-            except (AttributeError, KeyError, TypeError, ValueError):
-                continue
-        return out
+    def probe(self, *, deadline: float) -> str:
+        """What answered (e.g. ``Pushgateway 1.5.1``) when the sink would take a
+        delivery; raises ``DeliveryError`` saying why not."""
+        ...
 
-    # a counter is a whole number of runs: anything else (negative, NaN, 1e300) held by a
-    # gateway is not adopted, so that it can neither lower nor overflow the store's counts
-    runs = {labels.get("outcome", ""): int(value)
-            for labels, value in samples(f"{namespace}_runs_total")
-            if math.isfinite(value) and 0 <= value < 2**53}
-    state = GroupState(job=grouping["job"], grouping=grouping, runs_total=runs or None)
-    for attr, name in (("last_success", "last_success_timestamp_seconds"),
-                       ("last_failure", "last_failure_timestamp_seconds")):
-        # (a time far ahead would hold the last success there for good: never overdue)
-        found = [v for _, v in samples(f"{namespace}_{name}")
-                 if math.isfinite(v) and 0 < v <= time.time() + 86400]
-        setattr(state, attr, found[0] if found else None)
-    if state.runs_total is None and state.last_success is None and state.last_failure is None:
-        return None
-    return state
+
+@runtime_checkable
+class HoldsLocally(Protocol):
+    """A sink whose groups live on this host (a textfile directory): whether it holds one
+    is answered without asking anybody."""
+
+    def holds(self, grouping: Mapping[str, str]) -> bool:
+        """Whether the sink holds the group."""
+        ...

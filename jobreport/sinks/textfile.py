@@ -1,4 +1,5 @@
-"""Delivery to node_exporter's textfile collector: one ``.prom`` file per group in a directory.
+"""The textfile sink: node_exporter's textfile collector, one ``.prom`` file per group in a
+directory.
 
 The Prometheus documentation recommends the textfile collector for batch jobs that belong
 to one machine (a backup of that host, its log rotation): node_exporter serves the file, and
@@ -24,16 +25,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobreport.errors import PushError
+from jobreport.errors import DeliveryError
 from jobreport.names import DEFAULT_NAMESPACE
+from jobreport.sinks.base import Delivered, DeliveryResult, HoldsLocally, Probes, Rejected
 from jobreport.state import GroupState, group_key
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-    from jobreport.sinks.base import DeliveryOutcome
-
-__all__ = ["TextfileWriter", "file_name", "merge", "render"]
+__all__ = ["TextfileSink", "file_name", "merge", "render"]
 
 SUFFIX = ".prom"
 PREFIX = "jobreport-"
@@ -82,7 +82,7 @@ def render(state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> bytes:
     return generate_latest(registry)
 
 
-class TextfileWriter:
+class TextfileSink(HoldsLocally, Probes):
     """Writes and removes group files in ``directory`` (a ``Sink``)."""
 
     name = "textfile"
@@ -92,40 +92,41 @@ class TextfileWriter:
         self.directory = Path(directory)
         self.namespace = namespace
 
-    # --- the Sink seam -------------------------------------------------------------------
+    # --- the Sink protocol ------------------------------------------------------------------
 
-    def deliver(self, state: GroupState, *, complete: bool,
-                budget: float | None = None) -> DeliveryOutcome:
+    def deliver(self, state: GroupState, *, complete: bool, deadline: float) -> DeliveryResult:
         """Replace the group's file with ``state``. Without the whole state (no store) the
         file would lose what only the store knows, so the known part is merged into the
-        file's current families instead."""
-        from jobreport.sinks.base import Delivered, Rejected
-
+        file's current families instead. (A local write: no deadline to keep.)"""
         try:
             self.write(state, keep=None if complete else self._current(state.grouping))
-        except PushError as e:
+        except DeliveryError as e:
             return Rejected(str(e), None)
         return Delivered()
 
-    def remove(self, grouping: Mapping[str, str], *,
-               budget: float | None = None) -> DeliveryOutcome:
+    def remove(self, grouping: Mapping[str, str], *, deadline: float) -> DeliveryResult:
         """Remove the group's file (``jobreport delete``, ``prune``)."""
-        from jobreport.sinks.base import Delivered, Rejected
-
         try:
             self.delete(grouping)
-        except PushError as e:
+        except DeliveryError as e:
             return Rejected(str(e), None)
         return Delivered()
 
-    def probe(self) -> None:
-        """Raise ``PushError`` unless a file can be written in the directory."""
+    # --- its capabilities -------------------------------------------------------------------
+
+    def holds(self, grouping: Mapping[str, str]) -> bool:
+        """Whether the group's file exists."""
+        return self.path(grouping).exists()
+
+    def probe(self, *, deadline: float) -> str:
+        """Whether a file can be written in the directory; raises ``DeliveryError``."""
         try:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".jobreport-", suffix=".tmp")
         except OSError as e:
             raise self._error("cannot write in", e) from None
         os.close(fd)
         os.unlink(tmp)
+        return f"{self.directory} is writable"
 
     def _current(self, grouping: Mapping[str, str]) -> str:
         try:
@@ -139,7 +140,7 @@ class TextfileWriter:
 
     def write(self, state: GroupState, *, keep: str | None = None) -> Path:
         """Replace the group's file with ``state`` (and the families of ``keep``, the old
-        text, that ``state`` lacks); raises ``PushError`` (not retryable: a full disk or a
+        text, that ``state`` lacks); raises ``DeliveryError`` (not retryable: a full disk or a
         missing directory does not heal within a budget)."""
         body = render(state, self.namespace)
         if keep:
@@ -194,12 +195,11 @@ class TextfileWriter:
         finally:
             os.close(fd)
 
-    def _error(self, what: str, e: OSError) -> PushError:
+    def _error(self, what: str, e: OSError) -> DeliveryError:
         reason = e.strerror or type(e).__name__
-        return PushError(f"{what} the textfile directory {self.directory}: {reason} "
+        return DeliveryError(f"{what} the textfile directory {self.directory}: {reason} "
                          "(check JOBREPORT_TEXTFILE_DIR and its permissions)",
                          retryable=False)
-
 
 
 def merge(current: str, new: bytes) -> bytes:

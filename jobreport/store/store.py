@@ -276,10 +276,10 @@ class Store:
         so no push of this store can reach the sink between the reading and the adoption,
         and no two processes adopt the same counters. Returns whether it read the sink.
 
-        ``held()`` raising a retryable ``PushError`` (no answer, 5xx) adopts nothing, leaves
-        no mark and raises it: the caller must not push now, and the next delivery asks
-        again. A permanent one (the sink will not say) counts as nothing held."""
-        from jobreport.errors import PushError
+        ``held()`` raising a retryable ``DeliveryError`` (no answer, 5xx) adopts nothing,
+        leaves no mark and raises it: the caller must not push now, and the next delivery
+        asks again. A permanent one (the sink will not say) counts as nothing held."""
+        from jobreport.errors import DeliveryError
 
         with self._write() as tx:
             tx.run(sql.LOCK_GROUP, {"k": key})
@@ -287,7 +287,7 @@ class Store:
                 return False  # adopted or delivered already (another process, meanwhile)
             try:
                 state = held()
-            except PushError as e:
+            except DeliveryError as e:
                 if e.retryable:
                     raise
                 state = None

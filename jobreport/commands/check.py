@@ -1,20 +1,21 @@
 """``jobreport check``: the resolved settings with their sources (secrets masked), the store
-and the gateway, in one report."""
+and every configured sink, in one report."""
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from jobreport.config import Config
 from jobreport.durations import format_duration
-from jobreport.errors import ConfigError, PushError, StoreError
+from jobreport.errors import ConfigError, DeliveryError, StoreError
 from jobreport.paths import sqlite_path
 from jobreport.secrets import config_secrets, mask, mask_url, remember
+from jobreport.sinks.base import ListsGroups, Probes, Sink
 
 if TYPE_CHECKING:
-    from jobreport.sinks.pushgateway import Sender
     from jobreport.store.store import Store
 
 __all__ = ["FAIL", "INFO", "OK", "WARN", "Check", "CheckReport", "run_checks"]
@@ -50,15 +51,14 @@ class CheckReport:
 
 
 def run_checks(config: Config, *, config_errors: list[ConfigError] | None = None,
-               store: Store | None = None, sender: Sender | None = None) -> CheckReport:
+               store: Store | None = None, sinks: list[Sink] | None = None) -> CheckReport:
     """Check ``config`` (``config_errors`` are problems already found loading it), the store
-    and the gateway. Never raises for what it checks."""
+    and each configured sink (or ``sinks``). Never raises for what it checks."""
     remember(config)  # and in every warning logged meanwhile
     report = CheckReport()
     _config_checks(report, config, config_errors or [])
     _store_checks(report, config, store)
-    _gateway_checks(report, config, sender)
-    _sink_checks(report, config)
+    _sink_checks(report, config, sinks)
     # one last pass over everything shown: a secret must not leak through an error text
     secrets = config_secrets(config)
     report.checks = [replace(c, detail=mask(c.detail, secrets)) for c in report.checks]
@@ -145,65 +145,45 @@ def _not_writable(db: str) -> str | None:
     return None
 
 
-def _gateway_checks(report: CheckReport, config: Config, sender: Sender | None) -> None:
-    if not config.gateway and (config.remote_write_url or config.textfile_dir):
-        report.add("gateway", "configured", INFO, "no Pushgateway set (other sinks are)")
-        return
-    if not config.gateway:
-        report.add("gateway", "configured", FAIL,
+#: How long a probe of one sink may take (a person is waiting for the report).
+PROBE_TIME = 2.0
+
+
+def _sink_checks(report: CheckReport, config: Config, sinks: list[Sink] | None) -> None:
+    """Each sink: whether it would take a delivery (reachable, credentials, writable), and
+    what it still lacks."""
+    from jobreport.commands.backlogs import sink_backlogs
+
+    if sinks is None:
+        from jobreport.sinks.configured import configured_sinks
+
+        sinks = configured_sinks(config)
+    if not sinks:
+        report.add("sinks", "configured", FAIL,
                    "no Pushgateway set: runs are only kept in the store; set "
                    "JOBREPORT_GATEWAY (or --gateway, or gateway = ... in the config file)")
         return
-    try:
-        if sender is None:
-            from jobreport.sinks.pushgateway import Sender
-
-            sender = Sender(config)
-        response = sender.get("/api/v1/status", budget=min(config.timeout, 2.0))
-    except PushError as e:
-        if e.status in (401, 403):
-            report.add("gateway", "reachable", OK, f"{_shown_gateway(config)} answers")
-            report.add("gateway", "auth", FAIL, f"refused ({e.status}): check "
-                       "JOBREPORT_USERNAME/JOBREPORT_PASSWORD(_FILE) or JOBREPORT_TOKEN(_FILE)")
-        else:
-            report.add("gateway", "reachable", FAIL, str(e))
-        return
-    report.add("gateway", "reachable", OK, _shown_gateway(config))
-    if config.username or config.token:
-        report.add("gateway", "auth", OK, "credentials accepted")
-    else:
-        report.add("gateway", "auth", INFO, "no credentials configured")
-    try:
-        version = response.json()["data"]["build_information"]["version"]
-        report.add("gateway", "version", OK, f"Pushgateway {version}")
-    except (ValueError, KeyError, TypeError):
-        report.add("gateway", "version", WARN,
-                   "/api/v1/status did not say: is this a Pushgateway?")
-
-
-def _sink_checks(report: CheckReport, config: Config) -> None:
-    """The other sinks (issue 13): reachable or writable, and what each still lacks."""
-    from jobreport.sinks.report import probe, sink_backlogs
-
-    for name, setting in (("remote-write", config.remote_write_url),
-                          ("textfile", config.textfile_dir)):
-        if not setting:
+    for sink in sinks:
+        if not isinstance(sink, Probes):
             continue
-        shown = mask_url(setting) if name == "remote-write" else setting
-        problem = probe(config, name)
-        report.add(name, "reachable" if name == "remote-write" else "writable",
-                   FAIL if problem else OK, problem or shown)
-    if not (config.remote_write_url or config.textfile_dir):
-        return
+        try:
+            answered = sink.probe(
+                deadline=time.monotonic() + min(config.timeout, PROBE_TIME))
+        except DeliveryError as e:
+            if e.status in (401, 403):
+                report.add(sink.name, "reachable", OK, "answers")
+                report.add(sink.name, "auth", FAIL, str(e))
+            else:
+                report.add(sink.name, "reachable", FAIL, str(e))
+            continue
+        report.add(sink.name, "reachable", OK, answered)
+    if all(isinstance(sink, ListsGroups) for sink in sinks):
+        return  # the store section says what waits (and `status` shows what they hold)
     try:
-        backlogs = sink_backlogs(config)
+        backlogs = sink_backlogs(config, sinks)
     except StoreError:
         return  # the store section said why
     for backlog in backlogs:
         report.add(backlog.sink, "pending", WARN if backlog.groups else OK,
                    backlog.line().split(": ", 1)[1]
                    + ("; run `jobreport flush`" if backlog.groups else ""))
-
-
-def _shown_gateway(config: Config) -> str:
-    return mask_url(config.gateway or "")

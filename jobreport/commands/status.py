@@ -1,0 +1,195 @@
+"""``jobreport status``: what the sinks that can list their groups (the Pushgateway) hold
+now, per job and instance, problems first."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from jobreport.config import Config
+from jobreport.errors import NotConfiguredError
+from jobreport.outcomes import SKIPPED, SUCCESS
+from jobreport.sinks.base import ListsGroups, Sink
+from jobreport.sinks.pushgateway_api import GatewayGroup
+
+__all__ = ["GroupStatus", "gateway_status", "listing_sinks", "statuses"]
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """One group of the gateway as ``jobreport status`` shows it."""
+
+    job: str
+    labels: dict[str, str]
+    """The grouping labels other than ``job`` (instance included)."""
+    last_outcome: str | None = None
+    last_success: float | None = None
+    last_end: float | None = None
+    last_start: float | None = None
+    running: int = 0
+    expected_interval: float | None = None
+    max_runtime: float | None = None
+    last_push: float | None = None
+    last_push_failure: float | None = None
+    # schedules (jobreport.schedule)
+    success_deadline: float | None = None
+    start_deadline: float | None = None
+    min_runtime: float | None = None
+    last_duration: float | None = None
+    problems: tuple[str, ...] = field(default=())
+    now: float = 0.0
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The earlier of a scheduled job's start and success deadlines (the start deadline
+        does not count while a run is in progress)."""
+        found = [d for d in (self.success_deadline,
+                             None if self.running else self.start_deadline) if d is not None]
+        return min(found) if found else None
+
+    @property
+    def instance(self) -> str:
+        return self.labels.get("instance", "")
+
+    @property
+    def success_age(self) -> float | None:
+        return None if self.last_success is None else max(0.0, self.now - self.last_success)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "labels": self.labels,
+            "last_outcome": self.last_outcome,
+            "last_success": self.last_success,
+            "last_success_age_seconds": self.success_age,
+            "last_end": self.last_end,
+            "last_start": self.last_start,
+            "running": self.running,
+            "expected_interval_seconds": self.expected_interval,
+            "max_runtime_seconds": self.max_runtime,
+            "last_push": self.last_push,
+            "last_push_failure": self.last_push_failure,
+            "success_deadline": self.success_deadline,
+            "start_deadline": self.start_deadline,
+            "next_deadline": self.next_deadline,
+            "deadline_passed": (self.next_deadline is not None
+                                and self.now > self.next_deadline),
+            "min_runtime_seconds": self.min_runtime,
+            "problems": list(self.problems),
+            "ok": not self.problems,
+        }
+
+
+def listing_sinks(config: Config, sinks: list[Sink] | None = None) -> list[ListsGroups]:
+    """The configured sinks (or ``sinks``) that can list the groups they hold."""
+    if sinks is None:
+        from jobreport.sinks.configured import configured_sinks
+
+        sinks = configured_sinks(config)
+    return [sink for sink in sinks if isinstance(sink, ListsGroups)]
+
+
+def gateway_status(config: Config, *, sinks: list[Sink] | None = None,
+                   now: float | None = None) -> list[GroupStatus]:
+    """Every group the sinks that can list their groups hold, problems first. Raises
+    ``NotConfiguredError`` when no such sink is configured, ``DeliveryError`` when one
+    cannot be read."""
+    listing = listing_sinks(config, sinks)
+    if not listing:
+        raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
+    deadline = time.monotonic() + config.budget
+    groups = [group for sink in listing for group in sink.groups(deadline=deadline)]
+    return statuses(groups, config.namespace, now)
+
+
+def statuses(groups: list[GatewayGroup], namespace: str,
+             now: float | None = None) -> list[GroupStatus]:
+    """What ``status`` shows of ``groups`` at ``now`` (default: the current time), problems
+    first."""
+    when = time.time() if now is None else now
+    found = [_group_status(g, namespace, when) for g in groups]
+    return sorted(found, key=lambda g: (not g.problems, g.job, sorted(g.labels.items())))
+
+
+def _group_status(group: GatewayGroup, ns: str, now: float) -> GroupStatus:
+    labels = dict(group.labels)
+    job = labels.pop("job", "")
+    odd: list[str] = []
+
+    def value(name: str) -> float | None:
+        """The first sample of ``name``; an odd one (NaN, infinite) is None and a problem."""
+        v = group.first(name)
+        if v is None or math.isfinite(v):
+            return v
+        odd.append(f"{name} is {_number(v)}")
+        return None
+
+    outcome = None
+    for sample in group.samples(f"{ns}_last_outcome"):
+        if sample.value == 1.0:
+            outcome = sample.labels.get("outcome")
+    running_value = value(f"{ns}_running")
+    running = 0
+    if running_value is not None:
+        if running_value < 0 or running_value != int(running_value):
+            odd.append(f"{ns}_running is {_number(running_value)}")
+        running = max(0, int(running_value))
+    status = GroupStatus(
+        job=job, labels=labels, last_outcome=outcome,
+        last_success=value(f"{ns}_last_success_timestamp_seconds"),
+        last_end=value(f"{ns}_last_end_timestamp_seconds"),
+        last_start=value(f"{ns}_last_start_timestamp_seconds"),
+        running=running,
+        expected_interval=value(f"{ns}_expected_interval_seconds"),
+        max_runtime=value(f"{ns}_max_runtime_seconds"),
+        last_push=value("push_time_seconds"),
+        last_push_failure=value("push_failure_time_seconds"),
+        success_deadline=value(f"{ns}_success_deadline_timestamp_seconds"),
+        start_deadline=value(f"{ns}_start_deadline_timestamp_seconds"),
+        min_runtime=value(f"{ns}_min_runtime_seconds"),
+        last_duration=value(f"{ns}_last_duration_seconds"),
+        now=now,
+    )
+    status = _with_problems(status)
+    if odd:
+        status = replace(status, problems=(*status.problems, *(f"odd value: {o}" for o in odd)))
+    return status
+
+
+def _number(v: float) -> str:
+    """A sample value as the exposition format writes it (NaN, +Inf, -Inf, 1.5)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return f"{v:g}"
+
+
+def _with_problems(s: GroupStatus) -> GroupStatus:
+    problems = []
+    if s.expected_interval:
+        if s.last_success is None or s.last_success <= 0:
+            # never succeeded: overdue once the first start is that long ago
+            if s.last_start is not None and s.now - s.last_start > s.expected_interval:
+                problems.append("overdue: never succeeded")
+        elif s.now - s.last_success > s.expected_interval:
+            problems.append("overdue")
+    if s.success_deadline is not None and s.now > s.success_deadline:
+        never = s.last_success is None or s.last_success <= 0
+        problems.append("overdue: never succeeded" if never else "overdue: past its deadline")
+    if s.start_deadline is not None and s.now > s.start_deadline and not s.running:
+        problems.append("missed start")
+    if s.last_outcome is not None and s.last_outcome not in (SUCCESS, SKIPPED):
+        problems.append(f"last run: {s.last_outcome}")
+    if (s.last_outcome == SUCCESS and s.min_runtime is not None
+            and s.last_duration is not None and s.last_duration < s.min_runtime):
+        problems.append("too short")
+    if (s.running > 0 and s.max_runtime and s.last_start is not None
+            and s.now - s.last_start > s.max_runtime):
+        problems.append("running too long")
+    if (s.last_push_failure is not None and s.last_push is not None
+            and s.last_push_failure > s.last_push):
+        problems.append("pushes failing")
+    return replace(s, problems=tuple(problems))
