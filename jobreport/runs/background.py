@@ -175,12 +175,17 @@ class Ends:
             pending = dict(self._pending)
         if not pending:
             return True
-        left = max(pending.values()) - time.monotonic()
-        _, not_done = wait_futures(list(pending), timeout=max(0.0, left))
+        not_done = 0
+        try:
+            for future, deadline in sorted(pending.items(), key=lambda item: item[1]):
+                done, _ = wait_futures([future], timeout=max(0.0, deadline - time.monotonic()))
+                not_done += not done
+        except KeyboardInterrupt:  # Ctrl-C while the program waits at its exit: stop waiting
+            return False
         if not_done:
             log.warning("jobreport: %d run end(s) still being reported when the program "
                         "ended; a run closed in the store is delivered by the next run or "
-                        "`jobreport flush`", len(not_done))
+                        "`jobreport flush`", not_done)
         return not not_done
 
     def _after_fork(self) -> None:
