@@ -46,7 +46,7 @@ def populate(path: Path, runs: int, groups: int, *, pending: bool, instance: str
         def rows(job: str = job, key: str = key) -> object:
             for i in range(per_group):
                 started = now - (per_group - i) * 60.0
-                failed = i % 10 == 9
+                failed = i % 10 == 8
                 yield (key, job, host, 1000 + i % 30000, started, started + 5.0, 5.0,
                        "failure" if failed else "success", 1 if failed else 0, i + 1,
                        f"/usr/bin/{job} --run {i}")
@@ -56,9 +56,13 @@ def populate(path: Path, runs: int, groups: int, *, pending: bool, instance: str
             " outcome, exit_code, closed_seq, command) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             rows(),  # type: ignore[arg-type]
         )
-        conn.execute(
-            "INSERT INTO jobreport_groups (group_key, job, seq, delivered_seq)"
-            " VALUES (?,?,?,?)", (key, job, per_group, 0 if pending else per_group))
+        if _has_column(conn, "jobreport_groups", "delivered_seq"):  # before schema 5
+            conn.execute(
+                "INSERT INTO jobreport_groups (group_key, job, seq, delivered_seq)"
+                " VALUES (?,?,?,?)", (key, job, per_group, 0 if pending else per_group))
+        else:
+            conn.execute("INSERT INTO jobreport_groups (group_key, job, seq) VALUES (?,?,?)",
+                         (key, job, per_group))
         if _has_table(conn, "jobreport_deliveries"):  # schema 2: delivered marks per sink
             conn.execute(
                 "INSERT INTO jobreport_deliveries (group_key, sink, delivered_seq)"
@@ -67,6 +71,10 @@ def populate(path: Path, runs: int, groups: int, *, pending: bool, instance: str
     conn.execute("COMMIT")  # no ANALYZE: a real store never gets one
     conn.close()
     return keys
+
+
+def _has_column(conn: sqlite3.Connection, table: str, name: str) -> bool:
+    return any(r[1] == name for r in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -89,6 +97,9 @@ def _summaries(conn: sqlite3.Connection) -> None:
             " jobreport_groups.group_key AND r.outcome = 'success'),"
             " last_failure = (SELECT MAX(ended) FROM jobreport_runs r WHERE r.group_key ="
             " jobreport_groups.group_key AND r.outcome != 'success')")
+    if "failure_streak" in columns:  # schema 6: every 10th run fails, the last succeeded
+        conn.execute("UPDATE jobreport_groups SET failure_streak = 0, "
+                     "recent_durations = '[5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]'")
 
 
 def main() -> None:

@@ -46,6 +46,10 @@ _GAUGES: tuple[tuple[str, str, str], ...] = (
      "start_deadline"),
     ("consecutive_failures", "Unsuccessful runs since the last success.",
      "consecutive_failures"),
+    ("typical_size_bytes",
+     "Median size of the last 10 successful runs that reported a size.", "typical_size"),
+    ("typical_duration_seconds", "Median duration of the last 10 successful runs.",
+     "typical_duration"),
 )
 
 

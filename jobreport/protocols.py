@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jobreport.sinks.base import Sink
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from jobreport.result import RunResult
     from jobreport.spec import JobSpec
 
@@ -34,8 +36,11 @@ class RunReporter(Protocol):
         """Say that ``run`` is still alive."""
         ...
 
-    def finish(self, run: Any, result: RunResult) -> bool:
-        """Close ``run`` with ``result`` and deliver its group; True when every sink has it."""
+    def finish(self, run: Any, result: RunResult, *,
+               held_to: Mapping[str, Any] | None = ...) -> bool:
+        """Close ``run`` with ``result`` and deliver its group; True when every sink has it.
+        ``held_to``: values of its spec that its end gave (thresholds the command wrote to
+        its metrics file), over what the run was held to from its config section."""
         ...
 
     def record_skipped(self, spec: JobSpec, *, command: str | None = ...) -> Any:

@@ -96,6 +96,10 @@ class RunResult:
                                     default=MISSING)
     size: float | None = _figure("last_size_bytes", "Bytes the last run produced.")
     items: float | None = _figure("last_items", "Items the last run processed.")
+    #: ``--size-path``: 0 when a successful run left every path as it found it, else 1.
+    output_updated: int | None = _figure(
+        "last_output_updated",
+        "0 when the last run succeeded but wrote nothing to its --size-path, else 1.", "int")
     cpu_seconds: float | None = _figure(
         "last_cpu_seconds", "User+system CPU seconds of the last run's process tree.")
     max_rss_bytes: float | None = _figure(

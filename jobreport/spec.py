@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from jobreport.durations import MAX_SECONDS, duration_seconds, format_duration
+from jobreport.sizes import format_ratio, format_size, share, size_bytes
 
 # not typing's: this module is on the path of `jobreport run` before its command starts
 TYPE_CHECKING = False
@@ -40,8 +41,11 @@ __all__ = [
     "FIELDS",
     "FLAG",
     "GAUGED",
+    "METRICS_FILE",
     "PATHS",
     "PYTHON",
+    "RATIO",
+    "SIZE",
     "STORED",
     "TAIL_MAX_BYTES",
     "ZONE",
@@ -60,13 +64,20 @@ CRON = "cron"
 ZONE = "zone"
 FLAG = "flag"
 PATHS = "paths"
+SIZE = "size"
+RATIO = "ratio"
 
 #: The doors a value comes through: ``jobreport run``'s option (and its environment
-#: variable), a ``[jobs.NAME]`` key of the config file, a ``job_metrics(...)`` keyword.
+#: variable), a ``[jobs.NAME]`` key of the config file, a ``job_metrics(...)`` keyword; and
+#: for what judges a run's output, a line of ``$JOBREPORT_METRICS_FILE`` named after its
+#: gauge (``jobreport_min_size_bytes 1e6``), which ``job_metrics`` inside ``jobreport run``
+#: writes too.
 CLI = "cli"
 CONFIG = "config"
 PYTHON = "python"
+METRICS_FILE = "metrics file"
 _EVERY_DOOR = (CLI, CONFIG, PYTHON)
+_OUTPUT_DOORS = (CLI, CONFIG, PYTHON, METRICS_FILE)
 
 #: The output tail a run keeps (and the store stores) is at most this many last bytes.
 TAIL_MAX_BYTES = 64 * 1024
@@ -109,7 +120,8 @@ class Field:
         self.flag = flag
         self.env = env
         self.metavar = metavar or {DURATION: "DURATION", COUNT: "N", CRON: "CRON",
-                                   ZONE: "ZONE", PATHS: "PATH"}.get(kind)
+                                   ZONE: "ZONE", PATHS: "PATH", SIZE: "SIZE",
+                                   RATIO: "PERCENT"}.get(kind)
         self.low = low
         self.high = high
         self.above = above
@@ -133,6 +145,10 @@ class Field:
             return f"{format_duration(self.low)} to {high}"
         if self.kind == COUNT:
             return f"{int(self.low)} to {int(self.high)}"
+        if self.kind == SIZE:
+            return f"{format_size(self.low)} to {format_size(self.high)}"
+        if self.kind == RATIO:  # (both ends left out)
+            return f"more than {format_ratio(self.low)}, less than {format_ratio(self.high)}"
         return {CRON: "five cron fields or @hourly, @daily, @weekly, @monthly, @yearly",
                 ZONE: "an IANA time zone name", FLAG: "on or off",
                 PATHS: "file or directory paths"}[self.kind]
@@ -146,6 +162,16 @@ class Field:
             return self._in_range(value, duration_seconds(value))
         if self.kind == COUNT:
             return self._in_range(value, _whole_number(value))
+        if self.kind == SIZE:  # whole bytes
+            return float(round(self._in_range(value, size_bytes(value))))
+        if self.kind == RATIO:
+            number = share(value)
+            if not self.low < number < self.high:  # (NaN is neither)
+                hint = (" (a number without % is a share of 1: write 50% or 0.5)"
+                        if isinstance(value, str) and "%" not in value and number >= 1
+                        else "")
+                raise ValueError(f"{value!r} is out of range: {self.range}{hint}")
+            return number
         if self.kind == CRON:
             if not isinstance(value, str):
                 raise ValueError(f"{value!r} is not a schedule (write e.g. \"0 3 * * 1-5\" "
@@ -255,6 +281,27 @@ FIELDS: tuple[Field, ...] = (
           high=10000, column="int",
           gauge=("alert_after_failures",
                  "The failed-run alert waits for this many failures in a row.")),
+    Field("min_size", SIZE,
+          "A successful run that produced fewer bytes than this is wrong (the output-too-"
+          "small alert): bytes, or 10MB (10^6 bytes), 1GiB (2^30 bytes).",
+          flag="--min-size", env="JOBREPORT_MIN_SIZE", low=1, high=1e18,
+          doors=_OUTPUT_DOORS, column="real",
+          gauge=("min_size_bytes",
+                 "A successful run that produced fewer bytes than this is wrong.")),
+    Field("min_items", COUNT,
+          "A successful run that processed fewer items than this is wrong (the output-too-"
+          "small alert).",
+          flag="--min-items", env="JOBREPORT_MIN_ITEMS", low=1, high=10**12,
+          doors=_OUTPUT_DOORS, column="int",
+          gauge=("min_items",
+                 "A successful run that processed fewer items than this is wrong.")),
+    Field("max_shrink", RATIO,
+          "A successful run smaller than its typical size (the median of the last 10) by "
+          "more than this share is wrong, e.g. 50% (or 0.5).",
+          flag="--max-shrink", env="JOBREPORT_MAX_SHRINK", low=0, high=1,
+          doors=_OUTPUT_DOORS, column="real",
+          gauge=("max_shrink_ratio",
+                 "A successful run smaller than (1 - this) times the typical size is wrong.")),
     Field("heartbeat", DURATION,
           "Push a liveness timestamp this often while the command runs.",
           flag="--heartbeat", env="JOBREPORT_HEARTBEAT", above=True,
@@ -268,7 +315,9 @@ FIELDS: tuple[Field, ...] = (
           flag="--kill-after", env="JOBREPORT_KILL_AFTER", default=10.0, doors=(CLI,)),
     Field("size_paths", PATHS,
           "Report the bytes of this file or directory tree after the run as "
-          "jobreport_last_size_bytes (repeatable; in the environment, separate with ':').",
+          "jobreport_last_size_bytes, and whether the run wrote to it "
+          "(jobreport_last_output_updated; repeatable; in the environment, separate with "
+          "':').",
           flag="--size-path", env="JOBREPORT_SIZE_PATH", default=(), doors=(CLI,)),
     Field("lock", FLAG,
           "Do not start while another run of this job (same group) runs on this host: "
@@ -332,6 +381,9 @@ class JobSpec:
     timezone: str | None
     min_runtime: float | None
     alert_after_failures: int | None
+    min_size: float | None
+    min_items: int | None
+    max_shrink: float | None
     heartbeat: float | None
     timeout: float | None
     kill_after: float
@@ -426,6 +478,14 @@ class JobSpec:
         return (self.min_runtime is not None and outcome == "success"
                 and duration is not None and duration < self.min_runtime)
 
+    def too_small(self, outcome: str | None, size: float | None,
+                  items: float | None) -> bool:
+        """A success whose size is below ``min_size`` or whose items are fewer than
+        ``min_items`` (``max_shrink`` needs the group's typical size: the rules judge it)."""
+        return outcome == "success" and (
+            (self.min_size is not None and size is not None and size < self.min_size)
+            or (self.min_items is not None and items is not None and items < self.min_items))
+
     def gauges(self) -> Iterator[tuple[str, str, float]]:
         """(metric without namespace, help, value) of each field a push carries and that
         is set."""
@@ -436,6 +496,13 @@ class JobSpec:
             value = getattr(self, attribute)
             if value is not None:
                 yield metric, doc, float(value)
+
+    def output_gauges(self) -> Iterator[tuple[str, float]]:
+        """(metric without namespace, value) of the given thresholds that a metrics file may
+        carry (``METRICS_FILE``: what judges the output)."""
+        for f in GAUGED:
+            if METRICS_FILE in f.doors and f.name in self.given and f.gauge is not None:
+                yield f.gauge[0], float(getattr(self, f.name))
 
     def columns(self) -> dict[str, Any]:
         """The values the store keeps with the run, by column (``STORED``)."""
@@ -477,5 +544,8 @@ if TYPE_CHECKING:
         timezone: str | None
         min_runtime: str | float | None
         alert_after_failures: int | None
+        min_size: str | float | None
+        min_items: int | None
+        max_shrink: str | float | None
         heartbeat: str | float | None
 

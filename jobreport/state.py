@@ -42,6 +42,10 @@ class GroupState:
     start_deadline: float | None = None
     #: Unsuccessful runs since the last success (skipped runs do not count).
     consecutive_failures: int | None = None
+    #: Medians of the last 10 successful runs' sizes (of those that reported one) and
+    #: durations: what ``max_shrink`` compares a run's size with, and the dashboard shows.
+    typical_size: float | None = None
+    typical_duration: float | None = None
     #: What ``jobreport push`` gave the group (kept in the store).
     pushed: tuple[CustomFamily, ...] = ()
     #: Only these families go out (used for start and heartbeat pushes); None: all known.

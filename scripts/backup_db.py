@@ -18,6 +18,13 @@ the rows in the backup (jobreport_last_items, counted in the verified copy), and
 they join the wrapper's run (one run is recorded, not two). A failed backup leaves no file
 behind, is reported with outcome ``failure`` and exits 1 with a one-line message.
 
+A backup can succeed and still be wrong: ``--min-size 10MB`` pages when a backup is smaller
+than that (JobreportJobOutputTooSmall), ``--max-shrink 50%`` when it is less than half its
+typical size (the median of the last 10), and ``--min-rows N`` when it holds fewer rows::
+
+    backup_db.py "$BACKUP_DB_URL" --dest /var/backups/app --expect-every 24h \
+        --min-size 10MB --max-shrink 50%
+
 Restore: ``gunzip -c NAME.sqlite3.gz > app.db`` or ``pg_restore -d app NAME.dump``.
 Passwords: put the URL in BACKUP_DB_URL (not on the command line, where ``ps`` shows it) or
 leave the password out and use ~/.pgpass.
@@ -46,6 +53,7 @@ from sqlalchemy.engine import URL, make_url  # only the URL parser: no engine, n
 from sqlalchemy.exc import ArgumentError
 
 from jobreport import job_metrics
+from jobreport.errors import ConfigError
 
 PROG = "backup_db"
 
@@ -333,6 +341,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--expect-every", help="expected interval, e.g. 24h (for overdue alerts)")
     p.add_argument("--grace", help="extra time before overdue (default 10%% of the interval)")
     p.add_argument("--max-runtime", help="a run is stuck after this long, e.g. 2h")
+    p.add_argument("--min-size", help="a smaller backup is wrong, e.g. 10MB (10^6 bytes) or "
+                                      "1GiB (2^30)")
+    p.add_argument("--max-shrink", help="a backup smaller than its typical size by more "
+                                        "than this is wrong, e.g. 50%%")
+    p.add_argument("--min-rows", type=int, help="a backup with fewer rows is wrong")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="extra grouping label (repeatable)")
     return p
@@ -379,10 +392,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep < 1:
         parser().error("--keep must be at least 1")
     labels = parse_labels(args.label)
+    try:
+        job_run = job_metrics(args.job, expect_every=args.expect_every, grace=args.grace,
+                              max_runtime=args.max_runtime, min_size=args.min_size,
+                              max_shrink=args.max_shrink, min_items=args.min_rows,
+                              labels=labels or None)
+    except ConfigError as exc:  # a threshold out of its range: nothing is backed up
+        flag = {"min_items": "min_rows"}.get(exc.setting, exc.setting).replace("_", "-")
+        parser().error(f"--{flag}: {exc.problem}")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        with job_metrics(args.job, expect_every=args.expect_every, grace=args.grace,
-                         max_runtime=args.max_runtime, labels=labels or None) as job:
+        with job_run as job:
             result, removed = make_backup(args.url, args.dest, args.keep, args.name, time.time())
             job.set_size(result.size)
             job.add_items(result.rows)

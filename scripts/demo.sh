@@ -12,8 +12,10 @@
 # 4. shows `jobreport status`, `jobreport history` and the alert Prometheus raised,
 # 5. stops everything it started and removes its temporary files (also on Ctrl-C).
 #
-# Needs no input and leaves no service behind. The store and the settings live in a
-# temporary directory, so an existing jobreport configuration is neither used nor touched.
+# Needs no input and leaves no service behind. The store, the locks and markers, the
+# settings and the stack's record live in a temporary directory that the demo removes, so
+# an existing jobreport configuration or state (~/.config/jobreport, ~/.local/state/jobreport,
+# a stack started with scripts/stack.sh) is neither used nor touched.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -37,6 +39,13 @@ PY=$ROOT/.venv/bin/python
 
 # --- 2. a private stack on free ports ------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jobreport-demo.XXXXXX")
+# everything jobreport and stack.sh keep per user goes into WORK: the state directory
+# (store, locks, run markers, peer memory), the config directory, stack.sh's record of
+# running stacks (so `scripts/stack.sh stop` never picks the demo's) and temporary files
+mkdir -p "$WORK/state" "$WORK/config" "$WORK/tmp"
+mkdir -m 700 "$WORK/run"
+export XDG_STATE_HOME=$WORK/state XDG_CONFIG_HOME=$WORK/config XDG_RUNTIME_DIR=$WORK/run
+export TMPDIR=$WORK/tmp
 STACK=0
 PGW_PID=""
 cleanup() {
@@ -86,11 +95,13 @@ else:
 EOF
 fi
 
-# nothing from the caller's configuration: a fresh store and no config file
+# nothing from the caller's configuration: a fresh store and an empty config file (not
+# even /etc/jobreport/jobreport.toml)
 for var in $(compgen -e | grep -E '^JOBREPORT_|^PUSHGATEWAY_URL$' || true); do unset "$var"; done
 export JOBREPORT_GATEWAY=http://127.0.0.1:$PGW_PORT
 export JOBREPORT_DB=sqlite:///$WORK/jobreport.db
-export XDG_CONFIG_HOME=$WORK/config
+: >"$WORK/config/jobreport.toml"
+export JOBREPORT_CONFIG=$WORK/config/jobreport.toml
 
 # --- 3. jobs -------------------------------------------------------------------------------
 say "Creating a small SQLite database: $WORK/app.db"

@@ -9,9 +9,16 @@
 #   scripts/stack.sh stop            stop a detached stack and remove its data
 #   scripts/stack.sh status          say whether it runs, and where
 #
-# stop and status find a stack started with any JOBREPORT_STACK_DIR: start records the
-# directory in ${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/jobreport-stacks-$UID/. With several
-# stacks running they name them; pass the one you mean as JOBREPORT_STACK_DIR.
+# Which stack stop and status act on:
+#   - with JOBREPORT_STACK_DIR set: the stack in that directory, and nothing else (none
+#     there: status says "not running" with exit 3, stop stops nothing);
+#   - without it: the stack in the default directory when one runs there (the one
+#     `scripts/stack.sh --background` started); else the one stack that runs wherever it
+#     was started (start records each directory in
+#     ${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/jobreport-stacks-$UID/); with several running and
+#     none in the default directory, they are named and nothing is stopped.
+# A stack's processes are recognised by their command lines naming its directory's files,
+# so a stale pid file never stops another program.
 #
 # Nothing leaves the machine: the Alertmanager gets the shipped routing with every receiver
 # turned into a webhook to a small receiver this script starts on loopback (it appends each
@@ -41,10 +48,10 @@ PROM_PORT=${PROMETHEUS_PORT:-9090}
 AM_PORT=${ALERTMANAGER_PORT:-9093}
 HOOK_PORT=${WEBHOOK_PORT:-5001}
 INTERVAL=${JOBREPORT_STACK_INTERVAL:-5s}
-DEFAULT_DIR=${TMPDIR:-/tmp}/jobreport-stack-$(id -u)
-DIR=${JOBREPORT_STACK_DIR:-$DEFAULT_DIR}
-# absolute, so that the record below and the pid checks name one directory
-[[ $DIR == /* ]] || DIR=$PWD/$DIR
+# absolute and normalised (no "//", "..", trailing "/", symbolic links), so that the record
+# below, the pid checks and the default-directory test each name one directory one way
+DEFAULT_DIR=$(realpath -m -- "${TMPDIR:-/tmp}/jobreport-stack-$(id -u)")
+DIR=$(realpath -m -- "${JOBREPORT_STACK_DIR:-$DEFAULT_DIR}")
 PIDFILE=$DIR/stack.pid
 # where start records each stack's directory, so that stop finds it from anywhere
 REGISTRY=${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/jobreport-stacks-$(id -u)
@@ -71,13 +78,15 @@ http_ok() {
 port_busy() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
 # pids of the running stack in DIR (default $DIR): only those still alive and still our
-# programs (their command line names the directory)
+# programs (their command line names a file of this directory that start gave them)
 live_pids() {
   local dir=${1:-$DIR} pid
   [[ -f $dir/stack.pid ]] || return 0
   while read -r pid _; do
     [[ $pid =~ ^[0-9]+$ ]] || continue
-    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$dir/"; then
+    if [[ -r /proc/$pid/cmdline ]] && tr '\0' '\n' </proc/"$pid"/cmdline \
+        | grep -qxF -e "$dir/webhook.py" -e "--persistence.file=$dir/pushgateway.db" \
+                    -e "--config.file=$dir/alertmanager.yml" -e "--config.file=$dir/prometheus.yml"; then
       echo "$pid"
     fi
   done <"$dir/stack.pid"

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs, then run ruff, mypy (strict) and the whole suite.
-# Exits non-zero on any failure, including "no tests ran".
+# Install everything the test suite needs, then run ruff, mypy (strict) and the whole suite
+# (as CI does). Exits non-zero on any failure, including "no tests ran".
+#
+# For quick work, the unit tests alone (no server, no long child process; under a minute):
+#   .venv/bin/pytest -m unit          (or: JOBREPORT_TEST_BOOTSTRAP=0 bash scripts/test.sh -m unit)
+# Every test runs with its own HOME, XDG directories and TMPDIR: the suite touches neither
+# ~/.local/state/jobreport, ~/.config/jobreport nor a stack started with scripts/stack.sh
+# (docs/development.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # JOBREPORT_TEST_BOOTSTRAP=0 skips the install (scripts/stress-tests.sh runs it once first)

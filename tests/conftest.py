@@ -1,9 +1,9 @@
-"""Shared fixtures: a real Pushgateway per test, an isolated environment and store."""
+"""Shared fixtures: a real Pushgateway per test; every test's own HOME, XDG directories,
+TMPDIR and store (tests/isolation.py); the ``unit`` mark and its guard (tests/marks.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests import servers
+from tests import marks, servers
+from tests.isolation import _session_isolation, isolated_env  # noqa: F401 (fixtures)
+from tests.marks import pytest_runtest_protocol  # noqa: F401 (hook)
 
 # Hypothesis times each example (200 ms by default) and checks that generating data is not
 # "too slow": both are speed assumptions that a busy machine breaks at random. Properties
@@ -95,18 +97,5 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         server.stop()
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test sees the developer's jobreport settings; the store lives in tmp_path."""
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("JOBREPORT_") or key == "PUSHGATEWAY_URL":
-            monkeypatch.delenv(key)
-    report = sys.modules.get("jobreport.runs.shared")
-    if report is not None:
-        report.SHARED.reset()  # per process: the "no gateway" notice, stores, sinks
-    state = tmp_path / "state"
-    monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return state
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    marks.mark(items)

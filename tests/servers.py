@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import marks
+
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -42,7 +44,8 @@ def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free and stays reserved for this test run."""
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind(("127.0.0.1", 0))
+    with marks.reserving_a_port():  # bound, never listening: no server
+        holder.bind(("127.0.0.1", 0))
     port = int(holder.getsockname()[1])
     _held[port] = holder
     while len(_held) > _HELD_MAX:  # the oldest reservations belong to finished tests
@@ -73,6 +76,7 @@ class Server:
 
     def start(self, ready_path: str | None = None, timeout: float = READY_TIMEOUT) -> Server:
         ready_path = ready_path or self.ready_path
+        marks.check_server_start(self.name)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

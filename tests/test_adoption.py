@@ -162,6 +162,8 @@ def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
                                        ({"outcome": "signal"}, "3")),
         "jobreport_last_success_timestamp_seconds": family(({}, str(time.time() + 1e9))),
         "jobreport_last_failure_timestamp_seconds": family(({}, str(time.time() - 60))),
+        "jobreport_typical_size_bytes": family(({}, "-1")),
+        "jobreport_typical_duration_seconds": family(({}, "12.5")),
     }
     [parsed] = parse_groups({"status": "success", "data": [group]})
     state = held_state(parsed, "jobreport")
@@ -169,3 +171,9 @@ def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
     assert state.runs_total == {"signal": 3}
     assert state.last_success is None
     assert state.last_failure is not None and state.last_failure < time.time()
+    assert state.typical_size is None and state.typical_duration == 12.5
+    for hostile in ("NaN", "+Inf", "1e300"):
+        group["jobreport_typical_size_bytes"] = family(({}, hostile))
+        [parsed] = parse_groups({"status": "success", "data": [group]})
+        held = held_state(parsed, "jobreport")
+        assert held is not None and held.typical_size is None

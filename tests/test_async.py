@@ -24,6 +24,7 @@ from jobreport.store.rows import RunRecord
 from jobreport.store.store import Store
 from tests.conftest import Gateway
 from tests.faults import SilentServer
+from tests.isolation import own_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 60.0  # generous bounds: a loaded machine is slow, a correct run never waits this
@@ -348,6 +349,7 @@ def test_a_timeout_interrupts_the_run_and_the_caller_sees_timeout_error(
 # -- the event loop never waits for jobreport -------------------------------------------------
 
 
+@pytest.mark.integration
 def test_the_loop_runs_on_while_an_end_waits_for_a_silent_gateway(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A gateway that accepts and never answers: while `async with`'s end waits for it (up to
@@ -402,8 +404,8 @@ def test_a_program_that_ends_right_after_its_run_still_reports_it(
         "    with job_metrics('quick-exit') as job:\n"
         "        job.add_items(7)\n"
         "asyncio.run(main())\n")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
-           "JOBREPORT_GATEWAY": gateway.url, "JOBREPORT_DB": f"sqlite:///{tmp_path}/s.db"}
+    env = own_dirs(PATH="/usr/bin:/bin", PYTHONPATH=str(ROOT), JOBREPORT_GATEWAY=gateway.url,
+                   JOBREPORT_DB=f"sqlite:///{tmp_path}/s.db")
     proc = subprocess.run([sys.executable, str(program)], env=env, capture_output=True,
                           text=True, timeout=DEADLINE, check=False)
     assert proc.returncode == 0, proc.stderr

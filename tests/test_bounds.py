@@ -46,6 +46,7 @@ def config_for(url: str, tmp_path: Path, **settings: str) -> Config:
                        instance="h1", **settings)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", [stubs.DRIP, stubs.HANG])
 def test_a_dripping_or_silent_answer_is_cut_at_the_budget(mode: str, tmp_path: Path) -> None:
     """A peer that answers one byte at a time (each byte well within the per-read timeout)
@@ -62,6 +63,7 @@ def test_a_dripping_or_silent_answer_is_cut_at_the_budget(mode: str, tmp_path: P
     assert stub.requests, "the request reached the peer"
 
 
+@pytest.mark.integration
 def test_jobreport_run_with_a_dripping_gateway_keeps_the_job_and_its_bound(
         tmp_path: Path) -> None:
     """`jobreport run` against a dripping gateway: the command's exit code and output are
@@ -181,6 +183,7 @@ def test_a_second_run_after_a_refused_one_is_quick(tmp_path: Path) -> None:
     assert sorted(p.job for p in Store(f"sqlite:///{tmp_path}/s.db").pending()) == ["r1", "r2"]
 
 
+@pytest.mark.integration
 def test_a_dripping_remote_write_receiver_is_cut_at_the_budget(tmp_path: Path) -> None:
     """The remote-write sink keeps the same wall-clock deadline per exchange."""
     from jobreport.sinks.remote_write import RemoteWriteSink

@@ -336,6 +336,7 @@ def test_a_schema_1_store_is_migrated_in_place(gateway: Gateway, tmp_path: Path)
 # --- seen by a real Prometheus ----------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_prometheus_never_sees_the_group_vanish_or_go_back(tmp_path: Path) -> None:
     """A real Prometheus scrapes the gateway every second while runs (with start pushes and
     heartbeats) come and go: in every successful scrape the group is there, its last
@@ -362,6 +363,14 @@ def test_prometheus_never_sees_the_group_vanish_or_go_back(tmp_path: Path) -> No
             result = prom_query(prom.url, f'sum_over_time(up{{job="pushgateway"}}{window})')
             return sum(float(r["value"][1]) for r in result["data"]["result"])
 
+        held = Gateway(gateway)
+
+        def started_and_beating(since: float) -> bool:
+            """The run's start push and one of its heartbeats have landed."""
+            s = held.samples("flap", instance="h1")
+            return (s["jobreport_running"] == 1
+                    and s.get("jobreport_last_heartbeat_timestamp_seconds", 0.0) >= since)
+
         deadline = time.monotonic() + 120
         n = 0
         # runs come and go until Prometheus has scraped them a dozen times (about 12 s on a
@@ -371,9 +380,11 @@ def test_prometheus_never_sees_the_group_vanish_or_go_back(tmp_path: Path) -> No
             try:
                 with job_metrics("flap", config=config, heartbeat="0.2s",
                                  expect_every="1h" if n % 2 else None) as job:
+                    began = time.time()
                     if n % 3:
                         job.gauge("flap_n", n)  # a family that comes and goes
-                    time.sleep(0.3)  # long enough for a start push and a heartbeat
+                    wait_for("the run's start push and a heartbeat",
+                             lambda: started_and_beating(began), timeout=60, interval=0.05)
                     if n % 4 == 0:
                         raise RuntimeError("a failing run")
             except RuntimeError:

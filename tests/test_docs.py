@@ -77,11 +77,14 @@ def test_cli_reference_covers_every_option(name: str) -> None:
 def test_cli_reference_names_no_option_that_does_not_exist() -> None:
     """Every `--option` in a command's section of docs/cli.md is a real option of it."""
     doc = sections(read("cli.md"))
+    named = 0
     for name in COMMANDS:
         real = {o for p in ALL_COMMANDS[name].params if isinstance(p, click.Option)
                 for o in [*p.opts, *p.secondary_opts]}
         for opt in re.findall(r"`(--?[a-z][a-z-]*)", doc[f"jobreport {name}"]):
             assert opt in real, f"docs/cli.md, jobreport {name}: {opt} does not exist"
+            named += 1
+    assert named >= len(COMMANDS), "the sections name (almost) no option: is the pattern right?"
 
 
 #: The metrics of the contract (the table of docs/metrics.md).
@@ -133,17 +136,20 @@ def test_links_between_pages_resolve() -> None:
     """Relative links in README.md and docs/ point at files that exist, and #anchors at
     headings that exist (GitHub's anchor rules)."""
     pages = [ROOT / "README.md", *DOCS.glob("*.md")]
+    checked = 0
     for page in pages:
         text = page.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+://", target) or target.startswith("mailto:"):
                 continue
+            checked += 1
             path, _, anchor = target.partition("#")
             dest = (page.parent / path) if path else page
             assert dest.exists(), f"{page.name}: broken link {target}"
             if anchor and dest.suffix == ".md":
                 assert anchor in anchors(dest.read_text(encoding="utf-8")), (
                     f"{page.name}: no heading for #{anchor} in {dest.name}")
+    assert checked >= 20, "hardly any relative link found: is the pattern right?"
 
 
 def anchors(text: str) -> set[str]:

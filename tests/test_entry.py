@@ -29,6 +29,7 @@ from jobreport.cli.option_table import (
     OptionSpec,
 )
 from jobreport.cli.options import typed_labels, typed_settings
+from jobreport.spec import RATIO, SIZE
 from jobreport.cli.run import _one_of_interval_and_schedule
 from tests.conftest import Gateway
 
@@ -44,6 +45,8 @@ SAMPLES = {
     "text": ["x", "", "a b", "job/x", "k=v", "no-equals", "job=x"],
     CRON: ["0 3 * * 1-5", "@daily", "61 * * * *", "", "@sometimes"],
     ZONE: ["Europe/Berlin", "UTC", "Mars/Olympus", "", "../etc", "leapseconds"],
+    SIZE: ["10MB", "1GiB", "1e6", "0", "10M", " 5 kB ", "2EB", "x", ""],
+    RATIO: ["50%", "0.5", "0", "100%", "50", " 12.5 % ", "nan", ""],
 }
 
 

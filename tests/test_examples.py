@@ -112,12 +112,15 @@ def test_every_block_is_valid(page: str) -> None:
 
 def test_not_run_markers_give_a_reason() -> None:
     """Every not-run marker sits right before a block and says what the block needs."""
+    seen = 0
     for page in PAGES:
         text = (ROOT / page).read_text(encoding="utf-8")
         for m in NOT_RUN.finditer(text):
             assert len(m.group(1)) > 10, f"{page}: give a real reason: {m.group(0)}"
             after = text[m.end():].lstrip("\n")
             assert after.startswith("```"), f"{page}: {m.group(0)} is not followed by a block"
+            seen += 1
+    assert seen >= 1, "no not-run marker found: is NOT_RUN right?"
 
 
 def scratch(tmp_path: Path) -> Path:
@@ -128,14 +131,20 @@ def scratch(tmp_path: Path) -> Path:
     return work
 
 
-def session_script(page_blocks: list[Block], gateway: Gateway) -> str:
-    """One bash script running the page's runnable blocks in order; an ERR trap names the
-    block and line of every failing command."""
+#: /tmp in an example (``/tmp/x``, ``sqlite:////tmp/x``, ``cd /tmp``): the test's own
+#: TMPDIR stands in for it, so that running the docs writes nothing of the user's.
+TMP_PATH = re.compile(r"(?<![\w.~-])/tmp(?![\w.-])")
+
+
+def session_script(page_blocks: list[Block], gateway: Gateway, tmp: Path) -> str:
+    """One bash script running the page's runnable blocks in order (``127.0.0.1:9091``
+    meaning ``gateway``, ``/tmp/`` meaning ``tmp``); an ERR trap names the block and line of
+    every failing command."""
     address = gateway.url.removeprefix("http://")
     parts = ["set -o pipefail",
              'trap \'echo "EXAMPLE FAILED: $__block line $LINENO (exit $?)" >&2\' ERR']
     for n, block in enumerate(page_blocks):
-        text = block.text.replace("127.0.0.1:9091", address)
+        text = TMP_PATH.sub(str(tmp), block.text.replace("127.0.0.1:9091", address))
         parts.append(f"__block='{block.where}'")
         if block.lang in SHELL:
             parts.append(text)
@@ -164,7 +173,8 @@ def test_examples_run(page: str, tmp_path: Path, gateway: Gateway) -> None:
         "JOBREPORT_GATEWAY": gateway.url,
     }
     (tmp_path / "home").mkdir()
-    proc = subprocess.run(["bash", "-c", session_script(runnable, gateway)], cwd=work,
+    tmp = Path(os.environ["TMPDIR"])  # the test's own (tests/isolation.py)
+    proc = subprocess.run(["bash", "-c", session_script(runnable, gateway, tmp)], cwd=work,
                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=600, check=False)
     failures = [line for line in proc.stderr.splitlines() if line.startswith("EXAMPLE FAILED")]

@@ -18,6 +18,7 @@ from jobreport.runs.background import ENDS
 from jobreport.store.rows import RunRecord
 from jobreport.store.store import Store
 from tests.conftest import Gateway
+from tests.isolation import own_dirs
 
 
 @pytest.fixture
@@ -357,9 +358,8 @@ def test_a_generator_suspended_when_the_program_ends(gateway: Gateway, tmp_path:
         "        yield 'x'\n"
         "kept = lines()\n"
         "next(kept)\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-           "JOBREPORT_GATEWAY": gateway.url, "JOBREPORT_DB": f"sqlite:///{tmp_path}/s.db"}
+    env = own_dirs(PATH="/usr/bin:/bin", PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+                   JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=f"sqlite:///{tmp_path}/s.db")
     proc = subprocess.run([sys.executable, str(program)], env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
 from jobreport import load_config
 from jobreport.heartbeat import Heartbeat
 from jobreport.result import RunResult
@@ -34,6 +36,8 @@ class HoldingSink:
         self.caught = threading.Event()
         self.release = threading.Event()
         self.overlap: list[str] = []
+        #: set when a delivery arrives while the heartbeat is held
+        self.overlapped = threading.Event()
         self.lock = threading.Lock()
         self._holding = False
 
@@ -48,6 +52,7 @@ class HoldingSink:
         with self.lock:
             if self._holding:
                 self.overlap.append(what)
+                self.overlapped.set()
             self.pushes.append(what)
             hold = what == "heartbeat" and not self.caught.is_set()
             if hold:
@@ -88,17 +93,23 @@ def test_stop_waits_for_the_beat_in_progress() -> None:
 def test_no_beat_after_stop() -> None:
     """After stop() no beat runs any more, and the thread is gone."""
     beats: list[float] = []
-    heartbeat = Heartbeat(lambda: beats.append(time.monotonic()), 0.01, "j").start()
-    deadline = time.monotonic() + DEADLINE
-    while len(beats) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    three = threading.Event()
+
+    def beat() -> None:
+        beats.append(time.monotonic())
+        if len(beats) >= 3:
+            three.set()
+
+    heartbeat = Heartbeat(beat, 0.01, "j").start()
+    assert three.wait(DEADLINE)
     assert heartbeat.stop(DEADLINE)
     n = len(beats)
     assert not [t for t in threading.enumerate() if t.name == "jobreport-heartbeat"]
     assert len(beats) == n >= 3
 
 
-def test_a_heartbeat_held_when_the_run_ends_comes_before_the_end(tmp_path: Path) -> None:
+def test_a_heartbeat_held_when_the_run_ends_comes_before_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command ends while a heartbeat push is held: the end is recorded and pushed only
     after that heartbeat finished, never beside or before it."""
     config = load_config().with_overrides(gateway="http://fake.invalid",
@@ -107,23 +118,35 @@ def test_a_heartbeat_held_when_the_run_ends_comes_before_the_end(tmp_path: Path)
     store = Store(config.db)
     reporter = Recorder(config, store=store, sinks=[sender])
     flag = tmp_path / "held"
+    # Whether the heartbeat was still going when the wrapper's stop() returned: a stop
+    # that did not wait for it lets the end go out beside it.
+    still_beating: list[bool] = []
+    stop = Heartbeat.stop
 
-    def release_when_the_command_is_gone() -> None:
-        # the command exits as soon as the heartbeat is held; hold it a while longer, so
-        # that a wrapper that did not wait for the heartbeat would push its end meanwhile
+    def watched_stop(heartbeat: Heartbeat, timeout: float | None = None) -> bool:
+        sender.overlapped.set()  # the wrapper has come to the end of the run
+        ended = stop(heartbeat, timeout)
+        thread = heartbeat._thread
+        still_beating.append(thread is not None and thread.is_alive())
+        return ended
+
+    monkeypatch.setattr(Heartbeat, "stop", watched_stop)
+
+    def release_when_the_wrapper_ends_the_run() -> None:
+        # the command exits as soon as the heartbeat is held; the heartbeat stays held
+        # until the wrapper either waits for it (stop) or pushes its end beside it
         sender.caught.wait(DEADLINE)
         flag.touch()
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and "end" not in sender.overlap:
-            time.sleep(0.01)
+        sender.overlapped.wait(DEADLINE)
         sender.release.set()
 
-    releaser = threading.Thread(target=release_when_the_command_is_gone)
+    releaser = threading.Thread(target=release_when_the_wrapper_ends_the_run)
     releaser.start()
     script = f"i=0; while [ ! -e {flag} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
     code = run_job(("sh", "-c", script), JobSpec("hb", heartbeat=0.05), config, reporter)
     releaser.join(DEADLINE)
     assert code == 0
+    assert still_beating == [False], "stop() returned while the heartbeat was still going"
     assert "end" not in sender.overlap
     assert sender.pushes.index("heartbeat-done") < sender.pushes.index("end")
     assert sender.pushes[-1] == "end"  # nothing follows the end push

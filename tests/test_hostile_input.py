@@ -65,6 +65,17 @@ def envvars(option: click.Option) -> list[str]:
     return [option.envvar] if isinstance(option.envvar, str) else list(option.envvar or ())
 
 
+#: The value each row of the tables is tried with in the quick unit subset (`pytest -m
+#: unit`); the other values of a row are marked ``exhaustive`` and run with the whole suite.
+FIRST = HOSTILE[1]
+
+
+def _params(cases: list[tuple[Any, ...]], ids: list[str]) -> list[Any]:
+    return [pytest.param(*case, id=case_id,
+                         marks=() if case[-1] == FIRST else pytest.mark.exhaustive)
+            for case, case_id in zip(cases, ids)]
+
+
 CASES = [(path, option, source, value)
          for path, option in options()
          for source in ("typed", *envvars(option))
@@ -134,8 +145,8 @@ def assert_clear(result: Result, what: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "option", "source", "value"), CASES,
-    ids=[f"{' '.join(p)} {o.opts[0]} {s} {v[:12]!r}" for p, o, s, v in CASES])
+    ("path", "option", "source", "value"),
+    _params(CASES, [f"{' '.join(p)} {o.opts[0]} {s} {v[:12]!r}" for p, o, s, v in CASES]))
 def test_hostile_values_get_a_clear_answer(path: tuple[str, ...], option: click.Option, *,
                                            source: str, value: str, tmp_path: Path,
                                            isolated_env: Path) -> None:
@@ -183,8 +194,9 @@ CONFIG_CASES = [(where, key, value)
                 for key in keys for value in HOSTILE]
 
 
-@pytest.mark.parametrize(("where", "key", "value"), CONFIG_CASES,
-                         ids=[f"{w} {k} {v[:12]!r}" for w, k, v in CONFIG_CASES])
+@pytest.mark.parametrize(("where", "key", "value"),
+                         _params(CONFIG_CASES,
+                                 [f"{w} {k} {v[:12]!r}" for w, k, v in CONFIG_CASES]))
 def test_hostile_config_values_get_a_clear_answer(where: str, key: str, value: str,
                                                   tmp_path: Path, isolated_env: Path) -> None:
     """Every key of the config file, top level and [jobs.NAME]: `check` names the problem

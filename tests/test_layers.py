@@ -32,9 +32,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("jobreport.spec", "jobreport.state", "jobreport.result", "jobreport.exposition",
      "jobreport.config", "jobreport.schedule", "jobreport.heartbeat"),
     # small nouns
-    ("jobreport.errors", "jobreport.names", "jobreport.durations", "jobreport.outcomes",
-     "jobreport.secrets", "jobreport.paths", "jobreport.logger", "jobreport.cron",
-     "jobreport.liveness", "jobreport.threads", "jobreport._version"),
+    ("jobreport.errors", "jobreport.names", "jobreport.durations", "jobreport.sizes",
+     "jobreport.outcomes", "jobreport.secrets", "jobreport.paths", "jobreport.logger",
+     "jobreport.cron", "jobreport.liveness", "jobreport.threads", "jobreport._version"),
 )
 
 #: Cycles known on the other side of this round (sets of modules): none left.

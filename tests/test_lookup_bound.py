@@ -73,6 +73,7 @@ def push(config: Config, job: str, budget: float) -> None:
         deadline=time.monotonic() + budget)
 
 
+@pytest.mark.integration  # waits out a budget of seconds
 def test_a_hanging_lookup_is_cut_at_the_budget(resolver: HangingResolver,
                                                tmp_path: Path) -> None:
     """A push to a gateway whose name never resolves ends within its budget (plus a
@@ -94,6 +95,7 @@ def test_a_hanging_lookup_is_cut_at_the_budget(resolver: HangingResolver,
     assert resolver.calls == 1, "one lookup in flight, not one per attempt"
 
 
+@pytest.mark.integration  # waits out a budget of seconds
 def test_a_hanging_lookup_is_cut_for_remote_write(resolver: HangingResolver,
                                                   tmp_path: Path) -> None:
     """The remote-write sink shares the bound (same connections)."""

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from jobreport.names import RESERVED_METRICS
 from jobreport.result import CustomFamily
 from jobreport.wrapper.metricsfile import MAX_BYTES, parse_assignments, parse_text, read_file
+from tests.isolation import own_dirs
 
 
 def by_name(families: list[CustomFamily]) -> dict[str, CustomFamily]:
@@ -194,7 +195,7 @@ def test_read_file_written_by_a_shell(tmp_path: Path) -> None:
     path = tmp_path / "metrics"
     subprocess.run(
         ["sh", "-c", 'echo "backup_tables 42" >> "$F"; printf \'files{kind="db"} 3\\n\' >> "$F"'],
-        env={"F": str(path), "PATH": "/usr/bin:/bin"}, check=True)
+        env=own_dirs(F=str(path), PATH="/usr/bin:/bin"), check=True)
     parsed = read_file(path)
     assert parsed.problems == []
     assert {f.name: f.samples for f in parsed.families} == {

@@ -27,6 +27,8 @@ from tests.monitoring_helpers import (
     wait_for,
 )
 
+pytestmark = pytest.mark.integration  # runs amtool on each export
+
 #: Debian's /etc/prometheus/alertmanager.yml as prometheus-alertmanager 0.25.0-1 installs it
 #: (a copy: the machine's own may have been edited).
 DEBIAN = Path(__file__).resolve().parent / "data" / "debian-alertmanager.yml"
@@ -166,6 +168,7 @@ def post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:
         assert answer.status == 200
 
 
+@pytest.mark.integration
 def test_textfile_inhibition_silences_only_the_host_whose_node_exporter_is_down(
         tmp_path: Path) -> None:
     """In a real Alertmanager with the exported textfile config, node_exporter down on one

@@ -253,3 +253,71 @@ def test_gateway_down_inhibits_the_per_job_alerts(alerting: Alerting) -> None:
              timeout=DEADLINE)
     assert {a["labels"]["alertname"] for _, a in alerting.webhook.received()} == {
         "JobreportPushgatewayDown"}
+
+
+def test_outputs_that_are_wrong_page_and_a_normal_backup_does_not(stack: Stack,
+                                                                  tmp_path: Path) -> None:
+    """Real backups through `jobreport run --size-path`: one that writes 0 bytes
+    (--min-size) and one that writes a tenth of its usual size (--max-shrink) each page
+    JobreportJobOutputTooSmall, one that leaves yesterday's dump in place pages
+    JobreportJobOutputNotUpdated, all routed as critical; a normal backup pages nothing;
+    the stale one resolves when a run writes its dump again."""
+    gw = stack.gateway.url
+
+    def backup(job: str, size: int, *flags: str) -> None:
+        dump = tmp_path / f"{job}.dump"
+        write = f"head -c {size} /dev/zero > {dump}"
+        assert finished(jobreport_run(gw, "--job", job, "--size-path", str(dump), *flags,
+                                      "--", "sh", "-c", write)) == 0
+
+    backup("e2e_empty", 0, "--min-size", "1kB")
+    for size in (100_000, 100_000, 100_000, 10_000):  # then a tenth of the usual size
+        backup("e2e_shrunk", size, "--max-shrink", "50%")
+    for size in (100_000, 100_000, 100_000, 90_000):
+        backup("e2e_normal", size, "--max-shrink", "50%", "--min-size", "10kB")
+    stale = tmp_path / "e2e_stale.dump"
+    stale.write_bytes(b"x" * 5000)
+    yesterday = time.time() - 86400
+    os.utime(stale, (yesterday, yesterday))
+    assert finished(jobreport_run(gw, "--job", "e2e_stale", "--size-path", str(stale),
+                                  "--min-size", "1kB", "--", "true")) == 0
+
+    expected = [("JobreportJobOutputTooSmall", "e2e_empty", "min_size"),
+                ("JobreportJobOutputTooSmall", "e2e_shrunk", "max_shrink"),
+                ("JobreportJobOutputNotUpdated", "e2e_stale", None)]
+
+    def missing() -> list[tuple[str, str, str | None]]:
+        return [(name, job, threshold) for name, job, threshold in expected
+                if not stack.webhook.first("firing", alertname=name, job=job,
+                                           **({"threshold": threshold} if threshold else {}))]
+
+    try:
+        wait_for("every output alert at the webhook", lambda: not missing(), timeout=DEADLINE)
+    except AssertionError as e:
+        raise AssertionError(f"{e}: missing {missing()}\nreceived: {summary(stack)}") from None
+    for name, job, _ in expected:
+        note, alert = arrival(stack, "firing", alertname=name, job=job)
+        assert note.receiver == "jobreport-critical"
+        assert alert["annotations"]["runbook_url"] == f"docs/runbook.md#{name.lower()}"
+    _, shrunk = arrival(stack, "firing", alertname="JobreportJobOutputTooSmall",
+                        job="e2e_shrunk")
+    assert "produced 10kB, less than (1 - jobreport_max_shrink_ratio) times its typical " \
+           "size" in shrunk["annotations"]["description"]
+    assert gateway_value(stack, "e2e_shrunk", "jobreport_typical_size_bytes") == 100_000
+
+    # the stale dump written again: resolved
+    assert finished(jobreport_run(gw, "--job", "e2e_stale", "--size-path", str(stale),
+                                  "--min-size", "1kB", "--", "sh", "-c",
+                                  f"head -c 5000 /dev/zero > {stale}")) == 0
+    wait_for("the stale dump's alert resolved",
+             lambda: stack.webhook.first("resolved", alertname="JobreportJobOutputNotUpdated",
+                                         job="e2e_stale"), timeout=DEADLINE)
+    # nothing for the normal backup, whose data Prometheus has evaluated all along
+    assert prom_query(stack.prometheus.url,
+                      'jobreport_typical_size_bytes{job="e2e_normal"}')["data"]["result"]
+    assert [a for _, a in stack.webhook.received()
+            if a["labels"].get("job") == "e2e_normal"] == []
+    alerts = prom_get(stack.prometheus.url, "/api/v1/alerts")["data"]["alerts"]
+    assert [a for a in alerts if a["labels"].get("job") == "e2e_normal"] == []
+    names = {(a["labels"]["alertname"], a["labels"]["job"]) for _, a in stack.webhook.received()}
+    assert names == {(name, job) for name, job, _ in expected}

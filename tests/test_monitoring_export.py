@@ -18,6 +18,8 @@ import pytest
 from jobreport.monitoring import shipped
 from tests.monitoring_helpers import AMTOOL, MONITORING, PROMTOOL, ROOT, load_yaml, write_yaml
 
+pytestmark = pytest.mark.integration  # runs promtool, amtool and exports as child processes
+
 RUNBOOK = "https://wiki.example.org/ops/jobreport-runbook"
 
 
@@ -310,6 +312,7 @@ def test_runbook_command_finds_the_shipped_page(tmp_path: Path) -> None:
     assert "## JobreportJobOverdue" in page.stdout
 
 
+@pytest.mark.integration
 def test_remote_write_dashboard_looks_back(tmp_path: Path) -> None:
     """For remote write the dashboard's panels read each jobreport series through
     last_over_time over the lookback (a job that does not run has stale samples), and

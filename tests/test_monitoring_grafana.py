@@ -103,7 +103,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             budget="60s", start_budget="30s", timeout="10s",
         )
         with job_metrics("dash_backup", expect_every="1h", max_runtime="10m",
-                         labels={"team": "data"}, config=config) as job:
+                         labels={"team": "data"}, min_size="1kB", max_shrink="50%",
+                         config=config) as job:
             job.set_size(123456)
             job.add_items(42)
         with pytest.raises(RuntimeError), job_metrics("dash_failing", expect_every="1h",
@@ -301,3 +302,24 @@ def test_export_adds_a_variable_per_grouping_label(prometheus: str, tmp_path: Pa
     assert missing == []
     narrowed = [expr.replace('team=~".*"', 'team="data"') for _, expr in queries]
     assert prom_query(prometheus, narrowed[0])["data"]["result"]
+
+
+def test_size_against_its_typical_value(prometheus: str) -> None:
+    """The Size panel draws the size, its typical value (dashed) and the size below which
+    JobreportJobOutputTooSmall fires: the larger of --min-size and (1 - --max-shrink) times
+    the typical size; Duration draws the typical duration beside the duration."""
+    by_title = {p["title"]: p for p in panels()}
+    size = by_title["Size"]
+    exprs = [t["expr"] for t in size["targets"]]
+    assert any("jobreport_typical_size_bytes" in e and "max_shrink" not in e for e in exprs)
+    assert {o["matcher"]["options"] for o in size["fieldConfig"]["overrides"]} == {
+        ".* typical$", ".* too small below$"}
+    by_legend = {}
+    for target in size["targets"]:
+        expr = substitute(target["expr"].replace("$job", "dash_backup"))
+        [series] = prom_query(prometheus, expr)["data"]["result"]
+        by_legend[target["legendFormat"]] = float(series["value"][1])
+    assert by_legend == {"{{instance}}": 123456.0, "{{instance}} typical": 123456.0,
+                         "{{instance}} too small below": 61728.0}
+    duration = by_title["Duration"]
+    assert any("jobreport_typical_duration_seconds" in t["expr"] for t in duration["targets"])

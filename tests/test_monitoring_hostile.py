@@ -25,6 +25,8 @@ from tests.monitoring_helpers import (
     rule_alerts,
 )
 
+pytestmark = pytest.mark.integration  # runs promtool, amtool and exports as child processes
+
 WIKI = "https://wiki.example.org/ops/"
 
 

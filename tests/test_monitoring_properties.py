@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +31,8 @@ from tests.monitoring_helpers import (
     expand_labels,
     rule_alerts,
 )
+
+pytestmark = pytest.mark.integration  # runs promtool on generated exports
 
 FRAGMENTS = [
     '"', "'", "\\", "\\n", "{{", "}}", "{{ $value }}", '{{ printf "pwn" }}', "{{/* c */}}",

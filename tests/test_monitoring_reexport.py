@@ -12,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.monitoring_helpers import PROMTOOL, load_yaml, rule_alerts
+
+pytestmark = pytest.mark.integration  # runs exports as child processes
 
 RUNBOOK = "https://wiki.example.org/ops/jobreport"
 

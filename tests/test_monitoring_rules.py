@@ -45,14 +45,15 @@ def contract_metric_names() -> set[str]:
     """Every series name jobreport pushes, from the exposition of a group with every field
     known (the code is the contract's mirror)."""
     last = RunResult(ended=2.0, duration=1.0, outcome="success", exit_code=0, size=1.0,
-                     items=1.0, cpu_seconds=1.0, max_rss_bytes=1.0,
+                     items=1.0, output_updated=1, cpu_seconds=1.0, max_rss_bytes=1.0,
                      custom=(CustomFamily.gauge("x", 1.0),))
     state = GroupState(
         job="j", grouping={"job": "j"}, running=1, last_start=1.0, last_success=2.0,
         last_failure=1.0, last=last, runs_total=dict.fromkeys(OUTCOMES, 1),
         spec=JobSpec("j", expect_every=1.0, max_runtime=1.0, min_runtime=0.5,
-                     alert_after_failures=2),
+                     alert_after_failures=2, min_size=1.0, min_items=1, max_shrink=0.5),
         last_heartbeat=1.0, success_deadline=3.0, start_deadline=3.0, consecutive_failures=0,
+        typical_size=1.0, typical_duration=1.0,
     )
     names = {s.name for fam in StateCollector(state).collect() for s in fam.samples}
     return {n for n in names if n.startswith("jobreport_")}
@@ -73,6 +74,7 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration  # long child processes
 def test_promtool_rule_unit_tests() -> None:
     """The promtool unit tests in monitoring/tests/ pass."""
     assert RULE_TESTS
@@ -100,7 +102,9 @@ def test_alerts_have_severity_annotations_and_runbook_sections() -> None:
     runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
     headings = {m.group(1).strip().lower()
                 for m in re.finditer(r"^#+\s+(.*)$", runbook, flags=re.M)}
-    for rule in alert_rules():
+    rules = alert_rules()
+    assert {"JobreportJobOverdue", "JobreportJobFailed"} <= {r["alert"] for r in rules}
+    for rule in rules:
         name = str(rule["alert"])
         labels = rule["labels"]
         annotations = rule["annotations"]
@@ -108,8 +112,9 @@ def test_alerts_have_severity_annotations_and_runbook_sections() -> None:
         assert labels["severity"] in ("critical", "warning"), name
         assert "$labels.job" in annotations["summary"], name
         assert "$labels.job" in annotations["description"], name
-        if "$value" in annotations["description"]:
-            assert "humanizeDuration" in annotations["description"], name
+        if "$value" in annotations["description"]:  # shown as a person reads it
+            assert "$value }}" not in annotations["description"], name
+            assert "$value | humanize" in annotations["description"], name
         assert annotations["runbook_url"] == f"docs/runbook.md#{name.lower()}", name
         assert name.lower() in headings, f"docs/runbook.md has no section {name}"
 

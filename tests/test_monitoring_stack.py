@@ -12,8 +12,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests import servers
 from tests.monitoring_helpers import MONITORING, ROOT, load_yaml, prom_get, prom_query, wait_for
+
+pytestmark = pytest.mark.integration  # starts servers itself
 
 STACK = ROOT / "scripts" / "stack.sh"
 
@@ -176,6 +180,57 @@ def test_stop_names_the_stacks_when_several_run(tmp_path: Path) -> None:
         for env in (first, second):
             stack(env, "stop")
     assert running and not any(alive(p) for p in running)
+
+
+def answers(env: dict[str, str]) -> bool:
+    """The stack's Pushgateway answers /-/ready."""
+    try:
+        with urllib.request.urlopen(  # noqa: S310 - loopback
+                f"http://127.0.0.1:{env['PUSHGATEWAY_PORT']}/-/ready", timeout=10) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def test_a_named_directory_is_all_that_stop_and_status_touch(tmp_path: Path) -> None:
+    """With JOBREPORT_STACK_DIR set, status and stop act on that directory's stack only (the
+    stack in the default directory, the one a user started with plain `--background`, keeps
+    running); without it they pick the default directory's stack, also while another runs."""
+    user = without_dir(stack_env(tmp_path))  # the default directory: $TMPDIR/jobreport-stack-UID
+    default = Path(os.environ["TMPDIR"]) / f"jobreport-stack-{os.getuid()}"
+    other = stack_env(tmp_path, "other")
+    nowhere = {**other, "JOBREPORT_STACK_DIR": str(tmp_path / "nowhere")}
+    try:
+        for env in (user, other):
+            started = stack(env, "--background")
+            assert started.returncode == 0, started.stdout + started.stderr
+        assert (default / "stack.pid").exists()
+        mine = pids({**user, "JOBREPORT_STACK_DIR": str(default)})
+        theirs = pids(other)
+
+        status = stack(nowhere, "status")
+        assert (status.returncode, status.stdout.strip()) == (3, "stack.sh: not running")
+        stopped = stack(nowhere, "stop")
+        assert stopped.returncode == 0 and "nothing to stop" in stopped.stdout
+        assert not (tmp_path / "nowhere").exists()
+        assert all(alive(p) for p in mine + theirs)
+
+        status = stack(user, "status")  # two run: the default directory's is the one
+        assert status.returncode == 0, status.stderr
+        assert f"Data and logs: {default}\n" in status.stdout
+
+        stopped = stack({**other, "JOBREPORT_STACK_DIR": other["JOBREPORT_STACK_DIR"] + "/"},
+                        "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert not any(alive(p) for p in theirs)
+        assert all(alive(p) for p in mine) and answers(user)
+
+        stopped = stack(user, "stop")
+        assert stopped.returncode == 0 and str(default) in stopped.stdout
+        assert not any(alive(p) for p in mine)
+    finally:
+        stack({**user, "JOBREPORT_STACK_DIR": str(default)}, "stop")
+        stack(other, "stop")
 
 
 def test_alertmanager_notifies_only_a_local_receiver(tmp_path: Path) -> None:

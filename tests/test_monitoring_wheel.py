@@ -14,7 +14,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.monitoring_helpers import AMTOOL, MONITORING, PROMTOOL, ROOT
+
+pytestmark = pytest.mark.integration  # builds a wheel and installs it
 
 
 def run(*argv: str | Path, cwd: Path, env: dict[str, str] | None = None,

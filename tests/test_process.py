@@ -22,6 +22,7 @@ from jobreport import outcomes
 from jobreport.wrapper.child import run
 from jobreport.wrapper.exit_status import ProcessResult
 from jobreport.wrapper.relay import Tail as _Tail
+from tests.isolation import own_dirs
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -229,6 +230,7 @@ def test_timeout_kills_and_reports_124() -> None:
     assert r.pid is not None and gone(r.pid)
 
 
+@pytest.mark.integration  # long child processes
 def test_timeout_escalates_to_sigkill_after_kill_after() -> None:
     """A child deaf to SIGTERM is killed with SIGKILL once kill_after has passed."""
     with sigterm_blocked_in_children():  # deaf from its first instruction, however slow
@@ -251,6 +253,7 @@ def test_timeout_is_124_even_when_the_child_exits_cleanly_on_sigterm() -> None:
     assert (r.exit_code, r.outcome) == (124, outcomes.TIMEOUT)
 
 
+@pytest.mark.integration  # long child processes
 def test_timeout_sends_one_sigterm_to_a_child_of_its_own_group(tmp_path: Path) -> None:
     """The timeout's SIGTERM reaches each process once: a child cleaning up after the first
     one is not cut short by a second (killpg and the per-process pass used to send two)."""
@@ -278,6 +281,7 @@ def test_no_timeout_when_child_ends_in_time() -> None:
     assert (r.exit_code, r.outcome, r.timed_out) == (5, outcomes.FAILURE, False)
 
 
+@pytest.mark.integration  # long child processes
 @pytest.mark.parametrize("subreaper", [False, True])
 def test_timeout_kills_the_whole_tree(tmp_path: Path, subreaper: bool) -> None:
     """Grandchildren die too, including one that left the process group with setsid and
@@ -586,6 +590,7 @@ def test_max_rss_is_the_largest_process_of_the_tree() -> None:
     assert r.max_rss_bytes is not None and r.max_rss_bytes >= 150 * 1024 * 1024
 
 
+@pytest.mark.integration  # long child processes
 def test_orphans_are_counted_as_subreaper(tmp_path: Path) -> None:
     """A grandchild orphaned during the run is reaped and counted when we are subreaper.
     (Without it, where the orphan goes depends on the machine's process tree, so nothing is
@@ -616,7 +621,7 @@ def test_subreaper_is_restored_afterwards() -> None:
 def test_environment_is_given_to_the_child() -> None:
     """The env mapping is the child's whole environment; PATH in it finds the command."""
     r = run(["sh", "-c", 'test "$JOBREPORT_JOB" = backup'],
-            env={"PATH": os.environ["PATH"], "JOBREPORT_JOB": "backup"})
+            env=own_dirs(PATH=os.environ["PATH"], JOBREPORT_JOB="backup"))
     assert r.exit_code == 0
 
 
@@ -668,7 +673,7 @@ def test_executable_found_through_path_in_env(tmp_path: Path) -> None:
     tool.parent.mkdir()
     tool.write_text("#!/bin/sh\nexit 7\n")
     tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
-    r = run(["mytool"], env={"PATH": f"{tool.parent}:{os.environ['PATH']}"})
+    r = run(["mytool"], env=own_dirs(PATH=f"{tool.parent}:{os.environ['PATH']}"))
     assert r.exit_code == 7
 
 

@@ -39,6 +39,8 @@ from tests.test_security import (  # noqa: F401 (fixtures)
     secure_gateway,
 )
 
+pytestmark = pytest.mark.integration  # starts recording proxies and servers itself
+
 PROXY_USER, PROXY_PASSWORD = "ops", "Pr0xy-Secret-4b9e"  # a secret to hunt for
 # Budgets for pushes that must land on a busy machine; SHORT ones where a push must fail.
 LIVE = {"JOBREPORT_BUDGET": "60s", "JOBREPORT_START_BUDGET": "5s", "JOBREPORT_TIMEOUT": "10s"}

@@ -163,6 +163,7 @@ def test_credentials_in_the_url_are_never_shown(stub: responses.RequestsMock) ->
 # --- what needs a real socket -------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_timeouts_are_retried_within_the_budget() -> None:
     """A gateway that never answers costs at most the budget, then a clear error."""
     clock = FakeClock()

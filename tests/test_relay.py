@@ -19,6 +19,8 @@ from jobreport.wrapper.child import run
 from tests.test_run import PY, jobreport_argv, jobreport_env, wait_until
 from tests.test_run_unchanged import runs, tail_of
 
+pytestmark = pytest.mark.integration  # runs `jobreport run` as a process, end to end
+
 #: Generous deadline for a condition on a loaded machine (a correct run meets it in moments).
 WAIT = 90.0
 

@@ -134,6 +134,7 @@ def test_child_ignoring_sigterm_is_killed_after_kill_after(
     assert s['jobreport_last_outcome{outcome="timeout"}'] == 1
 
 
+@pytest.mark.integration
 def test_gateway_refusing_then_flush(tmp_path: Path) -> None:
     """Gateway down: the child's code is the exit code, one warning line, the run kept;
     `jobreport flush` delivers it once the gateway is up."""

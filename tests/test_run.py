@@ -20,6 +20,8 @@ import pytest
 from tests import servers
 from tests.conftest import Gateway
 
+pytestmark = pytest.mark.integration  # runs `jobreport` as a process, end to end
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 HOST = socket.gethostname()

@@ -1,6 +1,6 @@
 """The error that failed a Python block is kept with the run: its type and the first line of
 its message, secrets masked, bounded; shown by `history --run`, `--json` and the table;
-never pushed. Stores of schema 5 gain the column."""
+never pushed. Stores of schema 6 gain the column."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from jobreport import job_metrics, load_config
 from jobreport.cli import main
 from jobreport.instrument.failure import ERROR_MAX_CHARS, error_text
+from jobreport.store.migrations import SCHEMA_VERSION
 from jobreport.store.store import Store
 from tests.conftest import Gateway
 
@@ -113,23 +114,23 @@ def test_history_shows_the_error_of_a_failed_block(env: Gateway, tmp_path: Path)
     assert "pw-kept" not in env.metrics_text() and "PermissionError" not in env.metrics_text()
 
 
-def test_a_schema_5_store_gains_the_error_column(tmp_path: Path) -> None:
-    """A store made before the column (schema 5) is migrated: its runs read back with no
+def test_a_schema_6_store_gains_the_error_column(tmp_path: Path) -> None:
+    """A store made before the column (schema 6) is migrated: its runs read back with no
     error, and new runs keep theirs."""
     path = tmp_path / "old.db"
     config = load_config(env={}, db=f"sqlite:///{path}")
     with job_metrics("old", config=config):
         pass
-    with sqlite3.connect(path) as conn:  # back to schema 5: no error column
+    with sqlite3.connect(path) as conn:  # back to schema 6: no error column
         conn.execute("ALTER TABLE jobreport_runs DROP COLUMN error")
-        conn.execute("UPDATE jobreport_meta SET value = '5' WHERE key = 'schema_version'")
+        conn.execute("UPDATE jobreport_meta SET value = '6' WHERE key = 'schema_version'")
     from jobreport.runs import SHARED
 
     SHARED.reset()  # a new process: it finds the old store
     with pytest.raises(OSError), job_metrics("old", config=config):
         raise OSError("the NFS mount went away")
     store = Store(f"sqlite:///{path}")
-    assert store.schema_version() == 6
+    assert store.schema_version() == SCHEMA_VERSION == 7
     newest, oldest = store.history("old")
     assert oldest.result is not None and oldest.result.error is None
     assert newest.result is not None

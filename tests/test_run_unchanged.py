@@ -18,6 +18,8 @@ from jobreport.store.store import Store
 from tests.conftest import Gateway
 from tests.test_run import PY, jobreport, jobreport_argv, jobreport_env, wait_until
 
+pytestmark = pytest.mark.integration  # runs `jobreport run` as a process, end to end
+
 #: Generous deadline for a condition on a loaded machine (a correct run meets it in moments).
 WAIT = 90.0
 
@@ -166,6 +168,7 @@ def test_a_wrapper_killed_at_once_leaves_a_run_the_next_one_records(tmp_path: Pa
     assert list((Path(os.environ["XDG_STATE_HOME"]) / "jobreport" / "runs").glob("*")) == []
 
 
+@pytest.mark.integration  # long child processes
 def test_timeout_and_signal_say_so_in_one_line() -> None:
     """A timeout names its limit; a signal names itself; each in one line of stderr."""
     out = jobreport("run", "--job", "backup", "--timeout", "1s", "--", "sleep", "60")

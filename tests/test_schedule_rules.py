@@ -17,6 +17,8 @@ import pytest
 from jobreport.schedule import Deadlines, Schedule, deadlines
 from tests.monitoring_helpers import PROMTOOL, RULES, write_yaml
 
+pytestmark = pytest.mark.integration  # runs promtool's rule tests
+
 MISSED, OVERDUE = "JobreportJobMissedStart", "JobreportJobOverdue"
 
 

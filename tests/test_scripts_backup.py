@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import Gateway
 from tests.test_store_postgres import postgres_url  # noqa: F401 - a fixture
 
+pytestmark = pytest.mark.integration  # runs the example scripts as processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "backup_db.py"
 
@@ -353,3 +355,41 @@ def test_labels_and_thresholds_pass_through(tmp_path: Path, gateway: Gateway) ->
     proc = run_backup(f"sqlite:///{db}", "--dest", str(dest), "--label", "oops")
     assert proc.returncode != 0
     assert "--label wants KEY=VALUE, got 'oops'" in proc.stderr
+
+
+def test_output_thresholds_judge_the_backup(tmp_path: Path, gateway: Gateway) -> None:
+    """--min-size, --max-shrink and --min-rows reach job_metrics and are pushed with the
+    backup's size and its typical size; a backup a tenth of its usual size is below the
+    shrink limit the rule compares; a bad value is a usage error that backs nothing up."""
+    db = tmp_path / "app.db"
+    make_db(db, {"orders": 4000})
+    dest = tmp_path / "backups"
+    dest.mkdir()
+    store = {"JOBREPORT_DB": f"sqlite:///{tmp_path / 'store.db'}"}
+    args = ["--dest", str(dest), "--min-size", "1kB", "--max-shrink", "50%", "--min-rows", "10"]
+    for _ in range(3):
+        proc = run_backup(f"sqlite:///{db}", *args, gateway=gateway, env=store)
+        assert proc.returncode == 0, proc.stderr
+    s = gateway.samples("backup")
+    usual = s["jobreport_last_size_bytes"]
+    assert s["jobreport_min_size_bytes"] == 1000 and s["jobreport_min_items"] == 10
+    assert s["jobreport_max_shrink_ratio"] == 0.5
+    assert s["jobreport_typical_size_bytes"] == usual
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM orders WHERE id > 300")
+    con.commit()
+    con.execute("VACUUM")
+    con.close()
+    proc = run_backup(f"sqlite:///{db}", *args, gateway=gateway, env=store)
+    assert proc.returncode == 0, proc.stderr
+    s = gateway.samples("backup")
+    assert s["jobreport_last_size_bytes"] < 0.5 * s["jobreport_typical_size_bytes"]
+    assert s["jobreport_typical_size_bytes"] == usual  # one small run: the median holds
+    before = sorted(dest.iterdir())
+    for bad, said in ((["--max-shrink", "150%"], "--max-shrink"),
+                      (["--min-size", "10M"], "--min-size"), (["--min-rows", "0"], "--min-rows")):
+        proc = run_backup(f"sqlite:///{db}", "--dest", str(dest), *bad, gateway=gateway,
+                          env=store)
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert sorted(dest.iterdir()) == before

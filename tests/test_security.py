@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -25,6 +27,8 @@ from jobreport.state import GroupState
 from jobreport.store.store import Store
 from tests import servers
 from tests.faults import SilentServer, assert_no_traceback, cli_env, run_cli
+
+pytestmark = pytest.mark.integration  # runs `jobreport` as a process against a TLS gateway
 
 USER = "alice"
 PASSWORD = "S3cr3t-Pa55word-7f1e"  # noqa: S105 - a test secret to hunt for
@@ -247,6 +251,7 @@ _SCAN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_secrets_in_no_process_argv_output_or_file(tmp_path: Path) -> None:
     """With a password, a token and a gateway URL with user:password, against a gateway
     that never answers: no process's argv, nothing jobreport printed (run, flush, history,
@@ -352,6 +357,24 @@ def test_output_tail_kept_in_the_store_is_bounded(tmp_path: Path) -> None:
     assert (tmp_path / "s.db").stat().st_size < 2 * 1024 * 1024
 
 
-def test_openssl_is_available() -> None:
-    """The TLS tests make their CA with the openssl program."""
-    assert shutil.which("openssl")
+def _handshake(url: str, cafile: Path, name: str) -> str:
+    """A TLS handshake with the gateway at ``url``, verifying its certificate with
+    ``cafile`` for the host ``name``; the TLS version agreed."""
+    port = int(url.rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname=name) as tls:
+        return str(tls.version())
+
+
+def test_the_tls_tests_premises_hold(secure_gateway: str, pki: Path) -> None:
+    """What the TLS tests rely on, so that their failures (and passes) mean what they say:
+    the gateway's certificate verifies against ca.crt for 127.0.0.1 and localhost; not
+    against other.crt (the wrong CA of test_tls_is_verified_unless_turned_off), and not for
+    another name."""
+    for name in ("127.0.0.1", "localhost"):
+        assert _handshake(secure_gateway, pki / "ca.crt", name).startswith("TLSv1.")
+    with pytest.raises(ssl.SSLCertVerificationError, match="unable to get local issuer"):
+        _handshake(secure_gateway, pki / "other.crt", "127.0.0.1")
+    with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
+        _handshake(secure_gateway, pki / "ca.crt", "gateway.example.org")

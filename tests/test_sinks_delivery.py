@@ -50,6 +50,7 @@ def _config(tmp_path: Path, **env: str):  # type: ignore[no-untyped-def]
                             "JOBREPORT_INSTANCE": "h", **env})
 
 
+@pytest.mark.integration
 def test_remote_write_outcomes_follow_the_spec(tmp_path: Path) -> None:
     """2xx delivered, 429/5xx retry later, 400 rejected (kept pending by the caller)."""
     with ScriptedServer(default=503) as peer:
@@ -85,6 +86,7 @@ def test_unreachable_receiver_costs_the_next_delivery_one_short_attempt(
     assert waits == []  # one attempt, no retry
 
 
+@pytest.mark.integration
 def test_rejected_write_keeps_the_group_pending_for_that_sink_only(tmp_path: Path) -> None:
     """A 400 from the receiver leaves the group pending for remote write with the error
     recorded, while the textfile sink has it delivered."""
@@ -109,6 +111,7 @@ def test_rejected_write_keeps_the_group_pending_for_that_sink_only(tmp_path: Pat
     assert textfile.path(config.grouping("backup")).exists()
 
 
+@pytest.mark.integration
 def test_one_sink_down_delays_only_that_sink(tmp_path: Path) -> None:
     """A receiver that never answers costs its own budget, in parallel: the textfile is
     written, the run stays pending for remote write alone, and flush later delivers only

@@ -30,6 +30,8 @@ import pytest
 from tests import servers
 from tests.monitoring_helpers import WebhookReceiver, prom_get, prom_query, wait_for, write_yaml
 
+pytestmark = pytest.mark.integration  # starts servers itself
+
 JOBREPORT = [sys.executable, "-m", "jobreport"]
 #: Ceiling of a wait for data to arrive in a receiver (seconds when quiet).
 WAIT = 120.0
@@ -92,7 +94,12 @@ def rules_file(path: Path, sink: str) -> Path:
 
 
 def run_three_jobs(sink_args: list[str], env: dict[str, str]) -> None:
-    """A failing job, a job that will be overdue in about a second, and a fresh job."""
+    """A failing job, a job that will be overdue in about a second, a fresh job, and one
+    that succeeds with an empty output."""
+    assert jobreport("run", "--job", "empty", "--expect-every", "1h", "--min-size", "1kB",
+                     *sink_args, "--", "sh", "-c",
+                     'echo "jobreport_last_size_bytes 0" >> "$JOBREPORT_METRICS_FILE"',
+                     env=env).returncode == 0
     assert jobreport("run", "--job", "failing", "--expect-every", "1h", *sink_args,
                      "--", "sh", "-c", "exit 3", env=env).returncode == 3
     assert jobreport("run", "--job", "late", "--expect-every", "1s", *sink_args,
@@ -102,9 +109,13 @@ def run_three_jobs(sink_args: list[str], env: dict[str, str]) -> None:
 
 
 def assert_alerts(alerting: Alerting) -> None:
-    """Failed for the failing job, Overdue for the late one, nothing about the fresh one."""
+    """Failed for the failing job, Overdue for the late one, OutputTooSmall for the empty
+    one, nothing about the fresh one."""
     wait_for("JobreportJobFailed for job failing",
              lambda: alerting.firing("JobreportJobFailed", "failing"), timeout=ALERT_WAIT)
+    wait_for("JobreportJobOutputTooSmall for job empty",
+             lambda: alerting.firing("JobreportJobOutputTooSmall", "empty"),
+             timeout=ALERT_WAIT)
     wait_for("JobreportJobOverdue for job late",
              lambda: alerting.firing("JobreportJobOverdue", "late"), timeout=ALERT_WAIT)
     assert "fresh" not in alerting.jobs_alerted(), alerting.webhook.received()

@@ -88,6 +88,7 @@ def test_group_label_wins_over_a_sample_label() -> None:
     assert labels["job"] == "backup"
 
 
+@pytest.mark.integration
 def test_5xx_and_429_are_retried_then_delivered() -> None:
     """503 and 429 are retried within the budget; the headers are the spec's."""
     waits: list[float] = []
@@ -106,6 +107,7 @@ def test_5xx_and_429_are_retried_then_delivered() -> None:
     assert any(s[0]["__name__"] == "backup_tables" for s in _decode(last.body))
 
 
+@pytest.mark.integration
 def test_other_4xx_is_not_retried_and_shows_the_receivers_text() -> None:
     """A 400 is permanent: one attempt, not retryable, the receiver's reason in the error."""
     with ScriptedServer(default=Answer(400, body="out of order sample")) as peer:
@@ -118,6 +120,7 @@ def test_other_4xx_is_not_retried_and_shows_the_receivers_text() -> None:
     assert "out of order sample" in str(info.value)
 
 
+@pytest.mark.integration
 def test_408_is_not_retried_as_the_spec_says() -> None:
     """The remote-write spec retries 429 and 5xx only: a 408 is one attempt, rejected (the
     Pushgateway sink retries it)."""
@@ -129,6 +132,7 @@ def test_408_is_not_retried_as_the_spec_says() -> None:
     assert info.value.status == 408 and not info.value.retryable
 
 
+@pytest.mark.integration
 def test_auth_settings_apply_and_never_show() -> None:
     """The bearer token of the config goes out as Authorization, never into an error."""
     with ScriptedServer(default=401) as peer:

@@ -129,3 +129,21 @@ def test_cli_interval_sets_every_group(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     bad = CliRunner().invoke(main, ["rules", "--sink", "textfile", "--interval", "soon"])
     assert bad.exit_code == 2 and "--interval" in bad.output
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_every_variant_passes_the_unit_tests_of_the_job_alerts(tmp_path: Path, sink: str) -> None:
+    """The promtool unit tests of the output alerts (dense synthetic series, as a scrape or
+    one delivery per minute writes them) pass against each sink's variant unchanged."""
+    files = rules_for(sink, lookback="8d")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "jobreport-alerts.yml").write_text(files["jobreport-alerts.yml"])
+    (tmp_path / "tests").mkdir()
+    source = Path(__file__).resolve().parents[1] / "monitoring" / "tests"
+    test = tmp_path / "tests" / "jobreport-outputs.test.yml"
+    shutil.copy(source / "jobreport-outputs.test.yml", test)
+    result = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if sink == "remote-write":
+        assert "last_over_time(jobreport_min_size_bytes[8d])" in files["jobreport-alerts.yml"]

@@ -32,6 +32,8 @@ from jobreport.spec import (
     FLAG,
     PATHS,
     PYTHON,
+    RATIO,
+    SIZE,
     ZONE,
     Field,
     JobSpec,
@@ -45,9 +47,10 @@ DOCS = ROOT / "docs"
 
 #: The Python type of a field's attribute, and of its job_metrics keyword, by kind.
 ATTRIBUTE = {DURATION: "float | None", COUNT: "int | None", CRON: "str | None",
-             ZONE: "str | None", FLAG: "bool", PATHS: "tuple[str, ...]"}
+             ZONE: "str | None", FLAG: "bool", PATHS: "tuple[str, ...]",
+             SIZE: "float | None", RATIO: "float | None"}
 KEYWORD = {DURATION: "str | float | None", COUNT: "int | None", CRON: "str | None",
-           ZONE: "str | None"}
+           ZONE: "str | None", SIZE: "str | float | None", RATIO: "str | float | None"}
 COLUMN = {"real": "Double", "int": "Integer", "cron": "String", "zone": "String"}
 
 
@@ -101,7 +104,7 @@ def test_every_field_reaches_every_place(field: Field) -> None:
         param = params[field.name]
         assert isinstance(param, click.Option) and param.opts == [field.flag]
         assert param.envvar == field.env
-        if field.kind in (DURATION, COUNT):
+        if field.kind in (DURATION, COUNT, SIZE, RATIO):
             assert field.range in (param.help or "")
     else:
         assert field.name not in options and field.name not in params
@@ -153,8 +156,10 @@ def test_every_field_is_documented_with_its_range(field: Field) -> None:
 def test_a_threshold_is_named_in_a_few_files() -> None:
     """A threshold is its field entry plus its uses, not a copy in every room: the failure
     count is named where it is defined and where a run without a store uses it; the
-    minimum runtime also where history and status judge a run by it."""
-    for name, most in (("alert_after_failures", 2), ("min_runtime", 3)):
+    minimum runtime also where history and status judge a run by it; the output thresholds
+    where status judges a group by them (and a comment or two)."""
+    for name, most in (("alert_after_failures", 2), ("min_runtime", 3), ("min_size", 3),
+                       ("min_items", 2), ("max_shrink", 3)):
         files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "jobreport").rglob("*.py")
                        if re.search(rf"\b{name}\b", p.read_text(encoding="utf-8")))
         assert "jobreport/spec.py" in files and len(files) <= most, (name, files)
@@ -165,7 +170,7 @@ def test_a_threshold_is_named_in_a_few_files() -> None:
 
 def _valid(field: Field) -> Any:
     return {DURATION: 60.0, COUNT: max(1, int(field.low)), CRON: "@daily", ZONE: "UTC",
-            FLAG: True, PATHS: ("/tmp",)}[field.kind]
+            FLAG: True, PATHS: ("/tmp",), SIZE: 1000.0, RATIO: 0.5}[field.kind]
 
 
 def out_of_range(field: Field) -> list[str]:
@@ -174,6 +179,10 @@ def out_of_range(field: Field) -> list[str]:
         return ["101y", *(["0"] if field.above else [])]
     if field.kind == COUNT:
         return [str(int(field.high) + 1), str(int(field.low) - 1)]
+    if field.kind == SIZE:
+        return ["2EB", "0", "0.4"]
+    if field.kind == RATIO:
+        return ["0%", "100%", "50", "-5%"]
     return []
 
 

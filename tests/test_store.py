@@ -31,6 +31,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # long child processes
 def test_twenty_processes_write_one_sqlite_file(tmp_path: Path) -> None:
     """20 processes recording runs at once: nothing lost, never 'database is locked'."""
     db = tmp_path / "store.db"

@@ -25,6 +25,8 @@ from jobreport.sinks.pushgateway import PushgatewaySink
 from jobreport.state import GroupState
 from tests.conftest import Gateway
 
+pytestmark = pytest.mark.integration  # starts loopback servers itself
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 

@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # mypy runs as a child for seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = (ROOT / "tests" / "typing" / "decorated.py").read_text(encoding="utf-8")
 LOSSY = '''

@@ -140,9 +140,17 @@ def _short(error: str | None) -> str:
 
 
 def _outcome_text(r: RunRecord) -> str:
-    """The outcome; a success shorter than the run's --min-runtime is marked."""
+    """The outcome; a success shorter than the run's --min-runtime, smaller than its
+    --min-size or --min-items, or that wrote nothing to its --size-path is marked."""
+    marks = []
     if r.too_short and r.spec is not None and r.spec.min_runtime is not None:
-        return f"{r.outcome} (too short: < {seconds_text(r.spec.min_runtime)})"
+        marks.append(f"too short: < {seconds_text(r.spec.min_runtime)}")
+    if r.too_small:
+        marks.append("too small")
+    if r.result is not None and r.result.output_updated == 0:
+        marks.append("output not updated")
+    if marks:
+        return f"{r.outcome} ({'; '.join(marks)})"
     return r.outcome or "running"
 
 

@@ -19,6 +19,8 @@ from jobreport.spec import (
     FIELDS,
     FLAG,
     PATHS,
+    RATIO,
+    SIZE,
     ZONE,
     Field,
     parse_flag,
@@ -99,7 +101,7 @@ def _field_option(field: Field) -> OptionSpec:
     elif field.kind == COUNT and field.default is not None:
         default = field.default
     shown = field.help
-    if field.kind in (DURATION, COUNT):
+    if field.kind in (DURATION, COUNT, SIZE, RATIO):
         shown = f"{field.help.rstrip('.')} [{field.range}]."
     return OptionSpec((field.flag,), field.name, (field.env,), shown, kind=field.kind,
                       metavar=field.metavar, default=default,

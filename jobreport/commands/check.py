@@ -112,6 +112,9 @@ def _store_checks(report: CheckReport, config: Config, store: Store | None) -> N
         store.ensure_schema()
         report.add("store", "open", OK, shown)
         report.add("store", "schema", OK, f"version {store.schema_version()}")
+        size = store.size()
+        report.add("store", "size", INFO, "unknown" if size is None else _bytes(size))
+        report.add("store", "retention", INFO, _retention(config))
         problem = _not_writable(config.db)
         if problem:
             report.add("store", "writable", FAIL, problem)
@@ -131,6 +134,26 @@ def _store_checks(report: CheckReport, config: Config, store: Store | None) -> N
         report.add("store", "pending", OK, "nothing waiting for delivery")
     for item in undelivered:
         report.add("store", "delivery", WARN, item.describe())
+
+
+def _bytes(size: int) -> str:
+    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit} ({size} bytes)"
+    return f"{size} bytes"
+
+
+def _retention(config: Config) -> str:
+    """What the store keeps of each group, and where each limit came from."""
+    from jobreport.store.retention import TAILS_KEPT
+
+    runs = (f"its newest {config.keep_runs} runs" if config.keep_runs
+            else "all its runs")
+    days = (f"runs of the last {config.keep_days} days" if config.keep_days
+            else "runs of any age")
+    return (f"each group keeps {runs} [{config.sources.get('keep_runs', 'default')}] and "
+            f"{days} [{config.sources.get('keep_days', 'default')}], the output of its "
+            f"newest {TAILS_KEPT}")
 
 
 def _not_writable(db: str) -> str | None:

@@ -38,6 +38,14 @@ class GroupStatus:
     start_deadline: float | None = None
     min_runtime: float | None = None
     last_duration: float | None = None
+    # what judges the output (--min-size, --min-items, --max-shrink, --size-path)
+    last_size: float | None = None
+    last_items: float | None = None
+    min_size: float | None = None
+    min_items: float | None = None
+    max_shrink: float | None = None
+    typical_size: float | None = None
+    output_updated: float | None = None
     problems: tuple[str, ...] = field(default=())
     now: float = 0.0
 
@@ -150,6 +158,11 @@ def _group_status(group: GatewayGroup, ns: str, now: float) -> GroupStatus:
         start_deadline=value(f"{ns}_start_deadline_timestamp_seconds"),
         min_runtime=value(f"{ns}_min_runtime_seconds"),
         last_duration=value(f"{ns}_last_duration_seconds"),
+        last_size=value(f"{ns}_last_size_bytes"), last_items=value(f"{ns}_last_items"),
+        min_size=value(f"{ns}_min_size_bytes"), min_items=value(f"{ns}_min_items"),
+        max_shrink=value(f"{ns}_max_shrink_ratio"),
+        typical_size=value(f"{ns}_typical_size_bytes"),
+        output_updated=value(f"{ns}_last_output_updated"),
         now=now,
     )
     status = _with_problems(status)
@@ -165,6 +178,16 @@ def _number(v: float) -> str:
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
     return f"{v:g}"
+
+
+def _too_small(s: GroupStatus) -> bool:
+    """What JobreportJobOutputTooSmall judges: the size below --min-size or below
+    (1 - --max-shrink) times the typical size, or the items below --min-items."""
+    size, items = s.last_size, s.last_items
+    shrunk = (size is not None and s.max_shrink is not None and s.typical_size is not None
+              and size < (1 - s.max_shrink) * s.typical_size)
+    return ((size is not None and s.min_size is not None and size < s.min_size) or shrunk
+            or (items is not None and s.min_items is not None and items < s.min_items))
 
 
 def _with_problems(s: GroupStatus) -> GroupStatus:
@@ -186,6 +209,10 @@ def _with_problems(s: GroupStatus) -> GroupStatus:
     if (s.last_outcome == SUCCESS and s.min_runtime is not None
             and s.last_duration is not None and s.last_duration < s.min_runtime):
         problems.append("too short")
+    if s.last_outcome == SUCCESS and _too_small(s):
+        problems.append("too small")
+    if s.last_outcome == SUCCESS and s.output_updated == 0:
+        problems.append("output not updated")
     if (s.running > 0 and s.max_runtime and s.last_start is not None
             and s.now - s.last_start > s.max_runtime):
         problems.append("running too long")

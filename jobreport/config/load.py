@@ -26,7 +26,7 @@ __all__ = ["load_config"]
 
 #: Settings that always say where they came from, "default" when nothing set them.
 _SHOWN = ("gateway", "db", "namespace", "timeout", "budget", "start_budget", "tls_verify",
-          "labels")
+          "labels", "keep_days", "keep_runs")
 
 
 def load_config(

@@ -62,6 +62,10 @@ class Config:
     remote_write_url: str | None = None
     #: node_exporter textfile collector directory (``JOBREPORT_TEXTFILE_DIR``).
     textfile_dir: str | None = None
+    #: What the store keeps of each group: runs younger than this many days, and its
+    #: newest this many runs (0: no limit); the output tails of its newest 100 runs.
+    keep_days: int = 400
+    keep_runs: int = 10_000
     #: The ``[jobs.NAME]`` sections of the config file: what a run of the job is held to
     #: where its flags or ``job_metrics`` keywords say nothing (``JobSpec.over``).
     jobs: Mapping[str, JobSpec] = field(default_factory=dict)

@@ -108,6 +108,27 @@ def _path(value: object) -> str | None:
     return os.path.expanduser(text) if text else None
 
 
+#: The largest retention limits (100 years; a billion runs of a group).
+KEEP_DAYS_MAX = 36500
+KEEP_RUNS_MAX = 1_000_000_000
+
+
+def _limit(high: int, what: str) -> Callable[[object], int]:
+    """A retention limit: a whole number from 0 (no limit) to ``high``."""
+
+    def convert(value: object) -> int:
+        text = str(value).strip()
+        if isinstance(value, bool) or not (isinstance(value, int) or (
+                text.isascii() and text.isdigit())):
+            raise ValueError(f"{value!r} is not a whole number of {what} (0 keeps them all)")
+        number = int(text)
+        if number > high:
+            raise ValueError(f"{value!r} is out of range: 0 to {high} (0 keeps them all)")
+        return number
+
+    return convert
+
+
 #: Every setting a flag, ``JOBREPORT_<NAME>`` or the config file can give, and its converter.
 CONVERTERS: dict[str, Callable[[object], Any]] = {
     "gateway": _gateway,
@@ -129,6 +150,9 @@ CONVERTERS: dict[str, Callable[[object], Any]] = {
     # the other sinks (issue 13): remote write 1.0 and node_exporter's textfile directory
     "remote_write_url": _remote_write_url,
     "textfile_dir": _path,
+    # a bounded store (issue 23): what each group keeps of its runs
+    "keep_days": _limit(KEEP_DAYS_MAX, "days"),
+    "keep_runs": _limit(KEEP_RUNS_MAX, "runs"),
 }
 #: The two secrets: only from the environment (or a ``*_file`` setting), never a flag.
 ENV_ONLY = {"password": "JOBREPORT_PASSWORD", "token": "JOBREPORT_TOKEN"}

@@ -308,7 +308,10 @@ class JobMetrics:
 
     def _hand_to_wrapper(self, path: str) -> None:
         """Append this block's figures to the wrapping ``jobreport run``'s metrics file."""
-        hand_to_wrapper(path, [*self._gauges.values(), *self._custom_families()],
+        # what the output is held to (min_size=...): the wrapper's flags still win
+        held = [CustomFamily.gauge(f"{DEFAULT_NAMESPACE}_{metric}", value)
+                for metric, value in self.spec.output_gauges()]
+        hand_to_wrapper(path, [*self._gauges.values(), *self._custom_families(), *held],
                         size=self.size, items=self.items)
 
     def _custom_families(self) -> list[CustomFamily]:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
 from jobreport.errors import StoreError
@@ -47,6 +47,10 @@ log = logging.getLogger("jobreport")
 START_DELAY = 0.05
 #: How long to wait for the store when another process holds its lock.
 STORE_WAIT = 15.0
+#: At most this long after a run's end is delivered goes to trimming the store (and never
+#: past the end's budget): seconds of catching up on a store that is far over its limits;
+#: a store within them takes a few milliseconds.
+RETENTION_TIME = 0.5
 
 
 @dataclass
@@ -241,15 +245,19 @@ class Recorder:
         budget = min(self.config.timeout, self.config.budget)
         self._deliver(run, budget=budget, what="heartbeat", partial=partial)
 
-    def finish(self, run: Run, result: RunResult, *, turn: Turn | None = None) -> bool:
+    def finish(self, run: Run, result: RunResult, *,
+               held_to: Mapping[str, Any] | None = None, turn: Turn | None = None) -> bool:
         """Close ``run`` with ``result`` and deliver its group's whole state. Returns True
         when every sink has it; logs a one-line warning (and keeps the group pending for the
-        next run or ``jobreport flush``) otherwise.
+        next run or ``jobreport flush``) otherwise. ``held_to``: values of the run's spec
+        that its end gave (the metrics file's thresholds), laid over what it was held to.
 
         ``turn`` is the run's place in its group's order (``background.Ends.turn``): the
         run is written to the store after the end handed over before it, whichever thread
         gets there first; when a later end of the group was handed over meanwhile, the
         delivery is left to it (with a store, it pushes the group's whole newest state)."""
+        if held_to:
+            run.spec = run.spec.replace(**held_to)
         later = False
         try:
             if run.stop():
@@ -258,25 +266,47 @@ class Recorder:
                 run._ready.wait(self.config.start_budget + STORE_WAIT)
             if turn is not None:
                 turn.wait()
-            known = self._close(run, result)
+            known = self._close(run, result, spec=run.spec if held_to else None)
         finally:
             if turn is not None:
                 later = turn.done()
         if later and self._store is not None and known is not None:
             return True  # the later end delivers this run with its own
         partial = None if self._store is not None else _state_without_store(run, result)
-        return self._deliver(run, budget=self.config.budget, what="end", partial=partial,
-                             known=known)
+        budget_end = time.monotonic() + self.config.budget
+        delivered = self._deliver(run, budget=self.config.budget, what="end",
+                                  partial=partial, known=known)
+        self._retain(run, min(budget_end, time.monotonic() + RETENTION_TIME))
+        return delivered
 
-    def _close(self, run: Run, result: RunResult) -> tuple[GroupState, int] | None:
-        """Write ``run``'s end to the store; the group's state and seq it made (None
-        without a store)."""
+    def _retain(self, run: Run, deadline: float) -> None:
+        """Once the end is delivered: trim the run's group, and sweep the store when that
+        is due (at most hourly), until ``deadline``; never raises, never waits longer."""
+        store = self._store
+        if store is None or run.id is None or time.monotonic() >= deadline:
+            return
+        from jobreport.store.retention import Retention
+
+        retention = Retention(self.config.keep_days, self.config.keep_runs)
+        sinks = [sink.name for sink in self.sinks]
+        try:
+            if store.trim(run.key, retention, sinks=sinks, deadline=deadline, exact=False):
+                store.sweep(retention, sinks=sinks, deadline=deadline)
+        except StoreError as e:  # busy (another process writes) or unwell: next time
+            log.debug("jobreport: the store was not trimmed: %s", e)
+        except Exception:  # never let the retention reach the job
+            unexpected("the store was not trimmed after a run of %s", run.job)
+
+    def _close(self, run: Run, result: RunResult,
+               spec: JobSpec | None = None) -> tuple[GroupState, int] | None:
+        """Write ``run``'s end to the store (with ``spec`` when its end changed what it is
+        held to); the group's state and seq it made (None without a store)."""
         store = self.store
         if store is None:
             return None
         try:
             if run.id is not None:
-                return store.close_run(run.id, result)
+                return store.close_run(run.id, result, spec=spec)
             _record_marker_runs(store, run.key, self.config.grouping)
             run.id, state, seq = store.record_run(self._run_start(run), result, alive=_alive)
             return state, seq

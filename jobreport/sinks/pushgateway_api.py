@@ -130,8 +130,8 @@ def parse_version(payload: bytes | str | object) -> str | None:
 
 
 def held_state(group: GatewayGroup, namespace: str) -> GroupState | None:
-    """The counters and last success/failure ``group`` holds, as a ``GroupState`` (None
-    when it holds none of them), for a new store to adopt.
+    """The counters, last success/failure and typical size and duration ``group`` holds, as
+    a ``GroupState`` (None when it holds none of them), for a new store to adopt.
 
     A counter is a whole number of runs: anything else (negative, NaN, 1e300) is not
     adopted, so that it can neither lower nor overflow the store's counts; a time far ahead
@@ -149,6 +149,14 @@ def held_state(group: GatewayGroup, namespace: str) -> GroupState | None:
         found = [s.value for s in group.samples(f"{namespace}_{name}")
                  if math.isfinite(s.value) and 0 < s.value <= time.time() + 86400]
         setattr(state, attr, found[0] if found else None)
-    if state.runs_total is None and state.last_success is None and state.last_failure is None:
+    # the medians a new store's first runs build on (--max-shrink): a size or a duration,
+    # never negative, NaN or beyond any real one
+    for attr, name in (("typical_size", "typical_size_bytes"),
+                       ("typical_duration", "typical_duration_seconds")):
+        found = [s.value for s in group.samples(f"{namespace}_{name}")
+                 if math.isfinite(s.value) and 0 <= s.value < 1e18]
+        setattr(state, attr, found[0] if found else None)
+    if (state.runs_total is None and state.last_success is None and state.last_failure is None
+            and state.typical_size is None and state.typical_duration is None):
         return None
     return state

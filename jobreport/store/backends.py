@@ -33,6 +33,8 @@ class Tx(Protocol):
     """One transaction: run SQL with ``:name`` parameters."""
 
     returning: bool
+    #: The database is PostgreSQL (what only it has: its sizes, its timeouts).
+    postgresql: bool
     #: How to write "INSERT, unless the row exists": (``INSERT`` words, trailing clause).
     insert_missing: tuple[str, str]
 
@@ -54,7 +56,11 @@ class Backend(Protocol):
     #: must be checked again before the next use.
     replaced: bool
 
-    def write(self) -> AbstractContextManager[Tx]: ...
+    def write(self, wait: float | None = None) -> AbstractContextManager[Tx]:
+        """A write transaction; ``wait``: how long it may wait for another process's lock
+        (default: ``BUSY_TIMEOUT``), for work that must not hold a job back."""
+        ...
+
     def read(self) -> AbstractContextManager[Tx]: ...
     def create_tables(self) -> None: ...
     def close(self) -> None: ...
@@ -80,6 +86,7 @@ def _reason(exc: BaseException) -> str:
 
 class _SQLiteTx:
     returning = sqlite3.sqlite_version_info >= (3, 35)
+    postgresql = False
     insert_missing = ("INSERT", "ON CONFLICT DO NOTHING")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -160,9 +167,11 @@ class SQLiteBackend:
         return st.st_dev, st.st_ino
 
     @contextmanager
-    def _tx(self, begin: str, what: str) -> Iterator[Tx]:
+    def _tx(self, begin: str, what: str, wait: float | None = None) -> Iterator[Tx]:
         with self._lock:
             conn = self._connect()
+            if wait is not None:
+                conn.execute(f"PRAGMA busy_timeout = {max(1, int(wait * 1000))}")
             try:
                 conn.execute(begin)
                 try:
@@ -176,9 +185,12 @@ class SQLiteBackend:
                     conn.execute("ROLLBACK")
                 raise StoreError(
                     f"cannot {what} the store {self.display_url}: {_reason(e)}") from None
+            finally:
+                if wait is not None and self._conn is conn:
+                    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
 
-    def write(self) -> AbstractContextManager[Tx]:
-        return self._tx("BEGIN IMMEDIATE", "write")
+    def write(self, wait: float | None = None) -> AbstractContextManager[Tx]:
+        return self._tx("BEGIN IMMEDIATE", "write", wait)
 
     def read(self) -> AbstractContextManager[Tx]:
         return self._tx("BEGIN", "read")
@@ -220,6 +232,7 @@ class _SQLAlchemyTx:
         self.conn = conn
         self.returning = bool(conn.dialect.insert_returning and conn.dialect.update_returning)
         name = conn.dialect.name
+        self.postgresql = name == "postgresql"
         self.insert_missing = (
             ("INSERT", "ON CONFLICT DO NOTHING") if name in ("sqlite", "postgresql")
             else ("INSERT IGNORE", "") if name in ("mysql", "mariadb") else ("INSERT", ""))
@@ -286,20 +299,34 @@ class SQLAlchemyBackend:
             raise StoreError(f"cannot open the store {self.display_url}: {_reason(e)}") from None
 
     @contextmanager
-    def _tx(self, what: str, begin: str) -> Iterator[Tx]:
+    def _tx(self, what: str, begin: str, wait: float | None = None) -> Iterator[Tx]:
+        from sqlalchemy import text
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
             with self.engine.connect() as raw:
                 conn = raw.execution_options(jobreport_begin=begin)
-                with conn.begin():
-                    yield _SQLAlchemyTx(conn)
+                if wait is not None and self.is_sqlite:  # before its BEGIN IMMEDIATE
+                    driver = raw.connection.driver_connection
+                    assert driver is not None
+                    driver.execute(f"PRAGMA busy_timeout = {max(1, int(wait * 1000))}")
+                try:
+                    with conn.begin():
+                        if wait is not None and conn.dialect.name == "postgresql":
+                            ms = max(1, int(wait * 1000))
+                            conn.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+                            conn.execute(text(f"SET LOCAL statement_timeout = {ms}"))
+                        yield _SQLAlchemyTx(conn)
+                finally:
+                    if wait is not None and self.is_sqlite and raw.connection.driver_connection:
+                        raw.connection.driver_connection.execute(
+                            f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         except SQLAlchemyError as e:
             raise StoreError(
                 f"cannot {what} the store {self.display_url}: {_reason(e)}") from None
 
-    def write(self) -> AbstractContextManager[Tx]:
-        return self._tx("write", "IMMEDIATE")
+    def write(self, wait: float | None = None) -> AbstractContextManager[Tx]:
+        return self._tx("write", "IMMEDIATE", wait)
 
     def read(self) -> AbstractContextManager[Tx]:
         return self._tx("read", "DEFERRED")

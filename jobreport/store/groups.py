@@ -7,7 +7,9 @@ to its public methods, each one transaction.
 
 from __future__ import annotations
 
+import json
 import logging
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -22,8 +24,12 @@ from jobreport.store import sql
 from jobreport.store.backends import Tx
 from jobreport.store.rows import RunStart, run_result
 
-__all__ = ["bump", "close_abandoned", "count_end", "delivery_row", "read_state",
-           "start_values"]
+__all__ = ["TYPICAL_RUNS", "adopt_typical", "bump", "close_abandoned", "count_end", "delivery_row",
+           "load_recent", "read_state", "start_values", "typical"]
+
+#: The typical size and duration of a group are the medians of its last this many
+#: successful runs (that reported a size, for the size).
+TYPICAL_RUNS = 10
 
 log = logging.getLogger("jobreport")
 
@@ -60,12 +66,19 @@ def count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
     if outcome == SKIPPED:
         return
     ended = end["ended"]
-    g = tx.rows("SELECT last_success, last_failure, last_size_at, last_items_at "
+    g = tx.rows("SELECT last_success, last_failure, last_size_at, last_items_at, "
+                "failure_streak, recent_sizes, recent_durations "
                 "FROM jobreport_groups WHERE group_key = :k", {"k": key})[0]
     values: dict[str, Any] = {}
     column = "last_success" if outcome == SUCCESS else "last_failure"
     if g[column] is None or g[column] < ended:
         values[column] = ended
+    # in the order runs are recorded (this transaction holds the group's row)
+    values["failure_streak"] = 0 if outcome == SUCCESS else int(g["failure_streak"] or 0) + 1
+    if outcome == SUCCESS:
+        values["recent_durations"] = _recent(g["recent_durations"], end.get("duration"))
+        if end.get("size") is not None:
+            values["recent_sizes"] = _recent(g["recent_sizes"], end["size"])
     for name in ("size", "items"):
         at = g[f"last_{name}_at"]
         if end.get(name) is not None and (at is None or at <= ended):
@@ -74,6 +87,50 @@ def count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
     if values:
         sets = ", ".join(f"{c} = :{c}" for c in values)  # fixed column names only
         tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k", {**values, "k": key})
+
+
+def _recent(kept: str | None, value: float | None) -> str | None:
+    """The JSON list ``kept`` with ``value`` added, the oldest dropped past TYPICAL_RUNS."""
+    values = load_recent(kept)
+    if value is not None:
+        values = [*values, float(value)][-TYPICAL_RUNS:]
+    return json.dumps(values) if values else None
+
+
+def adopt_typical(tx: Tx, key: str, size: float | None, duration: float | None) -> None:
+    """A new store takes over the typical size and duration a sink holds for group ``key``
+    as one more (the oldest) of its last successes, until it has ``TYPICAL_RUNS`` of its
+    own: its first runs are judged against the group's past, not against themselves."""
+    g = tx.rows("SELECT recent_sizes, recent_durations FROM jobreport_groups "
+                "WHERE group_key = :k", {"k": key})
+    if not g:
+        return
+    values = {}
+    for column, value in (("recent_sizes", size), ("recent_durations", duration)):
+        kept = load_recent(g[0][column])
+        if value is not None and len(kept) < TYPICAL_RUNS:
+            values[column] = json.dumps([float(value), *kept])
+    if values:
+        sets = ", ".join(f"{c} = :{c}" for c in values)  # fixed column names only
+        tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k", {**values, "k": key})
+
+
+def load_recent(kept: str | None) -> list[float]:
+    """The values of a group's ``recent_sizes`` or ``recent_durations`` column."""
+    if not kept:
+        return []
+    try:
+        values = json.loads(kept)
+    except ValueError:
+        return []
+    return [float(v) for v in values if isinstance(v, int | float)] if isinstance(
+        values, list) else []
+
+
+def typical(kept: str | None) -> float | None:
+    """The median of a ``recent_*`` column (None: no value yet)."""
+    values = load_recent(kept)
+    return statistics.median(values) if values else None
 
 
 def close_abandoned(tx: Tx, key: str, start: RunStart, alive: Alive | None,
@@ -137,8 +194,9 @@ def read_state(tx: Tx, key: str) -> tuple[GroupState, int]:
         if result is not None:
             # size and items are the newest ever reported, not only the last run's
             state.last = replace(result, size=g["last_size"], items=g["last_items"])
-    state.consecutive_failures = int(
-        tx.rows(sql.CONSECUTIVE_FAILURES, {"k": key})[0]["n"] or 0)
+    state.consecutive_failures = int(g["failure_streak"] or 0)
+    state.typical_size = typical(g["recent_sizes"])
+    state.typical_duration = typical(g["recent_durations"])
     if newest:  # what the newest run is held to, and the deadlines of its schedule
         state.hold_to(JobSpec.from_columns(state.job, newest[0]))
     return state, int(g["seq"])

@@ -19,7 +19,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: Bump with every change to the tables (jobreport.store.schema) and add its data step to
 #: ``_STEPS``; a store newer than this jobreport is refused.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _to_v2(tx: Tx) -> None:
@@ -58,6 +58,27 @@ def _to_v5(tx: Tx) -> None:
 
 
 def _to_v6(tx: Tx) -> None:
+    # a group keeps its failure streak and the sizes and durations of its last successful
+    # runs (what a push carries no longer depends on the runs the retention leaves): fill
+    # them in from the history, once
+    import json
+
+    from jobreport.store.groups import TYPICAL_RUNS
+
+    for g in tx.rows("SELECT group_key FROM jobreport_groups"):
+        key = {"k": g["group_key"], "n": TYPICAL_RUNS}
+        streak = tx.rows(sql.CONSECUTIVE_FAILURES, key)[0]["n"]
+        durations = [r["duration"] for r in tx.rows(sql.RECENT_SUCCESSES, key)
+                     if r["duration"] is not None][::-1]
+        sizes = [r["size"] for r in tx.rows(sql.RECENT_SIZES, key)][::-1]
+        tx.run("UPDATE jobreport_groups SET failure_streak = :f, recent_sizes = :s, "
+               "recent_durations = :d WHERE group_key = :k",
+               {"k": g["group_key"], "f": int(streak or 0),
+                "s": json.dumps(sizes) if sizes else None,
+                "d": json.dumps(durations) if durations else None})
+
+
+def _to_v7(tx: Tx) -> None:
     # runs.error (added as a missing column): the error that failed a Python block; older
     # runs have none recorded
     pass
@@ -65,7 +86,7 @@ def _to_v6(tx: Tx) -> None:
 
 #: The data step that brings a store of version N-1 to version N.
 _STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5,
-                                               6: _to_v6}
+                                           6: _to_v6, 7: _to_v7}
 
 
 def ensure_schema(db: Backend) -> tuple[bool, dict[str, str]]:

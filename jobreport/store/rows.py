@@ -65,6 +65,12 @@ class RunRecord:
         return self.spec is not None and self.spec.too_short(self.outcome, self.duration)
 
     @property
+    def too_small(self) -> bool:
+        """A success below the run's minimum size or items."""
+        return self.spec is not None and self.result is not None and self.spec.too_small(
+            self.outcome, self.result.size, self.result.items)
+
+    @property
     def ended(self) -> float | None:
         return self.result.ended if self.result is not None else None
 
@@ -99,6 +105,7 @@ class RunRecord:
             **result,
             **spec.columns(),
             "too_short": self.too_short,
+            "too_small": self.too_small,
         }
 
 

@@ -60,6 +60,11 @@ Index("ix_jobreport_runs_group_ended", runs.c.group_key, runs.c.ended)
 Index("ix_jobreport_runs_group_closed", runs.c.group_key, runs.c.closed_seq)
 Index("ix_jobreport_runs_job_started", runs.c.job, runs.c.started)
 Index("ix_jobreport_runs_started", runs.c.started)
+# schema 6: a group's newest runs, and those beyond what it keeps (jobreport.store.retention);
+# and the runs that still hold an output tail (partial where the database has them)
+Index("ix_jobreport_runs_group_id", runs.c.group_key, runs.c.id)
+Index("ix_jobreport_runs_group_tail", runs.c.group_key, runs.c.id,
+      sqlite_where=runs.c.tail.isnot(None), postgresql_where=runs.c.tail.isnot(None))
 
 groups = Table(
     "jobreport_groups",
@@ -78,6 +83,13 @@ groups = Table(
     Column("last_size_at", Double),
     Column("last_items", Double),
     Column("last_items_at", Double),
+    # schema 6: unsuccessful runs since the last success, and the sizes and durations of
+    # the last successful runs (JSON lists, oldest first, at most TYPICAL_RUNS): kept with
+    # the group, so that neither a push nor the retention that trims old runs depends on
+    # how much history the runs table still holds
+    Column("failure_streak", Integer),
+    Column("recent_sizes", Text),
+    Column("recent_durations", Text),
     # set by `jobreport delete`: no flush brings the group back; a new run clears it
     Column("retired", Double),
     # families `jobreport push` gave the group, kept as JSON until it is deleted

@@ -24,6 +24,10 @@ END_RUN = (
     f"UPDATE jobreport_runs SET {', '.join(f'{c} = :{c}' for c in END_COLUMNS)} "
     "WHERE id = :id"
 )
+SPEC_OF_RUN = (
+    f"UPDATE jobreport_runs SET {', '.join(f'{c} = :{c}' for c in SPEC_COLUMNS)} "
+    "WHERE id = :id"
+)
 # a change to a group revives a retired one (a new run of a deleted job)
 BUMP = "UPDATE jobreport_groups SET seq = seq + 1, retired = NULL WHERE group_key = :k"
 SEQ = "SELECT seq FROM jobreport_groups WHERE group_key = :k"
@@ -48,12 +52,22 @@ NEWEST_START = (
     f"FROM jobreport_runs WHERE group_key = :k AND {NOT_SKIPPED} ORDER BY id DESC LIMIT 1"
 )
 # unsuccessful runs recorded after the last success (in record order: closed_seq); skipped
-# runs are neither
+# runs are neither. Kept in jobreport_groups.failure_streak since schema 6: this fills it in
+# an older store
 CONSECUTIVE_FAILURES = (
     "SELECT count(*) AS n FROM jobreport_runs "
     f"WHERE group_key = :k AND outcome IN {FAILED} AND closed_seq > COALESCE(("
     "SELECT max(closed_seq) FROM jobreport_runs "
     "WHERE group_key = :k AND outcome = 'success'), 0)"
+)
+#: The last successful runs of a group, newest first (an older store's typical values).
+RECENT_SUCCESSES = (
+    "SELECT size, duration FROM jobreport_runs WHERE group_key = :k AND outcome = 'success' "
+    "ORDER BY closed_seq DESC LIMIT :n"
+)
+RECENT_SIZES = (
+    "SELECT size FROM jobreport_runs WHERE group_key = :k AND outcome = 'success' "
+    "AND size IS NOT NULL ORDER BY closed_seq DESC LIMIT :n"
 )
 LAST_END = (
     "SELECT * FROM jobreport_runs "
@@ -110,3 +124,10 @@ VERSION = "SELECT value FROM jobreport_meta WHERE key = 'schema_version'"
 META = "SELECT key, value FROM jobreport_meta"
 #: Lock the group's row until the transaction ends (PostgreSQL; SQLite writes are serial).
 LOCK_GROUP = "UPDATE jobreport_groups SET seq = seq WHERE group_key = :k"
+#: What the store's tables take on PostgreSQL, indexes and TOAST included.
+PG_SIZE = (
+    "SELECT sum(pg_total_relation_size(c.oid)) AS n FROM pg_class c "
+    "JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.relkind = 'r' "
+    "AND c.relname IN ('jobreport_runs', 'jobreport_groups', 'jobreport_deliveries', "
+    "'jobreport_counts', 'jobreport_meta') AND s.nspname = ANY (current_schemas(false))"
+)

@@ -16,19 +16,25 @@ transaction does to a group is in ``jobreport.store.groups``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from jobreport.errors import StoreError
+from jobreport.paths import sqlite_path
 from jobreport.result import CustomFamily, RunResult, dump_custom, load_custom
+from jobreport.spec import JobSpec
 from jobreport.state import GroupState, group_key, grouping_from_key
+from jobreport.store import retention as retention_
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
 from jobreport.store.groups import (
     Alive,
+    adopt_typical,
     bump,
     close_abandoned,
     count_end,
@@ -37,6 +43,7 @@ from jobreport.store.groups import (
     start_values,
 )
 from jobreport.store.migrations import SCHEMA_VERSION, ensure_schema
+from jobreport.store.retention import Retention
 from jobreport.store.rows import (
     DEFAULT_SINK,
     TAIL_MAX_BYTES,
@@ -126,9 +133,11 @@ class Store:
         with self._write() as tx:
             close_abandoned(tx, group_key(start.grouping), start, alive, self._new_group)
 
-    def close_run(self, run_id: int, result: RunResult) -> tuple[GroupState, int]:
-        """Record how a run that ``open_run`` started ended; return its group's new state
-        and the ``seq`` that state reflects (read in the same transaction)."""
+    def close_run(self, run_id: int, result: RunResult, *,
+                  spec: JobSpec | None = None) -> tuple[GroupState, int]:
+        """Record how a run that ``open_run`` started ended (``spec``: what it is held to
+        after all, when its end added to it); return its group's new state and the ``seq``
+        that state reflects (read in the same transaction)."""
         with self._write() as tx:
             rows = tx.rows(sql.RUN_GROUP, {"id": run_id})
             if not rows:
@@ -138,6 +147,8 @@ class Store:
                 seq = bump(tx, key, job, self._new_group)
                 values = end_values(result, seq)
                 tx.run(sql.END_RUN, {**values, "id": run_id})
+                if spec is not None:
+                    tx.run(sql.SPEC_OF_RUN, {**spec.columns(), "id": run_id})
                 count_end(tx, key, values)
             return read_state(tx, key)
 
@@ -304,6 +315,7 @@ class Store:
                 if getattr(state, column) is not None:
                     tx.run(sql.LATER.format(column=column),
                            {"k": key, "v": getattr(state, column)})
+            adopt_typical(tx, key, state.typical_size, state.typical_duration)
             return True
 
     def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:
@@ -330,6 +342,45 @@ class Store:
                 out.append(Undelivered(str(d["group_key"]), str(d["job"]), d["sink"], since,
                                        d["last_error"]))
             return out
+
+    # --- a bounded store ----------------------------------------------------------------
+
+    def trim(self, key: str, retention: Retention, *, sinks: Sequence[str] = (),
+             deadline: float, exact: bool = True) -> bool:
+        """Remove group ``key``'s runs beyond ``retention`` (and its old output tails), never
+        its newest, an open one or one not yet delivered to ``sinks``; in batches until
+        ``deadline`` (``time.monotonic()``). True when nothing is left to trim. Not
+        ``exact`` (after each run of the group): ``keep_runs`` is held to within 0.1%
+        (``jobreport.store.retention.trim_batch``)."""
+        self.ensure_schema()
+        return retention_.trim_group(self._db, key, retention, sinks, deadline=deadline,
+                                     exact=exact)
+
+    def sweep(self, retention: Retention, *, sinks: Sequence[str] = (),
+              deadline: float) -> bool | None:
+        """Trim every group, at most once an hour (``jobreport.store.retention.sweep``)."""
+        self.ensure_schema()
+        return retention_.sweep(self._db, retention, sinks, deadline=deadline)
+
+    def size(self) -> int | None:
+        """Bytes the store takes: an SQLite file with its WAL and shared-memory files, or
+        PostgreSQL's ``pg_total_relation_size`` of the tables (None: not known)."""
+        path = sqlite_path(self.url)
+        if path is not None:
+            total = 0
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    total += os.stat(path + suffix).st_size
+            return total
+        self.ensure_schema()
+        try:
+            with self._read() as tx:
+                if not tx.postgresql:
+                    return None
+                rows = tx.rows(sql.PG_SIZE)
+        except StoreError:
+            return None
+        return int(rows[0]["n"] or 0) if rows else None
 
     def close(self) -> None:
         self._db.close()

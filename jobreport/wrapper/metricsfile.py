@@ -8,8 +8,12 @@ Accepted are ``name value`` lines and the Prometheus text exposition format (``#
 ``# TYPE`` gauge, counter, histogram, summary or untyped, ``name{label="value"} value``), as
 ``generate_latest`` writes it. A later line for the same series replaces an earlier one.
 Names in jobreport's namespace are refused, except ``jobreport_last_size_bytes`` and
-``jobreport_last_items``, which become the run's size and items. A line that cannot be
-used is reported with its line number and skipped; it never fails the run.
+``jobreport_last_items``, which become the run's size and items, and the gauges of the
+thresholds that judge a run's output (``jobreport_min_size_bytes``, ``jobreport_min_items``,
+``jobreport_max_shrink_ratio``: the fields of ``jobreport.spec`` with the metrics-file
+door), which hold the run to them where its command line does not, each held to its range.
+A line that cannot be used is reported with its line number and skipped; it never fails
+the run.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jobreport.errors import InvalidNameError
 from jobreport.names import DEFAULT_NAMESPACE, RESERVED_LABELS, check_metric_name
 from jobreport.result import CustomFamily
+from jobreport.spec import COUNT, FIELDS, METRICS_FILE, Field
 
 __all__ = ["MAX_BYTES", "READ_TIMEOUT", "ParsedMetrics", "parse_assignments", "parse_text",
            "read_file"]
@@ -59,6 +65,8 @@ class ParsedMetrics:
     """``jobreport_last_size_bytes`` as written by ``job_metrics`` inside ``jobreport run``."""
     items: float | None = None
     """``jobreport_last_items``, likewise."""
+    spec: dict[str, Any] = field(default_factory=dict)
+    """Thresholds of the run's spec the file gave (typed, by field name)."""
 
 
 @dataclass
@@ -188,12 +196,17 @@ class _Parser:
         # the run's own figures, which job_metrics inside `jobreport run` hands over
         self.own = {f"{ns}_last_{what}": what for ns in {namespace, DEFAULT_NAMESPACE}
                     for what in ("size_bytes", "items")}
+        # the thresholds a run's output is held to, by the name of their gauge
+        self.thresholds: dict[str, Field] = {
+            f"{ns}_{f.gauge[0]}": f for ns in {namespace, DEFAULT_NAMESPACE}
+            for f in FIELDS if METRICS_FILE in f.doors and f.gauge is not None}
+        self.spec: dict[str, Any] = {}
 
     def result(self) -> ParsedMetrics:
         out = [_freeze(f) for f in self.families.values() if f.samples]
         return ParsedMetrics(families=out, problems=self.problems,
                              size=self.figures.get("size_bytes"),
-                             items=self.figures.get("items"))
+                             items=self.figures.get("items"), spec=self.spec)
 
     def line(self, raw: str) -> None:
         line = raw.strip()
@@ -209,7 +222,7 @@ class _Parser:
         if len(parts) < 2 or parts[0] not in ("HELP", "TYPE"):
             return  # an ordinary comment
         kind, name = parts[0], _family_name(parts[1])
-        if name in self.own:
+        if name in self.own or name in self.thresholds:
             return
         _check_name(name, self.namespace)
         fam = self.families.setdefault(name, _Family(name))
@@ -235,6 +248,11 @@ class _Parser:
         labels = _labels(label_text[1:-1]) if label_text else ()
         if name in self.own and not labels:
             self.figures[self.own[name]] = value
+            return
+        threshold = self.thresholds.get(name)
+        if threshold is not None and not labels:
+            whole = threshold.kind == COUNT and value.is_integer()
+            self.spec[threshold.name] = threshold.convert(int(value) if whole else value)
             return
         fam = _family_for(name, self.families)
         if fam is None:

@@ -236,28 +236,40 @@ class _Wrapper:
                 for problem in parsed.problems:
                     log.warning("jobreport: metrics file, %s (skipped)", problem)
             # --size-path, when given, is what the user asked to be measured
-            size = None
+            size, updated = None, None
             if self.spec.size_paths:
-                from jobreport.wrapper.size import path_size
+                from jobreport.outcomes import SUCCESS
+                from jobreport.wrapper.size import measure
 
-                size = path_size(self.spec.size_paths)
+                found = measure(self.spec.size_paths)
+                size = found.size
+                updated = int(result.outcome != SUCCESS
+                              or found.written_since(result.started_at))
             self._start()
+            # thresholds the command wrote: where the command line gave none (they still win
+            # over the job's config section)
+            late = {k: v for k, v in parsed.spec.items() if k not in self.spec.given}
             self._finish_quietly(RunResult(
                 ended=result.ended_at, duration=result.duration, outcome=result.outcome,
                 exit_code=result.exit_code,
                 size=size if size is not None else parsed.size, items=parsed.items,
+                output_updated=updated,
                 cpu_seconds=result.cpu_seconds, max_rss_bytes=result.max_rss_bytes,
                 tail=mask_secrets(result.tail, self.config), custom=tuple(parsed.families),
-            ))
+            ), late)
         finally:
             if metrics_path is not None:
                 _unlink(metrics_path)
 
-    def _finish_quietly(self, result: RunResult) -> None:
+    def _finish_quietly(self, result: RunResult,
+                        held_to: Mapping[str, Any] | None = None) -> None:
         if self.run_ is None:
             return
         try:
-            self.reporter.finish(self.run_, result)
+            if held_to:
+                self.reporter.finish(self.run_, result, held_to=held_to)
+            else:
+                self.reporter.finish(self.run_, result)
         except Exception as e:  # the exit code is the child's, whatever happens here
             log.warning("jobreport: the end of job %s was not reported: %s", self.job, e)
 
