@@ -27,9 +27,10 @@ class RunReporter(Protocol):
 
     def start(self, spec: JobSpec, *, command: str | None = ..., wait: float | None = ...,
               uid: str | None = ..., child_pid: int | None = ...,
-              child_pid_start: float | None = ...) -> Any:
+              child_pid_start: float | None = ..., exclusive: bool = ...) -> Any:
         """Open a run held to ``spec`` and push its start in the background; never raises
-        for trouble with the store or a sink."""
+        for trouble with the store or a sink. ``exclusive``: the run holds its group's lock
+        in a store many hosts share."""
         ...
 
     def heartbeat(self, run: Any) -> None:

@@ -281,6 +281,14 @@ FIELDS: tuple[Field, ...] = (
           high=10000, column="int",
           gauge=("alert_after_failures",
                  "The failed-run alert waits for this many failures in a row.")),
+    Field("retire_after", DURATION,
+          "The group stops alerting once its last start is this old while another instance "
+          "of the job started later (a host that is gone); longer than the job's interval.",
+          flag="--retire-after", env="JOBREPORT_RETIRE_AFTER", above=True,
+          why="every group but the newest would be retired at once", column="real",
+          gauge=("retire_after_seconds",
+                 "The group's alerts stop when its last start is this old and another "
+                 "instance of the job started later.")),
     Field("min_size", SIZE,
           "A successful run that produced fewer bytes than this is wrong (the output-too-"
           "small alert): bytes, or 10MB (10^6 bytes), 1GiB (2^30 bytes).",
@@ -381,6 +389,7 @@ class JobSpec:
     timezone: str | None
     min_runtime: float | None
     alert_after_failures: int | None
+    retire_after: float | None
     min_size: float | None
     min_items: int | None
     max_shrink: float | None
@@ -544,6 +553,7 @@ if TYPE_CHECKING:
         timezone: str | None
         min_runtime: str | float | None
         alert_after_failures: int | None
+        retire_after: str | float | None
         min_size: str | float | None
         min_items: int | None
         max_shrink: str | float | None

@@ -50,9 +50,15 @@ fi
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-if [[ $extra == test ]]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,examples,remote-write]'
-else
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[examples]'
+# pip runs only when the packaging changed since the last install (a stamp in .venv), and
+# without its cache: a run of the tests writes nothing into the user's home directory
+extras=examples
+[[ $extra == test ]] && extras=test,examples,remote-write
+stamp=".venv/.jobreport-installed-${extras//,/-}"
+want="$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  pip=(.venv/bin/python -m pip install -q --disable-pip-version-check --no-cache-dir)
+  "${pip[@]}" --upgrade pip >/dev/null
+  "${pip[@]}" -e ".[$extras]"
+  echo "$want" > "$stamp"
 fi

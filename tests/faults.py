@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -65,12 +66,15 @@ class FaultProxy:
 
     Each script entry is a status code (answered with ``body``), ``"drop"`` (the connection
     is closed without an answer, as when the gateway dies mid-push) or ``"forward"``.
-    ``requests`` records (method, path, entry) of every request that arrived.
+    ``requests`` records (method, path, entry) of every request that arrived. With
+    ``delay``, every answer leaves that many seconds after its request arrived (a gateway
+    that is slow to answer).
     """
 
     def __init__(self, upstream: str, script: Sequence[int | str] = (),
-                 body: str = "") -> None:
+                 body: str = "", *, delay: float = 0.0) -> None:
         self.upstream = upstream
+        self.delay = delay
         self.script = list(script)
         self.body = body
         self.requests: list[tuple[str, str, int | str]] = []
@@ -89,6 +93,8 @@ class FaultProxy:
                 with proxy._lock:
                     entry = proxy.script.pop(0) if proxy.script else "forward"
                     proxy.requests.append((self.command, self.path, entry))
+                if proxy.delay:
+                    time.sleep(proxy.delay)  # the slow gateway itself, not a wait
                 if entry == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -126,7 +132,7 @@ class FaultProxy:
     def forward(self, method: str, path: str, headers: Mapping[str, str],
                 data: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         keep = {k: v for k, v in headers.items()
-                if k.lower() in ("content-type", "authorization", "user-agent")}
+                if k.lower() in ("content-type", "authorization", "user-agent", "accept")}
         req = urllib.request.Request(self.upstream + path,  # noqa: S310 (loopback)
                                      data=data or None, method=method, headers=keep)
         try:

@@ -38,9 +38,11 @@ USER_ENV: dict[str, str] = dict(os.environ)
 _PASSWD_HOME = pwd.getpwuid(os.getuid()).pw_dir
 
 #: Settings of the user's that no test may read: jobreport's own, the stack launcher's,
-#: and the proxies (a test that wants a proxy sets its own).
+#: the proxies (a test that wants a proxy sets its own), and the sign of a Kubernetes pod.
 _DROPPED_PREFIXES = ("JOBREPORT_",)
 _DROPPED = frozenset({
+    # (a suite run inside a Kubernetes pod: the instance would default to none)
+    "KUBERNETES_SERVICE_HOST",
     "PUSHGATEWAY_URL", "PUSHGATEWAY_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT",
     "WEBHOOK_PORT", "http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY",
     "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",

@@ -19,8 +19,8 @@ from jobreport.result import RunResult
 from jobreport.runs import SHARED
 from jobreport.sinks.base import Delivered, RetryLater
 from jobreport.sinks.pushgateway import PushgatewaySink
-from jobreport.sinks.pushgateway_api import held_state, parse_groups
-from jobreport.state import GroupState, group_key
+from jobreport.sinks.pushgateway_api import read_held
+from jobreport.state import GroupState, HeldGroup, group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
 from tests.servers import free_port
@@ -42,9 +42,8 @@ class HeldSink(PushgatewaySink):
         self.reading = threading.Event()
         self.go = threading.Event()
 
-    def held_state(self, grouping: Mapping[str, str], *,
-                   deadline: float) -> GroupState | None:
-        held = super().held_state(grouping, deadline=deadline)
+    def held(self, grouping: Mapping[str, str], *, deadline: float) -> HeldGroup | None:
+        held = super().held(grouping, deadline=deadline)
         self.reading.set()
         assert self.go.wait(WAIT), "the test never let the adoption go on"
         return held
@@ -130,8 +129,7 @@ def test_a_new_store_does_not_push_before_it_could_read_the_gateway(tmp_path: Pa
     sent: list[GroupState] = []
 
     class Refused(PushgatewaySink):
-        def held_state(self, grouping: Mapping[str, str], *,
-                       deadline: float) -> GroupState | None:
+        def held(self, grouping: Mapping[str, str], *, deadline: float) -> HeldGroup | None:
             raise DeliveryError("refused", retryable=True, unreachable=True)
 
         def deliver(self, state: GroupState, *, complete: bool, deadline: float) -> Any:
@@ -146,34 +144,33 @@ def test_a_new_store_does_not_push_before_it_could_read_the_gateway(tmp_path: Pa
 
 
 def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
-    """Counters that are negative, not finite or absurd, and timestamps far in the future,
-    are not taken over (they would lower or overflow the counts, or hold the last success
-    ahead so that the job is never overdue)."""
-
-    def family(*values: tuple[dict[str, str], object]) -> dict[str, Any]:
-        return {"metrics": [{"labels": labels, "value": value} for labels, value in values]}
-
+    """Counters that are negative, fractional, not finite or absurd, and timestamps far in
+    the future, are not taken over (they would lower or overflow the counts, or hold the
+    last success ahead so that the job is never overdue)."""
     grouping = {"job": "j", "instance": "h1"}
-    group = {
-        "labels": grouping,
-        "jobreport_runs_total": family(({"outcome": "success"}, "-5"),
-                                       ({"outcome": "failure"}, "1e300"),
-                                       ({"outcome": "timeout"}, "NaN"),
-                                       ({"outcome": "signal"}, "3")),
-        "jobreport_last_success_timestamp_seconds": family(({}, str(time.time() + 1e9))),
-        "jobreport_last_failure_timestamp_seconds": family(({}, str(time.time() - 60))),
-        "jobreport_typical_size_bytes": family(({}, "-1")),
-        "jobreport_typical_duration_seconds": family(({}, "12.5")),
-    }
-    [parsed] = parse_groups({"status": "success", "data": [group]})
-    state = held_state(parsed, "jobreport")
-    assert state is not None
-    assert state.runs_total == {"signal": 3}
-    assert state.last_success is None
-    assert state.last_failure is not None and state.last_failure < time.time()
-    assert state.typical_size is None and state.typical_duration == 12.5
+    future = time.time() + 1e9
+    text = (
+        'jobreport_runs_total{instance="h1",job="j",outcome="success"} -5\n'
+        'jobreport_runs_total{instance="h1",job="j",outcome="failure"} 1e300\n'
+        'jobreport_runs_total{instance="h1",job="j",outcome="timeout"} NaN\n'
+        'jobreport_runs_total{instance="h1",job="j",outcome="abandoned"} 2.5\n'
+        'jobreport_runs_total{instance="h1",job="j",outcome="signal"} 3\n'
+        f'jobreport_last_success_timestamp_seconds{{instance="h1",job="j"}} {future}\n'
+        f'jobreport_last_failure_timestamp_seconds{{instance="h1",job="j"}} {time.time() - 60}\n'
+        'jobreport_consecutive_failures{instance="h1",job="j"} -1\n'
+        'jobreport_typical_size_bytes{instance="h1",job="j"} -1\n'
+        'jobreport_typical_duration_seconds{instance="h1",job="j"} 12.5\n'
+    ).encode()
+    held = read_held([text], grouping, "jobreport")
+    assert held is not None
+    assert held.runs() == {"signal": 3}
+    assert held.timestamp("last_success_timestamp_seconds") is None
+    failure = held.timestamp("last_failure_timestamp_seconds")
+    assert failure is not None and failure < time.time()
+    assert held.count("consecutive_failures") is None
+    assert held.amount("typical_size_bytes") is None
+    assert held.amount("typical_duration_seconds") == 12.5
     for hostile in ("NaN", "+Inf", "1e300"):
-        group["jobreport_typical_size_bytes"] = family(({}, hostile))
-        [parsed] = parse_groups({"status": "success", "data": [group]})
-        held = held_state(parsed, "jobreport")
-        assert held is not None and held.typical_size is None
+        line = f'jobreport_typical_size_bytes{{instance="h1",job="j"}} {hostile}\n'.encode()
+        again = read_held([line], grouping, "jobreport")
+        assert again is not None and again.amount("typical_size_bytes") is None

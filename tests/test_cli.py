@@ -312,6 +312,45 @@ def test_status_problem_rules() -> None:
     assert [g.job for g in result][-2:] == ["fresh", "skipped"]
 
 
+def test_status_retires_the_groups_of_hosts_that_are_gone() -> None:
+    """As the shipped rules do: a group with retire_after whose last start is older than
+    that while another instance of the job started later is retired (no problems, shown so,
+    `--check` passes); the newest group, one without retire_after, one whose other instance
+    differs in another label too, and a job alone are not."""
+    from jobreport.commands.status import gateway_status
+    from jobreport.cli.formatting import status_table
+
+    now = 100_000.0
+
+    def group(job: str, instance: str, start: float, retire: float | None = None,
+              **labels: str) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "labels": {"job": job, "instance": instance, **labels},
+            "jobreport_last_start_timestamp_seconds": family(start),
+            "jobreport_last_success_timestamp_seconds": family(start + 1),
+            "jobreport_expected_interval_seconds": family(600)}
+        if retire is not None:
+            found["jobreport_retire_after_seconds"] = family(retire)
+        return found
+
+    groups = [
+        group("fleet", "old", now - 7200, 3600), group("fleet", "new", now - 60, 3600),
+        group("plain", "old", now - 7200), group("plain", "new", now - 60),
+        group("alone", "gone", now - 7200, 3600),
+        group("other", "old", now - 7200, 3600, db="a"),
+        group("other", "new", now - 60, 3600, db="b"),
+    ]
+    result = gateway_status(load_config(), sinks=[FakeGateway(groups)],  # type: ignore[list-item]
+                            now=now)
+    retired = {(g.job, g.instance) for g in result if g.retired}
+    assert retired == {("fleet", "old")}
+    [old] = [g for g in result if (g.job, g.instance) == ("fleet", "old")]
+    assert old.problems == () and old.to_json()["retired"] is True
+    assert "retired: a later instance runs on" in status_table(result)
+    troubled = {(g.job, g.instance) for g in result if g.problems}
+    assert troubled == {("plain", "old"), ("alone", "gone"), ("other", "old")}
+
+
 # -- history and flush -------------------------------------------------------------------
 
 

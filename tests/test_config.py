@@ -168,6 +168,26 @@ def test_no_instance_and_instance() -> None:
     assert "instance" not in load_config(env={}, no_instance=True).grouping("j")
 
 
+def test_in_a_kubernetes_pod_the_default_is_no_instance(tmp_path: Path) -> None:
+    """With KUBERNETES_SERVICE_HOST set and no instance configured, a job has one group and
+    not one per pod (the pod's host name is new every run); the source says why. An
+    instance set anywhere (flag, environment, config file) or --no-instance still wins."""
+    pod = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+    config = load_config(env=pod)
+    assert config.instance is None
+    assert config.grouping("backup") == {"job": "backup"}
+    assert "Kubernetes" in config.sources["instance"]
+    assert "KUBERNETES_SERVICE_HOST" in config.sources["instance"]
+    assert load_config(env=pod, instance="web1").instance == "web1"
+    assert load_config(env={**pod, "JOBREPORT_INSTANCE": "web2"}).instance == "web2"
+    toml = tmp_path / "jobreport.toml"
+    toml.write_text('instance = "from-file"\n')
+    assert load_config(env={**pod, "JOBREPORT_CONFIG": str(toml)}).instance == "from-file"
+    assert load_config(env={**pod, "JOBREPORT_NO_INSTANCE": "1"}).instance is None
+    assert load_config(env={"KUBERNETES_SERVICE_HOST": ""}).instance is not None
+    assert load_config(env={}).sources["instance"] == "default (host name)"
+
+
 def test_plain_path_is_a_sqlite_store(tmp_path: Path) -> None:
     """JOBREPORT_DB may be a plain file path."""
     assert load_config(env={"JOBREPORT_DB": str(tmp_path / "x.db")}).db == \

@@ -38,7 +38,7 @@ BIN = Path(sys.executable).parent
 # syntax-checked here as well, see test_every_block_is_valid)
 PAGES = ["README.md", "docs/index.md", "docs/getting-started.md", "docs/python-api.md",
          "docs/cli.md", "docs/configuration.md", "docs/metrics.md", "docs/operations.md",
-         "docs/troubleshooting.md", "docs/existing-prometheus.md"]
+         "docs/troubleshooting.md", "docs/existing-prometheus.md", "docs/containers.md"]
 SHELL = {"sh", "bash", "shell"}
 RUN_OPTIONAL = {"docs/metrics.md", "docs/troubleshooting.md"}  # PromQL / messages only
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(.+?)\s*-->")

@@ -15,7 +15,7 @@ import yaml
 from jobreport.exposition import StateCollector
 from jobreport.outcomes import OUTCOMES
 from jobreport.result import CustomFamily, RunResult
-from jobreport.spec import JobSpec
+from jobreport.spec import GAUGED, JobSpec
 from jobreport.state import GroupState
 from tests.monitoring_helpers import (
     AMTOOL,
@@ -50,8 +50,8 @@ def contract_metric_names() -> set[str]:
     state = GroupState(
         job="j", grouping={"job": "j"}, running=1, last_start=1.0, last_success=2.0,
         last_failure=1.0, last=last, runs_total=dict.fromkeys(OUTCOMES, 1),
-        spec=JobSpec("j", expect_every=1.0, max_runtime=1.0, min_runtime=0.5,
-                     alert_after_failures=2, min_size=1.0, min_items=1, max_shrink=0.5),
+        # every threshold a push can carry (spec.GAUGED), whatever fields come
+        spec=JobSpec("j", **{f.name: 1 for f in GAUGED}),
         last_heartbeat=1.0, success_deadline=3.0, start_deadline=3.0, consecutive_failures=0,
         typical_size=1.0, typical_duration=1.0,
     )

@@ -25,7 +25,6 @@ from jobreport.store import retention as retention_module
 from jobreport.store.retention import Retention
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
-from tests.test_store_postgres import postgres_url  # noqa: F401 - a fixture
 
 DAY = 86400.0
 SINK = "pushgateway"

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Gateway
-from tests.test_store_postgres import postgres_url  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration  # runs the example scripts as processes
 

@@ -131,6 +131,42 @@ def test_cli_interval_sets_every_group(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--interval" in bad.output
 
 
+#: The clause that retires the groups of a host that is gone (--retire-after), as every
+#: per-job alert of the base rules ends with it.
+RETIRED = re.compile(
+    r"unless(?: ignoring\((?:outcome|threshold)\))?\s*\(\s*\(\s*time\(\) - "
+    r"jobreport_last_start_timestamp_seconds\s*> jobreport_retire_after_seconds\s*\)\s*"
+    r"and\s*\(\s*jobreport_last_start_timestamp_seconds\s*< ignoring\(instance\) "
+    r"group_left\(\)\s*max without\(instance\) "
+    r"\(jobreport_last_start_timestamp_seconds\)\s*\)\s*\)\s*$")
+
+
+def test_every_job_alert_honours_retire_after() -> None:
+    """Every alert about one group (it reads jobreport_* series) ends with the retirement
+    clause, the whole expression before it in parentheses: a rule added later that forgets
+    it would keep paging for hosts that are gone."""
+    base = _alerts(base_rules()["jobreport-alerts.yml"])
+    job_alerts = {a: e for a, e in base.items() if "jobreport_" in e}
+    assert len(job_alerts) >= 9
+    for name, expr in job_alerts.items():
+        assert RETIRED.search(expr), name
+        assert expr.lstrip().startswith("("), name
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_retire_after_unit_tests_pass_against_every_variant(tmp_path: Path, sink: str) -> None:
+    """The promtool unit tests of --retire-after pass against each sink's variant of the
+    alert rules: retired groups are silent and live ones alert, whichever the sink."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "tests").mkdir()
+    variant = rules_for(sink, lookback="1d")["jobreport-alerts.yml"]
+    (tmp_path / "rules" / "jobreport-alerts.yml").write_text(variant)
+    source = Path(__file__).resolve().parent.parent / "monitoring" / "tests"
+    test = tmp_path / "tests" / "jobreport-retire.test.yml"
+    shutil.copy(source / "jobreport-retire.test.yml", test)
+    done = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
 @pytest.mark.parametrize("sink", SINKS)
 def test_every_variant_passes_the_unit_tests_of_the_job_alerts(tmp_path: Path, sink: str) -> None:
     """The promtool unit tests of the output alerts (dense synthetic series, as a scrape or

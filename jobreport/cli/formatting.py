@@ -186,7 +186,7 @@ def status_table(groups: Sequence[GroupStatus]) -> str:
         [g.job, g.instance or "-", labels_text({"job": g.job, **g.labels}),
          g.last_outcome or "-", age(g.success_age),
          "running" if g.running else "idle", _deadline_text(g),
-         "; ".join(g.problems) or "ok"]
+         "retired: a later instance runs on" if g.retired else "; ".join(g.problems) or "ok"]
         for g in groups
     ]
     return table(["JOB", "INSTANCE", "LABELS", "LAST OUTCOME", "LAST SUCCESS", "NOW",

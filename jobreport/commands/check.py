@@ -94,7 +94,7 @@ def _show(name: str, value: object) -> str:
     if name in _SECRETS:
         return "set (hidden)" if value else "not set"
     if value is None:
-        return "not set"
+        return "none (no instance label)" if name == "instance" else "not set"
     if name in ("db", "gateway"):
         return mask_url(str(value))
     if isinstance(value, dict) or hasattr(value, "items"):

@@ -38,6 +38,9 @@ class GroupStatus:
     start_deadline: float | None = None
     min_runtime: float | None = None
     last_duration: float | None = None
+    #: --retire-after: the group alerts no more once its last start is this old while a
+    #: later instance of the job runs on (``retired``).
+    retire_after: float | None = None
     # what judges the output (--min-size, --min-items, --max-shrink, --size-path)
     last_size: float | None = None
     last_items: float | None = None
@@ -48,6 +51,7 @@ class GroupStatus:
     output_updated: float | None = None
     problems: tuple[str, ...] = field(default=())
     now: float = 0.0
+    retired: bool = False
 
     @property
     def next_deadline(self) -> float | None:
@@ -86,6 +90,7 @@ class GroupStatus:
                                 and self.now > self.next_deadline),
             "min_runtime_seconds": self.min_runtime,
             "problems": list(self.problems),
+            "retired": self.retired,
             "ok": not self.problems,
         }
 
@@ -117,8 +122,26 @@ def statuses(groups: list[GatewayGroup], namespace: str,
     """What ``status`` shows of ``groups`` at ``now`` (default: the current time), problems
     first."""
     when = time.time() if now is None else now
-    found = [_group_status(g, namespace, when) for g in groups]
+    found = _retire([_group_status(g, namespace, when) for g in groups])
     return sorted(found, key=lambda g: (not g.problems, g.job, sorted(g.labels.items())))
+
+
+def _retire(found: list[GroupStatus]) -> list[GroupStatus]:
+    """``found`` with the groups of hosts that are gone retired, as the shipped rules retire
+    them: the group's last start is older than its ``retire_after`` while another instance
+    of the job (the same labels otherwise) started later. A retired group has no problems:
+    it alerts no more."""
+    def sibling(s: GroupStatus) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return s.job, tuple(sorted((k, v) for k, v in s.labels.items() if k != "instance"))
+
+    newest: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for s in found:
+        if s.last_start is not None:
+            newest[sibling(s)] = max(newest.get(sibling(s), s.last_start), s.last_start)
+    return [replace(s, retired=True, problems=()) if (
+        s.retire_after and s.last_start is not None
+        and s.now - s.last_start > s.retire_after
+        and newest[sibling(s)] > s.last_start) else s for s in found]
 
 
 def _group_status(group: GatewayGroup, ns: str, now: float) -> GroupStatus:
@@ -158,6 +181,7 @@ def _group_status(group: GatewayGroup, ns: str, now: float) -> GroupStatus:
         start_deadline=value(f"{ns}_start_deadline_timestamp_seconds"),
         min_runtime=value(f"{ns}_min_runtime_seconds"),
         last_duration=value(f"{ns}_last_duration_seconds"),
+        retire_after=value(f"{ns}_retire_after_seconds"),
         last_size=value(f"{ns}_last_size_bytes"), last_items=value(f"{ns}_last_items"),
         min_size=value(f"{ns}_min_size_bytes"), min_items=value(f"{ns}_min_items"),
         max_shrink=value(f"{ns}_max_shrink_ratio"),

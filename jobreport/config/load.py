@@ -168,9 +168,17 @@ class _Resolution:
         if values.pop("no_instance", False):
             instance = None
             sources["instance"] = sources.get("no_instance", "flag")
+        elif values.get("instance"):
+            instance = values["instance"]
+        elif self.env.get(_IN_A_POD):
+            # a pod's host name is the pod's, new with every run of a CronJob: one group
+            # per pod would leave a group behind per run, each overdue a day later
+            instance = None
+            sources["instance"] = (f"default in a Kubernetes pod ({_IN_A_POD} is set): "
+                                   "none, one group per job and not per pod")
         else:
-            instance = values.pop("instance", None) or _hostname()
-            sources.setdefault("instance", "default (host name)")
+            instance = _hostname()
+            sources["instance"] = "default (host name)"
         for name in ("password_file", "token_file", "instance"):
             values.pop(name, None)
         values.setdefault("db", default_db_url(self.env))
@@ -185,6 +193,10 @@ class _Resolution:
             sources=sources,
             **values,
         )
+
+
+#: Set in every container Kubernetes starts (it names the API server's service).
+_IN_A_POD = "KUBERNETES_SERVICE_HOST"
 
 
 def _hostname() -> str:

@@ -15,6 +15,7 @@ from jobreport.sinks.base import (
     DeliveryResult,
     RecordsFailure,
     Rejected,
+    RetryLater,
     SaysWhatItHolds,
     Sink,
     failed,
@@ -24,8 +25,6 @@ from jobreport.store.store import Store
 
 __all__ = ["deliver_each", "deliver_group", "deliver_state"]
 
-#: How long one reading of what a sink holds may keep the store's lock (a new store).
-ADOPT_TRY = 1.0
 #: How long a sink is asked to record a failed delivery.
 RECORD_TRY = 1.0
 #: Rounds of a delivery whose group another run changed meanwhile (the last one carries the
@@ -38,14 +37,29 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
                   namespace: str = DEFAULT_NAMESPACE) -> DeliveryResult:
     """Deliver group ``key``'s complete state (``known``: state and seq just read) to
     ``sink`` within ``budget`` seconds; repeat while another run changed it meanwhile, so
-    that the delivery that lands last carries the newest state. The result is recorded in
-    the store."""
+    that the delivery that lands last carries the newest state. A store many hosts share
+    lets one delivery of the group run at a time (``Store.delivering``). The result is
+    recorded in the store."""
     deadline = time.monotonic() + budget
+    with store.delivering(key, sink.name, deadline) as held:
+        if not held:
+            # another host delivers the group now: its next round carries our change
+            return RetryLater(f"another process was delivering job "
+                              f"{grouping_from_key(key)['job']} to the {sink.name} for the "
+                              "whole budget")
+        if known is not None and (store.delivered_seq(key, sink.name) or 0) >= known[1]:
+            # another process delivered the group, this change with it, while we waited
+            return Delivered()
+        return _deliver_rounds(store, sink, key, deadline, known=known, namespace=namespace)
+
+
+def _deliver_rounds(store: Store, sink: Sink, key: str, deadline: float, *,
+                    known: tuple[GroupState, int] | None, namespace: str) -> DeliveryResult:
     if (isinstance(sink, SaysWhatItHolds) and store.fresh
             and not store.knows_delivery(key, sink.name)):
+        known = None  # what the group holds after the adoption (here or elsewhere)
         try:
-            if _adopt(store, sink, sink.name, key, deadline):
-                known = None
+            _adopt(store, sink, sink.name, key, deadline)
         except DeliveryError as e:
             # no answer: a push now could lower what the sink holds; the group stays
             # pending and the next delivery asks again
@@ -71,22 +85,24 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     return result
 
 
-def _adopt(store: Store, sink: SaysWhatItHolds, name: str, key: str, deadline: float) -> bool:
-    """A new store (a new install, or one whose file was removed) does not know the group's
-    past: take over what the sink holds before replacing it, exactly once (under the
-    store's lock: see ``Store.adopt``). Each reading holds the lock for at most
-    ``ADOPT_TRY``; a sink that is unwell (5xx) is asked again by the deadline (the one
-    retry policy), an unreachable one is not. Returns whether it read the sink; raises the
-    last ``DeliveryError``."""
-    from jobreport.sinks.retry import retrying
-
-    grouping = grouping_from_key(key)
-
-    def held() -> GroupState | None:
-        return sink.held_state(grouping, deadline=min(deadline, time.monotonic() + ADOPT_TRY))
-
-    adopted: bool = retrying(deadline, patient=False)(store.adopt, key, name, held)
-    return adopted
+def _adopt(store: Store, sink: SaysWhatItHolds, name: str, key: str,
+           deadline: float) -> bool:
+    """A new store (a new install, a container's, a pod's) does not know the group's past:
+    take over what the sink holds before replacing it, exactly once (``Store.adopt``). The
+    sink is read without the store's lock, by the delivery's deadline: a gateway that is
+    slow or holds many groups costs this delivery's budget, never another run's time. A
+    sink that is unwell (no answer, 5xx) is asked again by the deadline (the one retry
+    policy, inside ``held``); an unreachable one is not. Returns whether it took over what
+    the sink holds; raises a retryable ``DeliveryError`` (nothing taken over, no mark: the
+    next delivery asks again). A sink that will not say (a permanent error) counts as
+    holding nothing."""
+    try:
+        held = sink.held(grouping_from_key(key), deadline=deadline)
+    except DeliveryError as e:
+        if e.retryable:
+            raise
+        held = None
+    return store.adopt(key, name, held)
 
 
 def deliver_state(sink: Sink, state: GroupState, *, complete: bool, budget: float,

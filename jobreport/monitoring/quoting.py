@@ -28,11 +28,27 @@ class _Dumper(yaml.SafeDumper):
     """The safe dumper plus ``Literal`` (a subclass: yaml.SafeDumper itself stays as is)."""
 
 
+def _escaped(value: str) -> bool:
+    """Whether ``value`` holds a character a plain or single-quoted scalar would carry raw
+    and a YAML reader may not read back as it is: controls (NEL, U+0085, among them, which
+    Go's YAML folds into a space), line and paragraph separators, format characters."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # double quotes, where every such character is written as an escape (\N, \L, \x..)
+    style = '"' if _escaped(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
 def _literal(dumper: yaml.SafeDumper, value: Literal) -> yaml.Node:
+    if _escaped(value.replace("\n", "")):
+        return _string(dumper, str(value))
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style=style)
 
 
+_Dumper.add_representer(str, _string)
 _Dumper.add_representer(Literal, _literal)
 
 

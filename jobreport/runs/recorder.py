@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
@@ -28,10 +27,11 @@ from jobreport.liveness import process_start as _process_start
 from jobreport.logger import unexpected
 from jobreport.outcomes import SKIPPED, SUCCESS
 from jobreport.result import RunResult
+from jobreport.runs.run import Run
 from jobreport.runs.shared import SHARED
 from jobreport.sinks.base import Delivered, Sink
 from jobreport.spec import JobSpec
-from jobreport.state import GroupState, group_key
+from jobreport.state import GroupState
 
 if TYPE_CHECKING:
     from jobreport.runs.background import Turn
@@ -51,48 +51,6 @@ STORE_WAIT = 15.0
 #: past the end's budget): seconds of catching up on a store that is far over its limits;
 #: a store within them takes a few milliseconds.
 RETENTION_TIME = 0.5
-
-
-@dataclass
-class Run:
-    """One run in progress."""
-
-    job: str
-    grouping: dict[str, str]
-    started: float
-    monotonic_start: float
-    #: What the run is held to: laid over the job's config section once, at its start,
-    #: and kept with it in the store.
-    spec: JobSpec
-    pid: int | None = None
-    command: str | None = None
-    #: The command's process (``jobreport run``): the run lives while it or ``pid`` does.
-    child_pid: int | None = None
-    child_pid_start: float | None = None
-    #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
-    uid: str = field(default_factory=lambda: os.urandom(8).hex())
-    id: int | None = None
-    ended: bool = False
-    #: Set when the run ends; the start worker waits on it before opening the run.
-    _ended: threading.Event = field(default_factory=threading.Event, repr=False)
-    #: Set when the start worker is done (run opened in the store, start pushed or skipped).
-    _ready: threading.Event = field(default_factory=threading.Event, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _opening: bool = False
-
-    @property
-    def key(self) -> str:
-        return group_key(self.grouping)
-
-    def stop(self) -> bool:
-        """The run is over: no start push or heartbeat begins after this (its end may be
-        recorded later, by another thread). True when the start worker is already opening
-        the run, whose end must then wait for it."""
-        with self._lock:
-            self.ended = True
-            opening = self._opening
-        self._ended.set()
-        return opening
 
 
 class Recorder:
@@ -154,7 +112,8 @@ class Recorder:
 
     def start(self, spec: JobSpec, *, command: str | None = None, wait: float | None = 0.0,
               delay: float = START_DELAY, uid: str | None = None,
-              child_pid: int | None = None, child_pid_start: float | None = None) -> Run:
+              child_pid: int | None = None, child_pid_start: float | None = None,
+              exclusive: bool = False) -> Run:
         """Open a run held to ``spec`` and push its start, in the background.
 
         ``spec`` is laid over the job's config section (``JobSpec.over``: what it gives
@@ -162,13 +121,15 @@ class Recorder:
         and a schedule without a zone gets the host's. The worker waits ``delay`` seconds
         first: a run that is over by then is recorded whole at its end, with one push
         instead of two. ``wait`` is how long to wait for the start push (``None``: the
-        configured start budget); it is best effort, never raises."""
+        configured start budget); it is best effort, never raises. ``exclusive``: the run
+        holds its group's lock in a store many hosts share (``--lock`` with PostgreSQL), so
+        the runs of the group left open anywhere are abandoned."""
         spec = self._complete(spec)
         run = Run(
             job=spec.job, grouping=self.config.grouping(spec.job, spec.labels),
             started=time.time(), monotonic_start=time.monotonic(), spec=spec,
             pid=os.getpid(), command=command, child_pid=child_pid,
-            child_pid_start=child_pid_start,
+            child_pid_start=child_pid_start, exclusive=exclusive,
         )
         if uid is not None:
             run.uid = uid
@@ -223,6 +184,7 @@ class Recorder:
             pid=run.pid, pid_start=_process_start(run.pid), spec=run.spec,
             command=run.command, uid=run.uid, pid_ns=pid_namespace(),
             child_pid=run.child_pid, child_pid_start=run.child_pid_start,
+            exclusive=run.exclusive,
         )
 
     def heartbeat(self, run: Run) -> None:

@@ -37,7 +37,7 @@ from jobreport.errors import DeliveryError
 
 if TYPE_CHECKING:
     from jobreport.sinks.pushgateway_api import GatewayGroup
-    from jobreport.state import GroupState
+    from jobreport.state import GroupState, HeldGroup
 
 __all__ = [
     "Delivered",
@@ -135,10 +135,10 @@ class SaysWhatItHolds(Protocol):
     """A sink that can say what it holds for a group (the Pushgateway can; a remote-write
     receiver or a textfile directory cannot be asked)."""
 
-    def held_state(self, grouping: Mapping[str, str], *,
-                   deadline: float) -> GroupState | None:
-        """The counters and timestamps the sink holds for the group (None: nothing);
-        raises ``DeliveryError`` when it cannot say (retryable: not now)."""
+    def held(self, grouping: Mapping[str, str], *, deadline: float) -> HeldGroup | None:
+        """What the sink holds for the group: its gauges and counters (None: nothing),
+        by ``deadline``; raises ``DeliveryError`` when it cannot say (retryable: not
+        now)."""
         ...
 
 

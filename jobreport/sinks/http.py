@@ -25,7 +25,7 @@ from jobreport.errors import DeliveryError
 from jobreport.secrets import config_secrets, mask, mask_url, remember
 from jobreport.sinks.base import Delivered, DeliveryResult, failed
 from jobreport.sinks.retry import MAX_ATTEMPTS, retrying
-from jobreport.sinks.transport import Answer, NoAnswer, Transport
+from jobreport.sinks.transport import Answer, NoAnswer, Reader, Transport
 
 if TYPE_CHECKING:
     from jobreport.sinks._peers import PeerMemory
@@ -124,10 +124,11 @@ class HttpSink:
 
     def send(self, method: str, url: str, body: bytes = b"",
              headers: Mapping[str, str] | None = None, *, deadline: float,
-             patient: bool = True) -> Answer:
+             patient: bool = True, reader: Reader | None = None) -> Answer:
         """``method`` ``url`` (under this sink's URL) with retries by ``deadline``; the
-        whole answer of an attempt that is done, else ``DeliveryError`` for the last one.
-        Unless ``patient``, the first unreachable answer ends the retries (``status`` and
+        whole answer of an attempt that is done (with ``reader``: what it read of the body
+        as it came, ``Answer.read``), else ``DeliveryError`` for the last one. Unless
+        ``patient``, the first unreachable answer ends the retries (``status`` and
         ``check`` answer a person, who should hear "refused" at once)."""
         attempts = MAX_ATTEMPTS
         recent = self.peers.unreachable_since(self.url)
@@ -137,7 +138,8 @@ class HttpSink:
         try:
             answer: Answer = retrying(deadline, attempts=attempts, patient=patient,
                                       sleep=self._sleep, clock=self._clock)(
-                self._attempt, method, url, body, dict(headers or {}), deadline)
+                self._attempt, method, url, body, dict(headers or {}), deadline,
+                reader=reader)
         except DeliveryError as e:
             if recent is None or not e.unreachable:
                 raise
@@ -147,14 +149,19 @@ class HttpSink:
         return answer
 
     def _attempt(self, method: str, url: str, body: bytes, headers: dict[str, str],
-                 deadline: float) -> Answer:
+                 deadline: float, *, reader: Reader | None = None) -> Answer:
         now = self._clock()
         # this attempt: the per-attempt timeout and the deadline, whichever comes first,
-        # on the real clock (the exchange's sockets are watched in real time)
-        length = max(_LEAST, min(self.settings.timeout, deadline - now))
+        # on the real clock (the exchange's sockets are watched in real time); a reading
+        # (a GET) grows with what the peer holds (a Pushgateway of 10,000 groups takes
+        # seconds to say them all), and may take until the deadline: each socket operation
+        # is still held to the timeout, and a cut-off reading would only start again
+        length = max(_LEAST, deadline - now if reader is not None or method == "GET"
+                     else min(self.settings.timeout, deadline - now))
         answer = self.transport.exchange(method, url, headers, body,
                                          timeout=self.settings.timeout,
-                                         deadline=time.monotonic() + length)
+                                         deadline=time.monotonic() + length,
+                                         reader=reader)
         if isinstance(answer, NoAnswer) and answer.kind in ("unconnected", "connect-timeout"):
             error = self.error(self._no_answer(answer, length), unreachable=True)
             self.peers.unreachable(self.url, str(error))

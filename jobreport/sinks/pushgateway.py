@@ -1,7 +1,7 @@
 """The Pushgateway sink: the body in the text format (``jobreport.exposition``), the group's
-URL path (``group_path``), and what only the Pushgateway can do: say what it holds
-(``/api/v1/metrics``, read by ``pushgateway_api``), record a failed push, be probed
-(``/api/v1/status``).
+URL path (``group_path``), and what only the Pushgateway can do: say what it holds (every
+group: ``/api/v1/metrics``; one group: its samples in ``/metrics``, both read by
+``pushgateway_api``), record a failed push, be probed (``/api/v1/status``).
 
 ``group_path`` escapes the grouping key the way prometheus_client does (``@base64`` for
 ``/`` and empty values) and every value a URL path would rewrite (``.``, ``..``, ``%``...),
@@ -15,7 +15,7 @@ import base64
 import contextlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from jobreport.config import Config, SinkSettings
@@ -28,6 +28,7 @@ from jobreport.sinks.base import (
     SaysWhatItHolds,
 )
 from jobreport.sinks.http import HttpSink, settings_of
+from jobreport.state import HeldGroup
 
 if TYPE_CHECKING:
     from jobreport.sinks._peers import PeerMemory
@@ -100,31 +101,37 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
     def groups(self, *, deadline: float) -> list[GatewayGroup]:
         """Every group the gateway holds; raises ``DeliveryError`` (at once when the
         gateway is unreachable: a person or a run is waiting)."""
-        return self._groups(deadline, None)
-
-    def held_state(self, grouping: Mapping[str, str], *,
-                   deadline: float) -> GroupState | None:
-        """The counters and last success/failure the gateway holds for the group (a store
-        that has just been created adopts them, so its first push does not lower them);
-        raises ``DeliveryError`` when the gateway cannot say."""
-        from jobreport.sinks.pushgateway_api import held_state
-
-        for group in self._groups(deadline, grouping):
-            return held_state(group, self.settings.namespace)
-        return None
-
-    def _groups(self, deadline: float, only: Mapping[str, str] | None) -> list[GatewayGroup]:
-        # (the API's reading loads here: a run's own push never needs it)
         from jobreport.sinks.pushgateway_api import parse_groups
 
         answer = self.send("GET", self.url + "/api/v1/metrics", deadline=deadline,
                            patient=False)
         try:
-            return parse_groups(answer.content, only)
+            return parse_groups(answer.content)
         except ValueError:
             raise self.error(f"{self.shown}/api/v1/metrics did not answer with the "
                              "Pushgateway's JSON; is this a Pushgateway?",
                              retryable=False) from None
+
+    def held(self, grouping: Mapping[str, str], *, deadline: float) -> HeldGroup | None:
+        """What the gateway holds for the group (every gauge of jobreport's and the
+        counters; None: nothing), read from its ``/metrics`` as it streams in, keeping only
+        that group's samples, by ``deadline``. A new store adopts it before its first push
+        of the group, so that the push lowers nothing. Raises ``DeliveryError`` when the
+        gateway cannot say (retryable: not now)."""
+        from jobreport.sinks.pushgateway_api import read_held
+
+        namespace = self.settings.namespace
+
+        def reader(chunks: Iterator[bytes]) -> HeldGroup | None:
+            return read_held(chunks, grouping, namespace)
+
+        try:
+            answer = self.send("GET", self.url + "/metrics", b"", {"Accept": TEXT_FORMAT},
+                               deadline=deadline, patient=False, reader=reader)
+        except ValueError:
+            raise self.error(f"{self.shown}/metrics did not answer with the Prometheus "
+                             "text format; is this a Pushgateway?", retryable=False) from None
+        return answer.read if isinstance(answer.read, HeldGroup) else None
 
     def record_failure(self, grouping: Mapping[str, str], *, deadline: float) -> None:
         """Have the gateway record a failed push for the group (``push_failure_time_seconds``,

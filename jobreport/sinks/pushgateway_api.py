@@ -1,6 +1,7 @@
 """What the Pushgateway's own API says, parsed once: ``/api/v1/metrics`` into
 ``GatewayGroup`` records (each group's labels and samples), ``/api/v1/status`` into the
-gateway's version, and what a group holds that a new store adopts (``held_state``).
+gateway's version, and what one group holds that a new store adopts (``read_held``, from
+the gateway's ``/metrics`` text as it streams in).
 
 A gateway is read by ``status``, ``prune``, ``delete``, ``check`` and a new store, and can
 hold anything another pusher put there, so the reading is tolerant of odd samples (a family
@@ -14,16 +15,12 @@ Cheap to import: standard library only.
 from __future__ import annotations
 
 import json
-import math
-import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from jobreport.state import GroupState
+from jobreport.state import HeldGroup
 
-__all__ = ["GatewayGroup", "Sample", "held_state", "parse_groups", "parse_version"]
+__all__ = ["GatewayGroup", "Sample", "parse_groups", "parse_version", "read_held"]
 
 
 @dataclass(frozen=True)
@@ -129,34 +126,122 @@ def parse_version(payload: bytes | str | object) -> str | None:
     return version if isinstance(version, str) and version else None
 
 
-def held_state(group: GatewayGroup, namespace: str) -> GroupState | None:
-    """The counters, last success/failure and typical size and duration ``group`` holds, as
-    a ``GroupState`` (None when it holds none of them), for a new store to adopt.
+#: jobreport's series that carry labels of their own beside the grouping labels.
+_OWN_LABELS = {"runs_total": ("outcome",), "last_outcome": ("outcome",),
+               "info": ("version",)}
+#: A line longer than this is not one of jobreport's samples: skipped, never buffered whole.
+_LONGEST_LINE = 1 << 20
 
-    A counter is a whole number of runs: anything else (negative, NaN, 1e300) is not
-    adopted, so that it can neither lower nor overflow the store's counts; a time far ahead
-    would hold the last success there for good (never overdue) and is not adopted either.
-    """
-    from jobreport.state import GroupState
 
-    runs = {s.labels.get("outcome", ""): int(s.value)
-            for s in group.samples(f"{namespace}_runs_total")
-            if math.isfinite(s.value) and 0 <= s.value < 2**53}
-    grouping = dict(group.labels)
-    state = GroupState(job=group.job, grouping=grouping, runs_total=runs or None)
-    for attr, name in (("last_success", "last_success_timestamp_seconds"),
-                       ("last_failure", "last_failure_timestamp_seconds")):
-        found = [s.value for s in group.samples(f"{namespace}_{name}")
-                 if math.isfinite(s.value) and 0 < s.value <= time.time() + 86400]
-        setattr(state, attr, found[0] if found else None)
-    # the medians a new store's first runs build on (--max-shrink): a size or a duration,
-    # never negative, NaN or beyond any real one
-    for attr, name in (("typical_size", "typical_size_bytes"),
-                       ("typical_duration", "typical_duration_seconds")):
-        found = [s.value for s in group.samples(f"{namespace}_{name}")
-                 if math.isfinite(s.value) and 0 <= s.value < 1e18]
-        setattr(state, attr, found[0] if found else None)
-    if (state.runs_total is None and state.last_success is None and state.last_failure is None
-            and state.typical_size is None and state.typical_duration is None):
+def read_held(chunks: Iterable[bytes], grouping: Mapping[str, str],
+              namespace: str) -> HeldGroup | None:
+    """What the Pushgateway holds for the group ``grouping`` (job included), from its
+    ``/metrics`` text as it streams in (``chunks``), or None when it holds nothing of
+    jobreport's there. Only that group's samples are kept: the gateway's answer grows with
+    every group it holds (some 3 KB each), and the Pushgateway has no reading of one group.
+
+    A sample is the group's when its labels, less the labels of jobreport's own that the
+    series carries (``outcome``, ``version``), are exactly the grouping labels; the gateway
+    adds ``instance=""`` to a group pushed without one. Raises ``ValueError`` when the
+    answer is not the text format (an HTML page, JSON)."""
+    expected = {str(k): str(v) for k, v in grouping.items()}
+    expected.setdefault("instance", "")
+    prefix = f"{namespace}_".encode()
+    # the cheap test of every line: jobreport's namespace, and the job's label as the text
+    # format writes it (each sample of the group carries it)
+    job = b'job="' + _escaped(expected.get("job", "")).encode("utf-8") + b'"'
+    gauges: dict[str, float] = {}
+    runs: dict[str, float] = {}
+    checked = False
+    for line in _lines(chunks):
+        if not checked and line.strip():
+            if not (line.startswith(b"#") or line[:1].isalpha() or line[:1] in b"_:"):
+                raise ValueError("not the Prometheus text format")
+            checked = True
+        if not line.startswith(prefix) or job not in line:
+            continue
+        sample = _sample(line.decode("utf-8", "replace"))
+        if sample is None:
+            continue
+        name, labels, value = sample
+        short = name[len(prefix):]
+        own = _OWN_LABELS.get(short, ())
+        if {k: v for k, v in labels.items() if k not in own} != expected:
+            continue
+        if short == "runs_total" and "outcome" in labels:
+            runs[labels["outcome"]] = value
+        elif not own:
+            gauges[short] = value
+    held = HeldGroup(dict(grouping), gauges, runs)
+    return None if held.empty else held
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterable[bytes]:
+    """The lines of a body that arrives in ``chunks`` (a line longer than
+    ``_LONGEST_LINE`` is dropped, not held)."""
+    rest = b""
+    skipping = False  # in the middle of a line too long to hold
+    for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        if skipping and lines:
+            lines[0], skipping = b"", False
+        yield from lines
+        if len(rest) > _LONGEST_LINE:
+            rest, skipping = b"", True
+    if rest and not skipping:
+        yield rest
+
+
+def _escaped(value: str) -> str:
+    """A label value as the text format writes it."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+_UNESCAPE = {"\\": "\\", "n": "\n", '"': '"'}
+
+
+def _sample(line: str) -> tuple[str, dict[str, str], float] | None:
+    """(name, labels, value) of a sample line of the text format, or None when it is not
+    one (a timestamp after the value is ignored)."""
+    brace = line.find("{")
+    space = line.find(" ")
+    labels: dict[str, str] = {}
+    if 0 <= brace < (space if space >= 0 else len(line)):
+        name, i = line[:brace], brace + 1
+        while True:
+            while i < len(line) and line[i] in " ,":
+                i += 1
+            if i >= len(line):
+                return None
+            if line[i] == "}":
+                i += 1
+                break
+            eq = line.find("=", i)
+            if eq < 0 or eq + 1 >= len(line) or line[eq + 1] != '"':
+                return None
+            key, i = line[i:eq].strip(), eq + 2
+            value: list[str] = []
+            while i < len(line) and line[i] != '"':
+                if line[i] == "\\" and i + 1 < len(line):
+                    value.append(_UNESCAPE.get(line[i + 1], "\\" + line[i + 1]))
+                    i += 2
+                else:
+                    value.append(line[i])
+                    i += 1
+            if i >= len(line):
+                return None
+            labels[key] = "".join(value)
+            i += 1
+        rest = line[i:].split()
+    else:
+        parts = line.split()
+        if len(parts) < 2:
+            return None
+        name, rest = parts[0], parts[1:]
+    if not rest:
         return None
-    return state
+    try:
+        return name, labels, float(rest[0])
+    except ValueError:
+        return None

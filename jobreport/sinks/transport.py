@@ -28,7 +28,7 @@ import os
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -49,14 +49,22 @@ __all__ = ["MAX_ANSWER_BYTES", "Answer", "NoAnswer", "Transport", "basic"]
 MAX_ANSWER_BYTES = 128 * 1024 * 1024
 
 
+#: What reads a 2xx answer's body as it streams in (instead of holding it whole): given
+#: the body's chunks, it returns what it made of them, or raises ``ValueError`` when the
+#: body is not what it expects.
+Reader = Callable[[Iterator[bytes]], object]
+
+
 @dataclass(frozen=True)
 class Answer:
-    """A whole answer: its status, reason, headers and body."""
+    """A whole answer: its status, reason, headers and body (or, when a ``Reader`` read
+    the body as it came, what it made of it: ``read``, with an empty ``content``)."""
 
     status: int
     reason: str
     headers: Mapping[str, str]
     content: bytes
+    read: object = None
 
     @property
     def text(self) -> str:
@@ -128,9 +136,12 @@ class Transport:
             return self._session
 
     def exchange(self, method: str, url: str, headers: Mapping[str, str], body: bytes, *,
-                 timeout: float, deadline: float) -> Answer | NoAnswer:
+                 timeout: float, deadline: float,
+                 reader: Reader | None = None) -> Answer | NoAnswer:
         """One request and its whole answer by ``deadline`` (``time.monotonic()``), each
-        socket operation within ``timeout`` seconds."""
+        socket operation within ``timeout`` seconds. With ``reader``, the body of a 2xx
+        answer is given to it as it streams in, never held whole (a ``ValueError`` it
+        raises is raised here)."""
         if self.problem is not None:
             return self.problem
         try:
@@ -146,10 +157,19 @@ class Transport:
                     proxies=self.proxies, verify=self._settings.tls_verify
                     or bool(self._settings.ca_bundle))
                 try:
+                    if reader is not None and 200 <= response.status_code < 300:
+                        try:
+                            read = reader(response.iter_content(65536))
+                        except ValueError as e:
+                            raise _Unreadable(e) from None
+                        return Answer(response.status_code, response.reason or "",
+                                      response.headers, b"", read)
                     content = _read(response)
                 finally:
                     # read to its end: the connection goes back to the pool; else closed
                     response.close()
+            except _Unreadable as e:
+                raise e.error from None
             except Exception as e:  # whatever requests raises: one line, never a traceback
                 return _no_answer(e, watch, self.proxy)
             finally:
@@ -158,6 +178,14 @@ class Transport:
             return NoAnswer("broken", f"the answer is larger than "
                             f"{MAX_ANSWER_BYTES // 2**20} MiB")
         return Answer(response.status_code, response.reason or "", response.headers, content)
+
+
+class _Unreadable(Exception):
+    """A ``Reader``'s ``ValueError``, carried past the handling of requests' errors."""
+
+    def __init__(self, error: ValueError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _read(response: requests.Response) -> bytes | None:

@@ -21,7 +21,8 @@ from jobreport.errors import StoreError
 from jobreport.paths import private_dir, sqlite_path
 from jobreport.secrets import mask_url
 
-__all__ = ["Backend", "SQLAlchemyBackend", "SQLiteBackend", "Tx", "open_backend"]
+__all__ = ["Backend", "SQLAlchemyBackend", "SQLiteBackend", "Tx", "one_at_a_time",
+           "open_backend"]
 
 #: How long a writer waits for another process's transaction on the same SQLite file.
 BUSY_TIMEOUT = 30.0
@@ -33,6 +34,8 @@ class Tx(Protocol):
     """One transaction: run SQL with ``:name`` parameters."""
 
     returning: bool
+    #: The database's kind, as SQLAlchemy names it (``sqlite``, ``postgresql``, ...).
+    dialect: str
     #: The database is PostgreSQL (what only it has: its sizes, its timeouts).
     postgresql: bool
     #: How to write "INSERT, unless the row exists": (``INSERT`` words, trailing clause).
@@ -86,6 +89,7 @@ def _reason(exc: BaseException) -> str:
 
 class _SQLiteTx:
     returning = sqlite3.sqlite_version_info >= (3, 35)
+    dialect = "sqlite"
     postgresql = False
     insert_missing = ("INSERT", "ON CONFLICT DO NOTHING")
 
@@ -217,6 +221,16 @@ class SQLiteBackend:
                 self._identity = None
 
 
+def one_at_a_time(tx: Tx) -> None:
+    """Make the changes of a store's schema wait for each other's transaction (PostgreSQL:
+    a transaction-level advisory lock; SQLite's writes are serial already), so that many
+    hosts making or migrating one shared store at once neither collide nor fail."""
+    if tx.dialect == "postgresql":
+        from jobreport.store.locks import lock_key
+
+        tx.rows("SELECT pg_advisory_xact_lock(:k) AS locked", {"k": lock_key("schema", "")})
+
+
 def _private_dir(path: Path) -> None:
     try:
         private_dir(path)
@@ -231,6 +245,7 @@ class _SQLAlchemyTx:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.returning = bool(conn.dialect.insert_returning and conn.dialect.update_returning)
+        self.dialect = str(conn.dialect.name)
         name = conn.dialect.name
         self.postgresql = name == "postgresql"
         self.insert_missing = (
@@ -339,6 +354,9 @@ class SQLAlchemyBackend:
 
         try:
             with self.engine.begin() as conn:
+                # many hosts that share a new store create its tables at once: one at a
+                # time (CREATE TABLE IF NOT EXISTS alone races in PostgreSQL's catalog)
+                one_at_a_time(_SQLAlchemyTx(conn))
                 for table in metadata.sorted_tables:
                     conn.execute(CreateTable(table, if_not_exists=True))
                     for index in table.indexes:

@@ -19,13 +19,13 @@ from jobreport.errors import StoreError
 from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
 from jobreport.result import load_custom
 from jobreport.spec import JobSpec
-from jobreport.state import GroupState, grouping_from_key
+from jobreport.state import GroupState, HeldGroup, grouping_from_key
 from jobreport.store import sql
 from jobreport.store.backends import Tx
 from jobreport.store.rows import RunStart, run_result
 
-__all__ = ["TYPICAL_RUNS", "adopt_typical", "bump", "close_abandoned", "count_end", "delivery_row",
-           "load_recent", "read_state", "start_values", "typical"]
+__all__ = ["TYPICAL_RUNS", "adopt_typical", "bump", "close_abandoned", "count_end",
+           "delivery_row", "load_recent", "read_state", "start_values", "take_over", "typical"]
 
 #: The typical size and duration of a group are the medians of its last this many
 #: successful runs (that reported a size, for the size).
@@ -89,6 +89,45 @@ def count_end(tx: Tx, key: str, end: Mapping[str, Any]) -> None:
         tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k", {**values, "k": key})
 
 
+def take_over(tx: Tx, key: str, held: HeldGroup, new_group: str = sql.NEW_GROUP) -> None:
+    """Add what a sink holds for group ``key`` (read back by a new store) to what the store
+    counted: the counters of every outcome, the last success and failure (forward only),
+    the failure streak (carried on while the store has no success of its own), the last
+    size and items (unless a run of the store reported them), and the typical size and
+    duration (``adopt_typical``)."""
+    runs = held.runs()
+    g = tx.rows("SELECT last_size_at, last_items_at FROM jobreport_groups "
+                "WHERE group_key = :k", {"k": key})
+    successes = tx.rows("SELECT n FROM jobreport_counts WHERE group_key = :k AND "
+                        "outcome = :o", {"k": key, "o": SUCCESS})
+    bump(tx, key, held.grouping.get("job", ""), new_group)
+    insert, conflict = tx.insert_missing
+    for outcome, n in runs.items():
+        tx.run(sql.NEW_COUNT.format(insert=insert, conflict=conflict), {"k": key, "o": outcome})
+        tx.run(sql.ADD_COUNT, {"k": key, "o": outcome, "n": n})
+    for column, name in (("last_success", "last_success_timestamp_seconds"),
+                         ("last_failure", "last_failure_timestamp_seconds")):
+        value = held.timestamp(name)
+        if value is not None:
+            tx.run(sql.LATER.format(column=column), {"k": key, "v": value})
+    values: dict[str, Any] = {}
+    streak = held.count("consecutive_failures")
+    if streak and not (successes and successes[0]["n"]):
+        # the failures this store recorded follow the ones the sink counted
+        values["failure_streak"] = streak
+    for name, metric in (("size", "last_size_bytes"), ("items", "last_items")):
+        value = held.amount(metric)
+        if value is not None and g and g[0][f"last_{name}_at"] is None:
+            values[f"last_{name}"], values[f"last_{name}_at"] = value, 0.0
+    if values:
+        sets = ", ".join(  # fixed column names only
+            f"{c} = COALESCE({c}, 0) + :{c}" if c == "failure_streak" else f"{c} = :{c}"
+            for c in values)
+        tx.run(f"UPDATE jobreport_groups SET {sets} WHERE group_key = :k", {**values, "k": key})
+    adopt_typical(tx, key, held.amount("typical_size_bytes"),
+                  held.amount("typical_duration_seconds"))
+
+
 def _recent(kept: str | None, value: float | None) -> str | None:
     """The JSON list ``kept`` with ``value`` added, the oldest dropped past TYPICAL_RUNS."""
     values = load_recent(kept)
@@ -136,16 +175,24 @@ def typical(kept: str | None) -> float | None:
 def close_abandoned(tx: Tx, key: str, start: RunStart, alive: Alive | None,
                     new_group: str = sql.NEW_GROUP) -> None:
     """Close as abandoned the runs of group ``key`` left open on ``start``'s host (and PID
-    namespace) by processes that are gone."""
+    namespace) by processes that are gone; with ``start.exclusive`` (the run holds the
+    group's lock for every host), every run of the group left open anywhere."""
     if alive is None:
         return
-    for row in tx.rows(sql.OPEN_ON_HOST, {"k": key, "host": start.host, "ns": start.pid_ns}):
-        if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
-            continue
-        if row["child_pid"] is not None and alive(row["child_pid"], row["child_pid_start"]):
-            continue  # its wrapper is gone (the OOM killer) but its command still runs
-        log.warning("jobreport: a run of job %s (pid %s) was left open by a process that "
-                    "is gone; recorded as abandoned", start.job, row["pid"])
+    if start.exclusive:
+        rows = tx.rows(sql.OPEN_IN_GROUP, {"k": key})
+    else:
+        rows = tx.rows(sql.OPEN_ON_HOST, {"k": key, "host": start.host, "ns": start.pid_ns})
+    for row in rows:
+        if not start.exclusive:
+            if row["pid"] is not None and alive(row["pid"], row["pid_start"]):
+                continue
+            if row["child_pid"] is not None and alive(row["child_pid"],
+                                                      row["child_pid_start"]):
+                continue  # its wrapper is gone (the OOM killer) but its command still runs
+        where = "" if row["host"] == start.host else f" on {row['host']}"
+        log.warning("jobreport: a run of job %s (pid %s%s) was left open by a process that "
+                    "is gone; recorded as abandoned", start.job, row["pid"], where)
         # it ended at some point before this run started, never after it
         ended = max(row["started"], min(time.time(), start.started))
         seq = bump(tx, key, start.job, new_group)

@@ -13,7 +13,7 @@ from typing import Any
 
 from jobreport.errors import StoreError
 from jobreport.store import sql
-from jobreport.store.backends import Backend, Tx
+from jobreport.store.backends import Backend, Tx, one_at_a_time
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
@@ -103,6 +103,8 @@ def ensure_schema(db: Backend) -> tuple[bool, dict[str, str]]:
         )
     db.create_tables()  # only the missing ones
     with db.write() as tx:
+        # one process at a time (a new shared store: its first row is not there to lock)
+        one_at_a_time(tx)
         # lock the version row first: of two processes migrating at once, one does it
         tx.run("UPDATE jobreport_meta SET value = value WHERE key = 'schema_version'")
         rows = tx.rows(sql.VERSION)

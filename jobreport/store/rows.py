@@ -41,6 +41,10 @@ class RunStart:
     #: The command's own process: the run lives on while it does, even without its wrapper.
     child_pid: int | None = None
     child_pid_start: float | None = None
+    #: The run holds its group's lock in a store many hosts share (``--lock`` with
+    #: PostgreSQL): no other run of the group runs anywhere, so every run of the group left
+    #: open, on any host (a pod that vanished), is abandoned.
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)

@@ -76,9 +76,13 @@ LAST_END = (
 )
 RUN_GROUP = "SELECT group_key, job, ended FROM jobreport_runs WHERE id = :id"
 OPEN_ON_HOST = (
-    "SELECT id, pid, pid_start, child_pid, child_pid_start, started FROM jobreport_runs "
-    "WHERE group_key = :k AND ended IS NULL AND host = :host "
+    "SELECT id, pid, pid_start, child_pid, child_pid_start, started, host "
+    "FROM jobreport_runs WHERE group_key = :k AND ended IS NULL AND host = :host "
     "AND (pid_ns IS NULL OR pid_ns = :ns)"
+)
+OPEN_IN_GROUP = (
+    "SELECT id, pid, pid_start, child_pid, child_pid_start, started, host "
+    "FROM jobreport_runs WHERE group_key = :k AND ended IS NULL"
 )
 OPEN_RUN = "SELECT id FROM jobreport_runs WHERE uid = :u AND group_key = :k AND ended IS NULL"
 ABANDON = ("UPDATE jobreport_runs SET ended = :ended, duration = :duration, "
@@ -113,6 +117,8 @@ UNDELIVERED = (
     "ORDER BY g.group_key, d.sink"
 )
 HAS_DELIVERY = "SELECT 1 AS x FROM jobreport_deliveries WHERE group_key = :k AND sink = :sink"
+DELIVERED_SEQ = ("SELECT delivered_seq FROM jobreport_deliveries "
+                 "WHERE group_key = :k AND sink = :sink")
 ADD_COUNT = "UPDATE jobreport_counts SET n = n + :n WHERE group_key = :k AND outcome = :o"
 #: Move a forward-only timestamp (fixed column names only) to :v if that is later.
 LATER = ("UPDATE jobreport_groups SET {column} = :v WHERE group_key = :k "

@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -28,19 +28,19 @@ from jobreport.errors import StoreError
 from jobreport.paths import sqlite_path
 from jobreport.result import CustomFamily, RunResult, dump_custom, load_custom
 from jobreport.spec import JobSpec
-from jobreport.state import GroupState, group_key, grouping_from_key
+from jobreport.state import GroupState, HeldGroup, group_key, grouping_from_key
 from jobreport.store import retention as retention_
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
 from jobreport.store.groups import (
     Alive,
-    adopt_typical,
     bump,
     close_abandoned,
     count_end,
     delivery_row,
     read_state,
     start_values,
+    take_over,
 )
 from jobreport.store.migrations import SCHEMA_VERSION, ensure_schema
 from jobreport.store.retention import Retention
@@ -251,6 +251,17 @@ class Store:
 
     # --- per group and sink: how far delivery got ---------------------------------------
 
+    def delivering(self, key: str, sink: str, deadline: float) -> AbstractContextManager[bool]:
+        """Hold group ``key``'s delivery to ``sink`` to this process while the block runs
+        (it yields True), waiting for it until ``deadline`` (False: another process still
+        delivers the group then). Only a store many hosts share (PostgreSQL) holds a lock:
+        one delivery of a group to a sink at a time, so that the one that reaches the sink
+        last carries the newest state (``store.locks.DeliveryLock``). A store of one host
+        yields True at once: its deliveries repeat while the group changed."""
+        from jobreport.store.locks import delivery_lock
+
+        return delivery_lock(self.url, self._db, f"{key}\n{sink}", deadline)
+
     def mark_delivered(self, key: str, seq: int, *, sink: str = DEFAULT_SINK,
                        problem: str | None = None, left_out: Sequence[str] = ()) -> int:
         """``sink`` accepted the state ``seq`` of group ``key`` (``problem``: it did so only
@@ -275,47 +286,37 @@ class Store:
 
     def knows_delivery(self, key: str, sink: str) -> bool:
         """Whether ``sink`` was ever given group ``key`` from this store."""
+        return self.delivered_seq(key, sink) is not None
+
+    def delivered_seq(self, key: str, sink: str) -> int | None:
+        """The ``seq`` of group ``key`` that ``sink`` took last (None: no delivery mark)."""
         with self._read() as tx:
-            return bool(tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}))
+            rows = tx.rows(sql.DELIVERED_SEQ, {"k": key, "sink": sink})
+            return int(rows[0]["delivered_seq"]) if rows else None
 
-    def adopt(self, key: str, sink: str, held: Callable[[], GroupState | None]) -> bool:
-        """Before the first delivery of group ``key`` to ``sink`` from this new store, take
-        over what the sink holds (``held()``: its counters, last success and failure), so
-        that the store's first complete push does not lower them. Done once per group and
-        sink, exactly: ``held()`` is asked under the store's write lock and the group's row
-        lock, and every delivery of the group waits for it (the delivery mark it leaves),
-        so no push of this store can reach the sink between the reading and the adoption,
-        and no two processes adopt the same counters. Returns whether it read the sink.
+    def adopt(self, key: str, sink: str, held: HeldGroup | None) -> bool:
+        """Take over what ``sink`` holds for group ``key`` (``held``, read from it before
+        this store's first delivery of the group there: its counters, last success and
+        failure, failure streak, last size and items), so that the store's first complete
+        push lowers nothing and later runs build on it. Returns whether it took it over:
+        only when the group has no delivery mark for ``sink`` yet, and it leaves one.
 
-        ``held()`` raising a retryable ``DeliveryError`` (no answer, 5xx) adopts nothing,
-        leaves no mark and raises it: the caller must not push now, and the next delivery
-        asks again. A permanent one (the sink will not say) counts as nothing held."""
-        from jobreport.errors import DeliveryError
-
+        ``held`` is read without the store's lock (a gateway may take seconds to answer,
+        and every other run of the store would wait for it); it is taken over under the
+        write lock and the group's row lock, and only while the group has no delivery mark.
+        That is exact, also with several processes of one new store: every push of the
+        group from this store follows the mark, so a reading made before the mark existed
+        holds none of this store's runs; a process that read the sink too, but finds the
+        mark when it gets the lock (another one adopted meanwhile, and may have pushed),
+        takes nothing over. Runs the store recorded before the mark are added to what is
+        taken over, never counted in it."""
         with self._write() as tx:
             tx.run(sql.LOCK_GROUP, {"k": key})
             if tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}):
                 return False  # adopted or delivered already (another process, meanwhile)
-            try:
-                state = held()
-            except DeliveryError as e:
-                if e.retryable:
-                    raise
-                state = None
             delivery_row(tx, key, sink)
-            if state is None:
-                return True
-            bump(tx, key, state.job, self._new_group)
-            insert, conflict = tx.insert_missing
-            for outcome, n in (state.runs_total or {}).items():
-                tx.run(sql.NEW_COUNT.format(insert=insert, conflict=conflict),
-                       {"k": key, "o": outcome})
-                tx.run(sql.ADD_COUNT, {"k": key, "o": outcome, "n": n})
-            for column in ("last_success", "last_failure"):
-                if getattr(state, column) is not None:
-                    tx.run(sql.LATER.format(column=column),
-                           {"k": key, "v": getattr(state, column)})
-            adopt_typical(tx, key, state.typical_size, state.typical_duration)
+            if held is not None:
+                take_over(tx, key, held, self._new_group)
             return True
 
     def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:

@@ -1,4 +1,6 @@
-"""``jobreport run --lock``: one run per group at a time on this host.
+"""``jobreport run --lock``: one run per group at a time on this host (and, with a
+PostgreSQL store, on every host that shares it: ``jobreport.store.locks.RunLock``, held
+beside this one as ``JobLock.fleet``).
 
 An advisory ``flock`` on a small file in the state directory (next to the default store).
 As with ``flock(1)``, the command inherits the locked descriptor: the lock is held for as
@@ -19,6 +21,10 @@ from pathlib import Path
 
 from jobreport.paths import private_dir, state_dir
 from jobreport.state import group_key
+
+TYPE_CHECKING = False  # (not typing's: on the path before the command starts)
+if TYPE_CHECKING:
+    from jobreport.store.locks import RunLock
 
 __all__ = ["JobLock", "LockBusy", "lock_path"]
 
@@ -47,6 +53,13 @@ class JobLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        #: The group's lock in a store many hosts share, held and released with this one.
+        self.fleet: RunLock | None = None
+
+    @property
+    def held(self) -> bool:
+        """This host's lock or the fleet's is held."""
+        return self._fd is not None or self.fleet is not None
 
     def acquire(self) -> None:
         """Take the lock or raise ``LockBusy``; ``OSError`` when the file cannot be made."""
@@ -84,6 +97,9 @@ class JobLock:
         if self._fd is not None:
             os.close(self._fd)  # drops the flock, unless the command still holds it
             self._fd = None
+        if self.fleet is not None:
+            self.fleet.release()
+            self.fleet = None
 
     def __enter__(self) -> JobLock:
         self.acquire()

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from jobreport.protocols import RunReporter
     from jobreport.result import RunResult
     from jobreport.spec import JobSpec
+    from jobreport.store.locks import RunLock
     from jobreport.wrapper.exit_status import ProcessResult
     from jobreport.wrapper.lock import JobLock
 
@@ -221,7 +222,8 @@ class _Wrapper:
         try:
             self.run_ = self.reporter.start(
                 self.spec, command=_command_text(self.argv), wait=0.0, uid=self.uid,
-                child_pid=child[0], child_pid_start=child[1])
+                child_pid=child[0], child_pid_start=child[1],
+                exclusive=self.lock is not None and self.lock.fleet is not None)
         except Exception as e:  # reporting must never stop the job
             log.warning("jobreport: the start of job %s was not reported: %s", self.job, e)
 
@@ -306,13 +308,19 @@ def _new_reporter(config: Config) -> RunReporter:
 
 
 def _take_lock(spec: JobSpec, settings: _Settings) -> JobLock | Literal[False] | None:
-    """The held lock, None when no lock is wanted or possible, False when it is busy."""
+    """The held lock, None when no lock is wanted or possible, False when it is busy: the
+    local ``flock`` of the group, and with a PostgreSQL store the group's lock in the store
+    too, which holds across every host and pod that shares it (``store.locks.RunLock``)."""
     if not spec.lock:
         return None
+    from jobreport.secrets import mask_url
+    from jobreport.state import group_key
     from jobreport.wrapper.lock import JobLock, LockBusy, lock_path
 
     job = spec.job
-    lock = JobLock(lock_path(settings.get().grouping(job, spec.labels)))
+    config = settings.get()
+    grouping = config.grouping(job, spec.labels)
+    lock = JobLock(lock_path(grouping))
     try:
         lock.acquire()
     except LockBusy as e:
@@ -320,9 +328,36 @@ def _take_lock(spec: JobSpec, settings: _Settings) -> JobLock | Literal[False] |
                     job, e)
         return False
     except OSError as e:
-        log.warning("jobreport: cannot lock %s (%s); running without --lock", lock.path, e)
+        log.warning("jobreport: cannot lock %s (%s); running without --lock on this host",
+                    lock.path, e)
+    fleet = _fleet_lock(config.db, group_key(grouping))
+    if fleet is False:
+        lock.release()
+        log.warning("jobreport: job %s is already running on a host that shares the store "
+                    "%s; not starting it (--lock)", job, mask_url(config.db))
+        return False
+    lock.fleet = fleet
+    return lock if lock.held else None
+
+
+def _fleet_lock(db: str, key: str) -> RunLock | Literal[False] | None:
+    """The group's lock in a PostgreSQL store (None: not such a store, or it cannot be
+    reached: warned), False when another run holds it."""
+    from jobreport.paths import sqlite_path
+
+    if sqlite_path(db) is not None:
+        return None  # (the common case: nothing more to load before the command starts)
+    from jobreport.errors import StoreError
+    from jobreport.store.locks import RunLock, supported
+
+    if not supported(db):
         return None
-    return lock
+    fleet = RunLock(db, key)
+    try:
+        return fleet if fleet.acquire() else False
+    except StoreError as e:
+        log.warning("jobreport: %s; --lock holds on this host only", e)
+        return None
 
 
 def _report_skipped(reporter: RunReporter, argv: tuple[str, ...], spec: JobSpec) -> None:
