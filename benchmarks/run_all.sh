@@ -13,7 +13,7 @@ out=results.jsonl
 rep=()
 [[ -n ${REPEAT:-} ]] && rep=(--repeat "$REPEAT")
 for script in bench_run.py bench_job_metrics.py bench_flush.py bench_history.py bench_hang.py \
-              bench_unreachable.py bench_readback.py bench_fleet.py \
+              bench_unreachable.py bench_readback.py bench_fleet.py bench_async.py \
               importtime.py; do
   echo
   "$py" "$script" "${rep[@]}" --json "$out"

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 from jobreport.logger import log
+from jobreport.threads import start_soon
 
 __all__ = ["STOP_GRACE", "Heartbeat"]
 
@@ -34,14 +35,16 @@ class Heartbeat:
         self.interval = interval
         self.job = job
         self._stopped = threading.Event()
+        self._ended = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> Heartbeat:
-        """Start the loop (once); the first beat comes after one interval."""
+        """Start the loop (once); the first beat comes after one interval. Returns at once,
+        without waiting for the thread to run (an event loop may be calling)."""
         if self._thread is None and not self._stopped.is_set():
             self._thread = threading.Thread(target=self._loop, name="jobreport-heartbeat",
                                             daemon=True)
-            self._thread.start()
+            start_soon(self._thread)
         return self
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -51,12 +54,14 @@ class Heartbeat:
         thread = self._thread
         if thread is None or thread is threading.current_thread():
             return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        return self._ended.wait(timeout)
 
     def _loop(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                self.beat()
-            except Exception as e:  # a heartbeat must never disturb the run
-                log.warning("jobreport: heartbeat of job %s failed: %s", self.job, e)
+        try:
+            while not self._stopped.wait(self.interval):
+                try:
+                    self.beat()
+                except Exception as e:  # a heartbeat must never disturb the run
+                    log.warning("jobreport: heartbeat of job %s failed: %s", self.job, e)
+        finally:
+            self._ended.set()

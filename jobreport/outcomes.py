@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 TYPE_CHECKING = False  # not typing's: importing typing costs every `jobreport run`
 if TYPE_CHECKING:
     from typing import Final
@@ -39,10 +41,15 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
     """Outcome and exit code of a ``with job_metrics(...)`` body that raised ``exc``.
 
     ``SystemExit(0)``/``SystemExit(None)`` is a success, ``SystemExit(n)`` a failure with
-    code n (1 when n is not an int, 255 when it is beyond 32 bits), ``KeyboardInterrupt`` is
-    interrupted (130), any other exception a failure with code 1.
+    code n (1 when n is not an int, 255 when it is beyond 32 bits); ``GeneratorExit`` (a
+    generator closed before its end by its consumer: a ``break``) is a success;
+    ``KeyboardInterrupt`` is interrupted (130), and so is every other exception that is
+    not an ``Exception``, which is how a cancellation
+    stops code from outside: ``asyncio.CancelledError`` (a task cancelled, a caller's
+    ``asyncio.timeout`` or ``wait_for`` expiring, Ctrl-C under ``asyncio.run``, which cancels
+    the main task), trio's ``Cancelled``; any other exception is a failure with code 1.
     """
-    if exc is None:
+    if exc is None or isinstance(exc, GeneratorExit):
         return SUCCESS, 0
     if isinstance(exc, SystemExit):
         code = exc.code
@@ -53,6 +60,13 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
 
             return FAILURE, exit_code(code)
         return FAILURE, 1
-    if isinstance(exc, KeyboardInterrupt):
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, a cancellation
         return INTERRUPTED, EXIT_INTERRUPTED
     return FAILURE, 1
+
+
+def cancelled(exc: BaseException) -> bool:
+    """``exc`` is asyncio's CancelledError (asyncio is not loaded for this: no task can be
+    cancelled where it never was)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)

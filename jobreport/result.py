@@ -105,6 +105,10 @@ class RunResult:
     max_rss_bytes: float | None = _figure(
         "last_max_rss_bytes", "Peak RSS of the largest process of the last run.")
     tail: str | None = _figure(None, "The last lines of output.", "tail")
+    #: What failed a Python block (``job_metrics``): the exception's type and the first
+    #: line of its message, secrets masked, at most ``ERROR_MAX_CHARS`` characters. Kept
+    #: with the run and shown by ``history``; never pushed (no label carries free text).
+    error: str | None = _figure(None, "The error that failed the run.", "text")
     custom: tuple[CustomFamily, ...] = _figure(None, "Families the job added.", "families",
                                                json="metrics", default=())
 

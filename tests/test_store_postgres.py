@@ -91,6 +91,9 @@ def test_a_schema_1_postgresql_store_is_migrated(postgres_url: str) -> None:
 
     _, state, _ = store.record_run(RunStart("b", {"job": "b", "instance": "h1"}, 200.0, "h1"),
                                    RunResult(ended=201.0, duration=1.0, outcome="failure",
-                                             exit_code=1, cpu_seconds=0.5))
+                                             exit_code=1, cpu_seconds=0.5,
+                                             error="ValueError: é" + "x" * 297))
     assert state.runs_total == {"success": 1, "failure": 1}
     assert state.last is not None and state.last.cpu_seconds == 0.5
+    # the error column (schema 6) came with the migration, and holds a whole bounded error
+    assert store.history("b")[0].result.error == "ValueError: é" + "x" * 297  # type: ignore[union-attr]

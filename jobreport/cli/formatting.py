@@ -128,11 +128,21 @@ def history_table(records: Sequence[RunRecord]) -> str:
         [str(r.id), when(r.started), r.job, r.grouping.get("instance", "-"),
          labels_text(r.grouping), seconds_text(r.duration), _outcome_text(r),
          "-" if r.exit_code is None else str(r.exit_code), bytes_text(_figure(r, "size")),
-         number_text(_figure(r, "items"))]
+         number_text(_figure(r, "items")), _short(_figure(r, "error"))]
         for r in records
     ]
     return table(["ID", "STARTED", "JOB", "INSTANCE", "LABELS", "DURATION", "OUTCOME",
-                   "EXIT", "SIZE", "ITEMS"], rows)
+                   "EXIT", "SIZE", "ITEMS", "ERROR"], rows)
+
+
+#: The widest error the table shows (``history --run ID`` shows it whole).
+_ERROR_WIDTH = 40
+
+
+def _short(error: str | None) -> str:
+    if not error:
+        return "-"
+    return error if len(error) <= _ERROR_WIDTH else error[:_ERROR_WIDTH - 3] + "..."
 
 
 def _outcome_text(r: RunRecord) -> str:
@@ -158,6 +168,7 @@ def run_details(r: RunRecord) -> str:
         ("command", r.command or "-"), ("started", when(r.started)), ("ended", when(r.ended)),
         ("duration", seconds_text(r.duration)), ("outcome", _outcome_text(r)),
         ("exit code", "-" if r.exit_code is None else str(r.exit_code)),
+        ("error", _figure(r, "error") or "-"),
         ("size", bytes_text(_figure(r, "size"))), ("items", number_text(_figure(r, "items"))),
         ("cpu", seconds_text(_figure(r, "cpu_seconds"))),
         ("max rss", bytes_text(_figure(r, "max_rss_bytes"))),

@@ -2,13 +2,15 @@
 the store, push its start, its heartbeats, close it with its ``RunResult`` and deliver its
 group; never change or block the job beyond a small budget.
 
-``recorder`` holds the ``Recorder`` and its ``Run``; ``shared`` what one process shares
-between its runs (``SHARED``).
+``recorder`` holds the ``Recorder``, ``run`` the ``Run`` it and its threads share;
+``shared`` what one process shares between its runs (``SHARED``); ``background`` the ends
+of runs handed off an event loop's thread (``ENDS``).
 """
 
 from __future__ import annotations
 
-from jobreport.runs.recorder import Recorder, Run
+from jobreport.runs.recorder import Recorder
+from jobreport.runs.run import Run
 from jobreport.runs.shared import SHARED
 
 __all__ = ["SHARED", "Recorder", "Run"]

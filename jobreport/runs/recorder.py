@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
@@ -28,12 +27,14 @@ from jobreport.liveness import process_start as _process_start
 from jobreport.logger import unexpected
 from jobreport.outcomes import SKIPPED, SUCCESS
 from jobreport.result import RunResult
+from jobreport.runs.run import Run
 from jobreport.runs.shared import SHARED
 from jobreport.sinks.base import Delivered, Sink
 from jobreport.spec import JobSpec
-from jobreport.state import GroupState, group_key
+from jobreport.state import GroupState
 
 if TYPE_CHECKING:
+    from jobreport.runs.background import Turn
     from jobreport.store.store import RunStart, Store
 
 __all__ = ["Recorder", "Run"]
@@ -50,40 +51,6 @@ STORE_WAIT = 15.0
 #: past the end's budget): seconds of catching up on a store that is far over its limits;
 #: a store within them takes a few milliseconds.
 RETENTION_TIME = 0.5
-
-
-@dataclass
-class Run:
-    """One run in progress."""
-
-    job: str
-    grouping: dict[str, str]
-    started: float
-    monotonic_start: float
-    #: What the run is held to: laid over the job's config section once, at its start,
-    #: and kept with it in the store.
-    spec: JobSpec
-    pid: int | None = None
-    command: str | None = None
-    #: The command's process (``jobreport run``): the run lives while it or ``pid`` does.
-    child_pid: int | None = None
-    child_pid_start: float | None = None
-    #: The run holds its group's lock in a store many hosts share (``RunStart.exclusive``).
-    exclusive: bool = False
-    #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
-    uid: str = field(default_factory=lambda: os.urandom(8).hex())
-    id: int | None = None
-    ended: bool = False
-    #: Set when the run ends; the start worker waits on it before opening the run.
-    _ended: threading.Event = field(default_factory=threading.Event, repr=False)
-    #: Set when the start worker is done (run opened in the store, start pushed or skipped).
-    _ready: threading.Event = field(default_factory=threading.Event, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _opening: bool = False
-
-    @property
-    def key(self) -> str:
-        return group_key(self.grouping)
 
 
 class Recorder:
@@ -244,35 +211,32 @@ class Recorder:
         self._deliver(run, budget=budget, what="heartbeat", partial=partial)
 
     def finish(self, run: Run, result: RunResult, *,
-               held_to: Mapping[str, Any] | None = None) -> bool:
+               held_to: Mapping[str, Any] | None = None, turn: Turn | None = None) -> bool:
         """Close ``run`` with ``result`` and deliver its group's whole state. Returns True
         when every sink has it; logs a one-line warning (and keeps the group pending for the
         next run or ``jobreport flush``) otherwise. ``held_to``: values of the run's spec
-        that its end gave (the metrics file's thresholds), laid over what it was held to."""
+        that its end gave (the metrics file's thresholds), laid over what it was held to.
+
+        ``turn`` is the run's place in its group's order (``background.Ends.turn``): the
+        run is written to the store after the end handed over before it, whichever thread
+        gets there first; when a later end of the group was handed over meanwhile, the
+        delivery is left to it (with a store, it pushes the group's whole newest state)."""
         if held_to:
             run.spec = run.spec.replace(**held_to)
-        with run._lock:
-            run.ended = True
-            opening = run._opening
-        run._ended.set()
-        if opening:
-            # the start worker is opening the run or pushing its start: let it finish first,
-            # so that the start push can never land after the end push
-            run._ready.wait(self.config.start_budget + STORE_WAIT)
-        store = self.store
-        known: tuple[GroupState, int] | None = None
-        if store is not None:
-            try:
-                if run.id is not None:
-                    known = store.close_run(run.id, result,
-                                            spec=run.spec if held_to else None)
-                else:
-                    _record_marker_runs(store, run.key, self.config.grouping)
-                    run.id, state, seq = store.record_run(self._run_start(run), result,
-                                                          alive=_alive)
-                    known = (state, seq)
-            except StoreError as e:
-                self._drop_store(e)
+        later = False
+        try:
+            if run.stop():
+                # the start worker is opening the run or pushing its start: let it finish
+                # first, so that the start push can never land after the end push
+                run._ready.wait(self.config.start_budget + STORE_WAIT)
+            if turn is not None:
+                turn.wait()
+            known = self._close(run, result, spec=run.spec if held_to else None)
+        finally:
+            if turn is not None:
+                later = turn.done()
+        if later and self._store is not None and known is not None:
+            return True  # the later end delivers this run with its own
         partial = None if self._store is not None else _state_without_store(run, result)
         budget_end = time.monotonic() + self.config.budget
         delivered = self._deliver(run, budget=self.config.budget, what="end",
@@ -297,6 +261,23 @@ class Recorder:
             log.debug("jobreport: the store was not trimmed: %s", e)
         except Exception:  # never let the retention reach the job
             unexpected("the store was not trimmed after a run of %s", run.job)
+
+    def _close(self, run: Run, result: RunResult,
+               spec: JobSpec | None = None) -> tuple[GroupState, int] | None:
+        """Write ``run``'s end to the store (with ``spec`` when its end changed what it is
+        held to); the group's state and seq it made (None without a store)."""
+        store = self.store
+        if store is None:
+            return None
+        try:
+            if run.id is not None:
+                return store.close_run(run.id, result, spec=spec)
+            _record_marker_runs(store, run.key, self.config.grouping)
+            run.id, state, seq = store.record_run(self._run_start(run), result, alive=_alive)
+            return state, seq
+        except StoreError as e:
+            self._drop_store(e)
+            return None
 
     def record_skipped(self, spec: JobSpec, *, command: str | None = None) -> Run:
         """Record (and push) a run that did not start because another one holds the lock."""

@@ -3,6 +3,7 @@ the one thread that opens runs and pushes their starts. Tests call ``SHARED.rese
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobreport.config import Config
 from jobreport.logger import forget_notices
+from jobreport.threads import start_soon
 
 if TYPE_CHECKING:
     from jobreport.config import SinkSettings
@@ -27,14 +29,17 @@ class _StartQueue:
         self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
             queue.SimpleQueue())
         self._thread: threading.Thread | None = None
+        self._pid = 0
         self._lock = threading.Lock()
 
     def submit(self, func: Callable[..., None], *args: Any) -> None:
+        """Queue ``func(*args)``; returns at once (an event loop may be calling)."""
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():  # also after a fork
+            if self._thread is None or self._pid != os.getpid():  # also after a fork
                 self._thread = threading.Thread(target=self._loop, name="jobreport-start",
                                                 daemon=True)
-                self._thread.start()
+                self._pid = os.getpid()
+                start_soon(self._thread)
         self._queue.put((func, args))
 
     def _loop(self) -> None:

@@ -19,7 +19,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: Bump with every change to the tables (jobreport.store.schema) and add its data step to
 #: ``_STEPS``; a store newer than this jobreport is refused.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _to_v2(tx: Tx) -> None:
@@ -79,6 +79,12 @@ def _to_v6(tx: Tx) -> None:
 
 
 def _to_v7(tx: Tx) -> None:
+    # runs.error (added as a missing column): the error that failed a Python block; older
+    # runs have none recorded
+    pass
+
+
+def _to_v8(tx: Tx) -> None:
     # the indexes of the runs by outcome (schema.py), made with the other missing ones by
     # create_tables before the steps run: nothing to fill in
     pass
@@ -86,7 +92,7 @@ def _to_v7(tx: Tx) -> None:
 
 #: The data step that brings a store of version N-1 to version N.
 _STEPS: dict[int, Callable[[Tx], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5,
-                                           6: _to_v6, 7: _to_v7}
+                                           6: _to_v6, 7: _to_v7, 8: _to_v8}
 
 
 def ensure_schema(db: Backend) -> tuple[bool, dict[str, str]]:
