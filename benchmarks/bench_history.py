@@ -2,13 +2,18 @@
 
 Target: under 0.5 s for the whole command. Printed beside it: the same command on an empty
 store (the fixed cost of starting the process), ``jobreport history`` of every job, and the
-library call ``Store.history(job)`` alone.
+library call ``Store.history(job)`` alone. ``jobreport history --outcome timeout`` (no job:
+20 timeouts among the million runs) is measured on the store and on a copy without the
+outcome indexes of schema 6 (what an older store did: read the whole table); target: within
+1.25x of ``history JOB``.
 
     .venv/bin/python benchmarks/bench_history.py [--repeat 20] [--runs 1000000]
 """
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -47,10 +52,25 @@ def main() -> None:
         Store(f"sqlite:///{empty}").ensure_schema()
         job = job_name(42)
 
+        bare = Path(tmp) / "bare.db"  # the same runs without the outcome indexes
+        shutil.copy(big, bare)
+        with sqlite3.connect(bare) as conn:
+            conn.execute("DROP INDEX ix_jobreport_runs_outcome")
+            conn.execute("DROP INDEX ix_jobreport_runs_job_outcome")
+
         store = Store(f"sqlite:///{big}")
         lib = measure("Store.history(job) (library, warm)", lambda: store.history(job), repeat)
         print("   " + lib.line())
         results["library"] = lib.to_json()
+        old = Store(f"sqlite:///{bare}")
+        by_outcome = [
+            measure("Store.history(outcomes=[timeout]) (library, warm)",
+                    lambda: store.history(outcomes=["timeout"]), repeat),
+            measure("the same without the outcome indexes",
+                    lambda: old.history(outcomes=["timeout"]), repeat)]
+        for m in by_outcome:
+            print("   " + m.line())
+        results["library_outcome"] = [m.to_json() for m in by_outcome]
 
         if not cli_ready("history"):
             print("   (jobreport history not available yet: CLI part not measured)")
@@ -75,6 +95,10 @@ def main() -> None:
                 "jobreport history JOB (1M runs)": cli(big, job),
                 "jobreport history (1M runs, all jobs)": cli(big),
                 "jobreport history JOB --json (1M runs)": cli(big, job, "--json"),
+                "jobreport history --outcome timeout (1M runs)": cli(big, "--outcome",
+                                                                     "timeout"),
+                "jobreport history --outcome timeout (1M runs, no outcome index)": cli(
+                    bare, "--outcome", "timeout"),
             }, repeat)
             for s in stats.values():
                 print("   " + s.line())
@@ -83,6 +107,12 @@ def main() -> None:
                                     f"{ours:.0f} ms (empty store: "
                                     f"{stats['jobreport history JOB (empty store)'].median:.0f}"
                                     " ms)"))
+            by_job = stats["jobreport history JOB (1M runs)"].median
+            timeouts = stats["jobreport history --outcome timeout (1M runs)"].median
+            verdicts.append(verdict("history --outcome timeout within 1.25x of history JOB",
+                                    timeouts < 1.25 * by_job,
+                                    f"{timeouts / by_job:.2f}x (without the index: "
+                                    f"{stats['jobreport history --outcome timeout (1M runs, no outcome index)'].median / by_job:.2f}x)"))
             results["cli"] = [s.to_json() for s in stats.values()]
     write_json(opts.json, "bench_history.py", {**results, "verdicts": verdicts})
 

@@ -4,7 +4,8 @@
 
 The schema is created by jobreport's own ``Store.ensure_schema()``; rows are then inserted
 with sqlite3's ``executemany`` (jobreport's per-run path would take hours for a million).
-Each group gets ``runs/groups`` runs, one per minute back from now, 1 in 10 failing.
+Each group gets ``runs/groups`` runs, one per minute back from now, 1 in 10 failing; 1 run in
+50,000 times out instead (20 in a million: rare, as a real store's timeouts are).
 With ``--pending`` every group is left undelivered (what ``jobreport flush`` delivers).
 """
 
@@ -43,13 +44,15 @@ def populate(path: Path, runs: int, groups: int, *, pending: bool, instance: str
         key = group_key({"job": job, "instance": instance})
         keys.append(key)
 
-        def rows(job: str = job, key: str = key) -> object:
+        def rows(job: str = job, key: str = key, first: int = g * per_group) -> object:
             for i in range(per_group):
                 started = now - (per_group - i) * 60.0
                 failed = i % 10 == 8
+                outcome = ("timeout" if (first + i) % 50_000 == 49_999 else "failure") \
+                    if failed else "success"
                 yield (key, job, host, 1000 + i % 30000, started, started + 5.0, 5.0,
-                       "failure" if failed else "success", 1 if failed else 0, i + 1,
-                       f"/usr/bin/{job} --run {i}")
+                       outcome, {"success": 0, "failure": 1, "timeout": 124}[outcome],
+                       i + 1, f"/usr/bin/{job} --run {i}")
 
         conn.executemany(
             "INSERT INTO jobreport_runs (group_key, job, host, pid, started, ended, duration,"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["MAX_SECONDS", "duration_seconds", "format_duration", "parse_duration"]
+__all__ = ["MAX_SECONDS", "SETTING_RANGES", "duration_seconds", "format_duration",
+           "parse_duration", "setting_range", "setting_seconds"]
 
 #: The longest duration accepted: 100 years. Longer ones are surely a typo, and would
 #: overflow the timers that wait for them (threading's limit is about 292 years).
@@ -85,3 +86,31 @@ def format_duration(seconds: float) -> str:
     if rest:
         parts.append(f"{rest:g}s")
     return "".join(parts)
+
+
+#: The documented range of each duration setting (docs/configuration.md), as (low, high,
+#: above: more than low): a per-request timeout or a delivery's budget beyond an hour would
+#: hold a cron job for nothing, and the start push must never hold a job back long.
+SETTING_RANGES: dict[str, tuple[float, float, bool]] = {
+    "timeout": (0.0, 3600.0, True),
+    "budget": (0.0, 3600.0, False),
+    "start_budget": (0.0, 60.0, False),
+}
+
+
+def setting_range(name: str) -> str:
+    """The range of setting ``name`` as the docs and every message write it."""
+    low, high, above = SETTING_RANGES[name]
+    if above:
+        return f"more than {format_duration(low)}, at most {format_duration(high)}"
+    return f"{format_duration(low)} to {format_duration(high)}"
+
+
+def setting_seconds(name: str, value: str | float | int) -> float:
+    """Setting ``name`` (``timeout``, ``budget``, ``start_budget``) in seconds, held to its
+    range; ``ValueError`` names the range."""
+    seconds = parse_duration(value)
+    low, high, above = SETTING_RANGES[name]
+    if (seconds <= low if above else seconds < low) or seconds > high:
+        raise ValueError(f"{value!r} is out of range: {setting_range(name)}")
+    return seconds

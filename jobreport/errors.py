@@ -88,11 +88,20 @@ class GroupNotFoundError(JobReportError):
 
     exit_code = 1
 
-    def __init__(self, grouping: dict[str, str]) -> None:
+    def __init__(self, grouping: dict[str, str], retired: float | None = None) -> None:
         self.grouping = grouping
+        #: When the group was deleted already (None: the store never had it).
+        self.retired = retired
         shown = ", ".join(f"{k}={v}" for k, v in grouping.items())
-        super().__init__(f"no group {shown} in the store or the Pushgateway; nothing to "
-                         "delete (check --job, --instance and --label)")
+        if retired is not None:
+            import time
+
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(retired))
+            super().__init__(f"group {shown} was deleted already ({when}) and no sink holds "
+                             "it; nothing left to delete")
+        else:
+            super().__init__(f"no group {shown} in the store or the Pushgateway; nothing to "
+                             "delete (check --job, --instance and --label)")
 
 
 class StoreError(JobReportError):

@@ -41,9 +41,10 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
     """Outcome and exit code of a ``with job_metrics(...)`` body that raised ``exc``.
 
     ``SystemExit(0)``/``SystemExit(None)`` is a success, ``SystemExit(n)`` a failure with
-    code n (1 when n is not an int); ``GeneratorExit`` (a generator closed before its end by
-    its consumer: a ``break``) is a success; ``KeyboardInterrupt`` is interrupted (130), and
-    so is every other exception that is not an ``Exception``, which is how a cancellation
+    code n (1 when n is not an int, 255 when it is beyond 32 bits); ``GeneratorExit`` (a
+    generator closed before its end by its consumer: a ``break``) is a success;
+    ``KeyboardInterrupt`` is interrupted (130), and so is every other exception that is
+    not an ``Exception``, which is how a cancellation
     stops code from outside: ``asyncio.CancelledError`` (a task cancelled, a caller's
     ``asyncio.timeout`` or ``wait_for`` expiring, Ctrl-C under ``asyncio.run``, which cancels
     the main task), trio's ``Cancelled``; any other exception is a failure with code 1.
@@ -54,7 +55,11 @@ def from_exception(exc: BaseException | None) -> tuple[str, int]:
         code = exc.code
         if code is None or code == 0:
             return SUCCESS, 0
-        return FAILURE, code if isinstance(code, int) and not isinstance(code, bool) else 1
+        if isinstance(code, int) and not isinstance(code, bool):
+            from jobreport.numbers import exit_code
+
+            return FAILURE, exit_code(code)
+        return FAILURE, 1
     if not isinstance(exc, Exception):  # KeyboardInterrupt, a cancellation
         return INTERRUPTED, EXIT_INTERRUPTED
     return FAILURE, 1

@@ -10,6 +10,7 @@ needed, which is at the end of a run or in the background while the command runs
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
     "fire_times",
     "local_zone_name",
     "scheduled_deadlines",
+    "shortest_gap",
 ]
 
 #: Grace, when none is given: this share of the gap between the next two fire times.
@@ -118,6 +120,29 @@ def cron_fires(schedule: Schedule, after: float, count: int) -> list[float]:
     if len(out) < count:
         raise ValueError(f"{expression}: no fire time after {start.isoformat()}")
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def shortest_gap(expression: str) -> float:
+    """The shortest time between two fire times of ``expression``, in seconds of wall-clock
+    time (a DST change aside), over five years of its calendar (a 29 February job's gap is
+    four years)."""
+    from datetime import datetime, timezone
+
+    from cronsim import CronSim
+
+    expression = check_expression(expression)
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)  # (a leap year: 29 February is in)
+    times = CronSim(ALIASES.get(expression, expression), start)
+    previous, shortest = None, float("inf")
+    for _ in range(2000):
+        when = next(times, None)
+        if when is None or (when - start).days > 5 * 366:
+            break
+        if previous is not None:
+            shortest = min(shortest, (when - previous).total_seconds())
+        previous = when
+    return shortest
 
 
 #: Where every fire time comes from: ``cron_fires``, the real calendar. The one seam for

@@ -5,15 +5,27 @@ store, the stored output tail) goes through ``mask``; every URL shown goes throu
 ``mask_url``. Both work on malformed text too: a URL that does not parse must not be echoed
 whole, and a password holding ``/``, ``@`` or ``%`` must not split the URL where a parser
 would.
+
+A secret is masked in every form a peer may echo it in (a receiver's 400 quoting the
+request's headers, a proxy's error page, a JSON error): as given; percent-encoded in any way
+(``quote``, ``quote_plus``, upper- or lower-case hex, UTF-8 or Latin-1, encoded twice);
+escaped for JSON, JavaScript, Python or HTML (``\\u00e4``, ``\\x2f``, ``\\"``, ``&amp;``,
+``&#64;``); and inside base64 (a ``Basic`` or ``Proxy-Authorization`` header: standard or
+URL-safe alphabet, with or without padding, at any offset, even percent-encoded) or hex.
+The credentials of a basic-auth pair are masked as the pair too (``user:password``), so
+that a short password is masked in its header.
 """
 
 from __future__ import annotations
 
+import binascii
+import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     import logging
@@ -26,17 +38,22 @@ __all__ = [
     "config_secrets",
     "mask",
     "mask_url",
+    "proxy_secrets",
     "refuse_control_characters",
     "remember",
+    "url_secrets",
 ]
 
 MASK = "***"
 
 
 class HoldsSecrets(Protocol):
-    """What holds the secrets to mask: ``jobreport.config.Config`` (named by its shape, so
-    that this small room does not import the settings, which import it)."""
+    """What holds the secrets to mask: ``jobreport.config.Config`` or its ``SinkSettings``
+    (named by their shape, so that this small room does not import the settings, which
+    import it)."""
 
+    @property
+    def username(self) -> str | None: ...
     @property
     def password(self) -> str | None: ...
     @property
@@ -45,6 +62,8 @@ class HoldsSecrets(Protocol):
     def db(self) -> str: ...
     @property
     def gateway(self) -> str | None: ...
+    @property
+    def remote_write_url(self) -> str | None: ...
 
 #: Secret values shorter than this are masked inside URLs only: replacing every ``ab`` in a
 #: message would make it unreadable and tell a reader which letters the secret holds.
@@ -91,20 +110,136 @@ def _mask_authority(rest: str) -> str:
 
 
 def mask(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` with every known secret value and every URL's credentials masked.
+    """``text`` with every known secret value, in every form (module docstring), and every
+    URL's credentials masked.
 
     ``secrets`` are the values to hide (None and empty ones are skipped); the secrets
-    ``remember`` was given are hidden too. A value is also hidden in its percent-encoded
-    form, as it appears inside a URL.
+    ``remember`` was given are hidden too. Text that holds none of them, in no form, comes
+    back unchanged.
     """
-    values = {s for s in secrets if s} | _remembered()
-    for value in sorted(values, key=len, reverse=True):
-        for form in {value, quote(value, safe=""), quote_plus(value, safe="")}:
-            if len(form) >= MIN_MASKED_LENGTH and form in text:
-                text = text.replace(form, MASK)
+    values = frozenset(s for s in secrets if s) | _remembered()
+    if values and text:
+        text = _masker(values)(text)
     if "@" in text:
         text = _URL.sub(lambda m: m["scheme"] + _mask_authority(m["rest"]), text)
     return text
+
+
+# --- the forms of a secret ----------------------------------------------------------------
+
+_NAMED = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
+
+
+def _hex(number: int, width: int) -> str:
+    """A pattern for ``number`` in hex, ``width`` digits, either case."""
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d
+                   for d in f"{number:0{width}x}")
+
+
+def _char(c: str) -> str:
+    """A pattern for one character of a secret in any of the forms an echo may use."""
+    code = ord(c)
+    forms = [re.escape(c)]
+    if not c.isalnum():
+        forms.append(r"\\" + re.escape(c))  # backslash-escaped: \" \\ \/ (JSON, shells)
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            data = c.encode(encoding)
+        except UnicodeEncodeError:
+            continue
+        forms += ["".join(prefix + _hex(b, 2) for b in data)
+                  for prefix in ("%", "%25", r"\\x")]
+    if c == " ":
+        forms.append(r"\+")  # quote_plus, a form's body
+    if code < 0x10000:
+        forms.append(r"\\u" + _hex(code, 4))
+    else:
+        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        forms += [r"\\u" + _hex(high, 4) + r"\\u" + _hex(low, 4), r"\\U" + _hex(code, 8)]
+    forms += [f"&#0*{code};", f"&#[xX]0*{_hex(code, 1)};"]
+    if c in _NAMED:
+        forms.append(f"&{_NAMED[c]};")
+    return "(?:" + "|".join(dict.fromkeys(forms)) + ")"
+
+
+def _any_form(value: str) -> str:
+    return "".join(_char(c) for c in value)
+
+
+#: A run of characters that may be base64 (either alphabet; "+", "/" and the padding
+#: perhaps percent-encoded or JSON-escaped) or hex: the encodings that hide a secret's
+#: letters.
+_ENCODED = re.compile(r"(?:[A-Za-z0-9+/_\-]|%2[BbFf]|\\/)+(?:=|%3[Dd]){0,2}")
+_HEX = re.compile(r"[0-9A-Fa-f]{6,}")
+
+
+@lru_cache(maxsize=32)
+def _masker(values: frozenset[str]) -> Callable[[str], str]:
+    """What masks ``values`` (compiled once per set of secrets)."""
+    longest_first = sorted((v for v in values if len(v) >= MIN_MASKED_LENGTH),
+                           key=lambda v: (-len(v), v))
+    plain = re.compile("|".join(_any_form(v) for v in longest_first)) if longest_first \
+        else None
+    encoded = {v.encode("utf-8") for v in values} | {
+        v.encode("latin-1") for v in values if _latin1(v)}
+    # inside base64 or hex: 4 bytes or more anywhere; a shorter value (a basic-auth pair
+    # such as "u:p") only where an encoding of its own would start (at a whole group of
+    # 3 bytes), as in an Authorization header: 3 bytes are seldom found by chance there
+    needles = tuple(n for n in encoded if len(n) >= MIN_MASKED_LENGTH)
+    ends = tuple(n for n in encoded if 3 <= len(n) < MIN_MASKED_LENGTH)
+    least = min((len(n) for n in needles + ends), default=0) * 4 // 3
+
+    def decoded_hides(match: re.Match[str]) -> str:
+        run = match.group()
+        if len(run) >= least and any(
+                any(n in data for n in needles) or _starts_a_group(data, ends)
+                for data in _decodings(run)):
+            return MASK
+        return run
+
+    def apply(text: str) -> str:
+        if plain is not None:
+            text = plain.sub(MASK, text)
+        return _ENCODED.sub(decoded_hides, text) if least else text
+
+    return apply
+
+
+def _starts_a_group(data: bytes, needles: tuple[bytes, ...]) -> bool:
+    return any(data.startswith(needles, at) for at in range(0, len(data), 3)) if needles \
+        else False
+
+
+def _latin1(value: str) -> bool:
+    try:
+        return value.encode("latin-1") != value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+
+
+def _decodings(run: str) -> Iterable[bytes]:
+    """What ``run`` decodes to as base64 (from each of the four offsets a run may start
+    at inside a longer one) and as hex."""
+    for digits in _HEX.findall(run):
+        for offset in (0, 1):
+            part = digits[offset:]
+            yield bytes.fromhex(part[:len(part) // 2 * 2])
+    text = re.sub(r"%2[Bb]", "+", re.sub(r"%2[Ff]|\\/", "/", re.sub(r"=|%3[Dd]", "", run)))
+    text = text.translate(_URLSAFE)
+    for offset in range(4):
+        part = text[offset:]
+        cut = len(part) % 4
+        part = part[:-1] if cut == 1 else part + "=" * ((4 - cut) % 4)
+        try:
+            yield binascii.a2b_base64(part)
+        except binascii.Error:
+            continue
+
+
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+# --- refusing what cannot be sent -----------------------------------------------------------
 
 
 def refuse_control_characters(value: str) -> str:
@@ -119,31 +254,53 @@ def refuse_control_characters(value: str) -> str:
     return value
 
 
-def config_secrets(config: HoldsSecrets) -> tuple[str, ...]:
-    """The secret values ``config`` holds: password, token and the store URL's password
-    (with the pieces of it between ``/``, ``@`` and ``:``)."""
+# --- which values are secrets -------------------------------------------------------------
+
+
+def config_secrets(config: HoldsSecrets,
+                   env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The secret values ``config`` holds: password, token, the basic-auth pair
+    (``user:password``), the credentials in the store's, the gateway's and the
+    remote-write receiver's URLs, and those of the proxies the environment (``env``,
+    default ``os.environ``) names."""
     found = [config.password, config.token]
-    for url in (config.db, config.gateway or ""):
-        password = _url_password(url)
-        if password:
-            # a parser that split the URL at a "/" or "@" inside the password shows a piece
-            # of it as a host or a path in its own error: hide the pieces too
-            found += [password, *re.split(r"[/@:]", password)]
+    if config.username and config.password:
+        found.append(f"{config.username}:{config.password}")
+    found += url_secrets(config.db, bare_user=False)
+    for url in (config.gateway, config.remote_write_url):
+        found += url_secrets(url or "")
+    found += proxy_secrets(env)
     return tuple(dict.fromkeys(s for s in found if s))
 
 
-def _url_password(url: str) -> str | None:
-    match = _URL.fullmatch(url)
-    if match is None:
-        return None
+def url_secrets(url: str, *, bare_user: bool = True) -> list[str]:
+    """The secrets written into ``url``: its password (decoded, with the pieces of it
+    between ``/``, ``@`` and ``:``, which a parser that split the URL there shows as a host
+    or a path in its own error) and ``user:password`` as basic auth sends it; with
+    ``bare_user``, a user part without a password too (it is sent as a token)."""
+    match = _URL.fullmatch(url.strip())
+    if match is None or match["rest"].startswith("/"):
+        return []
     rest = match["rest"]
-    if rest.startswith("/"):
-        return None
-    ats = [m.start() for m in _AT.finditer(rest.split("?", 1)[0])]
+    ats = [m.start() for m in _AT.finditer(rest.split("?", 1)[0].split("#", 1)[0])]
     if not ats:
-        return None
-    _user, colon, password = rest[:ats[-1]].partition(":")
-    return unquote(password) if colon and password else None
+        return []
+    user, colon, password = rest[:ats[-1]].partition(":")
+    user, password = unquote(user), unquote(password)
+    if colon and password:
+        return [password, f"{user}:{password}", *re.split(r"[/@:]", password)]
+    return [user] if bare_user and user else []
+
+
+def proxy_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+    """The credentials of the proxies ``env`` (default ``os.environ``) names in
+    ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` (either case): requests sends them to
+    the proxy as basic auth, and the proxy may echo them."""
+    found: list[str] = []
+    for name, value in (os.environ if env is None else env).items():
+        if name.lower().endswith("_proxy") and name.lower() != "no_proxy" and "@" in value:
+            found += url_secrets(value if "://" in value else "http://" + value)
+    return found
 
 
 # --- the secrets of this process, for every log message ------------------------------------

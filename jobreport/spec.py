@@ -265,8 +265,8 @@ FIELDS: tuple[Field, ...] = (
           gauge=("max_runtime_seconds", "A run is stuck after this long.")),
     Field("schedule", CRON,
           'When the job runs: five cron fields ("0 3 * * 1-5") or @hourly, @daily, '
-          "@weekly, @monthly; pushes start and success deadlines instead of an interval "
-          "(not with --expect-every).",
+          "@weekly, @monthly, @yearly (@midnight and @annually as cron takes them); pushes "
+          "start and success deadlines instead of an interval (not with --expect-every).",
           flag="--schedule", env="JOBREPORT_SCHEDULE", column="cron"),
     Field("timezone", ZONE,
           "IANA time zone of --schedule, e.g. Europe/Berlin [default: the host's].",
@@ -365,6 +365,22 @@ def contradiction(values: Mapping[str, Any],
             "grace", f"{call('grace')} ({format_duration(grace)}) is longer than "
             f"{call('expect_every')} ({format_duration(every)}): a missed run would not "
             "count before the next one was due too", ("grace", "expect_every"))
+    if grace is not None and schedule is not None:
+        from jobreport.schedule import shortest_gap  # (cronsim: only for both given)
+
+        gap = shortest_gap(schedule)
+        if grace > gap:
+            return SpecError(
+                "grace", f"{call('grace')} ({format_duration(grace)}) is longer than the "
+                f"shortest gap between the fire times of {call('schedule')} "
+                f"({format_duration(gap)}): a missed run would not count before the next "
+                "one was due too", ("grace", "schedule"))
+    timeout = values.get("timeout")
+    if low is not None and timeout is not None and low >= timeout:
+        return SpecError(
+            "min_runtime", f"{call('min_runtime')} ({format_duration(low)}) must be shorter "
+            f"than {call('timeout')} ({format_duration(timeout)}): every run would be "
+            "stopped before it could be long enough", ("min_runtime", "timeout"))
     return None
 
 

@@ -141,12 +141,20 @@ def test_nan_size_and_items_are_refused(config: Config) -> None:
 
 
 def test_huge_and_negative_size(config: Config, gateway: Gateway) -> None:
+    """A size or item count out of its range (0 to 2^63) is refused at the call, naming
+    the range; a negative increment may correct a count, not take it below 0 (issue 24)."""
     with job_metrics("values", config=config) as job:
-        job.set_size(2**80)
-        job.add_items(-3)
+        for bad in (2**80, -1, math.inf, 10**400):
+            with pytest.raises(InvalidNameError, match=r"0 to 2\^63"):
+                job.set_size(bad)
+        job.add_items(5)
+        job.add_items(-2)
+        with pytest.raises(InvalidNameError, match=r"0 to 2\^63"):
+            job.add_items(-4)
+        job.set_size(2**40)
     s = gateway.samples("values", instance="h1")
-    assert s["jobreport_last_size_bytes"] == float(2**80)
-    assert s["jobreport_last_items"] == -3
+    assert s["jobreport_last_size_bytes"] == float(2**40)
+    assert s["jobreport_last_items"] == 3
 
 
 # --- durations and URLs -------------------------------------------------------------------
@@ -227,13 +235,14 @@ def test_cli_bad_arguments_give_one_clear_line(args: list[str], tmp_path: Path,
 
 @pytest.mark.parametrize("env_var, value", [
     ("JOBREPORT_GATEWAY", "ftp://x"), ("JOBREPORT_GATEWAY", "http://host:99999"),
-    ("JOBREPORT_BUDGET", "soon"), ("JOBREPORT_TIMEOUT", "-1"), ("JOBREPORT_LABELS", "a"),
-    ("JOBREPORT_TLS_VERIFY", "maybe"), ("JOBREPORT_DB", "notadb://x"),
+    ("JOBREPORT_LABELS", "a"), ("JOBREPORT_TLS_VERIFY", "maybe"),
+    ("JOBREPORT_DB", "notadb://x"),
 ])
 def test_run_still_runs_the_command_with_bad_settings(env_var: str, value: str,
                                                       tmp_path: Path) -> None:
     """A misconfigured environment never stops the job: the command runs, its exit code is
-    kept, and a warning names the setting."""
+    kept, and a warning names the setting. (A numeric setting out of its range is the
+    exception, issue 24: exit 2 before anything runs, tests/test_ranges.py.)"""
     env = cli(tmp_path, **{env_var: value})
     proc = run_cli(["run", "--job", "cfg", "--", "sh", "-c", "echo ran; exit 3"], env)
     assert proc.returncode == 3, proc.stderr

@@ -467,15 +467,16 @@ def test_check_fails_without_gateway_and_with_a_bad_setting() -> None:
 
 
 def test_check_reports_unreachable_gateway_and_pending_runs() -> None:
-    """An unreachable gateway fails; undelivered runs are a warning naming `flush`."""
+    """An unreachable gateway fails; undelivered runs are a warning naming `flush`, in the
+    gateway's section (each sink says what it has not received)."""
     config = load_config(gateway="http://127.0.0.1:1", timeout=0.3, budget=0.3)
     with job_metrics("pending", config=config):
         pass
     report = run_checks(config)
     by_name = {(c.section, c.name): c for c in report.checks}
     assert by_name[("pushgateway", "reachable")].status == FAIL
-    assert by_name[("store", "pending")].status == WARN
-    assert "jobreport flush" in by_name[("store", "pending")].detail
+    assert by_name[("pushgateway", "pending")].status == WARN
+    assert "jobreport flush" in by_name[("pushgateway", "pending")].detail
     assert by_name[("store", "writable")].status == OK
     assert not report.ok
 

@@ -34,7 +34,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # small nouns
     ("jobreport.errors", "jobreport.names", "jobreport.durations", "jobreport.sizes",
      "jobreport.outcomes", "jobreport.secrets", "jobreport.paths", "jobreport.logger",
-     "jobreport.cron", "jobreport.liveness", "jobreport.threads", "jobreport._version"),
+     "jobreport.cron", "jobreport.liveness", "jobreport.numbers", "jobreport.threads",
+     "jobreport._version"),
 )
 
 #: Cycles known on the other side of this round (sets of modules): none left.

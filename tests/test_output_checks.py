@@ -322,9 +322,11 @@ def test_status_names_outputs_that_are_wrong() -> None:
     from tests.test_cli import FakeGateway, family
 
     def success(job: str, **gauges: float) -> dict[str, object]:
+        # (every end push carries its end: JobreportJobOutputNotUpdated reads it)
         return {"labels": {"job": job, "instance": "a"},
                 "jobreport_last_outcome": {"metrics": [
                     {"labels": {"outcome": "success"}, "value": "1"}]},
+                "jobreport_last_end_timestamp_seconds": family(1.0),
                 **{f"jobreport_{k}": family(v) for k, v in gauges.items()}}
 
     groups = [

@@ -72,10 +72,12 @@ def test_short_secrets_are_masked_in_urls_only() -> None:
 
 
 def test_config_secrets_include_the_store_password() -> None:
-    """The password, the token and a database URL's password are the config's secrets."""
+    """The password, the token and a database URL's password (and its basic-auth pair)
+    are the config's secrets."""
     config = load_config(env={"JOBREPORT_PASSWORD": "pw-1234", "JOBREPORT_TOKEN": "tk-5678",
                               "JOBREPORT_DB": "postgresql://u:db%2Fpass@db/x"})
-    assert set(config_secrets(config)) == {"pw-1234", "tk-5678", "db/pass", "db", "pass"}
+    assert set(config_secrets(config, env={})) == {"pw-1234", "tk-5678", "db/pass", "db",
+                                                   "pass", "u:db/pass"}
 
 
 def test_remember_masks_every_jobreport_log_message(

@@ -46,9 +46,10 @@ EXIT_GATEWAY = DeliveryError.exit_code
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_CODES_HELP = """\b
-Exit codes: 0 success; 1 a problem was found (check, status --check); 2
-usage or configuration error; 3 the Pushgateway failed or refused (flush: a
-group was not delivered); 4 the store failed.
+Exit codes: 0 success; 1 a problem was found (check); 2 usage or
+configuration error; 3 the Pushgateway failed or refused (flush: a group was
+not delivered); 4 the store failed. status --check: 0 OK, 1 WARNING, 2
+CRITICAL, 3 UNKNOWN.
 `jobreport run` exits with the command's own code: 124 timeout, 126 not
 executable, 127 not found, 128+N killed by signal N, 75 skipped (--lock).
 """
@@ -101,10 +102,23 @@ def setup_logging(quiet: bool = False) -> None:
 
 
 def to_json(data: object) -> str:
-    """``data`` as indented JSON, for the ``--json`` output of a command."""
+    """``data`` as indented JSON, for the ``--json`` output of a command. A value that is
+    not a finite number (a gauge a job set to NaN or +Inf) is written as the text format
+    writes it (``"NaN"``, ``"+Inf"``, ``"-Inf"``): JSON has no such numbers, and ``jq``
+    and every strict parser refuse Python's ``NaN``/``Infinity``."""
     import json
+    import math
 
-    return json.dumps(data, indent=2)
+    def finite(value: object) -> object:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(data), indent=2, allow_nan=False)
 
 
 # --- the group ----------------------------------------------------------------------------

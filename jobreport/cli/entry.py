@@ -25,6 +25,8 @@ from jobreport.cli.option_table import (
     OptionSpec,
     convert,
 )
+from jobreport.durations import SETTING_RANGES, setting_seconds
+from jobreport.numbers import SETTING_LIMITS, setting_whole
 from jobreport.spec import BY_NAME, CLI, FIELDS, JobSpec, parse_labels
 
 # not typing's: this module is on the path of `jobreport run` before its command starts
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
 
     from jobreport.config import Config
 
-__all__ = ["Entry", "FastRun", "command_job", "launch", "parse_run", "run_spec"]
+__all__ = ["Entry", "FastRun", "check_numeric_settings", "command_job", "launch", "parse_run",
+           "run_spec"]
 
 _SPECS = RUN_OPTIONS + SETTINGS_OPTIONS
 _SETTING_NAMES = frozenset(s.name for s in SETTINGS_OPTIONS)
@@ -75,6 +78,24 @@ def run_spec(values: Mapping[str, Any], labels: Mapping[str, str]) -> JobSpec:
     job = values["job"] or command_job(command)
     given = {f.name: values[f.name] for f in FIELDS if CLI in f.doors}
     return JobSpec.checked(job, given, labels=labels, door=CLI, call=_flag_of)
+
+
+def check_numeric_settings(environ: Mapping[str, str]) -> None:
+    """The numeric settings in the environment (``JOBREPORT_TIMEOUT``, ``JOBREPORT_BUDGET``,
+    ``JOBREPORT_START_BUDGET``, ``JOBREPORT_KEEP_DAYS``, ``JOBREPORT_KEEP_RUNS``) held to
+    their ranges before a command starts: ``ValueError`` naming the variable and the range.
+    (Any other bad setting only warns: the job runs.)"""
+    for name in (*SETTING_RANGES, *SETTING_LIMITS):
+        variable = f"JOBREPORT_{name.upper()}"
+        raw = environ.get(variable, "")
+        if raw.strip():
+            try:
+                if name in SETTING_RANGES:
+                    setting_seconds(name, raw)
+                else:
+                    setting_whole(name, raw)
+            except ValueError as e:
+                raise ValueError(f"{variable}: {e}") from None
 
 
 def parse_run(argv: Sequence[str], environ: Mapping[str, str]) -> FastRun | None:
@@ -144,6 +165,7 @@ def _resolve(typed: dict[str, Any], command: list[str],
         if values["expect_every"] is not None and values["schedule"] is not None:
             raise ValueError("click decides")
     overrides = {name: value for name, value in typed.items() if name in _SETTING_NAMES}
+    check_numeric_settings(environ)
     return FastRun(values, labels, overrides, run_spec(values, labels))
 
 

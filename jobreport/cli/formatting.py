@@ -54,14 +54,20 @@ def group_text(grouping: dict[str, str]) -> str:
 def parse_since(text: str) -> float:
     try:
         return time.time() - parse_duration(text)
-    except ValueError:
-        pass
+    except ValueError as e:
+        too_long = "too long" in str(e)
     try:
-        return _dt.datetime.fromisoformat(text).timestamp()
+        moment = _dt.datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(
+            f"{text!r} is out of range: a duration from 0s to 100y" if too_long else
             f"{text!r} is neither a duration (24h, 7d) nor a date (2024-05-01)",
             param_hint="--since") from None
+    try:
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):  # before the epoch or the year 9999 local
+        raise click.BadParameter(f"{text!r} is out of range for a date on this host",
+                                 param_hint="--since") from None
 
 
 def when(ts: float | None) -> str:
@@ -186,7 +192,8 @@ def status_table(groups: Sequence[GroupStatus]) -> str:
         [g.job, g.instance or "-", labels_text({"job": g.job, **g.labels}),
          g.last_outcome or "-", age(g.success_age),
          "running" if g.running else "idle", _deadline_text(g),
-         "retired: a later instance runs on" if g.retired else "; ".join(g.problems) or "ok"]
+         "retired: a later instance runs on" if g.retired
+         else printable("; ".join(str(f) for f in g.findings)) or "ok"]
         for g in groups
     ]
     return table(["JOB", "INSTANCE", "LABELS", "LAST OUTCOME", "LAST SUCCESS", "NOW",
@@ -194,8 +201,9 @@ def status_table(groups: Sequence[GroupStatus]) -> str:
 
 
 def _deadline_text(g: GroupStatus) -> str:
-    """A scheduled job's next deadline (the earlier of start and success), and whether it
-    has passed; "-" for a job without a schedule."""
+    """The next deadline the group pushed (a schedule's start or success deadline, or when
+    an --expect-every job is overdue), and whether it has passed; "-" for a job with
+    neither."""
     deadline = g.next_deadline
     if deadline is None:
         return "-"

@@ -21,10 +21,17 @@ __all__ = ["push"]
 @click.argument("values", nargs=-1, required=True, metavar="NAME=VALUE...")
 @library_errors
 def push(**params: Any) -> None:
-    """Push ad hoc values into a job's group (a POST: the group's other metrics stay).
+    """Give a job's group values of your own, kept in the store and delivered with the
+    group's whole state to every sink.
 
-    NAME may carry labels: 'rows{table="users"}=42'. Names in the jobreport_ namespace are
-    refused.
+    The group is replaced, as every delivery of jobreport's replaces it (a PUT to the
+    Pushgateway): the run's metrics and values pushed before stay, a name pushed again
+    replaces all of its samples, and later runs of the job keep the values until `jobreport
+    delete` removes the group. It needs a sink (--gateway, --remote-write, --textfile-dir)
+    and a store that can keep the values (exit 4 without one: nothing is sent). NAME may
+    carry labels: 'rows{table="users"}=42'; VALUE is a number, +Inf, -Inf or NaN (64-bit:
+    1e400 is refused). Names in jobreport's namespace (jobreport_, or the one configured)
+    are refused: a run reports its own size and items.
 
     \b
     Example:
@@ -37,24 +44,16 @@ def push(**params: Any) -> None:
     config = config_from(params)
     parsed = parse_assignments(params["values"], config.namespace)
     problems = list(parsed.problems)
-    reserved = _reserved(params["values"], config.namespace)
-    if reserved:
-        problems.append(f"{', '.join(reserved)}: jobreport's own namespace; push metrics "
-                        "of your own (e.g. backup_tables=42): a run reports its size and "
-                        "items itself")
+    if parsed.size is not None or parsed.items is not None:
+        problems.append(f"{config.namespace}_last_size_bytes and {config.namespace}_last_items "
+                        "are a run's own figures: a run reports its size and items itself "
+                        "(--size-path, its metrics file, job.set_size); push metrics of your "
+                        "own (e.g. backup_tables=42)")
+    if parsed.spec:
+        problems.append(f"{', '.join(sorted(parsed.spec))}: thresholds of a run (give them "
+                        "to `jobreport run`, the job's config section or its metrics file), "
+                        "not values to push")
     if problems:
         raise click.UsageError("; ".join(problems))
     grouping = push_values(config, params["job"], parsed.families, typed_labels(params))
     click.echo(f"pushed {len(parsed.families)} metric(s) to {group_text(grouping)}")
-
-
-def _reserved(pairs: tuple[str, ...], namespace: str) -> list[str]:
-    """The names of ``pairs`` in jobreport's namespace (``jobreport_*``, or the configured
-    one): those are the run's own metrics, never pushed by hand."""
-    prefixes = tuple({f"{namespace}_", "jobreport_"})
-    names = []
-    for pair in pairs:
-        name = pair.rpartition("=")[0].split("{", 1)[0].strip()
-        if name.startswith(prefixes):
-            names.append(repr(name))
-    return names

@@ -1,15 +1,16 @@
-"""``jobreport status``: what the Pushgateway holds now."""
+"""``jobreport status``: what the Pushgateway holds now; with ``--check``, as a monitoring
+plugin says it."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+import threading
+from typing import Any, NoReturn
 
 import click
 
 from jobreport.cli.app import (
     EXIT_CODES_HELP,
-    EXIT_PROBLEM,
     cli,
     library_errors,
     setup_logging,
@@ -18,36 +19,71 @@ from jobreport.cli.app import (
 from jobreport.cli.formatting import status_table
 from jobreport.cli.options import config_from, json_option, opt, settings_options
 from jobreport.config import Config
+from jobreport.errors import JobReportError
 
-__all__ = ["status"]
+__all__ = ["CHECK_TIME", "status"]
+
+#: The whole of ``status --check`` ends within this many seconds, whatever the gateway or
+#: the store do (a monitoring plugin is given 10 s by default): then UNKNOWN.
+CHECK_TIME = 8.0
+UNKNOWN = 3
 
 #: The settings options this command uses.
 USE = ("gateway", "remote_write_url", "textfile_dir", "db", "config_file")
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+class _StatusCommand(click.Command):
+    """With ``--check``, even a usage error is a plugin's UNKNOWN (exit 3, one status line
+    on stdout), as the monitoring-plugin guidelines want: a typo in the check's command
+    line must not read as a CRITICAL job."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        checking = "--check" in args or _env_flag("JOBREPORT_STATUS_CHECK")
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            if not checking:
+                raise
+            _unknown(f"usage: {e.format_message()}")
+
+
+@cli.command(cls=_StatusCommand, epilog=EXIT_CODES_HELP)
 @json_option()
 @opt("--check", "as_check", is_flag=True, envvar="JOBREPORT_STATUS_CHECK",
-     help="Exit 1 when a group has a problem (overdue, failed, stuck, too short...), for "
-          "Nagios-style checks [default: exit 0 whatever the groups' state].")
+     help="Be a monitoring plugin (Nagios, Icinga): one status line first (JOBREPORT "
+          "CRITICAL - 1 overdue ...), then the details; exit 0 OK, 1 WARNING, 2 "
+          "CRITICAL (the severity of the gravest alert the shipped rules would fire; "
+          "runs a sink has not received are a WARNING), 3 UNKNOWN (the gateway cannot "
+          "be read); within 8 s [default: exit 0 whatever the groups' state].")
 @settings_options(use=USE)
-@library_errors
 def status(**params: Any) -> None:
     """Show what the Pushgateway holds now, per job and instance, problems first; with
     --remote-write or --textfile-dir, also what each sink has not received yet.
 
-    A group has a problem when it is overdue (no success within its expected interval, or
-    past its schedule's success deadline), it missed its scheduled start, its last run did
-    not succeed or was shorter than its minimum runtime, it runs longer than its max
-    runtime, or pushes to it are failing. NEXT DEADLINE shows a scheduled job's next
-    deadline and whether it has passed. The exit code is 0 whatever the groups' state
-    (alerts are Prometheus's job), or with --check 0 when every group is fine and 1 when
-    one has a problem; it is 3 when the gateway cannot be read.
+    A group has a problem when an alert rule of jobreport's would fire for it: it is
+    overdue (no success within its expected interval, or past its schedule's success
+    deadline), it never succeeded, it missed its scheduled start, its last run failed (as
+    many times in a row as --alert-after-failures), it was shorter than its minimum
+    runtime, it runs longer than its max runtime, its heartbeat was lost, or pushes to it
+    are failing. NEXT DEADLINE shows the next deadline a group pushed (a schedule's, or
+    when an --expect-every job is overdue) and whether it has passed. The exit code is 0
+    whatever the groups' state (alerts are Prometheus's job), 3 when the gateway cannot
+    be read; --check exits as a monitoring plugin does.
 
     \b
     Example:
       jobreport status --gateway http://127.0.0.1:9091
+      jobreport status --check     # in Nagios: check_command ... jobreport status --check
     """
+    if params["as_check"]:
+        _check(params)
+    else:
+        _show(params)
+
+
+@library_errors
+def _show(params: dict[str, Any]) -> None:
     setup_logging()
     from jobreport.commands.status import gateway_status, listing_sinks
     from jobreport.sinks.configured import configured_sinks
@@ -63,20 +99,70 @@ def status(**params: Any) -> None:
     groups = gateway_status(config, sinks=sinks)
     if params["as_json"]:
         click.echo(to_json([g.to_json() for g in groups]))
+        return
+    if not groups:
+        click.echo("the Pushgateway holds no groups")
     else:
-        if not groups:
-            click.echo("the Pushgateway holds no groups")
-        else:
-            click.echo(status_table(groups))
-        for line in _undelivered(config.db):
-            click.echo(line)
-        if unlisted:
-            _backlogs(config)
-    troubled = [g for g in groups if g.problems]
-    if params["as_check"] and troubled:
-        click.echo(f"jobreport: {len(troubled)} of {len(groups)} group(s) have a problem",
-                   err=True)
-        sys.exit(EXIT_PROBLEM)
+        click.echo(status_table(groups))
+    for line in _undelivered(config.db):
+        click.echo(line)
+    if unlisted:
+        _backlogs(config)
+
+
+def _check(params: dict[str, Any]) -> None:
+    """``--check``: everything is printed at the end, so that the watchdog's UNKNOWN (the
+    check took too long) never mixes with a half-printed report."""
+    watchdog = threading.Timer(CHECK_TIME, _too_long,
+                               (f"no result within {CHECK_TIME:g}s (the gateway or the "
+                                "store does not answer)",))
+    watchdog.daemon = True
+    watchdog.start()
+    setup_logging(quiet=True)  # a plugin's output is its report: no warning lines
+    from jobreport.commands.status_check import check_status
+
+    try:
+        config = config_from(params)
+        report = check_status(config)
+    except JobReportError as e:
+        _unknown(str(e))
+    watchdog.cancel()
+    if params["as_json"]:
+        click.echo(to_json({"state": report.state, "status": report.status_line,
+                            "details": report.details,
+                            "groups": [g.to_json() for g in report.groups]}))
+    else:
+        lines = [report.status_line, *report.details]
+        if report.groups:
+            lines += ["", status_table(report.groups)]
+        click.echo("\n".join(lines))
+    sys.exit(report.state)
+
+
+def _unknown(reason: str) -> NoReturn:
+    """Say UNKNOWN in the plugin's one status line and exit 3."""
+    from jobreport.secrets import mask
+
+    line = " ".join(mask(reason).split()).replace("|", "/")
+    sys.stdout.write(f"JOBREPORT UNKNOWN - {line}\n")
+    sys.stdout.flush()
+    sys.exit(UNKNOWN)
+
+
+def _too_long(reason: str) -> None:
+    """The watchdog's UNKNOWN: from its own thread, so the process is left at once."""
+    import os
+
+    try:
+        _unknown(reason)
+    except SystemExit:
+        os._exit(UNKNOWN)
+
+
+def _env_flag(name: str) -> bool:
+    import os
+
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _undelivered(db: str) -> list[str]:

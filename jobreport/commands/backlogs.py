@@ -22,7 +22,7 @@ class SinkBacklog:
 
     def line(self) -> str:
         if not self.groups:
-            return f"{self.sink}: every group delivered"
+            return f"{self.sink}: nothing waiting"
         text = f"{self.sink}: {self.groups} group(s), {self.runs} run(s) not delivered yet"
         return text + (f" (last error: {self.last_error})" if self.last_error else "")
 

@@ -3,8 +3,8 @@ and every configured sink, in one report."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -13,18 +13,19 @@ from jobreport.durations import format_duration
 from jobreport.errors import ConfigError, DeliveryError, StoreError
 from jobreport.paths import sqlite_path
 from jobreport.secrets import config_secrets, mask, mask_url, remember
-from jobreport.sinks.base import ListsGroups, Probes, Sink
+from jobreport.sinks.base import Probes, Sink, deadline_after
 
 if TYPE_CHECKING:
+    from jobreport.store.rows import Undelivered
     from jobreport.store.store import Store
 
 __all__ = ["FAIL", "INFO", "OK", "WARN", "Check", "CheckReport", "run_checks"]
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
 _SECRETS = ("password", "token")
-_SHOWN = ("gateway", "db", "namespace", "instance", "labels", "timeout", "budget",
-          "start_budget", "username", "password", "token", "ca_bundle", "client_cert",
-          "client_key", "tls_verify")
+_SHOWN = ("gateway", "remote_write_url", "textfile_dir", "db", "namespace", "instance",
+          "labels", "timeout", "budget", "start_budget", "username", "password", "token",
+          "ca_bundle", "client_cert", "client_key", "tls_verify")
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,13 @@ def run_checks(config: Config, *, config_errors: list[ConfigError] | None = None
     and each configured sink (or ``sinks``). Never raises for what it checks."""
     remember(config)  # and in every warning logged meanwhile
     report = CheckReport()
+    if sinks is None:
+        from jobreport.sinks.configured import configured_sinks
+
+        sinks = configured_sinks(config)
     _config_checks(report, config, config_errors or [])
-    _store_checks(report, config, store)
-    _sink_checks(report, config, sinks)
+    undelivered = _store_checks(report, config, store, sinks)
+    _sink_checks(report, config, sinks, undelivered)
     # one last pass over everything shown: a secret must not leak through an error text
     secrets = config_secrets(config)
     report.checks = [replace(c, detail=mask(c.detail, secrets)) for c in report.checks]
@@ -95,14 +100,17 @@ def _show(name: str, value: object) -> str:
         return "set (hidden)" if value else "not set"
     if value is None:
         return "none (no instance label)" if name == "instance" else "not set"
-    if name in ("db", "gateway"):
+    if name in ("db", "gateway", "remote_write_url"):
         return mask_url(str(value))
     if isinstance(value, dict) or hasattr(value, "items"):
         return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
     return str(value)
 
 
-def _store_checks(report: CheckReport, config: Config, store: Store | None) -> None:
+def _store_checks(report: CheckReport, config: Config, store: Store | None,
+                  sinks: list[Sink]) -> list[Undelivered] | None:
+    """The store's lines; what it has not delivered (None: it cannot be read), for the
+    sinks' sections, which say it per sink."""
     shown = mask_url(config.db)
     try:
         if store is None:
@@ -120,20 +128,27 @@ def _store_checks(report: CheckReport, config: Config, store: Store | None) -> N
             report.add("store", "writable", FAIL, problem)
         else:
             report.add("store", "writable", OK, "yes")
-        pending = store.pending()
-        undelivered = [u for u in store.undelivered() if u.last_error]
+        undelivered = store.undelivered()
+        # with no sink configured: the groups that no sink has ever had
+        waiting = store.pending(_NO_SINK) if not sinks else []
     except StoreError as e:
         report.add("store", "open", FAIL, f"{e}; runs are pushed without history")
-        return
-    if pending:
-        runs = sum(p.pending_runs for p in pending)
+        return None
+    if waiting:
+        runs = sum(p.pending_runs for p in waiting)
         report.add("store", "pending", WARN,
-                   f"{len(pending)} group(s), {runs} run(s) not delivered yet: "
-                   "run `jobreport flush`")
-    else:
-        report.add("store", "pending", OK, "nothing waiting for delivery")
+                   f"{len(waiting)} group(s), {runs} run(s) kept for a sink (none is "
+                   "configured): set one, then run `jobreport flush`")
+    configured = {sink.name for sink in sinks}
     for item in undelivered:
-        report.add("store", "delivery", WARN, item.describe())
+        if item.sink is not None and item.sink not in configured and item.last_error:
+            # a sink used before and not configured now: only the store still knows
+            report.add("store", "delivery", WARN, item.describe())
+    return undelivered
+
+
+#: A sink name no sink has: the groups pending for it are those never delivered anywhere.
+_NO_SINK = "(none)"
 
 
 def _bytes(size: int) -> str:
@@ -172,41 +187,51 @@ def _not_writable(db: str) -> str | None:
 PROBE_TIME = 2.0
 
 
-def _sink_checks(report: CheckReport, config: Config, sinks: list[Sink] | None) -> None:
-    """Each sink: whether it would take a delivery (reachable, credentials, writable), and
-    what it still lacks."""
+def _sink_checks(report: CheckReport, config: Config, sinks: list[Sink],
+                 undelivered: list[Undelivered] | None) -> None:
+    """Each sink in a section of its own: where it is, whether it would take a delivery
+    (reachable, credentials, writable), and what it has not received yet."""
     from jobreport.commands.backlogs import sink_backlogs
 
-    if sinks is None:
-        from jobreport.sinks.configured import configured_sinks
-
-        sinks = configured_sinks(config)
     if not sinks:
         report.add("sinks", "configured", FAIL,
                    "no Pushgateway set: runs are only kept in the store; set "
                    "JOBREPORT_GATEWAY (or --gateway, or gateway = ... in the config file)")
         return
+    backlogs = {}
+    if undelivered is not None:
+        with contextlib.suppress(StoreError):  # (the store section said why)
+            backlogs = {b.sink: b for b in sink_backlogs(config, sinks)}
     for sink in sinks:
-        if not isinstance(sink, Probes):
-            continue
-        try:
-            answered = sink.probe(
-                deadline=time.monotonic() + min(config.timeout, PROBE_TIME))
-        except DeliveryError as e:
-            if e.status in (401, 403):
-                report.add(sink.name, "reachable", OK, "answers")
-                report.add(sink.name, "auth", FAIL, str(e))
-            else:
-                report.add(sink.name, "reachable", FAIL, str(e))
-            continue
-        report.add(sink.name, "reachable", OK, answered)
-    if all(isinstance(sink, ListsGroups) for sink in sinks):
-        return  # the store section says what waits (and `status` shows what they hold)
+        if isinstance(sink, Probes):
+            report.add(sink.name, "where", INFO, sink.where)
+            _probe(report, config, sink.name, sink)
+        backlog = backlogs.get(sink.name)
+        if backlog is not None:
+            report.add(sink.name, "pending", WARN if backlog.groups else OK,
+                       backlog.line().split(": ", 1)[1]
+                       + ("; run `jobreport flush`" if backlog.groups else ""))
+        failing = [u for u in undelivered or () if u.sink == sink.name and u.last_error]
+        for item in failing[:_SHOWN_DELIVERIES]:
+            report.add(sink.name, "delivery", WARN, item.describe())
+        if len(failing) > _SHOWN_DELIVERIES:
+            report.add(sink.name, "delivery", WARN,
+                       f"and {len(failing) - _SHOWN_DELIVERIES} more group(s) with an error "
+                       "(`jobreport history` lists them)")
+
+
+#: A sink's section names at most this many groups that failed to be delivered.
+_SHOWN_DELIVERIES = 5
+
+
+def _probe(report: CheckReport, config: Config, name: str, sink: Probes) -> None:
     try:
-        backlogs = sink_backlogs(config, sinks)
-    except StoreError:
-        return  # the store section said why
-    for backlog in backlogs:
-        report.add(backlog.sink, "pending", WARN if backlog.groups else OK,
-                   backlog.line().split(": ", 1)[1]
-                   + ("; run `jobreport flush`" if backlog.groups else ""))
+        answered = sink.probe(deadline=deadline_after(min(config.timeout, PROBE_TIME)))
+    except DeliveryError as e:
+        if e.status in (401, 403):
+            report.add(name, "reachable", OK, "answers")
+            report.add(name, "auth", FAIL, str(e))
+        else:
+            report.add(name, "reachable", FAIL, str(e))
+        return
+    report.add(name, "reachable", OK, answered)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 from jobreport.config import Config
 from jobreport.errors import DeliveryError, GroupNotFoundError, NotConfiguredError, StoreError
 from jobreport.logger import log
-from jobreport.sinks.base import Delivered, HoldsLocally, ListsGroups, RetryLater, Sink
+from jobreport.sinks.base import (
+    Delivered,
+    HoldsLocally,
+    ListsGroups,
+    RetryLater,
+    Sink,
+    deadline_after,
+)
 from jobreport.state import group_key
 from jobreport.store.store import Store
 
@@ -20,25 +26,28 @@ def delete_group(config: Config, job: str, labels: Mapping[str, str] | None = No
     """Remove the group of ``job`` (with ``labels`` and the configured instance) from every
     sink, and retire it in the store so that no ``flush`` brings it back (a new run of the
     job revives it). Returns the grouping key. Raises ``GroupNotFoundError`` when neither
-    the store nor a sink has the group, ``DeliveryError`` when a sink still has it."""
+    the store (or only as a group deleted already) nor a sink has the group,
+    ``DeliveryError`` when a sink still has it."""
     from jobreport.sinks.configured import configured_sinks
 
     grouping = config.grouping(job, labels)
     sinks = configured_sinks(config) if sinks is None else sinks
     if not sinks:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
-    deadline = time.monotonic() + config.budget
+    deadline = deadline_after(config.budget)
+    retired: float | None = None
     try:
         store = store or Store(config.db)
+        retired = store.retired_at(group_key(grouping))
         # retired before the removal, so that no flush brings it back, even one running
         # meanwhile or after a failed removal (then the user deletes again)
-        in_store = store.retire_group(group_key(grouping))
+        live = store.retire_group(group_key(grouping)) and retired is None
     except StoreError as e:
         log.warning("jobreport: the store was not updated (%s); a later `jobreport flush` "
                     "may push this group again", e)
-        in_store = True  # unknown: do not claim it never existed
-    if not in_store and not any(_has(sink, grouping, deadline) for sink in sinks):
-        raise GroupNotFoundError(grouping)
+        live = True  # unknown: do not claim it never existed
+    if not live and not any(_has(sink, grouping, deadline) for sink in sinks):
+        raise GroupNotFoundError(grouping, retired)
     remove_everywhere(sinks, grouping, deadline=deadline)
     return grouping
 

@@ -20,7 +20,7 @@ from jobreport.commands.status import listing_sinks
 from jobreport.config import Config
 from jobreport.errors import NotConfiguredError, StoreError
 from jobreport.logger import log
-from jobreport.sinks.base import Sink
+from jobreport.sinks.base import Sink, deadline_after
 from jobreport.state import group_key
 from jobreport.store.store import Store
 
@@ -54,7 +54,7 @@ def stale_groups(config: Config, older_than: float, *, sinks: list[Sink] | None 
     listing = listing_sinks(config, sinks)
     if not listing:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
-    deadline = time.monotonic() + config.budget
+    deadline = deadline_after(config.budget)
     when = time.time() if now is None else now
     out = []
     for sink in listing:
@@ -98,6 +98,6 @@ def prune_groups(config: Config, groups: Sequence[StaleGroup], *,
                             "flush` may push this group again", e)
                 store = None
         remove_everywhere(sinks, group.grouping,
-                          deadline=time.monotonic() + config.budget)
+                          deadline=deadline_after(config.budget))
         done.append(group)
     return done

@@ -1,5 +1,6 @@
 """``jobreport status``: what the sinks that can list their groups (the Pushgateway) hold
-now, per job and instance, problems first."""
+now, per job and instance, problems first, each judged as the shipped alert rules judge it
+(``jobreport.commands.alerts``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from jobreport.commands.alerts import (
+    CRITICAL,
+    KINDS,
+    OK,
+    UNKNOWN,
+    WARNING,
+    Finding,
+    findings,
+    worst,
+)
 from jobreport.config import Config
 from jobreport.errors import NotConfiguredError
-from jobreport.outcomes import SKIPPED, SUCCESS
-from jobreport.sinks.base import ListsGroups, Sink
+from jobreport.sinks.base import ListsGroups, Sink, deadline_after
 from jobreport.sinks.pushgateway_api import GatewayGroup
 
 __all__ = ["GroupStatus", "gateway_status", "listing_sinks", "statuses"]
@@ -38,6 +48,11 @@ class GroupStatus:
     start_deadline: float | None = None
     min_runtime: float | None = None
     last_duration: float | None = None
+    # what the failed and heartbeat alerts read
+    last_run_success: float | None = None
+    consecutive_failures: float | None = None
+    alert_after_failures: float | None = None
+    last_heartbeat: float | None = None
     #: --retire-after: the group alerts no more once its last start is this old while a
     #: later instance of the job runs on (``retired``).
     retire_after: float | None = None
@@ -49,16 +64,38 @@ class GroupStatus:
     max_shrink: float | None = None
     typical_size: float | None = None
     output_updated: float | None = None
-    problems: tuple[str, ...] = field(default=())
+    findings: tuple[Finding, ...] = field(default=())
     now: float = 0.0
     retired: bool = False
 
     @property
+    def problems(self) -> tuple[str, ...]:
+        """What an alert rule would fire for (or what could not be judged), as said."""
+        return tuple(str(f) for f in self.findings if f.state != OK)
+
+    @property
+    def state(self) -> int:
+        """The group's monitoring-plugin state (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)."""
+        return worst(f.state for f in self.findings)
+
+    @property
+    def overdue_at(self) -> float | None:
+        """When an ``--expect-every`` job is (or was) overdue: its last success (or, never
+        successful, its last start) plus the interval."""
+        if self.expected_interval is None:
+            return None
+        since = self.last_success if self.last_success and self.last_success > 0 \
+            else self.last_start
+        return None if since is None else since + self.expected_interval
+
+    @property
     def next_deadline(self) -> float | None:
-        """The earlier of a scheduled job's start and success deadlines (the start deadline
-        does not count while a run is in progress)."""
+        """The earliest deadline the group pushed: a scheduled job's start and success
+        deadlines (the start deadline does not count while a run is in progress), an
+        ``--expect-every`` job's overdue time."""
         found = [d for d in (self.success_deadline,
-                             None if self.running else self.start_deadline) if d is not None]
+                             None if self.running else self.start_deadline,
+                             self.overdue_at) if d is not None]
         return min(found) if found else None
 
     @property
@@ -85,11 +122,17 @@ class GroupStatus:
             "last_push_failure": self.last_push_failure,
             "success_deadline": self.success_deadline,
             "start_deadline": self.start_deadline,
+            "overdue_at": self.overdue_at,
             "next_deadline": self.next_deadline,
             "deadline_passed": (self.next_deadline is not None
                                 and self.now > self.next_deadline),
             "min_runtime_seconds": self.min_runtime,
+            "consecutive_failures": self.consecutive_failures,
+            "alert_after_failures": self.alert_after_failures,
             "problems": list(self.problems),
+            "alerts": [{"alert": f.kind.rule, **dict(f.labels)} for f in self.findings
+                       if f.kind.rule and f.state != OK],
+            "state": self.state,
             "retired": self.retired,
             "ok": not self.problems,
         }
@@ -105,14 +148,17 @@ def listing_sinks(config: Config, sinks: list[Sink] | None = None) -> list[Lists
 
 
 def gateway_status(config: Config, *, sinks: list[Sink] | None = None,
-                   now: float | None = None) -> list[GroupStatus]:
-    """Every group the sinks that can list their groups hold, problems first. Raises
+                   now: float | None = None, deadline: float | None = None
+                   ) -> list[GroupStatus]:
+    """Every group the sinks that can list their groups hold, problems first, read by
+    ``deadline`` (``time.monotonic()``; default: the configured budget from now). Raises
     ``NotConfiguredError`` when no such sink is configured, ``DeliveryError`` when one
     cannot be read."""
     listing = listing_sinks(config, sinks)
     if not listing:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
-    deadline = time.monotonic() + config.budget
+    if deadline is None:
+        deadline = deadline_after(config.budget)
     groups = [group for sink in listing for group in sink.groups(deadline=deadline)]
     return statuses(groups, config.namespace, now)
 
@@ -123,7 +169,9 @@ def statuses(groups: list[GatewayGroup], namespace: str,
     first."""
     when = time.time() if now is None else now
     found = _retire([_group_status(g, namespace, when) for g in groups])
-    return sorted(found, key=lambda g: (not g.problems, g.job, sorted(g.labels.items())))
+    graver = (CRITICAL, WARNING, UNKNOWN, OK)
+    return sorted(found, key=lambda g: (graver.index(g.state), g.job,
+                                        sorted(g.labels.items())))
 
 
 def _retire(found: list[GroupStatus]) -> list[GroupStatus]:
@@ -138,7 +186,7 @@ def _retire(found: list[GroupStatus]) -> list[GroupStatus]:
     for s in found:
         if s.last_start is not None:
             newest[sibling(s)] = max(newest.get(sibling(s), s.last_start), s.last_start)
-    return [replace(s, retired=True, problems=()) if (
+    return [replace(s, retired=True, findings=()) if (
         s.retire_after and s.last_start is not None
         and s.now - s.last_start > s.retire_after
         and newest[sibling(s)] > s.last_start) else s for s in found]
@@ -181,6 +229,10 @@ def _group_status(group: GatewayGroup, ns: str, now: float) -> GroupStatus:
         start_deadline=value(f"{ns}_start_deadline_timestamp_seconds"),
         min_runtime=value(f"{ns}_min_runtime_seconds"),
         last_duration=value(f"{ns}_last_duration_seconds"),
+        last_run_success=value(f"{ns}_last_run_success"),
+        consecutive_failures=value(f"{ns}_consecutive_failures"),
+        alert_after_failures=value(f"{ns}_alert_after_failures"),
+        last_heartbeat=value(f"{ns}_last_heartbeat_timestamp_seconds"),
         retire_after=value(f"{ns}_retire_after_seconds"),
         last_size=value(f"{ns}_last_size_bytes"), last_items=value(f"{ns}_last_items"),
         min_size=value(f"{ns}_min_size_bytes"), min_items=value(f"{ns}_min_items"),
@@ -189,10 +241,9 @@ def _group_status(group: GatewayGroup, ns: str, now: float) -> GroupStatus:
         output_updated=value(f"{ns}_last_output_updated"),
         now=now,
     )
-    status = _with_problems(status)
-    if odd:
-        status = replace(status, problems=(*status.problems, *(f"odd value: {o}" for o in odd)))
-    return status
+    found = findings(status)
+    found += [Finding(KINDS["odd value"], f"odd value: {o}") for o in odd]
+    return replace(status, findings=tuple(found))
 
 
 def _number(v: float) -> str:
@@ -202,45 +253,3 @@ def _number(v: float) -> str:
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
     return f"{v:g}"
-
-
-def _too_small(s: GroupStatus) -> bool:
-    """What JobreportJobOutputTooSmall judges: the size below --min-size or below
-    (1 - --max-shrink) times the typical size, or the items below --min-items."""
-    size, items = s.last_size, s.last_items
-    shrunk = (size is not None and s.max_shrink is not None and s.typical_size is not None
-              and size < (1 - s.max_shrink) * s.typical_size)
-    return ((size is not None and s.min_size is not None and size < s.min_size) or shrunk
-            or (items is not None and s.min_items is not None and items < s.min_items))
-
-
-def _with_problems(s: GroupStatus) -> GroupStatus:
-    problems = []
-    if s.expected_interval:
-        if s.last_success is None or s.last_success <= 0:
-            # never succeeded: overdue once the first start is that long ago
-            if s.last_start is not None and s.now - s.last_start > s.expected_interval:
-                problems.append("overdue: never succeeded")
-        elif s.now - s.last_success > s.expected_interval:
-            problems.append("overdue")
-    if s.success_deadline is not None and s.now > s.success_deadline:
-        never = s.last_success is None or s.last_success <= 0
-        problems.append("overdue: never succeeded" if never else "overdue: past its deadline")
-    if s.start_deadline is not None and s.now > s.start_deadline and not s.running:
-        problems.append("missed start")
-    if s.last_outcome is not None and s.last_outcome not in (SUCCESS, SKIPPED):
-        problems.append(f"last run: {s.last_outcome}")
-    if (s.last_outcome == SUCCESS and s.min_runtime is not None
-            and s.last_duration is not None and s.last_duration < s.min_runtime):
-        problems.append("too short")
-    if s.last_outcome == SUCCESS and _too_small(s):
-        problems.append("too small")
-    if s.last_outcome == SUCCESS and s.output_updated == 0:
-        problems.append("output not updated")
-    if (s.running > 0 and s.max_runtime and s.last_start is not None
-            and s.now - s.last_start > s.max_runtime):
-        problems.append("running too long")
-    if (s.last_push_failure is not None and s.last_push is not None
-            and s.last_push_failure > s.last_push):
-        problems.append("pushes failing")
-    return replace(s, problems=tuple(problems))

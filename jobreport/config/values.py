@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobreport.durations import parse_duration
+from jobreport.durations import parse_duration, setting_seconds
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_namespace
+from jobreport.numbers import setting_whole
 from jobreport.secrets import mask_url
 from jobreport.spec import parse_labels
 
@@ -71,11 +72,13 @@ def seconds(value: object) -> float:
     raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
 
 
-def _positive_seconds(value: object) -> float:
-    result = seconds(value)
-    if result <= 0:
-        raise ValueError(f"{value!r}: must be more than zero")
-    return result
+def _setting(name: str) -> Callable[[object], float]:
+    """The converter of duration setting ``name``, held to its documented range."""
+    def convert(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
+        return setting_seconds(name, value)
+    return convert
 
 
 def _bool(value: object) -> bool:
@@ -108,25 +111,10 @@ def _path(value: object) -> str | None:
     return os.path.expanduser(text) if text else None
 
 
-#: The largest retention limits (100 years; a billion runs of a group).
-KEEP_DAYS_MAX = 36500
-KEEP_RUNS_MAX = 1_000_000_000
-
-
-def _limit(high: int, what: str) -> Callable[[object], int]:
-    """A retention limit: a whole number from 0 (no limit) to ``high``."""
-
-    def convert(value: object) -> int:
-        text = str(value).strip()
-        if isinstance(value, bool) or not (isinstance(value, int) or (
-                text.isascii() and text.isdigit())):
-            raise ValueError(f"{value!r} is not a whole number of {what} (0 keeps them all)")
-        number = int(text)
-        if number > high:
-            raise ValueError(f"{value!r} is out of range: 0 to {high} (0 keeps them all)")
-        return number
-
-    return convert
+def _limit(name: str) -> Callable[[object], int]:
+    """A retention limit: a whole number from 0 (no limit) to its most
+    (``jobreport.numbers.SETTING_LIMITS``)."""
+    return lambda value: setting_whole(name, value)
 
 
 #: Every setting a flag, ``JOBREPORT_<NAME>`` or the config file can give, and its converter.
@@ -137,9 +125,9 @@ CONVERTERS: dict[str, Callable[[object], Any]] = {
     "instance": _text,
     "no_instance": _bool,
     "labels": parse_labels,
-    "timeout": _positive_seconds,
-    "budget": seconds,
-    "start_budget": seconds,
+    "timeout": _setting("timeout"),
+    "budget": _setting("budget"),
+    "start_budget": _setting("start_budget"),
     "username": _text,
     "password_file": _path,
     "token_file": _path,
@@ -151,8 +139,8 @@ CONVERTERS: dict[str, Callable[[object], Any]] = {
     "remote_write_url": _remote_write_url,
     "textfile_dir": _path,
     # a bounded store (issue 23): what each group keeps of its runs
-    "keep_days": _limit(KEEP_DAYS_MAX, "days"),
-    "keep_runs": _limit(KEEP_RUNS_MAX, "runs"),
+    "keep_days": _limit("keep_days"),
+    "keep_runs": _limit("keep_runs"),
 }
 #: The two secrets: only from the environment (or a ``*_file`` setting), never a flag.
 ENV_ONLY = {"password": "JOBREPORT_PASSWORD", "token": "JOBREPORT_TOKEN"}

@@ -18,6 +18,7 @@ from jobreport.sinks.base import (
     RetryLater,
     SaysWhatItHolds,
     Sink,
+    deadline_after,
     failed,
 )
 from jobreport.state import GroupState, group_key, grouping_from_key
@@ -40,7 +41,7 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
     that the delivery that lands last carries the newest state. A store many hosts share
     lets one delivery of the group run at a time (``Store.delivering``). The result is
     recorded in the store."""
-    deadline = time.monotonic() + budget
+    deadline = deadline_after(budget)
     with store.delivering(key, sink.name, deadline) as held:
         if not held:
             # another host delivers the group now: its next round carries our change
@@ -71,7 +72,7 @@ def _deliver_rounds(store: Store, sink: Sink, key: str, deadline: float, *,
         result, problem = _deliver(sink, state, complete=True, deadline=deadline,
                                    namespace=namespace)
         if not isinstance(result, Delivered):
-            store.mark_failed(key, result.reason, sink=sink.name)
+            store.mark_failed(key, result.reason, sink=sink.name, seq=seq)
             return result
         if result.left_out:
             # delivered without some families: the group stays pending, the error recorded
@@ -110,7 +111,7 @@ def deliver_state(sink: Sink, state: GroupState, *, complete: bool, budget: floa
     """Deliver ``state`` as it is (no store: ``complete=False``) within ``budget`` seconds,
     leaving out the families no push should carry or the sink refuses, as
     ``deliver_group`` does."""
-    return _deliver(sink, state, complete=complete, deadline=time.monotonic() + budget,
+    return _deliver(sink, state, complete=complete, deadline=deadline_after(budget),
                     namespace=namespace)[0]
 
 

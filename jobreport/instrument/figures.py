@@ -23,14 +23,23 @@ log = logging.getLogger("jobreport")
 
 
 def number(name: str, value: Any) -> float:
-    """``value`` as a float; ``InvalidNameError`` for a bool, a non-number, or a NaN size or
-    item count."""
+    """``value`` of a figure (``size``, ``items``: held to their range, 0 to 2^63) or of a
+    gauge (any 64-bit float, NaN and the infinities included); ``InvalidNameError`` says
+    why not (a bool, a non-number, a number out of its range)."""
+    from jobreport.numbers import figure, shown
+
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidNameError("value of", name, f"{value!r} is not a number")
-    result = float(value)
-    if math.isnan(result) and name in ("size", "items"):
-        raise InvalidNameError("value of", name, "must not be NaN")
-    return result
+    try:
+        result = figure(name, value) if name in ("size", "items") else float(value)
+        if name == "items increment" and not math.isfinite(result):
+            raise ValueError(f"{shown(value)} is not a finite number")
+        return result
+    except OverflowError:
+        raise InvalidNameError("value of", name, f"{shown(value)} is out of range: a gauge "
+                               "is a 64-bit float, at most 1.8e308") from None
+    except ValueError as e:
+        raise InvalidNameError("value of", name, str(e)) from None
 
 
 def collected_families(collectors: Iterable[Collector], namespace: str) -> list[CustomFamily]:

@@ -114,8 +114,9 @@ class JobMetrics:
         self.size = number("size", size_bytes)
 
     def add_items(self, n: float = 1) -> None:
-        """Add ``n`` to the items the run processed (``jobreport_last_items``)."""
-        self.items = (self.items or 0.0) + number("items", n)
+        """Add ``n`` to the items the run processed (``jobreport_last_items``); a negative
+        ``n`` corrects an earlier count, but the total stays from 0 to 2^63."""
+        self.items = number("items", (self.items or 0.0) + number("items increment", n))
 
     def gauge(self, name: str, value: float, help: str = "") -> None:
         """Push a gauge of your own named ``name`` (not in jobreport's namespace) at the end."""

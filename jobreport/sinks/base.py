@@ -3,7 +3,9 @@
 A sink receives a group's state (``deliver``) and can remove a group (``remove``); its
 ``name`` keys its delivered-up-to mark in the store, so that one sink being down delays only
 that sink. Every method that talks to a sink takes the ``deadline`` (``time.monotonic()``)
-by which it must be over.
+by which it must be over: made once at the entry of a delivery or a command from the
+budget it has (``deadline_after``), which a message about a peer that did not answer in
+time names (``budget_of``).
 
 Beyond that, a sink declares what it can do by the capabilities it subclasses, and the
 commands ask for a capability, never for a sink by name:
@@ -29,6 +31,8 @@ Cheap to import: no network or metrics library here.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -50,6 +54,8 @@ __all__ = [
     "RetryLater",
     "SaysWhatItHolds",
     "Sink",
+    "budget_of",
+    "deadline_after",
     "failed",
 ]
 
@@ -166,6 +172,12 @@ class RecordsFailure(Protocol):
 class Probes(Protocol):
     """A sink that can be tried without delivering anything (``jobreport check``)."""
 
+    @property
+    def where(self) -> str:
+        """What and where it is, as every message shows it (``the Pushgateway at URL``,
+        credentials masked; ``the textfile directory DIR``)."""
+        ...
+
     def probe(self, *, deadline: float) -> str:
         """What answered (e.g. ``Pushgateway 1.5.1``) when the sink would take a
         delivery; raises ``DeliveryError`` saying why not."""
@@ -180,3 +192,27 @@ class HoldsLocally(Protocol):
     def holds(self, grouping: Mapping[str, str]) -> bool:
         """Whether the sink holds the group."""
         ...
+
+
+# --- deadlines and the budgets they were made from -------------------------------------------
+
+_budgets: dict[float, float] = {}
+_budgets_lock = threading.Lock()
+_KEPT = 256
+
+
+def deadline_after(budget: float) -> float:
+    """The deadline (``time.monotonic()``) ``budget`` seconds from now, made once at the
+    entry of a delivery or a command; ``budget_of`` tells it again."""
+    deadline = time.monotonic() + budget
+    with _budgets_lock:
+        _budgets[deadline] = budget
+        while len(_budgets) > _KEPT:  # the oldest deadlines are long past
+            del _budgets[next(iter(_budgets))]
+    return deadline
+
+
+def budget_of(deadline: float) -> float | None:
+    """The budget ``deadline`` was made from by ``deadline_after`` (None: made otherwise)."""
+    with _budgets_lock:
+        return _budgets.get(deadline)

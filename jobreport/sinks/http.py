@@ -22,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 from jobreport._version import __version__
 from jobreport.config import Config, SinkSettings
 from jobreport.errors import DeliveryError
-from jobreport.secrets import config_secrets, mask, mask_url, remember
-from jobreport.sinks.base import Delivered, DeliveryResult, failed
+from jobreport.secrets import config_secrets, mask, mask_url, remember, url_secrets
+from jobreport.sinks.base import Delivered, DeliveryResult, budget_of, failed
 from jobreport.sinks.retry import MAX_ATTEMPTS, retrying
 from jobreport.sinks.transport import Answer, NoAnswer, Reader, Transport
 
@@ -83,6 +83,8 @@ class HttpSink:
 
     what = "the peer"
     setting = "the URL"
+    #: What a 404 or 405 most likely means: the URL names another server or path.
+    not_there = ""
     retry_statuses = RETRY_STATUSES
 
     def __init__(self, settings: SinkSettings, url: str, *,
@@ -93,11 +95,12 @@ class HttpSink:
         self.url = without_userinfo(url)
         #: The peer as every message shows it.
         self.shown = mask_url(self.url)
-        password = urlsplit(url).password
         remember(settings)
         self.transport = Transport(settings, self.url, USER_AGENT, url)
-        self._secrets = tuple(s for s in (*config_secrets(settings), password,
-                                          self.transport.proxy_password) if s)
+        # the URL's credentials and the proxy's travel as basic auth: a peer may echo them
+        self._secrets = tuple(dict.fromkeys(s for s in (
+            *config_secrets(settings), *url_secrets(url),
+            *url_secrets(self.transport.proxy or "")) if s))
         self._sleep = sleep
         self._clock = clock
         self._peers = peers
@@ -135,11 +138,14 @@ class HttpSink:
         if recent is not None:
             # down moments ago: one short attempt, not the whole deadline again
             deadline, attempts = min(deadline, self._clock() + QUICK_ATTEMPT), 1
+        # the whole time given, for messages: an attempt cut short by the deadline did not
+        # get an answer within this (not within what was left of it)
+        given = budget_of(deadline) or max(0.0, deadline - self._clock())
         try:
             answer: Answer = retrying(deadline, attempts=attempts, patient=patient,
                                       sleep=self._sleep, clock=self._clock)(
                 self._attempt, method, url, body, dict(headers or {}), deadline,
-                reader=reader)
+                given=given, reader=reader)
         except DeliveryError as e:
             if recent is None or not e.unreachable:
                 raise
@@ -149,21 +155,26 @@ class HttpSink:
         return answer
 
     def _attempt(self, method: str, url: str, body: bytes, headers: dict[str, str],
-                 deadline: float, *, reader: Reader | None = None) -> Answer:
+                 deadline: float, *, given: float, reader: Reader | None = None) -> Answer:
         now = self._clock()
         # this attempt: the per-attempt timeout and the deadline, whichever comes first,
         # on the real clock (the exchange's sockets are watched in real time); a reading
         # (a GET) grows with what the peer holds (a Pushgateway of 10,000 groups takes
         # seconds to say them all), and may take until the deadline: each socket operation
         # is still held to the timeout, and a cut-off reading would only start again
-        length = max(_LEAST, deadline - now if reader is not None or method == "GET"
+        reading = reader is not None or method == "GET"
+        length = max(_LEAST, deadline - now if reading
                      else min(self.settings.timeout, deadline - now))
+        # the limit a message names: the timeout when it cut the attempt, else all the
+        # time the exchange was given
+        limit = self.settings.timeout if not reading and length >= self.settings.timeout \
+            else max(given, length)
         answer = self.transport.exchange(method, url, headers, body,
                                          timeout=self.settings.timeout,
                                          deadline=time.monotonic() + length,
                                          reader=reader)
         if isinstance(answer, NoAnswer) and answer.kind in ("unconnected", "connect-timeout"):
-            error = self.error(self._no_answer(answer, length), unreachable=True)
+            error = self.error(self._no_answer(answer, limit), unreachable=True)
             self.peers.unreachable(self.url, str(error))
             raise error
         self.peers.reachable(self.url)
@@ -172,18 +183,18 @@ class HttpSink:
             assert isinstance(answer, Answer)
             return answer
         if isinstance(answer, NoAnswer):
-            raise self.error(self._no_answer(answer, length), retryable=verdict == RETRY)
+            raise self.error(self._no_answer(answer, limit), retryable=verdict == RETRY)
         raise self.error(self._refusal(method, answer), status=answer.status,
                          retryable=verdict == RETRY)
 
-    def _no_answer(self, failure: NoAnswer, length: float) -> str:
+    def _no_answer(self, failure: NoAnswer, limit: float) -> str:
         where = self.where
         if failure.kind == "unconnected":
             return f"cannot reach {where}: {failure.reason}"
         if failure.kind == "connect-timeout":
-            return f"cannot reach {where}: no connection within {length:.3g}s"
+            return f"cannot reach {where}: no connection within {_seconds(limit)}"
         if failure.expired or failure.kind == "timeout":
-            return f"{where} did not answer within {length:.3g}s"
+            return f"{where} did not answer within {_seconds(limit)}"
         if failure.kind == "proxy-auth":
             return proxy_refused(where)
         if failure.kind == "tls":
@@ -197,7 +208,9 @@ class HttpSink:
         where = self.where
         status = answer.status
         what = f"{status} {answer.reason}".strip()
-        text = " ".join(answer.text.split())[:500]
+        # masked before it is squeezed and cut: a secret cut in half, or one holding
+        # spaces, would no longer be found
+        text = " ".join(mask(answer.text, self._secrets).split())[:500]
         if status in (401, 403):
             return (f"{where} refused the credentials ({what}); check JOBREPORT_USERNAME "
                     "and JOBREPORT_PASSWORD(_FILE) or JOBREPORT_TOKEN(_FILE)")
@@ -210,7 +223,10 @@ class HttpSink:
             return (f"{where} answered {what}"
                     + (f" to {mask_url(location)}" if location else "")
                     + f": set {self.setting} to the URL it redirects to")
-        return f"{where} rejected the {method} ({what})" + (f": {text}" if text else "")
+        refused = f"{where} rejected the {method} ({what})" + (f": {text}" if text else "")
+        if status in (404, 405) and self.not_there:
+            refused += f"; {self.not_there}"
+        return refused
 
     def error(self, message: str, *, status: int | None = None, retryable: bool = True,
               unreachable: bool = False) -> DeliveryError:
@@ -224,6 +240,12 @@ def proxy_refused(where: str) -> str:
     return (f"the proxy in front of {where} refused its credentials (407 Proxy "
             "Authentication Required): check the user and password in HTTP_PROXY / "
             "HTTPS_PROXY")
+
+
+def _seconds(limit: float) -> str:
+    """A time limit as the settings write it: ``5s``, ``10s``, ``0.5s`` (the deadline of
+    an exchange is set a few milliseconds before its first attempt: ``9.997`` is 10s)."""
+    return f"{float(f'{limit:.2g}') if limit < 10 else round(limit):g}s"
 
 
 def _ago(seconds: float) -> str:

@@ -70,6 +70,9 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
     name = "pushgateway"
     what = "the Pushgateway"
     setting = "JOBREPORT_GATEWAY"
+    not_there = ("is this a Pushgateway? Prometheus (port 9090) and other servers answer "
+                 "404 to its paths; the Pushgateway listens on 9091 by default: fix "
+                 "JOBREPORT_GATEWAY")
 
     def __init__(self, config: Config | SinkSettings, *,
                  sleep: Callable[[float], None] = time.sleep,

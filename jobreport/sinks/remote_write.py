@@ -130,6 +130,9 @@ class RemoteWriteSink(HttpSink, Probes):
     name = "remote-write"
     what = "the remote-write receiver"
     setting = "JOBREPORT_REMOTE_WRITE_URL"
+    not_there = ("is the URL the receiver's write path? (/api/v1/write for Prometheus, "
+                 "VictoriaMetrics and vmagent; Prometheus needs "
+                 "--web.enable-remote-write-receiver): fix JOBREPORT_REMOTE_WRITE_URL")
     #: The spec: "5xx and 429 MUST be retried"; every other 4xx "MUST NOT" be (408 too).
     retry_statuses = frozenset({429}) | frozenset(range(500, 600))
 

@@ -118,6 +118,10 @@ class TextfileSink(HoldsLocally, Probes):
         """Whether the group's file exists."""
         return self.path(grouping).exists()
 
+    @property
+    def where(self) -> str:
+        return f"the textfile directory {self.directory}"
+
     def probe(self, *, deadline: float) -> str:
         """Whether a file can be written in the directory; raises ``DeliveryError``."""
         try:

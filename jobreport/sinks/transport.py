@@ -110,13 +110,11 @@ class Transport:
         self.headers, self.problem = _headers(settings, user_agent, credentials_url)
         self.proxies: dict[str, str] = {}
         self.proxy: str | None = None
-        self.proxy_password: str | None = None
         found = _proxy_for(base)
         if isinstance(found, NoAnswer):
             self.problem = self.problem or found
         elif found is not None:
             self.proxy, self.proxies = found
-            self.proxy_password = urlsplit(self.proxy).password
         self._session: requests.Session | None = None
         self._pid = 0
         self._lock = threading.Lock()

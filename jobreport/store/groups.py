@@ -16,9 +16,10 @@ from dataclasses import replace
 from typing import Any
 
 from jobreport.errors import StoreError
+from jobreport.numbers import column_int, column_real
 from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
 from jobreport.result import load_custom
-from jobreport.spec import JobSpec
+from jobreport.spec import BY_NAME, JobSpec
 from jobreport.state import GroupState, HeldGroup, grouping_from_key
 from jobreport.store import sql
 from jobreport.store.backends import Tx
@@ -209,14 +210,24 @@ def start_values(start: RunStart, key: str) -> dict[str, Any]:
         "pid_start": start.pid_start, "started": start.started,
         "command": start.command, "uid": start.uid, "pid_ns": start.pid_ns,
         "child_pid": start.child_pid, "child_pid_start": start.child_pid_start,
-        **spec.columns(),
+        # (a spec made in Python without its door may hold any number: never lose the run)
+        **{name: column_int(value) if BY_NAME[name].column == "int" else column_real(value)
+           for name, value in spec.columns().items()},
     }
 
 
-def delivery_row(tx: Tx, key: str, sink: str) -> None:
-    """Make sure group ``key`` has its delivered mark for ``sink``."""
+def delivery_row(tx: Tx, key: str, sink: str, attempted: int | None = None) -> None:
+    """Make sure group ``key`` has its delivered mark for ``sink``. A new mark made for a
+    delivery of state ``attempted`` that failed starts where the other sinks got with the
+    group, short of that state (what ``sql.PENDING`` assumes of a sink without a mark)."""
+    base = 0
+    if attempted is not None:
+        rows = tx.rows(sql.DELIVERED_ELSEWHERE, {"k": key, "sink": sink})
+        elsewhere = rows[0]["s"] if rows and rows[0]["s"] is not None else 0
+        base = max(0, min(int(elsewhere), attempted - 1))
     insert, conflict = tx.insert_missing
-    tx.run(sql.NEW_DELIVERY.format(insert=insert, conflict=conflict), {"k": key, "sink": sink})
+    tx.run(sql.NEW_DELIVERY.format(insert=insert, conflict=conflict),
+           {"k": key, "sink": sink, "base": base})
 
 
 def read_state(tx: Tx, key: str) -> tuple[GroupState, int]:

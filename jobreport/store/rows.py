@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jobreport.numbers import column_int, column_real
 from jobreport.result import RESULT_FIELDS, RunResult, dump_custom, load_custom
 from jobreport.spec import TAIL_MAX_BYTES, JobSpec
 from jobreport.state import grouping_from_key
@@ -164,7 +165,8 @@ def bound_tail(tail: str | None) -> str | None:
     return data[-TAIL_MAX_BYTES:].decode("utf-8", "replace")
 
 
-_TO_COLUMN: dict[str, Callable[[Any], Any]] = {"tail": bound_tail, "families": dump_custom}
+_TO_COLUMN: dict[str, Callable[[Any], Any]] = {"tail": bound_tail, "families": dump_custom,
+                                               "int": column_int, "real": column_real}
 _FROM_COLUMN: dict[str, Callable[[Any], Any]] = {"families": load_custom}
 
 

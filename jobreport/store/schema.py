@@ -65,6 +65,10 @@ Index("ix_jobreport_runs_started", runs.c.started)
 Index("ix_jobreport_runs_group_id", runs.c.group_key, runs.c.id)
 Index("ix_jobreport_runs_group_tail", runs.c.group_key, runs.c.id,
       sqlite_where=runs.c.tail.isnot(None), postgresql_where=runs.c.tail.isnot(None))
+# schema 8: `history --outcome timeout` reads the runs of that outcome (of that job), newest
+# first, from these indexes (the row id orders the entries of each key), not the whole table
+Index("ix_jobreport_runs_outcome", runs.c.outcome)
+Index("ix_jobreport_runs_job_outcome", runs.c.job, runs.c.outcome)
 
 groups = Table(
     "jobreport_groups",

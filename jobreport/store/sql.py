@@ -90,22 +90,32 @@ ABANDON = ("UPDATE jobreport_runs SET ended = :ended, duration = :duration, "
 HEARTBEAT = "UPDATE jobreport_groups SET last_heartbeat = :t WHERE group_key = :k"
 PUSHED = "UPDATE jobreport_groups SET pushed = :p WHERE group_key = :k"
 PUSHED_OF = "SELECT pushed FROM jobreport_groups WHERE group_key = :k"
-RETIRE = "UPDATE jobreport_groups SET retired = :now WHERE group_key = :k"
+RETIRE = ("UPDATE jobreport_groups SET retired = COALESCE(retired, :now) "
+          "WHERE group_key = :k")
+RETIRED = "SELECT retired FROM jobreport_groups WHERE group_key = :k"
 RETIRE_DELIVERIES = "UPDATE jobreport_deliveries SET last_error = NULL WHERE group_key = :k"
 
 # --- per sink delivery marks ---------------------------------------------------------------
 NEW_DELIVERY = ("{insert} INTO jobreport_deliveries (group_key, sink, delivered_seq) "
-                "VALUES (:k, :sink, 0) {conflict}")
+                "VALUES (:k, :sink, :base) {conflict}")
+#: How far the other sinks got with a group: where a sink new to it starts.
+DELIVERED_ELSEWHERE = ("SELECT max(delivered_seq) AS s FROM jobreport_deliveries "
+                       "WHERE group_key = :k AND sink <> :sink")
 DELIVERED = ("UPDATE jobreport_deliveries SET delivered_seq = :s, last_attempt = :now, "
              "last_error = :e, left_out = :left WHERE group_key = :k AND sink = :sink "
              "AND delivered_seq <= :s")
 FAILED_DELIVERY = ("UPDATE jobreport_deliveries SET last_error = :e, last_attempt = :now "
                    "WHERE group_key = :k AND sink = :sink")
+# A sink that was never given a group starts where the other sinks got with it: a group
+# no sink has had is pending for every sink (runs kept before any sink was configured), one
+# another sink has is pending for a new sink only once it changes (docs/sinks.md)
+_MARK = ("COALESCE(d.delivered_seq, (SELECT max(x.delivered_seq) FROM jobreport_deliveries x "
+         "WHERE x.group_key = g.group_key), 0)")
 PENDING = (
-    "SELECT g.group_key, g.job, COALESCE(d.delivered_seq, 0) AS delivered_seq, "
+    f"SELECT g.group_key, g.job, {_MARK} AS delivered_seq, "
     "d.last_error FROM jobreport_groups g "
     "LEFT JOIN jobreport_deliveries d ON d.group_key = g.group_key AND d.sink = :sink "
-    "WHERE g.retired IS NULL AND g.seq > COALESCE(d.delivered_seq, 0) ORDER BY g.group_key"
+    f"WHERE g.retired IS NULL AND g.seq > {_MARK} ORDER BY g.group_key"
 )
 PENDING_RUNS = ("SELECT count(*) AS n, min(ended) AS since FROM jobreport_runs "
                 "WHERE group_key = :k AND closed_seq > :d")

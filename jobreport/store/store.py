@@ -195,13 +195,22 @@ class Store:
 
     def retire_group(self, key: str) -> bool:
         """Retire a deleted group: no flush brings it back, and what ``jobreport push`` gave
-        it is forgotten; a new run of the job revives it. False when the store never had it."""
+        it is forgotten; a new run of the job revives it. False when the store never had it.
+        A group retired already keeps the time it was first retired (``retired_at``)."""
         with self._write() as tx:
             found = tx.run(sql.RETIRE, {"k": key, "now": time.time()}) > 0
             if found:
                 tx.run(sql.PUSHED, {"p": None, "k": key})
                 tx.run(sql.RETIRE_DELIVERIES, {"k": key})
             return found
+
+    def retired_at(self, key: str) -> float | None:
+        """When group ``key`` was retired (deleted); None while it lives, or when the store
+        never had it."""
+        with self._read() as tx:
+            rows = tx.rows(sql.RETIRED, {"k": key})
+            return float(rows[0]["retired"]) if rows and rows[0]["retired"] is not None \
+                else None
 
     # --- reading ------------------------------------------------------------------------
 
@@ -225,18 +234,23 @@ class Store:
     def history(self, job: str | None = None, *, limit: int | None = 20,
                 since: float | None = None, outcomes: Sequence[str] = ()) -> list[RunRecord]:
         """Runs, newest (last recorded) first."""
-        names = [f"o{i}" for i in range(len(outcomes))]
-        params: dict[str, Any] = {"job": job, "since": since, "limit": limit,
-                                  **dict(zip(names, outcomes, strict=True))}
+        params: dict[str, Any] = {"job": job, "since": since, "limit": limit}
         where = [clause for clause, used in (
             ("job = :job", job is not None), ("started >= :since", since is not None),
-            (f"outcome IN ({', '.join(':' + n for n in names)})", bool(outcomes))) if used]
+            ("outcome = :outcome", bool(outcomes))) if used]
         query = "SELECT * FROM jobreport_runs"
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY id DESC" + (" LIMIT :limit" if limit is not None else "")
         with self._read() as tx:
-            return [run_record(row) for row in tx.rows(query, params)]
+            if not outcomes:
+                return [run_record(row) for row in tx.rows(query, params)]
+            # one outcome at a time: each is read newest first from the outcome index and
+            # stops at the limit (an IN list would sort every run of those outcomes)
+            rows = [row for outcome in dict.fromkeys(outcomes)
+                    for row in tx.rows(query, {**params, "outcome": outcome})]
+        rows.sort(key=lambda row: -int(row["id"]))
+        return [run_record(row) for row in rows[:limit]]
 
     def get_run(self, run_id: int | str) -> RunRecord | None:
         """One run, by its store id or by the ``$JOBREPORT_RUN_ID`` its process was given."""
@@ -277,10 +291,12 @@ class Store:
             rows = tx.rows(sql.SEQ, {"k": key})
             return int(rows[0]["seq"]) if rows else 0
 
-    def mark_failed(self, key: str, error: str, *, sink: str = DEFAULT_SINK) -> None:
-        """``sink`` did not take group ``key``'s state: keep it pending, error recorded."""
+    def mark_failed(self, key: str, error: str, *, sink: str = DEFAULT_SINK,
+                    seq: int | None = None) -> None:
+        """``sink`` did not take group ``key``'s state (``seq``, when known): keep it
+        pending, error recorded."""
         with self._write() as tx:
-            delivery_row(tx, key, sink)
+            delivery_row(tx, key, sink, seq)
             tx.run(sql.FAILED_DELIVERY, {"e": error[:2000], "now": time.time(), "k": key,
                                          "sink": sink})
 

@@ -247,7 +247,10 @@ class _Parser:
             raise ValueError("timestamps are not allowed (the Pushgateway rejects them)")
         labels = _labels(label_text[1:-1]) if label_text else ()
         if name in self.own and not labels:
-            self.figures[self.own[name]] = value
+            from jobreport.numbers import figure
+
+            what = self.own[name]
+            self.figures[what] = figure("size" if what == "size_bytes" else what, value)
             return
         threshold = self.thresholds.get(name)
         if threshold is not None and not labels:
@@ -291,10 +294,9 @@ def _check_name(name: str, namespace: str) -> None:
 
 
 def _value(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
+    from jobreport.numbers import sample_value
+
+    return sample_value(text)
 
 
 def _labels(text: str) -> tuple[tuple[str, str], ...]:

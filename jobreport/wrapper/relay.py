@@ -6,21 +6,30 @@ started: it writes every chunk unchanged to the real output and sends a copy (th
 back to the wrapper, whose thread keeps the tail. If the wrapper dies (``kill -9``, the OOM
 killer), the copier stops teeing and keeps relaying until the last writer has closed the
 pipe, so the job's output still lands where it would have without jobreport.
+
+When the command has ended while a process it left behind (a daemon) still holds the
+pipes, the wrapper does not wait for an end of file that may never come: it asks the
+copier to pass on what the pipes hold now (``sync``), and the copier answers on the tee
+once it has: everything the command wrote is then in the tail, at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import selectors
 import signal
 import sys
+import termios
 import threading
-from collections import deque
 from collections.abc import Callable
 
+from jobreport.wrapper.tail import Tail
+
 __all__ = ["READ_SIZE", "Relay", "Tail", "hand_over", "write_all"]
+
 
 READ_SIZE = 64 * 1024
 
@@ -30,6 +39,8 @@ READ_SIZE = 64 * 1024
 _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
 _TEE_PIPE_SIZE = 1024 * 1024  # lets the copier run ahead of a busy wrapper (pages on demand)
 _HEADER = 5  # a tee frame: the output fd (1 byte), the length (4 bytes), the bytes
+#: The tee frame that answers a sync (no output goes to fd 0).
+_SYNCED = bytes((0,)) + (0).to_bytes(_HEADER - 1, "big")
 _WAKE = object()
 
 
@@ -60,9 +71,13 @@ class Relay(threading.Thread):
         self._tee: int | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
+        self._sync_r, self._sync_w = os.pipe()
+        self._synced = threading.Event()
+        self._ended = threading.Event()
 
     def start(self) -> None:
-        self.copier, self._tee = _fork_copier(self.pairs)
+        self.copier, self._tee = _fork_copier(self.pairs, self._sync_r)
+        os.close(self._sync_r)
         if self.copier is not None:
             self.open = {}  # the copier owns the pipes now
         super().start()
@@ -76,14 +91,18 @@ class Relay(threading.Thread):
                     sel.register(read_fd, selectors.EVENT_READ, out_fd)
             sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
             pending = bytearray()
-            while len(sel.get_map()) > 1 and not self._stopping:
-                for key, _events in sel.select():
-                    if self._stopping or key.data is _WAKE:
-                        continue
-                    if key.data is None:
-                        self._read_tee(sel, key.fd, pending)
-                    else:
-                        self._pump(sel, key.fd, key.data)
+            try:
+                while len(sel.get_map()) > 1 and not self._stopping:
+                    for key, _events in sel.select():
+                        if self._stopping or key.data is _WAKE:
+                            continue
+                        if key.data is None:
+                            self._read_tee(sel, key.fd, pending)
+                        else:
+                            self._pump(sel, key.fd, key.data)
+            finally:
+                self._ended.set()  # every writer gone (or stopped): nothing more to wait for
+                self._synced.set()
 
     def _read_tee(self, sel: selectors.BaseSelector, tee: int, pending: bytearray) -> None:
         try:
@@ -100,7 +119,9 @@ class Relay(threading.Thread):
                 end = offset + _HEADER + int.from_bytes(view[offset + 1:offset + _HEADER], "big")
                 if len(view) < end:
                     break
-                if self.tail is not None:
+                if view[offset] == 0:
+                    self._synced.set()  # the copier passed on all the pipes held
+                elif self.tail is not None:
                     self.tail.feed(view[offset], view[offset + _HEADER:end].tobytes())
                 offset = end
         del pending[:offset]
@@ -120,10 +141,19 @@ class Relay(threading.Thread):
         os.close(read_fd)
 
     def finish(self, drain: float, stop_wait: float = 5.0) -> None:
-        """The child is gone: wait up to ``drain`` seconds for the last output, then stop
-        feeding the tail. Whoever still writes keeps writing through the copier (or, without
-        one, through a copying process handed the pipes)."""
-        self.join(drain)
+        """The child is gone: wait for its last output (the copier's answer to a sync, or
+        the end of every pipe; at most ``drain`` seconds), then stop feeding the tail.
+        Whoever still writes keeps writing through the copier (or, without one, through a
+        copying process handed the pipes)."""
+        if self.copier is not None:
+            with contextlib.suppress(OSError):  # (gone: the tee's end of file ends the thread)
+                os.write(self._sync_w, b"s")
+            self._synced.wait(drain)
+            if self._ended.is_set():
+                self.join()  # it has returned from run(): a moment
+        else:
+            self.join(drain)
+        os.close(self._sync_w)
         ended = not self.is_alive()
         if not ended:
             self._stopping = True
@@ -145,9 +175,11 @@ class Relay(threading.Thread):
             _reap(self.copier, wait=0.5 if ended else 0.0)
 
 
-def _fork_copier(pairs: list[tuple[int, int]]) -> tuple[int | None, int | None]:
-    """Fork the copier for ``pairs``; its pid and the read end of its tee (None, None when
-    no process can be made). The wrapper's copies of the pipes' read ends are closed."""
+def _fork_copier(pairs: list[tuple[int, int]],
+                 sync: int) -> tuple[int | None, int | None]:
+    """Fork the copier for ``pairs`` (asked to pass on what the pipes hold by a byte on
+    ``sync``); its pid and the read end of its tee (None, None when no process can be
+    made). The wrapper's copies of the pipes' read ends are closed."""
     tee_r, tee_w = os.pipe()
     _enlarge(tee_r)
     # the wrapper's handlers must not run in the copier: a signal arriving between the
@@ -161,7 +193,7 @@ def _fork_copier(pairs: list[tuple[int, int]]) -> tuple[int | None, int | None]:
         os.close(tee_w)
         return None, None
     if pid == 0:  # pragma: no cover - the copier (coverage cannot follow os._exit)
-        _copier_main(pairs, tee_w)
+        _copier_main(pairs, tee_w, sync)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(tee_w)
     for read_fd, _out in pairs:
@@ -169,7 +201,7 @@ def _fork_copier(pairs: list[tuple[int, int]]) -> tuple[int | None, int | None]:
     return pid, tee_r
 
 
-def _copier_main(pairs: list[tuple[int, int]], tee: int) -> None:
+def _copier_main(pairs: list[tuple[int, int]], tee: int, sync: int) -> None:
     """The copier process: never returns. Only ``os`` and ``select``, no thread, no lock:
     the fork copied the wrapper's state, of which it uses nothing. Each step before the
     copying is best effort: none may keep the output from being relayed."""
@@ -179,10 +211,10 @@ def _copier_main(pairs: list[tuple[int, int]], tee: int) -> None:
         _quietly(signal.signal, sig, signal.SIG_IGN)
     _quietly(os.setsid)  # out of the reach of the wrapper's group, the terminal, its Ctrl-C
     _quietly(_name_self, b"jobreport-relay")
-    _quietly(_close_all_but, {fd for pair in pairs for fd in pair} | {tee})
+    _quietly(_close_all_but, {fd for pair in pairs for fd in pair} | {tee, sync})
     code = 0
     try:
-        _copy(pairs, tee)
+        _copy(pairs, tee, sync)
     except BaseException:
         code = 1
     os._exit(code)
@@ -193,35 +225,70 @@ def _quietly(func: Callable[..., object], *args: object) -> None:
         func(*args)
 
 
-def _copy(pairs: list[tuple[int, int]], tee_fd: int) -> None:
+def _copy(pairs: list[tuple[int, int]], tee_fd: int, sync: int | None = None) -> None:
     """Relay each pipe to its output until every writer has closed it; tee each chunk
-    while the wrapper listens."""
+    while the wrapper listens, and answer its sync (a byte on ``sync``) once what the
+    pipes held then is passed on."""
     tee: int | None = tee_fd
     poller = select.poll()
     out_of: dict[int, int] = {}
     for read_fd, out_fd in pairs:
         poller.register(read_fd, select.POLLIN)
         out_of[read_fd] = out_fd
+    if sync is not None:
+        poller.register(sync, select.POLLIN)
+
+    def relay(read_fd: int, size: int = READ_SIZE) -> bool:
+        """One chunk of ``read_fd`` to its output (and the tee); False at its end."""
+        nonlocal tee
+        out_fd = out_of[read_fd]
+        try:
+            data = os.read(read_fd, size)
+        except OSError:
+            data = b""
+        if data:
+            delivered = write_all(out_fd, data)  # the job's output first, the tail after
+            if tee is not None and not write_all(
+                    tee, bytes((out_fd,)) + len(data).to_bytes(_HEADER - 1, "big") + data):
+                _quietly(os.close, tee)  # the wrapper is gone (or done): relay alone
+                tee = None
+            if delivered:
+                return True
+        poller.unregister(read_fd)
+        del out_of[read_fd]
+        _quietly(os.close, read_fd)  # an error here must not end the other stream's relay
+        return False
+
     while out_of:
-        for read_fd, _events in poller.poll():
-            if read_fd not in out_of:
-                continue
-            out_fd = out_of[read_fd]
-            try:
-                data = os.read(read_fd, READ_SIZE)
-            except OSError:
-                data = b""
-            if data:
-                delivered = write_all(out_fd, data)  # the job's output first, the tail after
-                if tee is not None and not write_all(
-                        tee, bytes((out_fd,)) + len(data).to_bytes(_HEADER - 1, "big") + data):
-                    _quietly(os.close, tee)  # the wrapper is gone (or done): relay alone
-                    tee = None
-                if delivered:
+        for fd, _events in poller.poll():
+            if fd == sync:
+                try:
+                    asked = os.read(sync, 64)
+                except OSError:
+                    asked = b""
+                if not asked:  # the wrapper is gone: no sync will come again
+                    poller.unregister(sync)
+                    sync = None
                     continue
-            poller.unregister(read_fd)
-            del out_of[read_fd]
-            _quietly(os.close, read_fd)  # an error here must not end the other stream's relay
+                for read_fd in list(out_of):  # what the pipe holds now, and no more
+                    left = _held(read_fd)
+                    while left > 0 and read_fd in out_of and relay(read_fd, min(left,
+                                                                               READ_SIZE)):
+                        left -= READ_SIZE
+                if tee is not None and not write_all(tee, _SYNCED):
+                    _quietly(os.close, tee)
+                    tee = None
+            elif fd in out_of:
+                relay(fd)
+
+
+def _held(fd: int) -> int:
+    """The bytes pipe ``fd`` holds unread (0 when it cannot say)."""
+    try:
+        buffer = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(buffer, sys.byteorder, signed=True)
 
 
 def _close_all_but(keep: set[int]) -> None:
@@ -304,43 +371,6 @@ _COPY = ("import os\n"
          "    d = os.read(0, 65536)\n"
          "    if not d: break\n"
          "    while d: d = d[os.write(1, d):]\n")
-
-
-class Tail:
-    """The last ``max_lines`` lines (at most ``max_bytes`` in all) of the combined output.
-
-    Lines are assembled per stream, so a line of stdout is not cut by a line of stderr.
-    """
-
-    def __init__(self, max_lines: int, max_bytes: int) -> None:
-        self.max_lines = max_lines
-        self.max_bytes = max_bytes
-        self.lines: deque[bytes] = deque()
-        self.size = 0
-        self.partial: dict[int, bytes] = {}
-        self.lock = threading.Lock()
-
-    def feed(self, stream: int, data: bytes) -> None:
-        with self.lock:
-            *complete, rest = (self.partial.get(stream, b"") + data).split(b"\n")
-            for line in complete[-self.max_lines :]:
-                self._keep(line)
-            self.partial[stream] = rest[-self.max_bytes :]
-
-    def _keep(self, line: bytes) -> None:
-        line = line[-self.max_bytes :]
-        self.lines.append(line)
-        self.size += len(line) + 1
-        while self.lines and (len(self.lines) > self.max_lines or self.size > self.max_bytes):
-            self.size -= len(self.lines.popleft()) + 1
-
-    def text(self) -> str:
-        with self.lock:
-            lines = list(self.lines) + [p for p in self.partial.values() if p]
-        lines = lines[-self.max_lines :]
-        while lines and sum(len(x) + 1 for x in lines) > self.max_bytes:
-            lines.pop(0)
-        return b"\n".join(lines).decode("utf-8", errors="replace")
 
 
 def write_all(fd: int, data: bytes) -> bool:
