@@ -343,7 +343,9 @@ def test_a_timeout_interrupts_the_run_and_the_caller_sees_timeout_error(
     asyncio.run(main())
     [run] = runs(tmp_path, "slow")
     assert (run.outcome, run.exit_code) == ("interrupted", 130)
-    assert run.duration is not None and 0.2 <= run.duration < DEADLINE
+    # (the timeout's clock starts before the body does: wait_for's timer runs while the task
+    # is being scheduled, so the run may be a little shorter than the 0.2 s)
+    assert run.duration is not None and 0.15 <= run.duration < DEADLINE
 
 
 # -- the event loop never waits for jobreport -------------------------------------------------
