@@ -310,9 +310,12 @@ FIELDS: tuple[Field, ...] = (
           doors=_OUTPUT_DOORS, column="real",
           gauge=("max_shrink_ratio",
                  "A successful run smaller than (1 - this) times the typical size is wrong.")),
+    # at most 5m: JobreportJobHeartbeatLost fires after 10 minutes without a heartbeat, so
+    # a longer interval would page between two heartbeats of a healthy run
     Field("heartbeat", DURATION,
-          "Push a liveness timestamp this often while the command runs.",
-          flag="--heartbeat", env="JOBREPORT_HEARTBEAT", above=True,
+          "Push a liveness timestamp this often while the command runs (at most 5m: the "
+          "heartbeat-lost alert fires after 10 minutes without one).",
+          flag="--heartbeat", env="JOBREPORT_HEARTBEAT", above=True, high=300.0,
           why="it would push without pause", doors=(CLI, PYTHON)),
     Field("timeout", DURATION,
           "Stop the command's whole process tree after this long (exit code 124).",

@@ -233,6 +233,23 @@ def test_cli_bad_arguments_give_one_clear_line(args: list[str], tmp_path: Path,
     assert gateway.groups() == []
 
 
+@pytest.mark.parametrize("args", [
+    ["--gateway", "ftp://x"], ["--gateway", "http://host:99999"], ["--db", " "],
+    ["--config", "/nonexistent/jobreport.toml"], ["--remote-write", "gopher://x"],
+    ["--textfile-dir", "x" * 300],
+], ids=lambda a: " ".join(a)[:40])
+def test_run_refuses_a_bad_setting_typed_as_a_flag(args: list[str], tmp_path: Path) -> None:
+    """A setting typed as a flag of `run` is held to its converter before the command
+    starts: exit 2 naming the flag, nothing run (the same value in the environment only
+    warns, below: a misconfigured environment never stops a job)."""
+    trace = tmp_path / "ran"
+    proc = run_cli(["run", *args, "--job", "cfg", "--", "touch", str(trace)], cli(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert args[0] in proc.stderr and len(proc.stderr) < 2000
+    assert_no_traceback(proc.stderr)
+    assert not trace.exists()
+
+
 @pytest.mark.parametrize("env_var, value", [
     ("JOBREPORT_GATEWAY", "ftp://x"), ("JOBREPORT_GATEWAY", "http://host:99999"),
     ("JOBREPORT_LABELS", "a"), ("JOBREPORT_TLS_VERIFY", "maybe"),

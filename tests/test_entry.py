@@ -16,7 +16,7 @@ import click
 import pytest
 
 from jobreport.cli import main
-from jobreport.cli.entry import FastRun, parse_run, run_spec
+from jobreport.cli.entry import FastRun, check_typed_settings, parse_run, run_spec
 from jobreport.cli.option_table import (
     COUNT,
     CRON,
@@ -80,6 +80,7 @@ def click_parse(args: list[str], env: dict[str, str]) -> FastRun | None:
             return None
     try:
         spec = run_spec(params, labels)  # as `run` makes it: contradictions are usage errors
+        check_typed_settings(settings)  # a typed setting is held to its converter
     except ValueError:
         return None
     return FastRun(params, labels, settings, spec)

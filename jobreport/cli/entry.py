@@ -98,6 +98,28 @@ def check_numeric_settings(environ: Mapping[str, str]) -> None:
                 raise ValueError(f"{variable}: {e}") from None
 
 
+def check_typed_settings(typed: Mapping[str, Any]) -> None:
+    """The settings typed as flags of ``jobreport run`` (``--gateway``, ``--db``,
+    ``--config`` ...) held to what their converters take, before the command starts:
+    ``ValueError`` naming the flag. A typed flag is a usage error; the same value from the
+    environment or the config file only warns (the job runs)."""
+    by_name = {spec.name: spec for spec in SETTINGS_OPTIONS}
+    for name, value in typed.items():
+        spec = by_name[name]
+        if spec.kind == FLAG:
+            continue
+        if name == "config_file":
+            if not os.path.isfile(os.path.expanduser(str(value))):
+                raise ValueError(f"{spec.flags[0]}: {value} does not exist or is not a file")
+            continue
+        from jobreport.config.values import CONVERTERS  # (only for a typed setting)
+
+        try:
+            CONVERTERS[name](value)
+        except ValueError as e:
+            raise ValueError(f"{spec.flags[0]}: {e}") from None
+
+
 def parse_run(argv: Sequence[str], environ: Mapping[str, str]) -> FastRun | None:
     """The parameters of ``jobreport run ARGV``, or None when click should decide (help, a
     usage error, an environment variable click would warn about, anything unusual)."""
@@ -165,6 +187,7 @@ def _resolve(typed: dict[str, Any], command: list[str],
         if values["expect_every"] is not None and values["schedule"] is not None:
             raise ValueError("click decides")
     overrides = {name: value for name, value in typed.items() if name in _SETTING_NAMES}
+    check_typed_settings(overrides)
     check_numeric_settings(environ)
     return FastRun(values, labels, overrides, run_spec(values, labels))
 

@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from jobreport.cli.app import EXIT_CODES_HELP, cli, setup_logging
-from jobreport.cli.entry import check_numeric_settings, launch, run_spec
+from jobreport.cli.entry import check_numeric_settings, check_typed_settings, launch, run_spec
 from jobreport.cli.option_table import RUN_OPTIONS
 from jobreport.cli.options import (
     EnvOption,
@@ -68,13 +68,15 @@ def run(**params: Any) -> NoReturn:
         spec = run_spec(params, typed_labels(params))
     except SpecError as e:
         raise click.UsageError(e.problem) from None
+    settings = typed_settings(params)
     try:
         import os
 
+        check_typed_settings(settings)
         check_numeric_settings(os.environ)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    sys.exit(launch(params["command"], spec, typed_settings(params)))
+    sys.exit(launch(params["command"], spec, settings))
 
 
 def _one_of_interval_and_schedule(params: dict[str, Any]) -> None:
