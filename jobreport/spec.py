@@ -1,29 +1,42 @@
 """A job's spec: what each of its runs is held to, limited by and labelled with.
 
-One field list, ``FIELDS``, says for each setting its kind, its documented range, its flag
-and environment variable, its help, the doors it comes through (``jobreport run``'s
-options, a ``[jobs.NAME]`` section of the config file, ``job_metrics(...)`` keywords),
-whether the store keeps it with each run (its column type) and whether a push carries it
-(its gauge). What each room needs derives from that list, and tests/test_spec.py walks it:
-the options of ``jobreport run`` (``jobreport.cli.option_table``), the keys of a job's
-config section (``jobreport.config.files``), the keywords of ``job_metrics`` (``SpecKeywords``),
-the per-run columns of the store (``jobreport.store.schema``) and the gauges of a push
-(``jobreport.exposition``). A new threshold is one entry here plus its use.
+``FIELDS`` is the one list of its settings (each a ``jobreport.fields.Field``: kind, range,
+flag and variable, help, doors, store column, gauge). What each room needs derives from it,
+and tests/test_spec.py walks it: ``jobreport run``'s options (``cli.option_table``), the
+keys of a ``[jobs.NAME]`` section (``config.files``), the keywords of ``job_metrics``
+(``SpecKeywords``), the store's per-run columns (``store.schema``) and the gauges of a push
+(``exposition``). A new threshold is one entry here plus its use.
 
-``JobSpec`` is made once, each value checked at its door (``JobSpec.checked``), and
-carried whole: the command line or ``job_metrics`` -> the run (``jobreport.runs``), which
-lays it over the job's config section (``JobSpec.over``) -> the store -> the exposition.
-
-Standard library only, and little of it: ``jobreport run`` makes its spec before its
-command starts.
+``JobSpec`` is made once, each value checked at its door (``JobSpec.checked``), and carried
+whole: the command line or ``job_metrics`` -> the run (``jobreport.runs``), which lays it
+over the job's config section (``JobSpec.over``) -> the store -> the exposition. Standard
+library only, and little of it: ``jobreport run`` makes its spec before its command starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from jobreport.durations import MAX_SECONDS, duration_seconds, format_duration
-from jobreport.sizes import format_ratio, format_size, share, size_bytes
+from jobreport.durations import format_duration
+from jobreport.fields import (
+    CLI,
+    CONFIG,
+    COUNT,
+    CRON,
+    DURATION,
+    FLAG,
+    METRICS_FILE,
+    OUTPUT_DOORS,
+    PATHS,
+    PYTHON,
+    RATIO,
+    SIZE,
+    ZONE,
+    Field,
+    SpecError,
+    parse_flag,
+    parse_labels,
+)
 
 # not typing's: this module is on the path of `jobreport run` before its command starts
 TYPE_CHECKING = False
@@ -32,218 +45,13 @@ if TYPE_CHECKING:
     from typing import Any, TypedDict
 
 __all__ = [
-    "BY_NAME",
-    "CLI",
-    "CONFIG",
-    "COUNT",
-    "CRON",
-    "DURATION",
-    "FIELDS",
-    "FLAG",
-    "GAUGED",
-    "METRICS_FILE",
-    "PATHS",
-    "PYTHON",
-    "RATIO",
-    "SIZE",
-    "STORED",
-    "TAIL_MAX_BYTES",
-    "ZONE",
-    "Field",
-    "JobSpec",
-    "SpecError",
-    "contradiction",
-    "parse_flag",
-    "parse_labels",
+    "BY_NAME", "CLI", "CONFIG", "COUNT", "CRON", "DURATION", "FIELDS", "FLAG", "GAUGED",
+    "METRICS_FILE", "PATHS", "PYTHON", "RATIO", "SIZE", "STORED", "TAIL_MAX_BYTES", "ZONE",
+    "Field", "JobSpec", "SpecError", "contradiction", "parse_flag", "parse_labels",
 ]
-
-#: Kinds of value.
-DURATION = "duration"
-COUNT = "count"
-CRON = "cron"
-ZONE = "zone"
-FLAG = "flag"
-PATHS = "paths"
-SIZE = "size"
-RATIO = "ratio"
-
-#: The doors a value comes through: ``jobreport run``'s option (and its environment
-#: variable), a ``[jobs.NAME]`` key of the config file, a ``job_metrics(...)`` keyword; and
-#: for what judges a run's output, a line of ``$JOBREPORT_METRICS_FILE`` named after its
-#: gauge (``jobreport_min_size_bytes 1e6``), which ``job_metrics`` inside ``jobreport run``
-#: writes too.
-CLI = "cli"
-CONFIG = "config"
-PYTHON = "python"
-METRICS_FILE = "metrics file"
-_EVERY_DOOR = (CLI, CONFIG, PYTHON)
-_OUTPUT_DOORS = (CLI, CONFIG, PYTHON, METRICS_FILE)
 
 #: The output tail a run keeps (and the store stores) is at most this many last bytes.
 TAIL_MAX_BYTES = 64 * 1024
-
-_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
-_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
-
-
-class SpecError(ValueError):
-    """A value out of its range, or values that contradict each other. ``name`` is the
-    field to blame; ``names`` every field involved (a contradiction names two)."""
-
-    def __init__(self, name: str, problem: str, names: tuple[str, ...] = ()) -> None:
-        super().__init__(problem)
-        self.name = name
-        self.problem = problem
-        self.names = names or (name,)
-
-
-class Field:
-    """One setting of a job's spec, and how every room shows it.
-
-    ``low``/``high`` bound a duration (seconds) or a count (``above``: the value must be
-    more than ``low``, and ``why`` says what ``low`` itself would do); ``column`` is the
-    store's column type when each run keeps the value (``real``, ``int``, ``cron``,
-    ``zone``); ``gauge`` is (metric without namespace, help, the ``JobSpec`` attribute it
-    shows) when a push carries it."""
-
-    __slots__ = ("above", "column", "default", "doors", "env", "flag", "gauge", "help",
-                 "high", "kind", "low", "metavar", "name", "why")
-
-    def __init__(self, name: str, kind: str, help: str, *, flag: str, env: str,
-                 metavar: str | None = None, low: float = 0, high: float = MAX_SECONDS,
-                 above: bool = False, why: str | None = None, default: Any = None,
-                 doors: tuple[str, ...] = _EVERY_DOOR, column: str | None = None,
-                 gauge: tuple[str, str] | tuple[str, str, str] | None = None) -> None:
-        self.name = name
-        self.kind = kind
-        self.help = help
-        self.flag = flag
-        self.env = env
-        self.metavar = metavar or {DURATION: "DURATION", COUNT: "N", CRON: "CRON",
-                                   ZONE: "ZONE", PATHS: "PATH", SIZE: "SIZE",
-                                   RATIO: "PERCENT"}.get(kind)
-        self.low = low
-        self.high = high
-        self.above = above
-        self.why = why
-        self.default = default
-        self.doors = doors
-        self.column = column
-        self.gauge = None if gauge is None else (gauge[0], gauge[1],
-                                                 gauge[2] if len(gauge) > 2 else name)
-
-    def __repr__(self) -> str:
-        return f"Field({self.name})"
-
-    @property
-    def range(self) -> str:
-        """The documented range, as the docs and every error message write it."""
-        if self.kind == DURATION:
-            high = "100y" if self.high == MAX_SECONDS else format_duration(self.high)
-            if self.above:
-                return f"more than {format_duration(self.low)}, at most {high}"
-            return f"{format_duration(self.low)} to {high}"
-        if self.kind == COUNT:
-            return f"{int(self.low)} to {int(self.high)}"
-        if self.kind == SIZE:
-            return f"{format_size(self.low)} to {format_size(self.high)}"
-        if self.kind == RATIO:  # (both ends left out)
-            return f"more than {format_ratio(self.low)}, less than {format_ratio(self.high)}"
-        return {CRON: "five cron fields or @hourly, @daily, @weekly, @monthly, @yearly",
-                ZONE: "an IANA time zone name", FLAG: "on or off",
-                PATHS: "file or directory paths"}[self.kind]
-
-    def convert(self, value: object) -> Any:
-        """``value`` (text as typed, or a Python or TOML value) as this field's type;
-        ``ValueError`` with the reason, naming the range, when it is not one."""
-        if self.kind == DURATION:
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
-                raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
-            return self._in_range(value, duration_seconds(value))
-        if self.kind == COUNT:
-            return self._in_range(value, _whole_number(value))
-        if self.kind == SIZE:  # whole bytes
-            return float(round(self._in_range(value, size_bytes(value))))
-        if self.kind == RATIO:
-            number = share(value)
-            if not self.low < number < self.high:  # (NaN is neither)
-                hint = (" (a number without % is a share of 1: write 50% or 0.5)"
-                        if isinstance(value, str) and "%" not in value and number >= 1
-                        else "")
-                raise ValueError(f"{value!r} is out of range: {self.range}{hint}")
-            return number
-        if self.kind == CRON:
-            if not isinstance(value, str):
-                raise ValueError(f"{value!r} is not a schedule (write e.g. \"0 3 * * 1-5\" "
-                                 "or @daily)")
-            from jobreport.cron import check_expression  # (only for a schedule)
-
-            return check_expression(value)
-        if self.kind == ZONE:
-            if not isinstance(value, str):
-                raise ValueError(f"{value!r} is not an IANA time zone name (e.g. UTC)")
-            from jobreport.cron import check_timezone
-
-            return check_timezone(value)
-        if self.kind == FLAG:
-            return value if isinstance(value, bool) else parse_flag(str(value))
-        if isinstance(value, str):  # PATHS
-            return (value,)
-        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ValueError(f"{value!r} is not a list of paths")
-
-    def _in_range(self, raw: object, number: float) -> Any:
-        low_ok = number > self.low if self.above else number >= self.low
-        if not low_ok or not number <= self.high:  # (NaN is neither)
-            why = f" ({self.why})" if self.why and number == self.low else ""
-            raise ValueError(f"{raw!r} is out of range: {self.range}{why}")
-        return number
-
-
-def _whole_number(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{value!r} is not a whole number")
-    if isinstance(value, int):
-        return value
-    text = value.strip()
-    if not (text.isascii() and text.lstrip("-").isdigit()):
-        raise ValueError(f"{value!r} is not a whole number")
-    return int(text)
-
-
-def parse_flag(text: str) -> bool:
-    """An on/off value as click reads it (``1``/``true``/``yes``/``on``...); ValueError if
-    it is neither."""
-    word = text.strip().lower()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise ValueError(f"{text!r} is not a valid boolean")
-
-
-def parse_labels(value: object) -> dict[str, str]:
-    """Labels from a mapping or from ``k=v,k2=v2`` text, checked; ValueError says why not."""
-    if isinstance(value, Mapping):
-        pairs = {str(k): v for k, v in value.items()}
-    elif isinstance(value, str):
-        pairs = {}
-        for item in filter(None, (p.strip() for p in value.split(","))):
-            name, sep, val = item.partition("=")
-            if not sep:
-                raise ValueError(f"{item!r} is not k=v (write labels as k=v,k2=v2)")
-            pairs[name.strip()] = val
-    else:
-        raise ValueError(f"{value!r} is not a set of labels (write k=v,k2=v2)")
-    from jobreport.errors import InvalidNameError
-    from jobreport.names import check_labels
-
-    try:
-        return check_labels(pairs)
-    except InvalidNameError as e:
-        raise ValueError(str(e)) from None
-
 
 #: Every field of a job's spec, in the order ``jobreport run --help`` shows them.
 FIELDS: tuple[Field, ...] = (
@@ -293,21 +101,21 @@ FIELDS: tuple[Field, ...] = (
           "A successful run that produced fewer bytes than this is wrong (the output-too-"
           "small alert): bytes, or 10MB (10^6 bytes), 1GiB (2^30 bytes).",
           flag="--min-size", env="JOBREPORT_MIN_SIZE", low=1, high=1e18,
-          doors=_OUTPUT_DOORS, column="real",
+          doors=OUTPUT_DOORS, column="real",
           gauge=("min_size_bytes",
                  "A successful run that produced fewer bytes than this is wrong.")),
     Field("min_items", COUNT,
           "A successful run that processed fewer items than this is wrong (the output-too-"
           "small alert).",
           flag="--min-items", env="JOBREPORT_MIN_ITEMS", low=1, high=10**12,
-          doors=_OUTPUT_DOORS, column="int",
+          doors=OUTPUT_DOORS, column="int",
           gauge=("min_items",
                  "A successful run that processed fewer items than this is wrong.")),
     Field("max_shrink", RATIO,
           "A successful run smaller than its typical size (the median of the last 10) by "
           "more than this share is wrong, e.g. 50% (or 0.5).",
           flag="--max-shrink", env="JOBREPORT_MAX_SHRINK", low=0, high=1,
-          doors=_OUTPUT_DOORS, column="real",
+          doors=OUTPUT_DOORS, column="real",
           gauge=("max_shrink_ratio",
                  "A successful run smaller than (1 - this) times the typical size is wrong.")),
     # at most 5m: JobreportJobHeartbeatLost fires after 10 minutes without a heartbeat, so
