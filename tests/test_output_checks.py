@@ -9,12 +9,15 @@ import json
 import re
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jobreport import job_metrics, load_config
 from jobreport.errors import ConfigError
@@ -376,3 +379,13 @@ def test_a_share_out_of_range_is_refused(text: object) -> None:
 
     with pytest.raises(SpecError):
         JobSpec.checked("j", {"max_shrink": text})
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=12))
+def test_the_typical_value_is_the_median(values: list[float]) -> None:
+    """The group's typical size and duration are the median of what it kept, as
+    ``statistics.median`` computes it (jobreport has its own, not to import statistics)."""
+    from jobreport.store.groups import typical
+
+    kept = json.dumps(values)
+    assert typical(kept) == (statistics.median(values) if values else None)
