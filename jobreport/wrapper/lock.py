@@ -19,14 +19,17 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from jobreport.paths import private_dir, state_dir
+from jobreport.logger import log
+from jobreport.paths import private_dir, sqlite_path, state_dir
 from jobreport.state import group_key
 
 TYPE_CHECKING = False  # (not typing's: on the path before the command starts)
 if TYPE_CHECKING:
+    from typing import Literal
+
     from jobreport.store.locks import RunLock
 
-__all__ = ["JobLock", "LockBusy", "lock_path"]
+__all__ = ["JobLock", "LockBusy", "fleet_lock", "lock_path"]
 
 
 class LockBusy(Exception):
@@ -107,6 +110,24 @@ class JobLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def fleet_lock(db: str, key: str) -> RunLock | Literal[False] | None:
+    """The group's lock in a PostgreSQL store (None: not such a store, or it cannot be
+    reached: warned), False when another run holds it."""
+    if sqlite_path(db) is not None:
+        return None  # (the common case: nothing more to load before the command starts)
+    from jobreport.errors import StoreError
+    from jobreport.store.locks import RunLock, supported
+
+    if not supported(db):
+        return None
+    fleet = RunLock(db, key)
+    try:
+        return fleet if fleet.acquire() else False
+    except StoreError as e:
+        log.warning("jobreport: %s; --lock holds on this host only", e)
+        return None
 
 
 def _read_pid(fd: int) -> int | None:
