@@ -21,8 +21,9 @@ _UNITS = {
     "w": 604800.0,
     "y": 31536000.0,
 }
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# compiled on first use (re's cache), not at import: most runs parse no duration
+_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)"
+_NUMBER = r"\d+(?:\.\d+)?"
 
 
 def parse_duration(value: str | float | int) -> float:
@@ -48,7 +49,7 @@ def duration_seconds(value: str | float | int) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     text = value.strip()
-    return float(text) if _NUMBER.fullmatch(text) else _parse_units(text)
+    return float(text) if re.fullmatch(_NUMBER, text) else _parse_units(text)
 
 
 def _parse_units(text: str) -> float:
@@ -60,7 +61,7 @@ def _parse_units(text: str) -> float:
     if not text:
         raise ValueError(hint)
     while pos < len(text):
-        match = _PART.match(text, pos)
+        match = re.compile(_PART).match(text, pos)
         if match is None:
             raise ValueError(hint)
         number, unit = match.groups()

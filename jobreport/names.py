@@ -12,8 +12,9 @@ __all__ = ["DEFAULT_NAMESPACE", "check_job", "check_labels", "check_metric_name"
 #: The metric namespace (prefix) unless ``namespace`` is configured otherwise.
 DEFAULT_NAMESPACE = "jobreport"
 
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+# compiled on first use (re's cache), not at import: a plain run checks no name
+_LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
+_METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 MAX_VALUE_LENGTH = 1024
 
 #: Label names jobreport uses itself or that the Pushgateway sets.
@@ -52,7 +53,7 @@ def check_labels(labels: Mapping[str, object] | None) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for name, value in (labels or {}).items():
-        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
+        if not isinstance(name, str) or not re.fullmatch(_LABEL_NAME, name):
             raise InvalidNameError(
                 "label name", str(name), "use letters, digits and underscores, not first a digit"
             )
@@ -77,7 +78,7 @@ def check_namespace(namespace: object) -> str:
 
 def check_metric_name(name: object, namespace: str) -> str:
     """Return a custom metric's ``name`` if it is valid and not one of jobreport's own."""
-    if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name):
+    if not isinstance(name, str) or not re.fullmatch(_METRIC_NAME, name):
         raise InvalidNameError(
             "metric name", str(name), "use letters, digits, _ and :, not first a digit"
         )

@@ -20,7 +20,8 @@ MAX_FIGURE = float(2**63)
 #: What every store's INTEGER column holds (PostgreSQL's is 32-bit).
 INT_COLUMN = (-(2**31), 2**31 - 1)
 
-_INFINITY = re.compile(r"[+-]?(?:inf|infinity)", re.IGNORECASE)
+# compiled on first use (re's cache), not at import: few runs read a sample value
+_INFINITY = r"(?i)[+-]?(?:inf|infinity)"
 
 
 def sample_value(text: str) -> float:
@@ -32,7 +33,7 @@ def sample_value(text: str) -> float:
         value = float(word)
     except ValueError:
         raise ValueError(f"{text!r} is not a number") from None
-    if math.isinf(value) and not _INFINITY.fullmatch(word):
+    if math.isinf(value) and not re.fullmatch(_INFINITY, word):
         raise ValueError(f"{text!r} is out of range: a sample value is a 64-bit float, "
                          "from -1.8e308 to 1.8e308 (write +Inf or -Inf for infinity)")
     return value

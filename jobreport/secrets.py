@@ -74,9 +74,11 @@ MIN_MASKED_LENGTH = 4
 # at the LAST "@" before whitespace or a quote -- except the Pushgateway's own "@base64"
 # marker in a group path (``/job@base64/...``), which is not the end of a password.
 _URL = re.compile(r"""(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s'"<>]*)""")
-_NO_SCHEME = re.compile(r"""^(?P<rest>[^\s'"<>/]*:[^\s'"<>]*@[^\s'"<>]*)$""")
 _AT = re.compile(r"@(?!base64(?:/|$))")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# the patterns below are compiled on first use (re's cache), not at import: a plain run
+# masks no secret and shows only URLs with a scheme
+_NO_SCHEME = r"""^(?P<rest>[^\s'"<>/]*:[^\s'"<>]*@[^\s'"<>]*)$"""
+_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]"
 
 
 def mask_url(url: str) -> str:
@@ -89,7 +91,7 @@ def mask_url(url: str) -> str:
     match = _URL.fullmatch(url)
     if match is not None:
         return match["scheme"] + _mask_authority(match["rest"])
-    if _NO_SCHEME.match(url):
+    if re.match(_NO_SCHEME, url):
         return _mask_authority(url)
     return mask(url) if "://" in url else url
 
@@ -169,8 +171,8 @@ def _any_form(value: str) -> str:
 #: A run of characters that may be base64 (either alphabet; "+", "/" and the padding
 #: perhaps percent-encoded or JSON-escaped) or hex: the encodings that hide a secret's
 #: letters.
-_ENCODED = re.compile(r"(?:[A-Za-z0-9+/_\-]|%2[BbFf]|\\/)+(?:=|%3[Dd]){0,2}")
-_HEX = re.compile(r"[0-9A-Fa-f]{6,}")
+_ENCODED = r"(?:[A-Za-z0-9+/_\-]|%2[BbFf]|\\/)+(?:=|%3[Dd]){0,2}"
+_HEX = r"[0-9A-Fa-f]{6,}"
 
 
 @lru_cache(maxsize=32)
@@ -200,7 +202,7 @@ def _masker(values: frozenset[str]) -> Callable[[str], str]:
     def apply(text: str) -> str:
         if plain is not None:
             text = plain.sub(MASK, text)
-        return _ENCODED.sub(decoded_hides, text) if least else text
+        return re.sub(_ENCODED, decoded_hides, text) if least else text
 
     return apply
 
@@ -220,7 +222,7 @@ def _latin1(value: str) -> bool:
 def _decodings(run: str) -> Iterable[bytes]:
     """What ``run`` decodes to as base64 (from each of the four offsets a run may start
     at inside a longer one) and as hex."""
-    for digits in _HEX.findall(run):
+    for digits in re.findall(_HEX, run):
         for offset in (0, 1):
             part = digits[offset:]
             yield bytes.fromhex(part[:len(part) // 2 * 2])
@@ -245,7 +247,7 @@ _URLSAFE = str.maketrans("-_", "+/")
 def refuse_control_characters(value: str) -> str:
     """``value`` if it holds no newline or other control character; otherwise ValueError
     with a message that does not show the value (it is a secret)."""
-    found = _CONTROL.search(value)
+    found = re.search(_CONTROL, value)
     if found is not None:
         what = "a newline" if found.group() in "\r\n\u2028\u2029" else "a control character"
         raise ValueError(f"the secret contains {what} at position {found.start() + 1} "

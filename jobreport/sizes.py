@@ -17,8 +17,8 @@ __all__ = ["format_ratio", "format_size", "share", "size_bytes"]
 
 _DECIMAL = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5,
             "e": 1000**6}
-_SIZE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:[eE]([+-]?\d+))?\s*([kmgtpe]?)(i?)(b?)",
-                   re.IGNORECASE)
+# compiled on first use (re's cache), not at import: most runs parse no size
+_SIZE = r"(?i)([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:[eE]([+-]?\d+))?\s*([kmgtpe]?)(i?)(b?)"
 _HINT = "write bytes or a unit, e.g. 500000, 10MB (10^6 bytes) or 1GiB (2^30 bytes)"
 
 
@@ -29,7 +29,7 @@ def size_bytes(value: object) -> float:
         raise ValueError(f"{value!r} is not a size ({_HINT})")
     if not isinstance(value, str):
         return float(value)
-    match = _SIZE.fullmatch(value.strip())
+    match = re.fullmatch(_SIZE, value.strip())
     if match is None:
         raise ValueError(f"{value!r} is not a size ({_HINT})")
     number, exponent, prefix, binary, byte = match.groups()

@@ -33,7 +33,7 @@ WAIT = 60.0
 # Runs jobreport.wrapper.child.run in a fresh interpreter (so that signals, stdout and the
 # terminal are its own) and writes the result as JSON to $RESULT_FILE.
 DRIVER = r"""
-import dataclasses, json, os, sys
+import json, os, sys
 if os.environ.get("DRIVER_CTTY"):
     import fcntl, signal, termios
     os.setsid()
@@ -51,7 +51,7 @@ r = run(
     if os.environ.get("PID_FILE") else None,
 )
 with open(os.environ["RESULT_FILE"], "w") as f:
-    json.dump(dataclasses.asdict(r), f)
+    json.dump(r._asdict(), f)
 sys.exit(r.exit_code)
 """
 

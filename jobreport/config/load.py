@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -59,17 +58,17 @@ def load_config(
     return steps.config()
 
 
-@dataclass
 class _Resolution:
     """The state of one ``load_config`` call, step by step."""
 
-    env: Mapping[str, str]
-    strict: bool
-    file_path: Path | None = None
-    file_values: dict[str, Any] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
-    jobs: dict[str, JobSpec] = field(default_factory=dict)
+    def __init__(self, env: Mapping[str, str], strict: bool) -> None:
+        self.env = env
+        self.strict = strict
+        self.file_path: Path | None = None
+        self.file_values: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+        self.jobs: dict[str, JobSpec] = {}
 
     def fail(self, error: ConfigError) -> None:
         """Raise ``error`` (strict), or warn and go on with the default."""

@@ -14,9 +14,22 @@ once), ``pending`` (``flush``: every pending group), ``notices``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from jobreport.delivery.group import deliver_each, deliver_group, deliver_state
 from jobreport.delivery.notices import notice_no_sink, warn_undelivered
-from jobreport.delivery.pending import FlushResult, flush
+
+if TYPE_CHECKING:
+    from jobreport.delivery.pending import FlushResult, flush
 
 __all__ = ["FlushResult", "deliver_each", "deliver_group", "deliver_state", "flush",
            "notice_no_sink", "warn_undelivered"]
+
+
+def __getattr__(name: str) -> Any:
+    # flush loads when used: the end of a run, which imports this package, never flushes
+    if name in ("FlushResult", "flush"):
+        from jobreport.delivery import pending
+
+        return getattr(pending, name)
+    raise AttributeError(f"module 'jobreport.delivery' has no attribute {name!r}")

@@ -126,6 +126,8 @@ def _deliver(sink: Sink, state: GroupState, *, complete: bool, deadline: float,
     land. Either way a sink that records failures is asked to (the Pushgateway's
     ``push_failure_time_seconds``, which ``JobreportPushFailing`` reads), and one warning
     names the families."""
+    if not state.custom:  # no family of the job's own: nothing to check or leave out
+        return sink.deliver(state, complete=complete, deadline=deadline), None
     from jobreport.sinks._families import faults, listing, pointed_at, without
 
     # (a push of chosen families only carries none of the job's own)

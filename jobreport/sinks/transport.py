@@ -29,7 +29,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -55,8 +55,9 @@ MAX_ANSWER_BYTES = 128 * 1024 * 1024
 Reader = Callable[[Iterator[bytes]], object]
 
 
-@dataclass(frozen=True)
-class Answer:
+# NamedTuples (immutable, compared by value) rather than frozen dataclasses: a dataclass's
+# generated methods cost about 0.5 ms to make at every run's end (benchmarks/README.md).
+class Answer(NamedTuple):
     """A whole answer: its status, reason, headers and body (or, when a ``Reader`` read
     the body as it came, what it made of it: ``read``, with an empty ``content``)."""
 
@@ -71,8 +72,7 @@ class Answer:
         return self.content.decode("utf-8", "replace")
 
 
-@dataclass(frozen=True)
-class NoAnswer:
+class NoAnswer(NamedTuple):
     """An exchange that got no whole answer. ``kind`` says how it failed:
 
     - ``unconnected``: no connection at all (refused, unknown name, no route, a proxy that
@@ -88,7 +88,7 @@ class NoAnswer:
 
     kind: str
     reason: str
-    expired: bool = field(default=False)
+    expired: bool = False
 
 
 def basic(user: str, password: str) -> str:

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobreport.store.backends import Backend, Tx
 
@@ -60,8 +59,9 @@ _TAILS = ("UPDATE jobreport_runs SET tail = NULL WHERE id IN (SELECT id FROM job
           "WHERE group_key = :k AND tail IS NOT NULL AND id <= :cut ORDER BY id LIMIT :b)")
 
 
-@dataclass(frozen=True)
-class Retention:
+# a NamedTuple (immutable, compared by value) rather than a frozen dataclass: made at every
+# run's end, where a dataclass's generated methods cost about 0.4 ms (benchmarks/README.md)
+class Retention(NamedTuple):
     """How much history each group keeps: runs newer than ``keep_days`` days and among its
     newest ``keep_runs`` (0: that limit is off), and the output tails of its newest
     ``keep_tails`` runs."""

@@ -19,14 +19,19 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from jobreport.paths import private_dir, state_dir
+from jobreport.logger import log
+from jobreport.paths import private_dir, sqlite_path, state_dir
 from jobreport.state import group_key
 
 TYPE_CHECKING = False  # (not typing's: on the path before the command starts)
 if TYPE_CHECKING:
+    from typing import Literal
+
+    from jobreport.config import Config
+    from jobreport.spec import JobSpec
     from jobreport.store.locks import RunLock
 
-__all__ = ["JobLock", "LockBusy", "lock_path"]
+__all__ = ["JobLock", "LockBusy", "fleet_lock", "lock_path", "take_lock"]
 
 
 class LockBusy(Exception):
@@ -107,6 +112,53 @@ class JobLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def take_lock(spec: JobSpec, config: Config) -> JobLock | Literal[False] | None:
+    """The held lock of ``spec``'s group (``--lock``), None when none can be taken (warned),
+    False when it is busy: the local ``flock`` of the group, and with a PostgreSQL store the
+    group's lock in the store too, which holds across every host and pod that shares it
+    (``store.locks.RunLock``)."""
+    from jobreport.secrets import mask_url
+
+    job = spec.job
+    grouping = config.grouping(job, spec.labels)
+    lock = JobLock(lock_path(grouping))
+    try:
+        lock.acquire()
+    except LockBusy as e:
+        log.warning("jobreport: job %s is already running (%s); not starting it (--lock)",
+                    job, e)
+        return False
+    except OSError as e:
+        log.warning("jobreport: cannot lock %s (%s); running without --lock on this host",
+                    lock.path, e)
+    fleet = fleet_lock(config.db, group_key(grouping))
+    if fleet is False:
+        lock.release()
+        log.warning("jobreport: job %s is already running on a host that shares the store "
+                    "%s; not starting it (--lock)", job, mask_url(config.db))
+        return False
+    lock.fleet = fleet
+    return lock if lock.held else None
+
+
+def fleet_lock(db: str, key: str) -> RunLock | Literal[False] | None:
+    """The group's lock in a PostgreSQL store (None: not such a store, or it cannot be
+    reached: warned), False when another run holds it."""
+    if sqlite_path(db) is not None:
+        return None  # (the common case: nothing more to load before the command starts)
+    from jobreport.errors import StoreError
+    from jobreport.store.locks import RunLock, supported
+
+    if not supported(db):
+        return None
+    fleet = RunLock(db, key)
+    try:
+        return fleet if fleet.acquire() else False
+    except StoreError as e:
+        log.warning("jobreport: %s; --lock holds on this host only", e)
+        return None
 
 
 def _read_pid(fd: int) -> int | None:
