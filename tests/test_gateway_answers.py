@@ -53,7 +53,8 @@ def test_status_shows_nan_and_infinite_values_sanely(gateway: Gateway, tmp_path:
     assert rows["nan_job"]["running"] == 0 and not rows["nan_job"]["ok"]
     assert rows["nan_job"]["last_success"] is None
 
-    groups = {g.job: g for g in gateway_status(load_config(env={}, gateway=gateway.url))}
+    found = gateway_status(load_config(env={}, gateway=gateway.url))
+    groups = {g.job: g for g in found.groups}
     assert groups["inf_job"].running == 0
     assert any("odd value" in p for p in groups["inf_job"].problems)
 
