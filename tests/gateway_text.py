@@ -14,7 +14,8 @@ families gets ``jobreport_info`` (every push of jobreport's carries it) unless
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jobreport.sinks.pushgateway_api import read_groups
@@ -36,7 +37,7 @@ def _escaped(value: str) -> str:
 
 def _value(value: object) -> str:
     number = float(str(value))
-    if number != number:
+    if math.isnan(number):
         return "NaN"
     if number in (float("inf"), float("-inf")):
         return "+Inf" if number > 0 else "-Inf"
@@ -61,7 +62,7 @@ def text_of_group(group: Mapping[str, Any], *, info: bool = True) -> str:
     return "".join(lines)
 
 
-def gateway_text(groups: list[Mapping[str, Any]], *, info: bool = True) -> bytes:
+def gateway_text(groups: Sequence[Mapping[str, Any]], *, info: bool = True) -> bytes:
     """The whole ``/metrics`` answer of a gateway holding ``groups``."""
     body = "# HELP go_goroutines Number of goroutines.\ngo_goroutines 8\n"
     body += "".join(text_of_group(g, info=info) for g in groups)
