@@ -6,7 +6,7 @@ pushes; an old store only pushes. Both are measured in the same run, interleaved
 delivery in a process of its own: the time of the delivery (``deliver_group``), the peak of
 memory Python allocated during it (tracemalloc) and the process's peak RSS. Beside them,
 the reading of every group as ``jobreport status`` makes it (the same ``/metrics``, what
-status judges kept of each group; before issue 26 it parsed the whole ``/api/v1/metrics``
+status judges kept of each group; until this round it parsed the whole ``/api/v1/metrics``
 answer: 10.3 s and 921 MiB at 10,000 groups).
 
 Target: every delivery within the default budget (10 s), and memory that does not grow with
