@@ -60,8 +60,8 @@ class _StatusCommand(click.Command):
 def status(**params: Any) -> None:
     """Show what the Pushgateway holds now, per job and instance, problems first; with
     --remote-write or --textfile-dir, also what each sink has not received yet. The groups
-    of other pushers (without jobreport_info) are counted, and shown only when pushes to
-    them are failing.
+    of other pushers (without jobreport_info) are counted, and shown only when they have a
+    problem (pushes to them failing, a value that cannot be judged).
 
     A group has a problem when an alert rule of jobreport's would fire for it: it is
     overdue (no success within its expected interval, or past its schedule's success
@@ -103,7 +103,7 @@ def _show(params: dict[str, Any]) -> None:
         click.echo(to_json([g.to_json() for g in found.groups]))
         return
     others = (f"{found.others} group(s) of other pushers not shown (without "
-              f"{config.namespace}_info; no rule fires for them)")
+              f"{config.namespace}_info, no problem)")
     if found.groups:
         click.echo(status_table(found.groups))
         if found.others:

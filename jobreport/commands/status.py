@@ -3,9 +3,10 @@ now, per job and instance, problems first, each judged as the shipped alert rule
 (``jobreport.commands.alerts``).
 
 Shown: jobreport's groups (those holding ``<namespace>_info``), and a group of another
-pusher only when a rule would fire for it (``JobreportPushFailing`` reads the gateway's own
-push times, which every group has); the other pushers' other groups are counted, not
-listed: nothing of jobreport's can be judged in them.
+pusher only when it has a problem: a rule would fire for it (``JobreportPushFailing`` reads
+the gateway's own push times, which every group has), or it holds a value of jobreport's
+families that cannot be judged. The other pushers' other groups are counted, not listed:
+nothing of jobreport's can be judged in them, and a shared gateway may hold thousands.
 """
 
 from __future__ import annotations
@@ -180,10 +181,10 @@ class GroupStatus:
 @dataclass(frozen=True)
 class GatewayStatus:
     """What ``status`` shows of the gateway: jobreport's groups and the other pushers'
-    groups a rule would fire for, problems first, and how many other groups it holds."""
+    groups that have a problem, problems first, and how many other groups it holds."""
 
     groups: list[GroupStatus]
-    #: Groups of other pushers that are not shown (nothing would fire for them).
+    #: Groups of other pushers that are not shown (they have no problem).
     others: int = 0
 
 
