@@ -4,9 +4,10 @@ A new store (a pod's, a container's) reads what the gateway holds for its group 
 pushes (the gateway's ``/metrics`` as it streams in, only the group's samples kept), then
 pushes; an old store only pushes. Both are measured in the same run, interleaved, each
 delivery in a process of its own: the time of the delivery (``deliver_group``), the peak of
-memory Python allocated during it (tracemalloc) and the process's peak RSS. For the record,
-the reading main did before (the gateway's whole ``/api/v1/metrics`` answer, parsed) is
-timed beside them.
+memory Python allocated during it (tracemalloc) and the process's peak RSS. Beside them,
+the reading of every group as ``jobreport status`` makes it (the same ``/metrics``, what
+status judges kept of each group; until this round it parsed the whole ``/api/v1/metrics``
+answer: 10.3 s and 921 MiB at 10,000 groups).
 
 Target: every delivery within the default budget (10 s), and memory that does not grow with
 the gateway (the answer is not held whole).
@@ -43,9 +44,10 @@ kind, url, db, grouping = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.
 config = load_config(env={{}}, gateway=url, db=db, budget="30s", timeout="10s")
 sink = PushgatewaySink(config)
 import jobreport.exposition, jobreport.sinks.pushgateway_api  # loaded before the clock
-if kind == "api":  # main's reading before: the whole API answer
+from jobreport.commands.status import READ
+if kind == "all":  # every group, as status reads them
     tracemalloc.start(); t0 = time.perf_counter()
-    sink.groups(deadline=time.monotonic() + 30)
+    sink.groups(deadline=time.monotonic() + 30, keep=READ)
     took = time.perf_counter() - t0; ok = True
 else:  # a store the parent made (new, or old) with a run of the group to deliver
     store = Store(db)
@@ -109,14 +111,14 @@ def main() -> None:
                       f"{time.perf_counter() - t0:.1f} s")
                 group = grouping(groups // 2)
                 old_db = old_store(tmp, url, group)
-                runs: dict[str, list[dict[str, float]]] = {"new": [], "old": [], "api": []}
+                runs: dict[str, list[dict[str, float]]] = {"new": [], "old": [], "all": []}
                 for i in range(repeat):
                     new_db = record_run(f"sqlite:///{tmp / f'new{i}.db'}", group)
                     runs["new"].append(worker("new", url, new_db, group))
                     runs["old"].append(worker("old", url, record_run(old_db, group), group))
-                    runs["api"].append(worker("api", url, old_db, group))
+                    runs["all"].append(worker("all", url, old_db, group))
                 names = {"new": "new store: read back + push", "old": "old store: push",
-                         "api": "main's read: whole /api/v1/metrics"}
+                         "all": "every group, as status reads them"}
                 for kind, values in runs.items():
                     took = Stats(f"{names[kind]} ({groups})", [v["seconds"] for v in values])
                     traced = Stats(f"  traced peak ({groups})", [v["traced"] for v in values],

@@ -93,18 +93,34 @@ _AHEAD = 86400.0
 
 @dataclass(frozen=True)
 class HeldGroup:
-    """What a sink holds for one group, read back (a new store adopts it before its first
-    push of the group, ``Store.adopt``): every gauge of jobreport's namespace that has no
-    labels of its own, by its name without the namespace (``last_success_timestamp_seconds``,
-    ``consecutive_failures``, ``typical_size_bytes`` ...), and the runs counted per outcome.
+    """What a sink holds for one group, read back: a new store adopts it before its first
+    push of the group (``Store.adopt``), ``status`` judges it, ``prune`` ages it. The gauges
+    of jobreport's namespace that have no labels of their own (those the reader asked for),
+    by their name without the namespace (``last_success_timestamp_seconds``,
+    ``consecutive_failures``, ``typical_size_bytes`` ...), the runs counted per outcome,
+    the last outcome, whether jobreport pushed the group (it holds ``<namespace>_info``),
+    and the sink's own record of its last push and last failed push.
 
-    A sink may hold anything another pusher put there, so the values are read through the
-    methods below, which give None for what cannot be taken over as it is."""
+    A sink may hold anything another pusher put there, so the values a new store takes
+    over are read through the methods below, which give None for what cannot be taken over
+    as it is (``status`` shows an odd value as a problem)."""
 
+    #: The group's grouping labels, job included.
     grouping: Mapping[str, str]
     gauges: Mapping[str, float] = field(default_factory=dict)
     #: ``runs_total`` by its ``outcome`` label.
     runs_total: Mapping[str, float] = field(default_factory=dict)
+    #: The outcome whose ``last_outcome`` sample is 1 (None: none is).
+    last_outcome: str | None = None
+    #: It holds ``<namespace>_info``: a group of jobreport's (not another pusher's).
+    jobreport: bool = False
+    #: The Pushgateway's ``push_time_seconds`` and ``push_failure_time_seconds``.
+    push_time: float | None = None
+    push_failure_time: float | None = None
+
+    @property
+    def job(self) -> str:
+        return self.grouping.get("job", "")
 
     def runs(self) -> dict[str, int]:
         """The counters, each a whole number of runs (a negative, fractional, not finite or

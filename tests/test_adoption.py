@@ -19,10 +19,10 @@ from jobreport.result import RunResult
 from jobreport.runs import SHARED
 from jobreport.sinks.base import Delivered, RetryLater
 from jobreport.sinks.pushgateway import PushgatewaySink
-from jobreport.sinks.pushgateway_api import read_held
 from jobreport.state import GroupState, HeldGroup, group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
+from tests.gateway_text import held_of
 from tests.servers import free_port
 
 WAIT = 60.0  # a generous ceiling for a thread to reach a point on a busy machine
@@ -161,7 +161,7 @@ def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
         'jobreport_typical_size_bytes{instance="h1",job="j"} -1\n'
         'jobreport_typical_duration_seconds{instance="h1",job="j"} 12.5\n'
     ).encode()
-    held = read_held([text], grouping, "jobreport")
+    held = held_of([text], grouping, "jobreport")
     assert held is not None
     assert held.runs() == {"signal": 3}
     assert held.timestamp("last_success_timestamp_seconds") is None
@@ -172,5 +172,5 @@ def test_what_a_hostile_gateway_holds_is_not_adopted() -> None:
     assert held.amount("typical_duration_seconds") == 12.5
     for hostile in ("NaN", "+Inf", "1e300"):
         line = f'jobreport_typical_size_bytes{{instance="h1",job="j"}} {hostile}\n'.encode()
-        again = read_held([line], grouping, "jobreport")
+        again = held_of([line], grouping, "jobreport")
         assert again is not None and again.amount("typical_size_bytes") is None

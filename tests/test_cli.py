@@ -21,8 +21,8 @@ from jobreport import job_metrics, load_config
 from jobreport.cli import main
 from jobreport.commands.check import FAIL, OK, WARN, mask_url, run_checks
 from jobreport.monitoring.rules import absent_rules, selector
-from jobreport.sinks.pushgateway_api import GatewayGroup, parse_groups
 from tests.conftest import Gateway
+from tests.gateway_text import FakeGateway, family
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ("run", "push", "flush", "history", "status", "delete", "check", "rules",
@@ -255,22 +255,6 @@ def test_status_of_an_empty_gateway(gw: Gateway) -> None:
     assert result.exit_code == 0 and "holds no groups" in result.output
 
 
-class FakeGateway:
-    """A sink that lists the groups of a Pushgateway's ``/api/v1/metrics`` data."""
-
-    name = "fake"
-
-    def __init__(self, data: list[dict[str, Any]]) -> None:
-        self.data = data
-
-    def groups(self, *, deadline: float) -> list[GatewayGroup]:
-        return parse_groups({"status": "success", "data": self.data})
-
-
-def family(value: float, **labels: str) -> dict[str, Any]:
-    return {"type": "GAUGE", "metrics": [{"labels": labels, "value": str(value)}]}
-
-
 def test_status_problem_rules() -> None:
     """Overdue, never succeeded, running too long and failing pushes are problems."""
     from jobreport.commands.status import gateway_status
@@ -299,7 +283,7 @@ def test_status_problem_rules() -> None:
          "push_time_seconds": family(now - 10), "push_failure_time_seconds": family(0)},
     ]
     result = gateway_status(load_config(), sinks=[FakeGateway(groups)],  # type: ignore[list-item]
-                            now=now)
+                            now=now).groups
     problems = {g.job: g.problems for g in result}
     assert problems == {
         "overdue": ("overdue",),
@@ -341,7 +325,7 @@ def test_status_retires_the_groups_of_hosts_that_are_gone() -> None:
         group("other", "new", now - 60, 3600, db="b"),
     ]
     result = gateway_status(load_config(), sinks=[FakeGateway(groups)],  # type: ignore[list-item]
-                            now=now)
+                            now=now).groups
     retired = {(g.job, g.instance) for g in result if g.retired}
     assert retired == {("fleet", "old")}
     [old] = [g for g in result if (g.job, g.instance) == ("fleet", "old")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def test_status_shows_nan_and_infinite_values_sanely(gateway: Gateway, tmp_path:
     assert rows["nan_job"]["running"] == 0 and not rows["nan_job"]["ok"]
     assert rows["nan_job"]["last_success"] is None
 
-    groups = {g.job: g for g in gateway_status(load_config(env={}, gateway=gateway.url))}
+    found = gateway_status(load_config(env={}, gateway=gateway.url))
+    groups = {g.job: g for g in found.groups}
     assert groups["inf_job"].running == 0
     assert any("odd value" in p for p in groups["inf_job"].problems)
 
@@ -107,6 +109,64 @@ def test_a_gateway_answer_of_nonsense_is_not_an_empty_gateway(tmp_path: Path) ->
     assert "holds no groups" not in proc.stdout
     assert "is this a Pushgateway?" in proc.stderr
     assert_no_traceback(proc.stderr)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("body", [
+    # another server's own metrics (Prometheus' /metrics): the text format, no groups
+    "# HELP go_goroutines Goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines 8\n"
+    'prometheus_build_info{version="2.45.3"} 1\n',
+    "",
+])
+def test_another_server_s_metrics_are_not_an_empty_gateway(body: str, tmp_path: Path) -> None:
+    """/metrics in the text format without the Pushgateway's own metric (Prometheus' or an
+    exporter's, an empty answer) is not "no groups": `status` exits 3, `prune` lists
+    nothing and says why, both asking whether this is a Pushgateway."""
+    from tests.scripted import Answer, ScriptedServer
+
+    answer = Answer(200, body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+    with ScriptedServer(default=answer) as peer:
+        env = cli_env(JOBREPORT_GATEWAY=peer.url, JOBREPORT_DB=f"sqlite:///{tmp_path}/s.db")
+        status = run_cli(["status"], env)
+        prune = run_cli(["prune", "--older-than", "1d", "--dry-run"], env)
+    for done in (status, prune):
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "is this a Pushgateway?" in done.stderr
+        assert_no_traceback(done.stderr)
+    assert "holds no groups" not in status.stdout
+
+
+@pytest.mark.integration
+def test_a_gateway_whose_metrics_are_broken_is_unknown(tmp_path: Path) -> None:
+    """A gateway without its consistency check takes two groups whose families clash, and
+    then answers every /metrics with 500 (Prometheus cannot scrape it either): `status
+    --check` is UNKNOWN with the gateway's own reason, and `delete` still removes the
+    group that broke it, after which status reads the gateway again."""
+    from tests import servers
+
+    server = servers.pushgateway(tmp_path / "gw",
+                                 extra=["--push.disable-consistency-check"]).start()
+    try:
+        gateway = Gateway(server)
+        for job, kind in (("a", "gauge"), ("b", "counter")):
+            body = f"# TYPE clash {kind}\nclash 1\n".encode()
+            request = urllib.request.Request(f"{server.url}/metrics/job/{job}", data=body,
+                                             method="PUT")
+            with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+                pass
+        gateway.groups_once(lambda groups: len(groups) == 2)
+        env = cli_env(JOBREPORT_GATEWAY=server.url, JOBREPORT_DB=f"sqlite:///{tmp_path}/s.db",
+                      JOBREPORT_BUDGET="2s", JOBREPORT_NO_INSTANCE="1")
+        done = run_cli(["status", "--check"], env)
+        assert done.returncode == 3, done.stdout
+        assert done.stdout.startswith("JOBREPORT UNKNOWN - cannot read the Pushgateway")
+        assert "500" in done.stdout and "clash" in done.stdout, done.stdout
+        assert run_cli(["delete", "--job", "b"], env).returncode == 0
+        gateway.groups_once(lambda groups: len(groups) == 1)
+        again = run_cli(["status", "--check"], env)
+        assert again.returncode == 0, again.stdout
+    finally:
+        server.stop()
 
 
 def test_push_error_is_the_deprecated_name_of_delivery_error() -> None:

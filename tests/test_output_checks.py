@@ -322,7 +322,7 @@ def test_status_names_outputs_that_are_wrong() -> None:
     """`jobreport status` judges what the rules judge: too small (min size, min items, the
     shrink limit against the typical size) and output not updated, for a success only."""
     from jobreport.commands.status import gateway_status
-    from tests.test_cli import FakeGateway, family
+    from tests.gateway_text import FakeGateway, family
 
     def success(job: str, **gauges: float) -> dict[str, object]:
         # (every end push carries its end: JobreportJobOutputNotUpdated reads it)
@@ -340,7 +340,8 @@ def test_status_names_outputs_that_are_wrong() -> None:
         success("fine", last_size_bytes=90, typical_size_bytes=100, max_shrink_ratio=0.5,
                 min_size_bytes=50, last_output_updated=1),
     ]
-    result = gateway_status(load_config(), sinks=[FakeGateway(groups)])  # type: ignore[list-item]
+    result = gateway_status(load_config(),
+                            sinks=[FakeGateway(groups)]).groups  # type: ignore[list-item]
     assert {g.job: g.problems for g in result} == {
         "empty": ("too small",), "shrunk": ("too small",), "few": ("too small",),
         "stale": ("output not updated",), "fine": ()}

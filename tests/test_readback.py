@@ -22,11 +22,11 @@ from jobreport.delivery import deliver_group
 from jobreport.result import RunResult
 from jobreport.sinks.base import Delivered
 from jobreport.sinks.pushgateway import PushgatewaySink
-from jobreport.sinks.pushgateway_api import read_held
 from jobreport.state import HeldGroup, group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
 from tests.faults import FaultProxy, assert_no_traceback
+from tests.gateway_text import held_of
 from tests.pods import Pods
 
 WAIT = 60.0  # a generous ceiling for a thread to reach a point on a busy machine
@@ -125,7 +125,7 @@ def test_the_read_keeps_only_the_group_not_the_answer() -> None:
     assert sum(len(c) for c in answer()) > 35e6
     tracemalloc.start()
     try:
-        held = read_held(answer(), grouping, "jobreport")
+        held = held_of(answer(), grouping, "jobreport")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -148,13 +148,13 @@ def test_labels_escaped_by_the_text_format_are_read_back_exactly() -> None:
         'outcome="success"} 9\n'
         f'jobreport_info{{instance="",job="j",path="{_esc(odd)}",version="1.0"}} 1\n'
     ).encode()
-    held = read_held([text], {"job": "j", "path": odd}, "jobreport")
+    held = held_of([text], {"job": "j", "path": odd}, "jobreport")
     assert held is not None and held.runs() == {"success": 5}
-    plain = read_held([text], {"job": "j"}, "jobreport")
+    plain = held_of([text], {"job": "j"}, "jobreport")
     assert plain is not None and plain.runs() == {"success": 7}
-    assert read_held([text], {"job": "j", "instance": "h"}, "jobreport") is None
+    assert held_of([text], {"job": "j", "instance": "h"}, "jobreport") is None
     with pytest.raises(ValueError):
-        read_held([b'{"status":"success","data":[]}'], {"job": "j"}, "jobreport")
+        held_of([b'{"status":"success","data":[]}'], {"job": "j"}, "jobreport")
 
 
 def _esc(value: str) -> str:

@@ -26,9 +26,10 @@ from jobreport.commands.alerts import (
     worst,
 )
 from jobreport.commands.status import statuses
-from jobreport.sinks.pushgateway_api import GatewayGroup, Sample
+from jobreport.sinks.pushgateway_api import read_groups
 from tests.conftest import Gateway
 from tests.faults import SilentServer, assert_no_traceback, cli_env, run_cli
+from tests.gateway_text import family, gateway_text
 from tests.monitoring_helpers import PROMTOOL, RULES, load_yaml, write_yaml
 from tests.scripted import Answer, ScriptedServer
 
@@ -105,16 +106,17 @@ def _scenarios(n: int, seed: int = 24) -> list[dict[str, Any]]:
     return out
 
 
-def _group(job: str, scenario: dict[str, Any]) -> GatewayGroup:
-    families = {f"jobreport_{k}": (Sample({}, v),) for k, v in scenario["gauges"].items()}
+def _group(job: str, scenario: dict[str, Any]) -> dict[str, Any]:
+    """The group as the gateway's API writes it (the gateway keeps both push times of every
+    group: a group never pushed to in vain has a failure time of 0)."""
+    group: dict[str, Any] = {"labels": {"job": job, "instance": "h"}}
+    group.update({f"jobreport_{k}": family(v) for k, v in scenario["gauges"].items()})
     if scenario["outcome"] is not None:
-        families["jobreport_last_outcome"] = (Sample({"outcome": scenario["outcome"]}, 1.0),)
-    if scenario["push"] is not None:
-        pushed, failed = scenario["push"]
-        families["push_time_seconds"] = (Sample({}, pushed),)
-        if failed is not None:
-            families["push_failure_time_seconds"] = (Sample({}, failed),)
-    return GatewayGroup({"job": job, "instance": "h"}, families)
+        group["jobreport_last_outcome"] = family(1.0, outcome=scenario["outcome"])
+    pushed, failed = scenario["push"] or (1.0, None)
+    group["push_time_seconds"] = family(pushed)
+    group["push_failure_time_seconds"] = family(0.0 if failed is None else failed)
+    return group
 
 
 def test_status_fires_what_the_rules_fire(tmp_path: Path) -> None:
@@ -123,7 +125,9 @@ def test_status_fires_what_the_rules_fire(tmp_path: Path) -> None:
     rules' labels."""
     scenarios = _scenarios(300)
     groups = [_group(f"s{i}", s) for i, s in enumerate(scenarios)]
-    judged = {g.job: g for g in statuses(groups, "jobreport", now=NOW)}
+    held = read_groups([gateway_text(groups)], "jobreport")
+    judged = {g.job: g for g in statuses(held, "jobreport", now=NOW)}
+    assert len(judged) == len(groups)
     rules = load_yaml(ALERTS)
     for group in rules["groups"]:
         for rule in group["rules"]:
@@ -131,11 +135,14 @@ def test_status_fires_what_the_rules_fire(tmp_path: Path) -> None:
     rules_file = write_yaml(tmp_path / "alerts.yml", rules)
     series = []
     for group in groups:
-        for name, samples in group.families.items():
-            for sample in samples:
-                labels = {**group.labels, **sample.labels}
+        for name, found in group.items():
+            if name == "labels":
+                continue
+            for sample in found["metrics"]:
+                labels = {**group["labels"], **sample["labels"]}
                 text = ",".join(f'{k}="{v}"' for k, v in labels.items())
-                series.append({"series": f"{name}{{{text}}}", "values": f"{sample.value:.17g}x1"})
+                value = float(sample["value"])
+                series.append({"series": f"{name}{{{text}}}", "values": f"{value:.17g}x1"})
     expected: dict[str, list[dict[str, Any]]] = {name: [] for name in _rules()
                                                  if name not in NOT_JUDGED}
     severities = {r: _rules()[r]["labels"]["severity"] for r in expected}

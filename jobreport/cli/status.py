@@ -59,7 +59,9 @@ class _StatusCommand(click.Command):
 @settings_options(use=USE)
 def status(**params: Any) -> None:
     """Show what the Pushgateway holds now, per job and instance, problems first; with
-    --remote-write or --textfile-dir, also what each sink has not received yet.
+    --remote-write or --textfile-dir, also what each sink has not received yet. The groups
+    of other pushers (without jobreport_info) are counted, and shown only when they have a
+    problem (pushes to them failing, a value that cannot be judged).
 
     A group has a problem when an alert rule of jobreport's would fire for it: it is
     overdue (no success within its expected interval, or past its schedule's success
@@ -96,14 +98,20 @@ def _show(params: dict[str, Any]) -> None:
         # nothing to read back from remote write or a textfile: what the store knows
         _backlogs(config)
         return
-    groups = gateway_status(config, sinks=sinks)
+    found = gateway_status(config, sinks=sinks)
     if params["as_json"]:
-        click.echo(to_json([g.to_json() for g in groups]))
+        click.echo(to_json([g.to_json() for g in found.groups]))
         return
-    if not groups:
-        click.echo("the Pushgateway holds no groups")
+    others = (f"{found.others} group(s) of other pushers not shown (without "
+              f"{config.namespace}_info, no problem)")
+    if found.groups:
+        click.echo(status_table(found.groups))
+        if found.others:
+            click.echo(others)
+    elif found.others:
+        click.echo(f"the Pushgateway holds no groups of jobreport's; {others}")
     else:
-        click.echo(status_table(groups))
+        click.echo("the Pushgateway holds no groups")
     for line in _undelivered(config.db):
         click.echo(line)
     if unlisted:

@@ -58,7 +58,9 @@ def _has(sink: Sink, grouping: Mapping[str, str], deadline: float) -> bool:
         return sink.holds(grouping)
     if isinstance(sink, ListsGroups):
         try:
-            return any(g.is_grouping(grouping) for g in sink.groups(deadline=deadline))
+            wanted = dict(grouping)
+            return any(dict(g.grouping) == wanted
+                       for g in sink.groups(deadline=deadline, keep=()))
         except DeliveryError:
             return True
     return False  # a remote-write receiver: there is no group to remove

@@ -58,14 +58,14 @@ def stale_groups(config: Config, older_than: float, *, sinks: list[Sink] | None 
     when = time.time() if now is None else now
     out = []
     for sink in listing:
-        for group in sink.groups(deadline=deadline):
-            if not group.samples(f"{config.namespace}_info") or not group.job:
+        for group in sink.groups(deadline=deadline, keep=()):
+            if not group.jobreport or not group.job:
                 continue  # another pusher's group: never ours to remove
-            pushed = group.first("push_time_seconds")
+            pushed = group.push_time
             if pushed is None or not math.isfinite(pushed) or pushed <= 0:
                 continue  # no push time: nothing says the group is old
             if when - pushed > older_than:
-                out.append(StaleGroup(grouping=dict(group.labels), last_push=pushed,
+                out.append(StaleGroup(grouping=dict(group.grouping), last_push=pushed,
                                       age=when - pushed))
     return sorted(out, key=lambda g: (g.last_push, sorted(g.grouping.items())))
 

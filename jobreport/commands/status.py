@@ -1,13 +1,21 @@
 """``jobreport status``: what the sinks that can list their groups (the Pushgateway) hold
 now, per job and instance, problems first, each judged as the shipped alert rules judge it
-(``jobreport.commands.alerts``)."""
+(``jobreport.commands.alerts``).
+
+Shown: jobreport's groups (those holding ``<namespace>_info``), and a group of another
+pusher only when it has a problem: a rule would fire for it (``JobreportPushFailing`` reads
+the gateway's own push times, which every group has), or it holds a value of jobreport's
+families that cannot be judged. The other pushers' other groups are counted, not listed:
+nothing of jobreport's can be judged in them, and a shared gateway may hold thousands.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from jobreport.commands.alerts import (
     CRITICAL,
@@ -22,9 +30,38 @@ from jobreport.commands.alerts import (
 from jobreport.config import Config
 from jobreport.errors import NotConfiguredError
 from jobreport.sinks.base import ListsGroups, Sink, deadline_after
-from jobreport.sinks.pushgateway_api import GatewayGroup
+from jobreport.state import HeldGroup
 
-__all__ = ["GroupStatus", "gateway_status", "listing_sinks", "statuses"]
+__all__ = ["READ", "GatewayStatus", "GroupStatus", "gateway_status", "listing_sinks",
+           "statuses"]
+
+#: The fields of ``GroupStatus`` read from a group's gauge of the same meaning (named
+#: without the namespace).
+_GAUGES = {
+    "last_success": "last_success_timestamp_seconds",
+    "last_end": "last_end_timestamp_seconds",
+    "last_start": "last_start_timestamp_seconds",
+    "expected_interval": "expected_interval_seconds",
+    "max_runtime": "max_runtime_seconds",
+    "success_deadline": "success_deadline_timestamp_seconds",
+    "start_deadline": "start_deadline_timestamp_seconds",
+    "min_runtime": "min_runtime_seconds",
+    "last_duration": "last_duration_seconds",
+    "last_run_success": "last_run_success",
+    "consecutive_failures": "consecutive_failures",
+    "alert_after_failures": "alert_after_failures",
+    "last_heartbeat": "last_heartbeat_timestamp_seconds",
+    "retire_after": "retire_after_seconds",
+    "last_size": "last_size_bytes",
+    "last_items": "last_items",
+    "min_size": "min_size_bytes",
+    "min_items": "min_items",
+    "max_shrink": "max_shrink_ratio",
+    "typical_size": "typical_size_bytes",
+    "output_updated": "last_output_updated",
+}
+#: What ``status`` keeps of each group while the gateway's answer streams in.
+READ = frozenset({"running", "last_outcome", *_GAUGES.values()})
 
 
 @dataclass(frozen=True)
@@ -67,6 +104,8 @@ class GroupStatus:
     findings: tuple[Finding, ...] = field(default=())
     now: float = 0.0
     retired: bool = False
+    #: A group of jobreport's (it holds ``<namespace>_info``), not another pusher's.
+    jobreport: bool = True
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -134,8 +173,19 @@ class GroupStatus:
                        if f.kind.rule and f.state != OK],
             "state": self.state,
             "retired": self.retired,
+            "jobreport": self.jobreport,
             "ok": not self.problems,
         }
+
+
+@dataclass(frozen=True)
+class GatewayStatus:
+    """What ``status`` shows of the gateway: jobreport's groups and the other pushers'
+    groups that have a problem, problems first, and how many other groups it holds."""
+
+    groups: list[GroupStatus]
+    #: Groups of other pushers that are not shown (they have no problem).
+    others: int = 0
 
 
 def listing_sinks(config: Config, sinks: list[Sink] | None = None) -> list[ListsGroups]:
@@ -149,24 +199,26 @@ def listing_sinks(config: Config, sinks: list[Sink] | None = None) -> list[Lists
 
 def gateway_status(config: Config, *, sinks: list[Sink] | None = None,
                    now: float | None = None, deadline: float | None = None
-                   ) -> list[GroupStatus]:
-    """Every group the sinks that can list their groups hold, problems first, read by
-    ``deadline`` (``time.monotonic()``; default: the configured budget from now). Raises
-    ``NotConfiguredError`` when no such sink is configured, ``DeliveryError`` when one
-    cannot be read."""
+                   ) -> GatewayStatus:
+    """What the sinks that can list their groups hold, as ``status`` shows it (the module
+    says which groups), read by ``deadline`` (``time.monotonic()``; default: the configured
+    budget from now). Raises ``NotConfiguredError`` when no such sink is configured,
+    ``DeliveryError`` when one cannot be read."""
     listing = listing_sinks(config, sinks)
     if not listing:
         raise NotConfiguredError("no Pushgateway configured (set JOBREPORT_GATEWAY)")
     if deadline is None:
         deadline = deadline_after(config.budget)
-    groups = [group for sink in listing for group in sink.groups(deadline=deadline)]
-    return statuses(groups, config.namespace, now)
+    groups = [group for sink in listing for group in sink.groups(deadline=deadline,
+                                                                keep=READ)]
+    judged = statuses(groups, config.namespace, now)
+    shown = [g for g in judged if g.jobreport or g.problems]
+    return GatewayStatus(shown, len(judged) - len(shown))
 
 
-def statuses(groups: list[GatewayGroup], namespace: str,
+def statuses(groups: Iterable[HeldGroup], namespace: str,
              now: float | None = None) -> list[GroupStatus]:
-    """What ``status`` shows of ``groups`` at ``now`` (default: the current time), problems
-    first."""
+    """Each of ``groups`` judged at ``now`` (default: the current time), problems first."""
     when = time.time() if now is None else now
     found = _retire([_group_status(g, namespace, when) for g in groups])
     graver = (CRITICAL, WARNING, UNKNOWN, OK)
@@ -192,54 +244,31 @@ def _retire(found: list[GroupStatus]) -> list[GroupStatus]:
         and newest[sibling(s)] > s.last_start) else s for s in found]
 
 
-def _group_status(group: GatewayGroup, ns: str, now: float) -> GroupStatus:
-    labels = dict(group.labels)
+def _group_status(group: HeldGroup, ns: str, now: float) -> GroupStatus:
+    labels = dict(group.grouping)
     job = labels.pop("job", "")
     odd: list[str] = []
 
-    def value(name: str) -> float | None:
-        """The first sample of ``name``; an odd one (NaN, infinite) is None and a problem."""
-        v = group.first(name)
+    def checked(name: str, v: float | None) -> float | None:
+        """``v``; an odd one (NaN, infinite) is None and a problem."""
         if v is None or math.isfinite(v):
             return v
         odd.append(f"{name} is {_number(v)}")
         return None
 
-    outcome = None
-    for sample in group.samples(f"{ns}_last_outcome"):
-        if sample.value == 1.0:
-            outcome = sample.labels.get("outcome")
-    running_value = value(f"{ns}_running")
+    running_value = checked(f"{ns}_running", group.gauges.get("running"))
     running = 0
     if running_value is not None:
         if running_value < 0 or running_value != int(running_value):
             odd.append(f"{ns}_running is {_number(running_value)}")
         running = max(0, int(running_value))
     status = GroupStatus(
-        job=job, labels=labels, last_outcome=outcome,
-        last_success=value(f"{ns}_last_success_timestamp_seconds"),
-        last_end=value(f"{ns}_last_end_timestamp_seconds"),
-        last_start=value(f"{ns}_last_start_timestamp_seconds"),
-        running=running,
-        expected_interval=value(f"{ns}_expected_interval_seconds"),
-        max_runtime=value(f"{ns}_max_runtime_seconds"),
-        last_push=value("push_time_seconds"),
-        last_push_failure=value("push_failure_time_seconds"),
-        success_deadline=value(f"{ns}_success_deadline_timestamp_seconds"),
-        start_deadline=value(f"{ns}_start_deadline_timestamp_seconds"),
-        min_runtime=value(f"{ns}_min_runtime_seconds"),
-        last_duration=value(f"{ns}_last_duration_seconds"),
-        last_run_success=value(f"{ns}_last_run_success"),
-        consecutive_failures=value(f"{ns}_consecutive_failures"),
-        alert_after_failures=value(f"{ns}_alert_after_failures"),
-        last_heartbeat=value(f"{ns}_last_heartbeat_timestamp_seconds"),
-        retire_after=value(f"{ns}_retire_after_seconds"),
-        last_size=value(f"{ns}_last_size_bytes"), last_items=value(f"{ns}_last_items"),
-        min_size=value(f"{ns}_min_size_bytes"), min_items=value(f"{ns}_min_items"),
-        max_shrink=value(f"{ns}_max_shrink_ratio"),
-        typical_size=value(f"{ns}_typical_size_bytes"),
-        output_updated=value(f"{ns}_last_output_updated"),
-        now=now,
+        job=job, labels=labels, last_outcome=group.last_outcome, running=running,
+        last_push=checked("push_time_seconds", group.push_time),
+        last_push_failure=checked("push_failure_time_seconds", group.push_failure_time),
+        now=now, jobreport=group.jobreport,
+        **cast(dict[str, Any], {name: checked(f"{ns}_{gauge}", group.gauges.get(gauge))
+                                for name, gauge in _GAUGES.items()}),
     )
     found = findings(status)
     found += [Finding(KINDS["odd value"], f"odd value: {o}") for o in odd]

@@ -71,7 +71,7 @@ def check_status(config: Config, *, sinks: list[Sink] | None = None,
     if listing_sinks(config, sinks):
         deadline = deadline_after(min(config.budget, READ_TIME))
         try:
-            groups = gateway_status(config, sinks=sinks, now=now, deadline=deadline)
+            groups = gateway_status(config, sinks=sinks, now=now, deadline=deadline).groups
         except DeliveryError as e:
             return PluginReport(UNKNOWN, f"cannot read the Pushgateway: {e}",
                                 details=_backlog_lines(_backlogs(config, sinks)))

@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from jobreport.errors import DeliveryError
 
 if TYPE_CHECKING:
-    from jobreport.sinks.pushgateway_api import GatewayGroup
     from jobreport.state import GroupState, HeldGroup
 
 __all__ = [
@@ -150,10 +149,13 @@ class SaysWhatItHolds(Protocol):
 
 @runtime_checkable
 class ListsGroups(Protocol):
-    """A sink that can list every group it holds, with their samples."""
+    """A sink that can list every group it holds, with what it holds of each."""
 
-    def groups(self, *, deadline: float) -> list[GatewayGroup]:
-        """Every group the sink holds; raises ``DeliveryError`` when it cannot say."""
+    def groups(self, *, deadline: float,
+               keep: Collection[str] | None = None) -> list[HeldGroup]:
+        """Every group the sink holds (another pusher's too), each with the gauges of
+        jobreport's namespace named in ``keep`` (by their name without the namespace;
+        None: every one); raises ``DeliveryError`` when it cannot say."""
         ...
 
 

@@ -1,7 +1,7 @@
 """The Pushgateway sink: the body in the text format (``jobreport.exposition``), the group's
 URL path (``group_path``), and what only the Pushgateway can do: say what it holds (every
-group: ``/api/v1/metrics``; one group: its samples in ``/metrics``, both read by
-``pushgateway_api``), record a failed push, be probed (``/api/v1/status``).
+group, or one: its ``/metrics`` as it streams in, read by ``pushgateway_api``), record a
+failed push, be probed (``/api/v1/status``).
 
 ``group_path`` escapes the grouping key the way prometheus_client does (``@base64`` for
 ``/`` and empty values) and every value a URL path would rewrite (``.``, ``..``, ``%``...),
@@ -15,7 +15,7 @@ import base64
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from jobreport.config import Config, SinkSettings
@@ -32,7 +32,6 @@ from jobreport.state import HeldGroup
 
 if TYPE_CHECKING:
     from jobreport.sinks._peers import PeerMemory
-    from jobreport.sinks.pushgateway_api import GatewayGroup
     from jobreport.state import GroupState
 
 __all__ = ["TEXT_FORMAT", "PushgatewaySink", "group_path"]
@@ -101,19 +100,13 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
 
     # --- its capabilities -------------------------------------------------------------------
 
-    def groups(self, *, deadline: float) -> list[GatewayGroup]:
-        """Every group the gateway holds; raises ``DeliveryError`` (at once when the
-        gateway is unreachable: a person or a run is waiting)."""
-        from jobreport.sinks.pushgateway_api import parse_groups
-
-        answer = self.send("GET", self.url + "/api/v1/metrics", deadline=deadline,
-                           patient=False)
-        try:
-            return parse_groups(answer.content)
-        except ValueError:
-            raise self.error(f"{self.shown}/api/v1/metrics did not answer with the "
-                             "Pushgateway's JSON; is this a Pushgateway?",
-                             retryable=False) from None
+    def groups(self, *, deadline: float,
+               keep: Collection[str] | None = None) -> list[HeldGroup]:
+        """Every group the gateway holds, each with the gauges of jobreport's namespace
+        named in ``keep`` (None: every one), read by ``deadline`` from its ``/metrics`` as
+        it streams in (what is kept grows with the groups, never with the answer). Raises
+        ``DeliveryError`` (at once when the gateway is unreachable: a person is waiting)."""
+        return self._read(deadline, keep=keep)
 
     def held(self, grouping: Mapping[str, str], *, deadline: float) -> HeldGroup | None:
         """What the gateway holds for the group (every gauge of jobreport's and the
@@ -121,20 +114,27 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
         that group's samples, by ``deadline``. A new store adopts it before its first push
         of the group, so that the push lowers nothing. Raises ``DeliveryError`` when the
         gateway cannot say (retryable: not now)."""
-        from jobreport.sinks.pushgateway_api import read_held
+        found = self._read(deadline, only=grouping)
+        return next((group for group in found if not group.empty), None)
+
+    def _read(self, deadline: float, *, keep: Collection[str] | None = None,
+              only: Mapping[str, str] | None = None) -> list[HeldGroup]:
+        """The one reading of what the gateway holds (``pushgateway_api.read_groups``)."""
+        from jobreport.sinks.pushgateway_api import read_groups
 
         namespace = self.settings.namespace
 
-        def reader(chunks: Iterator[bytes]) -> HeldGroup | None:
-            return read_held(chunks, grouping, namespace)
+        def reader(chunks: Iterator[bytes]) -> list[HeldGroup]:
+            return read_groups(chunks, namespace, keep=keep, only=only)
 
         try:
             answer = self.send("GET", self.url + "/metrics", b"", {"Accept": TEXT_FORMAT},
                                deadline=deadline, patient=False, reader=reader)
         except ValueError:
-            raise self.error(f"{self.shown}/metrics did not answer with the Prometheus "
-                             "text format; is this a Pushgateway?", retryable=False) from None
-        return answer.read if isinstance(answer.read, HeldGroup) else None
+            raise self.error(f"{self.shown}/metrics did not answer with a Pushgateway's "
+                             "metrics in the text format; is this a Pushgateway?",
+                             retryable=False) from None
+        return answer.read if isinstance(answer.read, list) else []
 
     def record_failure(self, grouping: Mapping[str, str], *, deadline: float) -> None:
         """Have the gateway record a failed push for the group (``push_failure_time_seconds``,

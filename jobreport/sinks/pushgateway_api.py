@@ -1,13 +1,25 @@
-"""What the Pushgateway's own API says, parsed once: ``/api/v1/metrics`` into
-``GatewayGroup`` records (each group's labels and samples), ``/api/v1/status`` into the
-gateway's version, and what one group holds that a new store adopts (``read_held``, from
-the gateway's ``/metrics`` text as it streams in).
+"""What the Pushgateway says, parsed once: its ``/metrics`` text as it streams in, into
+what it holds per group (``read_groups``: every group, or one; a ``HeldGroup`` each), and
+its ``/api/v1/status`` into its version (``parse_version``).
 
-A gateway is read by ``status``, ``prune``, ``delete``, ``check`` and a new store, and can
-hold anything another pusher put there, so the reading is tolerant of odd samples (a family
-that is not a gauge, a value that is not a number: left out). An answer that is not the
-Pushgateway's at all (a proxy's page, another server, ``{"data": [1, "x", null]}``) is
-nonsense and raises ``ValueError``: it is never read as "no groups".
+The ``/metrics`` text is the one reading of what a gateway holds, for every command (a new
+store's read back, ``status``, ``status --check``, ``prune``, ``delete``): the gateway's
+JSON API cannot be read as it comes with the standard library, and held whole it costs
+some 90 KB of memory a group (900 MB at 10,000 groups). The text comes family by family,
+so each group's values arrive spread over the whole answer: what is kept while it streams
+is, per group, only what the caller asks for (``keep``), never the answer.
+
+A group is what the gateway writes ``push_time_seconds`` (and
+``push_failure_time_seconds``) for, with exactly its grouping labels (and ``instance=""``
+when the group has no instance, which is how a group without one reads back). One of
+jobreport's series belongs to the group of its labels less the labels of its own
+(``outcome``, ``version``); a group is jobreport's when it holds ``<namespace>_info``.
+
+A gateway can hold anything another pusher put there, so the reading is tolerant of odd
+samples (another type, a value that is not a number, a line it cannot read: left out). An
+answer that is not the Pushgateway's (a proxy's page, JSON, Prometheus' or an exporter's
+own ``/metrics``, an empty body) is nonsense and raises ``ValueError``: it is never read as
+"no groups".
 
 Cheap to import: standard library only.
 """
@@ -15,168 +27,180 @@ Cheap to import: standard library only.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from types import MappingProxyType
 
 from jobreport.state import HeldGroup
 
-__all__ = ["GatewayGroup", "Sample", "parse_groups", "parse_version", "read_held"]
+__all__ = ["PUSH_FAILURE_TIME", "PUSH_TIME", "parse_version", "read_groups"]
 
-
-@dataclass(frozen=True)
-class Sample:
-    """One sample of a family: its own labels and its value (NaN and ±Inf included)."""
-
-    labels: Mapping[str, str]
-    value: float
-
-
-@dataclass(frozen=True)
-class GatewayGroup:
-    """One group the Pushgateway holds: its grouping labels (``job`` included) and, per
-    family name, the samples that have a plain value."""
-
-    labels: Mapping[str, str]
-    families: Mapping[str, tuple[Sample, ...]] = field(default_factory=dict)
-
-    @property
-    def job(self) -> str:
-        return self.labels.get("job", "")
-
-    def samples(self, name: str) -> tuple[Sample, ...]:
-        """The samples of family ``name`` (none when the group does not hold it)."""
-        return self.families.get(name, ())
-
-    def first(self, name: str) -> float | None:
-        """The value of the first sample of family ``name``, if any."""
-        found = self.families.get(name, ())
-        return found[0].value if found else None
-
-    def is_grouping(self, grouping: Mapping[str, str]) -> bool:
-        """Whether this is the group of ``grouping`` (job included)."""
-        return dict(self.labels) == dict(grouping)
-
-
-def _nonsense(what: str) -> ValueError:
-    return ValueError(f"{what}: not the Pushgateway's answer")
-
-
-def _data(payload: bytes | str | object) -> object:
-    if isinstance(payload, bytes | str):
-        try:
-            payload = json.loads(payload)
-        except ValueError:
-            raise _nonsense("not JSON") from None
-    if not isinstance(payload, dict) or "data" not in payload:
-        raise _nonsense("no data")
-    return payload["data"]
-
-
-def parse_groups(payload: bytes | str | object,
-                 only: Mapping[str, str] | None = None) -> list[GatewayGroup]:
-    """The groups of an ``/api/v1/metrics`` answer (its body, or the JSON already read),
-    or with ``only`` just the group of that grouping (every group's labels are still
-    checked; only that one's samples are read); raises ``ValueError`` when it is not the
-    Pushgateway's answer."""
-    data = _data(payload)
-    if not isinstance(data, list):
-        raise _nonsense("data is not a list of groups")
-    wanted = None if only is None else dict(only)
-    groups = []
-    for item in data:
-        labels = item.get("labels") if isinstance(item, dict) else None
-        if not isinstance(labels, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-            raise _nonsense("a group without its labels")
-        if wanted is not None and labels != wanted:
-            continue
-        families = {}
-        for name, family in item.items():
-            if name != "labels" and isinstance(family, dict):
-                found = _samples(family.get("metrics"))
-                if found:
-                    families[str(name)] = found
-        groups.append(GatewayGroup(dict(labels), families))
-    return groups
-
-
-def _samples(metrics: object) -> tuple[Sample, ...]:
-    out = []
-    for metric in metrics if isinstance(metrics, list) else []:
-        if not isinstance(metric, dict) or "value" not in metric:
-            continue  # a histogram's or summary's buckets: nothing jobreport reads
-        labels = metric.get("labels") or {}
-        try:
-            value = float(metric["value"])
-        except (TypeError, ValueError):
-            continue
-        if isinstance(labels, dict):
-            out.append(Sample({str(k): str(v) for k, v in labels.items()}, value))
-    return tuple(out)
-
-
-def parse_version(payload: bytes | str | object) -> str | None:
-    """The version in an ``/api/v1/status`` answer (None: it does not say)."""
-    try:
-        data = _data(payload)
-    except ValueError:
-        return None
-    info = data.get("build_information") if isinstance(data, dict) else None
-    version = info.get("version") if isinstance(info, dict) else None
-    return version if isinstance(version, str) and version else None
-
-
+#: The gauges the Pushgateway adds to every group it holds.
+PUSH_TIME, PUSH_FAILURE_TIME = "push_time_seconds", "push_failure_time_seconds"
+#: Every Pushgateway's own ``/metrics`` holds it, whatever it holds of others'.
+_SIGNATURE = b"pushgateway_build_info"
 #: jobreport's series that carry labels of their own beside the grouping labels.
-_OWN_LABELS = {"runs_total": ("outcome",), "last_outcome": ("outcome",),
-               "info": ("version",)}
+_OWN_LABELS = {"runs_total": "outcome", "last_outcome": "outcome", "info": "version"}
 #: A line longer than this is not one of jobreport's samples: skipped, never buffered whole.
 _LONGEST_LINE = 1 << 20
 
+# what each family name of the answer is to the reading (kept per name as it is met)
+_SKIP, _GAUGE, _RUNS, _OUTCOME, _INFO, _PUSHED, _FAILED = range(7)
 
-def read_held(chunks: Iterable[bytes], grouping: Mapping[str, str],
-              namespace: str) -> HeldGroup | None:
-    """What the Pushgateway holds for the group ``grouping`` (job included), from its
-    ``/metrics`` text as it streams in (``chunks``), or None when it holds nothing of
-    jobreport's there. Only that group's samples are kept: the gateway's answer grows with
-    every group it holds (some 3 KB each), and the Pushgateway has no reading of one group.
+#: One ``name="value"`` of a sample's labels, as the text format writes it.
+_PAIR = re.compile(rb'[\s,]*([A-Za-z_:][A-Za-z0-9_:]*)\s*=\s*"((?:[^"\\]+|\\.)*)"')
+_ESCAPE = re.compile(r"\\(.)")
+_UNESCAPE = {"\\": "\\", "n": "\n", '"': '"'}
 
-    A sample is the group's when its labels, less the labels of jobreport's own that the
-    series carries (``outcome``, ``version``), are exactly the grouping labels; the gateway
-    adds ``instance=""`` to a group pushed without one. Raises ``ValueError`` when the
-    answer is not the text format (an HTML page, JSON)."""
-    expected = {str(k): str(v) for k, v in grouping.items()}
-    expected.setdefault("instance", "")
-    prefix = f"{namespace}_".encode()
-    # the cheap test of every line: jobreport's namespace, and the job's label as the text
-    # format writes it (each sample of the group carries it)
-    job = b'job="' + _escaped(expected.get("job", "")).encode("utf-8") + b'"'
-    gauges: dict[str, float] = {}
-    runs: dict[str, float] = {}
-    checked = False
-    for line in _lines(chunks):
-        if not checked and line.strip():
-            if not (line.startswith(b"#") or line[:1].isalpha() or line[:1] in b"_:"):
-                raise ValueError("not the Prometheus text format")
-            checked = True
-        if not line.startswith(prefix) or job not in line:
-            continue
-        sample = _sample(line.decode("utf-8", "replace"))
-        if sample is None:
-            continue
-        name, labels, value = sample
-        short = name[len(prefix):]
-        own = _OWN_LABELS.get(short, ())
-        if {k: v for k, v in labels.items() if k not in own} != expected:
-            continue
-        if short == "runs_total" and "outcome" in labels:
-            runs[labels["outcome"]] = value
-        elif not own:
-            gauges[short] = value
-    held = HeldGroup(dict(grouping), gauges, runs)
-    return None if held.empty else held
+#: A group's key: its labels (``instance=""`` left out), sorted.
+Key = tuple[tuple[str, str], ...]
+_EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterable[bytes]:
+class _Group:
+    """What is kept of one group while the answer streams in."""
+
+    __slots__ = ("failed", "gauges", "info", "outcome", "pushed", "runs")
+
+    def __init__(self) -> None:
+        self.gauges: dict[str, float] | None = None
+        self.runs: dict[str, float] | None = None
+        self.outcome: str | None = None
+        self.info = False
+        self.pushed: float | None = None
+        self.failed: float | None = None
+
+
+class _Reading:
+    """The reading of one ``/metrics`` answer (``read_groups`` makes and runs it)."""
+
+    def __init__(self, namespace: str, keep: Collection[str] | None,
+                 only: Mapping[str, str] | None) -> None:
+        self.prefix = f"{namespace}_".encode()
+        self.keep = None if keep is None else frozenset(keep)
+        self.kinds: dict[bytes, tuple[int, str]] = {
+            PUSH_TIME.encode(): (_PUSHED, ""), PUSH_FAILURE_TIME.encode(): (_FAILED, "")}
+        self.groups: dict[Key, _Group] = {}
+        #: The group of the labels of a line without labels of its own (None: not one to
+        #: keep), so that each group's labels are read once, not on each of its lines.
+        self.by_labels: dict[bytes, _Group | None] = {}
+        self.signed = False  # the Pushgateway's own metric was met
+        self.only: Key | None = None
+        self.job = b""
+        if only is not None:
+            self.only = _key({str(k): str(v) for k, v in only.items()})
+            # the cheap test of every line: the job's label as the text format writes it
+            # (each sample of the group carries it)
+            self.job = b'job="' + _escaped(str(only.get("job", ""))).encode() + b'"'
+
+    def read(self, chunks: Iterable[bytes]) -> None:
+        """Keep what is asked for of each line of the answer. One loop, its lookups bound
+        to locals: it runs once per line of the answer (30 lines a group)."""
+        checked = False
+        kinds, by_labels, prefix, only = self.kinds, self.by_labels, self.prefix, self.only
+        for line in _lines(chunks):
+            if not line or line[0] == 35:  # "#": HELP and TYPE
+                continue
+            if not checked:
+                if not (line[:1].isalpha() or line[:1] in b"_:"):
+                    raise ValueError("not the Prometheus text format")
+                checked = True
+            brace = line.find(b"{")
+            if brace < 0:
+                continue  # no labels: none of a group's (the gateway's own metrics)
+            name = line[:brace]
+            kind = kinds.get(name)
+            if kind is None:
+                if name == _SIGNATURE:
+                    self.signed = True
+                if not name.startswith(prefix):
+                    continue  # another pusher's family
+                kind = kinds[name] = self._kind(name[len(prefix):].decode("utf-8", "replace"))
+            what, short = kind
+            if what == _SKIP or (only is not None and self.job not in line):
+                continue
+            close = line.rfind(b"}")
+            value = _value(line[close + 1:])
+            if value is None or (what == _OUTCOME and value != 1.0):
+                continue  # the state set's zeros: only the outcome that is 1 says anything
+            raw = line[brace + 1:close]
+            own = None
+            if what in (_RUNS, _OUTCOME, _INFO):
+                labels = _labels(raw)
+                own = None if labels is None else labels.pop(_OWN_LABELS[short], None)
+                group = None if own is None else self._group(_key(labels or {}))
+            elif raw in by_labels:
+                group = by_labels[raw]
+            else:
+                labels = _labels(raw)
+                group = by_labels[raw] = None if labels is None else self._group(_key(labels))
+            if group is None:
+                continue
+            if what == _GAUGE:
+                if group.gauges is None:
+                    group.gauges = {}
+                group.gauges[short] = value
+            elif what == _PUSHED:
+                group.pushed = value
+            elif what == _FAILED:
+                group.failed = value
+            elif what == _INFO:
+                group.info = True
+            elif what == _OUTCOME:
+                group.outcome = own
+            elif own is not None:
+                if group.runs is None:
+                    group.runs = {}
+                group.runs[own] = value
+
+    def _group(self, key: Key) -> _Group | None:
+        """The group of ``key`` (None: not the one asked for)."""
+        if self.only is not None and key != self.only:
+            return None
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group()
+        return group
+
+    def _kind(self, short: str) -> tuple[int, str]:
+        """What a family of jobreport's namespace is to this reading."""
+        if short == "info":
+            return _INFO, short
+        if self.keep is not None and short not in self.keep:
+            return _SKIP, short
+        if short == "runs_total":
+            return _RUNS, short
+        if short == "last_outcome":
+            return _OUTCOME, short
+        return (_SKIP if short in _OWN_LABELS else _GAUGE), short
+
+    def held(self, only: Mapping[str, str] | None) -> list[HeldGroup]:
+        """The groups read: every group the gateway holds (it keeps their push times), or
+        the one asked for when anything of it was read."""
+        return [HeldGroup(dict(only) if only is not None else dict(key), g.gauges or _EMPTY,
+                          g.runs or _EMPTY, last_outcome=g.outcome, jobreport=g.info,
+                          push_time=g.pushed, push_failure_time=g.failed)
+                for key, g in self.groups.items()
+                if g.pushed is not None or g.failed is not None or only is not None]
+
+
+def read_groups(chunks: Iterable[bytes], namespace: str, *,
+                keep: Collection[str] | None = None,
+                only: Mapping[str, str] | None = None) -> list[HeldGroup]:
+    """What a Pushgateway's ``/metrics`` answer (its ``chunks``, read as they come) says it
+    holds: every group (with ``only``, the group of that grouping alone, job included),
+    each with the gauges of jobreport's namespace named in ``keep`` (None: every one;
+    ``runs_total`` and ``last_outcome`` are names too), whether it is jobreport's, and the
+    gateway's push times. Raises ``ValueError`` when the answer is not a Pushgateway's
+    ``/metrics`` in the text format."""
+    reading = _Reading(namespace, keep, only)
+    reading.read(chunks)
+    if not reading.signed:
+        raise ValueError("no pushgateway_build_info: not a Pushgateway's /metrics")
+    return reading.held(only)
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """The lines of a body that arrives in ``chunks`` (a line longer than
     ``_LONGEST_LINE`` is dropped, not held)."""
     rest = b""
@@ -193,55 +217,56 @@ def _lines(chunks: Iterable[bytes]) -> Iterable[bytes]:
         yield rest
 
 
+def _value(text: bytes) -> float | None:
+    """The value after a sample's labels (a timestamp after it is ignored)."""
+    parts = text.split()
+    if not parts:
+        return None
+    try:
+        return float(parts[0])
+    except ValueError:
+        return None
+
+
+def _labels(raw: bytes) -> dict[str, str] | None:
+    """The labels between a sample's braces, unescaped; None when they cannot be read."""
+    found: dict[str, str] = {}
+    end = 0
+    for pair in _PAIR.finditer(raw):
+        if pair.start() != end:
+            return None
+        end = pair.end()
+        value = pair.group(2).decode("utf-8", "replace")
+        if "\\" in value:
+            value = _ESCAPE.sub(lambda m: _UNESCAPE.get(m.group(1), m.group(0)), value)
+        found[pair.group(1).decode("ascii")] = value
+    if raw[end:].strip(b" ,"):
+        return None
+    return found
+
+
+def _key(labels: dict[str, str]) -> Key:
+    """A group's key: its labels less an empty ``instance`` (the gateway's mark of a group
+    pushed without one), sorted."""
+    if labels.get("instance") == "":
+        labels = {k: v for k, v in labels.items() if k != "instance"}
+    return tuple(sorted(labels.items()))
+
+
 def _escaped(value: str) -> str:
     """A label value as the text format writes it."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-_UNESCAPE = {"\\": "\\", "n": "\n", '"': '"'}
-
-
-def _sample(line: str) -> tuple[str, dict[str, str], float] | None:
-    """(name, labels, value) of a sample line of the text format, or None when it is not
-    one (a timestamp after the value is ignored)."""
-    brace = line.find("{")
-    space = line.find(" ")
-    labels: dict[str, str] = {}
-    if 0 <= brace < (space if space >= 0 else len(line)):
-        name, i = line[:brace], brace + 1
-        while True:
-            while i < len(line) and line[i] in " ,":
-                i += 1
-            if i >= len(line):
-                return None
-            if line[i] == "}":
-                i += 1
-                break
-            eq = line.find("=", i)
-            if eq < 0 or eq + 1 >= len(line) or line[eq + 1] != '"':
-                return None
-            key, i = line[i:eq].strip(), eq + 2
-            value: list[str] = []
-            while i < len(line) and line[i] != '"':
-                if line[i] == "\\" and i + 1 < len(line):
-                    value.append(_UNESCAPE.get(line[i + 1], "\\" + line[i + 1]))
-                    i += 2
-                else:
-                    value.append(line[i])
-                    i += 1
-            if i >= len(line):
-                return None
-            labels[key] = "".join(value)
-            i += 1
-        rest = line[i:].split()
-    else:
-        parts = line.split()
-        if len(parts) < 2:
+def parse_version(payload: bytes | str | object) -> str | None:
+    """The version in an ``/api/v1/status`` answer (None: it does not say)."""
+    data: object = payload
+    if isinstance(payload, bytes | str):
+        try:
+            data = json.loads(payload)
+        except ValueError:
             return None
-        name, rest = parts[0], parts[1:]
-    if not rest:
-        return None
-    try:
-        return name, labels, float(rest[0])
-    except ValueError:
-        return None
+    data = data.get("data") if isinstance(data, dict) else None
+    info = data.get("build_information") if isinstance(data, dict) else None
+    version = info.get("version") if isinstance(info, dict) else None
+    return version if isinstance(version, str) and version else None
