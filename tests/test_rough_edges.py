@@ -197,8 +197,10 @@ def test_a_gateway_url_pointed_at_prometheus(tmp_path: Path) -> None:
     finally:
         prometheus.stop()
     assert run.returncode == 4
-    for said in (run.stderr, status.stderr, check.stdout):
-        assert "404 Not Found" in said and "is this a Pushgateway?" in said, said
+    assert "404 Not Found" in run.stderr, run.stderr
+    for said in (run.stderr, status.stderr, check.stdout):  # Prometheus' own /metrics: 200
+        assert "is this a Pushgateway?" in said and "fix JOBREPORT_GATEWAY" in said, said
+    assert "running and reachable" not in status.stderr, status.stderr
     assert status.returncode == 3 and check.returncode == 3
 
 

@@ -77,7 +77,9 @@ def _hint(error: JobReportError) -> str | None:
         if error.status in (401, 403):
             return ("set JOBREPORT_USERNAME with JOBREPORT_PASSWORD_FILE, or "
                     "JOBREPORT_TOKEN_FILE")
-        return "is the Pushgateway running and reachable? `jobreport check` tests it"
+        if error.unreachable:
+            return "is the Pushgateway running and reachable? `jobreport check` tests it"
+        return "`jobreport check` tests every configured sink"
     if isinstance(error, StoreError):
         return "check --db / JOBREPORT_DB; `jobreport check` tests the store"
     return None

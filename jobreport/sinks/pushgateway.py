@@ -132,7 +132,7 @@ class PushgatewaySink(HttpSink, SaysWhatItHolds, ListsGroups, RecordsFailure, Pr
                                deadline=deadline, patient=False, reader=reader)
         except ValueError:
             raise self.error(f"{self.shown}/metrics did not answer with a Pushgateway's "
-                             "metrics in the text format; is this a Pushgateway?",
+                             f"metrics in the text format; {self.not_there}",
                              retryable=False) from None
         return answer.read if isinstance(answer.read, list) else []
 
