@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jobreport.sinks.pushgateway_api import read_groups
-from jobreport.state import HeldGroup
+from jobreport.held import HeldGroup
 
 __all__ = ["FakeGateway", "family", "gateway_text", "held_of", "text_of_group"]
 

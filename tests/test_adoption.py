@@ -19,7 +19,8 @@ from jobreport.result import RunResult
 from jobreport.runs import SHARED
 from jobreport.sinks.base import Delivered, RetryLater
 from jobreport.sinks.pushgateway import PushgatewaySink
-from jobreport.state import GroupState, HeldGroup, group_key
+from jobreport.held import HeldGroup
+from jobreport.state import GroupState, group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
 from tests.gateway_text import held_of

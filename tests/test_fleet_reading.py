@@ -28,7 +28,8 @@ from jobreport.result import RunResult
 from jobreport.sinks.pushgateway import TEXT_FORMAT, PushgatewaySink, group_path
 from jobreport.sinks.pushgateway_api import read_groups
 from jobreport.spec import JobSpec
-from jobreport.state import GroupState, HeldGroup
+from jobreport.held import HeldGroup
+from jobreport.state import GroupState
 from tests import servers
 from tests.faults import assert_no_traceback, cli_env, run_cli
 

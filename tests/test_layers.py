@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("jobreport.delivery",),
     ("jobreport.sinks", "jobreport.store", "jobreport.marker", "jobreport.protocols"),
     # what is carried
-    ("jobreport.spec", "jobreport.fields", "jobreport.state", "jobreport.result", "jobreport.exposition",
+    ("jobreport.spec", "jobreport.fields", "jobreport.state", "jobreport.held", "jobreport.result", "jobreport.exposition",
      "jobreport.config", "jobreport.schedule", "jobreport.heartbeat"),
     # small nouns
     ("jobreport.errors", "jobreport.names", "jobreport.durations", "jobreport.sizes",

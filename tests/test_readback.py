@@ -22,7 +22,8 @@ from jobreport.delivery import deliver_group
 from jobreport.result import RunResult
 from jobreport.sinks.base import Delivered
 from jobreport.sinks.pushgateway import PushgatewaySink
-from jobreport.state import HeldGroup, group_key
+from jobreport.held import HeldGroup
+from jobreport.state import group_key
 from jobreport.store.store import RunStart, Store
 from tests.conftest import Gateway
 from tests.faults import FaultProxy, assert_no_traceback

@@ -29,8 +29,8 @@ from jobreport.commands.alerts import (
 )
 from jobreport.config import Config
 from jobreport.errors import NotConfiguredError
+from jobreport.held import HeldGroup
 from jobreport.sinks.base import ListsGroups, Sink, deadline_after
-from jobreport.state import HeldGroup
 
 __all__ = ["READ", "GatewayStatus", "GroupStatus", "gateway_status", "listing_sinks",
            "statuses"]

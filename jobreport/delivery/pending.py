@@ -10,7 +10,8 @@ from jobreport.errors import NotConfiguredError
 from jobreport.logger import log
 from jobreport.sinks.base import Delivered, RetryLater, Sink
 from jobreport.state import grouping_from_key
-from jobreport.store.store import PendingGroup, Store
+from jobreport.store.records import PendingGroup
+from jobreport.store.store import Store
 
 __all__ = ["FlushResult", "flush"]
 

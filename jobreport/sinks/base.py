@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from jobreport.errors import DeliveryError
 
 if TYPE_CHECKING:
-    from jobreport.state import GroupState, HeldGroup
+    from jobreport.held import HeldGroup
+    from jobreport.state import GroupState
 
 __all__ = [
     "Delivered",

@@ -28,9 +28,9 @@ from jobreport.sinks.base import (
     SaysWhatItHolds,
 )
 from jobreport.sinks.http import HttpSink, settings_of
-from jobreport.state import HeldGroup
 
 if TYPE_CHECKING:
+    from jobreport.held import HeldGroup
     from jobreport.sinks._peers import PeerMemory
     from jobreport.state import GroupState
 

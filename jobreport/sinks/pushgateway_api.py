@@ -31,7 +31,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from types import MappingProxyType
 
-from jobreport.state import HeldGroup
+from jobreport.held import HeldGroup
 
 __all__ = ["PUSH_FAILURE_TIME", "PUSH_TIME", "parse_version", "read_groups"]
 

@@ -12,17 +12,20 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobreport.errors import StoreError
 from jobreport.numbers import column_int, column_real
 from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
 from jobreport.result import load_custom
 from jobreport.spec import BY_NAME, JobSpec
-from jobreport.state import GroupState, HeldGroup, grouping_from_key
+from jobreport.state import GroupState, grouping_from_key
 from jobreport.store import sql
 from jobreport.store.backends import Tx
 from jobreport.store.rows import RunStart, run_result
+
+if TYPE_CHECKING:
+    from jobreport.held import HeldGroup
 
 __all__ = ["TYPICAL_RUNS", "adopt_typical", "bump", "close_abandoned", "count_end",
            "delivery_row", "load_recent", "read_state", "start_values", "take_over", "typical"]

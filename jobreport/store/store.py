@@ -2,10 +2,9 @@
 
 SQLite by default, under the XDG state directory with owner-only permissions, in WAL mode
 with a busy timeout and short ``BEGIN IMMEDIATE`` transactions, so that many cron jobs can
-write one file at once. Any SQLAlchemy URL works (PostgreSQL for a fleet-wide history); the
-tables are defined once in ``jobreport.store.schema``, the SQL is in ``jobreport.store.sql``
-and runs on both backends (``jobreport.store.backends``); older stores are brought up to date
-by ``jobreport.store.migrations``.
+write one file at once. Any SQLAlchemy URL works (PostgreSQL for a fleet-wide history):
+tables in ``schema``, SQL in ``sql`` for both ``backends``, older stores in ``migrations``;
+what its readers hand back is in ``records``.
 
 Every change to a group (a run opened, closed or abandoned; a heartbeat; pushed values)
 bumps the group's ``seq``; a delivery records, per sink, the ``seq`` it carried as that
@@ -22,13 +21,13 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobreport.errors import StoreError
 from jobreport.paths import sqlite_path
 from jobreport.result import CustomFamily, RunResult, dump_custom, load_custom
 from jobreport.spec import JobSpec
-from jobreport.state import GroupState, HeldGroup, group_key, grouping_from_key
+from jobreport.state import GroupState, group_key, grouping_from_key
 from jobreport.store import retention as retention_
 from jobreport.store import sql
 from jobreport.store.backends import Tx, open_backend
@@ -44,19 +43,13 @@ from jobreport.store.groups import (
 )
 from jobreport.store.migrations import SCHEMA_VERSION, ensure_schema
 from jobreport.store.retention import Retention
-from jobreport.store.rows import (
-    DEFAULT_SINK,
-    TAIL_MAX_BYTES,
-    PendingGroup,
-    RunRecord,
-    RunStart,
-    Undelivered,
-    end_values,
-    run_record,
-)
+from jobreport.store.rows import DEFAULT_SINK, TAIL_MAX_BYTES, RunStart, end_values
 
-__all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "PendingGroup", "RunStart", "Store",
-           "Undelivered"]
+if TYPE_CHECKING:
+    from jobreport.held import HeldGroup
+    from jobreport.store.records import PendingGroup, RunRecord, Undelivered
+
+__all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "RunStart", "Store"]
 
 
 class Store:
@@ -234,6 +227,7 @@ class Store:
     def history(self, job: str | None = None, *, limit: int | None = 20,
                 since: float | None = None, outcomes: Sequence[str] = ()) -> list[RunRecord]:
         """Runs, newest (last recorded) first."""
+        from jobreport.store.records import run_record
         params: dict[str, Any] = {"job": job, "since": since, "limit": limit}
         where = [clause for clause, used in (
             ("job = :job", job is not None), ("started >= :since", since is not None),
@@ -254,6 +248,7 @@ class Store:
 
     def get_run(self, run_id: int | str) -> RunRecord | None:
         """One run, by its store id or by the ``$JOBREPORT_RUN_ID`` its process was given."""
+        from jobreport.store.records import run_record
         params: dict[str, Any]
         if isinstance(run_id, str) and not run_id.isdigit():
             query, params = "SELECT * FROM jobreport_runs WHERE uid = :u", {"u": run_id}
@@ -323,9 +318,8 @@ class Store:
         That is exact, also with several processes of one new store: every push of the
         group from this store follows the mark, so a reading made before the mark existed
         holds none of this store's runs; a process that read the sink too, but finds the
-        mark when it gets the lock (another one adopted meanwhile, and may have pushed),
-        takes nothing over. Runs the store recorded before the mark are added to what is
-        taken over, never counted in it."""
+        mark when it gets the lock (another one adopted meanwhile) takes nothing over.
+        Runs recorded before the mark are added to what is taken over, not counted in it."""
         with self._write() as tx:
             tx.run(sql.LOCK_GROUP, {"k": key})
             if tx.rows(sql.HAS_DELIVERY, {"k": key, "sink": sink}):
@@ -337,6 +331,7 @@ class Store:
 
     def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:
         """Every group (not retired) whose newest state has not reached ``sink``."""
+        from jobreport.store.records import PendingGroup
         with self._read() as tx:
             out = []
             for g in tx.rows(sql.PENDING, {"sink": sink}):
@@ -349,6 +344,7 @@ class Store:
     def undelivered(self, job: str | None = None) -> list[Undelivered]:
         """Every group (not retired) that a sink has not taken the newest state of, with
         the error of the last attempt: what ``check``, ``status`` and ``history`` show."""
+        from jobreport.store.records import Undelivered
         with self._read() as tx:
             out = []
             for d in tx.rows(sql.UNDELIVERED):
