@@ -117,7 +117,7 @@ def write_atomically(path: Path, text: str) -> int:
 
 
 def generate(out: TextIO, records: int, seed: int) -> None:
-    """Write ``records`` random sequences (100-600 bases, varying GC content)."""
+    """Write ``read_rows`` random sequences (100-600 bases, varying GC content)."""
     rng = random.Random(seed)  # noqa: S311 - test data, not secrets
     for i in range(1, records + 1):
         gc = rng.uniform(0.3, 0.7)

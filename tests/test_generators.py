@@ -15,7 +15,7 @@ import pytest
 
 from jobreport import JobReportError, current_job, job_metrics
 from jobreport.runs.background import ENDS
-from jobreport.store.records import RunRecord
+from jobreport.store.read_rows import RunRecord
 from jobreport.store.store import Store
 from tests.conftest import Gateway
 from tests.isolation import own_dirs

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobreport.config import default_db_url
-from jobreport.store.records import RunRecord
+from jobreport.store.read_rows import RunRecord
 from jobreport.store.store import Store
 from tests.conftest import Gateway
 from tests.test_run import PY, jobreport, jobreport_argv, jobreport_env, wait_until

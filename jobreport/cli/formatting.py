@@ -16,7 +16,7 @@ from jobreport.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:
     from jobreport.commands.status import GroupStatus
-    from jobreport.store.records import RunRecord
+    from jobreport.store.read_rows import RunRecord
 
 __all__ = ["group_text", "history_table", "parse_since", "printable", "run_details",
            "status_table", "table", "when"]

@@ -16,7 +16,7 @@ from jobreport.secrets import config_secrets, mask, mask_url, remember
 from jobreport.sinks.base import Probes, Sink, deadline_after
 
 if TYPE_CHECKING:
-    from jobreport.store.records import Undelivered
+    from jobreport.store.read_rows import Undelivered
     from jobreport.store.store import Store
 
 __all__ = ["FAIL", "INFO", "OK", "WARN", "Check", "CheckReport", "run_checks"]

@@ -10,7 +10,7 @@ from jobreport.errors import NotConfiguredError
 from jobreport.logger import log
 from jobreport.sinks.base import Delivered, RetryLater, Sink
 from jobreport.state import grouping_from_key
-from jobreport.store.records import PendingGroup
+from jobreport.store.read_rows import PendingGroup
 from jobreport.store.store import Store
 
 __all__ = ["FlushResult", "flush"]

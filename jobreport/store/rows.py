@@ -1,7 +1,7 @@
 """The store's rows as a run writes them: what a run start holds, and how a ``RunResult``
 maps to its columns and back (one converter per kind of field, so that a new figure needs
 no edit here; a run's ``JobSpec`` maps itself: ``JobSpec.columns``). What the store's
-readers hand back (a run as kept, where a group stands with a sink) is in ``records``."""
+readers hand back (a run as kept, where a group stands with a sink) is in ``read_rows``."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ SQLite by default, under the XDG state directory with owner-only permissions, in
 with a busy timeout and short ``BEGIN IMMEDIATE`` transactions, so that many cron jobs can
 write one file at once. Any SQLAlchemy URL works (PostgreSQL for a fleet-wide history):
 tables in ``schema``, SQL in ``sql`` for both ``backends``, older stores in ``migrations``;
-what its readers hand back is in ``records``.
+what its readers hand back is in ``read_rows``.
 
 Every change to a group (a run opened, closed or abandoned; a heartbeat; pushed values)
 bumps the group's ``seq``; a delivery records, per sink, the ``seq`` it carried as that
@@ -47,7 +47,7 @@ from jobreport.store.rows import DEFAULT_SINK, TAIL_MAX_BYTES, RunStart, end_val
 
 if TYPE_CHECKING:
     from jobreport.held import HeldGroup
-    from jobreport.store.records import PendingGroup, RunRecord, Undelivered
+    from jobreport.store.read_rows import PendingGroup, RunRecord, Undelivered
 
 __all__ = ["SCHEMA_VERSION", "TAIL_MAX_BYTES", "RunStart", "Store"]
 
@@ -227,7 +227,7 @@ class Store:
     def history(self, job: str | None = None, *, limit: int | None = 20,
                 since: float | None = None, outcomes: Sequence[str] = ()) -> list[RunRecord]:
         """Runs, newest (last recorded) first."""
-        from jobreport.store.records import run_record
+        from jobreport.store.read_rows import run_record
         params: dict[str, Any] = {"job": job, "since": since, "limit": limit}
         where = [clause for clause, used in (
             ("job = :job", job is not None), ("started >= :since", since is not None),
@@ -248,7 +248,7 @@ class Store:
 
     def get_run(self, run_id: int | str) -> RunRecord | None:
         """One run, by its store id or by the ``$JOBREPORT_RUN_ID`` its process was given."""
-        from jobreport.store.records import run_record
+        from jobreport.store.read_rows import run_record
         params: dict[str, Any]
         if isinstance(run_id, str) and not run_id.isdigit():
             query, params = "SELECT * FROM jobreport_runs WHERE uid = :u", {"u": run_id}
@@ -331,7 +331,7 @@ class Store:
 
     def pending(self, sink: str = DEFAULT_SINK) -> list[PendingGroup]:
         """Every group (not retired) whose newest state has not reached ``sink``."""
-        from jobreport.store.records import PendingGroup
+        from jobreport.store.read_rows import PendingGroup
         with self._read() as tx:
             out = []
             for g in tx.rows(sql.PENDING, {"sink": sink}):
@@ -344,7 +344,7 @@ class Store:
     def undelivered(self, job: str | None = None) -> list[Undelivered]:
         """Every group (not retired) that a sink has not taken the newest state of, with
         the error of the last attempt: what ``check``, ``status`` and ``history`` show."""
-        from jobreport.store.records import Undelivered
+        from jobreport.store.read_rows import Undelivered
         with self._read() as tx:
             out = []
             for d in tx.rows(sql.UNDELIVERED):
