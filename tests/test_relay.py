@@ -258,3 +258,30 @@ def test_nothing_is_lost_or_doubled_when_the_wrapper_dies_mid_stream(tmp_path: P
     written = int(text(status))
     wait_until(lambda: not holders(out), timeout=WAIT)
     assert out.read_bytes() == b"".join(b"%d\n" % i for i in range(written))
+
+
+def test_reaping_the_copier_waits_for_its_exit_and_no_longer() -> None:
+    """``_reap`` reaps a copier that exits while it waits (woken by its pidfd), and leaves one
+    that outlives the wait to init or the subreaper."""
+    import time
+
+    from jobreport.wrapper.relay import _reap
+
+    quick = os.fork()
+    if quick == 0:  # pragma: no cover - the child
+        time.sleep(0.05)
+        os._exit(0)
+    _reap(quick, wait=30.0)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(quick, os.WNOHANG)  # reaped already
+
+    slow = os.fork()
+    if slow == 0:  # pragma: no cover - the child
+        time.sleep(60)
+        os._exit(0)
+    try:
+        _reap(slow, wait=0.05)
+        assert os.waitpid(slow, os.WNOHANG) == (0, 0)  # still running, not reaped
+    finally:
+        os.kill(slow, signal.SIGKILL)
+        os.waitpid(slow, 0)

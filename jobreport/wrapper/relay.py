@@ -335,18 +335,23 @@ def _enlarge(pipe_fd: int) -> None:
 
 
 def _reap(pid: int, wait: float) -> None:
-    """Reap the copier if it has ended, waiting up to ``wait`` seconds for it."""
+    """Reap the copier, waiting up to ``wait`` s for it to exit (a pidfd, else a 5 ms poll)."""
     import time
 
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return  # reaped already (as an orphan of the subreaper, say)
-        if done or time.monotonic() >= deadline:
-            return
-        time.sleep(0.005)
+    with contextlib.suppress(ChildProcessError):  # reaped already (an orphan of the subreaper)
+        while not os.waitpid(pid, os.WNOHANG)[0] and (left := deadline - time.monotonic()) > 0:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
+                time.sleep(min(0.005, left))
+                continue
+            try:
+                exited = select.poll()
+                exited.register(pidfd, select.POLLIN)
+                exited.poll(left * 1000)
+            finally:
+                os.close(pidfd)
 
 
 def hand_over(read_fd: int, out_fd: int) -> None:
