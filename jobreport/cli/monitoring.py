@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from jobreport.cli.app import cli, fail, library_errors, setup_logging
-from jobreport.cli.options import opt
+from jobreport.cli.options import job_names, opt
 
 __all__ = ["monitoring"]
 
@@ -61,17 +61,6 @@ def _label_names(ctx: click.Context, param: click.Parameter,
         raise click.BadParameter(str(e), ctx, param) from None
 
 
-def _job_names(ctx: click.Context, param: click.Parameter,
-               value: tuple[str, ...]) -> tuple[str, ...]:
-    from jobreport.errors import InvalidNameError
-    from jobreport.names import check_job
-
-    try:
-        return tuple(check_job(job) for job in value)
-    except InvalidNameError as e:
-        raise click.BadParameter(str(e), ctx, param) from None
-
-
 @monitoring.command(epilog=EXPORT_EXIT_CODES)
 @click.argument("directory", metavar="DIR",
                 type=click.Path(file_okay=False, path_type=Path))
@@ -89,7 +78,7 @@ def _job_names(ctx: click.Context, param: click.Parameter,
 @opt("--namespace", envvar="JOBREPORT_NAMESPACE", metavar="NS",
      help="The metric namespace the jobs push [default: the config's, else jobreport].")
 @opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
-     callback=_job_names,
+     callback=job_names,
      help="Write an absent() guard for this job (repeatable) "
           "[default: every job of the config file].")
 @opt("--grouping-label", "variables", envvar="JOBREPORT_EXPORT_GROUPING_LABEL", multiple=True,

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_SETTINGS", "DURATION", "LABELS", "EnvOption", "LenientOption", "SpecType",
-    "config_from", "json_option", "label_option", "opt", "run_opt", "settings_options",
+    "config_from", "job_names", "json_option", "label_option", "opt", "run_opt", "settings_options",
     "spec_option", "typed_labels", "typed_settings",
 ]
 
@@ -238,3 +238,15 @@ def label_option(help_text: str) -> Callable[[F], F]:
 def json_option() -> Callable[[F], F]:
     return opt("--json", "as_json", is_flag=True, envvar="JOBREPORT_JSON",
                help="Print JSON instead of a table.")
+
+
+def job_names(ctx: click.Context, param: click.Parameter,
+              value: tuple[str, ...]) -> tuple[str, ...]:
+    """A click callback: every ``--job`` given is a valid job name, else a usage error."""
+    from jobreport.errors import InvalidNameError
+    from jobreport.names import check_job
+
+    try:
+        return tuple(check_job(job) for job in value)
+    except InvalidNameError as e:
+        raise click.BadParameter(str(e), ctx, param) from None

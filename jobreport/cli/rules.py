@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from jobreport.cli.app import EXIT_CODES_HELP, cli, library_errors, setup_logging
-from jobreport.cli.options import config_from, opt, settings_options
+from jobreport.cli.options import config_from, job_names, opt, settings_options
 
 __all__ = ["rules"]
 
@@ -15,20 +15,9 @@ __all__ = ["rules"]
 USE = ("config_file",)
 
 
-def _job_names(ctx: click.Context, param: click.Parameter,
-               value: tuple[str, ...]) -> tuple[str, ...]:
-    from jobreport.errors import InvalidNameError
-    from jobreport.names import check_job
-
-    try:
-        return tuple(check_job(job) for job in value)
-    except InvalidNameError as e:
-        raise click.BadParameter(str(e), ctx, param) from None
-
-
 @cli.command(epilog=EXIT_CODES_HELP)
 @opt("--job", "jobs", envvar="JOBREPORT_RULES_JOB", multiple=True, metavar="NAME",
-     callback=_job_names,
+     callback=job_names,
      help="Write a guard for this job (repeatable) [default: every job of the config file].")
 @opt("--sink", type=click.Choice(["pushgateway", "remote-write", "textfile"]),
      envvar="JOBREPORT_RULES_SINK", default=None,
