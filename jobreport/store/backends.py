@@ -30,6 +30,29 @@ BUSY_TIMEOUT = 30.0
 Row = dict[str, Any]
 
 
+
+def wal_mode(conn: Any) -> None:
+    """Put an SQLite connection in WAL mode. While another process turns a new file to WAL,
+    SQLite answers "database is locked" at once, without waiting on the busy timeout (the
+    first runs of a new store, started together, met it); so it is asked again for up to
+    ``BUSY_TIMEOUT``, tenacity's random exponential wait between (5 ms to 0.1 s)."""
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        return
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e) and "busy" not in str(e):
+            raise
+    import tenacity
+
+    for attempt in tenacity.Retrying(
+            stop=tenacity.stop_after_delay(BUSY_TIMEOUT),
+            wait=tenacity.wait_random_exponential(multiplier=0.005, max=0.1),
+            retry=tenacity.retry_if_exception(
+                lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+            reraise=True):
+        with attempt:
+            conn.execute("PRAGMA journal_mode = WAL")
+
 class Tx(Protocol):
     """One transaction: run SQL with ``:name`` parameters."""
 
@@ -142,7 +165,7 @@ class SQLiteBackend:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
                                        check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                wal_mode(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
             except OSError as e:
                 raise StoreError(
@@ -302,7 +325,7 @@ class SQLAlchemyBackend:
                 @event.listens_for(self.engine, "connect")
                 def _on_connect(dbapi_conn: Any, _record: Any) -> None:
                     dbapi_conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-                    dbapi_conn.execute("PRAGMA journal_mode = WAL")
+                    wal_mode(dbapi_conn)
 
                 @event.listens_for(self.engine, "begin")
                 def _on_begin(conn: Any) -> None:
