@@ -254,7 +254,7 @@ def test_lock_skips_a_second_run(gw: Gateway, tmp_path: Path) -> None:
     assert not marker.exists()
     assert first.wait(60) == 0
     runs = [r for r in history() if r["job"] == "nightly"]
-    assert sorted(str(r["outcome"]) for r in runs) == ["skipped", "success"]
+    assert sorted(str(r["outcome"]) for r in runs) == ["skipped", "success"], second.stderr
     s = gw.samples("nightly")
     assert s['jobreport_runs_total{outcome="skipped"}'] == 1
     assert outcome_of(s) == "success"  # a skipped run does not hide the real last outcome
