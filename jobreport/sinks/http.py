@@ -24,7 +24,6 @@ from jobreport.config import Config, SinkSettings
 from jobreport.errors import DeliveryError
 from jobreport.secrets import config_secrets, mask, mask_url, remember, url_secrets
 from jobreport.sinks.base import Delivered, DeliveryResult, budget_of, failed
-from jobreport.sinks.retry import MAX_ATTEMPTS, retrying
 from jobreport.sinks.transport import Answer, NoAnswer, Reader, Transport
 
 if TYPE_CHECKING:
@@ -133,7 +132,7 @@ class HttpSink:
         as it came, ``Answer.read``), else ``DeliveryError`` for the last one. Unless
         ``patient``, the first unreachable answer ends the retries (``status`` and
         ``check`` answer a person, who should hear "refused" at once)."""
-        attempts = MAX_ATTEMPTS
+        attempts = None  # the policy's own number
         recent = self.peers.unreachable_since(self.url)
         if recent is not None:
             # down moments ago: one short attempt, not the whole deadline again
@@ -141,11 +140,19 @@ class HttpSink:
         # the whole time given, for messages: an attempt cut short by the deadline did not
         # get an answer within this (not within what was left of it)
         given = budget_of(deadline) or max(0.0, deadline - self._clock())
+
+        def attempt() -> Answer:
+            return self._attempt(method, url, body, dict(headers or {}), deadline,
+                                 given=given, reader=reader)
+
         try:
-            answer: Answer = retrying(deadline, attempts=attempts, patient=patient,
-                                      sleep=self._sleep, clock=self._clock)(
-                self._attempt, method, url, body, dict(headers or {}), deadline,
-                given=given, reader=reader)
+            try:
+                answer = attempt()
+            except DeliveryError as first:
+                from jobreport.sinks.retry import retry_after  # tenacity: only when needed
+
+                answer = retry_after(first, attempt, deadline, attempts=attempts,
+                                     patient=patient, sleep=self._sleep, clock=self._clock)
         except DeliveryError as e:
             if recent is None or not e.unreachable:
                 raise
