@@ -192,14 +192,13 @@ def adopt_all(store: Store, host: str, grouping_of: GroupingOf | None = None) ->
     """``jobreport flush``: every run only a marker knows whose processes are gone is
     recorded and closed as abandoned at once (no new run of its group may come to do it),
     so that its group is pending and gets delivered. Returns how many were."""
-    from dataclasses import replace
 
     closed = 0
     for marker in _orphaned(markers(None, grouping_of), host):
         if store.get_run(marker.uid) is None:
             store.open_run(marker.run_start())
             closed += 1
-        start = replace(marker.run_start(), started=time.time(), pid=None, uid=None)
+        start = marker.run_start()._replace(started=time.time(), pid=None, uid=None)
         store.close_abandoned(start, alive=liveness.alive)
         marker.remove()
     return closed

@@ -12,14 +12,14 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["RESULT_FIELDS", "RESULT_GAUGES", "CustomFamily", "RunResult", "dump_custom",
            "load_custom"]
 
 
-@dataclass(frozen=True)
-class CustomFamily:
+# A NamedTuple (immutable, compared by value), not a frozen dataclass: made at every run's end.
+class CustomFamily(NamedTuple):
     """A metric family a job added (``gauge()``, ``register()``, the metrics file or
     ``jobreport push``), kept in the store as JSON.
 

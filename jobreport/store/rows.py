@@ -6,8 +6,7 @@ readers hand back (a run as kept, where a group stands with a sink) is in ``read
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobreport.numbers import column_int, column_real
 from jobreport.result import RESULT_FIELDS, RunResult, dump_custom, load_custom
@@ -20,8 +19,8 @@ __all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "RunStart", "bound_tail", "end_valu
 DEFAULT_SINK = "pushgateway"
 
 
-@dataclass(frozen=True)
-class RunStart:
+# A NamedTuple (immutable, compared by value), not a frozen dataclass: made at every run's end.
+class RunStart(NamedTuple):
     """What is known when a run starts."""
 
     job: str
