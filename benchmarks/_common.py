@@ -135,11 +135,38 @@ def machine() -> dict[str, str]:
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
+def _private_state() -> str:
+    """A directory of this benchmark's own, removed at exit, for what jobreport keeps
+    outside its store (run markers, lock files; the default store): set as this process's
+    ``XDG_STATE_HOME`` and ``XDG_RUNTIME_DIR`` at import, so that neither a measured run
+    nor anything started from here writes into the user's ``~/.local/state/jobreport``."""
+    import atexit
+    import shutil
+    import tempfile
+
+    own = tempfile.mkdtemp(prefix="jobreport-bench-")
+    atexit.register(shutil.rmtree, own, True)
+    for name in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"):
+        os.makedirs(os.path.join(own, name.lower()), mode=0o700)
+    for name in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        os.environ[name] = os.path.join(own, name.lower())
+    return own
+
+
+#: This benchmark's own directory (``_private_state``).
+PRIVATE = _private_state()
+
+
 def clean_env() -> dict[str, str]:
     """This process's environment without any jobreport setting (``JOBREPORT_*``,
-    ``PUSHGATEWAY_URL``): each benchmark sets the ones it measures."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("JOBREPORT_") and k != "PUSHGATEWAY_URL"}
+    ``PUSHGATEWAY_URL``): each benchmark sets the ones it measures. Its state and config
+    directories are the benchmark's own (``PRIVATE``): the user's ``jobreport.toml`` does
+    not change what is measured. (This process keeps the user's ``XDG_CONFIG_HOME``: pip,
+    which the start-up figures run, reads its settings there.)"""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("JOBREPORT_") and k != "PUSHGATEWAY_URL"}
+    env["XDG_CONFIG_HOME"] = os.path.join(PRIVATE, "xdg_config_home")
+    return env
 
 
 def header(title: str) -> None:

@@ -12,7 +12,6 @@ it holds), which would make filling 10,000 groups take an hour.
 from __future__ import annotations
 
 import http.client
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from _common import ROOT  # noqa: F401 - puts the checkout on sys.path
+from _common import ROOT, clean_env  # noqa: F401 - ROOT puts the checkout on sys.path
 
 from jobreport.exposition import text
 from jobreport.result import RunResult
@@ -115,7 +114,6 @@ def fleet_gateway(workdir: Path, groups: int, *,
 
 
 def environment(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("JOBREPORT_") and k != "PUSHGATEWAY_URL"}
+    env = clean_env()
     env.update(settings)
     return env

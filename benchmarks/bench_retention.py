@@ -84,7 +84,7 @@ def run_cost(url: str, tmp: Path, repeat: int) -> tuple[dict[str, object], list[
     spread_store.ensure_schema()
     from jobreport.store import retention as retention_module
 
-    swept = retention_module.sweep(spread_store._db, retention, ["pushgateway"],  # noqa: SLF001
+    swept = retention_module.sweep(spread_store._db, retention, ["pushgateway"],
                                    deadline=time.monotonic() + 60, now=time.time() + 7200)
     sweep_ms = (time.perf_counter() - t0) * 1000
     print(f"   one sweep of 100 groups x 10,000 runs, nothing to remove: {sweep_ms:.0f} ms "
@@ -108,7 +108,7 @@ def catch_up(deep: Path, url: str) -> list[dict[str, float]]:
         t0 = time.perf_counter()
         one_run(cfg, job_name(0))
         took = time.perf_counter() - t0
-        with store._db.read() as tx:  # noqa: SLF001
+        with store._db.read() as tx:
             left = int(tx.rows(count, {"k": key})[0]["n"])
         rounds.append({"run": i + 1, "seconds": round(took, 3), "runs_left": left})
         if i < 3 or left <= 10_001:
