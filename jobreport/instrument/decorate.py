@@ -55,6 +55,21 @@ class Scope(Protocol):
     async def _end_async(self, exc: BaseException | None) -> None: ...
 
 
+class _Current:
+    """A step of a generator's body, with its run as ``current_job()`` (and only then)."""
+
+    __slots__ = ("scope", "token")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __enter__(self) -> None:
+        self.token = self.scope._activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self.scope._deactivate(self.token)
+
+
 #: The runs of generators begun and not ended: a generator left suspended when the program
 #: ends is closed by the interpreter only as it tears itself down (if ever), too late to
 #: record anything, so its run is ended at exit, as closed early.
@@ -123,27 +138,18 @@ def _generator(func: Callable[..., Generator[Any, Any, Any]],
         scope._begin()  # at the first next(): a generator never iterated is no run
         _track(scope)
         try:
-            token = scope._activate()
-            try:
+            with _Current(scope):
                 inner = func(*args, **kwargs)
-            finally:
-                scope._deactivate(token)
             sent: Any = None
             thrown: BaseException | None = None
             while True:
-                token = scope._activate()  # the run's during each step, not between
-                try:
+                with _Current(scope):  # the run's during each step, not between
                     item = inner.send(sent) if thrown is None else inner.throw(thrown)
-                finally:
-                    scope._deactivate(token)
                 try:
                     sent, thrown = (yield item), None
                 except GeneratorExit:
-                    token = scope._activate()
-                    try:
+                    with _Current(scope):
                         inner.close()  # what it raises on closing fails the run
-                    finally:
-                        scope._deactivate(token)
                     raise
                 except BaseException as e:  # thrown in by the consumer: the body's to handle
                     sent, thrown = None, e
@@ -170,26 +176,17 @@ def _async_generator(func: Callable[..., AsyncGenerator[Any, Any]],
         sent: Any = None
         thrown: BaseException | None = None
         try:
-            token = scope._activate()
-            try:
+            with _Current(scope):
                 inner = func(*args, **kwargs)
-            finally:
-                scope._deactivate(token)
             while True:
-                token = scope._activate()
-                try:
+                with _Current(scope):
                     item = await (inner.asend(sent) if thrown is None
                                   else inner.athrow(thrown))
-                finally:
-                    scope._deactivate(token)
                 try:
                     sent, thrown = (yield item), None
                 except GeneratorExit:
-                    token = scope._activate()
-                    try:
+                    with _Current(scope):
                         await inner.aclose()
-                    finally:
-                        scope._deactivate(token)
                     raise
                 except BaseException as e:
                     sent, thrown = None, e
