@@ -30,28 +30,32 @@ BUSY_TIMEOUT = 30.0
 Row = dict[str, Any]
 
 
+def _busy(error: BaseException) -> bool:
+    """SQLite's SQLITE_BUSY ("database is locked")."""
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
 
 def wal_mode(conn: Any) -> None:
     """Put an SQLite connection in WAL mode. While another process turns a new file to WAL,
     SQLite answers "database is locked" at once, without waiting on the busy timeout (the
     first runs of a new store, started together, met it); so it is asked again for up to
-    ``BUSY_TIMEOUT``, tenacity's random exponential wait between (5 ms to 0.1 s)."""
+    ``BUSY_TIMEOUT``, tenacity's random exponential wait between (5 ms to 0.1 s), tenacity
+    loaded only then."""
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         return
     except sqlite3.OperationalError as e:
-        if "locked" not in str(e) and "busy" not in str(e):
+        if not _busy(e):
             raise
     import tenacity
 
     for attempt in tenacity.Retrying(
             stop=tenacity.stop_after_delay(BUSY_TIMEOUT),
             wait=tenacity.wait_random_exponential(multiplier=0.005, max=0.1),
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
-            reraise=True):
+            retry=tenacity.retry_if_exception(_busy), reraise=True):
         with attempt:
             conn.execute("PRAGMA journal_mode = WAL")
+
 
 class Tx(Protocol):
     """One transaction: run SQL with ``:name`` parameters."""
