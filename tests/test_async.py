@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,29 +19,14 @@ import pytest
 
 from jobreport import JobReportError, current_job, job_metrics
 from jobreport.runs.background import ENDS
-from jobreport.store.read_rows import RunRecord
 from jobreport.store.store import Store
 from tests.conftest import Gateway
 from tests.faults import SilentServer
+from tests.instrumented import env, runs  # noqa: F401 - env is a fixture
 from tests.isolation import own_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 60.0  # generous bounds: a loaded machine is slow, a correct run never waits this
-
-
-@pytest.fixture
-def env(gateway: Gateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Gateway]:
-    monkeypatch.setenv("JOBREPORT_GATEWAY", gateway.url)
-    monkeypatch.setenv("JOBREPORT_DB", f"sqlite:///{tmp_path / 'store.db'}")
-    monkeypatch.setenv("JOBREPORT_INSTANCE", "host1")
-    yield gateway
-    assert ENDS.drain(), "an end of a run was still being reported"
-
-
-def runs(tmp_path: Path, job: str) -> list[RunRecord]:
-    """The job's runs in the store, oldest first (after every end handed off is done)."""
-    assert ENDS.drain()
-    return list(reversed(Store(f"sqlite:///{tmp_path / 'store.db'}").history(job, limit=100)))
 
 
 # -- decorated coroutines -------------------------------------------------------------------

@@ -14,25 +14,9 @@ from pathlib import Path
 import pytest
 
 from jobreport import JobReportError, current_job, job_metrics
-from jobreport.runs.background import ENDS
-from jobreport.store.read_rows import RunRecord
-from jobreport.store.store import Store
 from tests.conftest import Gateway
+from tests.instrumented import env, runs  # noqa: F401 - env is a fixture
 from tests.isolation import own_dirs
-
-
-@pytest.fixture
-def env(gateway: Gateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Gateway]:
-    monkeypatch.setenv("JOBREPORT_GATEWAY", gateway.url)
-    monkeypatch.setenv("JOBREPORT_DB", f"sqlite:///{tmp_path / 'store.db'}")
-    monkeypatch.setenv("JOBREPORT_INSTANCE", "host1")
-    yield gateway
-    assert ENDS.drain(), "an end of a run was still being reported"
-
-
-def runs(tmp_path: Path, job: str) -> list[RunRecord]:
-    assert ENDS.drain()
-    return list(reversed(Store(f"sqlite:///{tmp_path / 'store.db'}").history(job, limit=100)))
 
 
 def outcome(gateway: Gateway, job: str) -> str:
