@@ -8,6 +8,7 @@ test module that needs more than one server.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -256,3 +257,12 @@ def node_exporter(workdir: Path, textfile_dir: Path, *, port: int | None = None)
 def _vm(server: Server) -> Server:
     server.ready_path = "/health"
     return server
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, exited and not reaped yet, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"

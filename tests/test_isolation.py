@@ -10,7 +10,6 @@ running, then compares."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,7 @@ import pytest
 
 from tests import servers
 from tests.isolation import SentinelUser
+from tests.servers import alive
 
 pytestmark = pytest.mark.integration  # starts a stack and a pytest of its own
 
@@ -59,14 +59,6 @@ def groups(gateway: str) -> list[dict[str, object]]:
         return [{"labels": g["labels"], **{k: v for k, v in g.items()
                                            if k.startswith("jobreport_last_")}}
                 for g in json.load(r)["data"]]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
 
 
 def test_the_suite_leaves_a_users_state_config_and_stack_alone(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests import servers
+from tests.servers import alive
 from tests.monitoring_helpers import MONITORING, ROOT, load_yaml, prom_get, prom_query, wait_for
 
 pytestmark = pytest.mark.integration  # starts servers itself
@@ -51,15 +52,6 @@ def without_dir(env: dict[str, str]) -> dict[str, str]:
 def pids(env: dict[str, str]) -> list[int]:
     pidfile = Path(env["JOBREPORT_STACK_DIR"]) / "stack.pid"
     return [int(line.split()[0]) for line in pidfile.read_text().splitlines()]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (exited, not reaped by its parent yet) is not running
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
 
 
 def test_background_start_serves_the_shipped_rules_and_stop_cleans_up(tmp_path: Path) -> None:
