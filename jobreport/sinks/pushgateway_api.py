@@ -7,7 +7,11 @@ store's read back, ``status``, ``status --check``, ``prune``, ``delete``): the g
 JSON API cannot be read as it comes with the standard library, and held whole it costs
 some 90 KB of memory a group (900 MB at 10,000 groups). The text comes family by family,
 so each group's values arrive spread over the whole answer: what is kept while it streams
-is, per group, only what the caller asks for (``keep``), never the answer.
+is, per group, only what the caller asks for (``keep``), never the answer. It is read here
+rather than with prometheus_client's parser (``text_fd_to_metric_families``, which the
+textfile sink uses): that one builds every sample of every family, 4-5x slower on a
+gateway of 10,000 groups (9 s against 2 s for 16 MB of text, both traced), past the
+budget of a command a person waits for.
 
 A group is what the gateway writes ``push_time_seconds`` (and
 ``push_failure_time_seconds``) for, with exactly its grouping labels (and ``instance=""``
