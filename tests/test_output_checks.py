@@ -384,8 +384,8 @@ def test_a_share_out_of_range_is_refused(text: object) -> None:
 
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=12))
 def test_the_typical_value_is_the_median(values: list[float]) -> None:
-    """The group's typical size and duration are the median of what it kept, as
-    ``statistics.median`` computes it (jobreport has its own, not to import statistics)."""
+    """The group's typical size and duration are the median of what it kept (nothing kept:
+    none)."""
     from jobreport.store.groups import typical
 
     kept = json.dumps(values)
