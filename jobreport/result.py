@@ -6,16 +6,13 @@ columns (``jobreport.store``), the exposition's gauges (``jobreport.exposition``
 ``history --json`` (``jobreport.store.rows.RunRecord``) and the push without a store.
 """
 
-from __future__ import annotations
-
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
-__all__ = ["RESULT_FIELDS", "RESULT_GAUGES", "CustomFamily", "RunResult", "dump_custom",
-           "load_custom"]
+__all__ = ["RESULT_FIELDS", "RESULT_GAUGES", "CustomFamily", "Figure", "ResultField",
+           "RunResult", "dump_custom", "load_custom"]
 
 
 # A NamedTuple (immutable, compared by value), not a frozen dataclass: made at every run's end.
@@ -40,7 +37,7 @@ class CustomFamily(NamedTuple):
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CustomFamily:
+    def from_json(cls, data: Mapping[str, Any]) -> "CustomFamily":
         return cls(
             name=str(data["name"]),
             help=str(data.get("help", "")),
@@ -52,7 +49,7 @@ class CustomFamily(NamedTuple):
         )
 
     @classmethod
-    def gauge(cls, name: str, value: float, help: str = "") -> CustomFamily:
+    def gauge(cls, name: str, value: float, help: str = "") -> "CustomFamily":
         return cls(name=name, help=help, type="gauge", samples=((name, (), float(value)),))
 
 
@@ -68,17 +65,21 @@ def load_custom(text: str | None) -> tuple[CustomFamily, ...]:
     return tuple(CustomFamily.from_json(d) for d in json.loads(text))
 
 
-def _figure(metric: str | None, help: str, column: str = "real", json: str | None = None,
-            default: Any = None) -> Any:
-    """A field of ``RunResult`` with how each room shows it: ``metric`` (without namespace;
-    None: not pushed as a gauge of its own), its ``help``, the store ``column`` type
-    (``real``, ``int``, ``text``, ``families``, ``tail``) and its ``history --json`` key."""
-    return field(default=default, metadata={"metric": metric, "help": help, "column": column,
-                                            "json": json})
+class Figure(NamedTuple):
+    """How each room shows a field of ``RunResult`` (the field's ``Annotated`` metadata):
+    its ``metric`` (without namespace; None: not pushed as a gauge of its own), its
+    ``help``, the store ``column`` type (``real``, ``int``, ``text``, ``families``,
+    ``tail``) and its ``history --json`` key (None: the field's name)."""
+
+    metric: str | None
+    help: str
+    column: str = "real"
+    json: str | None = None
 
 
-@dataclass(frozen=True)
-class RunResult:
+# A NamedTuple, not a frozen dataclass: made at every run's end, and ``dataclasses`` (with
+# the ``inspect`` it imports) cost a run about 6 ms that nothing else on its path needs.
+class RunResult(NamedTuple):
     """What a run reports at its end: made once, from the child's result (``jobreport run``)
     or from the ``with`` block (``job_metrics``).
 
@@ -86,34 +87,36 @@ class RunResult:
     stores by the store's migration).
     """
 
-    ended: float = _figure("last_end_timestamp_seconds",
-                           "Unix time the last run ended, any outcome.", default=MISSING)
-    duration: float = _figure("last_duration_seconds", "Wall time of the last run.",
-                              default=MISSING)
-    outcome: str = _figure(None, "Outcome of the last run.", "text", default=MISSING)
+    ended: Annotated[float, Figure("last_end_timestamp_seconds",
+                                   "Unix time the last run ended, any outcome.")]
+    duration: Annotated[float, Figure("last_duration_seconds", "Wall time of the last run.")]
+    outcome: Annotated[str, Figure(None, "Outcome of the last run.", "text")]
     #: None only for a run the store closed as abandoned (no process reported it).
-    exit_code: int | None = _figure("last_exit_code", "Exit code of the last run.", "int",
-                                    default=MISSING)
-    size: float | None = _figure("last_size_bytes", "Bytes the last run produced.")
-    items: float | None = _figure("last_items", "Items the last run processed.")
+    exit_code: Annotated[int | None, Figure("last_exit_code", "Exit code of the last run.",
+                                            "int")]
+    size: Annotated[float | None, Figure("last_size_bytes",
+                                         "Bytes the last run produced.")] = None
+    items: Annotated[float | None, Figure("last_items",
+                                          "Items the last run processed.")] = None
     #: ``--size-path``: 0 when a successful run left every path as it found it, else 1.
-    output_updated: int | None = _figure(
+    output_updated: Annotated[int | None, Figure(
         "last_output_updated",
-        "0 when the last run succeeded but wrote nothing to its --size-path, else 1.", "int")
-    cpu_seconds: float | None = _figure(
-        "last_cpu_seconds", "User+system CPU seconds of the last run's process tree.")
-    max_rss_bytes: float | None = _figure(
-        "last_max_rss_bytes", "Peak RSS of the largest process of the last run.")
-    tail: str | None = _figure(None, "The last lines of output.", "tail")
+        "0 when the last run succeeded but wrote nothing to its --size-path, else 1.",
+        "int")] = None
+    cpu_seconds: Annotated[float | None, Figure(
+        "last_cpu_seconds", "User+system CPU seconds of the last run's process tree.")] = None
+    max_rss_bytes: Annotated[float | None, Figure(
+        "last_max_rss_bytes", "Peak RSS of the largest process of the last run.")] = None
+    tail: Annotated[str | None, Figure(None, "The last lines of output.", "tail")] = None
     #: What failed a Python block (``job_metrics``): the exception's type and the first
     #: line of its message, secrets masked, at most ``ERROR_MAX_CHARS`` characters. Kept
     #: with the run and shown by ``history``; never pushed (no label carries free text).
-    error: str | None = _figure(None, "The error that failed the run.", "text")
-    custom: tuple[CustomFamily, ...] = _figure(None, "Families the job added.", "families",
-                                               json="metrics", default=())
+    error: Annotated[str | None, Figure(None, "The error that failed the run.", "text")] = None
+    custom: Annotated[tuple[CustomFamily, ...], Figure(None, "Families the job added.",
+                                                       "families", "metrics")] = ()
 
     @classmethod
-    def measured(cls, since_monotonic: float, **values: Any) -> RunResult:
+    def measured(cls, since_monotonic: float, **values: Any) -> "RunResult":
         """A result that ends now, its duration measured from ``since_monotonic``."""
         values.setdefault("ended", time.time())
         values.setdefault("duration", time.monotonic() - since_monotonic)
@@ -121,17 +124,25 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """The fields as ``history --json`` shows them."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.metadata["column"] == "families":
-                value = [fam.to_json() for fam in value]
-            out[f.metadata["json"] or f.name] = value
-        return out
+        values: tuple[Any, ...] = self
+        return {f.json: [fam.to_json() for fam in value] if f.column == "families" else value
+                for f, value in zip(RESULT_FIELDS, values, strict=True)}
+
+
+class ResultField(NamedTuple):
+    """A field of ``RunResult`` with its ``Figure``: ``json`` is its ``history --json`` key."""
+
+    name: str
+    metric: str | None
+    help: str
+    column: str
+    json: str
 
 
 #: The fields of ``RunResult`` in their order (store columns, JSON keys).
-RESULT_FIELDS = tuple(fields(RunResult))
+RESULT_FIELDS = tuple(
+    ResultField(name, fig.metric, fig.help, fig.column, fig.json or name)
+    for name, hint in RunResult.__annotations__.items()
+    for fig in hint.__metadata__)
 #: The fields pushed as a gauge each, with their metric name and help.
-RESULT_GAUGES = tuple((f.metadata["metric"], f.metadata["help"], f.name)
-                      for f in RESULT_FIELDS if f.metadata["metric"] is not None)
+RESULT_GAUGES = tuple((f.metric, f.help, f.name) for f in RESULT_FIELDS if f.metric is not None)

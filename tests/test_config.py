@@ -150,6 +150,10 @@ def test_secrets_from_env_or_file_and_never_in_repr(tmp_path: Path) -> None:
     assert config.token == "tok-secret"
     assert "s3cret" not in repr(config) and "tok-secret" not in repr(config)
     assert "s3cret" not in str(config.sources)
+    # the sinks' settings, and a record printed or formatted into a log line, alike
+    for shown in (repr(config.sinks), str(config), f"{config.sinks}", "%s" % (config,)):
+        assert "s3cret" not in shown and "tok-secret" not in shown, shown
+        assert "username='ops'" in shown, shown
 
 
 def test_secrets_cannot_be_flags() -> None:

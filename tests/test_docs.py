@@ -102,22 +102,22 @@ CONTRACT_METRICS = [
 
 def pushed_metrics() -> set[str]:
     """Every family name a push can hold (from a real state with every field set)."""
-    from dataclasses import fields
+    import typing
 
     from jobreport.result import RESULT_FIELDS, RunResult
     from jobreport.spec import FIELDS, JobSpec
     from jobreport.state import GroupState
     from tests.registry import registry_for
 
-    state = GroupState(job="x", grouping={"job": "x"})
-    for field in fields(state):
-        if field.type in ("float | None", "int", "int | None"):
-            setattr(state, field.name, 1.0)
-    # every field of the spec that a push can carry
-    state.spec = JobSpec("x", **{f.name: 1 for f in FIELDS if f.gauge is not None})
-    state.last = RunResult(**{f.name: 1.0 for f in RESULT_FIELDS if f.metadata["column"]
-                              in ("real", "int")}, outcome="success")
-    state.runs_total = {"success": 1}
+    numbers = {name: 1.0 for name, hint in typing.get_type_hints(GroupState).items()
+               if hint in (float | None, int, int | None)}
+    assert "typical_size" in numbers and "running" in numbers
+    state = GroupState(
+        job="x", grouping={"job": "x"}, **numbers, runs_total={"success": 1},
+        # every field of the spec that a push can carry
+        spec=JobSpec("x", **{f.name: 1 for f in FIELDS if f.gauge is not None}),
+        last=RunResult(**{f.name: 1.0 for f in RESULT_FIELDS if f.column in ("real", "int")},
+                       outcome="success"))
     registry = registry_for(state)
     return {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
 

@@ -254,7 +254,8 @@ import json, os, sys
 real_exit = os._exit
 wrapper = os.getpid()  # the output copier is a fork of it, and leaves by os._exit too
 def leave(status):
-    heavy = ["requests", "urllib3", "prometheus_client", "sqlalchemy", "click"]
+    heavy = ["requests", "urllib3", "prometheus_client", "sqlalchemy", "click", "tenacity",
+             "dataclasses"]
     if os.getpid() == wrapper:
         sys.stderr.write("LOADED " + json.dumps([m for m in heavy if m in sys.modules]) + "\\n")
     sys.stderr.flush()
@@ -271,10 +272,13 @@ def test_the_end_of_a_run_pushes_with_requests_without_prometheus_client(
     """The whole of `jobreport run -- true` against a real Pushgateway sends its push with
     requests (loaded after the command started: the test above) and loads neither
     prometheus_client nor click (nor SQLAlchemy once the SQLite store exists: creating it is
-    the one time SQLAlchemy loads): the body is written by jobreport (docs/architecture.md)."""
+    the one time SQLAlchemy loads): the body is written by jobreport (docs/architecture.md).
+    A push that lands at once loads no tenacity, and a run's records are NamedTuples: the
+    standard library's dataclasses (with the inspect it imports) are not loaded either."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "JOBREPORT_GATEWAY": gateway.url,
            "JOBREPORT_DB": f"sqlite:///{tmp_path / 's.db'}"}
-    for expected in (["requests", "urllib3", "sqlalchemy"], ["requests", "urllib3"]):
+    for expected in (["requests", "urllib3", "sqlalchemy", "dataclasses"],
+                     ["requests", "urllib3"]):
         proc = subprocess.run([sys.executable, "-c", _END_PROBE, "run", "--job", "lean",
                                "--instance", "h1", "--", "true"], capture_output=True,
                               text=True, env=env, timeout=60, check=False)

@@ -91,7 +91,7 @@ def _state(grouping: dict[str, str], kind: str, now: float) -> bytes:
                            last_success=now - 60, runs_total={"success": 40, "failure": 1},
                            consecutive_failures=0, last=success)
         spec = JobSpec(job, expect_every=DAY)
-    state.hold_to(spec)
+    state = state.held_to(spec)
     return text(state, "jobreport")
 
 

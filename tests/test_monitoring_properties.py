@@ -7,7 +7,6 @@ one tool call per example keep it fast."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import tempfile
 from pathlib import Path
@@ -156,7 +155,7 @@ def test_hostile_values_give_exports_the_tools_accept(
                 root / f"{sink}.test.yml",
                 [directory / "rules" / "generated" / "jobreport-absent.yml",
                  directory / "rules" / "jobreport-alerts.yml"],
-                expected_alerts(dataclasses.replace(config, namespace=namespace), url,
+                expected_alerts(config.with_overrides(namespace=namespace), url,
                                 directory)))
         tool(PROMTOOL, "test", "rules", *unit_tests, cwd=root)
 

@@ -50,7 +50,7 @@ class FakeReporter:
     def finish(self, run: FakeRun, result: RunResult) -> bool:
         if self.fail:
             raise RuntimeError("gateway on fire")
-        self.finished.append(vars(result))
+        self.finished.append(result._asdict())
         return True
 
     def record_skipped(self, spec: JobSpec, **kwargs: Any) -> None:

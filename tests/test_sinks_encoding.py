@@ -8,7 +8,6 @@ produce them on demand.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import stat
@@ -82,7 +81,8 @@ def test_labels_are_sorted_by_name_on_the_wire() -> None:
 def test_group_label_wins_over_a_sample_label() -> None:
     """A custom sample's own ``job`` label cannot move it into another group."""
     state = _state()
-    state.pushed = (CustomFamily("x", "", "gauge", (("x", (("job", "other"),), 1.0),)),)
+    state = state._replace(
+        pushed=(CustomFamily("x", "", "gauge", (("x", (("job", "other"),), 1.0),)),))
     (labels, _), = [s for s in _decode(remote_write.encode(state, now=NOW))
                     if s[0]["__name__"] == "x"]
     assert labels["job"] == "backup"
@@ -183,7 +183,7 @@ def test_textfile_rewrite_replaces_and_remove_deletes(tmp_path: Path) -> None:
     state = _state()
     path = writer.write(state)
     assert state.last is not None
-    state.last = dataclasses.replace(state.last, outcome="failure")
+    state = state._replace(last=state.last._replace(outcome="failure"))
     writer.write(state)
     assert 'jobreport_last_run_success{job="backup"} 0.0' in path.read_text()
     assert writer.files() == [path]

@@ -1,6 +1,6 @@
 """What a run is held to (its ``JobSpec``) is one record: made once at the start, kept in the
 store as a column per stored field, and given to the group's state by one method
-(``GroupState.hold_to``), so that the state with a store and the state of a run alone (no
+(``GroupState.held_to``), so that the state with a store and the state of a run alone (no
 store) agree on every threshold and deadline."""
 
 from __future__ import annotations

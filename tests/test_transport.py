@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -180,7 +179,7 @@ def test_an_answer_without_end_is_cut(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_a_token_http_cannot_carry_is_refused_without_showing_it(tmp_path: Path) -> None:
     with Peer(lambda _r: OK) as peer:
-        config = replace(_config(peer.url, tmp_path), token="s3cret\r\nX-Evil: 1")
+        config = _config(peer.url, tmp_path).with_overrides(token="s3cret\r\nX-Evil: 1")
         with pytest.raises(DeliveryError) as raised:
             _push(_sink(config, tmp_path), grouping={})
     assert "s3cret" not in str(raised.value) and "Evil" not in str(raised.value)

@@ -6,7 +6,7 @@ fallback for the gateway) > TOML file (``JOBREPORT_CONFIG``, else
 defaults. Nothing is read at import time. Secrets (password, token) come from the environment
 or from a file, never from a flag, and never appear in ``repr(config)``.
 
-The rooms: ``settings`` (the ``Config`` dataclass; a job's section is a
+The rooms: ``settings`` (the ``Config`` record; a job's section is a
 ``jobreport.spec.JobSpec``), ``values`` (one converter per setting), ``files`` (the TOML
 file, its ``[jobs.NAME]`` sections, secret files), ``load`` (the steps of ``load_config``).
 """

@@ -1,12 +1,10 @@
 """The resolved settings: a frozen ``Config`` (with the jobs' sections of the config file,
 each a ``JobSpec``), the ``SinkSettings`` the sinks are made from, plus the default store."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from jobreport.names import DEFAULT_NAMESPACE
 from jobreport.paths import state_dir
@@ -15,8 +13,22 @@ from jobreport.spec import JobSpec
 __all__ = ["Config", "SinkSettings", "default_db_url"]
 
 
-@dataclass(frozen=True)
-class SinkSettings:
+#: Never shown by a settings record's repr.
+_SECRET = frozenset({"password", "token"})
+#: The default of a mapping field: empty and read-only, so no record can change another's.
+_NONE: Mapping[str, Any] = MappingProxyType({})
+
+
+def _masked_repr(record: tuple[Any, ...], names: tuple[str, ...]) -> str:
+    """A settings record's repr without its secrets (a repr ends up in logs and tracebacks)."""
+    shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, record, strict=True)
+                      if n not in _SECRET)
+    return f"{type(record).__name__}({shown})"
+
+
+# The settings are NamedTuples, not frozen dataclasses: made by every run, and
+# ``dataclasses`` (with the ``inspect`` it imports) cost a run about 6 ms.
+class SinkSettings(NamedTuple):
     """The settings that pick the sinks and shape each of them (``Config.sinks``):
     ``jobreport.sinks.configured_sinks`` builds the sinks from these alone, and a process
     keeps the sinks it built per distinct value, so a setting added here can never hand
@@ -29,8 +41,8 @@ class SinkSettings:
     #: Seconds each socket operation of an attempt may take (``JOBREPORT_TIMEOUT``).
     timeout: float = 5.0
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
+    password: str | None = None
+    token: str | None = None
     ca_bundle: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
@@ -38,22 +50,24 @@ class SinkSettings:
     #: The store's URL: the memory of unreachable peers lives beside an SQLite store.
     db: str = ""
 
+    def __repr__(self) -> str:
+        return _masked_repr(self, self._fields)
 
-@dataclass(frozen=True)
-class Config:
+
+class Config(NamedTuple):
     """Everything jobreport needs to know, resolved once."""
 
     gateway: str | None = None
     db: str = ""
     namespace: str = DEFAULT_NAMESPACE
     instance: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = _NONE
     timeout: float = 5.0
     budget: float = 10.0
     start_budget: float = 1.0
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
+    password: str | None = None
+    token: str | None = None
     ca_bundle: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
@@ -68,14 +82,18 @@ class Config:
     keep_runs: int = 10_000
     #: The ``[jobs.NAME]`` sections of the config file: what a run of the job is held to
     #: where its flags or ``job_metrics`` keywords say nothing (``JobSpec.over``).
-    jobs: Mapping[str, JobSpec] = field(default_factory=dict)
+    jobs: Mapping[str, JobSpec] = _NONE
     config_file: str | None = None
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: Where each setting came from (``jobreport config``).
+    sources: Mapping[str, str] = _NONE
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, self._fields)
 
     @property
     def sinks(self) -> SinkSettings:
         """The settings of the sinks, taken from the fields of the same names."""
-        return SinkSettings(**{f.name: getattr(self, f.name) for f in fields(SinkSettings)})
+        return SinkSettings(**{name: getattr(self, name) for name in SinkSettings._fields})
 
     def job(self, name: str) -> JobSpec:
         """The section of job ``name`` in the config file (an empty spec when it has none)."""
@@ -93,9 +111,9 @@ class Config:
         key.update(labels or {})
         return key
 
-    def with_overrides(self, **changes: Any) -> Config:
+    def with_overrides(self, **changes: Any) -> "Config":
         """A copy with some fields replaced (used by tests and the CLI)."""
-        return replace(self, **changes)
+        return self._replace(**changes)
 
 
 def default_db_url(env: Mapping[str, str] | None = None) -> str:

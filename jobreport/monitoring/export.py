@@ -23,7 +23,6 @@ renamed in what jobreport wrote only, never in those values.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -202,7 +201,7 @@ def export_files(
                                              template=path.startswith("rules/"))
     labels = dict.fromkeys([*grouping_labels(config, jobs), *variables])
     out[DASHBOARD] = with_label_variables(out[DASHBOARD], labels, namespace=ns)
-    out[ABSENT_FILE] = absent_rules(dataclasses.replace(config, namespace=ns), jobs,
+    out[ABSENT_FILE] = absent_rules(config.with_overrides(namespace=ns), jobs,
                                     sink=sink, lookback=lookback, runbook_url=runbook_url)
     return out
 

@@ -341,16 +341,14 @@ def _state_without_store(run: Run, result: RunResult | None) -> GroupState:
         job=run.job, grouping=run.grouping, running=0 if result else 1, last_start=run.started,
     )
     if result is not None and result.outcome != SKIPPED:
-        state.last = result
         if result.outcome == SUCCESS:
-            state.last_success = result.ended
-            state.consecutive_failures = 0
+            state = state._replace(last=result, last_success=result.ended,
+                                   consecutive_failures=0)
         else:
-            state.last_failure = result.ended
             # without the history nobody can count: alert rather than stay silent
-            state.consecutive_failures = run.spec.alert_after_failures or 1
-    state.hold_to(run.spec, known=False)
-    return state
+            state = state._replace(last=result, last_failure=result.ended,
+                                   consecutive_failures=run.spec.alert_after_failures or 1)
+    return state.held_to(run.spec, known=False)
 
 
 def _host() -> str:

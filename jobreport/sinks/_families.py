@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import replace
 
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_metric_name
@@ -148,10 +147,10 @@ def without(state: GroupState, names: set[str] | frozenset[str] | tuple[str, ...
     pushed ones); every other value as it is."""
     if not names:
         return state
-    last = (replace(state.last, custom=tuple(f for f in state.last.custom
+    last = (state.last._replace(custom=tuple(f for f in state.last.custom
                                              if f.name not in names))
             if state.last is not None else None)
-    return replace(state, last=last, pushed=tuple(f for f in state.pushed
+    return state._replace(last=last, pushed=tuple(f for f in state.pushed
                                                   if f.name not in names))
 
 

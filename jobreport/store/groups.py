@@ -12,7 +12,6 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from jobreport.errors import StoreError
@@ -236,28 +235,27 @@ def delivery_row(tx: Tx, key: str, sink: str, attempted: int | None = None) -> N
 def read_state(tx: Tx, key: str) -> tuple[GroupState, int]:
     """The whole known state of group ``key`` and the ``seq`` it reflects."""
     grouping = grouping_from_key(key)
-    state = GroupState(job=grouping["job"], grouping=grouping, runs_total={})
     found = tx.rows(sql.GROUP, {"k": key})
     if not found:
-        return state, 0
+        return GroupState(job=grouping["job"], grouping=grouping, runs_total={}), 0
     g = found[0]
-    state.last_heartbeat = g["last_heartbeat"]
-    state.last_success, state.last_failure = g["last_success"], g["last_failure"]
-    state.running = int(g["running"] or 0)
-    state.runs_total = {str(r["outcome"]): int(r["n"]) for r in tx.rows(sql.COUNTS, {"k": key})}
-    state.pushed = load_custom(g["pushed"])
     newest = tx.rows(sql.NEWEST_START, {"k": key})
-    if newest:
-        state.last_start = newest[0]["started"]
     last = tx.rows(sql.LAST_END, {"k": key})
-    if last:
-        result = run_result(last[0])
-        if result is not None:
-            # size and items are the newest ever reported, not only the last run's
-            state.last = replace(result, size=g["last_size"], items=g["last_items"])
-    state.consecutive_failures = int(g["failure_streak"] or 0)
-    state.typical_size = typical(g["recent_sizes"])
-    state.typical_duration = typical(g["recent_durations"])
+    result = run_result(last[0]) if last else None
+    state = GroupState(
+        job=grouping["job"], grouping=grouping,
+        last_heartbeat=g["last_heartbeat"],
+        last_success=g["last_success"], last_failure=g["last_failure"],
+        running=int(g["running"] or 0),
+        runs_total={str(r["outcome"]): int(r["n"]) for r in tx.rows(sql.COUNTS, {"k": key})},
+        pushed=load_custom(g["pushed"]),
+        last_start=newest[0]["started"] if newest else None,
+        # size and items are the newest ever reported, not only the last run's
+        last=(result._replace(size=g["last_size"], items=g["last_items"])
+              if result is not None else None),
+        consecutive_failures=int(g["failure_streak"] or 0),
+        typical_size=typical(g["recent_sizes"]),
+        typical_duration=typical(g["recent_durations"]))
     if newest:  # what the newest run is held to, and the deadlines of its schedule
-        state.hold_to(JobSpec.from_columns(state.job, newest[0]))
+        state = state.held_to(JobSpec.from_columns(state.job, newest[0]))
     return state, int(g["seq"])

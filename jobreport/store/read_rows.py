@@ -65,7 +65,7 @@ class RunRecord:
         """A JSON-ready dict (``jobreport history --json``): the run, its result and what it
         was held to (a key per stored field of its spec)."""
         result = (self.result.to_json() if self.result is not None else
-                  {f.metadata["json"] or f.name: [] if f.metadata["column"] == "families"
+                  {f.json: [] if f.column == "families"
                    else None for f in RESULT_FIELDS})
         spec = self.spec if self.spec is not None else JobSpec(self.job)
         return {

@@ -65,7 +65,7 @@ def end_values(result: RunResult, seq: int) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in RESULT_FIELDS:
         value = getattr(result, f.name)
-        convert = _TO_COLUMN.get(f.metadata["column"])
+        convert = _TO_COLUMN.get(f.column)
         values[f.name] = convert(value) if convert is not None else value
     values["closed_seq"] = seq
     return values
@@ -77,6 +77,6 @@ def run_result(row: Mapping[str, Any]) -> RunResult | None:
         return None
     values: dict[str, Any] = {}
     for f in RESULT_FIELDS:
-        convert = _FROM_COLUMN.get(f.metadata["column"])
+        convert = _FROM_COLUMN.get(f.column)
         values[f.name] = convert(row[f.name]) if convert is not None else row[f.name]
     return RunResult(**values)

@@ -19,7 +19,7 @@ __all__ = ["counts", "deliveries", "groups", "meta", "metadata", "runs"]
 
 metadata = MetaData()
 
-#: Store column types of RunResult's fields (result.RunResult: ``column`` metadata).
+#: Store column types of RunResult's fields (``result.Figure.column``).
 _RESULT_TYPES: dict[str, Any] = {"real": Double, "int": Integer, "text": Text, "tail": Text,
                                  "families": Text}
 #: Store column types of a spec's stored fields (spec.Field.column).
@@ -42,7 +42,7 @@ runs = Table(
     *(Column(f.name, _SPEC_TYPES[f.column]) for f in STORED if f.column is not None),
     Column("command", Text),
     # what the run reported at its end: one column per field of RunResult
-    *(Column(f.name, _RESULT_TYPES[f.metadata["column"]]) for f in RESULT_FIELDS),
+    *(Column(f.name, _RESULT_TYPES[f.column]) for f in RESULT_FIELDS),
     # the group's seq when the run ended: the newest run is the one closed last
     Column("closed_seq", Integer),
     # the run's id as its process knows it from the start ($JOBREPORT_RUN_ID), before the
