@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobreport.config import load_config
+from jobreport.config import Config, load_config
 from jobreport.durations import format_duration, parse_duration
 from jobreport.errors import ConfigError
 
@@ -207,3 +207,23 @@ def test_credentials_in_the_gateway_url_become_basic_auth() -> None:
     explicit = load_config(env={"JOBREPORT_GATEWAY": "http://u:url-pw@h:1",
                                 "JOBREPORT_PASSWORD": "env-pw"})
     assert explicit.password == "env-pw"
+
+
+def test_a_config_crosses_to_another_process_and_its_defaults_are_read_only() -> None:
+    """A Config pickles and deep-copies (handed to a worker process), equal to itself, its
+    secrets kept; an unset mapping (labels, jobs) is read-only, so that no config can change
+    what another one holds."""
+    import copy
+    import pickle
+
+    config = load_config(env={"JOBREPORT_TOKEN": "tok-secret",
+                              "JOBREPORT_GATEWAY": "http://127.0.0.1:9"})
+    for other in (pickle.loads(pickle.dumps(config)), copy.deepcopy(config),
+                  pickle.loads(pickle.dumps(Config(labels={"team": "a"})))):
+        assert type(other) is Config and other.sinks == type(other)(**other._asdict()).sinks
+    assert pickle.loads(pickle.dumps(config)) == config
+    assert pickle.loads(pickle.dumps(config)).token == "tok-secret"
+    assert hash(config.sinks) == hash(pickle.loads(pickle.dumps(config)).sinks)
+    with pytest.raises(TypeError):
+        Config().labels["team"] = "b"  # type: ignore[index]
+    assert dict(Config().labels) == {} and dict(Config().jobs) == {}

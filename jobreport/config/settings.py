@@ -90,6 +90,11 @@ class Config(NamedTuple):
     def __repr__(self) -> str:
         return _masked_repr(self, self._fields)
 
+    def __reduce__(self) -> tuple[type["Config"], tuple[Any, ...]]:
+        # pickle and deepcopy (a Config handed to another process): the read-only default
+        # mapping goes as a plain dict, which they can copy
+        return type(self), tuple(dict(v) if isinstance(v, MappingProxyType) else v for v in self)
+
     @property
     def sinks(self) -> SinkSettings:
         """The settings of the sinks, taken from the fields of the same names."""
