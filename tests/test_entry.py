@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -274,20 +275,25 @@ def test_the_end_of_a_run_pushes_with_requests_without_prometheus_client(
     prometheus_client nor click (nor SQLAlchemy once the SQLite store exists: creating it is
     the one time SQLAlchemy loads): the body is written by jobreport (docs/architecture.md).
     A push that lands at once loads no tenacity, and a run's records are NamedTuples: the
-    standard library's dataclasses (with the inspect it imports) are not loaded either."""
+    standard library's dataclasses (with the inspect it imports) are not loaded either, also
+    by a scheduled run (its deadlines pushed)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "JOBREPORT_GATEWAY": gateway.url,
            "JOBREPORT_DB": f"sqlite:///{tmp_path / 's.db'}"}
-    for expected in (["requests", "urllib3", "sqlalchemy", "dataclasses"],
-                     ["requests", "urllib3"]):
+    scheduled = ["--schedule", "0 3 * * *", "--max-runtime", "1h"]
+    for options, expected in (([], ["requests", "urllib3", "sqlalchemy", "dataclasses"]),
+                              ([], ["requests", "urllib3"]),
+                              (scheduled, ["requests", "urllib3"])):
         proc = subprocess.run([sys.executable, "-c", _END_PROBE, "run", "--job", "lean",
-                               "--instance", "h1", "--", "true"], capture_output=True,
-                              text=True, env=env, timeout=60, check=False)
+                               "--instance", "h1", *options, "--", "true"],
+                              capture_output=True, text=True, env=env, timeout=60,
+                              check=False)
         assert proc.returncode == 0, proc.stderr
         lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("LOADED ")]
         assert lines and json.loads(lines[0][len("LOADED "):]) == expected, proc.stderr
     samples = gateway.samples("lean", instance="h1")
     assert samples["jobreport_last_run_success"] == 1
-    assert samples['jobreport_runs_total{outcome="success"}'] == 2
+    assert samples['jobreport_runs_total{outcome="success"}'] == 3
+    assert samples["jobreport_success_deadline_timestamp_seconds"] > time.time()
 
 
 def test_a_misspelt_option_goes_to_click_and_runs_nothing(isolated_env: Path,
