@@ -123,7 +123,9 @@ def test_several_files_at_once_one_failing(tmp_path: Path, gateway: Gateway,
     assert failed["jobreport_last_exit_code"] == 1
     [record] = [r for r in history(tmp_path) if r["outcome"] == "failure"]
     assert record["labels"] == {"file": "missing.bin", "instance": record["labels"]["instance"]}
-    assert record["error"] == f"DownloadError: {server.url}/missing.bin: HTTP 404 Not Found"
+    # the error's class is download.py's (module-qualified, as for any class not in __main__)
+    assert record["error"] == (
+        f"download.DownloadError: {server.url}/missing.bin: HTTP 404 Not Found")
 
 
 def test_a_checksum_mismatch_leaves_nothing_behind(tmp_path: Path, gateway: Gateway,
