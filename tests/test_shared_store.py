@@ -31,6 +31,14 @@ def wait_for(path: Path, timeout: float = WAIT) -> None:
         time.sleep(0.05)
 
 
+def start_held(pods: Pods, job: str, flags: Path, host: str) -> subprocess.Popen[str]:
+    """A ``--lock`` run of ``job`` on ``host`` whose command touches ``flags/started``, then
+    lasts until ``flags/go`` exists (at most 2 minutes)."""
+    return pods.start(["run", "--job", job, "--lock", "--", "sh", "-c",
+                       f'touch {flags}/started; i=0; while [ ! -e {flags}/go ] && '
+                       f'[ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done'], host=host)
+
+
 def gateway_samples(gateway: Gateway, job: str) -> dict[str, float]:
     return {k.replace('{instance=""}', "").replace('instance="",', ""): v
             for k, v in gateway.samples(job).items()}
@@ -73,9 +81,7 @@ def test_lock_holds_across_hosts(postgres_url: str, gateway: Gateway, tmp_path: 
     pods = Pods(tmp_path / "pods", JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=postgres_url)
     flags = tmp_path / "flags"
     flags.mkdir()
-    first = pods.start(["run", "--job", "locked", "--lock", "--", "sh", "-c",
-                        f'touch {flags}/started; i=0; while [ ! -e {flags}/go ] && '
-                        f'[ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done'], host="host-a")
+    first = start_held(pods, "locked", flags, host="host-a")
     try:
         wait_for(flags / "started")
         second = pods.run(["run", "--job", "locked", "--lock", "--", "touch",
@@ -137,9 +143,7 @@ def test_a_killed_wrapper_releases_the_lock_of_the_store(
     pods = Pods(tmp_path / "pods", JOBREPORT_GATEWAY=gateway.url, JOBREPORT_DB=postgres_url)
     flags = tmp_path / "flags"
     flags.mkdir()
-    first = pods.start(["run", "--job", "orphan", "--lock", "--", "sh", "-c",
-                        f'touch {flags}/started; i=0; while [ ! -e {flags}/go ] && '
-                        f'[ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done'], host="host-a")
+    first = start_held(pods, "orphan", flags, host="host-a")
     try:
         wait_for(flags / "started")
         wrapper = psutil.Process(first.pid)  # (unshare and sh exec it: the same process)
