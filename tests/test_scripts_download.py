@@ -8,12 +8,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Gateway
+from tests.scripted import LoopbackHTTP, QuietHandler
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "download.py"
@@ -22,7 +22,7 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 ETAG = '"v1"'
 
 
-class FileServer:
+class FileServer(LoopbackHTTP):
     """Serves PAYLOAD at /data.bin with ETag and Range support. ``cut_after`` makes the
     next ``cuts`` responses stop after that many body bytes (a dropped connection)."""
 
@@ -33,12 +33,7 @@ class FileServer:
         self.lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 with server.lock:
                     server.requests.append({"path": self.path, **dict(self.headers)})
@@ -74,19 +69,13 @@ class FileServer:
                     return
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
 def files() -> Iterator[FileServer]:
     server = FileServer()
+    server.start()
     try:
         yield server
     finally:

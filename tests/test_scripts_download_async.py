@@ -8,14 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Gateway
+from tests.scripted import LoopbackHTTP, QuietHandler
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "download_async.py"
@@ -23,7 +22,7 @@ FILES = {"/a.bin": bytes(range(256)) * 800, "/b.csv": b"id,name\n" + b"1,x\n" * 
          "/c.txt": b"plain text\n" * 100}
 
 
-class Server:
+class Server(LoopbackHTTP):
     """Serves FILES (sized), /chunked.txt (chunked), /moved (a redirect to /a.bin); anything
     else is a 404. Every request path is kept."""
 
@@ -31,12 +30,7 @@ class Server:
         self.paths: list[str] = []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 server.paths.append(self.path)
                 if self.path == "/moved":
@@ -60,19 +54,13 @@ class Server:
                 else:
                     self.send_error(404, "Not Found")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
     s = Server()
+    s.start()
     try:
         yield s
     finally:
