@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import inspect
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
@@ -96,6 +95,10 @@ def _end_suspended() -> None:
 
 def decorate(func: Callable[P, R], fresh: Callable[[], Scope]) -> Callable[P, R]:
     """``func`` reporting each call as one run of a ``fresh()`` scope."""
+    # inspect (with ast, dis, tokenize: 4-5 ms) only here: `with job_metrics(...)` never
+    # needs it
+    import inspect
+
     if inspect.isasyncgenfunction(func):
         return cast(Callable[P, R], _async_generator(func, fresh))
     if inspect.isgeneratorfunction(func):
@@ -110,6 +113,8 @@ def _function(func: Callable[P, R], fresh: Callable[[], Scope]) -> Callable[P, R
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         with fresh():
             result = func(*args, **kwargs)
+        import inspect  # (loaded by decorate already)
+
         if inspect.isawaitable(result) and notice_once(f"awaitable {id(func)}"):
             log.warning("jobreport: %s returned an awaitable, but is not a coroutine "
                         "function: its runs end when the awaitable is made, not when it is "

@@ -129,10 +129,8 @@ class Recorder:
             job=spec.job, grouping=self.config.grouping(spec.job, spec.labels),
             started=time.time(), monotonic_start=time.monotonic(), spec=spec,
             pid=os.getpid(), command=command, child_pid=child_pid,
-            child_pid_start=child_pid_start, exclusive=exclusive,
+            child_pid_start=child_pid_start, exclusive=exclusive, uid=uid,
         )
-        if uid is not None:
-            run.uid = uid
         SHARED.starts.submit(self._start_worker, run, delay)
         timeout = self.config.start_budget if wait is None else wait
         if timeout > 0:

@@ -26,7 +26,7 @@ class Run:
                  monotonic_start: float, spec: JobSpec, *, pid: int | None = None,
                  command: str | None = None, child_pid: int | None = None,
                  child_pid_start: float | None = None, exclusive: bool = False,
-                 uid: str | None = None, id: int | None = None) -> None:
+                 uid: str | None = None) -> None:
         self.job = job
         self.grouping = grouping
         self.started = started
@@ -43,7 +43,7 @@ class Run:
         self.exclusive = exclusive
         #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
         self.uid = uid if uid is not None else os.urandom(8).hex()
-        self.id = id
+        self.id: int | None = None
         self.ended = False
         #: Set when the run ends; the start worker waits on it before opening the run.
         self._ended = threading.Event()
