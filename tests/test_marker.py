@@ -106,3 +106,46 @@ def test_a_command_nobody_named_is_found_by_its_run_id(isolated_env: Path) -> No
         command.kill()
         command.wait(60)
     assert not marker.alive()
+
+
+def test_a_secret_in_the_command_line_is_masked_in_the_marker_and_the_adopted_run(
+        isolated_env: Path, tmp_path: Path) -> None:
+    """A secret typed into the command (`curl -u ops:...`) is masked in the run marker on
+    disk and in the abandoned run the next run of the group records from it, as in the
+    store's runs that ended: the marker holds the command line made once the settings are
+    resolved."""
+    secret = "s3cret-token-0123456789"
+    pidfile = tmp_path / "pid"
+    env = {**os.environ, "JOBREPORT_INSTANCE": "host-c", "JOBREPORT_TOKEN": secret}
+    wrapper = subprocess.Popen([*JOBREPORT, "run", "--job", "leaky", "--", "sh", "-c",
+                                f'echo $$ > "{pidfile}"; exec sleep 30', "sh", secret],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = None
+    try:
+        deadline = time.monotonic() + 60
+        while not [m for m in markers() if m.command]:  # the settings are resolved
+            assert time.monotonic() < deadline, "the marker never got its command line"
+            time.sleep(0.01)
+        wrapper.send_signal(signal.SIGKILL)
+        wrapper.wait(timeout=60)
+        command = int(pidfile.read_text())
+        [marker] = markers()
+        on_disk = Path(marker.path).read_text()
+        assert secret not in on_disk and "***" in str(marker.command), on_disk
+    finally:
+        if command is not None:
+            os.kill(command, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while any(m.alive() for m in markers()):
+        assert time.monotonic() < deadline, "the killed command is still there"
+        time.sleep(0.05)
+    proc = subprocess.run([*JOBREPORT, "run", "--job", "leaky", "--", "echo", secret],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    history = subprocess.run([*JOBREPORT, "history", "leaky", "--json"], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert history.returncode == 0, history.stderr
+    runs = json.loads(history.stdout)
+    assert sorted(r["outcome"] for r in runs) == ["abandoned", "success"]
+    assert secret not in history.stdout
+    assert all("***" in r["command"] for r in runs), runs

@@ -175,15 +175,12 @@ class Recorder:
             run._ready.set()
 
     def _run_start(self, run: Run) -> RunStart:
-        from jobreport.secrets import config_secrets, mask
         from jobreport.store.store import RunStart
 
-        # a secret typed into the command line (`curl -u ops:...`) is kept masked too
-        command = mask(run.command, config_secrets(self.config)) if run.command else None
         return RunStart(
             job=run.job, grouping=run.grouping, started=run.started, host=_host(),
             pid=run.pid, pid_start=_process_start(run.pid), spec=run.spec,
-            command=command, uid=run.uid, pid_ns=pid_namespace(),
+            command=run.command, uid=run.uid, pid_ns=pid_namespace(),
             child_pid=run.child_pid, child_pid_start=run.child_pid_start,
             exclusive=run.exclusive,
         )

@@ -72,7 +72,8 @@ def run_job(argv: Sequence[str], spec: JobSpec, config: Config | Callable[[], Co
 
         lock = take_lock(spec, settings.get())
     if lock is False:
-        _report_skipped(reporter or _new_reporter(settings.get()), argv, spec)
+        _report_skipped(reporter or _new_reporter(settings.get()), argv, spec,
+                        settings.get())
         return EXIT_SKIPPED
     try:
         return _Wrapper(argv, spec, settings, reporter, lock).run()
@@ -142,10 +143,19 @@ class _Wrapper:
         self.uid = os.urandom(8).hex()  # the run's id, before the store gives it one
         self.marker: RunMarker | None = None
         self.child_start: float | None = None
+        self._command: str | None = None
 
     @property
     def config(self) -> Config:
         return self.settings.get()
+
+    @property
+    def command(self) -> str:
+        """The command line as the marker and the store keep it (made once the settings
+        are resolved: their secrets masked)."""
+        if self._command is None:
+            self._command = _command_text(self.argv, self.config)
+        return self._command
 
     @property
     def reporter(self) -> RunReporter:
@@ -218,7 +228,7 @@ class _Wrapper:
         if self.marker is not None:
             # its command line and, once the settings are resolved, its group
             self.marker = self.marker.with_child(
-                pid, child_start, _command_text(self.argv),
+                pid, child_start, self.command,
                 self.config.grouping(self.job, self.spec.labels))
             self.marker.write()
         self._start(child=(pid, child_start))
@@ -241,7 +251,7 @@ class _Wrapper:
             return
         try:
             self.run_ = self.reporter.start(
-                self.spec, command=_command_text(self.argv), wait=0.0, uid=self.uid,
+                self.spec, command=self.command, wait=0.0, uid=self.uid,
                 child_pid=child[0], child_pid_start=child[1],
                 exclusive=self.lock is not None and self.lock.fleet is not None)
         except Exception as e:  # reporting must never stop the job
@@ -318,7 +328,7 @@ def child_environment(environ: Mapping[str, str], job: str, uid: str,
 
 def mask_secrets(text: str | None, config: Config) -> str | None:
     """``text`` with the values of the configured secrets (and any URL's credentials)
-    replaced by ``***`` (``jobreport.secrets``, loaded once the command is over)."""
+    replaced by ``***`` (``jobreport.secrets``, loaded once the command has started)."""
     if not text:
         return text
     from jobreport.secrets import config_secrets, mask
@@ -333,9 +343,10 @@ def _new_reporter(config: Config) -> RunReporter:
     return Recorder(config)
 
 
-def _report_skipped(reporter: RunReporter, argv: tuple[str, ...], spec: JobSpec) -> None:
+def _report_skipped(reporter: RunReporter, argv: tuple[str, ...], spec: JobSpec,
+                    config: Config) -> None:
     try:
-        reporter.record_skipped(spec, command=_command_text(argv))
+        reporter.record_skipped(spec, command=_command_text(argv, config))
     except Exception as e:
         log.warning("jobreport: the skipped run of job %s was not reported: %s", spec.job, e)
 
@@ -377,7 +388,9 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _command_text(argv: tuple[str, ...]) -> str:
+def _command_text(argv: tuple[str, ...], config: Config) -> str:
+    """``argv`` as one line, a secret typed into it (``curl -u ops:...``) masked as in the
+    tail: the one place a command line is made for the marker and the store."""
     import shlex  # only needed once the command has started
 
-    return shlex.join(argv)
+    return mask_secrets(shlex.join(argv), config) or ""
