@@ -162,7 +162,19 @@ def test_python_numbers_out_of_range_never_lose_a_run(tmp_path: Path) -> None:
     store.record_run(RunStart("raw", {"job": "raw"}, 1.0, "h1", spec=spec),
                      RunResult(ended=2.0, duration=1.0, outcome="failure", exit_code=10**30,
                                size=10**400))
+    # the same spec given at the end of a run opened first (what the command wrote to the
+    # metrics file, laid over its start's spec): the end's writer holds it to its columns too
+    run_id = store.open_run(RunStart("late", {"job": "late"}, 1.0, "h1"))
+    store.close_run(run_id, RunResult(ended=2.0, duration=1.0, outcome="success",
+                                      exit_code=0),
+                    spec=JobSpec("late", alert_after_failures=10**30, min_size=10**400))
     runs = {r.job: r for r in store.history()}
     assert runs["exits"].exit_code == 255
     assert runs["figures"].result is not None
     assert runs["raw"].result is not None and runs["raw"].result.size == math.inf
+    late = runs["late"]
+    assert late.outcome == "success" and late.spec is not None
+    assert late.spec.min_size == math.inf
+    raw_spec = runs["raw"].spec
+    assert raw_spec is not None
+    assert late.spec.alert_after_failures == raw_spec.alert_after_failures

@@ -15,14 +15,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jobreport.errors import StoreError
-from jobreport.numbers import column_int, column_real
 from jobreport.outcomes import ABANDONED, SKIPPED, SUCCESS
 from jobreport.result import load_custom
-from jobreport.spec import BY_NAME, JobSpec
+from jobreport.spec import JobSpec
 from jobreport.state import GroupState, grouping_from_key
 from jobreport.store import sql
 from jobreport.store.backends import Tx
-from jobreport.store.rows import RunStart, run_result
+from jobreport.store.rows import RunStart, run_result, spec_values
 
 if TYPE_CHECKING:
     from jobreport.held import HeldGroup
@@ -212,9 +211,7 @@ def start_values(start: RunStart, key: str) -> dict[str, Any]:
         "pid_start": start.pid_start, "started": start.started,
         "command": start.command, "uid": start.uid, "pid_ns": start.pid_ns,
         "child_pid": start.child_pid, "child_pid_start": start.child_pid_start,
-        # (a spec made in Python without its door may hold any number: never lose the run)
-        **{name: column_int(value) if BY_NAME[name].column == "int" else column_real(value)
-           for name, value in spec.columns().items()},
+        **spec_values(spec),
     }
 
 

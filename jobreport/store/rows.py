@@ -10,10 +10,10 @@ from typing import Any, NamedTuple
 
 from jobreport.numbers import column_int, column_real
 from jobreport.result import RESULT_FIELDS, RunResult, dump_custom, load_custom
-from jobreport.spec import TAIL_MAX_BYTES, JobSpec
+from jobreport.spec import BY_NAME, TAIL_MAX_BYTES, JobSpec
 
 __all__ = ["DEFAULT_SINK", "TAIL_MAX_BYTES", "RunStart", "bound_tail", "end_values",
-           "run_result"]
+           "run_result", "spec_values"]
 
 #: The sink whose marks ``pending()`` and friends read unless told otherwise.
 DEFAULT_SINK = "pushgateway"
@@ -58,6 +58,17 @@ def bound_tail(tail: str | None) -> str | None:
 _TO_COLUMN: dict[str, Callable[[Any], Any]] = {"tail": bound_tail, "families": dump_custom,
                                                "int": column_int, "real": column_real}
 _FROM_COLUMN: dict[str, Callable[[Any], Any]] = {"families": load_custom}
+
+
+def spec_values(spec: JobSpec) -> dict[str, Any]:
+    """The columns of what a run is held to (``JobSpec.columns``), each held to what its
+    column takes: a spec made in Python without its door may hold any number, and a run is
+    never lost to one."""
+    values: dict[str, Any] = {}
+    for name, value in spec.columns().items():
+        convert = _TO_COLUMN.get(str(BY_NAME[name].column))
+        values[name] = convert(value) if convert is not None else value
+    return values
 
 
 def end_values(result: RunResult, seq: int) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from jobreport.store.groups import (
 )
 from jobreport.store.migrations import SCHEMA_VERSION, ensure_schema
 from jobreport.store.retention import Retention
-from jobreport.store.rows import DEFAULT_SINK, TAIL_MAX_BYTES, RunStart, end_values
+from jobreport.store.rows import DEFAULT_SINK, TAIL_MAX_BYTES, RunStart, end_values, spec_values
 
 if TYPE_CHECKING:
     from jobreport.held import HeldGroup
@@ -141,7 +141,7 @@ class Store:
                 values = end_values(result, seq)
                 tx.run(sql.END_RUN, {**values, "id": run_id})
                 if spec is not None:
-                    tx.run(sql.SPEC_OF_RUN, {**spec.columns(), "id": run_id})
+                    tx.run(sql.SPEC_OF_RUN, {**spec_values(spec), "id": run_id})
                 count_end(tx, key, values)
             return read_state(tx, key)
 
