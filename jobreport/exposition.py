@@ -26,7 +26,7 @@ from jobreport.state import GroupState
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-__all__ = ["StateCollector", "families", "families_text", "text"]
+__all__ = ["StateCollector", "escape_label_value", "families", "families_text", "text"]
 
 # name (without namespace), help text, attribute of GroupState: the group's own values
 _GAUGES: tuple[tuple[str, str, str], ...] = (
@@ -113,7 +113,7 @@ def text(state: GroupState, namespace: str = DEFAULT_NAMESPACE) -> bytes:
                    f"# TYPE {exposed} {family.type}\n")
         for name, labels, value in family.samples:
             if labels:
-                pairs = ",".join(f'{k}="{_escape_value(v)}"' for k, v in sorted(labels))
+                pairs = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(labels))
                 own.append(f"{name}{{{pairs}}} {_go_float(value)}\n")
             else:
                 own.append(f"{name} {_go_float(value)}\n")
@@ -126,7 +126,8 @@ def _escape_help(doc: str) -> str:
     return doc.replace("\\", r"\\").replace("\n", r"\n")
 
 
-def _escape_value(value: str) -> str:
+def escape_label_value(value: str) -> str:
+    """A label value as the text format writes it."""
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobreport.durations import parse_duration, setting_seconds
+from jobreport.durations import setting_seconds
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_namespace
 from jobreport.numbers import setting_whole
 from jobreport.secrets import mask_url
 from jobreport.spec import parse_labels
 
-__all__ = ["CONVERTERS", "ENV_ONLY", "env_name", "parse_labels", "seconds"]
+__all__ = ["CONVERTERS", "ENV_ONLY", "env_name", "parse_labels"]
 
 
 def _gateway(value: object) -> str | None:
@@ -63,13 +63,6 @@ def _db(value: object) -> str:
     if "://" not in text:  # a plain path means an SQLite file
         return f"sqlite:///{os.path.abspath(os.path.expanduser(text))}"
     return text
-
-
-def seconds(value: object) -> float:
-    """A duration (``90s``, ``26h``, ``1h30m`` or a number of seconds) in seconds."""
-    if isinstance(value, str | int | float):
-        return parse_duration(value)
-    raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 26h, 1h30m)")
 
 
 def _setting(name: str) -> Callable[[object], float]:

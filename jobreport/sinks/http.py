@@ -96,10 +96,10 @@ class HttpSink:
         self.shown = mask_url(self.url)
         remember(settings)
         self.transport = Transport(settings, self.url, USER_AGENT, url)
-        # the URL's credentials and the proxy's travel as basic auth: a peer may echo them
+        # the URL's credentials travel as basic auth (and the proxies' are among
+        # config_secrets): a peer may echo them
         self._secrets = tuple(dict.fromkeys(s for s in (
-            *config_secrets(settings), *url_secrets(url),
-            *url_secrets(self.transport.proxy or "")) if s))
+            *config_secrets(settings), *url_secrets(url)) if s))
         self._sleep = sleep
         self._clock = clock
         self._peers = peers

@@ -35,6 +35,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from types import MappingProxyType
 
+from jobreport.exposition import escape_label_value
 from jobreport.held import HeldGroup
 
 __all__ = ["PUSH_FAILURE_TIME", "PUSH_TIME", "parse_version", "read_groups"]
@@ -95,7 +96,7 @@ class _Reading:
             self.only = _key({str(k): str(v) for k, v in only.items()})
             # the cheap test of every line: the job's label as the text format writes it
             # (each sample of the group carries it)
-            self.job = b'job="' + _escaped(str(only.get("job", ""))).encode() + b'"'
+            self.job = b'job="' + escape_label_value(str(only.get("job", ""))).encode() + b'"'
 
     def read(self, chunks: Iterable[bytes]) -> None:
         """Keep what is asked for of each line of the answer. One loop, its lookups bound
@@ -255,11 +256,6 @@ def _key(labels: dict[str, str]) -> Key:
     if labels.get("instance") == "":
         labels = {k: v for k, v in labels.items() if k != "instance"}
     return tuple(sorted(labels.items()))
-
-
-def _escaped(value: str) -> str:
-    """A label value as the text format writes it."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def parse_version(payload: bytes | str | object) -> str | None:

@@ -61,8 +61,6 @@ class Tx(Protocol):
     """One transaction: run SQL with ``:name`` parameters."""
 
     returning: bool
-    #: The database's kind, as SQLAlchemy names it (``sqlite``, ``postgresql``, ...).
-    dialect: str
     #: The database is PostgreSQL (what only it has: its sizes, its timeouts).
     postgresql: bool
     #: How to write "INSERT, unless the row exists": (``INSERT`` words, trailing clause).
@@ -116,7 +114,6 @@ def _reason(exc: BaseException) -> str:
 
 class _SQLiteTx:
     returning = sqlite3.sqlite_version_info >= (3, 35)
-    dialect = "sqlite"
     postgresql = False
     insert_missing = ("INSERT", "ON CONFLICT DO NOTHING")
 
@@ -252,7 +249,7 @@ def one_at_a_time(tx: Tx) -> None:
     """Make the changes of a store's schema wait for each other's transaction (PostgreSQL:
     a transaction-level advisory lock; SQLite's writes are serial already), so that many
     hosts making or migrating one shared store at once neither collide nor fail."""
-    if tx.dialect == "postgresql":
+    if tx.postgresql:
         from jobreport.store.locks import lock_key
 
         tx.rows("SELECT pg_advisory_xact_lock(:k) AS locked", {"k": lock_key("schema", "")})
@@ -272,7 +269,6 @@ class _SQLAlchemyTx:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.returning = bool(conn.dialect.insert_returning and conn.dialect.update_returning)
-        self.dialect = str(conn.dialect.name)
         name = conn.dialect.name
         self.postgresql = name == "postgresql"
         self.insert_missing = (
