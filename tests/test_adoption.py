@@ -140,7 +140,7 @@ def test_a_new_store_does_not_push_before_it_could_read_the_gateway(tmp_path: Pa
     outcome = deliver_group(store, Refused(config), group_key(grouping), budget=5.0)
     assert isinstance(outcome, RetryLater)
     assert sent == []
-    assert not store.knows_delivery(group_key(grouping), "pushgateway")
+    assert store.delivered_seq(group_key(grouping), "pushgateway") is None
     assert [p.job for p in store.pending()] == ["raced"]
 
 

@@ -48,16 +48,18 @@ def deliver_group(store: Store, sink: Sink, key: str, *, budget: float,
             return RetryLater(f"another process was delivering job "
                               f"{grouping_from_key(key)['job']} to the {sink.name} for the "
                               "whole budget")
-        if known is not None and (store.delivered_seq(key, sink.name) or 0) >= known[1]:
+        mark = store.delivered_seq(key, sink.name)  # (None: never delivered there)
+        if known is not None and (mark or 0) >= known[1]:
             # another process delivered the group, this change with it, while we waited
             return Delivered()
-        return _deliver_rounds(store, sink, key, deadline, known=known, namespace=namespace)
+        return _deliver_rounds(store, sink, key, deadline, known=known, namespace=namespace,
+                               first=mark is None)
 
 
 def _deliver_rounds(store: Store, sink: Sink, key: str, deadline: float, *,
-                    known: tuple[GroupState, int] | None, namespace: str) -> DeliveryResult:
-    if (isinstance(sink, SaysWhatItHolds) and store.fresh
-            and not store.knows_delivery(key, sink.name)):
+                    known: tuple[GroupState, int] | None, namespace: str,
+                    first: bool) -> DeliveryResult:
+    if isinstance(sink, SaysWhatItHolds) and first and store.fresh:
         known = None  # what the group holds after the adoption (here or elsewhere)
         try:
             _adopt(store, sink, sink.name, key, deadline)

@@ -295,10 +295,6 @@ class Store:
             tx.run(sql.FAILED_DELIVERY, {"e": error[:2000], "now": time.time(), "k": key,
                                          "sink": sink})
 
-    def knows_delivery(self, key: str, sink: str) -> bool:
-        """Whether ``sink`` was ever given group ``key`` from this store."""
-        return self.delivered_seq(key, sink) is not None
-
     def delivered_seq(self, key: str, sink: str) -> int | None:
         """The ``seq`` of group ``key`` that ``sink`` took last (None: no delivery mark)."""
         with self._read() as tx:
