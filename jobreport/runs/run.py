@@ -19,7 +19,7 @@ class Run:
     at every run's end, and nothing compares runs by value)."""
 
     __slots__ = ("_ended", "_lock", "_opening", "_ready", "child_pid", "child_pid_start",
-                 "command", "ended", "exclusive", "grouping", "id", "job", "monotonic_start",
+                 "command", "exclusive", "grouping", "id", "job", "monotonic_start",
                  "pid", "spec", "started", "uid")
 
     def __init__(self, job: str, grouping: dict[str, str], started: float,
@@ -44,8 +44,8 @@ class Run:
         #: The run's id before the store gives it one (``$JOBREPORT_RUN_ID`` for a child).
         self.uid = uid if uid is not None else os.urandom(8).hex()
         self.id: int | None = None
-        self.ended = False
-        #: Set when the run ends; the start worker waits on it before opening the run.
+        #: Set when the run ends (``stop``); the start worker waits on it before opening
+        #: the run.
         self._ended = threading.Event()
         #: Set when the start worker is done (run opened in the store, start pushed or
         #: skipped).
@@ -61,12 +61,14 @@ class Run:
     def key(self) -> str:
         return group_key(self.grouping)
 
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
     def stop(self) -> bool:
         """The run is over: no start push or heartbeat begins after this (its end may be
         recorded later, by another thread). True when the start worker is already opening
         the run, whose end must then wait for it."""
         with self._lock:
-            self.ended = True
-            opening = self._opening
-        self._ended.set()
-        return opening
+            self._ended.set()
+            return self._opening
