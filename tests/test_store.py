@@ -312,6 +312,47 @@ def _one_run(job: str) -> None:
         pass
 
 
+def test_a_child_forked_while_a_parent_thread_holds_the_shared_lock_still_reports(
+        tmp_path: Path, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork while another thread of the parent holds the process's shared lock (opening a
+    store or sinks for its own run): the child's lock is a new one, so its run is
+    recorded instead of waiting for a thread that does not exist in it."""
+    import multiprocessing
+    import threading
+
+    from jobreport.runs import SHARED
+
+    monkeypatch.setenv("JOBREPORT_GATEWAY", gateway.url)
+    monkeypatch.setenv("JOBREPORT_DB", f"sqlite:///{tmp_path / 'fork.db'}")
+    monkeypatch.setenv("JOBREPORT_INSTANCE", "h")
+    with job_metrics("held"):
+        pass
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with SHARED._lock:
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert holding.wait(30)
+    try:
+        child = multiprocessing.get_context("fork").Process(target=_one_run, args=("held",))
+        child.start()
+        child.join(30)
+        alive = child.is_alive()
+        if alive:
+            child.kill()
+            child.join(10)
+    finally:
+        release.set()
+        holder.join(30)
+    assert not alive, "the child waited for a lock no thread of it holds"
+    assert child.exitcode == 0
+    assert gateway.samples("held")['jobreport_runs_total{outcome="success"}'] == 2
+
+
 def test_a_forked_child_does_not_use_the_parents_sqlite_connection(tmp_path: Path) -> None:
     """SQLite connections must not cross a fork: the child opens its own."""
     import multiprocessing

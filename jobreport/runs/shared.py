@@ -29,18 +29,23 @@ class _StartQueue:
         self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
             queue.SimpleQueue())
         self._thread: threading.Thread | None = None
-        self._pid = 0
         self._lock = threading.Lock()
 
     def submit(self, func: Callable[..., None], *args: Any) -> None:
         """Queue ``func(*args)``; returns at once (an event loop may be calling)."""
         with self._lock:
-            if self._thread is None or self._pid != os.getpid():  # also after a fork
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="jobreport-start",
                                                 daemon=True)
-                self._pid = os.getpid()
                 start_soon(self._thread)
         self._queue.put((func, args))
+
+    def after_fork(self) -> None:
+        # the thread, what was queued for it and the lock it may have held at the fork
+        # stay behind in the parent (as for ``runs.background.ENDS``)
+        self._queue = queue.SimpleQueue()
+        self._thread = None
+        self._lock = threading.Lock()
 
     def _loop(self) -> None:
         while True:
@@ -84,5 +89,13 @@ class _Shared:
             return sinks
 
 
+    def after_fork(self) -> None:
+        # a lock held by another thread of the parent at the fork would never be released
+        self._lock = threading.Lock()
+        self.starts.after_fork()
+
+
 #: The one process-wide instance.
 SHARED = _Shared()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=SHARED.after_fork)
