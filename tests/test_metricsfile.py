@@ -262,3 +262,15 @@ def test_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
     parsed = read_file(fifo, timeout=60)
     assert parsed.families == []
     assert any("not a regular file" in p for p in parsed.problems)
+
+
+def test_pushed_names_are_refused_in_the_configured_namespace_only() -> None:
+    """`jobreport push` refuses the names of jobreport's namespace: the configured one
+    (JOBREPORT_NAMESPACE) when one is set, jobreport_ otherwise (docs/cli.md)."""
+    from jobreport.wrapper.metricsfile import parse_assignments
+
+    assert parse_assignments(("jobreport_y=2",), "myns").problems == []
+    [problem] = parse_assignments(("myns_y=2",), "myns").problems
+    assert "is reserved" in problem and "myns_" in problem
+    [problem] = parse_assignments(("jobreport_y=2",)).problems
+    assert "is reserved" in problem

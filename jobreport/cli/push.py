@@ -30,8 +30,8 @@ def push(**params: Any) -> None:
     delete` removes the group. It needs a sink (--gateway, --remote-write, --textfile-dir)
     and a store that can keep the values (exit 4 without one: nothing is sent). NAME may
     carry labels: 'rows{table="users"}=42'; VALUE is a number, +Inf, -Inf or NaN (64-bit:
-    1e400 is refused). Names in jobreport's namespace (jobreport_, or the one configured)
-    are refused: a run reports its own size and items.
+    1e400 is refused). Names in jobreport's namespace (jobreport_, or the one
+    JOBREPORT_NAMESPACE names instead) are refused: a run reports its own size and items.
 
     \b
     Example:
