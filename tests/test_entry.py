@@ -215,7 +215,7 @@ def hook(event, args):
     if event in ("os.posix_spawn", "subprocess.Popen"):
         heavy = ["click", "sqlalchemy", "requests", "prometheus_client", "psutil", "tenacity",
                  "dataclasses", "subprocess", "pathlib", "threading", "typing", "logging",
-                 "tomllib", "jobreport.config"]
+                 "tomllib", "jobreport.config", "jobreport.config.load", "jobreport.secrets"]
         loaded = [m for m in heavy if m in sys.modules and m not in before]
         sys.stderr.write("LOADED " + json.dumps(loaded) + "\\n")
 import json
@@ -248,6 +248,23 @@ def test_the_command_starts_before_click_and_the_heavy_packages(isolated_env: Pa
                           env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert loaded == []
+
+
+def test_a_setting_typed_as_a_flag_is_checked_with_its_converter_alone(
+        isolated_env: Path) -> None:
+    """A setting typed as a flag of `jobreport run` (a usage error when it is bad: exit 2,
+    nothing runs) is checked before the command starts by its converter alone: not the
+    settings' loading, typing or the secrets (loaded only to word an error)."""
+    proc, loaded = _probe("run", "--job", "probe", "--gateway", "127.0.0.1:9",
+                          "--instance", "h1", "--db", str(isolated_env / "s.db"), "--",
+                          "true", env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    assert loaded == ["jobreport.config"]  # the package, with only its ``values`` room
+    bad = subprocess.run([sys.executable, "-m", "jobreport", "run", "--job", "probe",
+                          "--gateway", "ftp://ops:s3cret-pw@127.0.0.1:9", "--", "true"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "s3cret-pw" not in bad.stderr, bad.stderr
+    assert "use an http:// or https:// URL" in bad.stderr, bad.stderr
 
 
 _END_PROBE = """

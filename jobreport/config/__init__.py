@@ -13,9 +13,15 @@ file, its ``[jobs.NAME]`` sections, secret files), ``load`` (the steps of ``load
 
 from __future__ import annotations
 
-from jobreport.config.load import load_config
-from jobreport.config.settings import Config, SinkSettings, default_db_url
-from jobreport.config.values import env_name, parse_labels
+# not `from typing import TYPE_CHECKING`, and the rooms loaded on first use: `jobreport run`
+# checks a setting typed as its flag with ``values`` alone, before its command starts
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from jobreport.config.load import load_config
+    from jobreport.config.settings import Config, SinkSettings, default_db_url
+    from jobreport.config.values import env_name, parse_labels
 
 __all__ = [
     "Config",
@@ -25,3 +31,15 @@ __all__ = [
     "load_config",
     "parse_labels",
 ]
+
+_ROOMS = {"load_config": "load", "Config": "settings", "SinkSettings": "settings",
+          "default_db_url": "settings", "env_name": "values", "parse_labels": "values"}
+
+
+def __getattr__(name: str) -> Any:
+    room = _ROOMS.get(name)
+    if room is None:
+        raise AttributeError(f"module 'jobreport.config' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"jobreport.config.{room}"), name)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 from jobreport.durations import setting_seconds
 from jobreport.errors import InvalidNameError
 from jobreport.names import check_namespace
 from jobreport.numbers import setting_whole
-from jobreport.secrets import mask_url
 from jobreport.spec import parse_labels
+
+# not typing's TYPE_CHECKING: a setting typed as a flag of `jobreport run` is checked here
+# before its command starts
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CONVERTERS", "ENV_ONLY", "env_name", "parse_labels"]
 
@@ -26,28 +30,35 @@ def _gateway(value: object) -> str | None:
     text = str(value).strip()
     if not text:
         return None
-    # (edge) every message shows the URL through jobreport.secrets: it may hold a password
-    shown = mask_url(text)
+    given = text
+
+    def shown() -> str:
+        # every message shows the URL through jobreport.secrets (it may hold a password),
+        # loaded only then: a typed --gateway is checked before the command starts
+        from jobreport.secrets import mask_url
+
+        return mask_url(given)
+
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{shown!r}: use an http:// or https:// URL, e.g. http://127.0.0.1:9091")
+        raise ValueError(f"{shown()!r}: use an http:// or https:// URL, e.g. http://127.0.0.1:9091")
     try:
         parts.port  # noqa: B018  (raises ValueError on a bad port)
     except ValueError:
         hint = (" (a password holding / @ or % must be percent-encoded, or set in "
                 "JOBREPORT_PASSWORD)" if "@" in text else "")
-        raise ValueError(f"{shown!r}: the port is not a number from 1 to 65535{hint}") from None
+        raise ValueError(f"{shown()!r}: the port is not a number from 1 to 65535{hint}") from None
     if not parts.hostname:
-        raise ValueError(f"{shown!r}: the URL has no host, e.g. http://127.0.0.1:9091")
+        raise ValueError(f"{shown()!r}: the URL has no host, e.g. http://127.0.0.1:9091")
     try:
         parts.hostname.encode("idna")  # what the HTTP client will do with it
     except UnicodeError:
-        raise ValueError(f"{shown[:60]!r}: the host name is not valid (a part of it is "
+        raise ValueError(f"{shown()[:60]!r}: the host name is not valid (a part of it is "
                          "empty or longer than 63 characters)") from None
     if parts.query or parts.fragment:
-        raise ValueError(f"{shown!r}: the URL must not have a query or fragment")
+        raise ValueError(f"{shown()!r}: the URL must not have a query or fragment")
     return text.rstrip("/")
 
 
