@@ -20,7 +20,7 @@ from jobreport.outcomes import SKIPPED
 
 __all__ = ["CRITICAL", "HEARTBEAT_LOST_AFTER", "KINDS", "NOT_JUDGED", "OK", "SEVERITIES",
            "STATE_NAMES", "UNKNOWN", "WARNING", "Finding", "Kind", "Readings", "findings",
-           "worst"]
+           "rank", "worst"]
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -138,12 +138,16 @@ class Finding:
         return self.text
 
 
+def rank(state: int) -> int:
+    """How grave a state is: CRITICAL over WARNING over UNKNOWN over OK (the order of the
+    monitoring plugins' own ``max_state_alt``: one grave problem is not hidden by a value
+    that could not be judged)."""
+    return (OK, UNKNOWN, WARNING, CRITICAL).index(state)
+
+
 def worst(states: Iterable[int]) -> int:
-    """The state of several partial results: CRITICAL over WARNING over UNKNOWN over OK
-    (the order of the monitoring plugins' own ``max_state_alt``: one grave problem is not
-    hidden by a value that could not be judged)."""
-    order = (OK, UNKNOWN, WARNING, CRITICAL)
-    return max(states, key=order.index, default=OK)
+    """The state of several partial results: the gravest (``rank``)."""
+    return max(states, key=rank, default=OK)
 
 
 def findings(s: Readings) -> list[Finding]:

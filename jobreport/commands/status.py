@@ -18,13 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from jobreport.commands.alerts import (
-    CRITICAL,
     KINDS,
     OK,
-    UNKNOWN,
-    WARNING,
     Finding,
     findings,
+    rank,
     worst,
 )
 from jobreport.config import Config
@@ -221,9 +219,7 @@ def statuses(groups: Iterable[HeldGroup], namespace: str,
     """Each of ``groups`` judged at ``now`` (default: the current time), problems first."""
     when = time.time() if now is None else now
     found = _retire([_group_status(g, namespace, when) for g in groups])
-    graver = (CRITICAL, WARNING, UNKNOWN, OK)
-    return sorted(found, key=lambda g: (graver.index(g.state), g.job,
-                                        sorted(g.labels.items())))
+    return sorted(found, key=lambda g: (-rank(g.state), g.job, sorted(g.labels.items())))
 
 
 def _retire(found: list[GroupStatus]) -> list[GroupStatus]:

@@ -24,6 +24,7 @@ from jobreport.commands.alerts import (
     UNKNOWN,
     WARNING,
     Finding,
+    rank,
     worst,
 )
 from jobreport.commands.status import GroupStatus, gateway_status, listing_sinks
@@ -103,16 +104,12 @@ def _summary(groups: list[GroupStatus], backlog: list[Finding]) -> str:
     for g in groups:
         for label in dict.fromkeys(f.kind.label for f in g.findings if f.state != OK):
             counts[label] += 1
-    order = sorted(counts, key=lambda label: (-_rank(KINDS[label].state), label))
+    order = sorted(counts, key=lambda label: (-rank(KINDS[label].state), label))
     parts = [f"{counts[label]} {label}" for label in order]
     parts += [str(f).split(" (last error", 1)[0] for f in backlog]
     if not parts:
         return f"{len(groups)} group(s), no problem" if groups else "no group yet, no problem"
     return ", ".join(parts)
-
-
-def _rank(state: int) -> int:
-    return (OK, UNKNOWN, WARNING, CRITICAL).index(state)
 
 
 def _details(groups: list[GroupStatus], backlog: list[Finding]) -> list[str]:
