@@ -149,10 +149,10 @@ def _check(params: dict[str, Any]) -> None:
 
 def _unknown(reason: str) -> NoReturn:
     """Say UNKNOWN in the plugin's one status line and exit 3."""
+    from jobreport.commands.status_check import PluginReport
     from jobreport.secrets import mask
 
-    line = " ".join(mask(reason).split()).replace("|", "/")
-    sys.stdout.write(f"JOBREPORT UNKNOWN - {line}\n")
+    sys.stdout.write(PluginReport(UNKNOWN, " ".join(mask(reason).split())).status_line + "\n")
     sys.stdout.flush()
     sys.exit(UNKNOWN)
 
