@@ -13,7 +13,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from jobreport.cron import check_expression
 from jobreport.durations import parse_duration
 from jobreport.schedule import Schedule, deadlines
 from tests.conftest import Gateway
-from tests.test_scripts_download import SHA, FileServer
+from tests.test_scripts_download import SHA, FileServer, files  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 CRONTAB = ROOT / "scripts" / "cron" / "jobreport.crontab"
@@ -98,15 +97,6 @@ def test_crontab_has_a_weekday_job_that_is_not_due_on_the_weekend() -> None:
     due = deadlines(job, last_success=friday, last_start=friday - 60, last_end=friday)
     monday = datetime(2026, 11, 30, 3, 30, tzinfo=timezone.utc).timestamp()
     assert due.start == monday + 0.1 * DAY
-
-
-@pytest.fixture
-def files() -> Iterator[FileServer]:
-    server = FileServer()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def example_data(data: Path) -> None:
