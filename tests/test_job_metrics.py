@@ -339,3 +339,24 @@ def test_unexpected_errors_are_one_line_warnings(
     assert job.outcome == "success"
     assert "simulated bug" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_reset_ends_the_start_thread_once_its_queue_is_done() -> None:
+    """SHARED.reset() (between tests, or a process that starts over) leaves no start thread
+    behind, and what was queued before still runs."""
+    import threading
+    import time
+
+    from jobreport.runs import SHARED
+
+    done: list[int] = []
+    for i in range(20):
+        SHARED.starts.submit(done.append, i)
+        SHARED.reset()
+    deadline = time.monotonic() + 30  # (the threads start soon, not at once)
+    while len(done) < 20 or any(t.name == "jobreport-start" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, (
+            f"{len(done)} of 20 starts ran; start threads: "
+            f"{sum(t.name == 'jobreport-start' for t in threading.enumerate())}")
+        time.sleep(0.01)
+    assert sorted(done) == list(range(20))

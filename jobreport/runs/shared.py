@@ -26,7 +26,7 @@ class _StartQueue:
     starting a thread for every run costs more than a short run's whole report."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
             queue.SimpleQueue())
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -47,9 +47,13 @@ class _StartQueue:
         self._thread = None
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """The thread ends once what was queued before is done."""
+        self._queue.put(None)
+
     def _loop(self) -> None:
-        while True:
-            func, args = self._queue.get()
+        while (item := self._queue.get()) is not None:
+            func, args = item
             func(*args)  # Recorder._start_worker never raises
 
 
@@ -60,12 +64,14 @@ class _Shared:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.starts = _StartQueue()
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
             self.stores: dict[str, Store] = {}
             self.sinks: dict[SinkSettings, list[Sink]] = {}
+            self.starts.close()  # (its thread, if it has one, ends)
             self.starts = _StartQueue()
         forget_notices()
 
