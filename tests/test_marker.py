@@ -18,6 +18,14 @@ from jobreport.state import group_key
 JOBREPORT = [sys.executable, "-m", "jobreport"]
 
 
+def until_no_marker_is_alive() -> None:
+    """Until the runs of the markers are gone (their killed command reaped; bounded)."""
+    deadline = time.monotonic() + 60
+    while any(m.alive() for m in markers()):
+        assert time.monotonic() < deadline, "the killed command is still there"
+        time.sleep(0.05)
+
+
 def test_a_marker_written_before_the_settings_resolves_to_its_group(isolated_env: Path) -> None:
     """A marker that records only the run's labels (the wrapper died before the settings
     were loaded) is found under the group the reader's settings give it."""
@@ -70,10 +78,7 @@ def test_a_wrapper_killed_right_after_the_start_leaves_an_abandoned_run(
     finally:
         if command is not None:
             os.kill(command, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while any(m.alive() for m in markers()):
-        assert time.monotonic() < deadline, "the killed command is still there"
-        time.sleep(0.05)
+    until_no_marker_is_alive()
     proc = subprocess.run([*JOBREPORT, "run", "--job", "victim", "--label", "k=v", "--",
                            "true"], env=env, capture_output=True, text=True, timeout=120,
                           check=False)
@@ -135,10 +140,7 @@ def test_a_secret_in_the_command_line_is_masked_in_the_marker_and_the_adopted_ru
     finally:
         if command is not None:
             os.kill(command, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while any(m.alive() for m in markers()):
-        assert time.monotonic() < deadline, "the killed command is still there"
-        time.sleep(0.05)
+    until_no_marker_is_alive()
     proc = subprocess.run([*JOBREPORT, "run", "--job", "leaky", "--", "echo", secret],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
